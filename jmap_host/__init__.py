@@ -1,0 +1,85 @@
+"""jmap-host: a plugin-based JMAP server.
+
+This module is the public API for plugin authors: everything a plugin may use is exported
+here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-guide.md.
+"""
+
+from __future__ import annotations
+
+from .capabilities import CORE, Account, Call, Capability, Method, RequestContext
+from .config_schema import (
+    REQUIRED,
+    Bool,
+    Choice,
+    ConfigError,
+    Duration,
+    Int,
+    Invalid,
+    Key,
+    List,
+    Map,
+    Secret,
+    Str,
+    Table,
+    TableList,
+)
+from .directory import Directory, DirectoryType, DirectoryUnavailable, Principal, account_id_for
+from .engine import check_get_size, check_set_size
+from .errors import MethodError, RequestError
+from .hookspecs import hookimpl
+from .host import Host, Limits, StartupError, load_host
+from .http import ASGIApp, Receive, Request, Response, Scope, Send, json_response, problem_response
+from .passwords import hash_password
+from .passwords import verify as verify_password
+from .routes import Protocol, Route
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CORE",
+    "REQUIRED",
+    "ASGIApp",
+    "Account",
+    "Bool",
+    "Call",
+    "Capability",
+    "Choice",
+    "ConfigError",
+    "Directory",
+    "DirectoryType",
+    "DirectoryUnavailable",
+    "Duration",
+    "Host",
+    "Int",
+    "Invalid",
+    "Key",
+    "Limits",
+    "List",
+    "Map",
+    "Method",
+    "MethodError",
+    "Principal",
+    "Protocol",
+    "Receive",
+    "Request",
+    "RequestContext",
+    "RequestError",
+    "Response",
+    "Route",
+    "Scope",
+    "Secret",
+    "Send",
+    "StartupError",
+    "Str",
+    "Table",
+    "TableList",
+    "account_id_for",
+    "check_get_size",
+    "check_set_size",
+    "hash_password",
+    "hookimpl",
+    "json_response",
+    "load_host",
+    "problem_response",
+    "verify_password",
+]

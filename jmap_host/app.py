@@ -1,0 +1,226 @@
+"""The HTTP app one listener serves: router, authentication, JMAP endpoints.
+
+The router answers OPTIONS on every known path before authentication (CORS preflight),
+405 with ``Allow`` for a method a path does not serve, 404 for unknown paths, and turns any
+unexpected exception into a 500 problem document without a traceback (the traceback goes to
+the log).  Middleware plugins wrap the whole thing (``asgi_wrapper``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from . import blobs, eventsource
+from .auth import AuthFailure, Authenticator
+from .capabilities import RequestContext
+from .engine import parse_request, run_request
+from .errors import RequestError
+from .http import ASGIApp, BodyTooLarge, Receive, Request, Response, Scope, Send, json_response, problem_response
+from .routes import Route
+from .session import (
+    API_PATH,
+    DOWNLOAD_PATH,
+    EVENTSOURCE_PATH,
+    SESSION_PATH,
+    UPLOAD_PATH,
+    account_capabilities,
+    accounts_for,
+    build_session,
+)
+
+if TYPE_CHECKING:
+    from .host import Host
+
+log = logging.getLogger("jmap_host.http")
+
+NO_STORE = ("Cache-Control", "no-cache, no-store, must-revalidate")
+
+
+class LimitExceeded(Exception):
+    pass
+
+
+class ConcurrencyLimit:
+    """At most ``limit`` requests in flight per user; one more is refused at once, not
+    queued, because RFC 8620 §3.6.1 makes it a request-level ``limit`` error."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.in_flight: dict[str, int] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        if self.in_flight.get(key, 0) >= self.limit:
+            raise LimitExceeded
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self.in_flight[key] -= 1
+            if not self.in_flight[key]:
+                del self.in_flight[key]
+
+
+async def session_endpoint(request: Request) -> Response:
+    """RFC 8620 §2: the Session object, never cached by HTTP caches."""
+    assert request.principal is not None
+    session = await build_session(request.host, request.principal, request.base_url)
+    return json_response(session, headers=[NO_STORE])
+
+
+async def api_endpoint(request: Request) -> Response:
+    """RFC 8620 §3: one API request."""
+    host = request.host
+    principal = request.principal
+    assert principal is not None
+    limiter: ConcurrencyLimit = host.api_concurrency  # type: ignore[attr-defined]
+    try:
+        with limiter.hold(principal.name):
+            try:
+                body = await request.body(limit=host.limits.max_size_request)
+            except BodyTooLarge:
+                raise RequestError(
+                    "limit",
+                    f"the request is larger than {host.limits.max_size_request} octets",
+                    limit="maxSizeRequest",
+                ) from None
+            parsed = parse_request(body, request.header("content-type"), host)
+            accounts = await accounts_for(host, principal)
+            session = await build_session(host, principal, request.base_url)
+            ctx = RequestContext(
+                host=host,
+                principal=principal,
+                accounts=accounts,
+                account_capabilities={a: account_capabilities(host, acc) for a, acc in accounts.items()},
+                using=frozenset(parsed["using"]),
+                created_ids=dict(parsed.get("createdIds") or {}),
+                base_url=request.base_url,
+                session_state=session["state"],
+            )
+            result = await run_request(parsed, ctx)
+            return json_response(result, headers=[NO_STORE])
+    except LimitExceeded:
+        error = RequestError(
+            "limit",
+            f"at most {host.limits.max_concurrent_requests} API requests may run at once",
+            status=429,
+            limit="maxConcurrentRequests",
+        )
+        return problem_response(error.status, error.detail, error.type, **error.extra)
+    except RequestError as error:
+        return problem_response(error.status, error.detail, error.type, **error.extra)
+
+
+async def well_known(request: Request) -> Response:
+    return await session_endpoint(request)
+
+
+def host_routes() -> list[Route]:
+    return [
+        Route("/.well-known/jmap", well_known, ("GET",), name="session (well-known)"),
+        Route(SESSION_PATH, session_endpoint, ("GET",), name="session"),
+        Route(API_PATH, api_endpoint, ("POST",), name="api"),
+        Route(UPLOAD_PATH, blobs.upload, ("POST",), name="upload"),
+        Route(DOWNLOAD_PATH, blobs.download, ("GET",), name="download"),
+        Route(EVENTSOURCE_PATH, eventsource.stream, ("GET",), name="eventsource"),
+    ]
+
+
+class HostApp:
+    """The ASGI app of one HTTP listener, before middleware."""
+
+    def __init__(self, host: Host, listener: dict):
+        self.host = host
+        self.public_url: str | None = listener.get("url")
+        self.routes = host_routes() + host.routes
+        if not hasattr(host, "api_concurrency"):
+            host.api_concurrency = ConcurrencyLimit(host.limits.max_concurrent_requests)  # type: ignore[attr-defined]
+            host.upload_concurrency = ConcurrencyLimit(host.limits.max_concurrent_upload)  # type: ignore[attr-defined]
+            host.authenticator = Authenticator(host)  # type: ignore[attr-defined]
+        self.auth: Authenticator = host.authenticator  # type: ignore[attr-defined]
+
+    def base_url(self, scope: Scope) -> str:
+        if self.public_url:
+            return self.public_url
+        scheme = scope.get("scheme", "http")
+        host_header = None
+        for key, value in scope.get("headers", []):
+            if key.lower() == b"host":
+                host_header = bytes(value).decode("latin-1")
+                break
+        if not host_header:
+            server = scope.get("server") or ("localhost", None)
+            addr = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
+            host_header = f"{addr}:{server[1]}" if server[1] else addr
+        return f"{scheme}://{host_header}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # websocket arrives with push (issue 5); close by not accepting
+        method = scope["method"].upper()
+        try:
+            response = await self.dispatch(scope, receive, method)
+        except Exception:
+            log.exception("unhandled error for %s %s", method, scope.get("path"))
+            response = problem_response(500, "internal error; the server log has the details")
+        await response.send(send, head=method == "HEAD")
+
+    async def dispatch(self, scope: Scope, receive: Receive, method: str) -> Response:
+        path = scope["path"]
+        matched = [(route, params) for route in self.routes if (params := route.match(path)) is not None]
+        if not matched:
+            return problem_response(404, f"no resource at {path}")
+        allowed = sorted({m for route, _ in matched for m in route.methods} | {"OPTIONS"})
+        if "GET" in allowed:
+            allowed = sorted(set(allowed) | {"HEAD"})
+        if method == "OPTIONS":
+            # Preflight is answered before authentication (CORS plugins add their headers).
+            return Response(204, headers=[("Allow", ", ".join(allowed))])
+        wanted = "GET" if method == "HEAD" else method
+        found = next(((r, p) for r, p in matched if wanted in r.methods), None)
+        if found is None:
+            return problem_response(
+                405, f"{method} is not allowed on {path}", headers=[("Allow", ", ".join(allowed))]
+            )
+        route, params = found
+        request = Request(scope, receive, self.host, self.base_url(scope), path_params=params)
+        if route.auth:
+            try:
+                request.principal = await self.auth.authenticate(request)
+            except AuthFailure as failure:
+                headers = list(self.auth.challenge()) if failure.status == 401 else []
+                if failure.retry_after is not None:
+                    headers.append(("Retry-After", str(failure.retry_after)))
+                return problem_response(failure.status, failure.detail, headers=headers)
+        return await route.handler(request)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # Start-up and shut-down hooks run in the server (they span every listener), so the
+    # per-listener lifespan protocol only needs acknowledging.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def build_app(host: Host, listener: dict) -> ASGIApp:
+    """The listener's app wrapped by every active plugin's ``asgi_wrapper``."""
+    from .plugins import call_for_each
+
+    app: ASGIApp = HostApp(host, listener)
+    for plugin, wrapper in call_for_each(host.pm, "asgi_wrapper", host=host):
+        app = wrapper(app)
+    return app
+
+
+__all__ = ["HostApp", "build_app", "host_routes"]

@@ -1,0 +1,137 @@
+"""Authentication of HTTP requests: Basic (directory password) and Bearer (app password).
+
+Failed attempts are counted per client address; past ``authentication.max-failures`` within
+``authentication.failure-window`` that address gets 429 until the window has passed, so a
+password cannot be guessed at network speed.  Verified Basic credentials are remembered for
+a minute under a keyed hash, so a client sending them with every request does not pay for
+an argon2 verification each time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from . import tokens
+from .directory import DirectoryUnavailable, Principal
+from .store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from .host import Host
+    from .http import Request
+
+CREDENTIAL_CACHE_SECONDS = 60.0
+
+
+@dataclass
+class AuthFailure(Exception):
+    """Why a request is not authenticated: 401 (no or bad credentials), 429 (too many
+    failures from this address) or 503 (the directory cannot answer now)."""
+
+    status: int
+    detail: str
+    retry_after: int | None = None
+
+
+class Authenticator:
+    def __init__(self, host: Host):
+        self.host = host
+        cfg = host.config.data["authentication"]
+        self.max_failures: int = cfg["max-failures"]
+        self.window: float = cfg["failure-window"]
+        self.realm: str = cfg["realm"]
+        self._failures: dict[str, deque[float]] = {}
+        self._cache_key = secrets.token_bytes(32)
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
+
+    def challenge(self) -> list[tuple[str, str]]:
+        realm = self.realm.replace('"', "")
+        return [
+            ("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"'),
+            ("WWW-Authenticate", f'Bearer realm="{realm}"'),
+        ]
+
+    def _blocked_for(self, address: str) -> int | None:
+        now = time.monotonic()
+        failures = self._failures.get(address)
+        if not failures:
+            return None
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if not failures:
+            del self._failures[address]
+            return None
+        if len(failures) >= self.max_failures:
+            return max(1, int(failures[0] + self.window - now) + 1)
+        return None
+
+    def _record_failure(self, address: str) -> None:
+        self._failures.setdefault(address, deque()).append(time.monotonic())
+        if len(self._failures) > 100_000:  # bound memory under a spray from many addresses
+            oldest = next(iter(self._failures))
+            del self._failures[oldest]
+
+    async def authenticate(self, request: Request) -> Principal:
+        address = request.client_address
+        blocked = self._blocked_for(address)
+        if blocked is not None:
+            raise AuthFailure(429, "too many failed logins from this address; try again later", blocked)
+        header = request.header("authorization")
+        if not header:
+            raise AuthFailure(401, "authentication required")
+        scheme, _, value = header.strip().partition(" ")
+        value = value.strip()
+        try:
+            if scheme.lower() == "basic":
+                principal = await self._basic(value)
+            elif scheme.lower() == "bearer":
+                principal = await self._bearer(value)
+            else:
+                raise AuthFailure(401, f"unsupported authentication scheme {scheme!r}; use Basic or Bearer")
+        except (DirectoryUnavailable, StoreUnavailable):
+            raise AuthFailure(503, "the user directory is unavailable; try again later", 5) from None
+        if principal is None:
+            self._record_failure(address)
+            # A constant-ish pause makes a failure no quicker than a success to observe.
+            await trio.sleep(0.05 + secrets.randbelow(50) / 1000)
+            raise AuthFailure(401, "invalid credentials")
+        return principal
+
+    async def _basic(self, value: str) -> Principal | None:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise AuthFailure(401, "malformed Basic credentials") from None
+        username, sep, password = decoded.partition(":")
+        if not sep:
+            raise AuthFailure(401, "malformed Basic credentials")
+        key = hmac.new(self._cache_key, decoded.encode("utf-8"), hashlib.sha256).digest()
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached and cached[0] > now:
+            return cached[1]
+        principal = await self.host.directory.authenticate(username, password)
+        if principal is not None and principal.kind == "individual":
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = (now + CREDENTIAL_CACHE_SECONDS, principal)
+            return principal
+        return None
+
+    async def _bearer(self, value: str) -> Principal | None:
+        name = await trio.to_thread.run_sync(tokens.verify, self.host.store, value)
+        if name is None:
+            return None
+        principal = await self.host.directory.principal(name)
+        if principal is None or principal.kind != "individual":
+            return None  # the user was removed from the directory: the token dies with it
+        return principal

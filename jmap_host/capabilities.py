@@ -1,0 +1,98 @@
+"""Capabilities and methods: what a capability plugin registers.
+
+A :class:`Capability` names its URN, the object it puts in the session's ``capabilities``,
+the per-account object it puts in ``accountCapabilities`` (or None for accounts it does not
+serve) and the methods it defines.  The engine dispatches a method only when its
+capability is in the request's ``using`` (RFC 8620 §3.3), and checks ``accountId`` for
+methods that take one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .directory import Principal
+    from .host import Host
+
+CORE = "urn:ietf:params:jmap:core"
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account the authenticated user can use (RFC 8620 §1.6.2)."""
+
+    id: str
+    name: str
+    owner: Principal
+    is_personal: bool
+    is_read_only: bool = False
+
+
+@dataclass
+class RequestContext:
+    """What one API request shares between its method calls."""
+
+    host: Host
+    principal: Principal
+    accounts: dict[str, Account]
+    account_capabilities: dict[str, dict[str, Any]]
+    using: frozenset[str]
+    created_ids: dict[str, str]
+    base_url: str
+    session_state: str
+
+
+@dataclass
+class Call:
+    """One method call as its handler sees it: arguments already have result references
+    resolved (RFC 8620 §3.7); ``account`` is set for methods that take ``accountId``."""
+
+    name: str
+    args: dict[str, Any]
+    call_id: str
+    request: RequestContext
+    account: Account | None = None
+
+    @property
+    def host(self) -> Host:
+        return self.request.host
+
+
+Handler = Callable[[Call], Awaitable["dict[str, Any] | list[tuple[str, dict[str, Any]]]"]]
+
+
+@dataclass
+class Method:
+    """A JMAP method: the literal wire name (``"Foo/get"``), its handler, and whether it
+    takes an ``accountId`` (most do; ``Core/echo`` does not).
+
+    The handler returns the response arguments (the response gets the method's name), or a
+    list of ``(response name, arguments)`` pairs for methods that answer more than once.
+    It raises :class:`jmap_host.MethodError` for method-level errors.
+    """
+
+    name: str
+    handler: Handler
+    takes_account: bool = True
+    writes: bool = False
+
+
+@dataclass
+class Capability:
+    """A capability URN with its session data and methods.
+
+    ``session`` is the value under ``capabilities`` in the session (RFC 8620 §2).
+    ``account(host, account)`` returns the value under ``accountCapabilities`` for that
+    account, or None when the account does not support this capability.  ``primary``
+    says whether the user's own account is listed in ``primaryAccounts`` for it.
+    """
+
+    urn: str
+    session: dict[str, Any] = field(default_factory=dict)
+    methods: list[Method] = field(default_factory=list)
+    account: Callable[[Host, Account], dict[str, Any] | None] | None = None
+    primary: bool = True
+    plugin: str = field(default="", compare=False)

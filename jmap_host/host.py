@@ -1,0 +1,227 @@
+"""The host: configuration, active plugins and the registries built from their hooks.
+
+Everything here happens once, at start-up.  The per-request path reads the dicts built
+here and never calls pluggy (ARCHITECTURE.md, rule 3).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .migrations import host_migrations
+from .capabilities import CORE, Capability, Method
+from .config import Config, build_schema, check_plugins_table, read_toml, validate
+from .config_schema import ConfigError, ConfigProblem, Key, Table
+from .directory import Directory, DirectoryType
+from .plugins import InstalledPlugin, call_for_each, choose_active, discover, make_manager, sort_plugins
+from .routes import Protocol, Route
+from .store import Store
+
+log = logging.getLogger("jmap_host")
+
+
+class StartupError(Exception):
+    """Plugins do not fit together (a URN, method or route registered twice...)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The RFC 8620 §2 core limits, as configured under ``[jmap.protocol]``."""
+
+    max_size_upload: int
+    max_concurrent_upload: int
+    max_size_request: int
+    max_concurrent_requests: int
+    max_calls_in_request: int
+    max_objects_in_get: int
+    max_objects_in_set: int
+    max_json_depth: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> Limits:
+        p = config.data["jmap"]["protocol"]
+        return cls(
+            max_size_upload=p["upload"]["max-size"],
+            max_concurrent_upload=p["upload"]["max-concurrent"],
+            max_size_request=p["request"]["max-size"],
+            max_concurrent_requests=p["request"]["max-concurrent"],
+            max_calls_in_request=p["request"]["max-calls"],
+            max_objects_in_get=p["get"]["max-objects"],
+            max_objects_in_set=p["set"]["max-objects"],
+            max_json_depth=p["request"]["max-json-depth"],
+        )
+
+    def session_object(self) -> dict[str, int]:
+        return {
+            "maxSizeUpload": self.max_size_upload,
+            "maxConcurrentUpload": self.max_concurrent_upload,
+            "maxSizeRequest": self.max_size_request,
+            "maxConcurrentRequests": self.max_concurrent_requests,
+            "maxCallsInRequest": self.max_calls_in_request,
+            "maxObjectsInGet": self.max_objects_in_get,
+            "maxObjectsInSet": self.max_objects_in_set,
+        }
+
+
+class Host:
+    """A configured jmap-host.  Build one with :func:`load_host`."""
+
+    def __init__(
+        self,
+        config: Config,
+        active: list[InstalledPlugin],
+        inactive: list[InstalledPlugin],
+        directory_types: dict[str, DirectoryType],
+        protocols: dict[str, Protocol],
+    ):
+        self.config = config
+        self.active_plugins = active
+        self.inactive_plugins = inactive
+        self.pm = make_manager(active)
+        self.directory_types = directory_types
+        self.protocols = protocols
+        self.limits = Limits.from_config(config)
+        self.store = Store(config.data["storage"]["path"])
+        self.store.add_migrations(host_migrations)
+        self.nursery: trio.Nursery | None = None
+        self.capabilities: dict[str, Capability] = {}
+        self.methods: dict[str, tuple[Method, str]] = {}
+        self.routes: list[Route] = []
+        self.directories: dict[str, Directory] = {}
+        self._build_capabilities()
+        self._build_routes()
+        self._build_directories()
+
+    # -- registries ----------------------------------------------------------------------
+
+    def _build_capabilities(self) -> None:
+        for plugin, caps in call_for_each(self.pm, "register_capabilities", host=self):
+            for cap in caps:
+                cap.plugin = plugin
+                if cap.urn in self.capabilities:
+                    other = self.capabilities[cap.urn].plugin
+                    raise StartupError(f"capability {cap.urn} is registered by both {other!r} and {plugin!r}")
+                self.capabilities[cap.urn] = cap
+                for method in cap.methods:
+                    if method.name in self.methods:
+                        other = self.capabilities[self.methods[method.name][1]].plugin
+                        raise StartupError(
+                            f"method {method.name} is registered by both {other!r} and {plugin!r}"
+                        )
+                    self.methods[method.name] = (method, cap.urn)
+        if CORE not in self.capabilities:
+            raise StartupError(f"no active plugin provides {CORE} (is jmap-host-core installed?)")
+
+    def _build_routes(self) -> None:
+        from .app import host_routes  # the host's own routes; plugins' must not clash
+
+        taken = {r.path: "the host" for r in host_routes()}
+        for plugin, routes in call_for_each(self.pm, "register_routes", host=self):
+            for route in routes:
+                route.plugin = plugin
+                if route.path in taken:
+                    raise StartupError(f"route {route.path} from {plugin!r} clashes with {taken[route.path]}")
+                taken[route.path] = repr(plugin)
+                self.routes.append(route)
+
+    def _build_directories(self) -> None:
+        for name, table in self.config.data["directory"].items():
+            kind = self.directory_types[table["type"]]
+            self.directories[name] = kind.create(name, table, self)
+
+    @property
+    def directory(self) -> Directory:
+        """The directory that authenticates users (``storage.directory``)."""
+        return self.directories[self.config.data["storage"]["directory"]]
+
+    def plugin_config(self, dotted: str, default: Any = None) -> Any:
+        """A validated configuration value by dotted path, e.g. ``"jmap.http.headers"``."""
+        return self.config.get(dotted, default)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        await trio.to_thread.run_sync(self.store.migrate)
+        for plugin, result in call_for_each(self.pm, "startup", host=self):
+            if inspect.isawaitable(result):
+                await result
+
+    async def shutdown(self) -> None:
+        for plugin, result in reversed(call_for_each(self.pm, "shutdown", host=self)):
+            try:
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("plugin %s failed to shut down cleanly", plugin)
+        self.store.close()
+
+
+def load_host(
+    path: str | Path | None = None, *, extra_plugins: Iterable[tuple[str, Any]] = ()
+) -> Host:
+    """Read and validate the configuration at ``path`` (the embedded default when None),
+    activate plugins and build a :class:`Host`.
+
+    ``extra_plugins`` are ``(name, object)`` pairs treated exactly like installed plugins,
+    for tests that exercise a hook with a throw-away plugin.  Raises :class:`ConfigError`.
+    """
+    file, base_dir, doc = read_toml(path)
+    installed = discover()
+    names = {p.name for p in installed}
+    for name, obj in extra_plugins:
+        if name in names:
+            raise ValueError(f"a plugin called {name!r} is already installed")
+        from .plugins import implemented_hooks
+
+        installed.append(InstalledPlugin(name=name, obj=obj, hooks=implemented_hooks(obj)))
+    installed = sort_plugins(installed)
+    active, inactive = choose_active(installed, check_plugins_table(doc, file, base_dir), file)
+    pm = make_manager(active)
+
+    directory_types: dict[str, DirectoryType] = {}
+    for plugin, types in call_for_each(pm, "register_directories"):
+        for dt in types:
+            dt.plugin = plugin
+            if dt.type in directory_types:
+                raise StartupError(f"directory type {dt.type!r} registered by both "
+                                   f"{directory_types[dt.type].plugin!r} and {plugin!r}")
+            directory_types[dt.type] = dt
+    protocols: dict[str, Protocol] = {}
+    for plugin, protos in call_for_each(pm, "register_protocols"):
+        for proto in protos:
+            proto.plugin = plugin
+            if proto.name in protocols:
+                raise StartupError(f"protocol {proto.name!r} registered by both "
+                                   f"{protocols[proto.name].plugin!r} and {plugin!r}")
+            protocols[proto.name] = proto
+    plugin_keys: list[tuple[str, Key]] = []
+    for plugin, keys in call_for_each(pm, "config_keys"):
+        for table, key in keys:
+            key.owner = plugin
+            plugin_keys.append((table, key))
+    inactive_keys = []
+    for p in inactive:
+        fn = getattr(p.obj, "config_keys", None)
+        if fn is not None and hasattr(fn, "jmap_host_impl"):
+            inactive_keys += [(table, key.name, p.name) for table, key in fn()]
+    try:
+        schema = build_schema(
+            plugin_keys,
+            inactive_keys,
+            {name: dt.keys for name, dt in directory_types.items()},
+            list(protocols),
+        )
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    config = validate(doc, schema, file, base_dir)
+    return Host(config, active, inactive, directory_types, protocols)
+
+
+__all__ = ["ConfigError", "ConfigProblem", "Host", "Limits", "StartupError", "Table", "load_host"]

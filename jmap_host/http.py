@@ -1,0 +1,155 @@
+"""The few HTTP pieces the host needs on top of raw ASGI: a request, a response, problems.
+
+The host speaks ASGI directly (hypercorn gives it scopes) rather than through a web
+framework: the surface is a handful of routes, and middleware plugins wrap plain ASGI apps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+if TYPE_CHECKING:
+    from .directory import Principal
+    from .host import Host
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the limit given to :meth:`Request.body`."""
+
+
+@dataclass
+class Request:
+    """One HTTP request as a route handler sees it."""
+
+    scope: Scope
+    receive: Receive
+    host: Host
+    base_url: str
+    principal: Principal | None = None
+    path_params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return str(self.scope["method"])
+
+    @property
+    def path(self) -> str:
+        return str(self.scope["path"])
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.scope.get("headers", []):
+            if key.lower() == wanted:
+                return bytes(value).decode("latin-1")
+        return None
+
+    @property
+    def client_address(self) -> str:
+        client = self.scope.get("client")
+        return str(client[0]) if client else "unknown"
+
+    async def body(self, limit: int | None = None) -> bytes:
+        """Read the whole body, refusing (before reading it all) one larger than ``limit``."""
+        length = self.header("content-length")
+        if limit is not None and length and length.isdigit() and int(length) > limit:
+            raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+@dataclass
+class Response:
+    """A response: a body of bytes, or ``stream`` (an async iterator of chunks)."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    stream: AsyncIterator[bytes] | None = None
+
+    async def send(self, send: Send, *, head: bool = False) -> None:
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        if self.stream is None:
+            headers.append((b"content-length", str(len(self.body)).encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        if head:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if self.stream is None:
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        async for chunk in self.stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def dumps(value: Any) -> bytes:
+    """JSON as the host sends it: UTF-8, compact, never NaN (RFC 8620 §1.5, I-JSON)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def json_response(value: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(
+        status=status,
+        body=dumps(value),
+        headers=[("Content-Type", "application/json; charset=utf-8"), *(headers or [])],
+    )
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    type: str = "about:blank",
+    headers: list[tuple[str, str]] | None = None,
+    **extra: Any,
+) -> Response:
+    """An RFC 7807 problem document, as RFC 8620 §3.6.1 asks for request-level errors."""
+    body = {"type": type, "status": status, "title": REASONS.get(status, ""), "detail": detail, **extra}
+    if type != "about:blank":
+        body.pop("title")
+    return Response(
+        status=status,
+        body=dumps(body),
+        headers=[("Content-Type", "application/problem+json"), *(headers or [])],
+    )

@@ -1,0 +1,12 @@
+"""The host's own migration set ("host"); each plugin registers its own set."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from .blobs import create_blob_table
+from .tokens import create_app_passwords
+
+host_migrations = sqlite_utils.Migrations("host")
+host_migrations(name="app_passwords")(create_app_passwords)
+host_migrations(name="blobs")(create_blob_table)

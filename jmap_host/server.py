@@ -1,0 +1,121 @@
+"""Serving every configured listener on trio until SIGINT or SIGTERM.
+
+Each HTTP listener is one ``hypercorn.trio.serve`` with its own binds and TLS; all share the
+host.  On a signal the shutdown event fires, hypercorn stops accepting and lets requests in
+flight finish (up to ``graceful-timeout``), then the plugins' shutdown hooks run.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .app import build_app
+from .host import Host
+
+log = logging.getLogger("jmap_host.server")
+
+
+def hypercorn_config(listener: dict[str, Any]) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = list(listener["bind"])
+    config.graceful_timeout = listener["graceful-timeout"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.include_server_header = False
+    tls = listener.get("tls")
+    if tls:
+        config.certfile = tls["certificate"]
+        config.keyfile = tls["private-key"]
+    return config
+
+
+async def serve(
+    host: Host,
+    *,
+    shutdown: trio.Event | None = None,
+    on_ready: Callable[[dict[str, list[str]]], None] | None = None,
+    task_status: trio.TaskStatus[dict[str, list[str]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown`` is set.  Reports {listener name: [bound URLs]} through
+    ``task_status`` (and ``on_ready``) once every listener accepts connections."""
+    shutdown = trio.Event() if shutdown is None else shutdown
+    bound: dict[str, list[str]] = {}
+    try:
+        async with trio.open_nursery() as background:
+            # Plugins' background work lives here; it is cancelled once the servers stop.
+            host.nursery = background
+            await host.startup()
+            async with trio.open_nursery() as servers:
+                for name, listener in host.config.data["server"]["listener"].items():
+                    protocol = host.protocols[listener["protocol"]]
+                    if protocol.transport == "http":
+                        app = build_app(host, listener)
+                        urls = await servers.start(_serve_http, app, hypercorn_config(listener), shutdown)
+                    else:
+                        urls = await servers.start(_serve_stream, host, protocol, listener, shutdown)
+                    bound[name] = urls
+                if on_ready:
+                    on_ready(bound)
+                task_status.started(bound)
+            # Every hypercorn serve returns once the shutdown event has fired and requests
+            # in flight have finished (or graceful-timeout has passed).
+            background.cancel_scope.cancel()
+    finally:
+        host.nursery = None
+        with trio.CancelScope(shield=True):
+            await host.shutdown()
+
+
+async def _serve_http(
+    app: Any, config: HypercornConfig, shutdown: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
+
+
+async def _serve_stream(
+    host: Host, protocol: Any, listener: dict[str, Any], shutdown: trio.Event,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    urls = []
+    async with trio.open_nursery() as nursery:
+        listeners = []
+        for bind in listener["bind"]:
+            address, _, port = bind.rpartition(":")
+            address = address.strip("[]")
+            listeners += await trio.open_tcp_listeners(int(port), host=address)
+        for lst in listeners:
+            sockname = lst.socket.getsockname()
+            urls.append(f"{listener['protocol']}://{sockname[0]}:{sockname[1]}")
+
+        async def handle(stream: trio.SocketStream) -> None:
+            await protocol.handler(stream, host, listener)
+
+        for lst in listeners:
+            nursery.start_soon(trio.serve_listeners, handle, [lst])
+        task_status.started(urls)
+        await shutdown.wait()
+        nursery.cancel_scope.cancel()
+
+
+async def run_until_signal(host: Host, on_ready: Callable[[dict[str, list[str]]], None]) -> None:
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.warning("received %s: finishing requests in flight, then stopping",
+                                signal.Signals(signum).name)
+                    shutdown.set()
+                    return
+
+        nursery.start_soon(watch_signals)
+        await serve(host, shutdown=shutdown, on_ready=on_ready)
+        nursery.cancel_scope.cancel()

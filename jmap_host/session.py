@@ -1,0 +1,96 @@
+"""The JMAP Session resource (RFC 8620 §2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from .capabilities import CORE, Account
+from .directory import Principal
+
+if TYPE_CHECKING:
+    from .host import Host
+
+API_PATH = "/jmap/api"
+SESSION_PATH = "/jmap/session"
+UPLOAD_PATH = "/jmap/upload/{accountId}/"
+DOWNLOAD_PATH = "/jmap/download/{accountId}/{blobId}/{name}"
+EVENTSOURCE_PATH = "/jmap/eventsource/"
+
+
+async def accounts_for(host: Host, principal: Principal) -> dict[str, Account]:
+    """The user's own account, then the group accounts it is a member of (§1.6.2)."""
+    accounts = {
+        principal.account_id: Account(
+            id=principal.account_id,
+            name=principal.emails[0] if principal.emails else principal.name,
+            owner=principal,
+            is_personal=True,
+        )
+    }
+    for group_name in principal.member_of:
+        group = await host.directory.principal(group_name)
+        if group is None or group.kind != "group":
+            continue
+        accounts[group.account_id] = Account(
+            id=group.account_id,
+            name=group.emails[0] if group.emails else group.name,
+            owner=group,
+            is_personal=False,
+        )
+    return accounts
+
+
+def account_capabilities(host: Host, account: Account) -> dict[str, Any]:
+    """``accountCapabilities`` for one account: a capability appears only where its
+    methods can be used with the account (§2)."""
+    out: dict[str, Any] = {}
+    for urn, cap in host.capabilities.items():
+        if cap.account is not None:
+            value = cap.account(host, account)
+            if value is not None:
+                out[urn] = value
+        elif any(m.takes_account for m in cap.methods):
+            out[urn] = {}
+    return out
+
+
+async def build_session(host: Host, principal: Principal, base_url: str) -> dict[str, Any]:
+    accounts = await accounts_for(host, principal)
+    per_account = {acc_id: account_capabilities(host, acc) for acc_id, acc in accounts.items()}
+    own = principal.account_id
+    primary: dict[str, str] = {}
+    for urn, cap in host.capabilities.items():
+        if cap.primary and urn in per_account[own]:
+            primary[urn] = own
+    if host.config.data["jmap"]["session"]["core-primary-account"]:
+        # RFC 8620 §2 says core SHOULD NOT be here; Fastmail lists it and clients such as
+        # jmapc pick their account from it when no mail capability is present.
+        primary[CORE] = own
+    session: dict[str, Any] = {
+        "capabilities": {urn: cap.session for urn, cap in host.capabilities.items()},
+        "accounts": {
+            acc_id: {
+                "name": acc.name,
+                "isPersonal": acc.is_personal,
+                "isReadOnly": acc.is_read_only,
+                "accountCapabilities": per_account[acc_id],
+            }
+            for acc_id, acc in accounts.items()
+        },
+        "primaryAccounts": primary,
+        "username": principal.name,
+        "apiUrl": base_url + API_PATH,
+        "downloadUrl": base_url + DOWNLOAD_PATH + "?type={type}",
+        "uploadUrl": base_url + UPLOAD_PATH,
+        "eventSourceUrl": base_url + EVENTSOURCE_PATH + "?types={types}&closeafter={closeafter}&ping={ping}",
+    }
+    session["state"] = session_state(session)
+    return session
+
+
+def session_state(session: dict[str, Any]) -> str:
+    """Changes whenever any other property of the session does (§2)."""
+    body = {k: v for k, v in session.items() if k != "state"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

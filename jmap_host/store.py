@@ -1,0 +1,105 @@
+"""The host's SQLite database: one file under ``storage.path``.
+
+Durability rules (ARCHITECTURE.md): WAL, ``synchronous=FULL`` on every connection, writes
+in ``BEGIN IMMEDIATE`` transactions on one writer, reads in worker threads so the event
+loop never waits on the disk.  Each plugin owns a named migration set (sqlite-utils
+``Migrations``) applied at start-up.  Nothing outside this module writes SQLite-specific SQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+import trio
+
+T = TypeVar("T")
+
+DATABASE_NAME = "jmap-host.db"
+
+
+class StoreUnavailable(Exception):
+    """The database is busy or locked past the timeout: a temporary condition."""
+
+
+class Store:
+    """The host database.  Use :meth:`read` and :meth:`write` from async code."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.path = self.directory / DATABASE_NAME
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._migrations: list[sqlite_utils.Migrations] = []
+
+    def connect(self) -> sqlite_utils.Database:
+        """This thread's connection (SQLite connections are not shared between threads)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=True)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            db = sqlite_utils.Database(conn)
+            self._local.db = db
+        return db
+
+    def add_migrations(self, migrations: sqlite_utils.Migrations) -> None:
+        self._migrations.append(migrations)
+
+    def migrate(self) -> list[str]:
+        """Apply every pending migration of every set; returns "set:name" of those applied."""
+        db = self.connect()
+        applied = []
+        with self._write_lock:
+            for m in self._migrations:
+                pending = [p.name for p in m.pending(db)]
+                m.apply(db)
+                applied += [f"{m.name}:{name}" for name in pending]
+        return applied
+
+    def read_sync(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        try:
+            return fn(self.connect())
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreUnavailable(str(exc)) from exc
+            raise
+
+    def write_sync(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; committed (and, with
+        synchronous=FULL, durable) when this returns, rolled back if ``fn`` raises."""
+        db = self.connect()
+        with self._write_lock:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+    async def read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        return await trio.to_thread.run_sync(self.read_sync, fn)
+
+    async def write(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        return await trio.to_thread.run_sync(self.write_sync, fn)
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+
+def rows(db: sqlite_utils.Database, table: str, where: str | None = None, args: Any = None) -> list[dict]:
+    return list(db[table].rows_where(where, args or [])) if db[table].exists() else []

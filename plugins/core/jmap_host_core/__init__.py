@@ -1,0 +1,33 @@
+"""The essential plugin: RFC 8620's ``urn:ietf:params:jmap:core`` capability, ``Core/echo``
+and the ``jmap`` listener protocol (the host's HTTP app)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jmap_host import CORE, Call, Capability, Host, Method, Protocol, hookimpl
+
+# RFC 4790 collations the host's standard /query sorts and filters with.
+COLLATIONS = ["i;ascii-casemap", "i;octet", "i;unicode-casemap"]
+
+
+async def core_echo(call: Call) -> dict[str, Any]:
+    """RFC 8620 §4: return exactly the arguments given."""
+    return call.args
+
+
+@hookimpl
+def register_capabilities(host: Host) -> list[Capability]:
+    return [
+        Capability(
+            urn=CORE,
+            session={**host.limits.session_object(), "collationAlgorithms": COLLATIONS},
+            methods=[Method("Core/echo", core_echo, takes_account=False)],
+            primary=False,
+        )
+    ]
+
+
+@hookimpl
+def register_protocols() -> list[Protocol]:
+    return [Protocol("jmap", transport="http", doc="JMAP over HTTP: session, API, blobs, push")]
