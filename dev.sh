@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# jmap-host developer entry point.  Works on a fresh Debian machine with Python 3.11:
+#   bash dev.sh serve   set up .venv, then run the server on the embedded default config
+#   bash dev.sh test    set up .venv and Chromium, then run ruff and the whole test suite
+#   bash dev.sh setup   only set up .venv (host, every in-repo plugin, test tools)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "dev.sh: need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+apt_install() {
+  # apt-get update only once per run, and only when something is missing.
+  if [ -z "${APT_UPDATED:-}" ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+setup() {
+  if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_install python3-venv
+  fi
+  if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fi
+  local args=(-e ".[test]")
+  for plugin in plugins/*/; do args+=(-e "$plugin"); done
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${args[@]}"
+}
+
+setup_browser() {
+  # The CORS test drives Debian's Chromium through Playwright (no browser download).
+  if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
+}
+
+case "${1:-}" in
+  serve)
+    shift; setup; exec .venv/bin/jmap-host run "$@" ;;
+  test)
+    shift; setup; setup_browser
+    .venv/bin/ruff check .
+    exec .venv/bin/python -m pytest "$@" ;;
+  setup)
+    setup ;;
+  *)
+    echo "usage: bash dev.sh serve|test|setup" >&2; exit 2 ;;
+esac

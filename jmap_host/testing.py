@@ -1,0 +1,140 @@
+"""Test helpers for jmap-host and its plugins (a pytest plugin, registered as ``pytest11``).
+
+```python
+from jmap_host.testing import write_config, running_server
+
+async def test_greet(tmp_path):
+    config = write_config(tmp_path)                 # 127.0.0.1:0, users alice and bob
+    async with running_server(config) as server:    # a real hypercorn on a free port
+        async with server.client("alice") as client:   # httpx, Basic auth as alice
+            response = await client.get("/.well-known/jmap")
+```
+"""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .host import Host, load_host
+
+PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
+
+BASE_CONFIG = """\
+[server.listener."jmap"]
+bind = ["127.0.0.1:0"]
+protocol = "jmap"
+
+[storage]
+directory = "memory"
+path = "{data}"
+
+[directory."memory"]
+type = "memory"
+
+[[directory."memory".principals]]
+name = "alice"
+secret = "alice-password"
+email = ["alice@example.org", "sales@example.org"]
+description = "Alice Example"
+member-of = ["sales"]
+
+[[directory."memory".principals]]
+name = "bob"
+secret = "bob-password"
+email = ["bob@example.org"]
+description = "Bob Example"
+
+[[directory."memory".principals]]
+name = "sales"
+class = "group"
+email = ["sales-team@example.org"]
+description = "Sales"
+"""
+
+
+def write_config(directory: Path, extra: str = "", *, base: str | None = None, name: str = "jmap.toml") -> Path:
+    """Write a test configuration into ``directory``: one JMAP listener on 127.0.0.1 with a
+    free port, data under ``directory/data``, users alice and bob (passwords in
+    :data:`PASSWORDS`) and the group sales.  ``extra`` TOML is appended."""
+    text = (base if base is not None else BASE_CONFIG).format(data=(directory / "data").as_posix())
+    path = directory / name
+    path.write_text(text + "\n" + textwrap.dedent(extra), encoding="utf-8")
+    return path
+
+
+def basic(user: str, password: str | None = None) -> dict[str, str]:
+    """An Authorization header for ``user`` (password from :data:`PASSWORDS` by default)."""
+    secret = PASSWORDS[user] if password is None else password
+    token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@dataclass
+class RunningServer:
+    """A server started by :func:`running_server`: its host and the URLs it listens on."""
+
+    host: Host
+    urls: dict[str, list[str]]
+
+    @property
+    def url(self) -> str:
+        """Base URL of the first HTTP listener."""
+        for urls in self.urls.values():
+            for url in urls:
+                if url.startswith("http"):
+                    return url
+        raise LookupError("no HTTP listener")
+
+    def client(self, user: str | None = None, password: str | None = None, **kwargs: Any) -> Any:
+        """An ``httpx.AsyncClient`` on this server, authenticated as ``user`` if given."""
+        import httpx
+
+        headers = basic(user, password) if user else {}
+        headers.update(kwargs.pop("headers", {}))
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10, **kwargs)
+
+
+@asynccontextmanager
+async def running_server(
+    config: Path | Host, *, extra_plugins: Iterable[tuple[str, Any]] = ()
+) -> AsyncIterator[RunningServer]:
+    """Start a real server (hypercorn on trio) for the configuration and stop it on exit."""
+    from .server import serve
+
+    host = config if isinstance(config, Host) else load_host(config, extra_plugins=extra_plugins)
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(lambda task_status: serve(host, shutdown=shutdown, task_status=task_status))
+        try:
+            yield RunningServer(host, urls)
+        finally:
+            shutdown.set()
+
+
+async def api(client: Any, calls: list[list[Any]], using: list[str] | None = None, **extra: Any) -> Any:
+    """POST a JMAP request with ``client`` and return the decoded response (asserting 200)."""
+    body = {"using": using or ["urn:ietf:params:jmap:core"], "methodCalls": calls, **extra}
+    response = await client.post("/jmap/api", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - the helpers above work without pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture
+    def jmap_config(tmp_path: Path) -> Path:
+        """A test configuration file (see :func:`write_config`)."""
+        return write_config(tmp_path)
