@@ -6,6 +6,7 @@ here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-gu
 
 from __future__ import annotations
 
+from . import tokens
 from .capabilities import CORE, Account, Call, Capability, Method, RequestContext
 from .config_schema import (
     REQUIRED,
@@ -81,5 +82,6 @@ __all__ = [
     "json_response",
     "load_host",
     "problem_response",
+    "tokens",
     "verify_password",
 ]

@@ -14,11 +14,21 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from . import blobs, eventsource
-from .auth import AuthFailure, Authenticator
+from .auth import Authenticator, AuthFailure
 from .capabilities import RequestContext
 from .engine import parse_request, run_request
 from .errors import RequestError
-from .http import ASGIApp, BodyTooLarge, Receive, Request, Response, Scope, Send, json_response, problem_response
+from .http import (
+    ASGIApp,
+    BodyTooLarge,
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+    json_response,
+    problem_response,
+)
 from .routes import Route
 from .session import (
     API_PATH,
@@ -94,7 +104,9 @@ async def api_endpoint(request: Request) -> Response:
                 host=host,
                 principal=principal,
                 accounts=accounts,
-                account_capabilities={a: account_capabilities(host, acc) for a, acc in accounts.items()},
+                account_capabilities={
+                    a: account_capabilities(host, acc) for a, acc in accounts.items()
+                },
                 using=frozenset(parsed["using"]),
                 created_ids=dict(parsed.get("createdIds") or {}),
                 base_url=request.base_url,
@@ -173,7 +185,9 @@ class HostApp:
 
     async def dispatch(self, scope: Scope, receive: Receive, method: str) -> Response:
         path = scope["path"]
-        matched = [(route, params) for route in self.routes if (params := route.match(path)) is not None]
+        matched = [
+            (route, params) for route in self.routes if (params := route.match(path)) is not None
+        ]
         if not matched:
             return problem_response(404, f"no resource at {path}")
         allowed = sorted({m for route, _ in matched for m in route.methods} | {"OPTIONS"})
@@ -218,7 +232,7 @@ def build_app(host: Host, listener: dict) -> ASGIApp:
     from .plugins import call_for_each
 
     app: ASGIApp = HostApp(host, listener)
-    for plugin, wrapper in call_for_each(host.pm, "asgi_wrapper", host=host):
+    for _plugin, wrapper in call_for_each(host.pm, "asgi_wrapper", host=host):
         app = wrapper(app)
     return app
 

@@ -84,7 +84,9 @@ class Authenticator:
         address = request.client_address
         blocked = self._blocked_for(address)
         if blocked is not None:
-            raise AuthFailure(429, "too many failed logins from this address; try again later", blocked)
+            raise AuthFailure(
+                429, "too many failed logins from this address; try again later", blocked
+            )
         header = request.header("authorization")
         if not header:
             raise AuthFailure(401, "authentication required")
@@ -96,9 +98,13 @@ class Authenticator:
             elif scheme.lower() == "bearer":
                 principal = await self._bearer(value)
             else:
-                raise AuthFailure(401, f"unsupported authentication scheme {scheme!r}; use Basic or Bearer")
+                raise AuthFailure(
+                    401, f"unsupported authentication scheme {scheme!r}; use Basic or Bearer"
+                )
         except (DirectoryUnavailable, StoreUnavailable):
-            raise AuthFailure(503, "the user directory is unavailable; try again later", 5) from None
+            raise AuthFailure(
+                503, "the user directory is unavailable; try again later", 5
+            ) from None
         if principal is None:
             self._record_failure(address)
             # A constant-ish pause makes a failure no quicker than a success to observe.

@@ -91,7 +91,9 @@ async def upload(request: Request) -> Response:
                     chunk = message.get("body", b"")
                     size += len(chunk)
                     if size > limit:
-                        return _limit_problem(413, f"uploads are limited to {limit} octets", "maxSizeUpload")
+                        return _limit_problem(
+                            413, f"uploads are limited to {limit} octets", "maxSizeUpload"
+                        )
                     digest.update(chunk)
                     await f.write(chunk)
                     if not message.get("more_body", False):
@@ -103,8 +105,13 @@ async def upload(request: Request) -> Response:
         finally:
             if tmp.exists():
                 tmp.unlink()
-    record = {"account": account_id, "blob_id": blob_id, "type": media_type, "size": size,
-              "created": int(time.time())}
+    record = {
+        "account": account_id,
+        "blob_id": blob_id,
+        "type": media_type,
+        "size": size,
+        "created": int(time.time()),
+    }
     await host.store.write(lambda db: db[TABLE].upsert(record, pk=("account", "blob_id")))
     return json_response(
         {"accountId": account_id, "blobId": blob_id, "type": media_type, "size": size}, status=201
@@ -152,8 +159,11 @@ async def download(request: Request) -> Response:
         data,
         headers=[
             ("Content-Type", wanted),
-            ("Content-Disposition",
-             f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"),
+            (
+                "Content-Disposition",
+                f"attachment; filename=\"{ascii_name}\"; "
+                f"filename*=UTF-8''{quote(filename, safe='')}",
+            ),
             ("Cache-Control", "private, immutable, max-age=31536000"),
         ],
     )

@@ -39,25 +39,35 @@ def cli() -> None:
 
 @cli.command()
 @click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 def run(config: str | None, log_level: str) -> None:
     """Serve every configured listener until SIGINT or SIGTERM."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     host = _load(config)
     from .server import run_until_signal
 
     def ready(bound: dict[str, list[str]]) -> None:
         for name, urls in bound.items():
-            click.echo(f"listener {name!r} ({host.config.data['server']['listener'][name]['protocol']}): "
-                       + ", ".join(urls))
+            click.echo(
+                f"listener {name!r} ({host.config.data['server']['listener'][name]['protocol']}): "
+                + ", ".join(urls)
+            )
         for name, urls in bound.items():
             if host.config.data["server"]["listener"][name]["protocol"] == "jmap" and urls:
                 url = host.config.data["server"]["listener"][name].get("url") or urls[0]
                 click.echo(f"JMAP session: {url}/.well-known/jmap")
                 break
         if config is None:
-            click.echo("Demo account: user 'demo', password 'demo' (embedded default configuration), e.g.")
+            click.echo(
+                "Demo account: user 'demo', password 'demo' (embedded default configuration), e.g."
+            )
             click.echo("  curl -u demo:demo http://127.0.0.1:8080/.well-known/jmap")
         click.echo("Press Ctrl+C to stop.")
 
@@ -74,8 +84,10 @@ def check_config(config: str | None) -> None:
     """Validate the configuration and exit (non-zero when it has problems)."""
     host = _load(config)
     listeners = host.config.data["server"]["listener"]
-    click.echo(f"{host.config.file}: OK ({len(listeners)} listener(s), "
-               f"{len(host.active_plugins)} active plugin(s))")
+    click.echo(
+        f"{host.config.file}: OK ({len(listeners)} listener(s), "
+        f"{len(host.active_plugins)} active plugin(s))"
+    )
 
 
 @cli.command()
@@ -129,7 +141,9 @@ def token_create(config: str | None, user: str, label: str) -> None:
     host = _store(config)
     principal = trio.run(host.directory.principal, user)
     if principal is None or principal.kind != "individual":
-        click.echo(f"no user {user!r} in directory {host.config.data['storage']['directory']!r}", err=True)
+        click.echo(
+            f"no user {user!r} in directory {host.config.data['storage']['directory']!r}", err=True
+        )
         sys.exit(1)
     record, secret = tokens.create(host.store, user, label)
     click.echo(f"created token {record.id} for {user}; use it as 'Authorization: Bearer <token>':")
@@ -145,7 +159,9 @@ def token_list(config: str | None, user: str | None) -> None:
 
     host = _store(config)
     for t in tokens.list_tokens(host.store, user):
-        created = datetime.datetime.fromtimestamp(t.created, datetime.UTC).isoformat(timespec="seconds")
+        created = datetime.datetime.fromtimestamp(t.created, datetime.UTC).isoformat(
+            timespec="seconds"
+        )
         click.echo(f"{t.id}  {t.principal}  {created}  {t.label}")
 
 

@@ -87,28 +87,30 @@ def read_toml(path: str | Path | None) -> tuple[str, Path, dict[str, Any]]:
 def _check_bind(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise Invalid(f"{value!r} is not an address:port such as \"[::]:8080\" or \"0.0.0.0:8080\"")
+        raise Invalid(f'{value!r} is not an address:port such as "[::]:8080" or "0.0.0.0:8080"')
     if host.startswith("[") and host.endswith("]"):
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
             raise Invalid(f"{host!r} is not an IPv6 address") from None
     elif ":" in host:
-        raise Invalid(f"IPv6 addresses need brackets: \"[{host}]:{port}\"")
+        raise Invalid(f'IPv6 addresses need brackets: "[{host}]:{port}"')
     elif host and host != "localhost":
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
             raise Invalid(f"{host!r} is not an IP address (use a literal address)") from None
     else:
-        raise Invalid(f"{value!r} needs an IP address, e.g. \"127.0.0.1:{port}\"")
+        raise Invalid(f'{value!r} needs an IP address, e.g. "127.0.0.1:{port}"')
     return value
 
 
 def _check_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid(f"{value!r} is not an absolute http(s) URL such as \"https://mail.example.org\"")
+        raise Invalid(
+            f'{value!r} is not an absolute http(s) URL such as "https://mail.example.org"'
+        )
     if parts.query or parts.fragment:
         raise Invalid("the public base URL must not have a query or fragment")
     return value.rstrip("/")
@@ -118,21 +120,32 @@ class _Listener(Table):
     def __init__(self) -> None:
         super().__init__(
             [
-                Key("bind", List(Str(), min_items=1), doc="addresses to listen on, \"IP:port\"; IPv6 in brackets"),
+                Key(
+                    "bind",
+                    List(Str(), min_items=1),
+                    doc='addresses to listen on, "IP:port"; IPv6 in brackets',
+                ),
                 Key(
                     "url",
                     Str(),
                     default=None,
                     check=_check_url,
-                    doc="public base URL (scheme, host, port, path) every session URL is built from; "
+                    doc="public base URL (scheme, host, port, path) session URLs are built from; "
                     "when unset, taken from each request's Host header",
                 ),
-                Key("protocol", Str(), default="jmap", doc="what this listener serves; plugins add protocols"),
+                Key(
+                    "protocol",
+                    Str(),
+                    default="jmap",
+                    doc="what this listener serves; plugins add protocols",
+                ),
                 Key(
                     "tls",
                     Table(
                         [
-                            Key("certificate", Str(non_empty=True), doc="PEM certificate chain file"),
+                            Key(
+                                "certificate", Str(non_empty=True), doc="PEM certificate chain file"
+                            ),
                             Key("private-key", Str(non_empty=True), doc="PEM private key file"),
                         ]
                     ),
@@ -203,10 +216,23 @@ def _limits() -> Table:
                 "request",
                 Table(
                     [
-                        limit("max-size", 10_000_000, "maxSizeRequest: octets in one API request", 1024),
-                        limit("max-calls", 16, "maxCallsInRequest: method calls in one API request"),
-                        limit("max-concurrent", 4, "maxConcurrentRequests: API requests per user at once"),
-                        limit("max-json-depth", 128, "deepest JSON nesting accepted in a request", 8),
+                        limit(
+                            "max-size",
+                            10_000_000,
+                            "maxSizeRequest: octets in one API request",
+                            1024,
+                        ),
+                        limit(
+                            "max-calls", 16, "maxCallsInRequest: method calls in one API request"
+                        ),
+                        limit(
+                            "max-concurrent",
+                            4,
+                            "maxConcurrentRequests: API requests per user at once",
+                        ),
+                        limit(
+                            "max-json-depth", 128, "deepest JSON nesting accepted in a request", 8
+                        ),
                     ]
                 ),
                 default={},
@@ -264,7 +290,7 @@ def build_schema(
                             "directory",
                             Str(),
                             default=None,
-                            doc="which [directory.\"...\"] authenticates users (default: the only one)",
+                            doc='which [directory."..."] authenticates users (default: the only one)',  # noqa: E501
                         ),
                         Key(
                             "path",
@@ -281,9 +307,24 @@ def build_schema(
                 "authentication",
                 Table(
                     [
-                        Key("max-failures", Int(min=1), default=10, doc="failed logins per client address"),
-                        Key("failure-window", Duration(), default=300.0, doc="...within this time, then 429"),
-                        Key("realm", Str(non_empty=True), default="jmap-host", doc="realm in WWW-Authenticate"),
+                        Key(
+                            "max-failures",
+                            Int(min=1),
+                            default=10,
+                            doc="failed logins per client address",
+                        ),
+                        Key(
+                            "failure-window",
+                            Duration(),
+                            default=300.0,
+                            doc="...within this time, then 429",
+                        ),
+                        Key(
+                            "realm",
+                            Str(non_empty=True),
+                            default="jmap-host",
+                            doc="realm in WWW-Authenticate",
+                        ),
                     ]
                 ),
                 default={},
@@ -302,7 +343,7 @@ def build_schema(
                                         "core-primary-account",
                                         Bool(),
                                         default=True,
-                                        doc="list the user's account under urn:ietf:params:jmap:core in "
+                                        doc="list the user's account under the core URN in "
                                         "primaryAccounts (see docs/operator-guide.md)",
                                     )
                                 ]

@@ -263,12 +263,14 @@ class Table(Kind):
         if not isinstance(value, dict):
             raise Invalid(f"expected a table, got {_type_name(value)}")
         out: dict[str, Any] = {}
-        for name, item in value.items():
+        for name, _item in value.items():
             if name in self.keys:
                 continue
             where = join(key, name)
             if name in self.inactive:
-                ctx.problem(where, f"belongs to plugin {self.inactive[name]!r}, which is not active")
+                ctx.problem(
+                    where, f"belongs to plugin {self.inactive[name]!r}, which is not active"
+                )
             else:
                 ctx.problem(where, "unknown key" + _did_you_mean(name, self.keys))
         for name, spec in self.keys.items():

@@ -46,7 +46,9 @@ def account_id_for(name: str) -> str:
     from a hash keep it inside the RFC 8620 §1.2 Id syntax whatever characters the login
     name has, and do not reveal the login name to other users of a shared account.
     """
-    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=10, person=b"jmap-host-acct").digest()
+    digest = hashlib.blake2b(
+        name.encode("utf-8"), digest_size=10, person=b"jmap-host-acct"
+    ).digest()
     return "a" + base64.b32encode(digest).decode("ascii").lower().rstrip("=")
 
 

@@ -101,8 +101,12 @@ async def _run_call(
         entry = host.methods.get(name)
         if entry is None or entry[1] not in ctx.using:
             # §3.3: a method is only available when its capability is in "using".
-            raise MethodError("unknownMethod", f"unknown method {name!r}" if entry is None
-                              else f"{name} needs {entry[1]!r} in 'using'")
+            raise MethodError(
+                "unknownMethod",
+                f"unknown method {name!r}"
+                if entry is None
+                else f"{name} needs {entry[1]!r} in 'using'",
+            )
         method, urn = entry
         args = resolve_references(args, responses)
         call = Call(name=name, args=args, call_id=call_id, request=ctx)
@@ -156,7 +160,9 @@ def resolve_references(args: dict[str, Any], responses: list[list[Any]]) -> dict
             )
         response = next((r for r in responses if r[2] == value["resultOf"]), None)
         if response is None:
-            raise MethodError("invalidResultReference", f"no response with call id {value['resultOf']!r}")
+            raise MethodError(
+                "invalidResultReference", f"no response with call id {value['resultOf']!r}"
+            )
         if response[0] != value["name"]:
             raise MethodError(
                 "invalidResultReference",

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from .config_schema import Key
     from .directory import DirectoryType
     from .host import Host
-    from .http import ASGIApp
     from .routes import Protocol, Route
 
 hookspec = pluggy.HookspecMarker("jmap_host")

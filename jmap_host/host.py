@@ -15,12 +15,19 @@ from typing import Any
 
 import trio
 
-from .migrations import host_migrations
 from .capabilities import CORE, Capability, Method
 from .config import Config, build_schema, check_plugins_table, read_toml, validate
 from .config_schema import ConfigError, ConfigProblem, Key, Table
 from .directory import Directory, DirectoryType
-from .plugins import InstalledPlugin, call_for_each, choose_active, discover, make_manager, sort_plugins
+from .migrations import host_migrations
+from .plugins import (
+    InstalledPlugin,
+    call_for_each,
+    choose_active,
+    discover,
+    make_manager,
+    sort_plugins,
+)
 from .routes import Protocol, Route
 from .store import Store
 
@@ -107,7 +114,9 @@ class Host:
                 cap.plugin = plugin
                 if cap.urn in self.capabilities:
                     other = self.capabilities[cap.urn].plugin
-                    raise StartupError(f"capability {cap.urn} is registered by both {other!r} and {plugin!r}")
+                    raise StartupError(
+                        f"capability {cap.urn} is registered by both {other!r} and {plugin!r}"
+                    )
                 self.capabilities[cap.urn] = cap
                 for method in cap.methods:
                     if method.name in self.methods:
@@ -127,7 +136,9 @@ class Host:
             for route in routes:
                 route.plugin = plugin
                 if route.path in taken:
-                    raise StartupError(f"route {route.path} from {plugin!r} clashes with {taken[route.path]}")
+                    raise StartupError(
+                        f"route {route.path} from {plugin!r} clashes with {taken[route.path]}"
+                    )
                 taken[route.path] = repr(plugin)
                 self.routes.append(route)
 
@@ -149,7 +160,7 @@ class Host:
 
     async def startup(self) -> None:
         await trio.to_thread.run_sync(self.store.migrate)
-        for plugin, result in call_for_each(self.pm, "startup", host=self):
+        for _plugin, result in call_for_each(self.pm, "startup", host=self):
             if inspect.isawaitable(result):
                 await result
 
@@ -190,16 +201,20 @@ def load_host(
         for dt in types:
             dt.plugin = plugin
             if dt.type in directory_types:
-                raise StartupError(f"directory type {dt.type!r} registered by both "
-                                   f"{directory_types[dt.type].plugin!r} and {plugin!r}")
+                raise StartupError(
+                    f"directory type {dt.type!r} registered by both "
+                    f"{directory_types[dt.type].plugin!r} and {plugin!r}"
+                )
             directory_types[dt.type] = dt
     protocols: dict[str, Protocol] = {}
     for plugin, protos in call_for_each(pm, "register_protocols"):
         for proto in protos:
             proto.plugin = plugin
             if proto.name in protocols:
-                raise StartupError(f"protocol {proto.name!r} registered by both "
-                                   f"{protocols[proto.name].plugin!r} and {plugin!r}")
+                raise StartupError(
+                    f"protocol {proto.name!r} registered by both "
+                    f"{protocols[proto.name].plugin!r} and {plugin!r}"
+                )
             protocols[proto.name] = proto
     plugin_keys: list[tuple[str, Key]] = []
     for plugin, keys in call_for_each(pm, "config_keys"):

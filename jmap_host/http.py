@@ -129,7 +129,9 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
-def json_response(value: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
+def json_response(
+    value: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
+) -> Response:
     return Response(
         status=status,
         body=dumps(value),
@@ -145,7 +147,13 @@ def problem_response(
     **extra: Any,
 ) -> Response:
     """An RFC 7807 problem document, as RFC 8620 §3.6.1 asks for request-level errors."""
-    body = {"type": type, "status": status, "title": REASONS.get(status, ""), "detail": detail, **extra}
+    body = {
+        "type": type,
+        "status": status,
+        "title": REASONS.get(status, ""),
+        "detail": detail,
+        **extra,
+    }
     if type != "about:blank":
         body.pop("title")
     return Response(

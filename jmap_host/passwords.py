@@ -13,8 +13,15 @@ import hmac
 from passlib.context import CryptContext
 
 _context = CryptContext(
-    schemes=["argon2", "bcrypt", "sha512_crypt", "sha256_crypt", "ldap_salted_sha1", "ldap_salted_sha256",
-             "ldap_salted_sha512"],
+    schemes=[
+        "argon2",
+        "bcrypt",
+        "sha512_crypt",
+        "sha256_crypt",
+        "ldap_salted_sha1",
+        "ldap_salted_sha256",
+        "ldap_salted_sha512",
+    ],
 )
 
 
@@ -26,7 +33,7 @@ def is_hash(stored: str) -> bool:
 def verify(password: str, stored: str) -> bool:
     """Check ``password`` against ``stored`` (a hash, or plain text when it is not one)."""
     if stored.startswith("{PLAIN}"):
-        return hmac.compare_digest(password.encode(), stored[len("{PLAIN}"):].encode())
+        return hmac.compare_digest(password.encode(), stored[len("{PLAIN}") :].encode())
     candidate = _strip(stored)
     if _context.identify(candidate) is None:
         return hmac.compare_digest(password.encode(), stored.encode())
@@ -42,4 +49,4 @@ def hash_password(password: str) -> str:
 
 
 def _strip(stored: str) -> str:
-    return stored[len("{CRYPT}"):] if stored.startswith("{CRYPT}") else stored
+    return stored[len("{CRYPT}") :] if stored.startswith("{CRYPT}") else stored

@@ -59,7 +59,9 @@ def sort_plugins(plugins: Any) -> list[InstalledPlugin]:
 
 
 def implemented_hooks(obj: Any) -> list[str]:
-    names = [n for n in dir(hookspecs) if isinstance(getattr(hookspecs, n), type(hookspecs.startup))]
+    names = [
+        n for n in dir(hookspecs) if isinstance(getattr(hookspecs, n), type(hookspecs.startup))
+    ]
     specs = {n for n in names if hasattr(getattr(hookspecs, n), "jmap_host_spec")}
     if isinstance(obj, ModuleType):
         members = vars(obj)
@@ -100,7 +102,11 @@ def choose_active(
     for name in ESSENTIAL:
         if name not in by_name:
             problems.append(
-                ConfigProblem("", f"the essential plugin {name!r} is not installed (pip install jmap-host-{name})")
+                ConfigProblem(
+                    "",
+                    f"the essential plugin {name!r} is not installed "
+                    f"(pip install jmap-host-{name})",
+                )
             )
     if problems:
         raise ConfigError(file, problems)

@@ -57,9 +57,13 @@ async def serve(
                     protocol = host.protocols[listener["protocol"]]
                     if protocol.transport == "http":
                         app = build_app(host, listener)
-                        urls = await servers.start(_serve_http, app, hypercorn_config(listener), shutdown)
+                        urls = await servers.start(
+                            _serve_http, app, hypercorn_config(listener), shutdown
+                        )
                     else:
-                        urls = await servers.start(_serve_stream, host, protocol, listener, shutdown)
+                        urls = await servers.start(
+                            _serve_stream, host, protocol, listener, shutdown
+                        )
                     bound[name] = urls
                 if on_ready:
                     on_ready(bound)
@@ -74,13 +78,19 @@ async def serve(
 
 
 async def _serve_http(
-    app: Any, config: HypercornConfig, shutdown: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED
+    app: Any,
+    config: HypercornConfig,
+    shutdown: trio.Event,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
 
 
 async def _serve_stream(
-    host: Host, protocol: Any, listener: dict[str, Any], shutdown: trio.Event,
+    host: Host,
+    protocol: Any,
+    listener: dict[str, Any],
+    shutdown: trio.Event,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     urls = []
@@ -111,8 +121,10 @@ async def run_until_signal(host: Host, on_ready: Callable[[dict[str, list[str]]]
         async def watch_signals() -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
-                    log.warning("received %s: finishing requests in flight, then stopping",
-                                signal.Signals(signum).name)
+                    log.warning(
+                        "received %s: finishing requests in flight, then stopping",
+                        signal.Signals(signum).name,
+                    )
                     shutdown.set()
                     return
 

@@ -84,7 +84,9 @@ async def build_session(host: Host, principal: Principal, base_url: str) -> dict
         "apiUrl": base_url + API_PATH,
         "downloadUrl": base_url + DOWNLOAD_PATH + "?type={type}",
         "uploadUrl": base_url + UPLOAD_PATH,
-        "eventSourceUrl": base_url + EVENTSOURCE_PATH + "?types={types}&closeafter={closeafter}&ping={ping}",
+        "eventSourceUrl": base_url
+        + EVENTSOURCE_PATH
+        + "?types={types}&closeafter={closeafter}&ping={ping}",
     }
     session["state"] = session_state(session)
     return session

@@ -41,7 +41,9 @@ class Store:
         db = getattr(self._local, "db", None)
         if db is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=True)
+            conn = sqlite3.connect(
+                self.path, timeout=5.0, isolation_level=None, check_same_thread=True
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -101,5 +103,7 @@ class Store:
             self._local.db = None
 
 
-def rows(db: sqlite_utils.Database, table: str, where: str | None = None, args: Any = None) -> list[dict]:
+def rows(
+    db: sqlite_utils.Database, table: str, where: str | None = None, args: Any = None
+) -> list[dict]:
     return list(db[table].rows_where(where, args or [])) if db[table].exists() else []

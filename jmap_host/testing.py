@@ -60,7 +60,9 @@ description = "Sales"
 """
 
 
-def write_config(directory: Path, extra: str = "", *, base: str | None = None, name: str = "jmap.toml") -> Path:
+def write_config(
+    directory: Path, extra: str = "", *, base: str | None = None, name: str = "jmap.toml"
+) -> Path:
     """Write a test configuration into ``directory``: one JMAP listener on 127.0.0.1 with a
     free port, data under ``directory/data``, users alice and bob (passwords in
     :data:`PASSWORDS`) and the group sales.  ``extra`` TOML is appended."""
@@ -112,14 +114,18 @@ async def running_server(
     host = config if isinstance(config, Host) else load_host(config, extra_plugins=extra_plugins)
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-        urls = await nursery.start(lambda task_status: serve(host, shutdown=shutdown, task_status=task_status))
+        urls = await nursery.start(
+            lambda task_status: serve(host, shutdown=shutdown, task_status=task_status)
+        )
         try:
             yield RunningServer(host, urls)
         finally:
             shutdown.set()
 
 
-async def api(client: Any, calls: list[list[Any]], using: list[str] | None = None, **extra: Any) -> Any:
+async def api(
+    client: Any, calls: list[list[Any]], using: list[str] | None = None, **extra: Any
+) -> Any:
     """POST a JMAP request with ``client`` and return the decoded response (asserting 200)."""
     body = {"using": using or ["urn:ietf:params:jmap:core"], "methodCalls": calls, **extra}
     response = await client.post("/jmap/api", json=body)

@@ -20,6 +20,7 @@ from .store import Store
 
 TABLE = "host_app_password"
 
+
 def create_app_passwords(db: sqlite_utils.Database) -> None:
     db[TABLE].create(
         {"id": str, "principal": str, "label": str, "hash": str, "created": int, "last_used": int},
@@ -49,8 +50,14 @@ def create(store: Store, principal: str, label: str) -> tuple[AppPassword, str]:
     now = int(time.time())
     store.write_sync(
         lambda db: db[TABLE].insert(
-            {"id": token_id, "principal": principal, "label": label, "hash": _digest(secret),
-             "created": now, "last_used": None}
+            {
+                "id": token_id,
+                "principal": principal,
+                "label": label,
+                "hash": _digest(secret),
+                "created": now,
+                "last_used": None,
+            }
         )
     )
     return AppPassword(token_id, principal, label, now, None), f"jmh_{token_id}_{secret}"
@@ -59,7 +66,9 @@ def create(store: Store, principal: str, label: str) -> tuple[AppPassword, str]:
 def list_tokens(store: Store, principal: str | None = None) -> list[AppPassword]:
     def q(db: sqlite_utils.Database) -> list[dict]:
         where = "principal = ?" if principal else None
-        return list(db[TABLE].rows_where(where, [principal] if principal else [], order_by="created"))
+        return list(
+            db[TABLE].rows_where(where, [principal] if principal else [], order_by="created")
+        )
 
     return [
         AppPassword(r["id"], r["principal"], r["label"], r["created"], r["last_used"])

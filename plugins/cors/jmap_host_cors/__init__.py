@@ -36,7 +36,9 @@ from jmap_host import (
     hookimpl,
 )
 
-ORIGIN = re.compile(r"(https?)://(\*\.)?([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
+ORIGIN = re.compile(
+    r"(https?)://(\*\.)?([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?"
+)
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -44,8 +46,8 @@ def _check_origins(origins: list[str]) -> list[str]:
     for i, origin in enumerate(origins):
         if origin != "*" and not ORIGIN.fullmatch(origin):
             raise Invalid(
-                f"item {i} ({origin!r}) is not an origin such as \"https://app.example.org\", "
-                "\"https://*.example.org\" or \"*\" (no path, no trailing slash)"
+                f'item {i} ({origin!r}) is not an origin such as "https://app.example.org", '
+                '"https://*.example.org" or "*" (no path, no trailing slash)'
             )
     return origins
 
@@ -59,24 +61,49 @@ def _check_tokens(values: list[str]) -> list[str]:
 
 def _check_cors(table: dict[str, Any], key: str, ctx: Any) -> None:
     if table.get("allow-credentials") and "*" in table.get("allowed-origins", []):
-        raise Invalid("allow-credentials cannot be combined with the \"*\" origin (browsers refuse it)")
+        raise Invalid(
+            'allow-credentials cannot be combined with the "*" origin (browsers refuse it)'
+        )
 
 
 CORS_TABLE = Table(
     [
-        Key("allowed-origins", List(Str()), default=[], check=_check_origins,
+        Key(
+            "allowed-origins",
+            List(Str()),
+            default=[],
+            check=_check_origins,
             doc='origins allowed: exact ("https://app.example.org"), wildcard subdomains '
-                '("https://*.example.org") or "*"; empty disables CORS'),
-        Key("allowed-methods", List(Str()), default=["GET", "POST", "HEAD", "OPTIONS"],
-            check=_check_tokens, doc="Access-Control-Allow-Methods"),
-        Key("allowed-headers", List(Str()), default=["Authorization", "Content-Type", "Accept",
-                                                       "Last-Event-ID"],
-            check=_check_tokens, doc='Access-Control-Allow-Headers ("*" echoes what was asked)'),
-        Key("exposed-headers", List(Str()), default=[], check=_check_tokens,
-            doc="Access-Control-Expose-Headers"),
+            '("https://*.example.org") or "*"; empty disables CORS',
+        ),
+        Key(
+            "allowed-methods",
+            List(Str()),
+            default=["GET", "POST", "HEAD", "OPTIONS"],
+            check=_check_tokens,
+            doc="Access-Control-Allow-Methods",
+        ),
+        Key(
+            "allowed-headers",
+            List(Str()),
+            default=["Authorization", "Content-Type", "Accept", "Last-Event-ID"],
+            check=_check_tokens,
+            doc='Access-Control-Allow-Headers ("*" echoes what was asked)',
+        ),
+        Key(
+            "exposed-headers",
+            List(Str()),
+            default=[],
+            check=_check_tokens,
+            doc="Access-Control-Expose-Headers",
+        ),
         Key("max-age", Duration(), default=3600.0, doc="how long browsers may cache a preflight"),
-        Key("allow-credentials", Bool(), default=False,
-            doc="send Access-Control-Allow-Credentials (cookies, TLS client certificates)"),
+        Key(
+            "allow-credentials",
+            Bool(),
+            default=False,
+            doc="send Access-Control-Allow-Credentials (cookies, TLS client certificates)",
+        ),
     ],
     validate=_check_cors,
 )
@@ -84,7 +111,9 @@ CORS_TABLE = Table(
 
 @hookimpl
 def config_keys() -> list[tuple[str, Key]]:
-    return [("jmap.http", Key("cors", CORS_TABLE, default={}, doc="CORS policy for browser clients"))]
+    return [
+        ("jmap.http", Key("cors", CORS_TABLE, default={}, doc="CORS policy for browser clients"))
+    ]
 
 
 class CorsPolicy:
@@ -96,8 +125,15 @@ class CorsPolicy:
         for o in origins:
             if "*." in o:
                 scheme, rest = o.split("://*.", 1)
-                self.wildcards.append(re.compile(
-                    re.escape(scheme) + r"://([A-Za-z0-9-]+\.)+" + re.escape(rest.lower()) + r"\Z", re.I))
+                self.wildcards.append(
+                    re.compile(
+                        re.escape(scheme)
+                        + r"://([A-Za-z0-9-]+\.)+"
+                        + re.escape(rest.lower())
+                        + r"\Z",
+                        re.I,
+                    )
+                )
         self.methods = ", ".join(config["allowed-methods"])
         self.headers = config["allowed-headers"]
         self.exposed = ", ".join(config["exposed-headers"])
@@ -122,7 +158,8 @@ class CorsPolicy:
             allow_headers = requested_headers or "*"
         else:
             allow_headers = ", ".join(self.headers)
-        out = self.common(origin) + [
+        out = [
+            *self.common(origin),
             (b"access-control-allow-methods", self.methods.encode("latin-1")),
             (b"access-control-max-age", self.max_age.encode()),
         ]
@@ -140,15 +177,24 @@ class CorsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {bytes(k).lower(): bytes(v).decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = {
+            bytes(k).lower(): bytes(v).decode("latin-1") for k, v in scope.get("headers", [])
+        }
         origin = headers.get(b"origin")
         if origin is None or not self.policy.allows(origin):
             await self.app(scope, receive, send)
             return
         if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
-            response = self.policy.preflight(origin, headers.get(b"access-control-request-headers", ""))
-            await send({"type": "http.response.start", "status": 204,
-                        "headers": [*response, (b"content-length", b"0")]})
+            response = self.policy.preflight(
+                origin, headers.get(b"access-control-request-headers", "")
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [*response, (b"content-length", b"0")],
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
         extra = self.policy.common(origin)

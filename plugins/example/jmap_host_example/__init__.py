@@ -7,12 +7,15 @@ Copy this directory to start a plugin (see docs/plugin-guide.md).  It registers:
 - the method ``Example/greet`` (arguments ``accountId`` and ``names``; returns one
   greeting per name), which honours ``maxObjectsInGet`` like a /get would;
 - the key ``[plugins.example] greeting`` (default "Hello");
-- an unauthenticated route ``GET /example/ping``.
+- an unauthenticated route ``GET /example/ping``;
+- a command, ``jmap-host example greet NAME``.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import click
 
 from jmap_host import (
     Account,
@@ -58,8 +61,17 @@ async def ping(request: Request) -> Response:
 
 @hookimpl
 def config_keys() -> list[tuple[str, Key]]:
-    return [("plugins.example", Key("greeting", Str(non_empty=True), default="Hello",
-                                    doc="the word Example/greet greets with"))]
+    return [
+        (
+            "plugins.example",
+            Key(
+                "greeting",
+                Str(non_empty=True),
+                default="Hello",
+                doc="the word Example/greet greets with",
+            ),
+        )
+    ]
 
 
 @hookimpl
@@ -77,3 +89,20 @@ def register_capabilities(host: Host) -> list[Capability]:
 @hookimpl
 def register_routes(host: Host) -> list[Route]:
     return [Route("/example/ping", ping, ("GET",), auth=False, name="example ping")]
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    @cli.group()
+    def example() -> None:
+        """Commands of the example plugin."""
+
+    @example.command()
+    @click.argument("name")
+    @click.option("-c", "--config", type=click.Path(dir_okay=False), help="configuration file")
+    def greet(name: str, config: str | None) -> None:
+        """Print the greeting Example/greet would give NAME."""
+        from jmap_host import load_host
+
+        greeting = load_host(config).plugin_config("plugins.example.greeting")
+        click.echo(f"{greeting}, {name}!")

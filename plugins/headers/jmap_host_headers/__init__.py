@@ -33,11 +33,11 @@ def parse_headers(values: list[str]) -> list[tuple[str, str]]:
             raise Invalid(f"item {i} ({item!r}) contains CR, LF or NUL")
         name, sep, value = item.partition(":")
         if not sep:
-            raise Invalid(f"item {i} ({item!r}) has no colon; write \"Name: value\"")
+            raise Invalid(f'item {i} ({item!r}) has no colon; write "Name: value"')
         name, value = name.strip(), value.strip()
         if not TOKEN.fullmatch(name):
             raise Invalid(f"item {i} ({item!r}): {name!r} is not a valid header name")
-        if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in value):
+        if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
             raise Invalid(f"item {i} ({item!r}) has control characters in its value")
         try:
             value.encode("latin-1")
@@ -82,7 +82,9 @@ class HeadersMiddleware:
 
         async def add_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in self.names]
+                kept = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() not in self.names
+                ]
                 extra = list(self.headers)
                 if requested:
                     extra = [

@@ -43,11 +43,25 @@ PRINCIPAL = Table(
     [
         Key("name", Str(non_empty=True), doc="login name, unique in the directory"),
         Key("class", Choice("individual", "group"), default="individual", doc="a user or a group"),
-        Key("secret", Secret(non_empty=True), default=None,
-            doc="password hash (argon2, bcrypt, SHA-512-crypt, SSHA) or plain text for testing"),
-        Key("email", List(Str(non_empty=True)), default=[], doc="addresses; the first is the primary"),
+        Key(
+            "secret",
+            Secret(non_empty=True),
+            default=None,
+            doc="password hash (argon2, bcrypt, SHA-512-crypt, SSHA) or plain text for testing",
+        ),
+        Key(
+            "email",
+            List(Str(non_empty=True)),
+            default=[],
+            doc="addresses; the first is the primary",
+        ),
         Key("description", Str(), default="", doc="display name"),
-        Key("member-of", List(Str(non_empty=True)), default=[], doc="groups this principal belongs to"),
+        Key(
+            "member-of",
+            List(Str(non_empty=True)),
+            default=[],
+            doc="groups this principal belongs to",
+        ),
         Key("quota", Int(min=0), default=None, doc="storage quota in octets"),
     ]
 )
@@ -70,7 +84,9 @@ def _check_principals(table: dict[str, Any], key: str, ctx: Context) -> None:
         for j, address in enumerate(p.get("email", [])):
             lowered = address.lower()
             if lowered in emails and emails[lowered] != name:
-                ctx.problem(f"{where}.email[{j}]", f"{address!r} also belongs to {emails[lowered]!r}")
+                ctx.problem(
+                    f"{where}.email[{j}]", f"{address!r} also belongs to {emails[lowered]!r}"
+                )
             emails[lowered] = name
     groups = {p["name"] for p in principals if p.get("class") == "group" and "name" in p}
     for i, p in enumerate(principals):
@@ -140,7 +156,9 @@ def _create(name: str, config: dict[str, Any], host: Host) -> MemoryDirectory:
 
 @hookimpl
 def register_directories() -> list[DirectoryType]:
-    return [DirectoryType("memory", KEYS, _create, doc="principals listed in the configuration file")]
+    return [
+        DirectoryType("memory", KEYS, _create, doc="principals listed in the configuration file")
+    ]
 
 
 __all__ = ["MemoryDirectory"]

@@ -1,0 +1,168 @@
+"""Serving: `jmap-host run`, several listeners and binds, graceful shutdown on signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+import jmap_host
+from jmap_host.server import serve
+from jmap_host.testing import BASE_CONFIG, basic, write_config
+
+JMAP_HOST = [sys.executable, "-m", "jmap_host"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def start(args: list[str], cwd: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen(
+        [*JMAP_HOST, "run", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 20
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "Ctrl+C" in line:
+            return proc, lines
+    proc.kill()
+    raise AssertionError("server did not start:\n" + "".join(lines))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_run_serves_and_stops_cleanly_on_signal(tmp_path, signum):
+    """`jmap-host run -c FILE` serves; SIGTERM/SIGINT stop it with exit status 0."""
+    port = free_port()
+    config = write_config(tmp_path, base=BASE_CONFIG.replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+    proc, lines = start(["-c", str(config)], tmp_path)
+    try:
+        assert any(f"127.0.0.1:{port}" in line for line in lines)
+        response = httpx.get(f"http://127.0.0.1:{port}/.well-known/jmap", headers=basic("alice"))
+        assert response.status_code == 200
+        proc.send_signal(signum)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_run_without_config_uses_the_embedded_demo(tmp_path):
+    """With no -c: the embedded default, and it says where it listens and how to log in."""
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 8080)) == 0:
+            pytest.skip("port 8080 is taken on this machine")
+    proc, lines = start([], tmp_path)
+    try:
+        text = "".join(lines)
+        assert "http://127.0.0.1:8080" in text
+        assert "user 'demo', password 'demo'" in text
+        session = httpx.get("http://127.0.0.1:8080/.well-known/jmap", auth=("demo", "demo")).json()
+        assert session["username"] == "demo"
+        assert (tmp_path / "jmap-data" / "jmap-host.db").exists()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+async def test_several_listeners_each_with_several_binds(tmp_path):
+    """Several listeners, each with several addresses (IPv4 and, where the machine has it,
+    IPv6); every URL in the session is built from the listener's public `url`."""
+    binds = '["127.0.0.1:0", "127.0.0.2:0"' + (', "[::1]:0"' if ipv6_loopback() else "") + "]"
+    extra = f"""
+[server.listener."public"]
+bind = {binds}
+url = "https://mail.example.org/jmap-proxy"
+protocol = "jmap"
+"""
+    host = jmap_host.load_host(write_config(tmp_path, extra))
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(
+            lambda task_status: serve(host, shutdown=shutdown, task_status=task_status)
+        )
+        assert set(urls) == {"jmap", "public"}
+        assert len(urls["public"]) == (3 if ipv6_loopback() else 2)
+        async with httpx.AsyncClient(headers=basic("alice")) as client:
+            for url in urls["public"]:
+                session = (await client.get(f"{url}/.well-known/jmap")).json()
+                assert session["apiUrl"] == "https://mail.example.org/jmap-proxy/jmap/api"
+                assert session["uploadUrl"].startswith("https://mail.example.org/jmap-proxy/")
+            local = (await client.get(f"{urls['jmap'][0]}/jmap/session")).json()
+            assert local["apiUrl"] == f"{urls['jmap'][0]}/jmap/api"
+        shutdown.set()
+
+
+async def test_requests_in_flight_finish_on_shutdown(tmp_path):
+    """A shutdown lets requests in flight finish before the server stops."""
+    entered = trio.Event()
+
+    class Slow:
+        @jmap_host.hookimpl
+        def register_capabilities(self, host):
+            async def wait(call):
+                entered.set()
+                await trio.sleep(0.5)
+                return {"done": True}
+
+            return [
+                jmap_host.Capability(
+                    urn="https://test.example/slow",
+                    methods=[jmap_host.Method("Slow/wait", wait, takes_account=False)],
+                )
+            ]
+
+    host = jmap_host.load_host(write_config(tmp_path), extra_plugins=[("slow", Slow())])
+    shutdown = trio.Event()
+    results = []
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(
+            lambda task_status: serve(host, shutdown=shutdown, task_status=task_status)
+        )
+
+        async def call():
+            async with httpx.AsyncClient(headers=basic("alice")) as client:
+                r = await client.post(
+                    f"{urls['jmap'][0]}/jmap/api",
+                    json={
+                        "using": ["urn:ietf:params:jmap:core", "https://test.example/slow"],
+                        "methodCalls": [["Slow/wait", {}, "w"]],
+                    },
+                )
+                results.append(r)
+
+        nursery.start_soon(call)
+        await entered.wait()
+        shutdown.set()
+    assert results[0].status_code == 200
+    assert results[0].json()["methodResponses"][0][1] == {"done": True}
