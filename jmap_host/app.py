@@ -9,8 +9,6 @@ the log).  Middleware plugins wrap the whole thing (``asgi_wrapper``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from . import blobs, eventsource
@@ -29,6 +27,7 @@ from .http import (
     json_response,
     problem_response,
 )
+from .limits import ConcurrencyLimit, LimitExceeded
 from .routes import Route
 from .session import (
     API_PATH,
@@ -47,31 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("jmap_host.http")
 
 NO_STORE = ("Cache-Control", "no-cache, no-store, must-revalidate")
-
-
-class LimitExceeded(Exception):
-    pass
-
-
-class ConcurrencyLimit:
-    """At most ``limit`` requests in flight per user; one more is refused at once, not
-    queued, because RFC 8620 §3.6.1 makes it a request-level ``limit`` error."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.in_flight: dict[str, int] = {}
-
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        if self.in_flight.get(key, 0) >= self.limit:
-            raise LimitExceeded
-        self.in_flight[key] = self.in_flight.get(key, 0) + 1
-        try:
-            yield
-        finally:
-            self.in_flight[key] -= 1
-            if not self.in_flight[key]:
-                del self.in_flight[key]
 
 
 async def session_endpoint(request: Request) -> Response:

@@ -24,6 +24,7 @@ import trio
 
 from .errors import ERROR_PREFIX
 from .http import Request, Response, json_response, problem_response
+from .limits import LimitExceeded
 from .session import accounts_for
 
 if TYPE_CHECKING:
@@ -72,39 +73,16 @@ async def upload(request: Request) -> Response:
     if length and length.isdigit() and int(length) > limit:
         return _limit_problem(413, f"uploads are limited to {limit} octets", "maxSizeUpload")
     limiter = host.upload_concurrency  # type: ignore[attr-defined]
-    if limiter.in_flight.get(request.principal.name, 0) >= limiter.limit:  # type: ignore[union-attr]
+    try:
+        with limiter.hold(request.principal.name):  # type: ignore[union-attr]
+            stored = await _receive_blob(request, limit)
+    except LimitExceeded:
         return _limit_problem(
             429, f"at most {limiter.limit} uploads may run at once", "maxConcurrentUpload"
         )
-    with limiter.hold(request.principal.name):  # type: ignore[union-attr]
-        tmp_dir = blob_dir(host) / "tmp"
-        await trio.Path(tmp_dir).mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / secrets.token_hex(16)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            async with await trio.open_file(tmp, "wb") as f:
-                while True:
-                    message = await request.receive()
-                    if message["type"] == "http.disconnect":
-                        return Response(400)
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
-                        return _limit_problem(
-                            413, f"uploads are limited to {limit} octets", "maxSizeUpload"
-                        )
-                    digest.update(chunk)
-                    await f.write(chunk)
-                    if not message.get("more_body", False):
-                        break
-                await f.flush()
-                await trio.to_thread.run_sync(os.fsync, f.fileno())
-            blob_id = "G" + digest.hexdigest()
-            await trio.to_thread.run_sync(_commit_file, tmp, blob_path(host, blob_id))
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+    if isinstance(stored, Response):
+        return stored
+    blob_id, size = stored
     record = {
         "account": account_id,
         "blob_id": blob_id,
@@ -116,6 +94,40 @@ async def upload(request: Request) -> Response:
     return json_response(
         {"accountId": account_id, "blobId": blob_id, "type": media_type, "size": size}, status=201
     )
+
+
+async def _receive_blob(request: Request, limit: int) -> tuple[str, int] | Response:
+    """Stream the body to a temporary file, hashing it; move it into place once durable."""
+    host = request.host
+    tmp_dir = blob_dir(host) / "tmp"
+    await trio.Path(tmp_dir).mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / secrets.token_hex(16)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        async with await trio.open_file(tmp, "wb") as f:
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    return Response(400)
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    return _limit_problem(
+                        413, f"uploads are limited to {limit} octets", "maxSizeUpload"
+                    )
+                digest.update(chunk)
+                await f.write(chunk)
+                if not message.get("more_body", False):
+                    break
+            await f.flush()
+            await trio.to_thread.run_sync(os.fsync, f.fileno())
+        blob_id = "G" + digest.hexdigest()
+        await trio.to_thread.run_sync(_commit_file, tmp, blob_path(host, blob_id))
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return blob_id, size
 
 
 def _commit_file(tmp: Path, final: Path) -> None:
@@ -161,7 +173,7 @@ async def download(request: Request) -> Response:
             ("Content-Type", wanted),
             (
                 "Content-Disposition",
-                f"attachment; filename=\"{ascii_name}\"; "
+                f'attachment; filename="{ascii_name}"; '
                 f"filename*=UTF-8''{quote(filename, safe='')}",
             ),
             ("Cache-Control", "private, immutable, max-age=31536000"),
