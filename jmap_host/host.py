@@ -98,6 +98,8 @@ class Host:
         self.store = Store(config.data["storage"]["path"])
         self.store.add_migrations(host_migrations)
         self.nursery: trio.Nursery | None = None
+        # Set when the server starts shutting down: long-lived streams end on it.
+        self.closing = trio.Event()
         self.capabilities: dict[str, Capability] = {}
         self.methods: dict[str, tuple[Method, str]] = {}
         self.routes: list[Route] = []

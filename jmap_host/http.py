@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+import trio
+
 if TYPE_CHECKING:
     from .directory import Principal
     from .host import Host
@@ -108,7 +110,17 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     stream: AsyncIterator[bytes] | None = None
 
-    async def send(self, send: Send, *, head: bool = False) -> None:
+    async def send(
+        self,
+        send: Send,
+        *,
+        head: bool = False,
+        receive: Receive | None = None,
+        closing: trio.Event | None = None,
+    ) -> None:
+        """Send the response.  A streamed one ends when the stream does, when the client
+        disconnects (seen on ``receive``) or when ``closing`` is set (server shutdown), so a
+        long-lived stream never outlives its client or holds up a graceful shutdown."""
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
         if self.stream is None:
             headers.append((b"content-length", str(len(self.body)).encode()))
@@ -119,8 +131,26 @@ class Response:
         if self.stream is None:
             await send({"type": "http.response.body", "body": self.body})
             return
-        async for chunk in self.stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        stream = self.stream
+        async with trio.open_nursery() as nursery:
+
+            async def watch_disconnect() -> None:
+                while receive is not None:
+                    if (await receive())["type"] == "http.disconnect":
+                        break
+                else:
+                    await trio.sleep_forever()
+                nursery.cancel_scope.cancel()
+
+            async def watch_closing() -> None:
+                await (closing.wait() if closing is not None else trio.sleep_forever())
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_disconnect)
+            nursery.start_soon(watch_closing)
+            async for chunk in stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            nursery.cancel_scope.cancel()
         await send({"type": "http.response.body", "body": b""})
 
 

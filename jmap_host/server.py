@@ -51,6 +51,12 @@ async def serve(
         async with trio.open_nursery() as background:
             # Plugins' background work lives here; it is cancelled once the servers stop.
             host.nursery = background
+
+            async def announce_closing() -> None:
+                await shutdown.wait()
+                host.closing.set()
+
+            background.start_soon(announce_closing)
             await host.startup()
             async with trio.open_nursery() as servers:
                 for name, listener in host.config.data["server"]["listener"].items():

@@ -42,3 +42,23 @@ async def test_event_stream_needs_auth_and_valid_parameters(jmap_config):
             assert bad.status_code == 400
             bad = await client.get("/jmap/eventsource/?types=*&closeafter=no&ping=-1")
             assert bad.status_code == 400
+
+
+async def test_open_streams_do_not_hold_up_shutdown(jmap_config):
+    """A graceful shutdown ends idle event streams at once instead of waiting out the
+    listener's graceful-timeout (10 s by default)."""
+    opened = trio.Event()
+    with trio.fail_after(5):
+        async with running_server(jmap_config) as server, server.client("alice") as client:
+
+            async def listen():
+                url = "/jmap/eventsource/?types=*&closeafter=no&ping=0"
+                async with client.stream("GET", url) as response:
+                    opened.set()
+                    async for _ in response.aiter_bytes():
+                        pass
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(listen)
+                await opened.wait()
+                server.host.closing.set()  # what a SIGTERM does first
