@@ -155,9 +155,7 @@ class HostApp:
         except Exception:
             log.exception("unhandled error for %s %s", method, scope.get("path"))
             response = problem_response(500, "internal error; the server log has the details")
-        await response.send(
-            send, head=method == "HEAD", receive=receive, closing=self.host.closing
-        )
+        await response.send(send, head=method == "HEAD", receive=receive, closing=self.host.closing)
 
     async def dispatch(self, scope: Scope, receive: Receive, method: str) -> Response:
         path = scope["path"]

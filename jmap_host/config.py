@@ -184,6 +184,16 @@ class _Listener(Table):
         return out
 
 
+def _check_networks(values: list[str]) -> list[Any]:
+    networks = []
+    for i, value in enumerate(values):
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise Invalid(f'item {i} ({value!r}) is not a network such as "10.0.0.0/8"') from None
+    return networks
+
+
 def _resolve(base: Path, path: str) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else base / p
@@ -278,7 +288,41 @@ def build_schema(
         [
             Key(
                 "server",
-                Table([Key("listener", Map(listener), default=REQUIRED, doc="network listeners")]),
+                Table(
+                    [
+                        Key("listener", Map(listener), default=REQUIRED, doc="network listeners"),
+                        Key(
+                            "http",
+                            Table(
+                                [
+                                    Key(
+                                        "use-x-forwarded",
+                                        Bool(),
+                                        default=False,
+                                        doc="take the client address from X-Forwarded-For "
+                                        "when the peer is a trusted proxy",
+                                    )
+                                ]
+                            ),
+                            default={},
+                        ),
+                        Key(
+                            "proxy",
+                            Table(
+                                [
+                                    Key(
+                                        "trusted-networks",
+                                        List(Str(), min_items=0),
+                                        default=["127.0.0.0/8", "::1/128"],
+                                        check=_check_networks,
+                                        doc="reverse proxies whose X-Forwarded-For is believed",
+                                    )
+                                ]
+                            ),
+                            default={},
+                        ),
+                    ]
+                ),
                 doc="network listeners",
             ),
             Key("plugins", plugins_table(), default={}),

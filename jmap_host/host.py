@@ -100,6 +100,10 @@ class Host:
         self.nursery: trio.Nursery | None = None
         # Set when the server starts shutting down: long-lived streams end on it.
         self.closing = trio.Event()
+        server = config.data["server"]
+        self.trusted_proxies = (
+            server["proxy"]["trusted-networks"] if server["http"]["use-x-forwarded"] else []
+        )
         self.capabilities: dict[str, Capability] = {}
         self.methods: dict[str, tuple[Method, str]] = {}
         self.routes: list[Route] = []

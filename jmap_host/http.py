@@ -6,6 +6,7 @@ framework: the surface is a handful of routes, and middleware plugins wrap plain
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -77,8 +78,21 @@ class Request:
 
     @property
     def client_address(self) -> str:
+        """The client's IP address: the peer's, or, behind a trusted reverse proxy with
+        ``server.http.use-x-forwarded``, the one the proxy reports."""
         client = self.scope.get("client")
-        return str(client[0]) if client else "unknown"
+        peer = str(client[0]) if client else "unknown"
+        trusted = getattr(self.host, "trusted_proxies", None)
+        if not trusted or not _in_networks(peer, trusted):
+            return peer
+        forwarded = self.header("x-forwarded-for")
+        if not forwarded:
+            return peer
+        # Walk from the nearest hop back; the first address not ours is the client.
+        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+            if not _in_networks(hop, trusted):
+                return hop
+        return peer
 
     async def body(self, limit: int | None = None) -> bytes:
         """Read the whole body, refusing (before reading it all) one larger than ``limit``."""
@@ -152,6 +166,18 @@ class Response:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             nursery.cancel_scope.cancel()
         await send({"type": "http.response.body", "body": b""})
+
+
+def _in_networks(
+    address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)
 
 
 def dumps(value: Any) -> bytes:
