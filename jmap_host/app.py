@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from . import blobs, eventsource
 from .auth import Authenticator, AuthFailure
 from .capabilities import RequestContext
+from .directory import DirectoryUnavailable
 from .engine import parse_request, run_request
 from .errors import RequestError
 from .http import (
@@ -39,6 +40,7 @@ from .session import (
     accounts_for,
     build_session,
 )
+from .store import StoreUnavailable
 
 if TYPE_CHECKING:
     from .host import Host
@@ -182,11 +184,16 @@ class HostApp:
             try:
                 request.principal = await self.auth.authenticate(request)
             except AuthFailure as failure:
-                headers = list(self.auth.challenge()) if failure.status == 401 else []
+                headers = list(self.auth.challenge(failure)) if failure.status == 401 else []
                 if failure.retry_after is not None:
                     headers.append(("Retry-After", str(failure.retry_after)))
                 return problem_response(failure.status, failure.detail, headers=headers)
-        return await route.handler(request)
+        try:
+            return await route.handler(request)
+        except (DirectoryUnavailable, StoreUnavailable):
+            return problem_response(
+                503, "a back end is unavailable; try again later", headers=[("Retry-After", "5")]
+            )
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -10,7 +10,6 @@ an argon2 verification each time.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets
@@ -40,6 +39,7 @@ class AuthFailure(Exception):
     status: int
     detail: str
     retry_after: int | None = None
+    bearer_rejected: bool = False
 
 
 class Authenticator:
@@ -53,11 +53,14 @@ class Authenticator:
         self._cache_key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[float, Principal]] = {}
 
-    def challenge(self) -> list[tuple[str, str]]:
+    def challenge(self, failure: AuthFailure | None = None) -> list[tuple[str, str]]:
         realm = self.realm.replace('"', "")
+        bearer = f'Bearer realm="{realm}"'
+        if failure is not None and failure.bearer_rejected:
+            bearer += ', error="invalid_token"'  # RFC 6750 §3.1
         return [
             ("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"'),
-            ("WWW-Authenticate", f'Bearer realm="{realm}"'),
+            ("WWW-Authenticate", bearer),
         ]
 
     def _blocked_for(self, address: str) -> int | None:
@@ -109,13 +112,15 @@ class Authenticator:
             self._record_failure(address)
             # A constant-ish pause makes a failure no quicker than a success to observe.
             await trio.sleep(0.05 + secrets.randbelow(50) / 1000)
-            raise AuthFailure(401, "invalid credentials")
+            raise AuthFailure(
+                401, "invalid credentials", bearer_rejected=scheme.lower() == "bearer"
+            )
         return principal
 
     async def _basic(self, value: str) -> Principal | None:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII input
             raise AuthFailure(401, "malformed Basic credentials") from None
         username, sep, password = decoded.partition(":")
         if not sep:

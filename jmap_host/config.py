@@ -76,7 +76,7 @@ def read_toml(path: str | Path | None) -> tuple[str, Path, dict[str, Any]]:
             raise ConfigError(name, [ConfigProblem("", f"cannot read: {exc}")]) from None
     try:
         doc = tomlkit.parse(text).unwrap()
-    except tomlkit.exceptions.ParseError as exc:
+    except tomlkit.exceptions.TOMLKitError as exc:
         raise ConfigError(name, [ConfigProblem("", f"not valid TOML: {exc}")]) from None
     return name, base, doc
 
@@ -290,7 +290,12 @@ def build_schema(
                 "server",
                 Table(
                     [
-                        Key("listener", Map(listener), default=REQUIRED, doc="network listeners"),
+                        Key(
+                            "listener",
+                            Map(listener, min_items=1),
+                            default=REQUIRED,
+                            doc="network listeners",
+                        ),
                         Key(
                             "http",
                             Table(
@@ -346,7 +351,7 @@ def build_schema(
                 ),
                 default={},
             ),
-            Key("directory", Map(_DirectoryKind(directory_types)), default=REQUIRED),
+            Key("directory", Map(_DirectoryKind(directory_types), min_items=1), default=REQUIRED),
             Key(
                 "authentication",
                 Table(
@@ -455,6 +460,11 @@ class _DirectoryKind(Table):
         kind = value.get("type")
         if kind is None:
             raise Invalid(f"needs a type ({', '.join(repr(t) for t in sorted(self.types))})")
+        if not self.types:
+            ctx.problem(
+                join(key, "type"), f"{kind!r}: no active plugin provides any directory type"
+            )
+            return {"type": kind}
         try:
             Choice(*sorted(self.types)).check(kind, join(key, "type"), ctx)
         except Invalid as exc:

@@ -279,7 +279,16 @@ class Table(Kind):
                 if spec.default is REQUIRED:
                     ctx.problem(where, f"is required ({spec.kind.description})")
                     continue
-                out[name] = _fill_default(spec)
+                if isinstance(spec.kind, Table) and spec.default == {}:
+                    # An absent table: its own defaults, checks and validation apply.
+                    out[name] = spec.kind.check({}, where, ctx)
+                    continue
+                default = _fill_default(spec)
+                if spec.check is not None and default is not None:
+                    # Defaults go through the same conversion as configured values.
+                    replaced = spec.check(default)
+                    default = default if replaced is None else replaced
+                out[name] = default
                 continue
             try:
                 checked = spec.kind.check(_plain(value[name]), where, ctx)
@@ -301,14 +310,17 @@ class Table(Kind):
 class Map(Kind):
     """A table of operator-named entries (``[server.listener."jmap"]``), each of one kind."""
 
-    def __init__(self, of: Kind, name_pattern: str = r"[A-Za-z0-9_.-]+"):
+    def __init__(self, of: Kind, name_pattern: str = r"[A-Za-z0-9_.-]+", min_items: int = 0):
         self.of = of
+        self.min_items = min_items
         self.name_pattern = re.compile(name_pattern)
-        self.description = f"a table of named {of.description}s"
+        self.description = "a table of named tables"
 
     def check(self, value: Any, key: str, ctx: Context) -> Any:
         if not isinstance(value, dict):
             raise Invalid(f"expected a table, got {_type_name(value)}")
+        if len(value) < self.min_items:
+            raise Invalid(f'needs at least {self.min_items} [{key}."name"] table(s)')
         out = {}
         for name, item in value.items():
             where = join(key, name)

@@ -86,7 +86,7 @@ def revoke(store: Store, token_id: str) -> bool:
 def verify(store: Store, token: str) -> str | None:
     """The principal name a valid token belongs to, or None."""
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != "jmh":
+    if not token.isascii() or len(parts) != 3 or parts[0] != "jmh":
         return None
     _, token_id, secret = parts
 

@@ -1,4 +1,4 @@
-"""Authentication (RFC 8620 §1.7, RFC 7617 Basic, RFC 6750 Bearer), login throttling and
+"""Authentication (RFC 8620 §8.2, RFC 7617 Basic, RFC 6750 Bearer), login throttling and
 the JMAP Session resource (RFC 8620 §2), all exercised over real HTTP."""
 
 from __future__ import annotations

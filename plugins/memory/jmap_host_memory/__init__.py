@@ -79,7 +79,9 @@ def _check_principals(table: dict[str, Any], key: str, ctx: Context) -> None:
         if name in seen:
             ctx.problem(f"{where}.name", f"{name!r} is already principals[{seen[name]}]")
         seen[name] = i
-        if p.get("class") == "individual" and not p.get("secret"):
+        # A secret that failed its own check is absent here (already reported); an omitted
+        # one is None.
+        if p.get("class") == "individual" and "secret" in p and not p["secret"]:
             ctx.problem(f"{where}.secret", "an individual needs a secret to log in")
         for j, address in enumerate(p.get("email", [])):
             lowered = address.lower()
