@@ -503,3 +503,19 @@ async def test_cors_bad_origin_is_config_error(tmp_path, origin):
     assert str(path) in message
     assert "jmap.http.cors.allowed-origins" in message
     assert origin in message
+
+
+async def test_vary_origin_on_every_response_when_the_answer_depends_on_origin(tmp_path):
+    """Fetch standard, "CORS protocol and HTTP caches": when the CORS answer depends on
+    Origin, every response says Vary: Origin, also to origins that get no CORS headers, so
+    a shared cache cannot hand one origin's response to another."""
+    config = write_config(
+        tmp_path, '[jmap.http.cors]\nallowed-origins = ["https://webmail.example.org"]\n'
+    )
+    async with running_server(config) as server, server.client() as client:
+        for origin in (None, "https://evil.example.net", "https://webmail.example.org"):
+            headers = {"Origin": origin} if origin else {}
+            response = await client.get("/jmap/session", headers=headers)
+            assert response.status_code == 401
+            vary = [t.strip().lower() for t in response.headers.get("vary", "").split(",")]
+            assert vary.count("origin") == 1, (origin, response.headers.get("vary"))

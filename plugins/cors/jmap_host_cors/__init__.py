@@ -147,7 +147,7 @@ class CorsPolicy:
 
     def common(self, origin: str) -> list[tuple[bytes, bytes]]:
         allow = "*" if self.any_origin and not self.credentials else origin
-        out = [(b"access-control-allow-origin", allow.encode("latin-1")), (b"vary", b"Origin")]
+        out = [(b"access-control-allow-origin", allow.encode("latin-1"))]
         if self.credentials:
             out.append((b"access-control-allow-credentials", b"true"))
         return out
@@ -168,6 +168,21 @@ class CorsPolicy:
         return out
 
 
+def with_vary_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Add ``Origin`` to ``Vary`` (merging with one the app sent): the answer depends on
+    the request's Origin, so a shared cache must not hand one origin's response to
+    another (Fetch standard, "CORS protocol and HTTP caches")."""
+    out, found = [], False
+    for key, value in headers:
+        if key.lower() == b"vary":
+            found = True
+            tokens = {t.strip().lower() for t in bytes(value).split(b",")}
+            if b"origin" not in tokens and b"*" not in tokens:
+                value = bytes(value) + b", Origin"
+        out.append((key, value))
+    return out if found else [*out, (b"vary", b"Origin")]
+
+
 class CorsMiddleware:
     def __init__(self, app: ASGIApp, policy: CorsPolicy):
         self.app = app
@@ -181,8 +196,17 @@ class CorsMiddleware:
             bytes(k).lower(): bytes(v).decode("latin-1") for k, v in scope.get("headers", [])
         }
         origin = headers.get(b"origin")
+        # With "*" and no credentials every origin gets the same answer; otherwise the
+        # answer varies by Origin, even for requests from origins that get no CORS headers.
+        dynamic = not (self.policy.any_origin and not self.policy.credentials)
+
+        async def vary_only(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": with_vary_origin(message.get("headers", []))}
+            await send(message)
+
         if origin is None or not self.policy.allows(origin):
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, vary_only if dynamic else send)
             return
         if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
             response = self.policy.preflight(
@@ -192,7 +216,7 @@ class CorsMiddleware:
                 {
                     "type": "http.response.start",
                     "status": 204,
-                    "headers": [*response, (b"content-length", b"0")],
+                    "headers": [*with_vary_origin(response), (b"content-length", b"0")],
                 }
             )
             await send({"type": "http.response.body", "body": b""})
@@ -205,7 +229,11 @@ class CorsMiddleware:
         async def add(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                message = {**message, "headers": kept + extra}
+                combined = kept + extra
+                message = {
+                    **message,
+                    "headers": with_vary_origin(combined) if dynamic else combined,
+                }
             await send(message)
 
         await self.app(scope, receive, add)
