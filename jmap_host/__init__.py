@@ -13,6 +13,7 @@ from .config_schema import (
     Bool,
     Choice,
     ConfigError,
+    Context,
     Duration,
     Int,
     Invalid,
@@ -30,7 +31,7 @@ from .errors import MethodError, RequestError
 from .hookspecs import hookimpl
 from .host import Host, Limits, StartupError, load_host
 from .http import ASGIApp, Receive, Request, Response, Scope, Send, json_response, problem_response
-from .passwords import hash_password
+from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
 from .routes import Protocol, Route
 
@@ -46,6 +47,7 @@ __all__ = [
     "Capability",
     "Choice",
     "ConfigError",
+    "Context",
     "Directory",
     "DirectoryType",
     "DirectoryUnavailable",
@@ -81,6 +83,7 @@ __all__ = [
     "hookimpl",
     "json_response",
     "load_host",
+    "looks_like_unknown_hash",
     "problem_response",
     "tokens",
     "verify_password",

@@ -104,6 +104,9 @@ class Authenticator:
                 raise AuthFailure(
                     401, f"unsupported authentication scheme {scheme!r}; use Basic or Bearer"
                 )
+        except AuthFailure:
+            self._record_failure(address)  # malformed credentials count as a failed login
+            raise
         except (DirectoryUnavailable, StoreUnavailable):
             raise AuthFailure(
                 503, "the user directory is unavailable; try again later", 5

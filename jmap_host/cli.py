@@ -73,8 +73,19 @@ def run(config: str | None, log_level: str) -> None:
 
     try:
         trio.run(run_until_signal, host, ready)
-    except OSError as exc:
+    except (OSError, StartupError) as exc:
         click.echo(f"cannot start: {exc}", err=True)
+        sys.exit(1)
+    except BaseExceptionGroup as group:
+        # trio nests errors from the listeners' tasks in exception groups; an address in
+        # use or a failing start-up hook is the operator's to fix, not a traceback.
+        matched, _ = group.split((OSError, StartupError))
+        if matched is None:
+            raise
+        leaf: BaseException = matched
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        click.echo(f"cannot start: {leaf}", err=True)
         sys.exit(1)
 
 

@@ -22,6 +22,7 @@ from .directory import Directory, DirectoryType
 from .migrations import host_migrations
 from .plugins import (
     InstalledPlugin,
+    StartupError,
     call_for_each,
     choose_active,
     discover,
@@ -32,10 +33,6 @@ from .routes import Protocol, Route
 from .store import Store
 
 log = logging.getLogger("jmap_host")
-
-
-class StartupError(Exception):
-    """Plugins do not fit together (a URN, method or route registered twice...)."""
 
 
 @dataclass(frozen=True)
@@ -166,9 +163,12 @@ class Host:
 
     async def startup(self) -> None:
         await trio.to_thread.run_sync(self.store.migrate)
-        for _plugin, result in call_for_each(self.pm, "startup", host=self):
-            if inspect.isawaitable(result):
-                await result
+        for plugin, result in call_for_each(self.pm, "startup", host=self):
+            try:
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                raise StartupError(f"plugin {plugin!r} failed in startup: {exc}") from exc
 
     async def shutdown(self) -> None:
         for plugin, result in reversed(call_for_each(self.pm, "shutdown", host=self)):

@@ -127,12 +127,24 @@ def make_manager(active: list[InstalledPlugin]) -> pluggy.PluginManager:
     return pm
 
 
+class StartupError(Exception):
+    """Plugins do not fit together (a URN, method or route registered twice...), or one
+    failed while the host started."""
+
+
 def call_for_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call ``hook`` on every active plugin, in plugin order, keeping who returned what."""
+    """Call ``hook`` on every active plugin, in plugin order, keeping who returned what.
+
+    An exception from a hook becomes a :class:`StartupError` naming the plugin and hook."""
     results = []
     for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
         wanted = {k: v for k, v in kwargs.items() if k in impl.argnames}
-        value = impl.function(**wanted)
+        try:
+            value = impl.function(**wanted)
+        except StartupError:
+            raise
+        except Exception as exc:
+            raise StartupError(f"plugin {impl.plugin_name!r} failed in {hook}: {exc}") from exc
         if value is not None:
             results.append((impl.plugin_name, value))
     return results

@@ -130,8 +130,13 @@ async def test_password_hash_schemes(tmp_path: Path) -> None:
     as UTF-8, the charset the challenge announces, RFC 7617 §2.1)."""
     password = "{}-pw-\u00e9\u00df"  # non-ASCII on purpose
     secrets = {scheme: make(password.format(scheme)) for scheme, make in SCHEMES.items()}
-    for scheme, prefix in {"argon2": "$argon2id$", "bcrypt": "$2", "sha512crypt": "$6$",
-                           "ssha": "{SSHA}", "plainprefix": "{PLAIN}"}.items():
+    for scheme, prefix in {
+        "argon2": "$argon2id$",
+        "bcrypt": "$2",
+        "sha512crypt": "$6$",
+        "ssha": "{SSHA}",
+        "plainprefix": "{PLAIN}",
+    }.items():
         assert secrets[scheme].startswith(prefix), secrets[scheme]
     extra = "".join(
         f'\n[[directory."memory".principals]]\nname = "u-{scheme}"\nsecret = \'{secret}\'\n'
@@ -153,8 +158,9 @@ async def test_password_hash_schemes(tmp_path: Path) -> None:
 
 
 async def run_cli(*args: str) -> trio.CompletedProcess:
-    return await trio.run_process([CLI, *args], capture_stdout=True, capture_stderr=True,
-                                  check=False)
+    return await trio.run_process(
+        [CLI, *args], capture_stdout=True, capture_stderr=True, check=False
+    )
 
 
 async def test_bearer_app_password_lifecycle(tmp_path: Path) -> None:
@@ -162,8 +168,9 @@ async def test_bearer_app_password_lifecycle(tmp_path: Path) -> None:
     Bearer token against the running server; tampered or revoked tokens are refused."""
     config = write_config(tmp_path)
     async with running_server(config) as server:
-        created = await run_cli("token", "create", "-c", str(config), "--user", "alice",
-                                "--label", "phone")
+        created = await run_cli(
+            "token", "create", "-c", str(config), "--user", "alice", "--label", "phone"
+        )
         assert created.returncode == 0, created.stderr.decode()
         token = created.stdout.decode().strip().splitlines()[-1].strip()
         assert token.startswith("jmh_")
@@ -252,8 +259,17 @@ async def fetch_session(server: Any, user: str, path: str = "/jmap/session") -> 
 
 def assert_session_shape(session: dict[str, Any], base: str) -> None:
     """Every property RFC 8620 §2 lists, with the URL templates' variables."""
-    for key in ("capabilities", "accounts", "primaryAccounts", "username", "apiUrl",
-                "downloadUrl", "uploadUrl", "eventSourceUrl", "state"):
+    for key in (
+        "capabilities",
+        "accounts",
+        "primaryAccounts",
+        "username",
+        "apiUrl",
+        "downloadUrl",
+        "uploadUrl",
+        "eventSourceUrl",
+        "state",
+    ):
         assert key in session, key
     core = session["capabilities"][CORE]
     for limit in CORE_LIMITS:
@@ -376,7 +392,7 @@ type = "flaky"
 async def test_unavailable_directory_gives_503(tmp_path: Path) -> None:
     """A directory that cannot answer is a temporary failure (503), not a wrong password
     (401) and never a 500; failures of this kind are not counted toward throttling."""
-    config = write_config(tmp_path, '[authentication]\nmax-failures = 2\n', base=FLAKY_CONFIG)
+    config = write_config(tmp_path, "[authentication]\nmax-failures = 2\n", base=FLAKY_CONFIG)
     async with running_server(config, extra_plugins=[("flaky", FlakyPlugin())]) as server:
         async with server.client("alice") as client:
             for _ in range(4):
@@ -412,9 +428,10 @@ async def test_directory_unavailable_while_building_session_gives_503(tmp_path: 
     directory is down by then, that is still a temporary failure (503), not a 500."""
     config = write_config(tmp_path, base=FLAKY_CONFIG)
     plugins = [("flaky", HalfFlakyPlugin())]
-    async with running_server(config, extra_plugins=plugins) as server, server.client(
-        "alice"
-    ) as client:
+    async with (
+        running_server(config, extra_plugins=plugins) as server,
+        server.client("alice") as client,
+    ):
         assert_problem(await client.get("/jmap/session"), 503)
 
 
@@ -450,3 +467,28 @@ async def test_api_accepts_basic(tmp_path: Path, user: str) -> None:
         )
         assert response.status_code == 200, response.text
         assert response.json()["methodResponses"][0][0] == "Core/echo"
+
+
+@pytest.mark.parametrize(
+    "stored", ["$1$saltsalt$2vnaRpHa6Jxjz5n83ok8Z0", "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="]
+)
+def test_hash_of_an_unsupported_scheme_is_a_config_error(tmp_path, stored):
+    """A hash jmap-host cannot verify must not silently become a plain-text password."""
+    escaped = stored.replace("{", "{{").replace("}", "}}")  # write_config formats the base
+    base = BASE_CONFIG.replace('secret = "bob-password"', f'secret = "{escaped}"')
+    with pytest.raises(
+        jmap_host.ConfigError, match=r"principals\[1\]\.secret: looks like a password hash"
+    ):
+        jmap_host.load_host(write_config(tmp_path, base=base))
+    assert not jmap_host.verify_password(stored, stored)
+
+
+async def test_malformed_credentials_count_towards_throttling(tmp_path):
+    """Malformed Basic credentials and unknown schemes are failed logins too."""
+    config = write_config(tmp_path, '[authentication]\nmax-failures = 2\nfailure-window = "1m"\n')
+    async with running_server(config) as server, server.client() as client:
+        for header in ("Basic !!!", "Digest username=alice"):
+            assert (
+                await client.get("/jmap/session", headers={"Authorization": header})
+            ).status_code == 401
+        assert (await client.get("/jmap/session", headers=basic("alice"))).status_code == 429

@@ -218,3 +218,19 @@ def test_plugin_commands_join_the_cli(tmp_path):
         check=True,
     ).stdout
     assert out.strip() == "Howdy, World!"
+
+
+def test_in_repo_plugins_use_only_the_public_api():
+    """Plugins reach the host only through what jmap_host/__init__.py exports (rule 1's
+    other half), so the host can reorganise its modules without breaking them."""
+    offenders = []
+    for path in (ROOT / "plugins").rglob("*.py"):
+        if "tests" in path.parts or ".egg-info" in str(path):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jmap_host."):
+                offenders.append(f"{path.relative_to(ROOT)}: from {node.module}")
+            if isinstance(node, ast.ImportFrom) and node.module == "jmap_host":
+                missing = [a.name for a in node.names if a.name not in jmap_host.__all__]
+                offenders += [f"{path.relative_to(ROOT)}: {name} is not public" for name in missing]
+    assert offenders == []

@@ -166,3 +166,32 @@ async def test_requests_in_flight_finish_on_shutdown(tmp_path):
         shutdown.set()
     assert results[0].status_code == 200
     assert results[0].json()["methodResponses"][0][1] == {"done": True}
+
+
+def test_address_in_use_is_a_clear_error(tmp_path):
+    """A listener that cannot bind stops start-up with one line, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(
+            tmp_path, base=BASE_CONFIG.replace("127.0.0.1:0", f"127.0.0.1:{port}")
+        )
+        result = subprocess.run(
+            [*JMAP_HOST, "run", "-c", str(config)], capture_output=True, text=True, timeout=30
+        )
+    assert result.returncode == 1
+    assert "cannot start:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_failing_startup_hook_is_reported_with_the_plugin_name(tmp_path):
+    class Failing:
+        @jmap_host.hookimpl
+        def startup(self, host):
+            raise RuntimeError("database unreachable")
+
+    host = jmap_host.load_host(write_config(tmp_path), extra_plugins=[("failing", Failing())])
+    expected = pytest.RaisesExc(jmap_host.StartupError, match="'failing' failed in startup")
+    with pytest.RaisesGroup(expected, flatten_subgroups=True):  # trio nurseries group errors
+        await serve(host)

@@ -23,9 +23,11 @@ import trio
 
 from jmap_host import (
     Choice,
+    Context,
     DirectoryType,
     Host,
     Int,
+    Invalid,
     Key,
     List,
     Principal,
@@ -35,9 +37,18 @@ from jmap_host import (
     TableList,
     hash_password,
     hookimpl,
+    looks_like_unknown_hash,
     verify_password,
 )
-from jmap_host.config_schema import Context
+
+
+def _check_secret(secret: str) -> None:
+    if looks_like_unknown_hash(secret):
+        raise Invalid(
+            "looks like a password hash of a scheme jmap-host cannot verify; use argon2, bcrypt, "
+            "SHA-512-crypt or SSHA (jmap-host hash-password), or {PLAIN} for plain text"
+        )
+
 
 PRINCIPAL = Table(
     [
@@ -47,6 +58,7 @@ PRINCIPAL = Table(
             "secret",
             Secret(non_empty=True),
             default=None,
+            check=_check_secret,
             doc="password hash (argon2, bcrypt, SHA-512-crypt, SSHA) or plain text for testing",
         ),
         Key(
