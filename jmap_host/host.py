@@ -25,6 +25,7 @@ from .plugins import (
     StartupError,
     call_for_each,
     choose_active,
+    collect,
     discover,
     make_manager,
     sort_plugins,
@@ -112,22 +113,17 @@ class Host:
     # -- registries ----------------------------------------------------------------------
 
     def _build_capabilities(self) -> None:
-        for plugin, caps in call_for_each(self.pm, "register_capabilities", host=self):
-            for cap in caps:
-                cap.plugin = plugin
-                if cap.urn in self.capabilities:
-                    other = self.capabilities[cap.urn].plugin
+        self.capabilities = collect(
+            self.pm, "register_capabilities", lambda c: c.urn, "capability", host=self
+        )
+        for cap in self.capabilities.values():
+            for method in cap.methods:
+                if method.name in self.methods:
+                    other = self.capabilities[self.methods[method.name][1]].plugin
                     raise StartupError(
-                        f"capability {cap.urn} is registered by both {other!r} and {plugin!r}"
+                        f"method {method.name} is registered by both {other!r} and {cap.plugin!r}"
                     )
-                self.capabilities[cap.urn] = cap
-                for method in cap.methods:
-                    if method.name in self.methods:
-                        other = self.capabilities[self.methods[method.name][1]].plugin
-                        raise StartupError(
-                            f"method {method.name} is registered by both {other!r} and {plugin!r}"
-                        )
-                    self.methods[method.name] = (method, cap.urn)
+                self.methods[method.name] = (method, cap.urn)
         if CORE not in self.capabilities:
             raise StartupError(f"no active plugin provides {CORE} (is jmap-host-core installed?)")
 
@@ -202,26 +198,10 @@ def load_host(
     active, inactive = choose_active(installed, check_plugins_table(doc, file, base_dir), file)
     pm = make_manager(active)
 
-    directory_types: dict[str, DirectoryType] = {}
-    for plugin, types in call_for_each(pm, "register_directories"):
-        for dt in types:
-            dt.plugin = plugin
-            if dt.type in directory_types:
-                raise StartupError(
-                    f"directory type {dt.type!r} registered by both "
-                    f"{directory_types[dt.type].plugin!r} and {plugin!r}"
-                )
-            directory_types[dt.type] = dt
-    protocols: dict[str, Protocol] = {}
-    for plugin, protos in call_for_each(pm, "register_protocols"):
-        for proto in protos:
-            proto.plugin = plugin
-            if proto.name in protocols:
-                raise StartupError(
-                    f"protocol {proto.name!r} registered by both "
-                    f"{protocols[proto.name].plugin!r} and {plugin!r}"
-                )
-            protocols[proto.name] = proto
+    directory_types: dict[str, DirectoryType] = collect(
+        pm, "register_directories", lambda dt: dt.type, "directory type"
+    )
+    protocols: dict[str, Protocol] = collect(pm, "register_protocols", lambda p: p.name, "protocol")
     plugin_keys: list[tuple[str, Key]] = []
     for plugin, keys in call_for_each(pm, "config_keys"):
         for table, key in keys:

@@ -148,3 +148,19 @@ def call_for_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tu
         if value is not None:
             results.append((impl.plugin_name, value))
     return results
+
+
+def collect(pm: pluggy.PluginManager, hook: str, name_of: Any, what: str, **kwargs: Any) -> dict:
+    """Merge the lists a registration hook returns into {name: item}, tagging each item
+    with its plugin; a name registered twice is a :class:`StartupError` naming both."""
+    out: dict[str, Any] = {}
+    for plugin, items in call_for_each(pm, hook, **kwargs):
+        for item in items:
+            item.plugin = plugin
+            name = name_of(item)
+            if name in out:
+                raise StartupError(
+                    f"{what} {name!r} is registered by both {out[name].plugin!r} and {plugin!r}"
+                )
+            out[name] = item
+    return out
