@@ -3,7 +3,13 @@ Session object changes, this string will change", and API responses carry it (§
 
 from __future__ import annotations
 
-from jmap_host.testing import BASE_CONFIG, api, running_server, write_config
+from jmap_host.testing import BASE_CONFIG as TESTING_BASE
+from jmap_host.testing import api, running_server, write_config
+
+# A fixed public URL, so that servers on different ports serve the same session URLs.
+BASE_CONFIG = TESTING_BASE.replace(
+    'protocol = "jmap"\n', 'protocol = "jmap"\nurl = "https://mail.example.org"\n', 1
+)
 
 
 async def session_and_api_state(config):
@@ -16,7 +22,7 @@ async def session_and_api_state(config):
 
 async def test_state_changes_when_the_session_changes(tmp_path):
     (tmp_path / "a").mkdir()
-    first = await session_and_api_state(write_config(tmp_path / "a"))
+    first = await session_and_api_state(write_config(tmp_path / "a", base=BASE_CONFIG))
     # alice leaves the sales group: her accounts change, so must the state.
     (tmp_path / "b").mkdir()
     base = BASE_CONFIG.replace('member-of = ["sales"]\n', "")
@@ -26,11 +32,11 @@ async def test_state_changes_when_the_session_changes(tmp_path):
     # A changed limit changes the capabilities, so the state too.
     (tmp_path / "c").mkdir()
     third = await session_and_api_state(
-        write_config(tmp_path / "c", "[jmap.protocol.request]\nmax-calls = 20\n")
+        write_config(tmp_path / "c", "[jmap.protocol.request]\nmax-calls = 20\n", base=BASE_CONFIG)
     )
     assert third["accounts"] == first["accounts"]
     assert third["state"] != first["state"]
     # The same session gives the same state (another server, same configuration).
     (tmp_path / "d").mkdir()
-    again = await session_and_api_state(write_config(tmp_path / "d"))
+    again = await session_and_api_state(write_config(tmp_path / "d", base=BASE_CONFIG))
     assert again["state"] == first["state"]
