@@ -28,7 +28,7 @@ from .http import (
     json_response,
     problem_response,
 )
-from .limits import ConcurrencyLimit, LimitExceeded
+from .limits import LimitExceeded
 from .routes import Route
 from .session import (
     API_PATH,
@@ -62,7 +62,7 @@ async def api_endpoint(request: Request) -> Response:
     host = request.host
     principal = request.principal
     assert principal is not None
-    limiter: ConcurrencyLimit = host.api_concurrency  # type: ignore[attr-defined]
+    limiter = host.api_concurrency
     try:
         with limiter.hold(principal.name):
             try:
@@ -75,14 +75,13 @@ async def api_endpoint(request: Request) -> Response:
                 ) from None
             parsed = parse_request(body, request.header("content-type"), host)
             accounts = await accounts_for(host, principal)
-            session = await build_session(host, principal, request.base_url)
+            per_account = {a: account_capabilities(host, acc) for a, acc in accounts.items()}
+            session = await build_session(host, principal, request.base_url, accounts, per_account)
             ctx = RequestContext(
                 host=host,
                 principal=principal,
                 accounts=accounts,
-                account_capabilities={
-                    a: account_capabilities(host, acc) for a, acc in accounts.items()
-                },
+                account_capabilities=per_account,
                 using=frozenset(parsed["using"]),
                 created_ids=dict(parsed.get("createdIds") or {}),
                 base_url=request.base_url,
@@ -124,11 +123,7 @@ class HostApp:
         self.host = host
         self.public_url: str | None = listener.get("url")
         self.routes = host_routes() + host.routes
-        if not hasattr(host, "api_concurrency"):
-            host.api_concurrency = ConcurrencyLimit(host.limits.max_concurrent_requests)  # type: ignore[attr-defined]
-            host.upload_concurrency = ConcurrencyLimit(host.limits.max_concurrent_upload)  # type: ignore[attr-defined]
-            host.authenticator = Authenticator(host)  # type: ignore[attr-defined]
-        self.auth: Authenticator = host.authenticator  # type: ignore[attr-defined]
+        self.auth: Authenticator = host.authenticator
 
     def base_url(self, scope: Scope) -> str:
         if self.public_url:

@@ -72,9 +72,10 @@ async def upload(request: Request) -> Response:
     length = request.header("content-length")
     if length and length.isdigit() and int(length) > limit:
         return _limit_problem(413, f"uploads are limited to {limit} octets", "maxSizeUpload")
-    limiter = host.upload_concurrency  # type: ignore[attr-defined]
+    limiter = host.upload_concurrency
     try:
-        with limiter.hold(request.principal.name):  # type: ignore[union-attr]
+        assert request.principal is not None
+        with limiter.hold(request.principal.name):
             stored = await _receive_blob(request, limit)
     except LimitExceeded:
         return _limit_problem(

@@ -15,10 +15,12 @@ from typing import Any
 
 import trio
 
+from .auth import Authenticator
 from .capabilities import CORE, Capability, Method
 from .config import Config, build_schema, check_plugins_table, read_toml, validate
 from .config_schema import ConfigError, ConfigProblem, Key, Table
 from .directory import Directory, DirectoryType
+from .limits import ConcurrencyLimit
 from .migrations import host_migrations
 from .plugins import (
     InstalledPlugin,
@@ -98,6 +100,10 @@ class Host:
         self.nursery: trio.Nursery | None = None
         # Set when the server starts shutting down: long-lived streams end on it.
         self.closing = trio.Event()
+        # Shared by every listener: limits are per user, whichever listener they come in by.
+        self.api_concurrency = ConcurrencyLimit(self.limits.max_concurrent_requests)
+        self.upload_concurrency = ConcurrencyLimit(self.limits.max_concurrent_upload)
+        self.authenticator = Authenticator(self)
         server = config.data["server"]
         self.trusted_proxies = (
             server["proxy"]["trusted-networks"] if server["http"]["use-x-forwarded"] else []

@@ -56,9 +56,19 @@ def account_capabilities(host: Host, account: Account) -> dict[str, Any]:
     return out
 
 
-async def build_session(host: Host, principal: Principal, base_url: str) -> dict[str, Any]:
-    accounts = await accounts_for(host, principal)
-    per_account = {acc_id: account_capabilities(host, acc) for acc_id, acc in accounts.items()}
+async def build_session(
+    host: Host,
+    principal: Principal,
+    base_url: str,
+    accounts: dict[str, Account] | None = None,
+    per_account: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The Session object; ``accounts`` and ``per_account`` (their accountCapabilities)
+    may be passed in by a caller that already has them."""
+    if accounts is None:
+        accounts = await accounts_for(host, principal)
+    if per_account is None:
+        per_account = {a: account_capabilities(host, acc) for a, acc in accounts.items()}
     own = principal.account_id
     primary: dict[str, str] = {}
     for urn, cap in host.capabilities.items():
