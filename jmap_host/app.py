@@ -184,6 +184,9 @@ class HostApp:
                     headers.append(("Retry-After", str(failure.retry_after)))
                 return problem_response(failure.status, failure.detail, headers=headers)
         try:
+            if request.principal is not None:
+                accounts = await accounts_for(self.host, request.principal)
+                await self.host.provision(accounts.values())
             return await route.handler(request)
         except (DirectoryUnavailable, StoreUnavailable):
             return problem_response(

@@ -14,8 +14,9 @@ import pluggy
 
 if TYPE_CHECKING:
     import click
+    from sqlite_utils import Migrations
 
-    from .capabilities import Capability
+    from .capabilities import Account, Capability
     from .config_schema import Key
     from .directory import DirectoryType
     from .host import Host
@@ -104,6 +105,33 @@ def register_commands(cli: click.Group) -> None:
     ``@cli.command()``.  Installed plugins' commands are available whether or not the
     configuration activates them, so they must load the configuration themselves when they
     need it (``jmap_host.load_host(path)``).
+    """
+
+
+@hookspec
+def migrations(host: Host) -> list[Migrations]:
+    """Return this plugin's database migration sets (``sqlite_utils.Migrations``).
+
+    A plugin owns its tables: give them one prefix (``mail_``, ``card_``) and create and
+    change them only in migrations, one named set per plugin
+    (``Migrations("jmap-host-mail")``), never by hand at run time.  The host applies every
+    pending migration of every active plugin, in plugin order, before the start-up hooks
+    run, and ``jmap-host migrate`` applies them explicitly; applied migrations are recorded
+    and never run twice.  A migration gets a ``sqlite_utils.Database`` and runs in a
+    transaction with the record of it being applied.
+    """
+
+
+@hookspec
+def account_provisioned(host: Host, account: Account) -> Any:
+    """Set up a new account's defaults (mailboxes, a default calendar, an address book).
+
+    Called once per account, the first time a user of it logs in (for a group account,
+    the first time any member logs in), before that request is served.  May return an
+    awaitable, which the host awaits.  Use ``host.store.write`` so the defaults are
+    durable before the client sees the account.  The account is recorded as provisioned
+    only after every plugin's hook returned, so an exception here means the hook runs
+    again at the next login: make it idempotent.
     """
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,12 @@ from typing import Any
 import trio
 
 from .auth import Authenticator
-from .capabilities import CORE, Capability, Method
+from .capabilities import CORE, Account, Capability, Method
 from .config import Config, build_schema, check_plugins_table, read_toml, validate
 from .config_schema import ConfigError, ConfigProblem, Key, Table
 from .directory import Directory, DirectoryType
 from .limits import ConcurrencyLimit
-from .migrations import host_migrations
+from .migrations import ACCOUNT_TABLE, host_migrations
 from .plugins import (
     InstalledPlugin,
     StartupError,
@@ -97,6 +98,11 @@ class Host:
         self.limits = Limits.from_config(config)
         self.store = Store(config.data["storage"]["path"])
         self.store.add_migrations(host_migrations)
+        for _plugin, sets in call_for_each(self.pm, "migrations", host=self):
+            for migration_set in sets:
+                self.store.add_migrations(migration_set)
+        self._provisioned: set[str] = set()
+        self._provision_locks: dict[str, trio.Lock] = {}
         self.nursery: trio.Nursery | None = None
         # Set when the server starts shutting down: long-lived streams end on it.
         self.closing = trio.Event()
@@ -151,6 +157,37 @@ class Host:
         for name, table in self.config.data["directory"].items():
             kind = self.directory_types[table["type"]]
             self.directories[name] = kind.create(name, table, self)
+
+    async def provision(self, accounts: Iterable[Account]) -> None:
+        """Run ``account_provisioned`` once per account, ever (see the hook's contract)."""
+        for account in accounts:
+            if account.id in self._provisioned:
+                continue
+            lock = self._provision_locks.setdefault(account.id, trio.Lock())
+            async with lock:
+                if account.id in self._provisioned:
+                    continue
+                known = await self.store.read(
+                    lambda db, a=account: bool(
+                        list(db[ACCOUNT_TABLE].rows_where("id = ?", [a.id], limit=1))
+                    )
+                )
+                if not known:
+                    for _plugin, result in call_for_each(
+                        self.pm, "account_provisioned", host=self, account=account
+                    ):
+                        if inspect.isawaitable(result):
+                            await result
+                    row = {
+                        "id": account.id,
+                        "principal": account.owner.name,
+                        "created": int(time.time()),
+                    }
+                    await self.store.write(
+                        lambda db, r=row: db[ACCOUNT_TABLE].insert(r, ignore=True)
+                    )
+                self._provisioned.add(account.id)
+                self._provision_locks.pop(account.id, None)
 
     @property
     def directory(self) -> Directory:

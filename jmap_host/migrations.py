@@ -7,6 +7,15 @@ import sqlite_utils
 from .blobs import create_blob_table
 from .tokens import create_app_passwords
 
+ACCOUNT_TABLE = "host_account"
+
+
+def create_accounts(db: sqlite_utils.Database) -> None:
+    """Accounts that have been provisioned (``account_provisioned`` ran for them)."""
+    db[ACCOUNT_TABLE].create({"id": str, "principal": str, "created": int}, pk="id")
+
+
 host_migrations = sqlite_utils.Migrations("host")
 host_migrations(name="app_passwords")(create_app_passwords)
 host_migrations(name="blobs")(create_blob_table)
+host_migrations(name="accounts")(create_accounts)
