@@ -7,6 +7,7 @@ here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-gu
 from __future__ import annotations
 
 from . import tokens
+from .blobs import blob_copy
 from .capabilities import CORE, Account, Call, Capability, Method, RequestContext
 from .config_schema import (
     REQUIRED,
@@ -77,6 +78,7 @@ __all__ = [
     "Table",
     "TableList",
     "account_id_for",
+    "blob_copy",
     "check_get_size",
     "check_set_size",
     "hash_password",

@@ -1,28 +1,52 @@
-"""Upload and download of binary data (RFC 8620 §6.1, §6.2).
+"""Binary data (RFC 8620 §6): upload (§6.1), download (§6.2), Blob/copy (§6.3), expiry.
 
-Blobs are content-addressed files under ``<storage.path>/blobs``, written to a temporary
-file, fsynced and renamed before the row that grants an account access commits, so an
-acknowledged upload survives a crash.  Access is per account: a blob id is only usable by
-an account that has a row for it, so one account cannot read another's data or learn that
-it exists.  (Expiry of unreferenced uploads, Range requests and Blob/copy arrive with the
-data layer.)
+Storage.  Blobs are content-addressed files under ``<storage.path>/blobs/aa/bb/<sha256>``
+(the blob id is ``"G" + sha256``).  An upload is streamed to ``blobs/tmp``, fsynced, then
+renamed into place and its directory fsynced *inside* the write transaction that inserts the
+row naming it, so an acknowledged upload survives a crash and the sweeper (which deletes
+files inside its own write transaction) can never delete a file a new row is about to name.
+
+Access is per account and, for unreferenced blobs, per user (§6, §6.1: "unreferenced blobs
+MUST only be accessible to the uploader, even in shared accounts"):
+
+- ``host_blob_upload(account, blob_id, principal, type, size, created, expires)`` records
+  that ``principal`` uploaded (or Blob/copied) the blob into ``account``; it lets that user,
+  and only that user, use the blob until ``expires``.  Re-uploading resets the expiry (§6).
+- ``host_blob_ref(account, blob_id, ref)`` records that an object in ``account`` references
+  the blob (``ref`` is opaque, e.g. ``"Email:M123"``); a referenced blob is visible to every
+  user of the account.  The standard-method engine maintains it with
+  :func:`add_blob_reference` / :func:`remove_blob_references` inside its write transaction.
+
+A blob id that an account cannot see gets exactly the answer a nonexistent id gets, so
+nobody learns that someone else's blob exists.
+
+Expiry.  :func:`sweep_blobs` (run every few minutes by :func:`run_sweeper`, which the server
+starts in its background nursery) deletes upload rows that have expired and are not
+referenced in their account, then deletes the file of each such blob that no row in any
+account names any more.  ``storage.blob.upload-expiry`` (default 24h, at least 1h as §6
+requires) sets the lifetime of new uploads.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import os
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
 
 import sqlite_utils
 import trio
 
-from .errors import ERROR_PREFIX
+from .capabilities import Call
+from .errors import ERROR_PREFIX, MethodError
 from .http import Request, Response, json_response, problem_response
 from .limits import LimitExceeded
 from .session import accounts_for
@@ -30,15 +54,145 @@ from .session import accounts_for
 if TYPE_CHECKING:
     from .host import Host
 
+log = logging.getLogger("jmap_host.blobs")
+
+# The first migration's table (account, blob_id, type, size, created); the "blob_access"
+# migration moves its rows into UPLOAD_TABLE and drops it.
 TABLE = "host_blob"
+UPLOAD_TABLE = "host_blob_upload"
+REF_TABLE = "host_blob_ref"
+
 MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;.*)?")
+BLOB_ID = re.compile(r"G[0-9a-f]{64}")
+DEFAULT_UPLOAD_EXPIRY = 24 * 3600.0
+MIN_UPLOAD_EXPIRY = 3600.0  # RFC 8620 §6: not deleted for at least 1 hour from upload
+SWEEP_INTERVAL = 600.0
+# Downloads up to this size are read in one go; larger ones are streamed in CHUNK pieces.
+CHUNK = 256 * 1024
+
+
+# -- schema ----------------------------------------------------------------------------------
 
 
 def create_blob_table(db: sqlite_utils.Database) -> None:
+    """Migration "blobs" (kept as it was applied; superseded by :func:`create_blob_access`)."""
     db[TABLE].create(
         {"account": str, "blob_id": str, "type": str, "size": int, "created": int},
         pk=("account", "blob_id"),
     )
+
+
+def create_blob_access(db: sqlite_utils.Database) -> None:
+    """Migration "blob_access": per-uploader upload rows with an expiry, and references.
+
+    Rows of the old ``host_blob`` table are kept, attributed to the account's owner (the
+    principal recorded in ``host_account``), expiring 24 hours after their upload."""
+    db[UPLOAD_TABLE].create(
+        {
+            "account": str,
+            "blob_id": str,
+            "principal": str,
+            "type": str,
+            "size": int,
+            "created": int,
+            "expires": int,
+        },
+        pk=("account", "blob_id", "principal"),
+        not_null={"account", "blob_id", "principal", "created", "expires"},
+    )
+    db[UPLOAD_TABLE].create_index(["blob_id"])
+    db[UPLOAD_TABLE].create_index(["expires"])
+    db[REF_TABLE].create(
+        {"account": str, "blob_id": str, "ref": str},
+        pk=("account", "blob_id", "ref"),
+        not_null={"account", "blob_id", "ref"},
+    )
+    db[REF_TABLE].create_index(["account", "ref"])
+    db[REF_TABLE].create_index(["blob_id"])
+    if db[TABLE].exists():
+        owners = {}
+        if db["host_account"].exists():
+            owners = {r["id"]: r["principal"] for r in db["host_account"].rows}
+        db[UPLOAD_TABLE].insert_all(
+            (
+                {
+                    "account": r["account"],
+                    "blob_id": r["blob_id"],
+                    "principal": owners.get(r["account"], ""),
+                    "type": r["type"],
+                    "size": r["size"],
+                    "created": r["created"],
+                    "expires": int(r["created"] + DEFAULT_UPLOAD_EXPIRY),
+                }
+                for r in db[TABLE].rows
+            ),
+            ignore=True,
+        )
+        db[TABLE].drop()
+
+
+# -- the engine's interface (sync, inside the caller's write transaction) --------------------
+
+
+def add_blob_reference(db: sqlite_utils.Database, account_id: str, blob_id: str, ref: str) -> None:
+    """Record that the object ``ref`` (an opaque string, e.g. ``"Email:M1"``) in
+    ``account_id`` references ``blob_id``; the blob becomes visible to every user of the
+    account and is no longer subject to upload expiry there (RFC 8620 §6).
+
+    Call it inside the write transaction that creates or updates the object, after checking
+    :func:`blob_visible` for the user making the change in that same transaction.
+    Idempotent."""
+    db[REF_TABLE].insert({"account": account_id, "blob_id": blob_id, "ref": ref}, ignore=True)
+
+
+def remove_blob_references(db: sqlite_utils.Database, account_id: str, ref: str) -> None:
+    """Drop every blob reference held by the object ``ref`` in ``account_id`` (when the
+    object is destroyed, or before re-adding the references of an updated object).
+
+    Nothing is deleted here: a blob is only removed later by the sweeper, so it survives the
+    method call that removed its last reference (RFC 8620 §6)."""
+    db.execute(f"DELETE FROM [{REF_TABLE}] WHERE account = ? AND ref = ?", [account_id, ref])
+
+
+def blob_visible(
+    db: sqlite_utils.Database, account_id: str, blob_id: str, principal_name: str
+) -> bool:
+    """True when ``principal_name`` may use ``blob_id`` in ``account_id``: an object in the
+    account references it, or that principal uploaded (or Blob/copied) it into the account
+    and the upload has not expired (RFC 8620 §6, §6.1).
+
+    Does not check that the principal may use the account at all; callers do that first."""
+    if _first(db, REF_TABLE, "account = ? AND blob_id = ?", [account_id, blob_id]):
+        return True
+    return bool(
+        _first(
+            db,
+            UPLOAD_TABLE,
+            "account = ? AND blob_id = ? AND principal = ? AND expires > ?",
+            [account_id, blob_id, principal_name, int(time.time())],
+        )
+    )
+
+
+def _first(db: sqlite_utils.Database, table: str, where: str, args: list[Any]) -> dict | None:
+    if not db[table].exists():
+        return None
+    return next(iter(db[table].rows_where(where, args, limit=1)), None)
+
+
+def _upload_type(db: sqlite_utils.Database, account_id: str, blob_id: str, principal: str) -> str:
+    """The media type given at upload (the uploader's own first), for a default."""
+    for where, args in (
+        ("account = ? AND blob_id = ? AND principal = ?", [account_id, blob_id, principal]),
+        ("account = ? AND blob_id = ?", [account_id, blob_id]),
+    ):
+        row = _first(db, UPLOAD_TABLE, where, args)
+        if row and row["type"]:
+            return str(row["type"])
+    return "application/octet-stream"
+
+
+# -- files -------------------------------------------------------------------------------------
 
 
 def blob_dir(host: Host) -> Path:
@@ -48,6 +202,24 @@ def blob_dir(host: Host) -> Path:
 def blob_path(host: Host, blob_id: str) -> Path:
     digest = blob_id[1:]
     return blob_dir(host) / digest[:2] / digest[2:4] / digest
+
+
+def upload_expiry(host: Host) -> float:
+    """``storage.blob.upload-expiry`` in seconds."""
+    return float(host.config.get("storage.blob.upload-expiry", DEFAULT_UPLOAD_EXPIRY))
+
+
+def _commit_file(tmp: Path, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, final)
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself must be durable before the row naming it commits
+    finally:
+        os.close(fd)
+
+
+# -- upload (§6.1) -----------------------------------------------------------------------------
 
 
 async def _account_allowed(request: Request, account_id: str) -> bool:
@@ -60,8 +232,11 @@ def _limit_problem(status: int, detail: str, limit: str) -> Response:
 
 
 async def upload(request: Request) -> Response:
-    """RFC 8620 §6.1: POST the bytes, get back accountId, blobId, type and size."""
+    """RFC 8620 §6.1: POST the bytes, get back accountId, blobId, type and size.  The new
+    blob is unreferenced: only the uploader can use it until an object references it."""
     host = request.host
+    principal = request.principal
+    assert principal is not None
     account_id = request.path_params["accountId"]
     if not await _account_allowed(request, account_id):
         return problem_response(404, "no such account")
@@ -74,37 +249,51 @@ async def upload(request: Request) -> Response:
         return _limit_problem(413, f"uploads are limited to {limit} octets", "maxSizeUpload")
     limiter = host.upload_concurrency
     try:
-        assert request.principal is not None
-        with limiter.hold(request.principal.name):
+        with limiter.hold(principal.name):
             stored = await _receive_blob(request, limit)
+            if isinstance(stored, Response):
+                return stored
+            tmp, blob_id, size = stored
+            try:
+                now = int(time.time())
+                record = {
+                    "account": account_id,
+                    "blob_id": blob_id,
+                    "principal": principal.name,
+                    "type": media_type,
+                    "size": size,
+                    "created": now,
+                    "expires": now + math.ceil(upload_expiry(host)),
+                }
+                final = blob_path(host, blob_id)
+
+                def commit(db: sqlite_utils.Database) -> None:
+                    # Rename and row in one write transaction: see the module docstring.
+                    _commit_file(tmp, final)
+                    db[UPLOAD_TABLE].upsert(record, pk=("account", "blob_id", "principal"))
+
+                await host.store.write(commit)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
     except LimitExceeded:
         return _limit_problem(
             429, f"at most {limiter.limit} uploads may run at once", "maxConcurrentUpload"
         )
-    if isinstance(stored, Response):
-        return stored
-    blob_id, size = stored
-    record = {
-        "account": account_id,
-        "blob_id": blob_id,
-        "type": media_type,
-        "size": size,
-        "created": int(time.time()),
-    }
-    await host.store.write(lambda db: db[TABLE].upsert(record, pk=("account", "blob_id")))
     return json_response(
         {"accountId": account_id, "blobId": blob_id, "type": media_type, "size": size}, status=201
     )
 
 
-async def _receive_blob(request: Request, limit: int) -> tuple[str, int] | Response:
-    """Stream the body to a temporary file, hashing it; move it into place once durable."""
-    host = request.host
-    tmp_dir = blob_dir(host) / "tmp"
+async def _receive_blob(request: Request, limit: int) -> tuple[Path, str, int] | Response:
+    """Stream the body to a temporary file, hashing it, and fsync it.  Returns the file,
+    the blob id and the size; the caller moves the file into place."""
+    tmp_dir = blob_dir(request.host) / "tmp"
     await trio.Path(tmp_dir).mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / secrets.token_hex(16)
     digest = hashlib.sha256()
     size = 0
+    done = False
     try:
         async with await trio.open_file(tmp, "wb") as f:
             while True:
@@ -123,60 +312,275 @@ async def _receive_blob(request: Request, limit: int) -> tuple[str, int] | Respo
                     break
             await f.flush()
             await trio.to_thread.run_sync(os.fsync, f.fileno())
-        blob_id = "G" + digest.hexdigest()
-        await trio.to_thread.run_sync(_commit_file, tmp, blob_path(host, blob_id))
+        done = True
     finally:
-        if tmp.exists():
+        if not done and tmp.exists():
             tmp.unlink()
-    return blob_id, size
+    return tmp, "G" + digest.hexdigest(), size
 
 
-def _commit_file(tmp: Path, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, final)
-    fd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself must be durable before the row naming it commits
-    finally:
-        os.close(fd)
+# -- download (§6.2) ---------------------------------------------------------------------------
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """One ``bytes`` range of RFC 9110 §14.1.2 against a representation of ``size`` octets.
+
+    Returns ``(first, last)`` (inclusive) for a satisfiable single range, ``"unsatisfiable"``
+    (answer 416), or None to ignore the header and send the whole body (no header, another
+    unit, a syntax error, or several ranges, which §14.2 lets a server answer with 200)."""
+    if header is None:
+        return None
+    unit, sep, spec = header.partition("=")
+    if not sep or unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    match = re.fullmatch(r"\s*(\d*)-(\d*)\s*", spec)
+    if not match or not (match.group(1) or match.group(2)):
+        return None
+    first_s, last_s = match.groups()
+    if first_s:
+        first = int(first_s)
+        last = int(last_s) if last_s else size - 1
+        if last_s and last < first:
+            return None  # invalid range-spec: ignore (§14.1.1)
+        if first >= size:
+            return "unsatisfiable"
+        return first, min(last, size - 1)
+    suffix = int(last_s)
+    if suffix == 0 or size == 0:
+        return "unsatisfiable"
+    return max(0, size - suffix), size - 1
 
 
 async def download(request: Request) -> Response:
-    """RFC 8620 §6.2: the blob's bytes, with the name and type the client asked for."""
+    """RFC 8620 §6.2: the blob's bytes, with the name and type the client asked for.
+
+    Supports a single byte range (RFC 9110 §14): 206 with Content-Range, 416 with
+    ``Content-Range: bytes */size`` when unsatisfiable; several ranges get the whole body.
+    Large blobs are streamed in chunks."""
     host = request.host
+    principal = request.principal
+    assert principal is not None
     account_id = request.path_params["accountId"]
     blob_id = request.path_params["blobId"]
     name = request.path_params["name"]
-    if not await _account_allowed(request, account_id):
+    if not BLOB_ID.fullmatch(blob_id) or not await _account_allowed(request, account_id):
         return problem_response(404, "no such blob")
 
-    def find(db: sqlite_utils.Database) -> list[dict]:
-        if not db[TABLE].exists():
-            return []
-        return list(db[TABLE].rows_where("account = ? AND blob_id = ?", [account_id, blob_id]))
+    def find(db: sqlite_utils.Database) -> str | None:
+        if not blob_visible(db, account_id, blob_id, principal.name):
+            return None
+        return _upload_type(db, account_id, blob_id, principal.name)
 
-    rows = await host.store.read(find)
+    stored_type = await host.store.read(find)
     path = blob_path(host, blob_id)
-    if not rows or not path.is_file():
+    try:
+        size = (await trio.Path(path).stat()).st_size if stored_type is not None else -1
+    except FileNotFoundError:
+        size = -1
+    if size < 0:
         return problem_response(404, "no such blob")
-    wanted = (request.query.get("type") or [rows[0]["type"]])[0]
+    wanted = (request.query.get("type") or [stored_type])[0]
     if not MEDIA_TYPE.fullmatch(wanted):
         wanted = "application/octet-stream"
-    data = await trio.Path(path).read_bytes()
-    from urllib.parse import unquote
-
     filename = unquote(name)
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "").replace("?", "_")
-    return Response(
-        200,
-        data,
-        headers=[
-            ("Content-Type", wanted),
-            (
-                "Content-Disposition",
-                f'attachment; filename="{ascii_name}"; '
-                f"filename*=UTF-8''{quote(filename, safe='')}",
-            ),
-            ("Cache-Control", "private, immutable, max-age=31536000"),
-        ],
-    )
+    etag = f'"{blob_id}"'  # the content never changes, so the id is a strong validator
+    headers = [
+        (
+            "Content-Disposition",
+            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}",
+        ),
+        ("Cache-Control", "private, immutable, max-age=31536000"),
+        ("Accept-Ranges", "bytes"),
+        ("ETag", etag),
+    ]
+    wanted_range = parse_range(request.header("range"), size)
+    if_range = request.header("if-range")
+    if if_range is not None and if_range.strip() != etag:
+        wanted_range = None  # RFC 9110 §13.1.5: the validator does not match; send it all
+    if wanted_range == "unsatisfiable":
+        return problem_response(
+            416,
+            f"the range is outside the blob's {size} octets",
+            headers=[("Content-Range", f"bytes */{size}"), ("Accept-Ranges", "bytes")],
+        )
+    status, first, last = 200, 0, size - 1
+    if isinstance(wanted_range, tuple):
+        status, (first, last) = 206, wanted_range
+        headers.append(("Content-Range", f"bytes {first}-{last}/{size}"))
+    length = last - first + 1
+    headers = [("Content-Type", wanted), *headers]
+    if length <= CHUNK:
+        data = await trio.to_thread.run_sync(_read_range, path, first, length)
+        return Response(status, data, headers=headers)
+    headers.append(("Content-Length", str(length)))
+    return Response(status, headers=headers, stream=_stream_range(path, first, length))
+
+
+def _read_range(path: Path, first: int, length: int) -> bytes:
+    if length <= 0:
+        return b""
+    with open(path, "rb") as f:
+        f.seek(first)
+        return f.read(length)
+
+
+async def _stream_range(path: Path, first: int, length: int) -> AsyncIterator[bytes]:
+    async with await trio.open_file(path, "rb") as f:
+        await f.seek(first)
+        while length > 0:
+            chunk = await f.read(min(CHUNK, length))
+            if not chunk:
+                return  # cannot happen for an immutable file; never loop forever
+            length -= len(chunk)
+            yield chunk
+
+
+# -- Blob/copy (§6.3) --------------------------------------------------------------------------
+
+
+async def blob_copy(call: Call) -> dict[str, Any]:
+    """RFC 8620 §6.3 Blob/copy: copy blobs from ``fromAccountId`` into ``accountId``.
+
+    The engine has already checked ``accountId`` (``accountNotFound``,
+    ``accountReadOnly``).  ``fromAccountId`` must be another account of the caller's
+    (``fromAccountNotFound``).  A blob the caller cannot see in the source account
+    (unreferenced and uploaded by someone else, expired, in no account of theirs, or
+    nonexistent) is ``notFound``, one answer for all.  A copied blob keeps its id (blobs are
+    content-addressed) and is, in the target account, an unreferenced upload of the caller's
+    (§6.1), with a fresh expiry."""
+    host = call.host
+    assert call.account is not None
+    args = call.args
+    from_id = args.get("fromAccountId")
+    if not isinstance(from_id, str):
+        raise MethodError("invalidArguments", "fromAccountId must be a string")
+    if from_id not in call.request.accounts:
+        raise MethodError("fromAccountNotFound")
+    blob_ids = args.get("blobIds")
+    if not isinstance(blob_ids, list) or not all(isinstance(b, str) for b in blob_ids):
+        raise MethodError("invalidArguments", "blobIds must be an array of ids")
+    if len(blob_ids) > host.limits.max_objects_in_set:
+        raise MethodError(
+            "requestTooLarge",
+            f"at most {host.limits.max_objects_in_set} blobs may be copied at once",
+        )
+    to_id = call.account.id
+    principal = call.request.principal.name
+    expiry = math.ceil(upload_expiry(host))
+
+    def copy(db: sqlite_utils.Database) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        copied: dict[str, str] = {}
+        not_copied: dict[str, dict[str, str]] = {}
+        now = int(time.time())
+        for blob_id in dict.fromkeys(blob_ids):
+            path = blob_path(host, blob_id) if BLOB_ID.fullmatch(blob_id) else None
+            if (
+                path is None
+                or not blob_visible(db, from_id, blob_id, principal)
+                or not path.is_file()
+            ):
+                not_copied[blob_id] = {"type": "notFound"}
+                continue
+            db[UPLOAD_TABLE].upsert(
+                {
+                    "account": to_id,
+                    "blob_id": blob_id,
+                    "principal": principal,
+                    "type": _upload_type(db, from_id, blob_id, principal),
+                    "size": path.stat().st_size,
+                    "created": now,
+                    "expires": now + expiry,
+                },
+                pk=("account", "blob_id", "principal"),
+            )
+            copied[blob_id] = blob_id
+        return copied, not_copied
+
+    copied, not_copied = await host.store.write(copy)
+    return {
+        "fromAccountId": from_id,
+        "accountId": to_id,
+        "copied": copied or None,
+        "notCopied": not_copied or None,
+    }
+
+
+# -- expiry ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    """What one :func:`sweep_blobs` removed."""
+
+    rows: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+async def sweep_blobs(host: Host, now: float | None = None) -> SweepResult:
+    """Delete expired, unreferenced upload rows, then the file of each blob no row in any
+    account names any more; and temporary files of uploads abandoned long ago.
+
+    ``now`` (seconds since the epoch) defaults to the current time; tests pass a later one.
+    Files are unlinked inside the write transaction, so an upload or Blob/copy of the same
+    content (which commits its row under the same write lock) cannot lose its file."""
+    moment = time.time() if now is None else now
+
+    def sweep(db: sqlite_utils.Database) -> SweepResult:
+        result = SweepResult()
+        if not db[UPLOAD_TABLE].exists():
+            return result
+        expired = [
+            (r["account"], r["blob_id"], r["principal"])
+            for r in db.query(
+                f"SELECT u.account, u.blob_id, u.principal FROM [{UPLOAD_TABLE}] u "
+                f"WHERE u.expires <= ? AND NOT EXISTS (SELECT 1 FROM [{REF_TABLE}] r "
+                "WHERE r.account = u.account AND r.blob_id = u.blob_id)",
+                [int(moment)],
+            )
+        ]
+        for key in expired:
+            db[UPLOAD_TABLE].delete(key)
+        result.rows = len(expired)
+        for blob_id in sorted({blob_id for _, blob_id, _ in expired}):
+            if _first(db, UPLOAD_TABLE, "blob_id = ?", [blob_id]) or _first(
+                db, REF_TABLE, "blob_id = ?", [blob_id]
+            ):
+                continue
+            path = blob_path(host, blob_id)
+            try:
+                path.unlink()
+                result.files.append(blob_id)
+            except FileNotFoundError:
+                pass
+        return result
+
+    result = await host.store.write(sweep)
+    await trio.to_thread.run_sync(_sweep_tmp, blob_dir(host) / "tmp", moment - upload_expiry(host))
+    if result.rows or result.files:
+        log.info("blob sweep: %d expired uploads, %d files removed", result.rows, len(result.files))
+    return result
+
+
+def _sweep_tmp(tmp_dir: Path, before: float) -> None:
+    """Remove temporary upload files older than ``before`` (left by a crash mid-upload)."""
+    if not tmp_dir.is_dir():
+        return
+    for entry in tmp_dir.iterdir():
+        try:
+            if entry.stat().st_mtime < before:
+                entry.unlink()
+        except FileNotFoundError:
+            pass
+
+
+async def run_sweeper(host: Host, interval: float = SWEEP_INTERVAL) -> None:
+    """Sweep now and every ``interval`` seconds until cancelled (the server runs this in its
+    background nursery, which is cancelled on shutdown).  A failed sweep is logged and
+    retried at the next interval; it never stops the server."""
+    while True:
+        try:
+            await sweep_blobs(host)
+        except Exception:
+            log.exception("blob sweep failed; retrying in %s seconds", interval)
+        await trio.sleep(interval)

@@ -194,6 +194,14 @@ def _check_networks(values: list[str]) -> list[Any]:
     return networks
 
 
+def _check_upload_expiry(value: float) -> float:
+    if value < 3600:
+        raise Invalid(
+            "must be at least 1h: RFC 8620 §6 keeps an unreferenced upload for at least an hour"
+        )
+    return value
+
+
 def _resolve(base: Path, path: str) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else base / p
@@ -346,6 +354,22 @@ def build_schema(
                             Str(non_empty=True),
                             default="jmap-data",
                             doc="data directory (relative to the config file)",
+                        ),
+                        Key(
+                            "blob",
+                            Table(
+                                [
+                                    Key(
+                                        "upload-expiry",
+                                        Duration(),
+                                        default=24 * 3600.0,
+                                        check=_check_upload_expiry,
+                                        doc="how long an unreferenced upload is kept "
+                                        "(RFC 8620 §6: at least 1h)",
+                                    )
+                                ]
+                            ),
+                            default={},
                         ),
                     ]
                 ),

@@ -17,6 +17,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .app import build_app
+from .blobs import run_sweeper
 from .host import Host
 
 log = logging.getLogger("jmap_host.server")
@@ -58,6 +59,8 @@ async def serve(
 
             background.start_soon(announce_closing)
             await host.startup()
+            # Expired unreferenced uploads (RFC 8620 §6); cancelled with the nursery.
+            background.start_soon(run_sweeper, host)
             async with trio.open_nursery() as servers:
                 for name, listener in host.config.data["server"]["listener"].items():
                     protocol = host.protocols[listener["protocol"]]

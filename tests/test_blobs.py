@@ -124,3 +124,413 @@ async def test_max_concurrent_upload(tmp_path):
             release.set()
         assert statuses == [201, 201]
         assert (await client.post(f"/jmap/upload/{account}/", content=b"later")).status_code == 201
+
+
+# -- helpers for the data-layer tests ------------------------------------------------------------
+
+# A second member of the group account "sales", so two users share one account.
+CAROL = """
+[[directory."memory".principals]]
+name = "carol"
+secret = "carol-password"
+email = ["carol@example.org"]
+member-of = ["sales"]
+"""
+
+
+def carol(server):
+    return server.client("carol", "carol-password")
+
+
+async def accounts_of(client) -> tuple[str, str | None]:
+    """(own account id, the sales group account id or None)."""
+    session = await session_of(client)
+    own = session["primaryAccounts"][CORE]
+    groups = [a for a, acc in session["accounts"].items() if not acc["isPersonal"]]
+    return own, (groups[0] if groups else None)
+
+
+async def upload_blob(client, account: str, data: bytes, media: str = "text/plain") -> str:
+    response = await client.post(
+        f"/jmap/upload/{account}/", content=data, headers={"Content-Type": media}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["blobId"]
+
+
+def download_url(account: str, blob: str, name: str = "f.bin", media: str = "text/plain") -> str:
+    return f"/jmap/download/{account}/{blob}/{name}?type={media}"
+
+
+async def blob_copy_call(client, args: dict) -> list:
+    from jmap_host.testing import api
+
+    return (await api(client, [["Blob/copy", args, "c"]]))["methodResponses"][0]
+
+
+# -- Range requests (RFC 9110 §14) ---------------------------------------------------------------
+
+
+async def test_download_ranges(jmap_config):
+    """RFC 9110 §14: a single byte range gets 206 with Content-Range (first-last, open-ended,
+    suffix, suffix longer than the blob); an unsatisfiable one gets 416 with
+    ``Content-Range: bytes */size``; several ranges, or an If-Range that does not match,
+    get the whole 200 body.  Every answer advertises ``Accept-Ranges: bytes``."""
+    data = bytes(range(256)) * 4  # 1024 octets
+    async with running_server(jmap_config) as server, server.client("alice") as client:
+        own, _ = await accounts_of(client)
+        blob = await upload_blob(client, own, data)
+        url = download_url(own, blob)
+
+        whole = await client.get(url)
+        assert whole.status_code == 200 and whole.content == data
+        assert whole.headers["accept-ranges"] == "bytes"
+
+        async def ranged(spec: str, **headers):
+            return await client.get(url, headers={"Range": spec, **headers})
+
+        r = await ranged("bytes=10-19")
+        assert r.status_code == 206 and r.content == data[10:20]
+        assert r.headers["content-range"] == "bytes 10-19/1024"
+        assert r.headers["content-length"] == "10"
+        assert r.headers["accept-ranges"] == "bytes"
+        assert r.headers["content-type"] == "text/plain"
+        assert r.headers["cache-control"] == "private, immutable, max-age=31536000"
+        assert "attachment" in r.headers["content-disposition"]
+
+        r = await ranged("bytes=1000-")
+        assert r.status_code == 206 and r.content == data[1000:]
+        assert r.headers["content-range"] == "bytes 1000-1023/1024"
+
+        r = await ranged("bytes=-24")
+        assert r.status_code == 206 and r.content == data[-24:]
+        assert r.headers["content-range"] == "bytes 1000-1023/1024"
+
+        r = await ranged("bytes=1000-5000")  # last-pos past the end is clamped
+        assert r.status_code == 206 and r.headers["content-range"] == "bytes 1000-1023/1024"
+
+        r = await ranged("bytes=-5000")  # suffix longer than the blob: all of it
+        assert r.status_code == 206 and r.content == data
+        assert r.headers["content-range"] == "bytes 0-1023/1024"
+
+        for unsatisfiable in ("bytes=1024-", "bytes=5000-6000", "bytes=-0"):
+            r = await ranged(unsatisfiable)
+            assert r.status_code == 416, unsatisfiable
+            assert r.headers["content-range"] == "bytes */1024"
+
+        for ignored in ("bytes=0-1,5-6", "bytes=20-10", "items=0-1", "bytes=x-y"):
+            r = await ranged(ignored)
+            assert r.status_code == 200 and r.content == data, ignored
+
+        etag = whole.headers["etag"]
+        assert (await ranged("bytes=0-0", **{"If-Range": etag})).status_code == 206
+        stale = await ranged("bytes=0-0", **{"If-Range": '"other"'})
+        assert stale.status_code == 200 and stale.content == data
+
+
+async def test_large_download_is_streamed_with_ranges(jmap_config):
+    """A blob larger than one chunk is streamed; Content-Length is still sent, and a range
+    spanning chunk boundaries comes back exactly."""
+    from jmap_host.blobs import CHUNK
+
+    data = bytes(i % 251 for i in range(3 * CHUNK + 123))
+    async with running_server(jmap_config) as server, server.client("alice") as client:
+        own, _ = await accounts_of(client)
+        blob = await upload_blob(client, own, data, "application/octet-stream")
+        url = download_url(own, blob, media="application/octet-stream")
+        whole = await client.get(url)
+        assert whole.status_code == 200 and whole.content == data
+        assert whole.headers["content-length"] == str(len(data))
+        first, last = CHUNK - 7, 2 * CHUNK + 9
+        part = await client.get(url, headers={"Range": f"bytes={first}-{last}"})
+        assert part.status_code == 206 and part.content == data[first : last + 1]
+        assert part.headers["content-length"] == str(last - first + 1)
+        head = await client.head(url)
+        assert head.status_code == 200 and head.content == b""
+
+
+# -- visibility (RFC 8620 §6, §6.1) --------------------------------------------------------------
+
+
+async def test_unreferenced_upload_is_private_to_the_uploader_in_a_shared_account(tmp_path):
+    """§6.1: "unreferenced blobs MUST only be accessible to the uploader, even in shared
+    accounts".  Alice uploads to the group account sales; carol, also a member, gets the
+    same 404 as for a blob that does not exist.  Once an object in sales references the
+    blob (as the standard-method engine records it), every member can download it."""
+    from jmap_host.blobs import add_blob_reference, blob_visible, remove_blob_references
+
+    config = write_config(tmp_path, CAROL)
+    async with running_server(config) as server:
+        async with server.client("alice") as alice:
+            _, sales = await accounts_of(alice)
+            assert sales is not None
+            blob = await upload_blob(alice, sales, b"quarterly numbers")
+            assert (await alice.get(download_url(sales, blob))).status_code == 200
+        async with carol(server) as client:
+            _, carol_sales = await accounts_of(client)
+            assert carol_sales == sales
+            hidden = await client.get(download_url(sales, blob))
+            missing = await client.get(download_url(sales, "G" + "0" * 64))
+            assert hidden.status_code == missing.status_code == 404
+            assert hidden.json()["detail"] == missing.json()["detail"]
+
+            store = server.host.store
+            await store.write(lambda db: add_blob_reference(db, sales, blob, "Note:n1"))
+            shared = await client.get(download_url(sales, blob))
+            assert shared.status_code == 200 and shared.content == b"quarterly numbers"
+            assert await store.read(lambda db: blob_visible(db, sales, blob, "carol"))
+
+            await store.write(lambda db: remove_blob_references(db, sales, "Note:n1"))
+            assert (await client.get(download_url(sales, blob))).status_code == 404
+            assert not await store.read(lambda db: blob_visible(db, sales, blob, "carol"))
+            assert await store.read(lambda db: blob_visible(db, sales, blob, "alice"))
+
+
+# -- expiry (RFC 8620 §6) ----------------------------------------------------------------------
+
+
+async def test_sweep_removes_expired_uploads_and_unnamed_files(jmap_config):
+    """§6: an unreferenced upload is kept for at least the configured expiry (24h by
+    default), then its row goes; the file goes only when no row in any account names its
+    hash, and a referenced blob never expires."""
+    import time
+
+    from jmap_host.blobs import (
+        UPLOAD_TABLE,
+        add_blob_reference,
+        blob_path,
+        remove_blob_references,
+        sweep_blobs,
+    )
+
+    async with running_server(jmap_config) as server:
+        host = server.host
+        async with server.client("alice") as alice:
+            alice_account, _ = await accounts_of(alice)
+            blob = await upload_blob(alice, alice_account, b"same bytes")
+            lonely = await upload_blob(alice, alice_account, b"only alice has these")
+        async with server.client("bob") as bob:
+            bob_account, _ = await accounts_of(bob)
+            assert await upload_blob(bob, bob_account, b"same bytes") == blob
+            await host.store.write(lambda db: add_blob_reference(db, bob_account, blob, "Doc:1"))
+
+            now = time.time()
+            early = await sweep_blobs(host, now=now + 3000)  # before the expiry: nothing
+            assert early.rows == 0 and early.files == []
+
+            later = await sweep_blobs(host, now=now + 25 * 3600)
+            assert later.rows == 2  # alice's two uploads; bob's is referenced
+            assert later.files == [lonely]
+            assert not blob_path(host, lonely).exists()
+            assert blob_path(host, blob).exists()  # bob's account still names it
+            async with server.client("alice") as alice:
+                assert (await alice.get(download_url(alice_account, blob))).status_code == 404
+            assert (await bob.get(download_url(bob_account, blob))).status_code == 200
+
+            await host.store.write(lambda db: remove_blob_references(db, bob_account, "Doc:1"))
+            final = await sweep_blobs(host, now=now + 25 * 3600)
+            assert final.rows == 1 and final.files == [blob]
+            assert not blob_path(host, blob).exists()
+            assert (await bob.get(download_url(bob_account, blob))).status_code == 404
+            left = await host.store.read(lambda db: db[UPLOAD_TABLE].count)
+            assert left == 0
+
+
+async def test_reupload_resets_expiry_and_server_sweeps_at_start(tmp_path):
+    """§6: re-uploading the same bytes SHOULD reset the expiry; the server runs the sweeper
+    in its background from start-up, so an upload that expired while it was down is gone
+    once it is back."""
+    from jmap_host.blobs import UPLOAD_TABLE, blob_path
+
+    config = write_config(tmp_path, '[storage.blob]\nupload-expiry = "2h"\n')
+    async with running_server(config) as server, server.client("alice") as alice:
+        own, _ = await accounts_of(alice)
+        blob = await upload_blob(alice, own, b"renew me")
+        store = server.host.store
+
+        def expires(db):
+            return db[UPLOAD_TABLE].get((own, blob, "alice"))["expires"]
+
+        row = await store.read(lambda db: db[UPLOAD_TABLE].get((own, blob, "alice")))
+        assert row["expires"] - row["created"] == 7200  # storage.blob.upload-expiry
+        first = row["expires"]
+        await store.write(lambda db: db[UPLOAD_TABLE].update((own, blob, "alice"), {"expires": 5}))
+        await upload_blob(alice, own, b"renew me")
+        assert await store.read(expires) >= first
+        # Now let it lapse while the server is down.
+        await store.write(lambda db: db[UPLOAD_TABLE].update((own, blob, "alice"), {"expires": 5}))
+        path = blob_path(server.host, blob)
+    assert path.exists()
+    async with running_server(config) as server, server.client("alice") as alice:
+        with trio.fail_after(5):
+            while path.exists():
+                await trio.sleep(0.02)
+        assert (await alice.get(download_url(own, blob))).status_code == 404
+
+
+def test_upload_expiry_under_an_hour_is_a_config_error(tmp_path):
+    """§6: "an unreferenced blob MUST NOT be deleted for at least 1 hour from the time of
+    upload", so a shorter ``storage.blob.upload-expiry`` is refused, naming the key."""
+    import pytest
+
+    from jmap_host import ConfigError, load_host
+
+    with pytest.raises(ConfigError) as info:
+        load_host(write_config(tmp_path, '[storage.blob]\nupload-expiry = "59m"\n'))
+    assert "storage.blob.upload-expiry" in str(info.value)
+    assert "at least 1h" in str(info.value)
+    host = load_host(write_config(tmp_path, '[storage.blob]\nupload-expiry = "1h"\n'))
+    assert host.config.get("storage.blob.upload-expiry") == 3600
+    assert load_host(write_config(tmp_path)).config.get("storage.blob.upload-expiry") == 86400
+
+
+def test_migration_keeps_blobs_uploaded_before_it(tmp_path):
+    """The "blob_access" migration moves rows of the first blob table into the upload table,
+    attributed to the account's owner."""
+    import sqlite_utils
+
+    from jmap_host.blobs import UPLOAD_TABLE
+    from jmap_host.migrations import host_migrations
+
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    host_migrations.apply(db, stop_before="blob_access")
+    db["host_account"].insert({"id": "a1", "principal": "alice", "created": 100})
+    db["host_blob"].insert(
+        {
+            "account": "a1",
+            "blob_id": "G" + "1" * 64,
+            "type": "text/plain",
+            "size": 3,
+            "created": 100,
+        }
+    )
+    host_migrations.apply(db)
+    assert not db["host_blob"].exists()
+    [row] = list(db[UPLOAD_TABLE].rows)
+    assert row["principal"] == "alice" and row["expires"] == 100 + 86400
+    assert row["type"] == "text/plain" and row["size"] == 3
+
+
+# -- Blob/copy (RFC 8620 §6.3) -----------------------------------------------------------------
+
+
+async def test_blob_copy_between_own_and_group_account(tmp_path):
+    """§6.3: alice copies a blob from her account into sales and back; ``copied`` maps the
+    id to the (same, content-addressed) id in the target account, ``notCopied`` is null.
+    In sales the copy is alice's unreferenced blob: carol cannot see it (§6.1)."""
+    config = write_config(tmp_path, CAROL)
+    async with running_server(config) as server:
+        async with server.client("alice") as alice:
+            own, sales = await accounts_of(alice)
+            blob = await upload_blob(alice, own, b"to share")
+            assert (await alice.get(download_url(sales, blob))).status_code == 404
+            name, result, call_id = await blob_copy_call(
+                alice, {"fromAccountId": own, "accountId": sales, "blobIds": [blob]}
+            )
+            assert (name, call_id) == ("Blob/copy", "c")
+            assert result == {
+                "fromAccountId": own,
+                "accountId": sales,
+                "copied": {blob: blob},
+                "notCopied": None,
+            }
+            copied = await alice.get(download_url(sales, blob))
+            assert copied.status_code == 200 and copied.content == b"to share"
+            assert copied.headers["content-type"] == "text/plain"
+
+            back = await upload_blob(alice, sales, b"from the group")
+            _, result, _ = await blob_copy_call(
+                alice, {"fromAccountId": sales, "accountId": own, "blobIds": [back, "Gnope"]}
+            )
+            assert result["copied"] == {back: back}
+            assert result["notCopied"] == {"Gnope": {"type": "notFound"}}
+            assert (await alice.get(download_url(own, back))).status_code == 200
+        async with carol(server) as client:
+            assert (await client.get(download_url(sales, blob))).status_code == 404
+
+
+async def test_blob_copy_of_a_blob_the_caller_cannot_see_is_not_found(tmp_path):
+    """§6.3 notFound, and §6.1: carol cannot copy alice's unreferenced upload out of the
+    account they share; the answer is the one a nonexistent id gets."""
+    config = write_config(tmp_path, CAROL)
+    async with running_server(config) as server:
+        async with server.client("alice") as alice:
+            _, sales = await accounts_of(alice)
+            blob = await upload_blob(alice, sales, b"alice only, for now")
+        async with carol(server) as client:
+            own, _ = await accounts_of(client)
+            missing = "G" + "f" * 64
+            _, result, _ = await blob_copy_call(
+                client, {"fromAccountId": sales, "accountId": own, "blobIds": [blob, missing]}
+            )
+            assert result["copied"] is None
+            assert result["notCopied"] == {
+                blob: {"type": "notFound"},
+                missing: {"type": "notFound"},
+            }
+
+
+async def test_blob_copy_account_errors(jmap_config):
+    """§6.3: ``fromAccountNotFound`` when fromAccountId is not one of the caller's accounts,
+    ``accountNotFound`` (§3.6.2) for accountId; invalidArguments for malformed arguments."""
+    async with running_server(jmap_config) as server:
+        async with server.client("alice") as alice:
+            alice_account, _ = await accounts_of(alice)
+        async with server.client("bob") as bob:
+            own, _ = await accounts_of(bob)
+            blob = await upload_blob(bob, own, b"bob's")
+            name, error, _ = await blob_copy_call(
+                bob, {"fromAccountId": alice_account, "accountId": own, "blobIds": [blob]}
+            )
+            assert (name, error) == ("error", {"type": "fromAccountNotFound"})
+            name, error, _ = await blob_copy_call(
+                bob, {"fromAccountId": "nope", "accountId": own, "blobIds": [blob]}
+            )
+            assert (name, error) == ("error", {"type": "fromAccountNotFound"})
+            name, error, _ = await blob_copy_call(
+                bob, {"fromAccountId": own, "accountId": alice_account, "blobIds": [blob]}
+            )
+            assert (name, error) == ("error", {"type": "accountNotFound"})
+            for bad in (
+                {"fromAccountId": own, "accountId": own, "blobIds": "x"},
+                {"fromAccountId": 5, "accountId": own, "blobIds": []},
+            ):
+                name, error, _ = await blob_copy_call(bob, bad)
+                assert (name, error["type"]) == ("error", "invalidArguments")
+
+
+async def test_blob_copy_cannot_probe_another_accounts_blob(jmap_config):
+    """Security: bob naming alice's blob id, from his own account, gets exactly the answer
+    a nonexistent id gets, so he cannot learn that it exists (§6)."""
+    async with running_server(jmap_config) as server:
+        async with server.client("alice") as alice:
+            alice_account, _ = await accounts_of(alice)
+            blob = await upload_blob(alice, alice_account, b"alice's secret")
+        async with server.client("bob") as bob:
+            own, _ = await accounts_of(bob)
+            missing = "G" + "e" * 64
+            answers = []
+            for candidate in (blob, missing):
+                _, result, _ = await blob_copy_call(
+                    bob, {"fromAccountId": own, "accountId": own, "blobIds": [candidate]}
+                )
+                answers.append((result["copied"], result["notCopied"][candidate], sorted(result)))
+            assert (
+                answers[0]
+                == answers[1]
+                == (
+                    None,
+                    {"type": "notFound"},
+                    ["accountId", "copied", "fromAccountId", "notCopied"],
+                )
+            )
+            assert (await bob.get(download_url(own, blob))).status_code == 404
+
+
+async def test_core_capability_is_in_account_capabilities(jmap_config):
+    """Blob/copy takes an accountId, so every account lists the core URN (as ``{}``) in
+    accountCapabilities (§2: the capabilities whose methods the account supports)."""
+    async with running_server(jmap_config) as server, server.client("alice") as alice:
+        session = await session_of(alice)
+        for account in session["accounts"].values():
+            assert account["accountCapabilities"][CORE] == {}

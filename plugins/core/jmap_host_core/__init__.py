@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jmap_host import CORE, Call, Capability, Host, Method, Protocol, hookimpl
+from jmap_host import CORE, Call, Capability, Host, Method, Protocol, blob_copy, hookimpl
 
 # RFC 4790 collations the host's standard /query sorts and filters with.
 COLLATIONS = ["i;ascii-casemap", "i;octet", "i;unicode-casemap"]
@@ -22,7 +22,14 @@ def register_capabilities(host: Host) -> list[Capability]:
         Capability(
             urn=CORE,
             session={**host.limits.session_object(), "collationAlgorithms": COLLATIONS},
-            methods=[Method("Core/echo", core_echo, takes_account=False)],
+            # Blob/copy (RFC 8620 §6.3) takes an accountId, so the core URN appears in every
+            # account's accountCapabilities (as {}).  That is deliberate: §2 defines
+            # accountCapabilities as the capabilities whose methods the account supports, and
+            # Blob/copy works with every account; the engine checks accountId against it.
+            methods=[
+                Method("Core/echo", core_echo, takes_account=False),
+                Method("Blob/copy", blob_copy, takes_account=True, writes=True),
+            ],
             primary=False,
         )
     ]
