@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .datatype import DataType
     from .directory import Principal
     from .host import Host
 
@@ -95,4 +96,6 @@ class Capability:
     methods: list[Method] = field(default_factory=list)
     account: Callable[[Host, Account], dict[str, Any] | None] | None = None
     primary: bool = True
+    # Data types whose standard methods (RFC 8620 §5) the host provides; see DataType.
+    datatypes: list[DataType] = field(default_factory=list)
     plugin: str = field(default="", compare=False)

@@ -34,7 +34,8 @@ from .plugins import (
     sort_plugins,
 )
 from .routes import Protocol, Route
-from .store import Store
+from .standard import standard_methods
+from .store import Store, datatype_migrations
 
 log = logging.getLogger("jmap_host")
 
@@ -119,6 +120,8 @@ class Host:
         self.routes: list[Route] = []
         self.directories: dict[str, Directory] = {}
         self._build_capabilities()
+        for migration_set in datatype_migrations(self.capabilities.values()):
+            self.store.add_migrations(migration_set)
         self._build_routes()
         self._build_directories()
 
@@ -129,6 +132,8 @@ class Host:
             self.pm, "register_capabilities", lambda c: c.urn, "capability", host=self
         )
         for cap in self.capabilities.values():
+            for dt in cap.datatypes:
+                cap.methods.extend(standard_methods(dt))
             for method in cap.methods:
                 if method.name in self.methods:
                     other = self.capabilities[self.methods[method.name][1]].plugin

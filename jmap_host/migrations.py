@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from .blobs import create_blob_access, create_blob_table
+from .objectstore import create_changelog
 from .tokens import create_app_passwords
 
 ACCOUNT_TABLE = "host_account"
@@ -20,3 +21,4 @@ host_migrations(name="app_passwords")(create_app_passwords)
 host_migrations(name="blobs")(create_blob_table)
 host_migrations(name="accounts")(create_accounts)
 host_migrations(name="blob_access")(create_blob_access)
+host_migrations(name="changelog")(create_changelog)

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import sqlite_utils
 import trio
 
+from .objectstore import create_type_table, ensure_columns, register_functions
+
 T = TypeVar("T")
 
 DATABASE_NAME = "jmap-host.db"
@@ -47,6 +49,7 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            register_functions(conn)
             db = sqlite_utils.Database(conn)
             self._local.db = db
         return db
@@ -101,6 +104,31 @@ class Store:
         if db is not None:
             db.conn.close()
             self._local.db = None
+
+
+def datatype_migrations(capabilities: Any) -> list[sqlite_utils.Migrations]:
+    """One migration set per plugin for the tables of its declared data types: a table is
+    created once; a property declared later adds its column through a new migration."""
+    import hashlib
+
+    sets: dict[str, sqlite_utils.Migrations] = {}
+    for cap in capabilities:
+        for dt in cap.datatypes:
+            migrations = sets.setdefault(
+                cap.plugin, sqlite_utils.Migrations(f"{cap.plugin}:datatypes")
+            )
+
+            def create(db: sqlite_utils.Database, dt: Any = dt) -> None:
+                create_type_table(db, dt)
+
+            def columns(db: sqlite_utils.Database, dt: Any = dt) -> None:
+                ensure_columns(db, dt)
+
+            shape = ",".join(f"{p.name}:{p.type}:{p.sortable or p.indexed}" for p in dt.properties)
+            digest = hashlib.sha256(shape.encode()).hexdigest()[:12]
+            migrations(name=f"create {dt.table}")(create)
+            migrations(name=f"columns {dt.table} {digest}")(columns)
+    return list(sets.values())
 
 
 def rows(

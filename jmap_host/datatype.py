@@ -1,0 +1,214 @@
+"""Declaring a JMAP data type, once, to get the standard methods of RFC 8620 §5 for free.
+
+A plugin describes its type (properties with JMAP types, defaults, which are server-set,
+immutable or required, per-property validation, filter conditions, sortable properties)
+as a :class:`DataType` and lists it in its :class:`jmap_host.Capability`'s ``datatypes``.
+The host then creates its table, keeps its modification sequence and change log, and
+registers ``Foo/get``, ``Foo/changes``, ``Foo/set``, ``Foo/copy``, ``Foo/query`` and
+``Foo/queryChanges`` (those listed in ``methods``).
+
+```python
+NOTE = DataType(
+    name="Note",
+    table="example_note",
+    properties=[
+        Property("title", "String", required=True, sortable=True),
+        Property("done", "Boolean", default=False),
+        Property("created", "UTCDate", server_set=True, sortable=True),
+    ],
+    filters=[FilterCondition("text", "title", "contains"),
+             FilterCondition("done", "done", "equals")],
+)
+```
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from .capabilities import Account
+    from .directory import Principal
+
+STANDARD_METHODS = ("get", "changes", "set", "copy", "query", "queryChanges")
+
+# The JMAP types a property may have ("|null" may follow any of them).
+SCALARS = {"String", "Int", "UnsignedInt", "Number", "Boolean", "Id", "UTCDate", "Date", "BlobId"}
+# RFC 8620 §1.1 notation: "A[]" is an array of A; "A[B]" a map with A keys and B values
+# ("Id[Boolean]", "String[*]").
+COMPOUND = re.compile(r"(?P<outer>\w+)\[(?P<inner>\w*|\*)\]")
+
+OPERATORS = (
+    "equals",
+    "notEquals",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "contains",
+    "hasItem",
+    "hasKey",
+    "isNull",
+)
+
+
+class SetError(Exception):
+    """Reject one create, update or destroy in a /set (RFC 8620 §5.3) with a SetError.
+
+    ``SetError("invalidProperties", "title is too long", properties=["title"])``;
+    ``SetError("alreadyExists", existingId="...")``.  Raised from a type's hooks.
+    """
+
+    def __init__(self, type: str, description: str | None = None, **extra: Any):
+        super().__init__(description or type)
+        self.type = type
+        self.extra = extra
+        if description is not None:
+            self.extra["description"] = description
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, **self.extra}
+
+
+@dataclass
+class Property:
+    """One property of a data type.
+
+    ``type`` is a JMAP type: ``String``, ``Int``, ``UnsignedInt``, ``Number``, ``Boolean``,
+    ``Id``, ``UTCDate``, ``Date``, ``BlobId``, ``Object`` (any JSON object), ``Any``, an
+    array ``X[]`` or a map ``X[Y]`` (``Id[Boolean]``, ``String[String]``), optionally
+    followed by ``|null``.  ``default`` is used when a create omits the property (and when
+    an update sets it to null, §5.3).  ``server_set`` properties may not be given by the
+    client (except with their current value in an update); ``immutable`` ones cannot change
+    after creation; ``required`` ones must be given on create.  ``validate(value)`` may
+    raise ``ValueError`` with a message for ``invalidProperties``.  ``sortable`` allows
+    it in /query ``sort``; ``indexed`` asks for an index (sortable implies it).
+    """
+
+    name: str
+    type: str
+    default: Any = None
+    server_set: bool = False
+    immutable: bool = False
+    required: bool = False
+    validate: Callable[[Any], None] | None = None
+    sortable: bool = False
+    indexed: bool = False
+
+    @property
+    def nullable(self) -> bool:
+        return self.type.endswith("|null")
+
+    @property
+    def base_type(self) -> str:
+        return self.type.removesuffix("|null")
+
+
+@dataclass
+class FilterCondition:
+    """A FilterCondition property (RFC 8620 §5.5) and how it tests a record.
+
+    ``name`` is the key in the client's filter object; ``property`` the record property it
+    tests; ``operator`` one of ``equals``, ``notEquals``, ``lt``, ``le``, ``gt``, ``ge``,
+    ``contains`` (case-insensitive substring of a String), ``hasItem`` (an array property
+    holds the value), ``hasKey`` (a map property has the value as a key, e.g.
+    ``inMailbox``) and ``isNull`` (the value, true or false, says whether the property must
+    be null).  ``value_type`` is the JMAP type the filter value must have (default: the
+    property's type, or its item type for ``hasItem``/``hasKey``).
+    """
+
+    name: str
+    property: str
+    operator: str = "equals"
+    value_type: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.operator not in OPERATORS:
+            raise ValueError(f"filter {self.name}: unknown operator {self.operator!r}")
+
+
+@dataclass
+class SetContext:
+    """What a type's hooks get while a /set (or /copy) runs inside its write transaction.
+
+    ``db`` is the open transaction: a hook may read and write the plugin's own tables and
+    everything it writes commits or rolls back with the record.  Hooks run in a worker
+    thread, so they are plain functions, never async.
+    """
+
+    db: sqlite_utils.Database
+    account: Account
+    principal: Principal
+    datatype: DataType
+    host: Any
+
+
+@dataclass
+class DataType:
+    """A JMAP data type backed by the host store.  See the module docstring."""
+
+    name: str
+    table: str
+    properties: list[Property]
+    filters: list[FilterCondition] = field(default_factory=list)
+    methods: tuple[str, ...] = STANDARD_METHODS
+    # Hooks, all optional, all synchronous and run inside the write transaction:
+    # on_create(ctx, record) may fill server-set properties (mutate record) or raise SetError;
+    # on_update(ctx, old, new) likewise for updates; on_destroy(ctx, record) may raise SetError.
+    on_create: Callable[[SetContext, dict[str, Any]], None] | None = None
+    on_update: Callable[[SetContext, dict[str, Any], dict[str, Any]], None] | None = None
+    on_destroy: Callable[[SetContext, dict[str, Any]], None] | None = None
+    # /get of ids=null is refused (requestTooLarge) past maxObjectsInGet; set False for types
+    # whose ids=null is not supported at all (§5.1).
+    get_all: bool = True
+    max_changes: int = 5000
+    query_limit: int = 5000
+    default_sort: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.properties]
+        if "id" in names:
+            raise ValueError(f"{self.name}: 'id' is declared by the host, not the type")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: a property is declared twice")
+        if not re.fullmatch(r"[a-z][a-z0-9]*_[a-z0-9_]+", self.table):
+            raise ValueError(
+                f"{self.name}: table {self.table!r} needs a plugin prefix: 'plugin_name'"
+            )
+        self.by_name = {p.name: p for p in self.properties}
+        for prop in self.properties:
+            check_type(prop.type)
+        for f in self.filters:
+            if f.property not in self.by_name:
+                raise ValueError(f"{self.name}: filter {f.name} on unknown property {f.property}")
+        unknown = [m for m in self.methods if m not in STANDARD_METHODS]
+        if unknown:
+            raise ValueError(f"{self.name}: unknown standard methods {unknown}")
+        self.filters_by_name = {f.name: f for f in self.filters}
+
+    @property
+    def sortable(self) -> set[str]:
+        return {p.name for p in self.properties if p.sortable}
+
+    def all_property_names(self) -> list[str]:
+        return ["id", *self.by_name]
+
+
+def check_type(jmap_type: str) -> None:
+    base = jmap_type.removesuffix("|null")
+    if base in SCALARS or base in ("Object", "Any"):
+        return
+    m = COMPOUND.fullmatch(base)
+    known = SCALARS | {"Object", "Any", "*"}
+    if m and m.group("outer") in known and (not m.group("inner") or m.group("inner") in known):
+        return
+    raise ValueError(f"unknown JMAP type {jmap_type!r}")
+
+
+def datatypes_of(capabilities: Iterable[Any]) -> list[tuple[str, DataType]]:
+    return [(cap.urn, dt) for cap in capabilities for dt in getattr(cap, "datatypes", [])]

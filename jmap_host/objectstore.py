@@ -1,0 +1,368 @@
+"""Where declared data types live in SQL: tables, the change log and queries.
+
+This is the store layer for typed records (ARCHITECTURE.md: nothing outside the store
+writes SQLite-specific SQL).  Every function here is synchronous and takes the
+``sqlite_utils.Database`` of a transaction the caller opened with ``Store.read`` or
+``Store.write``.
+
+Per account and per data type there is one modification sequence (``host_modseq``); every
+created, updated or destroyed record takes the next number and leaves a row in
+``host_change``.  State strings are that number.  /changes reads the log; compaction
+removes old rows and raises the account's ``low`` mark, below which /changes answers
+``cannotCalculateChanges`` (RFC 8620 §5.2).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+import sqlite_utils
+
+from .datatype import DataType, FilterCondition, Property
+
+MODSEQ_TABLE = "host_modseq"
+CHANGE_TABLE = "host_change"
+
+SCALAR_SQL = {
+    "String": str,
+    "Id": str,
+    "BlobId": str,
+    "UTCDate": str,
+    "Date": str,
+    "Int": int,
+    "UnsignedInt": int,
+    "Number": float,
+    "Boolean": int,
+}
+
+# RFC 4790 collations, by name, as SQLite collations registered on every connection.
+COLLATIONS = {
+    "i;octet": "BINARY",
+    "i;ascii-casemap": "NOCASE",  # SQLite's NOCASE folds exactly ASCII A-Z
+    "i;unicode-casemap": "UNICODE_CASEMAP",
+}
+DEFAULT_COLLATION = "i;unicode-casemap"  # §5.5: the default must be Unicode-aware
+
+
+def unicode_casemap_key(value: str) -> str:
+    """RFC 5051 i;unicode-casemap, approximated by NFKD decomposition then case folding."""
+    return unicodedata.normalize("NFKD", value).casefold()
+
+
+def _unicode_casemap(a: str, b: str) -> int:
+    ka, kb = unicode_casemap_key(a), unicode_casemap_key(b)
+    return (ka > kb) - (ka < kb)
+
+
+def register_functions(conn: Any) -> None:
+    """Collations and functions the queries below use; called for every connection."""
+    conn.create_collation("UNICODE_CASEMAP", _unicode_casemap)
+    conn.create_function(
+        "jmap_fold",
+        1,
+        lambda v: None if v is None else unicode_casemap_key(str(v)),
+        deterministic=True,
+    )
+
+
+# -- schema ------------------------------------------------------------------------------
+
+
+def column(prop: Property) -> str:
+    return "p_" + prop.name
+
+
+def column_type(prop: Property) -> type:
+    return SCALAR_SQL.get(prop.base_type, str)
+
+
+def is_json(prop: Property) -> bool:
+    return prop.base_type not in SCALAR_SQL
+
+
+def create_changelog(db: sqlite_utils.Database) -> None:
+    db[MODSEQ_TABLE].create(
+        {"account": str, "type": str, "modseq": int, "low": int},
+        pk=("account", "type"),
+        not_null={"modseq", "low"},
+    )
+    db[CHANGE_TABLE].create(
+        {"account": str, "type": str, "modseq": int, "id": str, "kind": str, "at": int},
+        pk=("account", "type", "modseq"),
+    )
+    db[CHANGE_TABLE].create_index(["at"])
+
+
+def create_type_table(db: sqlite_utils.Database, dt: DataType) -> None:
+    columns: dict[str, type] = {"account": str, "id": str, "modseq": int}
+    columns.update({column(p): column_type(p) for p in dt.properties})
+    db[dt.table].create(columns, pk=("account", "id"), if_not_exists=True)
+    ensure_columns(db, dt)
+
+
+def ensure_columns(db: sqlite_utils.Database, dt: DataType) -> None:
+    """Add columns (and indexes) for properties declared since the table was created."""
+    table = db[dt.table]
+    existing = set(table.columns_dict)
+    for prop in dt.properties:
+        if column(prop) not in existing:
+            table.add_column(column(prop), column_type(prop))
+    indexes = {tuple(i.columns) for i in table.indexes}
+    for prop in dt.properties:
+        if (prop.sortable or prop.indexed) and ("account", column(prop)) not in indexes:
+            table.create_index(["account", column(prop)], if_not_exists=True)
+
+
+# -- records -----------------------------------------------------------------------------
+
+
+def new_id() -> str:
+    """A fresh record id: RFC 8620 §1.2 syntax, starting with a letter, unguessable, so an
+    id reveals nothing about other accounts."""
+    return "x" + secrets.token_hex(8)
+
+
+def encode(dt: DataType, record: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, value in record.items():
+        if name == "id":
+            continue
+        prop = dt.by_name[name]
+        if value is not None and is_json(prop):
+            value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        elif isinstance(value, bool):
+            value = int(value)
+        row[column(prop)] = value
+    return row
+
+
+def decode(dt: DataType, row: dict[str, Any], properties: Iterable[str] | None = None) -> dict:
+    out: dict[str, Any] = {"id": row["id"]}
+    for name in properties if properties is not None else dt.by_name:
+        if name == "id":
+            continue
+        prop = dt.by_name[name]
+        value = row.get(column(prop))
+        if value is not None:
+            if is_json(prop):
+                value = json.loads(value)
+            elif prop.base_type == "Boolean":
+                value = bool(value)
+        out[name] = value
+    return out
+
+
+def read_records(
+    db: sqlite_utils.Database,
+    dt: DataType,
+    account: str,
+    ids: list[str] | None,
+    properties: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    props = list(properties) if properties is not None else list(dt.by_name)
+    cols = ", ".join(["id", *(f"[{column(dt.by_name[p])}]" for p in props if p != "id")])
+    if ids is None:
+        sql = f"SELECT {cols} FROM [{dt.table}] WHERE account = ? ORDER BY rowid"
+        rows = db.execute(sql, [account]).fetchall()
+    else:
+        rows = []
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT {cols} FROM [{dt.table}] WHERE account = ? AND id IN ({marks})"
+            rows += db.execute(sql, [account, *chunk]).fetchall()
+    names = ["id", *(column(dt.by_name[p]) for p in props if p != "id")]
+    return [decode(dt, dict(zip(names, r, strict=True)), props) for r in rows]
+
+
+def count_records(db: sqlite_utils.Database, dt: DataType, account: str) -> int:
+    sql = f"SELECT count(*) FROM [{dt.table}] WHERE account = ?"
+    return int(db.execute(sql, [account]).fetchone()[0])
+
+
+def insert_record(db: sqlite_utils.Database, dt: DataType, account: str, record: dict) -> None:
+    row = encode(dt, record)
+    row.update({"account": account, "id": record["id"]})
+    db[dt.table].insert(row)
+
+
+def update_record(db: sqlite_utils.Database, dt: DataType, account: str, record: dict) -> None:
+    row = encode(dt, record)
+    sets = ", ".join(f"[{c}] = ?" for c in row)
+    db.execute(
+        f"UPDATE [{dt.table}] SET {sets} WHERE account = ? AND id = ?",
+        [*row.values(), account, record["id"]],
+    )
+
+
+def delete_record(db: sqlite_utils.Database, dt: DataType, account: str, record_id: str) -> None:
+    db.execute(f"DELETE FROM [{dt.table}] WHERE account = ? AND id = ?", [account, record_id])
+
+
+# -- modification sequence and change log ------------------------------------------------
+
+
+def current_modseq(db: sqlite_utils.Database, account: str, type_name: str) -> tuple[int, int]:
+    """(modseq, low): the state now, and the oldest state /changes can start from."""
+    row = db.execute(
+        f"SELECT modseq, low FROM {MODSEQ_TABLE} WHERE account = ? AND type = ?",
+        [account, type_name],
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def record_change(
+    db: sqlite_utils.Database, account: str, type_name: str, record_id: str, kind: str
+) -> int:
+    """Take the next modseq for a change to ``record_id``; ``kind`` is created, updated or
+    destroyed.  Must run inside a write transaction."""
+    db.execute(
+        f"INSERT INTO {MODSEQ_TABLE} (account, type, modseq, low) VALUES (?, ?, 1, 0) "
+        "ON CONFLICT (account, type) DO UPDATE SET modseq = modseq + 1",
+        [account, type_name],
+    )
+    modseq, _ = current_modseq(db, account, type_name)
+    db.execute(
+        f"INSERT INTO {CHANGE_TABLE} (account, type, modseq, id, kind, at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [account, type_name, modseq, record_id, kind, int(time.time())],
+    )
+    return modseq
+
+
+def changes_since(
+    db: sqlite_utils.Database, account: str, type_name: str, since: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """Up to ``limit`` change rows (modseq, id, kind) after ``since``, oldest first."""
+    rows = db.execute(
+        f"SELECT modseq, id, kind FROM {CHANGE_TABLE} WHERE account = ? AND type = ? "
+        "AND modseq > ? ORDER BY modseq LIMIT ?",
+        [account, type_name, since, limit],
+    ).fetchall()
+    return [(int(m), str(i), str(k)) for m, i, k in rows]
+
+
+def compact_changes(db: sqlite_utils.Database, older_than: int) -> int:
+    """Drop change rows older than the timestamp ``older_than``; raise each account's low
+    mark past them, so /changes from before answers cannotCalculateChanges."""
+    rows = db.execute(
+        f"SELECT account, type, max(modseq) FROM {CHANGE_TABLE} WHERE at < ? "
+        "GROUP BY account, type",
+        [older_than],
+    ).fetchall()
+    for account, type_name, modseq in rows:
+        db.execute(
+            f"UPDATE {MODSEQ_TABLE} SET low = max(low, ?) WHERE account = ? AND type = ?",
+            [modseq, account, type_name],
+        )
+        db.execute(
+            f"DELETE FROM {CHANGE_TABLE} WHERE account = ? AND type = ? AND modseq <= ?",
+            [account, type_name, modseq],
+        )
+    return len(rows)
+
+
+# -- queries -----------------------------------------------------------------------------
+
+
+class UnsupportedFilter(Exception):
+    pass
+
+
+class UnsupportedSort(Exception):
+    pass
+
+
+def compile_condition(dt: DataType, cond: FilterCondition, value: Any) -> tuple[str, list]:
+    prop = dt.by_name[cond.property]
+    col = f"[{column(prop)}]"
+    op = cond.operator
+    if op == "isNull":
+        return (f"{col} IS NULL" if value else f"{col} IS NOT NULL"), []
+    if op == "contains":
+        return f"instr(jmap_fold({col}), jmap_fold(?)) > 0", [value]
+    if op == "hasItem":
+        return f"EXISTS (SELECT 1 FROM json_each({col}) WHERE value = ?)", [value]
+    if op == "hasKey":
+        return f"EXISTS (SELECT 1 FROM json_each({col}) WHERE key = ?)", [value]
+    if isinstance(value, bool):
+        value = int(value)
+    sql_op = {"equals": "=", "notEquals": "IS NOT", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[
+        op
+    ]
+    if op == "equals":
+        return f"{col} IS ?", [value]
+    return f"{col} {sql_op} ?", [value]
+
+
+def compile_filter(dt: DataType, node: Any, compile_value: Any) -> tuple[str, list]:
+    """A FilterOperator/FilterCondition tree to SQL.  ``compile_value(cond, value)`` checks
+    a condition's value (raising for a bad one) and returns it."""
+    if node is None:
+        return "1", []
+    if "operator" in node:
+        parts = [compile_filter(dt, c, compile_value) for c in node["conditions"]]
+        if not parts:
+            return ("1", []) if node["operator"] in ("AND", "NOT") else ("0", [])
+        joined = {"AND": " AND ", "OR": " OR ", "NOT": " OR "}[node["operator"]]
+        sql = joined.join(f"({s})" for s, _ in parts)
+        params = [p for _, ps in parts for p in ps]
+        return (f"NOT ({sql})" if node["operator"] == "NOT" else sql), params
+    clauses, params = [], []
+    for name, value in node.items():
+        cond = dt.filters_by_name.get(name)
+        if cond is None:
+            raise UnsupportedFilter(f"unknown filter condition {name!r}")
+        value = compile_value(cond, value)
+        sql, ps = compile_condition(dt, cond, value)
+        clauses.append(sql)
+        params += ps
+    return (" AND ".join(f"({c})" for c in clauses) or "1"), params
+
+
+def compile_sort(dt: DataType, sort: list[dict[str, Any]]) -> str:
+    terms = []
+    for comparator in sort:
+        prop = dt.by_name.get(comparator["property"])
+        if prop is None or not prop.sortable:
+            raise UnsupportedSort(f"cannot sort on {comparator['property']!r}")
+        direction = "ASC" if comparator.get("isAscending", True) else "DESC"
+        collate = ""
+        if column_type(prop) is str and not is_json(prop):
+            name = comparator.get("collation") or DEFAULT_COLLATION
+            if name not in COLLATIONS:
+                raise UnsupportedSort(f"unsupported collation {name!r}")
+            collate = f" COLLATE {COLLATIONS[name]}"
+        terms.append(f"[{column(prop)}]{collate} {direction}")
+    # §5.5: the order must be stable between calls; the id breaks every tie.
+    terms.append("id ASC")
+    return ", ".join(terms)
+
+
+def query_ids(
+    db: sqlite_utils.Database,
+    dt: DataType,
+    account: str,
+    where: tuple[str, list],
+    order: str,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[str]:
+    sql = f"SELECT id FROM [{dt.table}] WHERE account = ? AND ({where[0]}) ORDER BY {order}"
+    params: list[Any] = [account, *where[1]]
+    if limit is not None:
+        sql += " LIMIT ? OFFSET ?"
+        params += [limit, offset]
+    return [r[0] for r in db.execute(sql, params).fetchall()]
+
+
+def query_count(
+    db: sqlite_utils.Database, dt: DataType, account: str, where: tuple[str, list]
+) -> int:
+    sql = f"SELECT count(*) FROM [{dt.table}] WHERE account = ? AND ({where[0]})"
+    return int(db.execute(sql, [account, *where[1]]).fetchone()[0])

@@ -1,0 +1,819 @@
+"""The standard methods of RFC 8620 §5, for every declared :class:`DataType`.
+
+One implementation of /get (§5.1), /changes (§5.2), /set (§5.3), /copy (§5.4), /query
+(§5.5) and /queryChanges (§5.6).  Argument checking happens on the event loop; the work
+itself runs in one store transaction in a worker thread, so a /set reads and writes a
+consistent state, is durable when it answers, and leaves nothing behind on a method-level
+error.  Each create, update or destroy runs in its own savepoint: all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import sqlite_utils
+
+from . import objectstore as os_
+from .capabilities import Account, Call, Method
+from .datatype import COMPOUND, DataType, FilterCondition, Property, SetContext, SetError
+from .engine import check_get_size, check_set_size
+from .errors import MethodError
+
+ID_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
+UTCDATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d*[1-9])?Z")
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d*[1-9])?(Z|[+-]\d{2}:\d{2})")
+MAX_INT = 2**53 - 1
+
+
+def standard_methods(dt: DataType) -> list[Method]:
+    """The Method objects for the standard methods ``dt`` declares."""
+    handlers: dict[str, tuple[Callable[..., Any], bool]] = {
+        "get": (type_get, False),
+        "changes": (type_changes, False),
+        "set": (type_set, True),
+        "copy": (type_copy, True),
+        "query": (type_query, False),
+        "queryChanges": (type_query_changes, False),
+    }
+    return [
+        Method(f"{dt.name}/{name}", partial(handlers[name][0], dt), writes=handlers[name][1])
+        for name in dt.methods
+    ]
+
+
+# -- JMAP values ---------------------------------------------------------------------------
+
+
+def is_id(value: Any) -> bool:
+    return isinstance(value, str) and ID_RE.fullmatch(value) is not None
+
+
+def value_ok(jmap_type: str, value: Any) -> bool:
+    """Does ``value`` have the JMAP type ``jmap_type`` (RFC 8620 §1.1-§1.4)?"""
+    if jmap_type.endswith("|null"):
+        return value is None or value_ok(jmap_type.removesuffix("|null"), value)
+    if jmap_type in ("Any", "*"):
+        return True
+    if jmap_type in ("String",):
+        return isinstance(value, str)
+    if jmap_type in ("Id", "BlobId"):
+        return is_id(value)
+    if jmap_type == "Boolean":
+        return isinstance(value, bool)
+    if jmap_type == "Int":
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INT
+    if jmap_type == "UnsignedInt":
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
+    if jmap_type == "Number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if jmap_type == "UTCDate":
+        return isinstance(value, str) and UTCDATE_RE.fullmatch(value) is not None
+    if jmap_type == "Date":
+        return isinstance(value, str) and DATE_RE.fullmatch(value) is not None
+    if jmap_type == "Object":
+        return isinstance(value, dict)
+    m = COMPOUND.fullmatch(jmap_type)
+    if m is None:
+        return False
+    outer, inner = m.group("outer"), m.group("inner")
+    if not inner:
+        return isinstance(value, list) and all(value_ok(outer, v) for v in value)
+    return isinstance(value, dict) and all(
+        value_ok(outer, k) and value_ok(inner, v) for k, v in value.items()
+    )
+
+
+def resolve_creation_ids(prop: Property, value: Any, created: dict[str, str]) -> Any:
+    """Replace ``#creationId`` references in an Id-typed value (§5.3); raise SetError for
+    one that names no record created so far in this request."""
+
+    def one(v: Any) -> Any:
+        if isinstance(v, str) and v.startswith("#"):
+            if v[1:] not in created:
+                raise SetError(
+                    "invalidProperties",
+                    f"{prop.name}: unknown creation id {v}",
+                    properties=[prop.name],
+                )
+            return created[v[1:]]
+        return v
+
+    base = prop.base_type
+    if value is None:
+        return value
+    if base == "Id":
+        return one(value)
+    m = COMPOUND.fullmatch(base)
+    if m and m.group("outer") == "Id":
+        if not m.group("inner") and isinstance(value, list):
+            return [one(v) for v in value]
+        if m.group("inner") and isinstance(value, dict):
+            return {one(k): v for k, v in value.items()}
+    return value
+
+
+# -- argument checks -----------------------------------------------------------------------
+
+
+def arg(call: Call, name: str, jmap_type: str, default: Any = None) -> Any:
+    value = call.args.get(name, default)
+    if value is None and default is None:
+        if not jmap_type.endswith("|null"):
+            raise MethodError("invalidArguments", f"{name} is required")
+        return None
+    if not value_ok(jmap_type, value):
+        raise MethodError("invalidArguments", f"{name} must be {jmap_type}")
+    return value
+
+
+def parse_state(state: Any) -> int | None:
+    if isinstance(state, str) and state.isdigit() and len(state) < 19:
+        return int(state)
+    return None
+
+
+def _resolve_id(value: str, call: Call) -> str:
+    if value.startswith("#"):
+        return call.request.created_ids.get(value[1:], value)
+    return value
+
+
+# -- /get ----------------------------------------------------------------------------------
+
+
+async def type_get(dt: DataType, call: Call) -> dict[str, Any]:
+    """RFC 8620 §5.1 /get."""
+    assert call.account is not None
+    account = call.account.id
+    ids = call.args.get("ids")
+    if ids is not None:
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise MethodError("invalidArguments", "ids must be an array of ids or null")
+        check_get_size(call, ids)
+        ids = list(dict.fromkeys(_resolve_id(i, call) for i in ids))
+    properties = call.args.get("properties")
+    if properties is not None:
+        if not isinstance(properties, list) or not all(isinstance(p, str) for p in properties):
+            raise MethodError("invalidArguments", "properties must be an array of strings or null")
+        unknown = [p for p in properties if p != "id" and p not in dt.by_name]
+        if unknown:
+            raise MethodError("invalidArguments", f"unknown properties: {', '.join(unknown)}")
+        properties = list(dict.fromkeys(["id", *properties]))
+    limit = call.host.limits.max_objects_in_get
+
+    def read(db: sqlite_utils.Database) -> tuple[int, list[dict[str, Any]]]:
+        modseq, _ = os_.current_modseq(db, account, dt.name)
+        if ids is None:
+            if not dt.get_all:
+                raise MethodError("invalidArguments", f"{dt.name}/get needs ids")
+            if os_.count_records(db, dt, account) > limit:
+                raise MethodError("requestTooLarge", f"more than {limit} records; ask by ids")
+            return modseq, os_.read_records(db, dt, account, None, properties)
+        return modseq, os_.read_records(db, dt, account, [i for i in ids if is_id(i)], properties)
+
+    modseq, records = await call.host.store.read(read)
+    found = {r["id"] for r in records}
+    return {
+        "accountId": account,
+        "state": str(modseq),
+        "list": records,
+        "notFound": [] if ids is None else [i for i in ids if i not in found],
+    }
+
+
+# -- /changes ------------------------------------------------------------------------------
+
+
+def collect_changes(
+    db: sqlite_utils.Database, account: str, dt: DataType, since: int, max_ids: int
+) -> tuple[dict[str, str], int, bool]:
+    """Walk the log after ``since``, coalescing per id (§5.2), taking at most ``max_ids``
+    distinct ids.  Returns ({id: created|updated|destroyed|gone}, new modseq, more)."""
+    modseq, _ = os_.current_modseq(db, account, dt.name)
+    first: dict[str, str] = {}
+    last: dict[str, str] = {}
+    position = since
+    while True:
+        rows = os_.changes_since(db, account, dt.name, position, 1000)
+        if not rows:
+            break
+        for row_modseq, record_id, kind in rows:
+            if record_id not in first:
+                if len(first) >= max_ids:
+                    return _coalesce(first, last), position, True
+                first[record_id] = kind
+            last[record_id] = kind
+            position = row_modseq
+    return _coalesce(first, last), modseq, False
+
+
+def _coalesce(first: dict[str, str], last: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for record_id, kind in first.items():
+        if kind == "created":
+            out[record_id] = "gone" if last[record_id] == "destroyed" else "created"
+        else:
+            out[record_id] = "destroyed" if last[record_id] == "destroyed" else "updated"
+    return out
+
+
+def check_since(db: sqlite_utils.Database, account: str, dt: DataType, since: int | None) -> int:
+    modseq, low = os_.current_modseq(db, account, dt.name)
+    if since is None or since > modseq or since < low:
+        raise MethodError("cannotCalculateChanges", "state unknown or too old; refetch")
+    return modseq
+
+
+async def type_changes(dt: DataType, call: Call) -> dict[str, Any]:
+    """RFC 8620 §5.2 /changes."""
+    assert call.account is not None
+    account = call.account.id
+    since_text = arg(call, "sinceState", "String")
+    max_changes = arg(call, "maxChanges", "UnsignedInt|null")
+    if max_changes is not None and max_changes < 1:
+        raise MethodError("invalidArguments", "maxChanges must be a positive integer")
+    limit = min(max_changes or dt.max_changes, dt.max_changes)
+    since = parse_state(since_text)
+
+    def read(db: sqlite_utils.Database) -> tuple[dict[str, str], int, bool]:
+        check_since(db, account, dt, since)
+        assert since is not None
+        return collect_changes(db, account, dt, since, limit)
+
+    changes, new_modseq, more = await call.host.store.read(read)
+    return {
+        "accountId": account,
+        "oldState": since_text,
+        "newState": str(new_modseq),
+        "hasMoreChanges": more,
+        "created": [i for i, k in changes.items() if k == "created"],
+        "updated": [i for i, k in changes.items() if k == "updated"],
+        "destroyed": [i for i, k in changes.items() if k == "destroyed"],
+    }
+
+
+# -- /set ----------------------------------------------------------------------------------
+
+
+class SetRun:
+    """One /set (or the create half of a /copy) inside its write transaction."""
+
+    def __init__(self, dt: DataType, call: Call, account: Account, db: sqlite_utils.Database):
+        self.dt = dt
+        self.call = call
+        self.account = account
+        self.db = db
+        self.ctx = SetContext(db, account, call.request.principal, dt, call.host)
+        self.created_ids = call.request.created_ids
+
+    # Each operation runs in a savepoint so that a SetError undoes all of it.
+    def atomically(self, fn: Callable[[], Any]) -> Any:
+        self.db.execute("SAVEPOINT jmap_record")
+        try:
+            result = fn()
+        except BaseException:
+            self.db.execute("ROLLBACK TO jmap_record")
+            self.db.execute("RELEASE jmap_record")
+            raise
+        self.db.execute("RELEASE jmap_record")
+        return result
+
+    def check_values(self, record: dict[str, Any], names: list[str]) -> None:
+        bad: list[str] = []
+        problems: list[str] = []
+        for name in names:
+            prop = self.dt.by_name[name]
+            value = record.get(name)
+            try:
+                value = resolve_creation_ids(prop, value, self.created_ids)
+            except SetError:
+                bad.append(name)
+                problems.append(f"{name}: unknown creation id")
+                continue
+            record[name] = value
+            if not value_ok(prop.type, value):
+                bad.append(name)
+                problems.append(f"{name} must be {prop.type}")
+                continue
+            if prop.validate is not None and value is not None:
+                try:
+                    prop.validate(value)
+                except ValueError as exc:
+                    bad.append(name)
+                    problems.append(f"{name}: {exc}")
+                    continue
+            if prop.base_type == "BlobId" and value is not None and not self.blob_ok(value):
+                bad.append(name)
+                problems.append(f"{name}: no such blob")
+        if bad:
+            raise SetError("invalidProperties", "; ".join(problems), properties=bad)
+
+    def blob_ok(self, blob_id: str) -> bool:
+        from . import blobs
+
+        visible = getattr(blobs, "blob_visible", None)
+        if visible is None:
+            return True
+        return bool(visible(self.db, self.account.id, blob_id, self.call.request.principal.name))
+
+    def sync_blob_refs(self, record: dict[str, Any]) -> None:
+        from . import blobs
+
+        add = getattr(blobs, "add_blob_reference", None)
+        remove = getattr(blobs, "remove_blob_references", None)
+        if add is None or remove is None:
+            return
+        ref = f"{self.dt.name}:{record['id']}"
+        remove(self.db, self.account.id, ref)
+        for prop in self.dt.properties:
+            if prop.base_type == "BlobId" and record.get(prop.name):
+                add(self.db, self.account.id, record[prop.name], ref)
+
+    def create(self, given: dict[str, Any], copied_from: dict[str, Any] | None = None) -> dict:
+        """Create one record from the client's object; returns the ``created`` entry."""
+        dt = self.dt
+        if not isinstance(given, dict):
+            raise SetError("invalidProperties", "the object must be a JSON object")
+        unknown = [k for k in given if k not in dt.by_name]
+        server_set = [k for k in given if k in dt.by_name and dt.by_name[k].server_set]
+        if unknown or server_set:
+            names = unknown + server_set
+            why = ("unknown" if unknown else "server-set") + " properties: " + ", ".join(names)
+            raise SetError("invalidProperties", why, properties=names)
+        base = dict(copied_from or {})
+        base.update(given)
+        missing = [p.name for p in dt.properties if p.required and base.get(p.name) is None]
+        if missing:
+            raise SetError(
+                "invalidProperties", f"required: {', '.join(missing)}", properties=missing
+            )
+        record: dict[str, Any] = {"id": os_.new_id()}
+        for prop in dt.properties:
+            if prop.name in base:
+                record[prop.name] = base[prop.name]
+            else:
+                record[prop.name] = copy.deepcopy(prop.default)
+        self.check_values(record, [p.name for p in dt.properties if p.name in base])
+        if dt.on_create is not None:
+            dt.on_create(self.ctx, record)
+        os_.insert_record(self.db, dt, self.account.id, record)
+        os_.record_change(self.db, self.account.id, dt.name, record["id"], "created")
+        self.sync_blob_refs(record)
+        return {k: v for k, v in record.items() if k not in given}
+
+    def update(self, record_id: str, patch: Any) -> dict[str, Any] | None:
+        dt = self.dt
+        if not isinstance(patch, dict):
+            raise SetError("invalidPatch", "a PatchObject must be a JSON object")
+        current = self.load(record_id)
+        record, touched = apply_patch(dt, current, patch)
+        errors = [
+            name
+            for name in touched
+            if (name == "id" and record["id"] != current["id"])
+            or (
+                name in dt.by_name
+                and (dt.by_name[name].server_set or dt.by_name[name].immutable)
+                and record.get(name) != current.get(name)
+            )
+        ]
+        if errors:
+            raise SetError(
+                "invalidProperties",
+                "server-set or immutable: " + ", ".join(errors),
+                properties=errors,
+            )
+        self.check_values(record, [n for n in touched if n != "id"])
+        before_hook = copy.deepcopy(record)
+        if dt.on_update is not None:
+            dt.on_update(self.ctx, current, record)
+        os_.update_record(self.db, dt, self.account.id, record)
+        os_.record_change(self.db, self.account.id, dt.name, record_id, "updated")
+        self.sync_blob_refs(record)
+        changed = {k: v for k, v in record.items() if before_hook.get(k) != v}
+        return changed or None
+
+    def destroy(self, record_id: str) -> None:
+        current = self.load(record_id)
+        if self.dt.on_destroy is not None:
+            self.dt.on_destroy(self.ctx, current)
+        os_.delete_record(self.db, self.dt, self.account.id, record_id)
+        os_.record_change(self.db, self.account.id, self.dt.name, record_id, "destroyed")
+        from . import blobs
+
+        remove = getattr(blobs, "remove_blob_references", None)
+        if remove is not None:
+            remove(self.db, self.account.id, f"{self.dt.name}:{record_id}")
+
+    def load(self, record_id: str) -> dict[str, Any]:
+        if not is_id(record_id):
+            raise SetError("notFound")
+        found = os_.read_records(self.db, self.dt, self.account.id, [record_id])
+        if not found:
+            raise SetError("notFound")
+        return found[0]
+
+
+def apply_patch(
+    dt: DataType, current: dict[str, Any], patch: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """Apply a PatchObject (§5.3); return the new record and the top-level properties
+    the patch touched."""
+    paths = list(patch)
+    tokens_of = {p: [t.replace("~1", "/").replace("~0", "~") for t in p.split("/")] for p in paths}
+    ordered = sorted(paths)
+    for a, b in itertools.pairwise(ordered):
+        if b.startswith(a + "/"):
+            raise SetError("invalidPatch", f"{a!r} is a prefix of {b!r}")
+    record = copy.deepcopy(current)
+    touched: list[str] = []
+    invalid: list[str] = []
+    for path in paths:
+        tokens = tokens_of[path]
+        top = tokens[0]
+        if top != "id" and top not in dt.by_name:
+            invalid.append(top)
+            continue
+        touched.append(top)
+        value = patch[path]
+        if len(tokens) == 1:
+            record[top] = (
+                copy.deepcopy(dt.by_name[top].default) if value is None and top != "id" else value
+            )
+            continue
+        target = record.get(top)
+        for token in tokens[1:-1]:
+            if not isinstance(target, dict) or token not in target:
+                raise SetError("invalidPatch", f"{path!r}: no such object to patch into")
+            target = target[token]
+        if not isinstance(target, dict):
+            # Pointers may not reach into arrays, nor past a scalar (§5.3).
+            raise SetError("invalidPatch", f"{path!r} does not point into an object")
+        if value is None:
+            target.pop(tokens[-1], None)
+        else:
+            target[tokens[-1]] = value
+    if invalid:
+        raise SetError(
+            "invalidProperties", "unknown properties: " + ", ".join(invalid), properties=invalid
+        )
+    return record, list(dict.fromkeys(touched))
+
+
+async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
+    """RFC 8620 §5.3 /set."""
+    assert call.account is not None
+    account = call.account
+    if_in_state = arg(call, "ifInState", "String|null")
+    create = arg(call, "create", "Any|null")
+    update = arg(call, "update", "Any|null")
+    destroy = arg(call, "destroy", "Any|null")
+    if create is not None and not isinstance(create, dict):
+        raise MethodError("invalidArguments", "create must be a map of creation id to object")
+    if update is not None and not isinstance(update, dict):
+        raise MethodError("invalidArguments", "update must be a map of id to PatchObject")
+    if destroy is not None and (
+        not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy)
+    ):
+        raise MethodError("invalidArguments", "destroy must be an array of ids")
+    check_set_size(call)
+    return await call.host.store.write(
+        lambda db: run_set(dt, call, account, db, if_in_state, create, update, destroy)
+    )
+
+
+def run_set(
+    dt: DataType,
+    call: Call,
+    account: Account,
+    db: sqlite_utils.Database,
+    if_in_state: str | None,
+    create: dict[str, Any] | None,
+    update: dict[str, Any] | None,
+    destroy: list[str] | None,
+) -> dict[str, Any]:
+    old, _ = os_.current_modseq(db, account.id, dt.name)
+    if if_in_state is not None and if_in_state != str(old):
+        raise MethodError("stateMismatch")
+    run = SetRun(dt, call, account, db)
+    created: dict[str, Any] = {}
+    not_created: dict[str, Any] = {}
+    for creation_id, obj in (create or {}).items():
+        try:
+            created[creation_id] = run.atomically(partial(run.create, obj))
+            # §5.3: creation ids map to the most recent record created with them.
+            call.request.created_ids[creation_id] = created[creation_id]["id"]
+        except SetError as exc:
+            not_created[creation_id] = exc.to_json()
+    destroy_ids = [_resolve_id(i, call) for i in destroy or []]
+    updated: dict[str, Any] = {}
+    not_updated: dict[str, Any] = {}
+    for key, patch in (update or {}).items():
+        record_id = _resolve_id(key, call)
+        if record_id in destroy_ids:
+            not_updated[key] = {"type": "willDestroy"}
+            continue
+        try:
+            updated[record_id] = run.atomically(partial(run.update, record_id, patch))
+        except SetError as exc:
+            not_updated[key] = exc.to_json()
+    destroyed: list[str] = []
+    not_destroyed: dict[str, Any] = {}
+    for key, record_id in zip(destroy or [], destroy_ids, strict=True):
+        try:
+            run.atomically(partial(run.destroy, record_id))
+            destroyed.append(record_id)
+        except SetError as exc:
+            not_destroyed[key] = exc.to_json()
+    new, _ = os_.current_modseq(db, account.id, dt.name)
+    return {
+        "accountId": account.id,
+        "oldState": str(old),
+        "newState": str(new),
+        "created": created or None,
+        "updated": updated or None,
+        "destroyed": destroyed or None,
+        "notCreated": not_created or None,
+        "notUpdated": not_updated or None,
+        "notDestroyed": not_destroyed or None,
+    }
+
+
+# -- /copy ---------------------------------------------------------------------------------
+
+
+async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]]:
+    """RFC 8620 §5.4 /copy, with the implicit /set destroy of onSuccessDestroyOriginal."""
+    assert call.account is not None
+    target = call.account
+    from_id = arg(call, "fromAccountId", "Id")
+    if_from = arg(call, "ifFromInState", "String|null")
+    if_in = arg(call, "ifInState", "String|null")
+    create = arg(call, "create", "Object")
+    destroy_original = arg(call, "onSuccessDestroyOriginal", "Boolean", False)
+    destroy_if = arg(call, "destroyFromIfInState", "String|null")
+    if from_id == target.id:
+        raise MethodError("invalidArguments", "fromAccountId must differ from accountId")
+    source = call.request.accounts.get(from_id)
+    if source is None:
+        raise MethodError("fromAccountNotFound")
+    urn = call.host.methods[call.name][1]
+    if urn not in call.request.account_capabilities[from_id]:
+        raise MethodError("fromAccountNotSupportedByMethod")
+    for creation_id, obj in create.items():
+        if not isinstance(obj, dict) or not is_id(obj.get("id")):
+            raise MethodError("invalidArguments", f"create/{creation_id} needs the id to copy")
+    if len(create) > call.host.limits.max_objects_in_set:
+        raise MethodError("requestTooLarge")
+
+    originals: list[str] = []
+
+    def write(db: sqlite_utils.Database) -> dict[str, Any]:
+        from_modseq, _ = os_.current_modseq(db, source.id, dt.name)
+        if if_from is not None and if_from != str(from_modseq):
+            raise MethodError("stateMismatch", "ifFromInState does not match")
+        old, _ = os_.current_modseq(db, target.id, dt.name)
+        if if_in is not None and if_in != str(old):
+            raise MethodError("stateMismatch")
+        run = SetRun(dt, call, target, db)
+        created: dict[str, Any] = {}
+        not_created: dict[str, Any] = {}
+        originals.clear()  # a retried transaction starts again
+        for creation_id, obj in create.items():
+            found = os_.read_records(db, dt, source.id, [obj["id"]])
+            if not found:
+                not_created[creation_id] = {"type": "notFound"}
+                continue
+            original = {
+                k: v for k, v in found[0].items() if k != "id" and not dt.by_name[k].server_set
+            }
+            overrides = {k: v for k, v in obj.items() if k != "id"}
+            grant_blobs(db, dt, found[0], target.id, source.id)
+            try:
+                result = run.atomically(partial(run.create, overrides, original))
+            except SetError as exc:
+                not_created[creation_id] = exc.to_json()
+                continue
+            created[creation_id] = {
+                k: v
+                for k, v in result.items()
+                if k == "id" or (k in dt.by_name and dt.by_name[k].server_set)
+            }
+            call.request.created_ids[creation_id] = result["id"]
+            originals.append(obj["id"])
+        new, _ = os_.current_modseq(db, target.id, dt.name)
+        return {"old": old, "new": new, "created": created, "not_created": not_created}
+
+    result = await call.host.store.write(write)
+    responses: list[tuple[str, dict[str, Any]]] = [
+        (
+            call.name,
+            {
+                "fromAccountId": source.id,
+                "accountId": target.id,
+                "oldState": str(result["old"]),
+                "newState": str(result["new"]),
+                "created": result["created"] or None,
+                "notCreated": result["not_created"] or None,
+            },
+        )
+    ]
+    if destroy_original and originals:
+        # §5.4: "a single call to Foo/set to destroy the original of each copied record".
+        set_call = Call(
+            name=f"{dt.name}/set",
+            args={"accountId": source.id, "destroy": originals, "ifInState": destroy_if},
+            call_id=call.call_id,
+            request=call.request,
+            account=source,
+        )
+        try:
+            responses.append((f"{dt.name}/set", await type_set(dt, set_call)))
+        except MethodError as exc:
+            responses.append(("error", exc.to_json()))
+    return responses
+
+
+def grant_blobs(
+    db: sqlite_utils.Database, dt: DataType, record: dict[str, Any], target: str, source: str
+) -> None:
+    """A copy's blobs become visible in the target account: the caller can read both."""
+    from . import blobs
+
+    add = getattr(blobs, "add_blob_reference", None)
+    if add is None:
+        return
+    for prop in dt.properties:
+        if prop.base_type == "BlobId" and record.get(prop.name):
+            add(db, target, record[prop.name], f"copy:{source}")
+
+
+# -- /query and /queryChanges --------------------------------------------------------------
+
+
+def check_filter(dt: DataType, node: Any, depth: int = 0) -> None:
+    if depth > 32:
+        raise MethodError("unsupportedFilter", "filter nested too deeply")
+    if node is None:
+        return
+    if not isinstance(node, dict):
+        raise MethodError("invalidArguments", "a filter must be an object")
+    if "operator" in node:
+        if node["operator"] not in ("AND", "OR", "NOT") or not isinstance(
+            node.get("conditions"), list
+        ):
+            raise MethodError("invalidArguments", "FilterOperator needs operator and conditions")
+        if set(node) - {"operator", "conditions"}:
+            raise MethodError("invalidArguments", "FilterOperator has only operator and conditions")
+        for child in node["conditions"]:
+            check_filter(dt, child, depth + 1)
+
+
+def filter_value(dt: DataType, cond: FilterCondition, value: Any) -> Any:
+    prop = dt.by_name[cond.property]
+    expected = cond.value_type
+    if expected is None:
+        if cond.operator == "isNull":
+            expected = "Boolean"
+        elif cond.operator in ("hasItem", "hasKey"):
+            m = COMPOUND.fullmatch(prop.base_type)
+            expected = m.group("outer") if m else "String"
+        else:
+            expected = prop.base_type
+    if not value_ok(expected, value):
+        raise MethodError("invalidArguments", f"filter {cond.name} must be {expected}")
+    return value
+
+
+def check_sort(sort: Any) -> list[dict[str, Any]]:
+    if sort is None:
+        return []
+    if not isinstance(sort, list):
+        raise MethodError("invalidArguments", "sort must be an array of Comparators")
+    for comparator in sort:
+        if (
+            not isinstance(comparator, dict)
+            or not isinstance(comparator.get("property"), str)
+            or not isinstance(comparator.get("isAscending", True), bool)
+            or not isinstance(comparator.get("collation", ""), str)
+        ):
+            raise MethodError("invalidArguments", "a Comparator needs a property name")
+    return sort
+
+
+def compile_query(dt: DataType, filter_: Any, sort: Any) -> tuple[tuple[str, list], str, bool]:
+    """(where, order by, mutable): mutable when a filter or sort property can change."""
+    check_filter(dt, filter_)
+    comparators = check_sort(sort) or [{"property": p} for p in dt.default_sort]
+    try:
+        where = os_.compile_filter(dt, filter_, partial(filter_value, dt))
+    except os_.UnsupportedFilter as exc:
+        raise MethodError("unsupportedFilter", str(exc)) from None
+    try:
+        order = os_.compile_sort(dt, comparators)
+    except os_.UnsupportedSort as exc:
+        raise MethodError("unsupportedSort", str(exc)) from None
+    used = {c["property"] for c in comparators} | _filter_properties(dt, filter_)
+    mutable = any(not dt.by_name[p].immutable for p in used if p in dt.by_name)
+    return where, order, mutable
+
+
+def _filter_properties(dt: DataType, node: Any) -> set[str]:
+    if not node:
+        return set()
+    if "operator" in node:
+        return set().union(*(_filter_properties(dt, c) for c in node["conditions"]))
+    return {dt.filters_by_name[n].property for n in node if n in dt.filters_by_name}
+
+
+async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
+    """RFC 8620 §5.5 /query."""
+    assert call.account is not None
+    account = call.account.id
+    position = arg(call, "position", "Int", 0)
+    anchor = arg(call, "anchor", "Id|null")
+    anchor_offset = arg(call, "anchorOffset", "Int", 0)
+    limit = arg(call, "limit", "UnsignedInt|null")
+    calculate_total = arg(call, "calculateTotal", "Boolean", False)
+    where, order, _ = compile_query(dt, call.args.get("filter"), call.args.get("sort"))
+    clamped = limit is None or limit > dt.query_limit
+    page_size = dt.query_limit if clamped else limit
+
+    def read(db: sqlite_utils.Database) -> dict[str, Any]:
+        modseq, _ = os_.current_modseq(db, account, dt.name)
+        total = None
+        if anchor is not None:
+            ids = os_.query_ids(db, dt, account, where, order)
+            if anchor not in ids:
+                raise MethodError("anchorNotFound")
+            start = max(0, ids.index(anchor) + anchor_offset)
+            page, total = ids[start : start + page_size], len(ids)
+        else:
+            if position < 0 or calculate_total:
+                total = os_.query_count(db, dt, account, where)
+            start = max(0, total + position) if position < 0 and total is not None else position
+            page = os_.query_ids(db, dt, account, where, order, page_size, start)
+        out: dict[str, Any] = {
+            "accountId": account,
+            "queryState": str(modseq),
+            "canCalculateChanges": True,
+            "position": start,
+            "ids": page,
+        }
+        if calculate_total:
+            out["total"] = total
+        if clamped and limit is not None:
+            out["limit"] = page_size
+        return out
+
+    return await call.host.store.read(read)
+
+
+async def type_query_changes(dt: DataType, call: Call) -> dict[str, Any]:
+    """RFC 8620 §5.6 /queryChanges, from the change log: every record changed since the
+    old state that may have left the results is "removed", and those now in the results
+    are "added" at their index; with filter and sort on immutable properties only,
+    updates cannot move a record, so only creations and destructions count."""
+    assert call.account is not None
+    account = call.account.id
+    since_text = arg(call, "sinceQueryState", "String")
+    max_changes = arg(call, "maxChanges", "UnsignedInt|null")
+    up_to_id = arg(call, "upToId", "Id|null")
+    calculate_total = arg(call, "calculateTotal", "Boolean", False)
+    where, order, mutable = compile_query(dt, call.args.get("filter"), call.args.get("sort"))
+    since = parse_state(since_text)
+
+    def read(db: sqlite_utils.Database) -> dict[str, Any]:
+        modseq = check_since(db, account, dt, since)
+        assert since is not None
+        changes, _, _ = collect_changes(db, account, dt, since, 10**9)
+        ids = os_.query_ids(db, dt, account, where, order)
+        index = {record_id: i for i, record_id in enumerate(ids)}
+        relevant = {i: k for i, k in changes.items() if k != "gone" and (mutable or k != "updated")}
+        removed = [i for i, k in relevant.items() if k != "created"]
+        added = sorted(
+            ({"id": i, "index": index[i]} for i in relevant if i in index),
+            key=lambda a: a["index"],
+        )
+        if up_to_id is not None and not mutable and up_to_id in index:
+            # §5.6: with immutable filter and sort, nothing past upToId concerns the client.
+            added = [a for a in added if a["index"] <= index[up_to_id]]
+        if max_changes is not None and len(removed) + len(added) > max_changes:
+            raise MethodError("tooManyChanges")
+        out: dict[str, Any] = {
+            "accountId": account,
+            "oldQueryState": since_text,
+            "newQueryState": str(modseq),
+            "removed": removed,
+            "added": added,
+        }
+        if calculate_total:
+            out["total"] = len(ids)
+        return out
+
+    return await call.host.store.read(read)

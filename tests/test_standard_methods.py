@@ -1,0 +1,657 @@
+"""The host's standard methods (RFC 8620 §5) for a type a test plugin declares, over real
+HTTP, section by section: /get §5.1, /changes §5.2, /set §5.3, /copy §5.4, /query §5.5,
+/queryChanges §5.6; and the isolation of accounts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+import jmap_host
+from jmap_host import objectstore
+from jmap_host.datatype import DataType, FilterCondition, Property, SetError
+from jmap_host.testing import api, running_server, write_config
+
+CORE = "urn:ietf:params:jmap:core"
+NOTES = "https://test.example/notes"
+USING = [CORE, NOTES]
+
+
+def check_title(value: str) -> None:
+    if len(value) > 50:
+        raise ValueError("at most 50 characters")
+
+
+def on_create(ctx, record: dict[str, Any]) -> None:
+    if record["title"] == "forbidden":
+        # Write something first: the SetError must roll it back with the record (§5.3).
+        ctx.db["notes_audit"].insert({"what": "should vanish"})
+        raise SetError("forbidden", "no such titles")
+    record["created"] = "2026-01-01T00:00:00Z"
+    record["revision"] = 1
+
+
+def on_update(ctx, old: dict[str, Any], new: dict[str, Any]) -> None:
+    new["revision"] = old["revision"] + 1
+
+
+NOTE = DataType(
+    name="Note",
+    table="notes_note",
+    properties=[
+        Property("title", "String", required=True, sortable=True, validate=check_title),
+        Property("done", "Boolean", default=False, sortable=True),
+        Property("priority", "Int", default=0, sortable=True),
+        Property("tags", "String[]", default=[]),
+        Property("labels", "String[Boolean]", default={}),
+        Property("meta", "Object", default={}),
+        Property("parentId", "Id|null"),
+        Property("kind", "String", default="note", immutable=True, sortable=True),
+        Property("created", "UTCDate|null", server_set=True, sortable=True),
+        Property("revision", "UnsignedInt", server_set=True, default=0),
+    ],
+    filters=[
+        FilterCondition("text", "title", "contains"),
+        FilterCondition("title", "title", "equals"),
+        FilterCondition("done", "done"),
+        FilterCondition("minPriority", "priority", "ge"),
+        FilterCondition("tag", "tags", "hasItem"),
+        FilterCondition("label", "labels", "hasKey"),
+        FilterCondition("kind", "kind"),
+        FilterCondition("hasParent", "parentId", "isNull"),
+    ],
+    on_create=on_create,
+    on_update=on_update,
+    query_limit=50,
+)
+
+
+class NotesPlugin:
+    @jmap_host.hookimpl
+    def register_capabilities(self, host):
+        return [jmap_host.Capability(urn=NOTES, datatypes=[NOTE])]
+
+    @jmap_host.hookimpl
+    def migrations(self, host):
+        import sqlite_utils
+
+        audit = sqlite_utils.Migrations("notes-audit")
+
+        @audit()
+        def create_audit(db):
+            db["notes_audit"].create({"what": str})
+
+        return [audit]
+
+
+class Client:
+    """A thin helper: one JMAP call at a time, in the user's own account."""
+
+    def __init__(self, http, account):
+        self.http = http
+        self.account = account
+
+    async def call(self, name: str, account: str | None = None, **args: Any) -> list:
+        body = {"accountId": account or self.account, **args}
+        result = await api(self.http, [[name, body, "c"]], using=USING)
+        return result["methodResponses"]
+
+    async def one(self, name: str, **args: Any) -> dict[str, Any]:
+        responses = await self.call(name, **args)
+        assert len(responses) == 1, responses
+        return responses[0][1] if responses[0][0] == name else {"error": responses[0][1]}
+
+    async def create(self, **objects: dict[str, Any]) -> dict[str, str]:
+        result = await self.one("Note/set", create=objects)
+        assert not result["notCreated"], result
+        return {k: v["id"] for k, v in result["created"].items()}
+
+    async def state(self) -> str:
+        return (await self.one("Note/get", ids=[]))["state"]
+
+
+@pytest.fixture
+async def server(tmp_path):
+    config = write_config(
+        tmp_path, "[jmap.protocol.get]\nmax-objects = 20\n[jmap.protocol.set]\nmax-objects = 20\n"
+    )
+    async with running_server(config, extra_plugins=[("notes", NotesPlugin())]) as running:
+        yield running
+
+
+@pytest.fixture
+async def alice(server):
+    async with server.client("alice") as http:
+        session = (await http.get("/jmap/session")).json()
+        yield Client(http, session["primaryAccounts"][CORE])
+
+
+async def test_type_appears_with_every_standard_method(server, alice):
+    """RFC 8620 §5: Foo/get, /changes, /set, /copy, /query, /queryChanges all exist."""
+    for method in ("get", "changes", "set", "copy", "query", "queryChanges"):
+        assert f"Note/{method}" in server.host.methods
+    session = (await alice.http.get("/jmap/session")).json()
+    assert NOTES in session["accounts"][alice.account]["accountCapabilities"]
+
+
+# -- §5.1 /get ---------------------------------------------------------------------------
+
+
+async def test_get(alice):
+    ids = await alice.create(a={"title": "one"}, b={"title": "two"})
+    everything = await alice.one("Note/get", ids=None)
+    assert {n["id"] for n in everything["list"]} == set(ids.values())
+    assert everything["notFound"] == []
+    one = await alice.one("Note/get", ids=[ids["a"], ids["a"], "missing"], properties=["title"])
+    assert one["list"] == [{"id": ids["a"], "title": "one"}]  # id always; duplicates once
+    assert one["notFound"] == ["missing"]
+    full = (await alice.one("Note/get", ids=[ids["b"]]))["list"][0]
+    assert full == {
+        "id": ids["b"],
+        "title": "two",
+        "done": False,
+        "priority": 0,
+        "tags": [],
+        "labels": {},
+        "meta": {},
+        "parentId": None,
+        "kind": "note",
+        "created": "2026-01-01T00:00:00Z",
+        "revision": 1,
+    }
+    assert (await alice.one("Note/get", ids=[]))["list"] == []
+    bad = await alice.one("Note/get", ids=None, properties=["title", "nope"])
+    assert bad["error"]["type"] == "invalidArguments"
+    bad = await alice.one("Note/get", ids="x")
+    assert bad["error"]["type"] == "invalidArguments"
+
+
+async def test_get_limits(alice):
+    """requestTooLarge past maxObjectsInGet, for explicit ids and for ids: null."""
+    too_many = [f"id{i}" for i in range(21)]
+    assert (await alice.one("Note/get", ids=too_many))["error"]["type"] == "requestTooLarge"
+    for batch in range(2):
+        await alice.create(**{f"n{batch}{i}": {"title": f"n{i}"} for i in range(11)})
+    assert (await alice.one("Note/get", ids=None))["error"]["type"] == "requestTooLarge"
+
+
+async def test_state_changes_only_when_data_changes(alice):
+    first = await alice.state()
+    assert await alice.state() == first
+    ids = await alice.create(a={"title": "x"})
+    second = await alice.state()
+    assert second != first
+    await alice.one("Note/set", update={ids["a"]: {"done": True}})
+    assert await alice.state() not in (first, second)
+
+
+# -- §5.2 /changes -----------------------------------------------------------------------
+
+
+async def test_changes_coalesce_per_record(alice):
+    start = await alice.state()
+    keep = await alice.create(a={"title": "stays"}, b={"title": "edited"}, c={"title": "gone"})
+    middle = await alice.state()
+    new = await alice.create(d={"title": "new then edited"}, e={"title": "new then gone"})
+    await alice.one(
+        "Note/set",
+        update={keep["b"]: {"done": True}, new["d"]: {"done": True}},
+        destroy=[keep["c"], new["e"]],
+    )
+    since_start = await alice.one("Note/changes", sinceState=start)
+    assert set(since_start["created"]) == {keep["a"], keep["b"], new["d"]}
+    assert since_start["updated"] == [] and since_start["destroyed"] == []
+    assert since_start["hasMoreChanges"] is False
+    assert since_start["newState"] == await alice.state()
+    since_middle = await alice.one("Note/changes", sinceState=middle)
+    assert set(since_middle["created"]) == {new["d"]}  # created + updated → created
+    assert since_middle["updated"] == [keep["b"]]
+    assert since_middle["destroyed"] == [keep["c"]]  # created + destroyed → omitted
+
+
+async def test_changes_in_pages_with_max_changes(alice):
+    start = await alice.state()
+    ids = await alice.create(**{f"k{i}": {"title": f"t{i}"} for i in range(7)})
+    await alice.one("Note/set", update={ids["k0"]: {"done": True}})
+    seen: list[str] = []
+    state = start
+    for _ in range(10):
+        page = await alice.one("Note/changes", sinceState=state, maxChanges=3)
+        ids_in_page = page["created"] + page["updated"] + page["destroyed"]
+        assert len(ids_in_page) <= 3
+        seen += ids_in_page
+        state = page["newState"]
+        if not page["hasMoreChanges"]:
+            break
+    # k0 shows up twice: created in the first page, updated in the last (allowed, §5.2).
+    assert set(seen) == set(ids.values()) and len(seen) == len(ids) + 1
+    assert state == await alice.state()
+
+
+async def test_changes_errors(server, alice):
+    assert (await alice.one("Note/changes", sinceState="999"))["error"]["type"] == (
+        "cannotCalculateChanges"
+    )
+    assert (await alice.one("Note/changes", sinceState="bogus"))["error"]["type"] == (
+        "cannotCalculateChanges"
+    )
+    bad = await alice.one("Note/changes", sinceState="0", maxChanges=0)
+    assert bad["error"]["type"] == "invalidArguments"
+    # Compaction past the client's state: cannotCalculateChanges, never a wrong answer.
+    old = await alice.state()
+    await alice.create(a={"title": "x"})
+    await server.host.store.write(lambda db: objectstore.compact_changes(db, int(time.time()) + 1))
+    assert (await alice.one("Note/changes", sinceState=old))["error"]["type"] == (
+        "cannotCalculateChanges"
+    )
+    now = await alice.state()
+    assert (await alice.one("Note/changes", sinceState=now))["created"] == []
+
+
+# -- §5.3 /set ---------------------------------------------------------------------------
+
+
+async def test_create_returns_server_set_and_default_properties(alice):
+    result = await alice.one("Note/set", create={"a": {"title": "hi", "tags": ["x"]}})
+    created = result["created"]["a"]
+    assert created == {
+        "id": created["id"],
+        "done": False,
+        "priority": 0,
+        "labels": {},
+        "meta": {},
+        "parentId": None,
+        "kind": "note",
+        "created": "2026-01-01T00:00:00Z",
+        "revision": 1,
+    }
+    assert result["oldState"] != result["newState"]
+
+
+async def test_create_errors_name_the_properties(alice):
+    result = await alice.one(
+        "Note/set",
+        create={
+            "unknown": {"title": "x", "colour": "red"},
+            "server": {"title": "x", "revision": 5},
+            "missing": {"done": True},
+            "type": {"title": 5, "priority": "high"},
+            "validator": {"title": "x" * 51},
+            "badref": {"title": "x", "parentId": "#nope"},
+            "hook": {"title": "forbidden"},
+            "notobject": "x",
+        },
+    )
+    errors = result["notCreated"]
+    assert result["created"] is None
+    assert errors["unknown"]["type"] == "invalidProperties"
+    assert errors["unknown"]["properties"] == ["colour"]
+    assert errors["server"]["properties"] == ["revision"]
+    assert errors["missing"]["properties"] == ["title"]
+    assert sorted(errors["type"]["properties"]) == ["priority", "title"]
+    assert errors["validator"]["properties"] == ["title"]
+    assert "50 characters" in errors["validator"]["description"]
+    assert errors["badref"]["properties"] == ["parentId"]
+    assert errors["hook"] == {"type": "forbidden", "description": "no such titles"}
+    assert errors["notobject"]["type"] == "invalidProperties"
+    assert result["oldState"] == result["newState"]
+
+
+async def test_failed_record_leaves_nothing_behind(server, alice):
+    """§5.3: each create is atomic: a hook's own writes go with a rejected record."""
+    await alice.one("Note/set", create={"a": {"title": "forbidden"}})
+    rows = await server.host.store.read(lambda db: list(db["notes_audit"].rows))
+    assert rows == []
+
+
+async def test_creation_id_references(alice):
+    """§5.3: "#creationId" in Id properties, update keys and destroy, across calls; §3.3
+    createdIds."""
+    response = await api(
+        alice.http,
+        [
+            ["Note/set", {"accountId": alice.account, "create": {"p": {"title": "parent"}}}, "0"],
+            [
+                "Note/set",
+                {
+                    "accountId": alice.account,
+                    "create": {"c": {"title": "child", "parentId": "#p"}},
+                    "update": {"#p": {"title": "parent!"}},
+                },
+                "1",
+            ],
+            ["Note/get", {"accountId": alice.account, "ids": ["#c"]}, "2"],
+            ["Note/set", {"accountId": alice.account, "destroy": ["#c"]}, "3"],
+        ],
+        using=USING,
+        createdIds={},
+    )
+    responses = response["methodResponses"]
+    parent = responses[0][1]["created"]["p"]["id"]
+    child = responses[1][1]["created"]["c"]["id"]
+    assert responses[1][1]["updated"] == {parent: {"revision": 2}}
+    assert responses[2][1]["list"][0]["parentId"] == parent
+    assert responses[3][1]["destroyed"] == [child]
+    assert response["createdIds"] == {"p": parent, "c": child}
+
+
+async def test_update_with_patches(alice):
+    ids = await alice.create(a={"title": "t", "meta": {"x": {"y": 1}}, "labels": {"a": True}})
+    note = ids["a"]
+    result = await alice.one(
+        "Note/set",
+        update={
+            note: {
+                "meta/x/y": 2,
+                "meta/z": "new",
+                "labels/b": True,
+                "labels/a": None,
+                "priority": 3,
+            }
+        },
+    )
+    assert result["updated"] == {note: {"revision": 2}}  # only what the patch did not say
+    got = (await alice.one("Note/get", ids=[note]))["list"][0]
+    assert got["meta"] == {"x": {"y": 2}, "z": "new"}
+    assert got["labels"] == {"b": True}
+    assert got["priority"] == 3
+    # null resets to the default (§5.3); a whole object is a valid patch.
+    result = await alice.one("Note/set", update={note: {"priority": None}})
+    assert (await alice.one("Note/get", ids=[note]))["list"][0]["priority"] == 0
+    whole = (await alice.one("Note/get", ids=[note]))["list"][0]
+    result = await alice.one("Note/set", update={note: {**whole, "title": "whole"}})
+    assert result["notUpdated"] is None
+
+
+async def test_update_errors(alice):
+    ids = await alice.create(a={"title": "t", "tags": ["x"]}, b={"title": "other"})
+    note = ids["a"]
+    result = await alice.one(
+        "Note/set",
+        update={
+            note: {"tags/0": "y"},
+        },
+    )
+    assert result["notUpdated"][note]["type"] == "invalidPatch"  # never into arrays
+    cases = {
+        "prefix": ({"meta": {}, "meta/x": 1}, "invalidPatch"),
+        "missing parent": ({"meta/a/b": 1}, "invalidPatch"),
+        "server-set changed": ({"revision": 99}, "invalidProperties"),
+        "immutable": ({"kind": "task"}, "invalidProperties"),
+        "unknown": ({"colour": "red"}, "invalidProperties"),
+        "type": ({"done": "yes"}, "invalidProperties"),
+        "id": ({"id": "other"}, "invalidProperties"),
+    }
+    for what, (patch, kind) in cases.items():
+        result = await alice.one("Note/set", update={note: patch})
+        assert result["notUpdated"][note]["type"] == kind, what
+    same = await alice.one("Note/set", update={note: {"revision": 1, "kind": "note", "id": note}})
+    assert same["notUpdated"] is None  # server-set given with its current value is fine
+    result = await alice.one("Note/set", update={"nope": {"title": "x"}}, destroy=["nope2"])
+    assert result["notUpdated"] == {"nope": {"type": "notFound"}}
+    assert result["notDestroyed"] == {"nope2": {"type": "notFound"}}
+    result = await alice.one("Note/set", update={ids["b"]: {"title": "x"}}, destroy=[ids["b"]])
+    assert result["notUpdated"] == {ids["b"]: {"type": "willDestroy"}}
+    assert result["destroyed"] == [ids["b"]]
+
+
+async def test_if_in_state_and_method_errors_change_nothing(alice):
+    """§5.3 stateMismatch; §3.6.2: a method-level error leaves no change behind."""
+    state = await alice.state()
+    result = await alice.one("Note/set", ifInState="12345", create={"a": {"title": "x"}})
+    assert result["error"]["type"] == "stateMismatch"
+    too_many = {f"k{i}": {"title": "x"} for i in range(21)}
+    assert (await alice.one("Note/set", create=too_many))["error"]["type"] == "requestTooLarge"
+    assert (await alice.one("Note/set", create=[1]))["error"]["type"] == "invalidArguments"
+    assert await alice.state() == state
+    assert (await alice.one("Note/get", ids=None))["list"] == []
+    ok = await alice.one("Note/set", ifInState=state, create={"a": {"title": "x"}})
+    assert ok["created"]
+
+
+# -- §5.4 /copy --------------------------------------------------------------------------
+
+
+async def test_copy_between_accounts(alice):
+    session = (await alice.http.get("/jmap/session")).json()
+    group = next(a for a, v in session["accounts"].items() if not v["isPersonal"])
+    ids = await alice.create(a={"title": "share me", "priority": 2}, b={"title": "stay"})
+    responses = await alice.call(
+        "Note/copy",
+        fromAccountId=alice.account,
+        account=group,
+        create={"x": {"id": ids["a"], "title": "shared"}, "y": {"id": "missing"}},
+        onSuccessDestroyOriginal=True,
+    )
+    copy_response, set_response = responses
+    assert copy_response[0] == "Note/copy"
+    copied = copy_response[1]["created"]["x"]
+    assert copied["id"] != ids["a"]
+    assert copied["created"] == "2026-01-01T00:00:00Z" and copied["revision"] == 1
+    assert copy_response[1]["notCreated"] == {"y": {"type": "notFound"}}
+    assert set_response[0] == "Note/set" and set_response[1]["destroyed"] == [ids["a"]]
+    in_group = await alice.one("Note/get", account=group, ids=[copied["id"]])
+    assert in_group["list"][0]["title"] == "shared"
+    assert in_group["list"][0]["priority"] == 2
+    errors = {
+        "same": await alice.one("Note/copy", fromAccountId=alice.account, create={}),
+        "from": await alice.one("Note/copy", fromAccountId="nosuch", account=group, create={}),
+        "state": await alice.one(
+            "Note/copy",
+            fromAccountId=alice.account,
+            account=group,
+            ifFromInState="0",
+            create={"z": {"id": ids["b"]}},
+        ),
+    }
+    assert errors["same"]["error"]["type"] == "invalidArguments"
+    assert errors["from"]["error"]["type"] == "fromAccountNotFound"
+    assert errors["state"]["error"]["type"] == "stateMismatch"
+
+
+# -- §5.5 /query -------------------------------------------------------------------------
+
+
+async def make_titles(alice, titles: list[str]) -> dict[str, str]:
+    ids = await alice.create(**{t: {"title": t, "priority": i} for i, t in enumerate(titles)})
+    return {t: ids[t] for t in titles}
+
+
+async def query_titles(alice, ids: dict[str, str], **args: Any) -> list[str]:
+    result = await alice.one("Note/query", **args)
+    assert "error" not in result, result
+    names = {v: k for k, v in ids.items()}
+    return [names[i] for i in result["ids"]]
+
+
+async def test_query_sort_and_collations(alice):
+    ids = await make_titles(alice, ["b", "A", "é", "E", "a2"])
+    asc = await query_titles(alice, ids, sort=[{"property": "title", "collation": "i;octet"}])
+    assert asc == ["A", "E", "a2", "b", "é"]
+    ascii_ = await query_titles(
+        alice, ids, sort=[{"property": "title", "collation": "i;ascii-casemap"}]
+    )
+    assert ascii_ == ["A", "a2", "b", "E", "é"]
+    unicode = await query_titles(
+        alice, ids, sort=[{"property": "title", "collation": "i;unicode-casemap"}]
+    )
+    assert unicode[:3] == ["A", "a2", "b"] and set(unicode[3:]) == {"E", "é"}
+    desc = await query_titles(alice, ids, sort=[{"property": "priority", "isAscending": False}])
+    assert desc == ["a2", "E", "é", "A", "b"]
+    # No sort: still stable between calls (§5.5).
+    assert await query_titles(alice, ids) == await query_titles(alice, ids)
+
+
+async def test_query_filters(alice):
+    ids = await alice.create(
+        a={"title": "Buy milk", "tags": ["home"], "priority": 1},
+        b={"title": "Write report", "tags": ["work"], "priority": 3, "done": True},
+        c={"title": "Milk the cow", "labels": {"farm": True}, "priority": 5},
+    )
+    names = {v: k for k, v in ids.items()}
+
+    async def q(filter_):
+        result = await alice.one("Note/query", filter=filter_, sort=[{"property": "priority"}])
+        assert "error" not in result, result
+        return [names[i] for i in result["ids"]]
+
+    assert await q({"text": "MILK"}) == ["a", "c"]
+    assert await q({"tag": "work"}) == ["b"]
+    assert await q({"label": "farm"}) == ["c"]
+    assert await q({"done": True}) == ["b"]
+    assert await q({"minPriority": 3}) == ["b", "c"]
+    assert await q({"text": "milk", "minPriority": 3}) == ["c"]
+    assert await q({"operator": "OR", "conditions": [{"tag": "home"}, {"done": True}]}) == [
+        "a",
+        "b",
+    ]
+    assert await q({"operator": "NOT", "conditions": [{"text": "milk"}]}) == ["b"]
+    nested = {
+        "operator": "AND",
+        "conditions": [
+            {"operator": "NOT", "conditions": [{"tag": "work"}]},
+            {"operator": "OR", "conditions": [{"minPriority": 5}, {"title": "Buy milk"}]},
+        ],
+    }
+    assert await q(nested) == ["a", "c"]
+    assert await q({"hasParent": True}) == ["a", "b", "c"]
+    errors = {
+        "unknown condition": ({"colour": "red"}, "unsupportedFilter"),
+        "wrong value type": ({"minPriority": "high"}, "invalidArguments"),
+        "bad operator": ({"operator": "XOR", "conditions": []}, "invalidArguments"),
+    }
+    for what, (filter_, kind) in errors.items():
+        result = await alice.one("Note/query", filter=filter_)
+        assert result["error"]["type"] == kind, what
+
+
+async def test_query_windows(alice):
+    titles = [f"t{i:02d}" for i in range(10)]
+    ids = await make_titles(alice, titles)
+    sort = [{"property": "title", "collation": "i;octet"}]
+    page = await alice.one("Note/query", sort=sort, position=2, limit=3, calculateTotal=True)
+    assert [ids[t] for t in titles[2:5]] == page["ids"]
+    assert page["position"] == 2 and page["total"] == 10
+    assert "limit" not in page
+    tail = await alice.one("Note/query", sort=sort, position=-3)
+    assert tail["ids"] == [ids[t] for t in titles[7:]] and tail["position"] == 7
+    assert (await alice.one("Note/query", sort=sort, position=-30))["position"] == 0
+    beyond = await alice.one("Note/query", sort=sort, position=20)
+    assert beyond["ids"] == []
+    anchored = await alice.one(
+        "Note/query", sort=sort, anchor=ids["t05"], anchorOffset=-1, limit=2, position=9
+    )
+    assert anchored["ids"] == [ids["t04"], ids["t05"]] and anchored["position"] == 4
+    clamp = await alice.one("Note/query", sort=sort, anchor=ids["t01"], anchorOffset=-5)
+    assert clamp["position"] == 0
+    missing = await alice.one("Note/query", anchor="nope")
+    assert missing["error"]["type"] == "anchorNotFound"
+    clamped = await alice.one("Note/query", limit=1000)
+    assert clamped["limit"] == 50  # the server's maximum, announced (§5.5)
+    assert (await alice.one("Note/query", limit=-1))["error"]["type"] == "invalidArguments"
+    for sort_ in (
+        [{"property": "tags"}],
+        [{"property": "nope"}],
+        [{"property": "title", "collation": "i;klingon"}],
+    ):
+        assert (await alice.one("Note/query", sort=sort_))["error"]["type"] == "unsupportedSort"
+    assert (await alice.one("Note/query", sort=[{"isAscending": True}]))["error"]["type"] == (
+        "invalidArguments"
+    )
+
+
+# -- §5.6 /queryChanges ------------------------------------------------------------------
+
+
+async def test_query_changes(alice):
+    ids = await make_titles(alice, ["c", "a", "e"])
+    sort = [{"property": "title", "collation": "i;octet"}]
+    filter_ = {"done": False}
+    before = await alice.one("Note/query", sort=sort, filter=filter_)
+    more = await make_titles(alice, ["b", "d"])
+    await alice.one("Note/set", update={ids["e"]: {"done": True}}, destroy=[ids["c"]])
+    changes = await alice.one(
+        "Note/queryChanges",
+        sort=sort,
+        filter=filter_,
+        sinceQueryState=before["queryState"],
+        calculateTotal=True,
+    )
+    assert changes["oldQueryState"] == before["queryState"]
+    assert changes["newQueryState"] == await alice.state()
+    assert set(changes["removed"]) == {ids["c"], ids["e"]}
+    assert changes["added"] == [{"id": more["b"], "index": 1}, {"id": more["d"], "index": 2}]
+    assert changes["total"] == 3
+    # Applying the changes to the old list gives the new one (§5.6's algorithm).
+    cached = [i for i in before["ids"] if i not in changes["removed"]]
+    for item in changes["added"]:
+        cached.insert(item["index"], item["id"])
+    after = await alice.one("Note/query", sort=sort, filter=filter_)
+    assert cached == after["ids"]
+    too_many = await alice.one(
+        "Note/queryChanges",
+        sort=sort,
+        filter=filter_,
+        sinceQueryState=before["queryState"],
+        maxChanges=2,
+    )
+    assert too_many["error"]["type"] == "tooManyChanges"
+    stale = await alice.one("Note/queryChanges", sinceQueryState="nope")
+    assert stale["error"]["type"] == "cannotCalculateChanges"
+
+
+async def test_query_changes_on_immutable_properties_ignore_updates(alice):
+    """With filter and sort on immutable properties only, an update cannot move a record,
+    so it is neither removed nor added (§5.6)."""
+    ids = await make_titles(alice, ["x", "y"])
+    sort = [{"property": "kind"}]
+    before = await alice.one("Note/query", sort=sort, filter={"kind": "note"})
+    await alice.one("Note/set", update={ids["x"]: {"title": "renamed"}})
+    changes = await alice.one(
+        "Note/queryChanges",
+        sort=sort,
+        filter={"kind": "note"},
+        sinceQueryState=before["queryState"],
+    )
+    assert changes["removed"] == [] and changes["added"] == []
+
+
+# -- accounts never see each other -------------------------------------------------------
+
+
+async def test_other_accounts_ids_look_like_missing_ids(server, alice):
+    """Every method, given another account's ids, answers exactly as for ids that do not
+    exist; another user's account id is accountNotFound (§3.6.2)."""
+    ids = await alice.create(a={"title": "secret"})
+    async with server.client("bob") as http:
+        bob_session = (await http.get("/jmap/session")).json()
+        bob = Client(http, bob_session["primaryAccounts"][CORE])
+        for their, missing in ((ids["a"], "xnotthere00000000"),):
+            got_theirs = await bob.one("Note/get", ids=[their])
+            got_missing = await bob.one("Note/get", ids=[missing])
+            assert got_theirs["notFound"] == [their] and got_missing["notFound"] == [missing]
+            for args in ({"update": {"ID": {"title": "x"}}}, {"destroy": ["ID"]}):
+
+                def fill(value, i):
+                    if isinstance(value, dict):
+                        return {k.replace("ID", i): v for k, v in value.items()}
+                    return [i]
+
+                theirs = await bob.one("Note/set", **{k: fill(v, their) for k, v in args.items()})
+                mine = await bob.one("Note/set", **{k: fill(v, missing) for k, v in args.items()})
+                key = "notUpdated" if "update" in args else "notDestroyed"
+                assert theirs[key][their] == mine[key][missing] == {"type": "notFound"}
+            for anchor in (their, missing):
+                assert (await bob.one("Note/query", anchor=anchor))["error"]["type"] == (
+                    "anchorNotFound"
+                )
+            bob_group = await bob.one(
+                "Note/copy", fromAccountId=alice.account, create={"x": {"id": their}}
+            )
+            assert bob_group["error"]["type"] == "fromAccountNotFound"
+        for method in ("Note/get", "Note/set", "Note/query", "Note/changes"):
+            answer = await bob.one(method, account=alice.account, sinceState="0")
+            assert answer["error"]["type"] == "accountNotFound", method
+        assert (await bob.one("Note/query"))["ids"] == []
