@@ -26,6 +26,7 @@ from .config_schema import (
     Table,
     TableList,
 )
+from .datatype import DataType, FilterCondition, Property, SetContext, SetError
 from .directory import Directory, DirectoryType, DirectoryUnavailable, Principal, account_id_for
 from .engine import check_get_size, check_set_size
 from .errors import MethodError, RequestError
@@ -49,10 +50,12 @@ __all__ = [
     "Choice",
     "ConfigError",
     "Context",
+    "DataType",
     "Directory",
     "DirectoryType",
     "DirectoryUnavailable",
     "Duration",
+    "FilterCondition",
     "Host",
     "Int",
     "Invalid",
@@ -63,6 +66,7 @@ __all__ = [
     "Method",
     "MethodError",
     "Principal",
+    "Property",
     "Protocol",
     "Receive",
     "Request",
@@ -73,6 +77,8 @@ __all__ = [
     "Scope",
     "Secret",
     "Send",
+    "SetContext",
+    "SetError",
     "StartupError",
     "Str",
     "Table",

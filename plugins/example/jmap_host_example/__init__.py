@@ -1,9 +1,12 @@
-"""A worked example: a small capability with one method, one config key and a route.
+"""A worked example: a small capability with a data type, a method, a config key and a route.
 
 Copy this directory to start a plugin (see docs/plugin-guide.md).  It registers:
 
 - the capability ``https://jmap-host.org/ext/example`` with a session object and a
   per-account object (so it appears in the session of every account);
+- the data type ``Note``: declared once, it gets ``Note/get``, ``Note/changes``,
+  ``Note/set``, ``Note/copy``, ``Note/query`` and ``Note/queryChanges`` from the host
+  (RFC 8620 §5), stored in the table ``example_note``;
 - the method ``Example/greet`` (arguments ``accountId`` and ``names``; returns one
   greeting per name), which honours ``maxObjectsInGet`` like a /get would;
 - the key ``[plugins.example] greeting`` (default "Hello");
@@ -21,13 +24,17 @@ from jmap_host import (
     Account,
     Call,
     Capability,
+    DataType,
+    FilterCondition,
     Host,
     Key,
     Method,
     MethodError,
+    Property,
     Request,
     Response,
     Route,
+    SetContext,
     Str,
     check_get_size,
     hookimpl,
@@ -35,6 +42,39 @@ from jmap_host import (
 )
 
 URN = "https://jmap-host.org/ext/example"
+
+
+def check_title(title: str) -> None:
+    if not title.strip():
+        raise ValueError("must not be blank")
+
+
+def stamp(ctx: SetContext, note: dict[str, Any]) -> None:
+    """Note/set create hook: the server sets ``created`` (runs inside the transaction)."""
+    from datetime import UTC, datetime
+
+    note["created"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+NOTE = DataType(
+    name="Note",
+    table="example_note",
+    properties=[
+        Property("title", "String", required=True, sortable=True, validate=check_title),
+        Property("body", "String", default=""),
+        Property("done", "Boolean", default=False, sortable=True),
+        Property("tags", "String[]", default=[]),
+        Property("attachment", "BlobId|null"),
+        Property("created", "UTCDate|null", server_set=True, sortable=True),
+    ],
+    filters=[
+        FilterCondition("text", "title", "contains"),
+        FilterCondition("done", "done"),
+        FilterCondition("tag", "tags", "hasItem"),
+    ],
+    on_create=stamp,
+    default_sort=("created",),
+)
 
 
 async def example_greet(call: Call) -> dict[str, Any]:
@@ -82,6 +122,7 @@ def register_capabilities(host: Host) -> list[Capability]:
             session={"version": 1},
             account=account_capability,
             methods=[Method("Example/greet", example_greet)],
+            datatypes=[NOTE],
         )
     ]
 

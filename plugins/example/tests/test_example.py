@@ -71,3 +71,46 @@ def test_greeting_must_not_be_empty(tmp_path):
     text = str(error.value)
     assert f"{config}: plugins.example.greeting: must not be empty" in text
     assert "plugins.example.greting: unknown key (did you mean 'greeting'?)" in text
+
+
+async def test_note_type_gets_the_standard_methods(jmap_config):
+    """The declared Note type: Note/set, Note/get, Note/query and Note/changes come from
+    the host (RFC 8620 §5); the plugin only described the type."""
+    async with running_server(jmap_config) as server, server.client("alice") as client:
+        account = (await client.get("/jmap/session")).json()["primaryAccounts"][URN]
+        upload = await client.post(f"/jmap/upload/{account}/", content=b"attached")
+        blob = upload.json()["blobId"]
+        result = await api(
+            client,
+            [
+                [
+                    "Note/set",
+                    {
+                        "accountId": account,
+                        "create": {
+                            "n1": {"title": "Buy milk", "tags": ["home"], "attachment": blob},
+                            "n2": {"title": "   "},
+                        },
+                    },
+                    "s",
+                ],
+                ["Note/query", {"accountId": account, "filter": {"tag": "home"}}, "q"],
+                [
+                    "Note/get",
+                    {
+                        "accountId": account,
+                        "#ids": {"resultOf": "q", "name": "Note/query", "path": "/ids"},
+                    },
+                    "g",
+                ],
+                ["Note/changes", {"accountId": account, "sinceState": "0"}, "c"],
+            ],
+            using=[CORE, URN],
+        )
+        created, query, got, changes = (r[1] for r in result["methodResponses"])
+        note_id = created["created"]["n1"]["id"]
+        assert created["created"]["n1"]["created"].endswith("Z")
+        assert created["notCreated"]["n2"]["properties"] == ["title"]
+        assert query["ids"] == [note_id]
+        assert got["list"][0]["attachment"] == blob
+        assert changes["created"] == [note_id]
