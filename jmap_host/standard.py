@@ -137,9 +137,9 @@ def parse_state(state: Any) -> int | None:
     return None
 
 
-def _resolve_id(value: str, call: Call) -> str:
+def _resolve_id(value: str, created: dict[str, str]) -> str:
     if value.startswith("#"):
-        return call.request.created_ids.get(value[1:], value)
+        return created.get(value[1:], value)
     return value
 
 
@@ -155,7 +155,7 @@ async def type_get(dt: DataType, call: Call) -> dict[str, Any]:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise MethodError("invalidArguments", "ids must be an array of ids or null")
         check_get_size(call, ids)
-        ids = list(dict.fromkeys(_resolve_id(i, call) for i in ids))
+        ids = list(dict.fromkeys(_resolve_id(i, call.request.created_ids) for i in ids))
     properties = call.args.get("properties")
     if properties is not None:
         if not isinstance(properties, list) or not all(isinstance(p, str) for p in properties):
@@ -269,7 +269,9 @@ class SetRun:
         self.account = account
         self.db = db
         self.ctx = SetContext(db, account, call.request.principal, dt, call.host)
-        self.created_ids = call.request.created_ids
+        # A working copy: the request's map learns the new ids only once the transaction
+        # has committed, so a rolled-back /set leaves no creation id pointing nowhere.
+        self.created_ids = dict(call.request.created_ids)
 
     # Each operation runs in a savepoint so that a SetError undoes all of it.
     def atomically(self, fn: Callable[[], Any]) -> Any:
@@ -482,9 +484,11 @@ async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
     ):
         raise MethodError("invalidArguments", "destroy must be an array of ids")
     check_set_size(call)
-    return await call.host.store.write(
+    result = await call.host.store.write(
         lambda db: run_set(dt, call, account, db, if_in_state, create, update, destroy)
     )
+    call.request.created_ids.update(result.pop("_created_ids"))
+    return result
 
 
 def run_set(
@@ -507,14 +511,14 @@ def run_set(
         try:
             created[creation_id] = run.atomically(partial(run.create, obj))
             # §5.3: creation ids map to the most recent record created with them.
-            call.request.created_ids[creation_id] = created[creation_id]["id"]
+            run.created_ids[creation_id] = created[creation_id]["id"]
         except SetError as exc:
             not_created[creation_id] = exc.to_json()
-    destroy_ids = [_resolve_id(i, call) for i in destroy or []]
+    destroy_ids = [_resolve_id(i, run.created_ids) for i in destroy or []]
     updated: dict[str, Any] = {}
     not_updated: dict[str, Any] = {}
     for key, patch in (update or {}).items():
-        record_id = _resolve_id(key, call)
+        record_id = _resolve_id(key, run.created_ids)
         if record_id in destroy_ids:
             not_updated[key] = {"type": "willDestroy"}
             continue
@@ -531,7 +535,9 @@ def run_set(
         except SetError as exc:
             not_destroyed[key] = exc.to_json()
     new, _ = os_.current_modseq(db, account.id, dt.name)
+    new_ids = {k: v for k, v in run.created_ids.items() if k in created}
     return {
+        "_created_ids": new_ids,
         "accountId": account.id,
         "oldState": str(old),
         "newState": str(new),
@@ -572,6 +578,7 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
         raise MethodError("requestTooLarge")
 
     originals: list[str] = []
+    new_ids: dict[str, str] = {}
 
     def write(db: sqlite_utils.Database) -> dict[str, Any]:
         from_modseq, _ = os_.current_modseq(db, source.id, dt.name)
@@ -584,6 +591,7 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
         created: dict[str, Any] = {}
         not_created: dict[str, Any] = {}
         originals.clear()  # a retried transaction starts again
+        new_ids.clear()
         for creation_id, obj in create.items():
             found = os_.read_records(db, dt, source.id, [obj["id"]])
             if not found:
@@ -604,12 +612,13 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
                 for k, v in result.items()
                 if k == "id" or (k in dt.by_name and dt.by_name[k].server_set)
             }
-            call.request.created_ids[creation_id] = result["id"]
+            new_ids[creation_id] = result["id"]
             originals.append(obj["id"])
         new, _ = os_.current_modseq(db, target.id, dt.name)
         return {"old": old, "new": new, "created": created, "not_created": not_created}
 
     result = await call.host.store.write(write)
+    call.request.created_ids.update(new_ids)
     responses: list[tuple[str, dict[str, Any]]] = [
         (
             call.name,

@@ -38,7 +38,7 @@ def on_update(ctx, old: dict[str, Any], new: dict[str, Any]) -> None:
 
 
 NOTE = DataType(
-    name="Note",
+    name="Memo",
     table="notes_note",
     properties=[
         Property("title", "String", required=True, sortable=True, validate=check_title),
@@ -104,12 +104,12 @@ class Client:
         return responses[0][1] if responses[0][0] == name else {"error": responses[0][1]}
 
     async def create(self, **objects: dict[str, Any]) -> dict[str, str]:
-        result = await self.one("Note/set", create=objects)
+        result = await self.one("Memo/set", create=objects)
         assert not result["notCreated"], result
         return {k: v["id"] for k, v in result["created"].items()}
 
     async def state(self) -> str:
-        return (await self.one("Note/get", ids=[]))["state"]
+        return (await self.one("Memo/get", ids=[]))["state"]
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ async def alice(server):
 async def test_type_appears_with_every_standard_method(server, alice):
     """RFC 8620 §5: Foo/get, /changes, /set, /copy, /query, /queryChanges all exist."""
     for method in ("get", "changes", "set", "copy", "query", "queryChanges"):
-        assert f"Note/{method}" in server.host.methods
+        assert f"Memo/{method}" in server.host.methods
     session = (await alice.http.get("/jmap/session")).json()
     assert NOTES in session["accounts"][alice.account]["accountCapabilities"]
 
@@ -141,13 +141,13 @@ async def test_type_appears_with_every_standard_method(server, alice):
 
 async def test_get(alice):
     ids = await alice.create(a={"title": "one"}, b={"title": "two"})
-    everything = await alice.one("Note/get", ids=None)
+    everything = await alice.one("Memo/get", ids=None)
     assert {n["id"] for n in everything["list"]} == set(ids.values())
     assert everything["notFound"] == []
-    one = await alice.one("Note/get", ids=[ids["a"], ids["a"], "missing"], properties=["title"])
+    one = await alice.one("Memo/get", ids=[ids["a"], ids["a"], "missing"], properties=["title"])
     assert one["list"] == [{"id": ids["a"], "title": "one"}]  # id always; duplicates once
     assert one["notFound"] == ["missing"]
-    full = (await alice.one("Note/get", ids=[ids["b"]]))["list"][0]
+    full = (await alice.one("Memo/get", ids=[ids["b"]]))["list"][0]
     assert full == {
         "id": ids["b"],
         "title": "two",
@@ -161,20 +161,20 @@ async def test_get(alice):
         "created": "2026-01-01T00:00:00Z",
         "revision": 1,
     }
-    assert (await alice.one("Note/get", ids=[]))["list"] == []
-    bad = await alice.one("Note/get", ids=None, properties=["title", "nope"])
+    assert (await alice.one("Memo/get", ids=[]))["list"] == []
+    bad = await alice.one("Memo/get", ids=None, properties=["title", "nope"])
     assert bad["error"]["type"] == "invalidArguments"
-    bad = await alice.one("Note/get", ids="x")
+    bad = await alice.one("Memo/get", ids="x")
     assert bad["error"]["type"] == "invalidArguments"
 
 
 async def test_get_limits(alice):
     """requestTooLarge past maxObjectsInGet, for explicit ids and for ids: null."""
     too_many = [f"id{i}" for i in range(21)]
-    assert (await alice.one("Note/get", ids=too_many))["error"]["type"] == "requestTooLarge"
+    assert (await alice.one("Memo/get", ids=too_many))["error"]["type"] == "requestTooLarge"
     for batch in range(2):
         await alice.create(**{f"n{batch}{i}": {"title": f"n{i}"} for i in range(11)})
-    assert (await alice.one("Note/get", ids=None))["error"]["type"] == "requestTooLarge"
+    assert (await alice.one("Memo/get", ids=None))["error"]["type"] == "requestTooLarge"
 
 
 async def test_state_changes_only_when_data_changes(alice):
@@ -183,7 +183,7 @@ async def test_state_changes_only_when_data_changes(alice):
     ids = await alice.create(a={"title": "x"})
     second = await alice.state()
     assert second != first
-    await alice.one("Note/set", update={ids["a"]: {"done": True}})
+    await alice.one("Memo/set", update={ids["a"]: {"done": True}})
     assert await alice.state() not in (first, second)
 
 
@@ -196,16 +196,16 @@ async def test_changes_coalesce_per_record(alice):
     middle = await alice.state()
     new = await alice.create(d={"title": "new then edited"}, e={"title": "new then gone"})
     await alice.one(
-        "Note/set",
+        "Memo/set",
         update={keep["b"]: {"done": True}, new["d"]: {"done": True}},
         destroy=[keep["c"], new["e"]],
     )
-    since_start = await alice.one("Note/changes", sinceState=start)
+    since_start = await alice.one("Memo/changes", sinceState=start)
     assert set(since_start["created"]) == {keep["a"], keep["b"], new["d"]}
     assert since_start["updated"] == [] and since_start["destroyed"] == []
     assert since_start["hasMoreChanges"] is False
     assert since_start["newState"] == await alice.state()
-    since_middle = await alice.one("Note/changes", sinceState=middle)
+    since_middle = await alice.one("Memo/changes", sinceState=middle)
     assert set(since_middle["created"]) == {new["d"]}  # created + updated → created
     assert since_middle["updated"] == [keep["b"]]
     assert since_middle["destroyed"] == [keep["c"]]  # created + destroyed → omitted
@@ -214,11 +214,11 @@ async def test_changes_coalesce_per_record(alice):
 async def test_changes_in_pages_with_max_changes(alice):
     start = await alice.state()
     ids = await alice.create(**{f"k{i}": {"title": f"t{i}"} for i in range(7)})
-    await alice.one("Note/set", update={ids["k0"]: {"done": True}})
+    await alice.one("Memo/set", update={ids["k0"]: {"done": True}})
     seen: list[str] = []
     state = start
     for _ in range(10):
-        page = await alice.one("Note/changes", sinceState=state, maxChanges=3)
+        page = await alice.one("Memo/changes", sinceState=state, maxChanges=3)
         ids_in_page = page["created"] + page["updated"] + page["destroyed"]
         assert len(ids_in_page) <= 3
         seen += ids_in_page
@@ -231,30 +231,30 @@ async def test_changes_in_pages_with_max_changes(alice):
 
 
 async def test_changes_errors(server, alice):
-    assert (await alice.one("Note/changes", sinceState="999"))["error"]["type"] == (
+    assert (await alice.one("Memo/changes", sinceState="999"))["error"]["type"] == (
         "cannotCalculateChanges"
     )
-    assert (await alice.one("Note/changes", sinceState="bogus"))["error"]["type"] == (
+    assert (await alice.one("Memo/changes", sinceState="bogus"))["error"]["type"] == (
         "cannotCalculateChanges"
     )
-    bad = await alice.one("Note/changes", sinceState="0", maxChanges=0)
+    bad = await alice.one("Memo/changes", sinceState="0", maxChanges=0)
     assert bad["error"]["type"] == "invalidArguments"
     # Compaction past the client's state: cannotCalculateChanges, never a wrong answer.
     old = await alice.state()
     await alice.create(a={"title": "x"})
     await server.host.store.write(lambda db: objectstore.compact_changes(db, int(time.time()) + 1))
-    assert (await alice.one("Note/changes", sinceState=old))["error"]["type"] == (
+    assert (await alice.one("Memo/changes", sinceState=old))["error"]["type"] == (
         "cannotCalculateChanges"
     )
     now = await alice.state()
-    assert (await alice.one("Note/changes", sinceState=now))["created"] == []
+    assert (await alice.one("Memo/changes", sinceState=now))["created"] == []
 
 
 # -- §5.3 /set ---------------------------------------------------------------------------
 
 
 async def test_create_returns_server_set_and_default_properties(alice):
-    result = await alice.one("Note/set", create={"a": {"title": "hi", "tags": ["x"]}})
+    result = await alice.one("Memo/set", create={"a": {"title": "hi", "tags": ["x"]}})
     created = result["created"]["a"]
     assert created == {
         "id": created["id"],
@@ -272,7 +272,7 @@ async def test_create_returns_server_set_and_default_properties(alice):
 
 async def test_create_errors_name_the_properties(alice):
     result = await alice.one(
-        "Note/set",
+        "Memo/set",
         create={
             "unknown": {"title": "x", "colour": "red"},
             "server": {"title": "x", "revision": 5},
@@ -301,7 +301,7 @@ async def test_create_errors_name_the_properties(alice):
 
 async def test_failed_record_leaves_nothing_behind(server, alice):
     """§5.3: each create is atomic: a hook's own writes go with a rejected record."""
-    await alice.one("Note/set", create={"a": {"title": "forbidden"}})
+    await alice.one("Memo/set", create={"a": {"title": "forbidden"}})
     rows = await server.host.store.read(lambda db: list(db["notes_audit"].rows))
     assert rows == []
 
@@ -312,9 +312,9 @@ async def test_creation_id_references(alice):
     response = await api(
         alice.http,
         [
-            ["Note/set", {"accountId": alice.account, "create": {"p": {"title": "parent"}}}, "0"],
+            ["Memo/set", {"accountId": alice.account, "create": {"p": {"title": "parent"}}}, "0"],
             [
-                "Note/set",
+                "Memo/set",
                 {
                     "accountId": alice.account,
                     "create": {"c": {"title": "child", "parentId": "#p"}},
@@ -322,8 +322,8 @@ async def test_creation_id_references(alice):
                 },
                 "1",
             ],
-            ["Note/get", {"accountId": alice.account, "ids": ["#c"]}, "2"],
-            ["Note/set", {"accountId": alice.account, "destroy": ["#c"]}, "3"],
+            ["Memo/get", {"accountId": alice.account, "ids": ["#c"]}, "2"],
+            ["Memo/set", {"accountId": alice.account, "destroy": ["#c"]}, "3"],
         ],
         using=USING,
         createdIds={},
@@ -341,7 +341,7 @@ async def test_update_with_patches(alice):
     ids = await alice.create(a={"title": "t", "meta": {"x": {"y": 1}}, "labels": {"a": True}})
     note = ids["a"]
     result = await alice.one(
-        "Note/set",
+        "Memo/set",
         update={
             note: {
                 "meta/x/y": 2,
@@ -353,15 +353,15 @@ async def test_update_with_patches(alice):
         },
     )
     assert result["updated"] == {note: {"revision": 2}}  # only what the patch did not say
-    got = (await alice.one("Note/get", ids=[note]))["list"][0]
+    got = (await alice.one("Memo/get", ids=[note]))["list"][0]
     assert got["meta"] == {"x": {"y": 2}, "z": "new"}
     assert got["labels"] == {"b": True}
     assert got["priority"] == 3
     # null resets to the default (§5.3); a whole object is a valid patch.
-    result = await alice.one("Note/set", update={note: {"priority": None}})
-    assert (await alice.one("Note/get", ids=[note]))["list"][0]["priority"] == 0
-    whole = (await alice.one("Note/get", ids=[note]))["list"][0]
-    result = await alice.one("Note/set", update={note: {**whole, "title": "whole"}})
+    result = await alice.one("Memo/set", update={note: {"priority": None}})
+    assert (await alice.one("Memo/get", ids=[note]))["list"][0]["priority"] == 0
+    whole = (await alice.one("Memo/get", ids=[note]))["list"][0]
+    result = await alice.one("Memo/set", update={note: {**whole, "title": "whole"}})
     assert result["notUpdated"] is None
 
 
@@ -369,7 +369,7 @@ async def test_update_errors(alice):
     ids = await alice.create(a={"title": "t", "tags": ["x"]}, b={"title": "other"})
     note = ids["a"]
     result = await alice.one(
-        "Note/set",
+        "Memo/set",
         update={
             note: {"tags/0": "y"},
         },
@@ -385,14 +385,14 @@ async def test_update_errors(alice):
         "id": ({"id": "other"}, "invalidProperties"),
     }
     for what, (patch, kind) in cases.items():
-        result = await alice.one("Note/set", update={note: patch})
+        result = await alice.one("Memo/set", update={note: patch})
         assert result["notUpdated"][note]["type"] == kind, what
-    same = await alice.one("Note/set", update={note: {"revision": 1, "kind": "note", "id": note}})
+    same = await alice.one("Memo/set", update={note: {"revision": 1, "kind": "note", "id": note}})
     assert same["notUpdated"] is None  # server-set given with its current value is fine
-    result = await alice.one("Note/set", update={"nope": {"title": "x"}}, destroy=["nope2"])
+    result = await alice.one("Memo/set", update={"nope": {"title": "x"}}, destroy=["nope2"])
     assert result["notUpdated"] == {"nope": {"type": "notFound"}}
     assert result["notDestroyed"] == {"nope2": {"type": "notFound"}}
-    result = await alice.one("Note/set", update={ids["b"]: {"title": "x"}}, destroy=[ids["b"]])
+    result = await alice.one("Memo/set", update={ids["b"]: {"title": "x"}}, destroy=[ids["b"]])
     assert result["notUpdated"] == {ids["b"]: {"type": "willDestroy"}}
     assert result["destroyed"] == [ids["b"]]
 
@@ -400,14 +400,14 @@ async def test_update_errors(alice):
 async def test_if_in_state_and_method_errors_change_nothing(alice):
     """§5.3 stateMismatch; §3.6.2: a method-level error leaves no change behind."""
     state = await alice.state()
-    result = await alice.one("Note/set", ifInState="12345", create={"a": {"title": "x"}})
+    result = await alice.one("Memo/set", ifInState="12345", create={"a": {"title": "x"}})
     assert result["error"]["type"] == "stateMismatch"
     too_many = {f"k{i}": {"title": "x"} for i in range(21)}
-    assert (await alice.one("Note/set", create=too_many))["error"]["type"] == "requestTooLarge"
-    assert (await alice.one("Note/set", create=[1]))["error"]["type"] == "invalidArguments"
+    assert (await alice.one("Memo/set", create=too_many))["error"]["type"] == "requestTooLarge"
+    assert (await alice.one("Memo/set", create=[1]))["error"]["type"] == "invalidArguments"
     assert await alice.state() == state
-    assert (await alice.one("Note/get", ids=None))["list"] == []
-    ok = await alice.one("Note/set", ifInState=state, create={"a": {"title": "x"}})
+    assert (await alice.one("Memo/get", ids=None))["list"] == []
+    ok = await alice.one("Memo/set", ifInState=state, create={"a": {"title": "x"}})
     assert ok["created"]
 
 
@@ -419,27 +419,27 @@ async def test_copy_between_accounts(alice):
     group = next(a for a, v in session["accounts"].items() if not v["isPersonal"])
     ids = await alice.create(a={"title": "share me", "priority": 2}, b={"title": "stay"})
     responses = await alice.call(
-        "Note/copy",
+        "Memo/copy",
         fromAccountId=alice.account,
         account=group,
         create={"x": {"id": ids["a"], "title": "shared"}, "y": {"id": "missing"}},
         onSuccessDestroyOriginal=True,
     )
     copy_response, set_response = responses
-    assert copy_response[0] == "Note/copy"
+    assert copy_response[0] == "Memo/copy"
     copied = copy_response[1]["created"]["x"]
     assert copied["id"] != ids["a"]
     assert copied["created"] == "2026-01-01T00:00:00Z" and copied["revision"] == 1
     assert copy_response[1]["notCreated"] == {"y": {"type": "notFound"}}
-    assert set_response[0] == "Note/set" and set_response[1]["destroyed"] == [ids["a"]]
-    in_group = await alice.one("Note/get", account=group, ids=[copied["id"]])
+    assert set_response[0] == "Memo/set" and set_response[1]["destroyed"] == [ids["a"]]
+    in_group = await alice.one("Memo/get", account=group, ids=[copied["id"]])
     assert in_group["list"][0]["title"] == "shared"
     assert in_group["list"][0]["priority"] == 2
     errors = {
-        "same": await alice.one("Note/copy", fromAccountId=alice.account, create={}),
-        "from": await alice.one("Note/copy", fromAccountId="nosuch", account=group, create={}),
+        "same": await alice.one("Memo/copy", fromAccountId=alice.account, create={}),
+        "from": await alice.one("Memo/copy", fromAccountId="nosuch", account=group, create={}),
         "state": await alice.one(
-            "Note/copy",
+            "Memo/copy",
             fromAccountId=alice.account,
             account=group,
             ifFromInState="0",
@@ -460,7 +460,7 @@ async def make_titles(alice, titles: list[str]) -> dict[str, str]:
 
 
 async def query_titles(alice, ids: dict[str, str], **args: Any) -> list[str]:
-    result = await alice.one("Note/query", **args)
+    result = await alice.one("Memo/query", **args)
     assert "error" not in result, result
     names = {v: k for k, v in ids.items()}
     return [names[i] for i in result["ids"]]
@@ -493,7 +493,7 @@ async def test_query_filters(alice):
     names = {v: k for k, v in ids.items()}
 
     async def q(filter_):
-        result = await alice.one("Note/query", filter=filter_, sort=[{"property": "priority"}])
+        result = await alice.one("Memo/query", filter=filter_, sort=[{"property": "priority"}])
         assert "error" not in result, result
         return [names[i] for i in result["ids"]]
 
@@ -523,7 +523,7 @@ async def test_query_filters(alice):
         "bad operator": ({"operator": "XOR", "conditions": []}, "invalidArguments"),
     }
     for what, (filter_, kind) in errors.items():
-        result = await alice.one("Note/query", filter=filter_)
+        result = await alice.one("Memo/query", filter=filter_)
         assert result["error"]["type"] == kind, what
 
 
@@ -531,33 +531,33 @@ async def test_query_windows(alice):
     titles = [f"t{i:02d}" for i in range(10)]
     ids = await make_titles(alice, titles)
     sort = [{"property": "title", "collation": "i;octet"}]
-    page = await alice.one("Note/query", sort=sort, position=2, limit=3, calculateTotal=True)
+    page = await alice.one("Memo/query", sort=sort, position=2, limit=3, calculateTotal=True)
     assert [ids[t] for t in titles[2:5]] == page["ids"]
     assert page["position"] == 2 and page["total"] == 10
     assert "limit" not in page
-    tail = await alice.one("Note/query", sort=sort, position=-3)
+    tail = await alice.one("Memo/query", sort=sort, position=-3)
     assert tail["ids"] == [ids[t] for t in titles[7:]] and tail["position"] == 7
-    assert (await alice.one("Note/query", sort=sort, position=-30))["position"] == 0
-    beyond = await alice.one("Note/query", sort=sort, position=20)
+    assert (await alice.one("Memo/query", sort=sort, position=-30))["position"] == 0
+    beyond = await alice.one("Memo/query", sort=sort, position=20)
     assert beyond["ids"] == []
     anchored = await alice.one(
-        "Note/query", sort=sort, anchor=ids["t05"], anchorOffset=-1, limit=2, position=9
+        "Memo/query", sort=sort, anchor=ids["t05"], anchorOffset=-1, limit=2, position=9
     )
     assert anchored["ids"] == [ids["t04"], ids["t05"]] and anchored["position"] == 4
-    clamp = await alice.one("Note/query", sort=sort, anchor=ids["t01"], anchorOffset=-5)
+    clamp = await alice.one("Memo/query", sort=sort, anchor=ids["t01"], anchorOffset=-5)
     assert clamp["position"] == 0
-    missing = await alice.one("Note/query", anchor="nope")
+    missing = await alice.one("Memo/query", anchor="nope")
     assert missing["error"]["type"] == "anchorNotFound"
-    clamped = await alice.one("Note/query", limit=1000)
+    clamped = await alice.one("Memo/query", limit=1000)
     assert clamped["limit"] == 50  # the server's maximum, announced (§5.5)
-    assert (await alice.one("Note/query", limit=-1))["error"]["type"] == "invalidArguments"
+    assert (await alice.one("Memo/query", limit=-1))["error"]["type"] == "invalidArguments"
     for sort_ in (
         [{"property": "tags"}],
         [{"property": "nope"}],
         [{"property": "title", "collation": "i;klingon"}],
     ):
-        assert (await alice.one("Note/query", sort=sort_))["error"]["type"] == "unsupportedSort"
-    assert (await alice.one("Note/query", sort=[{"isAscending": True}]))["error"]["type"] == (
+        assert (await alice.one("Memo/query", sort=sort_))["error"]["type"] == "unsupportedSort"
+    assert (await alice.one("Memo/query", sort=[{"isAscending": True}]))["error"]["type"] == (
         "invalidArguments"
     )
 
@@ -569,11 +569,11 @@ async def test_query_changes(alice):
     ids = await make_titles(alice, ["c", "a", "e"])
     sort = [{"property": "title", "collation": "i;octet"}]
     filter_ = {"done": False}
-    before = await alice.one("Note/query", sort=sort, filter=filter_)
+    before = await alice.one("Memo/query", sort=sort, filter=filter_)
     more = await make_titles(alice, ["b", "d"])
-    await alice.one("Note/set", update={ids["e"]: {"done": True}}, destroy=[ids["c"]])
+    await alice.one("Memo/set", update={ids["e"]: {"done": True}}, destroy=[ids["c"]])
     changes = await alice.one(
-        "Note/queryChanges",
+        "Memo/queryChanges",
         sort=sort,
         filter=filter_,
         sinceQueryState=before["queryState"],
@@ -588,17 +588,17 @@ async def test_query_changes(alice):
     cached = [i for i in before["ids"] if i not in changes["removed"]]
     for item in changes["added"]:
         cached.insert(item["index"], item["id"])
-    after = await alice.one("Note/query", sort=sort, filter=filter_)
+    after = await alice.one("Memo/query", sort=sort, filter=filter_)
     assert cached == after["ids"]
     too_many = await alice.one(
-        "Note/queryChanges",
+        "Memo/queryChanges",
         sort=sort,
         filter=filter_,
         sinceQueryState=before["queryState"],
         maxChanges=2,
     )
     assert too_many["error"]["type"] == "tooManyChanges"
-    stale = await alice.one("Note/queryChanges", sinceQueryState="nope")
+    stale = await alice.one("Memo/queryChanges", sinceQueryState="nope")
     assert stale["error"]["type"] == "cannotCalculateChanges"
 
 
@@ -607,10 +607,10 @@ async def test_query_changes_on_immutable_properties_ignore_updates(alice):
     so it is neither removed nor added (§5.6)."""
     ids = await make_titles(alice, ["x", "y"])
     sort = [{"property": "kind"}]
-    before = await alice.one("Note/query", sort=sort, filter={"kind": "note"})
-    await alice.one("Note/set", update={ids["x"]: {"title": "renamed"}})
+    before = await alice.one("Memo/query", sort=sort, filter={"kind": "note"})
+    await alice.one("Memo/set", update={ids["x"]: {"title": "renamed"}})
     changes = await alice.one(
-        "Note/queryChanges",
+        "Memo/queryChanges",
         sort=sort,
         filter={"kind": "note"},
         sinceQueryState=before["queryState"],
@@ -629,8 +629,8 @@ async def test_other_accounts_ids_look_like_missing_ids(server, alice):
         bob_session = (await http.get("/jmap/session")).json()
         bob = Client(http, bob_session["primaryAccounts"][CORE])
         for their, missing in ((ids["a"], "xnotthere00000000"),):
-            got_theirs = await bob.one("Note/get", ids=[their])
-            got_missing = await bob.one("Note/get", ids=[missing])
+            got_theirs = await bob.one("Memo/get", ids=[their])
+            got_missing = await bob.one("Memo/get", ids=[missing])
             assert got_theirs["notFound"] == [their] and got_missing["notFound"] == [missing]
             for args in ({"update": {"ID": {"title": "x"}}}, {"destroy": ["ID"]}):
 
@@ -639,19 +639,19 @@ async def test_other_accounts_ids_look_like_missing_ids(server, alice):
                         return {k.replace("ID", i): v for k, v in value.items()}
                     return [i]
 
-                theirs = await bob.one("Note/set", **{k: fill(v, their) for k, v in args.items()})
-                mine = await bob.one("Note/set", **{k: fill(v, missing) for k, v in args.items()})
+                theirs = await bob.one("Memo/set", **{k: fill(v, their) for k, v in args.items()})
+                mine = await bob.one("Memo/set", **{k: fill(v, missing) for k, v in args.items()})
                 key = "notUpdated" if "update" in args else "notDestroyed"
                 assert theirs[key][their] == mine[key][missing] == {"type": "notFound"}
             for anchor in (their, missing):
-                assert (await bob.one("Note/query", anchor=anchor))["error"]["type"] == (
+                assert (await bob.one("Memo/query", anchor=anchor))["error"]["type"] == (
                     "anchorNotFound"
                 )
             bob_group = await bob.one(
-                "Note/copy", fromAccountId=alice.account, create={"x": {"id": their}}
+                "Memo/copy", fromAccountId=alice.account, create={"x": {"id": their}}
             )
             assert bob_group["error"]["type"] == "fromAccountNotFound"
-        for method in ("Note/get", "Note/set", "Note/query", "Note/changes"):
+        for method in ("Memo/get", "Memo/set", "Memo/query", "Memo/changes"):
             answer = await bob.one(method, account=alice.account, sinceState="0")
             assert answer["error"]["type"] == "accountNotFound", method
-        assert (await bob.one("Note/query"))["ids"] == []
+        assert (await bob.one("Memo/query"))["ids"] == []
