@@ -1,9 +1,11 @@
 """The EventSource endpoint (RFC 8620 §7.3).
 
-It validates ``types``, ``closeafter`` and ``ping``, holds a ``text/event-stream`` open and
-sends ``ping`` events carrying ``interval``.  StateChange events come from the change log
-and the push hub, which arrive with the data layer and push (issues 3 and 5); until a data
-type exists there is no state to change.
+``types`` (a comma-separated list or ``*``), ``closeafter`` (``state`` or ``no``) and
+``ping`` (seconds; clamped to 1-300, never raised above 30 as §7.3 requires).  A ``state``
+event carries a StateChange (§7.1) with an ``id`` that encodes every state the stream has
+seen, so a client reconnecting with ``Last-Event-ID`` is sent what it missed at once.  A
+``ping`` event carries ``interval`` and no id, and is sent whenever ``ping`` seconds pass
+without an event.  ``X-Accel-Buffering: no`` keeps nginx from buffering the stream.
 """
 
 from __future__ import annotations
@@ -14,11 +16,26 @@ from collections.abc import AsyncIterator
 import trio
 
 from .http import Request, Response, problem_response
+from .push import StateMap, current_states, decode_event_id, diff, encode_event_id, state_change
+from .session import accounts_for
 
-MIN_PING = 1  # §7.3 lets the server raise a too-low value; one second costs nothing here
+MIN_PING = 1
+MAX_PING = 300
+TYPE_NAME = r"[A-Za-z][A-Za-z0-9]*"
+
+
+def _event(name: str, data: object, event_id: str | None = None) -> bytes:
+    lines = [f"event: {name}"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append("data: " + json.dumps(data, separators=(",", ":")))
+    return ("\n".join(lines) + "\n\n").encode()
 
 
 async def stream(request: Request) -> Response:
+    """RFC 8620 §7.3: a text/event-stream of StateChange events."""
+    assert request.principal is not None
+    host = request.host
     query = request.query
     closeafter = (query.get("closeafter") or ["no"])[0]
     if closeafter not in ("state", "no"):
@@ -27,15 +44,41 @@ async def stream(request: Request) -> Response:
     if not ping_text.isdigit():
         return problem_response(400, "ping must be a non-negative integer")
     ping = int(ping_text)
-    interval = max(ping, MIN_PING) if ping else 0
+    interval = min(max(ping, MIN_PING), MAX_PING) if ping else 0
+    types_text = (query.get("types") or ["*"])[0]
+    types: set[str] | None = None
+    if types_text != "*":
+        types = {t.strip() for t in types_text.split(",") if t.strip()}
+        if not types:
+            return problem_response(400, "types must be '*' or a comma-separated list")
+    accounts = list(await accounts_for(host, request.principal))
+    last_id = request.header("last-event-id")
+    previous = decode_event_id(last_id) if last_id else None
 
     async def events() -> AsyncIterator[bytes]:
-        yield b": jmap-host event stream\n\n"
-        while True:
-            if not interval:
-                await trio.sleep_forever()
-            await trio.sleep(interval)
-            yield b"event: ping\ndata: " + json.dumps({"interval": interval}).encode() + b"\n\n"
+        with host.push.subscribe(accounts, types) as subscriber:
+            # Subscribe before reading the states, so no change falls between the two.
+            seen: StateMap = await host.store.read(lambda db: current_states(db, accounts, types))
+            yield b": jmap-host event stream\n\n"
+            if previous is not None:
+                missed = diff({a: s for a, s in previous.items() if a in accounts}, seen)
+                if missed:
+                    yield _event("state", state_change(missed), encode_event_id(seen))
+                    if closeafter == "state":
+                        return
+            while True:
+                changed: StateMap = {}
+                with trio.move_on_after(interval if interval else float("inf")):
+                    changed = diff(seen, await subscriber.wait())
+                if not changed:
+                    if interval:
+                        yield _event("ping", {"interval": interval})
+                    continue
+                for account, states in changed.items():
+                    seen.setdefault(account, {}).update(states)
+                yield _event("state", state_change(changed), encode_event_id(seen))
+                if closeafter == "state":
+                    return
 
     return Response(
         200,

@@ -216,6 +216,14 @@ def current_modseq(db: sqlite_utils.Database, account: str, type_name: str) -> t
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+def type_states(db: sqlite_utils.Database, account: str) -> list[tuple[str, int]]:
+    """(type name, modseq) of every type with a state in ``account``."""
+    rows = db.execute(
+        f"SELECT type, modseq FROM {MODSEQ_TABLE} WHERE account = ?", [account]
+    ).fetchall()
+    return [(str(t), int(m)) for t, m in rows]
+
+
 def record_change(
     db: sqlite_utils.Database, account: str, type_name: str, record_id: str, kind: str
 ) -> int:

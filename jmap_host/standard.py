@@ -488,6 +488,8 @@ async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
         lambda db: run_set(dt, call, account, db, if_in_state, create, update, destroy)
     )
     call.request.created_ids.update(result.pop("_created_ids"))
+    if result["newState"] != result["oldState"]:
+        call.host.push.publish(account.id, {dt.name: result["newState"]})
     return result
 
 
@@ -619,6 +621,8 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
 
     result = await call.host.store.write(write)
     call.request.created_ids.update(new_ids)
+    if result["new"] != result["old"]:
+        call.host.push.publish(target.id, {dt.name: str(result["new"])})
     responses: list[tuple[str, dict[str, Any]]] = [
         (
             call.name,

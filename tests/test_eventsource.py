@@ -62,3 +62,93 @@ async def test_open_streams_do_not_hold_up_shutdown(jmap_config):
                 nursery.start_soon(listen)
                 await opened.wait()
                 server.host.closing.set()  # what a SIGTERM does first
+
+
+EXAMPLE = "https://jmap-host.org/ext/example"
+
+
+async def read_events(response, count: int) -> list[dict]:
+    """Parse server-sent events (name, id, data) until ``count`` non-comment events."""
+    events: list[dict] = []
+    buffer = ""
+    async for chunk in response.aiter_text():
+        buffer += chunk
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            fields: dict = {}
+            for line in block.split("\n"):
+                if line.startswith(":") or not line:
+                    continue
+                key, _, value = line.partition(": ")
+                fields[key] = value
+            if fields:
+                if "data" in fields:
+                    fields["data"] = json.loads(fields["data"])
+                events.append(fields)
+                if len(events) == count:
+                    return events
+    return events
+
+
+async def create_note(client, account: str, title: str) -> str:
+    from jmap_host.testing import api
+
+    result = await api(
+        client,
+        [["Note/set", {"accountId": account, "create": {"n": {"title": title}}}, "s"]],
+        using=["urn:ietf:params:jmap:core", EXAMPLE],
+    )
+    return result["methodResponses"][0][1]["newState"]
+
+
+async def test_a_change_reaches_the_stream_as_a_state_change(jmap_config):
+    """§7.1, §7.3: a Note/set on one connection produces a StateChange event, with an id,
+    on the EventSource stream of another, within a second; closeafter=state ends it."""
+    async with running_server(jmap_config) as server, server.client("alice") as client:
+        session = (await client.get("/jmap/session")).json()
+        account = session["primaryAccounts"][EXAMPLE]
+        url = "/jmap/eventsource/?types=*&closeafter=state&ping=0"
+        async with server.client("alice") as listener, listener.stream("GET", url) as response:
+            await trio.sleep(0.1)  # the stream is subscribed
+            with trio.fail_after(1):
+                new_state = await create_note(client, account, "hello")
+                [event] = await read_events(response, 1)
+        assert event["event"] == "state"
+        assert event["data"] == {"@type": "StateChange", "changed": {account: {"Note": new_state}}}
+        assert event["id"]
+
+
+async def test_last_event_id_resume_delivers_missed_changes(jmap_config):
+    """§7.3: a client that reconnects with Last-Event-ID gets what changed meanwhile, at
+    once; types filters what is pushed."""
+    async with running_server(jmap_config) as server, server.client("alice") as client:
+        account = (await client.get("/jmap/session")).json()["primaryAccounts"][EXAMPLE]
+        url = "/jmap/eventsource/?types=Note&closeafter=state&ping=0"
+        async with server.client("alice") as listener, listener.stream("GET", url) as response:
+            await trio.sleep(0.1)
+            await create_note(client, account, "one")
+            [first] = await read_events(response, 1)
+        # Offline: two more changes.
+        await create_note(client, account, "two")
+        latest = await create_note(client, account, "three")
+        headers = {"Last-Event-ID": first["id"]}
+        with trio.fail_after(2):
+            async with (
+                server.client("alice") as listener,
+                listener.stream("GET", url, headers=headers) as response,
+            ):
+                [missed] = await read_events(response, 1)
+        assert missed["data"]["changed"] == {account: {"Note": latest}}
+        # Up to date: reconnecting with the newest id sends nothing until a change.
+        async with (
+            server.client("alice") as listener,
+            listener.stream(
+                "GET",
+                "/jmap/eventsource/?types=Mailbox&closeafter=no&ping=1",
+                headers={"Last-Event-ID": missed["id"]},
+            ) as response,
+        ):
+            await trio.sleep(0.1)
+            await create_note(client, account, "not a Mailbox")
+            [ping] = await read_events(response, 1)
+        assert ping["event"] == "ping" and "id" not in ping

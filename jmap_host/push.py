@@ -1,0 +1,131 @@
+"""The push hub: state changes fan out to every open stream of every affected account.
+
+A change to a data type in an account is published once (``publish(account, {type:
+state})``, by the standard methods after their transaction commits, or by a plugin that
+writes on its own).  Each subscriber (an EventSource stream, a WebSocket with push on)
+keeps a pending StateChange that new changes merge into, and an event that wakes it: a
+slow reader never makes publishing wait or lose a change, it gets the newest states
+coalesced (RFC 8620 §7.1 lets the server amalgamate changes).
+
+This hub is in-process.  It is the seam for several nodes (ARCHITECTURE.md): a shared
+implementation would carry ``publish`` over PostgreSQL LISTEN/NOTIFY or similar; nothing
+outside this module assumes one process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import trio
+
+from . import objectstore
+
+StateMap = dict[str, dict[str, str]]  # account id → {type name → state}
+
+
+class Subscriber:
+    """One listener's view: the accounts it follows and the changes not yet taken."""
+
+    def __init__(self, accounts: Iterable[str], types: set[str] | None):
+        self.accounts = set(accounts)
+        self.types = types  # None: every type
+        self.pending: StateMap = {}
+        self._wake = trio.Event()
+
+    def offer(self, account: str, changed: dict[str, str]) -> None:
+        wanted = {t: s for t, s in changed.items() if self.types is None or t in self.types}
+        if wanted:
+            self.pending.setdefault(account, {}).update(wanted)
+            self._wake.set()
+
+    async def wait(self) -> StateMap:
+        """Wait for changes; return them all, coalesced, and start collecting anew."""
+        await self._wake.wait()
+        return self.take()
+
+    def take(self) -> StateMap:
+        taken, self.pending = self.pending, {}
+        self._wake = trio.Event()
+        return taken
+
+
+class PushHub:
+    def __init__(self) -> None:
+        self._by_account: dict[str, set[Subscriber]] = {}
+
+    @contextmanager
+    def subscribe(
+        self, accounts: Iterable[str], types: set[str] | None = None
+    ) -> Iterator[Subscriber]:
+        subscriber = Subscriber(accounts, types)
+        for account in subscriber.accounts:
+            self._by_account.setdefault(account, set()).add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            for account in subscriber.accounts:
+                subscribers = self._by_account.get(account)
+                if subscribers is not None:
+                    subscribers.discard(subscriber)
+                    if not subscribers:
+                        del self._by_account[account]
+
+    def publish(self, account: str, changed: dict[str, str]) -> None:
+        """Tell every subscriber of ``account`` that these types now have these states."""
+        for subscriber in list(self._by_account.get(account, ())):
+            subscriber.offer(account, changed)
+
+    def subscriber_count(self) -> int:
+        return len({s for subs in self._by_account.values() for s in subs})
+
+
+def state_change(changed: StateMap) -> dict[str, Any]:
+    """The StateChange object of RFC 8620 §7.1."""
+    return {"@type": "StateChange", "changed": changed}
+
+
+def current_states(db: Any, accounts: Iterable[str], types: set[str] | None) -> StateMap:
+    """Every known type state of these accounts (types never written have state "0")."""
+    out: StateMap = {}
+    for account in accounts:
+        for type_name, modseq in objectstore.type_states(db, account):
+            if types is None or type_name in types:
+                out.setdefault(account, {})[type_name] = str(modseq)
+    return out
+
+
+def encode_event_id(states: StateMap) -> str:
+    """An EventSource event id that encodes the whole state the stream has seen, so a
+    reconnecting client's Last-Event-ID tells exactly what it missed (§7.3)."""
+    raw = json.dumps(states, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_event_id(event_id: str) -> StateMap | None:
+    try:
+        raw = base64.urlsafe_b64decode(event_id + "=" * (-len(event_id) % 4))
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str)
+        and isinstance(v, dict)
+        and all(isinstance(t, str) and isinstance(s, str) for t, s in v.items())
+        for k, v in value.items()
+    ):
+        return None
+    return value
+
+
+def diff(old: StateMap, new: StateMap) -> StateMap:
+    """The entries of ``new`` that differ from ``old``."""
+    out: StateMap = {}
+    for account, types in new.items():
+        for type_name, state in types.items():
+            if old.get(account, {}).get(type_name, "0") != state:
+                out.setdefault(account, {})[type_name] = state
+    return out
