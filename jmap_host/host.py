@@ -33,6 +33,7 @@ from .plugins import (
     make_manager,
     sort_plugins,
 )
+from .push import PushHub
 from .routes import Protocol, Route
 from .standard import standard_methods
 from .store import Store, datatype_migrations
@@ -111,6 +112,7 @@ class Host:
         self.api_concurrency = ConcurrencyLimit(self.limits.max_concurrent_requests)
         self.upload_concurrency = ConcurrencyLimit(self.limits.max_concurrent_upload)
         self.authenticator = Authenticator(self)
+        self.push = PushHub()
         server = config.data["server"]
         self.trusted_proxies = (
             server["proxy"]["trusted-networks"] if server["http"]["use-x-forwarded"] else []
