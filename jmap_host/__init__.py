@@ -36,6 +36,7 @@ from .http import ASGIApp, Receive, Request, Response, Scope, Send, json_respons
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
 from .routes import Protocol, Route
+from .store import StoreUnavailable
 
 __version__ = "0.1.0"
 
@@ -80,6 +81,7 @@ __all__ = [
     "SetContext",
     "SetError",
     "StartupError",
+    "StoreUnavailable",
     "Str",
     "Table",
     "TableList",

@@ -132,7 +132,13 @@ class Authenticator:
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached and cached[0] > now:
-            return cached[1]
+            # The password was verified recently; the principal must still exist and be
+            # enabled (a cheap lookup), so disabling a user takes effect at once.
+            current = await self.host.directory.principal(cached[1].name)
+            if current is not None and current.kind == "individual":
+                return current
+            self._cache.pop(key, None)
+            return None
         principal = await self.host.directory.authenticate(username, password)
         if principal is not None and principal.kind == "individual":
             if len(self._cache) > 10_000:
