@@ -85,14 +85,15 @@ class Method:
 class Capability:
     """A capability URN with its session data and methods.
 
-    ``session`` is the value under ``capabilities`` in the session (RFC 8620 §2).
+    ``session`` is the value under ``capabilities`` in the session (RFC 8620 §2), or a
+    function ``session(host, base_url)`` returning it, for values that hold URLs.
     ``account(host, account)`` returns the value under ``accountCapabilities`` for that
     account, or None when the account does not support this capability.  ``primary``
     says whether the user's own account is listed in ``primaryAccounts`` for it.
     """
 
     urn: str
-    session: dict[str, Any] = field(default_factory=dict)
+    session: dict[str, Any] | Callable[[Host, str], dict[str, Any]] = field(default_factory=dict)
     methods: list[Method] = field(default_factory=list)
     account: Callable[[Host, Account], dict[str, Any] | None] | None = None
     primary: bool = True

@@ -79,7 +79,10 @@ async def build_session(
         # jmapc pick their account from it when no mail capability is present.
         primary[CORE] = own
     session: dict[str, Any] = {
-        "capabilities": {urn: cap.session for urn, cap in host.capabilities.items()},
+        "capabilities": {
+            urn: cap.session(host, base_url) if callable(cap.session) else cap.session
+            for urn, cap in host.capabilities.items()
+        },
         "accounts": {
             acc_id: {
                 "name": acc.name,
