@@ -356,6 +356,13 @@ def build_schema(
                             doc="data directory (relative to the config file)",
                         ),
                         Key(
+                            "busy-timeout",
+                            Duration(),
+                            default=5.0,
+                            doc="how long a database access waits for a lock held by another "
+                            "connection; past it the client gets serverUnavailable (or 503)",
+                        ),
+                        Key(
                             "blob",
                             Table(
                                 [

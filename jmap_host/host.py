@@ -98,7 +98,9 @@ class Host:
         self.directory_types = directory_types
         self.protocols = protocols
         self.limits = Limits.from_config(config)
-        self.store = Store(config.data["storage"]["path"])
+        self.store = Store(
+            config.data["storage"]["path"], busy_timeout=config.data["storage"]["busy-timeout"]
+        )
         self.store.add_migrations(host_migrations)
         for _plugin, sets in call_for_each(self.pm, "migrations", host=self):
             for migration_set in sets:

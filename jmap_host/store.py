@@ -24,16 +24,30 @@ T = TypeVar("T")
 DATABASE_NAME = "jmap-host.db"
 
 
+DEFAULT_BUSY_TIMEOUT = 5.0
+
+
 class StoreUnavailable(Exception):
     """The database is busy or locked past the timeout: a temporary condition."""
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds the lock."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 class Store:
     """The host database.  Use :meth:`read` and :meth:`write` from async code."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
         self.directory = Path(directory)
         self.path = self.directory / DATABASE_NAME
+        # Seconds a statement waits for another connection's lock before "database is
+        # locked" (``storage.busy-timeout``); past it the caller sees StoreUnavailable.
+        self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._migrations: list[sqlite_utils.Migrations] = []
@@ -44,12 +58,20 @@ class Store:
         if db is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
-                self.path, timeout=5.0, isolation_level=None, check_same_thread=True
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=True,
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            register_functions(conn)
+            try:
+                # Setting WAL needs a lock: a new connection can find the database busy.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                register_functions(conn)
+            except BaseException:
+                conn.close()
+                raise
             db = sqlite_utils.Database(conn)
             self._local.db = db
         return db
@@ -72,14 +94,23 @@ class Store:
         try:
             return fn(self.connect())
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if is_busy(exc):
                 raise StoreUnavailable(str(exc)) from exc
             raise
 
     def write_sync(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; committed (and, with
-        synchronous=FULL, durable) when this returns, rolled back if ``fn`` raises."""
-        db = self.connect()
+        synchronous=FULL, durable) when this returns, rolled back if ``fn`` raises.
+
+        A busy or locked database, whether at ``BEGIN``, inside ``fn`` or at ``COMMIT``,
+        raises :class:`StoreUnavailable` after the rollback (never a bare OperationalError,
+        which would become a 500 or a serverFail)."""
+        try:
+            db = self.connect()
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise StoreUnavailable(str(exc)) from exc
+            raise
         with self._write_lock:
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -87,10 +118,13 @@ class Store:
                 raise StoreUnavailable(str(exc)) from exc
             try:
                 result = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.conn.in_transaction:  # COMMIT may have failed and left it open
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                    raise StoreUnavailable(str(exc)) from exc
                 raise
-            db.execute("COMMIT")
             return result
 
     async def read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
