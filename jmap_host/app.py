@@ -34,6 +34,7 @@ from .session import (
     API_PATH,
     DOWNLOAD_PATH,
     EVENTSOURCE_PATH,
+    EVENTSOURCE_TOKEN_PATH,
     SESSION_PATH,
     UPLOAD_PATH,
     account_capabilities,
@@ -112,7 +113,10 @@ def host_routes() -> list[Route]:
         Route(API_PATH, api_endpoint, ("POST",), name="api"),
         Route(UPLOAD_PATH, blobs.upload, ("POST",), name="upload"),
         Route(DOWNLOAD_PATH, blobs.download, ("GET",), name="download"),
-        Route(EVENTSOURCE_PATH, eventsource.stream, ("GET",), name="eventsource"),
+        Route(
+            EVENTSOURCE_PATH, eventsource.stream, ("GET",), name="eventsource", stream_token=True
+        ),
+        Route(EVENTSOURCE_TOKEN_PATH, eventsource.issue_token, ("POST",), name="eventsource token"),
     ]
 
 
@@ -177,7 +181,11 @@ class HostApp:
         request = Request(scope, receive, self.host, self.base_url(scope), path_params=params)
         if route.auth:
             try:
-                request.principal = await self.auth.authenticate(request)
+                token = (request.query.get("accessToken") or [None])[0]
+                if route.stream_token and token and not request.header("authorization"):
+                    request.principal = await self.auth.authenticate_stream_token(request, token)
+                else:
+                    request.principal = await self.auth.authenticate(request)
             except AuthFailure as failure:
                 headers = list(self.auth.challenge(failure)) if failure.status == 401 else []
                 if failure.retry_after is not None:

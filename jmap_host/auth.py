@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from . import tokens
+from . import streamtoken, tokens
 from .directory import DirectoryUnavailable, Principal
 from .store import StoreUnavailable
 
@@ -118,6 +118,25 @@ class Authenticator:
             raise AuthFailure(
                 401, "invalid credentials", bearer_rejected=scheme.lower() == "bearer"
             )
+        return principal
+
+    async def authenticate_stream_token(self, request: Request, token: str) -> Principal:
+        """A browser's EventSource: a stream-only token instead of credentials."""
+        address = request.client_address
+        blocked = self._blocked_for(address)
+        if blocked is not None:
+            raise AuthFailure(429, "too many failed logins from this address", blocked)
+        data_dir = self.host.config.data["storage"]["path"]
+        name = await trio.to_thread.run_sync(streamtoken.verify, data_dir, token)
+        try:
+            principal = await self.host.directory.principal(name) if name else None
+        except DirectoryUnavailable:
+            raise AuthFailure(
+                503, "the user directory is unavailable; try again later", 5
+            ) from None
+        if principal is None or principal.kind != "individual":
+            self._record_failure(address)
+            raise AuthFailure(401, "invalid or expired stream token")
         return principal
 
     async def _basic(self, value: str) -> Principal | None:

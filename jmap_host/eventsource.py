@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from .http import Request, Response, problem_response
+from . import streamtoken
+from .http import Request, Response, json_response, problem_response
 from .push import StateMap, current_states, decode_event_id, diff, encode_event_id, state_change
 from .session import accounts_for
 
@@ -30,6 +31,20 @@ def _event(name: str, data: object, event_id: str | None = None) -> bytes:
         lines.append(f"id: {event_id}")
     lines.append("data: " + json.dumps(data, separators=(",", ":")))
     return ("\n".join(lines) + "\n\n").encode()
+
+
+async def issue_token(request: Request) -> Response:
+    """POST /jmap/eventsource/token: a stream-only token for a browser's EventSource, to
+    add to the event-source URL as ``&accessToken=...`` (see jmap_host/streamtoken.py)."""
+    assert request.principal is not None
+    data_dir = request.host.config.data["storage"]["path"]
+    token, expires = await trio.to_thread.run_sync(
+        streamtoken.issue, data_dir, request.principal.name
+    )
+    return json_response(
+        {"accessToken": token, "expiresIn": streamtoken.STREAM_TOKEN_SECONDS, "expires": expires},
+        headers=[("Cache-Control", "no-store")],
+    )
 
 
 async def stream(request: Request) -> Response:

@@ -30,6 +30,9 @@ class Route:
     methods: tuple[str, ...] = ("GET",)
     auth: bool = True
     name: str = ""
+    # Also accept a stream token (``accessToken`` query parameter) instead of credentials:
+    # only for the EventSource endpoint, whose clients are browsers (see streamtoken.py).
+    stream_token: bool = False
     plugin: str = field(default="", compare=False)
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 

@@ -17,6 +17,7 @@ SESSION_PATH = "/jmap/session"
 UPLOAD_PATH = "/jmap/upload/{accountId}/"
 DOWNLOAD_PATH = "/jmap/download/{accountId}/{blobId}/{name}"
 EVENTSOURCE_PATH = "/jmap/eventsource/"
+EVENTSOURCE_TOKEN_PATH = "/jmap/eventsource/token"
 
 
 async def accounts_for(host: Host, principal: Principal) -> dict[str, Account]:

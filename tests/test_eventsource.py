@@ -152,3 +152,37 @@ async def test_last_event_id_resume_delivers_missed_changes(jmap_config):
             await create_note(client, account, "not a Mailbox")
             [ping] = await read_events(response, 1)
         assert ping["event"] == "ping" and "id" not in ping
+
+
+async def test_stream_token_for_browsers(jmap_config):
+    """Browsers' EventSource cannot send Authorization: a short-lived, stream-only token
+    in the URL stands in for it (jmap_host/streamtoken.py documents its properties)."""
+    from jmap_host import streamtoken
+
+    async with running_server(jmap_config) as server, server.client("alice") as client:
+        account = (await client.get("/jmap/session")).json()["primaryAccounts"][EXAMPLE]
+        issued = (await client.post("/jmap/eventsource/token")).json()
+        token = issued["accessToken"]
+        assert issued["expiresIn"] == 60
+        url = f"/jmap/eventsource/?types=*&closeafter=state&ping=0&accessToken={token}"
+        async with server.client() as browser:
+            assert (await browser.post("/jmap/eventsource/token")).status_code == 401
+            # Stream-only: the token opens no other door.
+            for path in ("/jmap/session", f"/jmap/session?accessToken={token}"):
+                assert (await browser.get(path)).status_code == 401
+            api_url = f"/jmap/api?accessToken={token}"
+            assert (await browser.post(api_url, json={})).status_code == 401
+            with trio.fail_after(2):
+                async with browser.stream("GET", url) as response:
+                    assert response.status_code == 200
+                    await trio.sleep(0.1)
+                    new_state = await create_note(client, account, "via token")
+                    [event] = await read_events(response, 1)
+            assert event["data"]["changed"] == {account: {"Note": new_state}}
+            tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+            expired, _ = streamtoken.issue(
+                server.host.config.data["storage"]["path"], "alice", now=1_000_000
+            )
+            for bad in (tampered, expired, "garbage"):
+                response = await browser.get(f"/jmap/eventsource/?types=*&accessToken={bad}")
+                assert response.status_code == 401, bad
