@@ -202,6 +202,11 @@ def _check_upload_expiry(value: float) -> float:
     return value
 
 
+def _at_least_a_day(seconds: float) -> None:
+    if seconds < 86400:
+        raise Invalid("must be at least 1d (clients keep states for days)")
+
+
 def _resolve(base: Path, path: str) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else base / p
@@ -354,6 +359,15 @@ def build_schema(
                             Str(non_empty=True),
                             default="jmap-data",
                             doc="data directory (relative to the config file)",
+                        ),
+                        Key(
+                            "change-retention",
+                            Duration(),
+                            default=90 * 86400.0,
+                            check=_at_least_a_day,
+                            doc="how long the change log keeps changes: /changes and "
+                            "/queryChanges work from any state this recent (RFC 8620 §5.2 "
+                            "asks for 30 days); older states get cannotCalculateChanges",
                         ),
                         Key(
                             "busy-timeout",

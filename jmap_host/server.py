@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from .app import build_app
 from .blobs import run_sweeper
 from .host import Host
+from .objectstore import compact_changes
 
 log = logging.getLogger("jmap_host.server")
 
@@ -61,6 +63,7 @@ async def serve(
             await host.startup()
             # Expired unreferenced uploads (RFC 8620 §6); cancelled with the nursery.
             background.start_soon(run_sweeper, host)
+            background.start_soon(compact_change_log, host)
             async with trio.open_nursery() as servers:
                 for name, listener in host.config.data["server"]["listener"].items():
                     protocol = host.protocols[listener["protocol"]]
@@ -84,6 +87,21 @@ async def serve(
         host.nursery = None
         with trio.CancelScope(shield=True):
             await host.shutdown()
+
+
+COMPACTION_INTERVAL = 3600.0
+
+
+async def compact_change_log(host: Host) -> None:
+    """Drop change-log rows older than ``storage.change-retention``, hourly (§5.2)."""
+    retention = host.config.data["storage"]["change-retention"]
+    while True:
+        cutoff = int(time.time() - retention)
+        try:
+            await host.store.write(lambda db, cutoff=cutoff: compact_changes(db, cutoff))
+        except Exception:  # a busy database now is no reason to stop compacting later
+            log.exception("change log compaction failed; will retry")
+        await trio.sleep(COMPACTION_INTERVAL)
 
 
 async def _serve_http(

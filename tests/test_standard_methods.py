@@ -655,3 +655,35 @@ async def test_other_accounts_ids_look_like_missing_ids(server, alice):
             answer = await bob.one(method, account=alice.account, sinceState="0")
             assert answer["error"]["type"] == "accountNotFound", method
         assert (await bob.one("Memo/query"))["ids"] == []
+
+
+async def test_change_log_retention_is_configurable(tmp_path):
+    """§5.2: states older than storage.change-retention get cannotCalculateChanges; the
+    server compacts at start-up and hourly."""
+    from jmap_host.server import compact_change_log
+    from jmap_host.testing import BASE_CONFIG
+
+    def with_retention(value: str) -> str:
+        return BASE_CONFIG.replace("[storage]\n", f'[storage]\nchange-retention = "{value}"\n')
+
+    config = write_config(tmp_path, base=with_retention("2d"))
+    host = jmap_host.load_host(config, extra_plugins=[("notes", NotesPlugin())])
+    assert host.config.data["storage"]["change-retention"] == 2 * 86400
+    async with running_server(host) as running, running.client("alice") as http:
+        session = (await http.get("/jmap/session")).json()
+        alice = Client(http, session["primaryAccounts"][CORE])
+        old = await alice.state()
+        await alice.create(a={"title": "x"})
+        # Pretend three days pass: the row is now older than the retention.
+        await running.host.store.write(
+            lambda db: db.execute("UPDATE host_change SET at = at - 3 * 86400")
+        )
+        import trio
+
+        with trio.move_on_after(0.5):
+            await compact_change_log(running.host)
+        answer = await alice.one("Memo/changes", sinceState=old)
+        assert answer["error"]["type"] == "cannotCalculateChanges"
+    bad = write_config(tmp_path, base=with_retention("1h"), name="bad.toml")
+    with pytest.raises(jmap_host.ConfigError, match="change-retention: must be at least 1d"):
+        jmap_host.load_host(bad)
