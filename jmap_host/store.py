@@ -91,8 +91,16 @@ class Store:
         return applied
 
     def read_sync(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        """Run ``fn`` in one read transaction: every statement sees the same snapshot, so
+        a state read with its records always matches them."""
         try:
-            return fn(self.connect())
+            db = self.connect()
+            db.execute("BEGIN")
+            try:
+                return fn(db)
+            finally:
+                if db.conn.in_transaction:
+                    db.execute("ROLLBACK")
         except sqlite3.OperationalError as exc:
             if is_busy(exc):
                 raise StoreUnavailable(str(exc)) from exc
