@@ -166,6 +166,13 @@ class DataType:
     # /get of ids=null is refused (requestTooLarge) past maxObjectsInGet; set False for types
     # whose ids=null is not supported at all (§5.1).
     get_all: bool = True
+    # A singleton type (one record per account, e.g. VacationResponse): /set create and
+    # destroy answer the "singleton" SetError (§5.3).
+    singleton: bool = False
+    # access(account, principal, operation) -> bool, operation being "read", "create",
+    # "update" or "destroy": False refuses reads with the method error "forbidden" and
+    # writes with the SetError "forbidden".  None: whoever can use the account may.
+    access: Callable[[Account, Principal, str], bool] | None = None
     max_changes: int = 5000
     query_limit: int = 5000
     default_sort: tuple[str, ...] = ()

@@ -143,11 +143,19 @@ def _resolve_id(value: str, created: dict[str, str]) -> str:
     return value
 
 
+def check_read(dt: DataType, call: Call) -> None:
+    """The type's access rule for reading (the method error "forbidden", §3.6.2)."""
+    assert call.account is not None
+    if dt.access is not None and not dt.access(call.account, call.request.principal, "read"):
+        raise MethodError("forbidden", f"you may not read {dt.name} in this account")
+
+
 # -- /get ----------------------------------------------------------------------------------
 
 
 async def type_get(dt: DataType, call: Call) -> dict[str, Any]:
     """RFC 8620 §5.1 /get."""
+    check_read(dt, call)
     assert call.account is not None
     account = call.account.id
     ids = call.args.get("ids")
@@ -231,6 +239,7 @@ def check_since(db: sqlite_utils.Database, account: str, dt: DataType, since: in
 
 async def type_changes(dt: DataType, call: Call) -> dict[str, Any]:
     """RFC 8620 §5.2 /changes."""
+    check_read(dt, call)
     assert call.account is not None
     account = call.account.id
     since_text = arg(call, "sinceState", "String")
@@ -336,9 +345,18 @@ class SetRun:
             if prop.base_type == "BlobId" and record.get(prop.name):
                 add(self.db, self.account.id, record[prop.name], ref)
 
+    def allowed(self, operation: str) -> None:
+        if self.dt.access is not None and not self.dt.access(
+            self.account, self.call.request.principal, operation
+        ):
+            raise SetError("forbidden", f"you may not {operation} this {self.dt.name}")
+
     def create(self, given: dict[str, Any], copied_from: dict[str, Any] | None = None) -> dict:
         """Create one record from the client's object; returns the ``created`` entry."""
         dt = self.dt
+        if dt.singleton:
+            raise SetError("singleton", f"{dt.name} is a singleton: update it instead")
+        self.allowed("create")
         if not isinstance(given, dict):
             raise SetError("invalidProperties", "the object must be a JSON object")
         unknown = [k for k in given if k not in dt.by_name]
@@ -373,6 +391,7 @@ class SetRun:
         if not isinstance(patch, dict):
             raise SetError("invalidPatch", "a PatchObject must be a JSON object")
         current = self.load(record_id)
+        self.allowed("update")
         record, touched = apply_patch(dt, current, patch)
         errors = [
             name
@@ -402,6 +421,9 @@ class SetRun:
 
     def destroy(self, record_id: str) -> None:
         current = self.load(record_id)
+        if self.dt.singleton:
+            raise SetError("singleton", f"{self.dt.name} is a singleton: it cannot be destroyed")
+        self.allowed("destroy")
         if self.dt.on_destroy is not None:
             self.dt.on_destroy(self.ctx, current)
         os_.delete_record(self.db, self.dt, self.account.id, record_id)
@@ -573,6 +595,8 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
     urn = call.host.methods[call.name][1]
     if urn not in call.request.account_capabilities[from_id]:
         raise MethodError("fromAccountNotSupportedByMethod")
+    if dt.access is not None and not dt.access(source, call.request.principal, "read"):
+        raise MethodError("forbidden", f"you may not read {dt.name} in the from account")
     for creation_id, obj in create.items():
         if not isinstance(obj, dict) or not is_id(obj.get("id")):
             raise MethodError("invalidArguments", f"create/{creation_id} needs the id to copy")
@@ -746,6 +770,7 @@ def _filter_properties(dt: DataType, node: Any) -> set[str]:
 
 async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
     """RFC 8620 §5.5 /query."""
+    check_read(dt, call)
     assert call.account is not None
     account = call.account.id
     position = arg(call, "position", "Int", 0)
@@ -792,6 +817,7 @@ async def type_query_changes(dt: DataType, call: Call) -> dict[str, Any]:
     old state that may have left the results is "removed", and those now in the results
     are "added" at their index; with filter and sort on immutable properties only,
     updates cannot move a record, so only creations and destructions count."""
+    check_read(dt, call)
     assert call.account is not None
     account = call.account.id
     since_text = arg(call, "sinceQueryState", "String")

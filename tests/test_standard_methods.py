@@ -687,3 +687,75 @@ async def test_change_log_retention_is_configurable(tmp_path):
     bad = write_config(tmp_path, base=with_retention("1h"), name="bad.toml")
     with pytest.raises(jmap_host.ConfigError, match="change-retention: must be at least 1d"):
         jmap_host.load_host(bad)
+
+
+def personal_only(account, principal, operation: str) -> bool:
+    """Readable in every account, writable only in the user's own."""
+    return operation == "read" or account.is_personal
+
+
+PREFS = DataType(
+    name="Prefs",
+    table="notes_prefs",
+    properties=[Property("theme", "String", default="light")],
+    singleton=True,
+    access=personal_only,
+)
+DIARY = DataType(
+    name="Diary",
+    table="notes_diary",
+    properties=[Property("text", "String", default="")],
+    access=lambda account, principal, operation: account.is_personal,
+)
+
+
+class RulesPlugin:
+    @jmap_host.hookimpl
+    def register_capabilities(self, host):
+        return [jmap_host.Capability(urn="https://test.example/rules", datatypes=[PREFS, DIARY])]
+
+    @jmap_host.hookimpl
+    def account_provisioned(self, host, account):
+        # A singleton exists from the start; clients only ever update it (§5.3 singleton).
+        from jmap_host import objectstore as store
+
+        def create(db):
+            record = {"id": "singleton", "theme": "light"}
+            store.insert_record(db, PREFS, account.id, record)
+            store.record_change(db, account.id, "Prefs", "singleton", "created")
+
+        return host.store.write(create)
+
+
+async def test_singleton_and_access_rules(tmp_path):
+    """§5.3 "singleton" SetError; a type's access rule gives "forbidden" (§3.6.2, §5.3)."""
+    config = write_config(tmp_path)
+    async with running_server(config, extra_plugins=[("rules", RulesPlugin())]) as server:
+        async with server.client("alice") as http:
+            session = (await http.get("/jmap/session")).json()
+            own = session["primaryAccounts"][CORE]
+            group = next(a for a, v in session["accounts"].items() if not v["isPersonal"])
+            using = [CORE, "https://test.example/rules"]
+
+            async def call(name, **args):
+                result = await api(http, [[name, args, "c"]], using=using)
+                return result["methodResponses"][0][1]
+
+            prefs = await call("Prefs/get", accountId=own, ids=None)
+            assert prefs["list"] == [{"id": "singleton", "theme": "light"}]
+            result = await call("Prefs/set", accountId=own, create={"x": {}}, destroy=["singleton"])
+            assert result["notCreated"]["x"]["type"] == "singleton"
+            assert result["notDestroyed"]["singleton"]["type"] == "singleton"
+            result = await call("Prefs/set", accountId=own, update={"singleton": {"theme": "dark"}})
+            assert result["updated"] == {"singleton": None}
+            in_group = await call(
+                "Prefs/set", accountId=group, update={"singleton": {"theme": "x"}}
+            )
+            assert in_group["notUpdated"]["singleton"]["type"] == "forbidden"
+            assert (await call("Prefs/get", accountId=group, ids=None))["list"]
+            assert (await call("Diary/get", accountId=group, ids=None))["type"] == "forbidden"
+            assert (await call("Diary/query", accountId=group))["type"] == "forbidden"
+            created = await call("Diary/set", accountId=group, create={"d": {"text": "x"}})
+            assert created["notCreated"]["d"]["type"] == "forbidden"
+            mine = await call("Diary/set", accountId=own, create={"d": {"text": "dear diary"}})
+            assert mine["created"]["d"]["id"]
