@@ -99,6 +99,13 @@ class Property:
     validate: Callable[[Any], None] | None = None
     sortable: bool = False
     indexed: bool = False
+    # Computed on /get by the type's ``compute`` hook, never stored (e.g. a Mailbox's
+    # unreadEmails); implies server_set.
+    computed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.computed:
+            self.server_set = True
 
     @property
     def nullable(self) -> bool:
@@ -146,6 +153,7 @@ class SetContext:
     principal: Principal
     datatype: DataType
     host: Any
+    args: dict[str, Any] = field(default_factory=dict)  # the method call's arguments
 
 
 @dataclass
@@ -163,6 +171,9 @@ class DataType:
     on_create: Callable[[SetContext, dict[str, Any]], None] | None = None
     on_update: Callable[[SetContext, dict[str, Any], dict[str, Any]], None] | None = None
     on_destroy: Callable[[SetContext, dict[str, Any]], None] | None = None
+    # compute(db, account_id, records, names) fills the computed properties ``names`` of
+    # ``records`` (dicts with at least "id"), in the read or write transaction it is given.
+    compute: Callable[[Any, str, list[dict[str, Any]], list[str]], None] | None = None
     # /get of ids=null is refused (requestTooLarge) past maxObjectsInGet; set False for types
     # whose ids=null is not supported at all (§5.1).
     get_all: bool = True

@@ -100,7 +100,7 @@ def create_changelog(db: sqlite_utils.Database) -> None:
 
 def create_type_table(db: sqlite_utils.Database, dt: DataType) -> None:
     columns: dict[str, type] = {"account": str, "id": str, "modseq": int}
-    columns.update({column(p): column_type(p) for p in dt.properties})
+    columns.update({column(p): column_type(p) for p in dt.properties if not p.computed})
     db[dt.table].create(columns, pk=("account", "id"), if_not_exists=True)
     ensure_columns(db, dt)
 
@@ -110,7 +110,7 @@ def ensure_columns(db: sqlite_utils.Database, dt: DataType) -> None:
     table = db[dt.table]
     existing = set(table.columns_dict)
     for prop in dt.properties:
-        if column(prop) not in existing:
+        if not prop.computed and column(prop) not in existing:
             table.add_column(column(prop), column_type(prop))
     indexes = {tuple(i.columns) for i in table.indexes}
     for prop in dt.properties:
@@ -130,7 +130,7 @@ def new_id() -> str:
 def encode(dt: DataType, record: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for name, value in record.items():
-        if name == "id":
+        if name == "id" or dt.by_name[name].computed:
             continue
         prop = dt.by_name[name]
         if value is not None and is_json(prop):
@@ -164,7 +164,9 @@ def read_records(
     ids: list[str] | None,
     properties: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
-    props = list(properties) if properties is not None else list(dt.by_name)
+    wanted = list(properties) if properties is not None else list(dt.by_name)
+    computed = [p for p in wanted if p != "id" and dt.by_name[p].computed]
+    props = [p for p in wanted if p not in computed]
     cols = ", ".join(["id", *(f"[{column(dt.by_name[p])}]" for p in props if p != "id")])
     if ids is None:
         sql = f"SELECT {cols} FROM [{dt.table}] WHERE account = ? ORDER BY rowid"
@@ -177,7 +179,10 @@ def read_records(
             sql = f"SELECT {cols} FROM [{dt.table}] WHERE account = ? AND id IN ({marks})"
             rows += db.execute(sql, [account, *chunk]).fetchall()
     names = ["id", *(column(dt.by_name[p]) for p in props if p != "id")]
-    return [decode(dt, dict(zip(names, r, strict=True)), props) for r in rows]
+    records = [decode(dt, dict(zip(names, r, strict=True)), props) for r in rows]
+    if computed and records and dt.compute is not None:
+        dt.compute(db, account, records, computed)
+    return records
 
 
 def count_records(db: sqlite_utils.Database, dt: DataType, account: str) -> int:

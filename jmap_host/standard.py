@@ -277,7 +277,7 @@ class SetRun:
         self.call = call
         self.account = account
         self.db = db
-        self.ctx = SetContext(db, account, call.request.principal, dt, call.host)
+        self.ctx = SetContext(db, account, call.request.principal, dt, call.host, call.args)
         # A working copy: the request's map learns the new ids only once the transaction
         # has committed, so a rolled-back /set leaves no creation id pointing nowhere.
         self.created_ids = dict(call.request.created_ids)
@@ -384,6 +384,9 @@ class SetRun:
         os_.insert_record(self.db, dt, self.account.id, record)
         os_.record_change(self.db, self.account.id, dt.name, record["id"], "created")
         self.sync_blob_refs(record)
+        computed = [p.name for p in dt.properties if p.computed]
+        if computed and dt.compute is not None:
+            dt.compute(self.db, self.account.id, [record], computed)
         return {k: v for k, v in record.items() if k not in given}
 
     def update(self, record_id: str, patch: Any) -> dict[str, Any] | None:
