@@ -54,6 +54,7 @@ OPERATORS = (
     "hasItem",
     "hasKey",
     "isNull",
+    "custom",
 )
 
 
@@ -133,10 +134,16 @@ class FilterCondition:
     property: str
     operator: str = "equals"
     value_type: str | None = None
+    # operator "custom": sql(value) returns (SQL condition, parameters) for the store layer
+    # of a plugin that needs more than the operators above (e.g. a thread-wide keyword
+    # test); columns are named by jmap_host.objectstore.column(property).
+    sql: Callable[[Any], tuple[str, list[Any]]] | None = None
 
     def __post_init__(self) -> None:
         if self.operator not in OPERATORS:
             raise ValueError(f"filter {self.name}: unknown operator {self.operator!r}")
+        if (self.operator == "custom") != (self.sql is not None):
+            raise ValueError(f"filter {self.name}: operator 'custom' goes with sql=")
 
 
 @dataclass

@@ -295,6 +295,9 @@ def compile_condition(dt: DataType, cond: FilterCondition, value: Any) -> tuple[
     prop = dt.by_name[cond.property]
     col = f"[{column(prop)}]"
     op = cond.operator
+    if op == "custom":
+        assert cond.sql is not None
+        return cond.sql(value)
     if op == "isNull":
         return (f"{col} IS NULL" if value else f"{col} IS NOT NULL"), []
     if op == "contains":

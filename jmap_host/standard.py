@@ -718,7 +718,9 @@ def filter_value(dt: DataType, cond: FilterCondition, value: Any) -> Any:
     prop = dt.by_name[cond.property]
     expected = cond.value_type
     if expected is None:
-        if cond.operator == "isNull":
+        if cond.operator == "custom":
+            expected = "Any"
+        elif cond.operator == "isNull":
             expected = "Boolean"
         elif cond.operator in ("hasItem", "hasKey"):
             m = COMPOUND.fullmatch(prop.base_type)
