@@ -37,12 +37,14 @@ from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
 from .routes import Protocol, Route
 from .store import StoreUnavailable
+from .websocket import WEBSOCKET, websocket_capability
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CORE",
     "REQUIRED",
+    "WEBSOCKET",
     "ASGIApp",
     "Account",
     "Bool",
@@ -97,4 +99,5 @@ __all__ = [
     "problem_response",
     "tokens",
     "verify_password",
+    "websocket_capability",
 ]

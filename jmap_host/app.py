@@ -42,6 +42,7 @@ from .session import (
     build_session,
 )
 from .store import StoreUnavailable
+from .websocket import serve_websocket
 
 if TYPE_CHECKING:
     from .host import Host
@@ -148,8 +149,12 @@ class HostApp:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            # RFC 8887 at /jmap/ws (jmap_host.websocket); other paths are refused with 404.
+            await serve_websocket(self.host, self.auth, self.base_url(scope), scope, receive, send)
+            return
         if scope["type"] != "http":
-            return  # websocket arrives with push (issue 5); close by not accepting
+            return
         method = scope["method"].upper()
         try:
             response = await self.dispatch(scope, receive, method)

@@ -1,11 +1,23 @@
-"""The essential plugin: RFC 8620's ``urn:ietf:params:jmap:core`` capability, ``Core/echo``
-and the ``jmap`` listener protocol (the host's HTTP app)."""
+"""The essential plugin: RFC 8620's ``urn:ietf:params:jmap:core`` capability, ``Core/echo``,
+RFC 8887's ``urn:ietf:params:jmap:websocket`` capability and the ``jmap`` listener protocol
+(the host's HTTP app)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from jmap_host import CORE, Call, Capability, Host, Method, Protocol, blob_copy, hookimpl
+from jmap_host import (
+    CORE,
+    WEBSOCKET,
+    Call,
+    Capability,
+    Host,
+    Method,
+    Protocol,
+    blob_copy,
+    hookimpl,
+    websocket_capability,
+)
 
 # RFC 4790 collations the host's standard /query sorts and filters with.
 COLLATIONS = ["i;ascii-casemap", "i;octet", "i;unicode-casemap"]
@@ -31,7 +43,10 @@ def register_capabilities(host: Host) -> list[Capability]:
                 Method("Blob/copy", blob_copy, takes_account=True, writes=True),
             ],
             primary=False,
-        )
+        ),
+        # RFC 8887 §3: JMAP over WebSocket (the host serves it at /jmap/ws); the URL follows
+        # the listener's base URL (http→ws, https→wss).  No methods, so no account lists it.
+        Capability(urn=WEBSOCKET, session=websocket_capability, primary=False),
     ]
 
 
