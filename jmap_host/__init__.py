@@ -35,6 +35,7 @@ from .host import Host, Limits, StartupError, load_host
 from .http import ASGIApp, Receive, Request, Response, Scope, Send, json_response, problem_response
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
+from .pushsubscription import push_capabilities, push_config_keys, push_subscription_methods
 from .routes import Protocol, Route
 from .store import StoreUnavailable
 from .websocket import WEBSOCKET, websocket_capability
@@ -97,6 +98,9 @@ __all__ = [
     "load_host",
     "looks_like_unknown_hash",
     "problem_response",
+    "push_capabilities",
+    "push_config_keys",
+    "push_subscription_methods",
     "tokens",
     "verify_password",
     "websocket_capability",

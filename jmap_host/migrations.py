@@ -6,6 +6,7 @@ import sqlite_utils
 
 from .blobs import create_blob_access, create_blob_table
 from .objectstore import create_changelog
+from .pushsubscription import create_push_tables
 from .tokens import create_app_passwords
 
 ACCOUNT_TABLE = "host_account"
@@ -22,3 +23,4 @@ host_migrations(name="blobs")(create_blob_table)
 host_migrations(name="accounts")(create_accounts)
 host_migrations(name="blob_access")(create_blob_access)
 host_migrations(name="changelog")(create_changelog)
+host_migrations(name="push_subscriptions")(create_push_tables)

@@ -21,6 +21,7 @@ from .app import build_app
 from .blobs import run_sweeper
 from .host import Host
 from .objectstore import compact_changes
+from .pushsubscription import run_push_service
 
 log = logging.getLogger("jmap_host.server")
 
@@ -63,6 +64,8 @@ async def serve(
             await host.startup()
             # Expired unreferenced uploads (RFC 8620 §6); cancelled with the nursery.
             background.start_soon(run_sweeper, host)
+            # PushSubscription deliveries (RFC 8620 §7.2); running before any listener is.
+            await background.start(run_push_service, host)
             background.start_soon(compact_change_log, host)
             async with trio.open_nursery() as servers:
                 for name, listener in host.config.data["server"]["listener"].items():

@@ -16,6 +16,9 @@ from jmap_host import (
     Protocol,
     blob_copy,
     hookimpl,
+    push_capabilities,
+    push_config_keys,
+    push_subscription_methods,
     websocket_capability,
 )
 
@@ -41,13 +44,23 @@ def register_capabilities(host: Host) -> list[Capability]:
             methods=[
                 Method("Core/echo", core_echo, takes_account=False),
                 Method("Blob/copy", blob_copy, takes_account=True, writes=True),
+                # RFC 8620 §7.2: per user, no accountId.
+                *push_subscription_methods(),
             ],
             primary=False,
         ),
         # RFC 8887 §3: JMAP over WebSocket (the host serves it at /jmap/ws); the URL follows
         # the listener's base URL (http→ws, https→wss).  No methods, so no account lists it.
         Capability(urn=WEBSOCKET, session=websocket_capability, primary=False),
+        # RFC 9749: urn:ietf:params:jmap:webpush-vapid, when jmap.push.vapid is set.
+        *push_capabilities(host),
     ]
+
+
+@hookimpl
+def config_keys() -> list[tuple[str, Any]]:
+    # [jmap.push]: PushSubscription limits, delivery and VAPID (docs/operator-guide.md).
+    return push_config_keys()
 
 
 @hookimpl
