@@ -6,7 +6,7 @@ here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-gu
 
 from __future__ import annotations
 
-from . import tokens
+from . import objectstore, standard, tokens
 from .blobs import blob_copy
 from .capabilities import CORE, Account, Call, Capability, Method, RequestContext
 from .config_schema import (
@@ -97,7 +97,9 @@ __all__ = [
     "json_response",
     "load_host",
     "looks_like_unknown_hash",
+    "objectstore",
     "problem_response",
+    "standard",
     "push_capabilities",
     "push_config_keys",
     "push_subscription_methods",

@@ -1,3 +1,55 @@
-"""JMAP for Mail (RFC 8621): the ``urn:ietf:params:jmap:mail``, ``submission`` and
-``vacationresponse`` capabilities.  Work in progress: the modules below are being built;
-the plugin registers its hooks once the methods are complete."""
+"""JMAP for Mail (RFC 8621): the ``urn:ietf:params:jmap:mail`` capability.
+
+Built on the host's standard methods: Mailbox is a declared data type (mailbox.py) with
+the RFC's rules as hooks; the store layer for the tables beside it is store.py.  Still to
+come in this plugin: Thread, Email, SearchSnippet, Identity, EmailSubmission,
+VacationResponse, LMTP delivery and import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jmap_host import Account, Capability, Host, hookimpl
+
+from . import store
+from .mailbox import MAILBOX, MAX_DEPTH, MAX_NAME_OCTETS, default_mailboxes, mailbox_methods
+
+MAIL = "urn:ietf:params:jmap:mail"
+
+
+def mail_account_capability(host: Host, account: Account) -> dict[str, Any]:
+    """RFC 8621 §1.3.1: the per-account mail capability."""
+    return {
+        "maxMailboxesPerEmail": None,
+        "maxMailboxDepth": MAX_DEPTH,
+        "maxSizeMailboxName": MAX_NAME_OCTETS,
+        "maxSizeAttachmentsPerEmail": host.limits.max_size_upload,
+        # Only what Email/query really sorts on; grows with the Email type.
+        "emailQuerySortOptions": [],
+        "mayCreateTopLevelMailbox": True,
+    }
+
+
+@hookimpl
+def register_capabilities(host: Host) -> list[Capability]:
+    return [
+        Capability(
+            urn=MAIL,
+            session={},
+            account=mail_account_capability,
+            methods=mailbox_methods(),
+            datatypes=[MAILBOX],
+        )
+    ]
+
+
+@hookimpl
+def migrations(host: Host) -> list[Any]:
+    return [store.migrations]
+
+
+@hookimpl
+def account_provisioned(host: Host, account: Account) -> Any:
+    """A new account gets Inbox, Drafts, Sent, Archive, Junk and Trash."""
+    return host.store.write(lambda db: default_mailboxes(db, account.id))
