@@ -139,17 +139,15 @@ async def test_last_event_id_resume_delivers_missed_changes(jmap_config):
             ):
                 [missed] = await read_events(response, 1)
         assert missed["data"]["changed"] == {account: {"Note": latest}}
-        # Up to date: reconnecting with the newest id sends nothing until a change.
+        # Up to date: reconnecting with the newest id (same types) sends nothing: a ping.
         async with (
             server.client("alice") as listener,
             listener.stream(
                 "GET",
-                "/jmap/eventsource/?types=Mailbox&closeafter=no&ping=1",
+                "/jmap/eventsource/?types=Note&closeafter=no&ping=1",
                 headers={"Last-Event-ID": missed["id"]},
             ) as response,
         ):
-            await trio.sleep(0.1)
-            await create_note(client, account, "not a Mailbox")
             [ping] = await read_events(response, 1)
         assert ping["event"] == "ping" and "id" not in ping
 
