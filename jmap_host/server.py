@@ -33,6 +33,9 @@ def hypercorn_config(listener: dict[str, Any]) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
+    # Clients reconnect together after a restart (every push stream at once): a deeper
+    # listen queue than hypercorn's 100 keeps them from being refused.
+    config.backlog = 1024
     tls = listener.get("tls")
     if tls:
         config.certfile = tls["certificate"]
