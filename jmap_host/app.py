@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from . import blobs, eventsource
+from . import blobs, eventsource, websocket
 from .auth import Authenticator, AuthFailure
 from .capabilities import RequestContext
 from .directory import DirectoryUnavailable
@@ -118,6 +118,7 @@ def host_routes() -> list[Route]:
             EVENTSOURCE_PATH, eventsource.stream, ("GET",), name="eventsource", stream_token=True
         ),
         Route(EVENTSOURCE_TOKEN_PATH, eventsource.issue_token, ("POST",), name="eventsource token"),
+        Route("/jmap/ws/token", websocket.issue_token, ("POST",), name="websocket token"),
     ]
 
 

@@ -52,6 +52,7 @@ class Authenticator:
         self._failures: dict[str, deque[float]] = {}
         self._cache_key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[float, Principal]] = {}
+        self._used_tokens: dict[str, float] = {}
 
     def challenge(self, failure: AuthFailure | None = None) -> list[tuple[str, str]]:
         realm = self.realm.replace('"', "")
@@ -120,14 +121,26 @@ class Authenticator:
             )
         return principal
 
-    async def authenticate_stream_token(self, request: Request, token: str) -> Principal:
-        """A browser's EventSource: a stream-only token instead of credentials."""
+    async def authenticate_stream_token(
+        self, request: Request, token: str, scope: str = streamtoken.SCOPE
+    ) -> Principal:
+        """A browser's EventSource or WebSocket: a short-lived token instead of credentials
+        (see streamtoken.py); a WebSocket token is good for one handshake."""
         address = request.client_address
         blocked = self._blocked_for(address)
         if blocked is not None:
             raise AuthFailure(429, "too many failed logins from this address", blocked)
         data_dir = self.host.config.data["storage"]["path"]
-        name = await trio.to_thread.run_sync(streamtoken.verify, data_dir, token)
+        name = await trio.to_thread.run_sync(
+            lambda: streamtoken.verify(data_dir, token, scope=scope)
+        )
+        if name is not None and scope == streamtoken.WEBSOCKET_SCOPE:
+            now = time.time()
+            self._used_tokens = {t: e for t, e in self._used_tokens.items() if e > now}
+            if token in self._used_tokens:
+                name = None
+            else:
+                self._used_tokens[token] = now + streamtoken.STREAM_TOKEN_SECONDS + 1
         try:
             principal = await self.host.directory.principal(name) if name else None
         except DirectoryUnavailable:

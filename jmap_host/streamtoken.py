@@ -31,6 +31,9 @@ from pathlib import Path
 STREAM_TOKEN_SECONDS = 60
 KEY_FILE = "stream-token.key"
 SCOPE = "eventsource"
+# A WebSocket token opens a full JMAP connection, so it is good for one handshake only
+# (the Authenticator remembers used ones until they expire).
+WEBSOCKET_SCOPE = "websocket"
 
 
 def _key(data_dir: str | Path) -> bytes:
@@ -61,17 +64,24 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue(data_dir: str | Path, principal: str, now: float | None = None) -> tuple[str, int]:
+def issue(
+    data_dir: str | Path, principal: str, now: float | None = None, scope: str = SCOPE
+) -> tuple[str, int]:
     """A token for ``principal``; returns (token, expiry as a Unix time)."""
     expires = int((now or time.time()) + STREAM_TOKEN_SECONDS)
-    payload = json.dumps({"p": principal, "e": expires, "s": SCOPE}, separators=(",", ":"))
+    payload = json.dumps(
+        {"p": principal, "e": expires, "s": scope, "n": secrets.token_hex(8)},
+        separators=(",", ":"),
+    )
     body = payload.encode()
     mac = hmac.new(_key(data_dir), body, hashlib.sha256).digest()
     return f"{_b64(body)}.{_b64(mac)}", expires
 
 
-def verify(data_dir: str | Path, token: str, now: float | None = None) -> str | None:
-    """The principal name a valid, unexpired token was issued to, or None."""
+def verify(
+    data_dir: str | Path, token: str, now: float | None = None, scope: str = SCOPE
+) -> str | None:
+    """The principal name a valid, unexpired token of ``scope`` was issued to, or None."""
     try:
         body_text, mac_text = token.split(".", 1)
         body, mac = _unb64(body_text), _unb64(mac_text)
@@ -81,7 +91,7 @@ def verify(data_dir: str | Path, token: str, now: float | None = None) -> str | 
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
-    if payload.get("s") != SCOPE or not isinstance(payload.get("p"), str):
+    if payload.get("s") != scope or not isinstance(payload.get("p"), str):
         return None
     if not isinstance(payload.get("e"), int) or payload["e"] < (now or time.time()):
         return None

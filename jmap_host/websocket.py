@@ -42,12 +42,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from . import streamtoken
 from .auth import Authenticator, AuthFailure
 from .capabilities import RequestContext
 from .directory import DirectoryUnavailable, Principal
 from .engine import parse_request, run_request
 from .errors import RequestError
-from .http import REASONS, Receive, Request, Scope, Send, dumps
+from .http import REASONS, Receive, Request, Response, Scope, Send, dumps, json_response
 from .jsonparse import NotIJSON, loads
 from .limits import LimitExceeded
 from .push import StateMap, current_states, decode_event_id, diff, encode_event_id, state_change
@@ -110,8 +111,21 @@ async def serve_websocket(
         await _deny(scope, send, 400, "the WebSocket handshake must offer the 'jmap' subprotocol")
         return
     request = Request(scope, receive, host, base_url)
+    token = (request.query.get("accessToken") or [None])[0]
+    origin = request.header("origin")
+    if token is None and origin is not None and not _same_origin(origin, request):
+        # A browser sends cached credentials with any page's handshake (cross-site
+        # WebSocket hijacking): a page on another origin must bring a token it could only
+        # get through a CORS-allowed, authenticated POST to /jmap/ws/token.
+        await _deny(scope, send, 403, "a cross-origin WebSocket needs an accessToken")
+        return
     try:
-        principal = await authenticator.authenticate(request)
+        if token is not None and not request.header("authorization"):
+            principal = await authenticator.authenticate_stream_token(
+                request, token, streamtoken.WEBSOCKET_SCOPE
+            )
+        else:
+            principal = await authenticator.authenticate(request)
     except AuthFailure as failure:
         headers = list(authenticator.challenge(failure)) if failure.status == 401 else []
         if failure.retry_after is not None:
@@ -127,6 +141,29 @@ async def serve_websocket(
         return
     await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
     await Connection(host, principal, base_url, send).run(receive)
+
+
+def _same_origin(origin: str, request: Request) -> bool:
+    """Is the page that opened the socket served from this very host and port?"""
+    host = request.header("host") or ""
+    parts = origin.split("://", 1)
+    return len(parts) == 2 and parts[1].rstrip("/").lower() == host.lower()
+
+
+async def issue_token(request: Request) -> Response:
+    """POST /jmap/ws/token: a one-handshake token for a browser's WebSocket, to add to the
+    WebSocket URL as ``?accessToken=...`` (browsers cannot send Authorization there)."""
+    assert request.principal is not None
+    data_dir = request.host.config.data["storage"]["path"]
+    token, expires = await trio.to_thread.run_sync(
+        lambda: streamtoken.issue(
+            data_dir, request.principal.name, scope=streamtoken.WEBSOCKET_SCOPE
+        )
+    )
+    return json_response(
+        {"accessToken": token, "expiresIn": streamtoken.STREAM_TOKEN_SECONDS, "expires": expires},
+        headers=[("Cache-Control", "no-store")],
+    )
 
 
 async def _deny(

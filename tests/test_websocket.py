@@ -372,3 +372,54 @@ async def test_server_shutdown_closes_the_connection(jmap_config):
             with pytest.raises(ConnectionClosed) as closed:
                 await receive(ws, timeout=2)
             assert closed.value.reason.code == 1001
+
+
+async def test_browsers_on_other_origins_need_a_one_time_token(jmap_config):
+    """Cross-site WebSocket hijacking: a browser sends cached credentials with any page's
+    handshake, so a handshake whose Origin is another site must bring a token from
+    POST /jmap/ws/token (a CORS-governed, authenticated request); the token is good for one
+    handshake, for WebSockets only."""
+    async with running_server(jmap_config) as server, server.client("alice") as client:
+        auth = [(b"authorization", basic("alice")["Authorization"].encode())]
+        hostile = [*auth, (b"origin", b"https://evil.example")]
+        with pytest.raises(ConnectionRejected) as refused:
+            async with open_websocket_url(
+                ws_url(server), subprotocols=["jmap"], extra_headers=hostile, connect_timeout=5
+            ):
+                pass
+        assert refused.value.status_code == 403
+        same_origin = [*auth, (b"origin", server.url.encode())]
+        async with open_websocket_url(
+            ws_url(server), subprotocols=["jmap"], extra_headers=same_origin, connect_timeout=5
+        ) as ws:
+            await send(ws, echo("same"))
+            assert (await receive(ws))["@type"] == "Response"
+        token = (await client.post("/jmap/ws/token")).json()["accessToken"]
+        url = f"{ws_url(server)}?accessToken={token}"
+        page = [(b"origin", b"https://webmail.example")]
+        async with open_websocket_url(
+            url, subprotocols=["jmap"], extra_headers=page, connect_timeout=5
+        ) as ws:
+            await send(ws, echo("token"))
+            assert (await receive(ws))["requestId"] == "token"
+        with pytest.raises(ConnectionRejected) as reused:
+            async with open_websocket_url(
+                url, subprotocols=["jmap"], extra_headers=page, connect_timeout=5
+            ):
+                pass
+        assert reused.value.status_code == 401
+        stream_token = (await client.post("/jmap/eventsource/token")).json()["accessToken"]
+        with pytest.raises(ConnectionRejected) as wrong_scope:
+            async with open_websocket_url(
+                f"{ws_url(server)}?accessToken={stream_token}",
+                subprotocols=["jmap"],
+                extra_headers=page,
+                connect_timeout=5,
+            ):
+                pass
+        assert wrong_scope.value.status_code == 401
+        # And a WebSocket token opens no EventSource stream.
+        async with server.client() as anonymous:
+            fresh = (await client.post("/jmap/ws/token")).json()["accessToken"]
+            got = await anonymous.get(f"/jmap/eventsource/?types=*&accessToken={fresh}")
+            assert got.status_code == 401
