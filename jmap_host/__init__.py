@@ -7,7 +7,14 @@ here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-gu
 from __future__ import annotations
 
 from . import objectstore, standard, tokens
-from .blobs import blob_copy
+from .blobs import (
+    add_blob_reference,
+    blob_copy,
+    blob_visible,
+    read_blob,
+    remove_blob_references,
+    write_blob,
+)
 from .capabilities import CORE, Account, Call, Capability, Method, RequestContext
 from .config_schema import (
     REQUIRED,
@@ -89,7 +96,9 @@ __all__ = [
     "Table",
     "TableList",
     "account_id_for",
+    "add_blob_reference",
     "blob_copy",
+    "blob_visible",
     "check_get_size",
     "check_set_size",
     "hash_password",
@@ -102,8 +111,11 @@ __all__ = [
     "push_capabilities",
     "push_config_keys",
     "push_subscription_methods",
+    "read_blob",
+    "remove_blob_references",
     "standard",
     "tokens",
     "verify_password",
     "websocket_capability",
+    "write_blob",
 ]

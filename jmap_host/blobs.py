@@ -219,6 +219,37 @@ def _commit_file(tmp: Path, final: Path) -> None:
         os.close(fd)
 
 
+def write_blob(host: Host, data: bytes) -> str:
+    """Store ``data`` as a blob (content-addressed, fsynced, renamed into place) and return
+    its id.  Call it inside the write transaction that then records the blob's reference
+    (:func:`add_blob_reference`): the sweeper deletes files in its own write transaction,
+    so the two never interleave.  For plugins that make blobs themselves (mail parts)."""
+    blob_id = "G" + hashlib.sha256(data).hexdigest()
+    final = blob_path(host, blob_id)
+    if final.is_file():
+        return blob_id
+    tmp_dir = blob_dir(host) / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / secrets.token_hex(16)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    _commit_file(tmp, final)
+    return blob_id
+
+
+def read_blob(host: Host, blob_id: str) -> bytes | None:
+    """The bytes of a blob, or None.  No access check: callers check :func:`blob_visible`
+    or hold a reference of their own."""
+    if not blob_id.startswith("G") or len(blob_id) != 65:
+        return None
+    try:
+        return blob_path(host, blob_id).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 # -- upload (§6.1) -----------------------------------------------------------------------------
 
 
