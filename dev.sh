@@ -34,11 +34,17 @@ setup_browser() {
   if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 }
 
+setup_ldap() {
+  # The LDAP directory tests run Debian's OpenLDAP server on 127.0.0.1 (their own throw-away
+  # configuration and database; the package's own service is not used).
+  if [ ! -x /usr/sbin/slapd ]; then apt_install slapd ldap-utils; fi
+}
+
 case "${1:-}" in
   serve)
     shift; setup; exec .venv/bin/jmap-host run "$@" ;;
   test)
-    shift; setup; setup_browser
+    shift; setup; setup_browser; setup_ldap
     .venv/bin/ruff check .
     exec .venv/bin/python -m pytest "$@" ;;
   setup)

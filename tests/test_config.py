@@ -467,9 +467,9 @@ def test_unknown_key_in_directory_table(tmp_path: Path) -> None:
 
 def test_unknown_directory_type(tmp_path: Path) -> None:
     """`type` must be one an active plugin provides."""
-    text = config_text().replace('type = "memory"', 'type = "ldap"')
+    text = config_text().replace('type = "memory"', 'type = "nis"')
     exc = load_error(write(tmp_path, text))
-    assert_problem(exc, "directory.memory.type", "'ldap'", "no active plugin provides it")
+    assert_problem(exc, "directory.memory.type", "'nis'", "no active plugin provides it")
 
 
 # -- types and limits (RFC 8620 §2) --------------------------------------------------------
