@@ -236,7 +236,8 @@ def _check_part(
         bad.append(path + "disposition")
     lang = part.get("language")
     if lang is not None and (
-        not isinstance(lang, list) or not all(isinstance(x, str) and x for x in lang)
+        not isinstance(lang, list)
+        or not all(isinstance(x, str) and re.fullmatch(r"[A-Za-z0-9*-]+", x) for x in lang)
     ):
         bad.append(path + "language")
     is_multi = isinstance(ptype, str) and ptype.lower().startswith("multipart/")
@@ -581,8 +582,10 @@ class _Builder:
         else:
             data = self.blob(p.get("blobId") or "")
             charset = p.get("charset")
-            if ptype.startswith("message/") or ptype == "text/rfc822-headers":
-                body = _crlf_bytes(data)
+            body = _crlf_bytes(data)
+            if (ptype.startswith("message/") or ptype == "text/rfc822-headers") and (
+                b"\0" not in body and all(len(line) <= 998 for line in body.split(b"\r\n"))
+            ):  # RFC 2046 §5.2.1: no base64 for message/rfc822 when it can be avoided
                 cte = "7bit" if body.isascii() else "8bit"
             else:
                 body, cte = _b64(data), "base64"

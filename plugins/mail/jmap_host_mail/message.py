@@ -830,7 +830,11 @@ def _parse_headers(
     """Header fields of the entity in buf[start:end] and the offset where its body starts."""
     spans: list[list[Any]] = []  # [name, value_start, value_end]
     pos = start
-    if top and buf.startswith(b"From ", pos):  # mbox separator line
+    if (
+        top
+        and buf.startswith(b"From ", pos)
+        and not buf[pos + 5 : pos + 64].lstrip().startswith(b":")
+    ):  # mbox separator line (not "From : x", obsolete spacing)
         nl = buf.find(b"\n", pos, end)
         pos = end if nl < 0 else nl + 1
     body = end

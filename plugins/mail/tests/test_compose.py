@@ -140,6 +140,19 @@ class TestValidate:
         assert validate_create({"header:X-A": " ok\r\nInjected: yes"}) == ["header:X-A"]
         assert validate_create({"header:X-A": " ok\r\n folded"}) == []
 
+    def test_no_header_injection_through_part_properties(self) -> None:
+        bad = validate_create({"attachments": [{"blobId": "B", "language": ["en\r\nX: y"]}]})
+        assert bad == ["attachments/0/language"]
+        raw = compose(
+            {
+                "subject": "a\r\nBcc: evil@x",
+                "to": [{"name": "n\r\nX: y", "email": "a@b\r\nX: z"}],
+                "attachments": [{"blobId": "Bpng", "name": "f\r\nX: y.png", "cid": "c\r\nX: y"}],
+            }
+        )
+        well_formed(raw)
+        assert b"\r\nX:" not in raw and b"\r\nBcc:" not in raw
+
     def test_compose_raises_with_properties(self) -> None:
         with pytest.raises(ComposeError) as ei:
             compose({"headers": [], "subject": 3})

@@ -587,6 +587,10 @@ class TestBodyParts:
         assert o.subject == "only headers, no blank line, no body"
         assert o.body_value("1")["value"] == ""
 
+    def test_mbox_line_skipped_but_spaced_from_header_kept(self) -> None:
+        assert corpus("36-mbox-from-line.eml").headers[0]["name"] == "From"
+        assert parse_message(b"From : a@b\r\n\r\n").from_ == [{"name": None, "email": "a@b"}]
+
     def test_garbage_header_line_starts_body(self) -> None:
         m = corpus("38-header-garbage-line.eml")
         assert [h["name"] for h in m.headers] == ["From", "Subject"]
