@@ -1,8 +1,9 @@
 """JMAP for Mail (RFC 8621): the ``urn:ietf:params:jmap:mail`` capability.
 
-Built on the host's standard methods: Mailbox is a declared data type (mailbox.py) with
-the RFC's rules as hooks; the store layer for the tables beside it is store.py.  Still to
-come in this plugin: Thread, Email, SearchSnippet, Identity, EmailSubmission,
+Built on the host's standard methods: Mailbox (mailbox.py), Email and Thread (email.py)
+are declared data types with the RFC's rules as hooks; message.py parses messages; the
+store layer for the tables beside them is store.py.  Still to come in this plugin:
+Email/set create, Email/copy, Email/parse, SearchSnippet, Identity, EmailSubmission,
 VacationResponse, LMTP delivery and import.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 from jmap_host import Account, Capability, Host, hookimpl
 
 from . import store
+from .email import EMAIL, THREAD, email_methods
 from .mailbox import MAILBOX, MAX_DEPTH, MAX_NAME_OCTETS, default_mailboxes, mailbox_methods
 
 MAIL = "urn:ietf:params:jmap:mail"
@@ -25,8 +27,8 @@ def mail_account_capability(host: Host, account: Account) -> dict[str, Any]:
         "maxMailboxDepth": MAX_DEPTH,
         "maxSizeMailboxName": MAX_NAME_OCTETS,
         "maxSizeAttachmentsPerEmail": host.limits.max_size_upload,
-        # Only what Email/query really sorts on; grows with the Email type.
-        "emailQuerySortOptions": [],
+        # Only what Email/query really sorts on.
+        "emailQuerySortOptions": sorted(EMAIL.sortable),
         "mayCreateTopLevelMailbox": True,
     }
 
@@ -38,8 +40,8 @@ def register_capabilities(host: Host) -> list[Capability]:
             urn=MAIL,
             session={},
             account=mail_account_capability,
-            methods=mailbox_methods(),
-            datatypes=[MAILBOX],
+            methods=[*mailbox_methods(), *email_methods()],
+            datatypes=[MAILBOX, EMAIL, THREAD],
         )
     ]
 

@@ -119,3 +119,145 @@ _EMAIL_HANDLERS: dict[str, Any] = {}
 
 def register_email_handler(name: str, handler: Any) -> None:
     _EMAIL_HANDLERS[name] = handler
+
+
+# -- threads, parts and the full-text index -------------------------------------------------
+
+THREAD_KEYS = "mail_thread_key"
+PARTS = "mail_email_part"
+FTS = "mail_fts"
+
+
+@migrations()
+def create_threads_parts_fts(db: sqlite_utils.Database) -> None:
+    db[THREAD_KEYS].create(
+        {"account": str, "key": str, "thread_id": str, "subject": str},
+        pk=("account", "key", "thread_id"),
+    )
+    db[PARTS].create(
+        {"account": str, "email_id": str, "part_id": str, "blob_id": str},
+        pk=("account", "email_id", "part_id"),
+    )
+    # FTS5 over the searchable text of each Email (RFC 8621 §4.4.1 text, from, to, cc, bcc,
+    # subject, body), kept in the same transaction as the Email itself.
+    db.execute(
+        f"CREATE VIRTUAL TABLE {FTS} USING fts5(email_id UNINDEXED, account UNINDEXED, "
+        "subject, sender, recipients_to, recipients_cc, recipients_bcc, body, "
+        "tokenize = 'unicode61 remove_diacritics 2')"
+    )
+
+
+def find_thread(
+    db: sqlite_utils.Database, account: str, keys: list[str], subject: str
+) -> str | None:
+    """RFC 8621 §3: the Thread sharing a message id with these keys and the same base
+    subject, if any."""
+    for start in range(0, len(keys), 400):
+        chunk = keys[start : start + 400]
+        marks = ", ".join("?" * len(chunk))
+        row = db.execute(
+            f"SELECT thread_id FROM {THREAD_KEYS} WHERE account = ? AND key IN ({marks}) "
+            "AND subject = ? LIMIT 1",
+            [account, *chunk, subject],
+        ).fetchone()
+        if row:
+            return str(row[0])
+    return None
+
+
+def add_thread_keys(
+    db: sqlite_utils.Database, account: str, keys: list[str], thread_id: str, subject: str
+) -> None:
+    for key in keys:
+        db.execute(
+            f"INSERT OR IGNORE INTO {THREAD_KEYS} (account, key, thread_id, subject) "
+            "VALUES (?, ?, ?, ?)",
+            [account, key, thread_id, subject],
+        )
+
+
+def set_parts(
+    db: sqlite_utils.Database, account: str, email_id: str, parts: dict[str, str]
+) -> None:
+    for part_id, blob_id in parts.items():
+        db.execute(
+            f"INSERT OR REPLACE INTO {PARTS} (account, email_id, part_id, blob_id) "
+            "VALUES (?, ?, ?, ?)",
+            [account, email_id, part_id, blob_id],
+        )
+
+
+def get_parts(db: sqlite_utils.Database, account: str, email_id: str) -> dict[str, str]:
+    rows = db.execute(
+        f"SELECT part_id, blob_id FROM {PARTS} WHERE account = ? AND email_id = ?",
+        [account, email_id],
+    ).fetchall()
+    return {str(p): str(b) for p, b in rows}
+
+
+def delete_parts(db: sqlite_utils.Database, account: str, email_id: str) -> None:
+    db.execute(f"DELETE FROM {PARTS} WHERE account = ? AND email_id = ?", [account, email_id])
+
+
+def index_text(
+    db: sqlite_utils.Database, account: str, email_id: str, fields: dict[str, str]
+) -> None:
+    db.execute(
+        f"INSERT INTO {FTS} (email_id, account, subject, sender, recipients_to, recipients_cc, "
+        "recipients_bcc, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [email_id, account, fields.get("subject", ""), fields.get("from", ""),
+         fields.get("to", ""), fields.get("cc", ""), fields.get("bcc", ""),
+         fields.get("body", "")],
+    )  # fmt: skip
+
+
+def unindex_text(db: sqlite_utils.Database, account: str, email_id: str) -> None:
+    db.execute(f"DELETE FROM {FTS} WHERE email_id = ? AND account = ?", [email_id, account])
+
+
+FTS_COLUMNS = {
+    "text": None, "from": "sender", "to": "recipients_to", "cc": "recipients_cc",
+    "bcc": "recipients_bcc", "subject": "subject", "body": "body",
+}  # fmt: skip
+
+
+def fts_query(text: str, column: str | None) -> str:
+    """A user's search text (§4.4.1: quoted phrases, whitespace-separated tokens that must
+    all match) as an FTS5 query that cannot be misread as FTS5 syntax."""
+    phrases: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+            continue
+        if ch in "\"'":
+            quote, i, buf = ch, i + 1, []
+            while i < n and text[i] != quote:
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                buf.append(text[i])
+                i += 1
+            i += 1
+            phrases.append("".join(buf))
+        else:
+            start = i
+            while i < n and not text[i].isspace():
+                i += 1
+            phrases.append(text[start:i])
+    terms = ['"' + p.replace('"', '""') + '"' for p in phrases if p.strip()]
+    if not terms:
+        return ""
+    body = " AND ".join(terms)
+    return f"{column} : ({body})" if column else f"({body})"
+
+
+def fts_condition(table: str, column: str | None, text: str) -> tuple[str, list[Any]]:
+    query = fts_query(text, column)
+    if not query:
+        return "1", []
+    return (
+        f"[{table}].id IN (SELECT email_id FROM {FTS} WHERE {FTS} MATCH ? "
+        f"AND account = [{table}].account)",
+        [query],
+    )
