@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 from . import blobs, eventsource, websocket
 from .auth import Authenticator, AuthFailure
-from .capabilities import RequestContext
 from .directory import DirectoryUnavailable
-from .engine import parse_request, run_request
+from .engine import execute, parse_request
 from .errors import RequestError
 from .http import (
     ASGIApp,
@@ -37,7 +36,6 @@ from .session import (
     EVENTSOURCE_TOKEN_PATH,
     SESSION_PATH,
     UPLOAD_PATH,
-    account_capabilities,
     accounts_for,
     build_session,
 )
@@ -76,20 +74,7 @@ async def api_endpoint(request: Request) -> Response:
                     limit="maxSizeRequest",
                 ) from None
             parsed = parse_request(body, request.header("content-type"), host)
-            accounts = await accounts_for(host, principal)
-            per_account = {a: account_capabilities(host, acc) for a, acc in accounts.items()}
-            session = await build_session(host, principal, request.base_url, accounts, per_account)
-            ctx = RequestContext(
-                host=host,
-                principal=principal,
-                accounts=accounts,
-                account_capabilities=per_account,
-                using=frozenset(parsed["using"]),
-                created_ids=dict(parsed.get("createdIds") or {}),
-                base_url=request.base_url,
-                session_state=session["state"],
-            )
-            result = await run_request(parsed, ctx)
+            result = await execute(host, principal, parsed, request.base_url)
             return json_response(result, headers=[NO_STORE])
     except LimitExceeded:
         error = RequestError(

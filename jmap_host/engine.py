@@ -22,6 +22,7 @@ from .jsonparse import NotIJSON, loads
 from .store import StoreUnavailable
 
 if TYPE_CHECKING:
+    from .directory import Principal
     from .host import Host
 
 log = logging.getLogger("jmap_host.engine")
@@ -79,6 +80,30 @@ def parse_request(body: bytes, content_type: str | None, host: Host) -> dict[str
             limit="maxCallsInRequest",
         )
     return request
+
+
+async def execute(
+    host: Host, principal: Principal, parsed: dict[str, Any], base_url: str
+) -> dict[str, Any]:
+    """Run a parsed Request for ``principal``, whatever transport brought it (HTTP API
+    endpoint or WebSocket): the accounts, their capabilities and the session state are
+    taken now, once per request."""
+    from .session import account_capabilities, accounts_for, build_session
+
+    accounts = await accounts_for(host, principal)
+    per_account = {a: account_capabilities(host, acc) for a, acc in accounts.items()}
+    session = await build_session(host, principal, base_url, accounts, per_account)
+    ctx = RequestContext(
+        host=host,
+        principal=principal,
+        accounts=accounts,
+        account_capabilities=per_account,
+        using=frozenset(parsed["using"]),
+        created_ids=dict(parsed.get("createdIds") or {}),
+        base_url=base_url,
+        session_state=session["state"],
+    )
+    return await run_request(parsed, ctx)
 
 
 async def run_request(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:

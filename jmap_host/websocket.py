@@ -44,15 +44,14 @@ import trio
 
 from . import streamtoken
 from .auth import Authenticator, AuthFailure
-from .capabilities import RequestContext
 from .directory import DirectoryUnavailable, Principal
-from .engine import parse_request, run_request
+from .engine import execute, parse_request
 from .errors import RequestError
 from .http import REASONS, Receive, Request, Response, Scope, Send, dumps, json_response
 from .jsonparse import NotIJSON, loads
 from .limits import LimitExceeded
 from .push import StateMap, current_states, decode_event_id, diff, encode_event_id, state_change
-from .session import account_capabilities, accounts_for, build_session
+from .session import accounts_for
 from .store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -346,21 +345,8 @@ class Connection:
         if principal is None or principal.kind != "individual":
             await self.close(POLICY_VIOLATION, "the user is no longer allowed to log in")
             return None
-        accounts = await accounts_for(host, principal)
-        await host.provision(accounts.values())
-        per_account = {a: account_capabilities(host, acc) for a, acc in accounts.items()}
-        session = await build_session(host, principal, self.base_url, accounts, per_account)
-        ctx = RequestContext(
-            host=host,
-            principal=principal,
-            accounts=accounts,
-            account_capabilities=per_account,
-            using=frozenset(parsed["using"]),
-            created_ids=dict(parsed.get("createdIds") or {}),
-            base_url=self.base_url,
-            session_state=session["state"],
-        )
-        return await run_request(parsed, ctx)
+        await host.provision((await accounts_for(host, principal)).values())
+        return await execute(host, principal, parsed, self.base_url)
 
     # Push --------------------------------------------------------------------------------
 
