@@ -34,7 +34,17 @@ from .config_schema import (
     TableList,
 )
 from .datatype import DataType, FilterCondition, Property, SetContext, SetError
-from .directory import Directory, DirectoryType, DirectoryUnavailable, Principal, account_id_for
+from .directory import (
+    Directory,
+    DirectoryType,
+    DirectoryUnavailable,
+    Principal,
+    account_id_for,
+    check_principal_list,
+    email_problem,
+    name_problem,
+    principal_table,
+)
 from .engine import check_get_size, check_set_size
 from .errors import MethodError, RequestError
 from .hookspecs import hookimpl
@@ -100,13 +110,17 @@ __all__ = [
     "blob_copy",
     "blob_visible",
     "check_get_size",
+    "check_principal_list",
     "check_set_size",
+    "email_problem",
     "hash_password",
     "hookimpl",
     "json_response",
     "load_host",
     "looks_like_unknown_hash",
+    "name_problem",
     "objectstore",
+    "principal_table",
     "problem_response",
     "push_capabilities",
     "push_config_keys",

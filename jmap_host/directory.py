@@ -94,3 +94,113 @@ class DirectoryType:
     create: Callable[[str, dict[str, Any], Host], Directory]
     doc: str = ""
     plugin: str = field(default="", compare=False)
+
+
+# -- principals written in a configuration file (memory directory, sql seed) -------------------
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a login name, or None.  RFC 7617 §2: a user-id in Basic
+    credentials cannot contain a colon."""
+    if not name or name != name.strip():
+        return "must not be empty or start or end with spaces"
+    if ":" in name:
+        return "must not contain ':' (Basic authentication splits at the first colon)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "must not contain control characters"
+    return None
+
+
+def email_problem(address: str) -> str | None:
+    """Why ``address`` cannot be a principal's email address, or None."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in address):
+        return f"{address!r} is not an email address"
+    return None
+
+
+def principal_table(secret_doc: str) -> Table:
+    """The keys of a principal written in the configuration (``[[directory."memory".
+    principals]]``, ``[[directory."sql".seed]]``): one schema for every directory."""
+    from .config_schema import Choice, Int, Invalid, Key, List, Secret, Str
+    from .passwords import looks_like_unknown_hash
+
+    def check_secret(secret: str | None) -> None:
+        if secret and looks_like_unknown_hash(secret):
+            raise Invalid(
+                "looks like a password hash of a scheme jmap-host cannot verify; use argon2, "
+                "bcrypt, SHA-512-crypt or SSHA (jmap-host hash-password), or {PLAIN} for plain "
+                "text"
+            )
+
+    return Table(
+        [
+            Key("name", Str(non_empty=True), doc="login name, unique in the directory"),
+            Key(
+                "class",
+                Choice("individual", "group"),
+                default="individual",
+                doc="a user or a group",
+            ),
+            Key("secret", Secret(non_empty=True), default=None, check=check_secret, doc=secret_doc),
+            Key(
+                "email",
+                List(Str(non_empty=True)),
+                default=[],
+                doc="addresses; the first is the primary",
+            ),
+            Key("description", Str(), default="", doc="display name"),
+            Key(
+                "member-of",
+                List(Str(non_empty=True)),
+                default=[],
+                doc="groups this principal belongs to",
+            ),
+            Key("quota", Int(min=0), default=None, doc="storage quota in octets"),
+        ]
+    )
+
+
+def check_principal_list(principals: list[dict[str, Any]], key: str, ctx: Any) -> None:
+    """Names unique and valid, addresses valid and owned once, individuals with a secret,
+    groups without one, memberships naming groups of the list; every problem to ``ctx``
+    at its key (``key`` is the list's, e.g. ``directory.memory.principals``)."""
+    names: dict[str, int] = {}
+    emails: dict[str, str] = {}
+    for i, p in enumerate(principals):
+        name = p.get("name")
+        if name is None:
+            continue
+        where = f"{key}[{i}]"
+        problem = name_problem(name)
+        if problem:
+            ctx.problem(f"{where}.name", problem)
+        if name in names:
+            ctx.problem(
+                f"{where}.name", f"{name!r} is already {key.rsplit('.', 1)[-1]}[{names[name]}]"
+            )
+        names[name] = i
+        # A secret that failed its own check is absent here (already reported); an omitted
+        # one is None.
+        if p.get("class") == "individual" and "secret" in p and not p["secret"]:
+            ctx.problem(f"{where}.secret", "an individual needs a secret to log in")
+        if p.get("class") == "group" and p.get("secret"):
+            ctx.problem(f"{where}.secret", "a group does not log in; remove its secret")
+        for j, address in enumerate(p.get("email", [])):
+            problem = email_problem(address)
+            if problem:
+                ctx.problem(f"{where}.email[{j}]", problem)
+            lowered = address.lower()
+            if lowered in emails and emails[lowered] != name:
+                ctx.problem(
+                    f"{where}.email[{j}]", f"{address!r} also belongs to {emails[lowered]!r}"
+                )
+            emails[lowered] = name
+    groups = {p["name"] for p in principals if p.get("class") == "group" and "name" in p}
+    for i, p in enumerate(principals):
+        for j, group in enumerate(p.get("member-of", [])):
+            if group not in groups:
+                ctx.problem(
+                    f"{key}[{i}].member-of[{j}]",
+                    f"no group principal called {group!r} in this directory",
+                )

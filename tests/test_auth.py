@@ -96,12 +96,15 @@ async def test_basic_login_by_name_and_email(tmp_path: Path) -> None:
 
 
 async def test_group_principal_cannot_log_in(tmp_path: Path) -> None:
-    """A group (RFC 8620 §1.6.2 shared account) has no credentials of its own: even a secret
-    configured on it must not open a session, by name or by address."""
+    """A group (RFC 8620 §1.6.2 shared account) has no credentials of its own: a secret
+    on it is a configuration error, and no password opens a session as it, by name or by
+    address."""
     extra_group = BASE_CONFIG.replace(
         'class = "group"\n', 'class = "group"\nsecret = "sales-password"\n'
     )
-    config = write_config(tmp_path, base=extra_group)
+    with pytest.raises(jmap_host.ConfigError, match="a group does not log in"):
+        jmap_host.load_host(write_config(tmp_path, base=extra_group))
+    config = write_config(tmp_path)
     async with running_server(config) as server, server.client() as client:
         for login in ("sales", "sales-team@example.org"):
             for password in ("sales-password", "", "alice-password"):

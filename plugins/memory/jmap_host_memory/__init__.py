@@ -22,92 +22,27 @@ from typing import Any
 import trio
 
 from jmap_host import (
-    Choice,
     Context,
     DirectoryType,
     Host,
-    Int,
-    Invalid,
     Key,
-    List,
     Principal,
-    Secret,
-    Str,
     Table,
     TableList,
+    check_principal_list,
     hash_password,
     hookimpl,
-    looks_like_unknown_hash,
+    principal_table,
     verify_password,
 )
 
-
-def _check_secret(secret: str) -> None:
-    if looks_like_unknown_hash(secret):
-        raise Invalid(
-            "looks like a password hash of a scheme jmap-host cannot verify; use argon2, bcrypt, "
-            "SHA-512-crypt or SSHA (jmap-host hash-password), or {PLAIN} for plain text"
-        )
-
-
-PRINCIPAL = Table(
-    [
-        Key("name", Str(non_empty=True), doc="login name, unique in the directory"),
-        Key("class", Choice("individual", "group"), default="individual", doc="a user or a group"),
-        Key(
-            "secret",
-            Secret(non_empty=True),
-            default=None,
-            check=_check_secret,
-            doc="password hash (argon2, bcrypt, SHA-512-crypt, SSHA) or plain text for testing",
-        ),
-        Key(
-            "email",
-            List(Str(non_empty=True)),
-            default=[],
-            doc="addresses; the first is the primary",
-        ),
-        Key("description", Str(), default="", doc="display name"),
-        Key(
-            "member-of",
-            List(Str(non_empty=True)),
-            default=[],
-            doc="groups this principal belongs to",
-        ),
-        Key("quota", Int(min=0), default=None, doc="storage quota in octets"),
-    ]
+PRINCIPAL = principal_table(
+    "password hash (argon2, bcrypt, SHA-512-crypt, SSHA) or plain text for testing"
 )
 
 
 def _check_principals(table: dict[str, Any], key: str, ctx: Context) -> None:
-    principals = table.get("principals") or []
-    seen: dict[str, int] = {}
-    emails: dict[str, str] = {}
-    for i, p in enumerate(principals):
-        name = p.get("name")
-        if name is None:
-            continue
-        where = f"{key}.principals[{i}]"
-        if name in seen:
-            ctx.problem(f"{where}.name", f"{name!r} is already principals[{seen[name]}]")
-        seen[name] = i
-        # A secret that failed its own check is absent here (already reported); an omitted
-        # one is None.
-        if p.get("class") == "individual" and "secret" in p and not p["secret"]:
-            ctx.problem(f"{where}.secret", "an individual needs a secret to log in")
-        for j, address in enumerate(p.get("email", [])):
-            lowered = address.lower()
-            if lowered in emails and emails[lowered] != name:
-                ctx.problem(
-                    f"{where}.email[{j}]", f"{address!r} also belongs to {emails[lowered]!r}"
-                )
-            emails[lowered] = name
-    groups = {p["name"] for p in principals if p.get("class") == "group" and "name" in p}
-    for i, p in enumerate(principals):
-        for j, group in enumerate(p.get("member-of", [])):
-            if group not in groups:
-                raise_at = f"{key}.principals[{i}].member-of[{j}]"
-                ctx.problem(raise_at, f"no group principal called {group!r} in this directory")
+    check_principal_list(table.get("principals") or [], f"{key}.principals", ctx)
 
 
 KEYS = Table(

@@ -19,13 +19,14 @@ from jmap_host import (
     Host,
     StartupError,
     account_id_for,
+    email_problem,
     hash_password,
     load_host,
+    name_problem,
     tokens,
 )
 
 from . import schema
-from .config import email_problem, name_problem
 from .directory import SqlDirectory
 
 CONFIG_HELP = "TOML configuration file (default: the embedded demo configuration)"

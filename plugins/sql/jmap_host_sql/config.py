@@ -13,18 +13,15 @@ import sqlite3
 from typing import Any
 
 from jmap_host import (
-    Choice,
     Context,
     Duration,
-    Int,
     Invalid,
     Key,
-    List,
-    Secret,
     Str,
     Table,
     TableList,
-    looks_like_unknown_hash,
+    check_principal_list,
+    principal_table,
 )
 
 # The built-in schema (tables prefixed sql_, created by the plugin's migration set).
@@ -122,31 +119,7 @@ def _check_column(value: str) -> None:
         raise Invalid("must name a column")
 
 
-def _check_secret(secret: str | None) -> None:
-    if secret and looks_like_unknown_hash(secret):
-        raise Invalid(
-            "looks like a password hash of a scheme jmap-host cannot verify; use argon2, bcrypt, "
-            "SHA-512-crypt or SSHA (jmap-host hash-password), or plain text to be hashed"
-        )
-
-
-SEED = Table(
-    [
-        Key("name", Str(non_empty=True), doc="login name, unique in the directory"),
-        Key("class", Choice("individual", "group"), default="individual", doc="a user or a group"),
-        Key(
-            "secret",
-            Secret(non_empty=True),
-            default=None,
-            check=_check_secret,
-            doc="password: a hash, or plain text, which is hashed (argon2id) when seeded",
-        ),
-        Key("email", List(Str(non_empty=True)), default=[], doc="addresses; the first is primary"),
-        Key("description", Str(), default="", doc="display name"),
-        Key("member-of", List(Str(non_empty=True)), default=[], doc="groups (from this seed)"),
-        Key("quota", Int(min=0), default=None, doc="storage quota in octets"),
-    ]
-)
+SEED = principal_table("password: a hash, or plain text, which is hashed (argon2id) when seeded")
 
 
 def is_customised(table: dict[str, Any]) -> bool:
@@ -165,59 +138,7 @@ def _check_directory(table: dict[str, Any], key: str, ctx: Context) -> None:
             "seeding needs the built-in schema; with your own queries or columns, add "
             "principals to your own tables",
         )
-    names: dict[str, int] = {}
-    emails: dict[str, str] = {}
-    for i, p in enumerate(seed):
-        name = p.get("name")
-        if name is None:
-            continue
-        where = f"{key}.seed[{i}]"
-        problem = name_problem(name)
-        if problem:
-            ctx.problem(f"{where}.name", problem)
-        if name in names:
-            ctx.problem(f"{where}.name", f"{name!r} is already seed[{names[name]}]")
-        names[name] = i
-        if p.get("class") == "individual" and "secret" in p and not p["secret"]:
-            ctx.problem(f"{where}.secret", "an individual needs a secret to log in")
-        if p.get("class") == "group" and p.get("secret"):
-            ctx.problem(f"{where}.secret", "a group does not log in; remove its secret")
-        for j, address in enumerate(p.get("email", [])):
-            problem = email_problem(address)
-            if problem:
-                ctx.problem(f"{where}.email[{j}]", problem)
-            lowered = address.lower()
-            if lowered in emails and emails[lowered] != name:
-                ctx.problem(
-                    f"{where}.email[{j}]", f"{address!r} also belongs to {emails[lowered]!r}"
-                )
-            emails[lowered] = name
-    groups = {p["name"] for p in seed if p.get("class") == "group" and "name" in p}
-    for i, p in enumerate(seed):
-        for j, group in enumerate(p.get("member-of", [])):
-            if group not in groups:
-                ctx.problem(
-                    f"{key}.seed[{i}].member-of[{j}]", f"no group called {group!r} in the seed"
-                )
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a login name, or None.  RFC 7617 §2: a user-id in Basic
-    credentials cannot contain a colon."""
-    if not name or name != name.strip():
-        return "must not be empty or start or end with spaces"
-    if ":" in name:
-        return "must not contain ':' (Basic authentication splits at the first colon)"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "must not contain control characters"
-    return None
-
-
-def email_problem(address: str) -> str | None:
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or any(c.isspace() for c in address):
-        return f"{address!r} is not an email address"
-    return None
+    check_principal_list(seed, f"{key}.seed", ctx)
 
 
 def keys() -> Table:

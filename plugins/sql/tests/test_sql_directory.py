@@ -465,7 +465,7 @@ def test_query_checks_ignore_question_marks_in_literals_and_other_mistakes(tmp_p
     assert "directory.sql.timeout: 'soon' is not a duration" in text
     assert "directory.sql.columns.clas: unknown key (did you mean 'class'?)" in text
     assert "directory.sql.columns.secret: must name a column" in text
-    assert "directory.sql.seed[0].member-of[0]: no group called 'nope'" in text
+    assert "directory.sql.seed[0].member-of[0]: no group principal called 'nope'" in text
     assert "directory.sql.seed: seeding needs the built-in schema" in text
 
 
