@@ -225,15 +225,19 @@ def set_password(
     click.echo(f"password of {name!r} changed")
 
 
+def _set_enabled(name: str, config: str | None, directory: str | None, enabled: bool) -> None:
+    _host, d = _open(config, directory)
+    _managed(d)
+    _write(d, lambda conn: schema.set_enabled(conn, name, enabled))
+    click.echo(f"{'enabled' if enabled else 'disabled'} {name!r}")
+
+
 @principal.command("disable")
 @click.argument("name")
 @_options
 def disable(name: str, config: str | None, directory: str | None) -> None:
     """Disable NAME: its password and Bearer tokens stop working; nothing is deleted."""
-    _host, d = _open(config, directory)
-    _managed(d)
-    _write(d, lambda conn: schema.set_enabled(conn, name, False))
-    click.echo(f"disabled {name!r}")
+    _set_enabled(name, config, directory, False)
 
 
 @principal.command("enable")
@@ -241,10 +245,7 @@ def disable(name: str, config: str | None, directory: str | None) -> None:
 @_options
 def enable(name: str, config: str | None, directory: str | None) -> None:
     """Enable NAME again."""
-    _host, d = _open(config, directory)
-    _managed(d)
-    _write(d, lambda conn: schema.set_enabled(conn, name, True))
-    click.echo(f"enabled {name!r}")
+    _set_enabled(name, config, directory, True)
 
 
 @principal.command("delete")
