@@ -3,8 +3,7 @@
 Built on the host's standard methods: Mailbox (mailbox.py), Email and Thread (email.py)
 are declared data types with the RFC's rules as hooks; message.py parses messages; the
 store layer for the tables beside them is store.py.  Still to come in this plugin:
-Email/set create, Email/copy, Email/parse, SearchSnippet, Identity, EmailSubmission,
-VacationResponse, LMTP delivery and import.
+Identity, EmailSubmission, VacationResponse, LMTP delivery and import.
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ from typing import Any
 from jmap_host import Account, Capability, Host, hookimpl
 
 from . import store
-from .email import EMAIL, THREAD, email_methods
-from .mailbox import MAILBOX, MAX_DEPTH, MAX_NAME_OCTETS, default_mailboxes, mailbox_methods
+from .email import EMAIL, MAILBOX_TYPE, SORT_OPTIONS, THREAD, email_methods
+from .mailbox import MAX_DEPTH, MAX_NAME_OCTETS, default_mailboxes, mailbox_methods
 
 MAIL = "urn:ietf:params:jmap:mail"
 
@@ -27,8 +26,8 @@ def mail_account_capability(host: Host, account: Account) -> dict[str, Any]:
         "maxMailboxDepth": MAX_DEPTH,
         "maxSizeMailboxName": MAX_NAME_OCTETS,
         "maxSizeAttachmentsPerEmail": host.limits.max_size_upload,
-        # Only what Email/query really sorts on.
-        "emailQuerySortOptions": sorted(EMAIL.sortable),
+        # Only what Email/query really sorts on (email.compile_email_sort).
+        "emailQuerySortOptions": SORT_OPTIONS,
         "mayCreateTopLevelMailbox": True,
     }
 
@@ -41,7 +40,9 @@ def register_capabilities(host: Host) -> list[Capability]:
             session={},
             account=mail_account_capability,
             methods=[*mailbox_methods(), *email_methods()],
-            datatypes=[MAILBOX, EMAIL, THREAD],
+            # Mailbox without its standard /set: email.mailbox_set replaces it, to push the
+            # Email and Thread changes of onDestroyRemoveEmails.
+            datatypes=[MAILBOX_TYPE, EMAIL, THREAD],
         )
     ]
 

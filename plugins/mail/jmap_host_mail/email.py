@@ -15,6 +15,7 @@ one transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from jmap_host import (
     add_blob_reference,
     blob_visible,
     check_get_size,
+    check_set_size,
     objectstore,
     read_blob,
     remove_blob_references,
@@ -40,9 +42,17 @@ from jmap_host import (
 )
 
 from . import store
+from .compose import ComposeError, compose_message, validate_create
 from .mailbox import MAILBOX
-from .message import DEFAULT_BODY_PROPERTIES, invalid_properties, parse_message
+from .message import (
+    DEFAULT_BODY_PROPERTIES,
+    base_subject,
+    header_form,
+    invalid_properties,
+    parse_message,
+)
 
+MAIL_URN = "urn:ietf:params:jmap:mail"
 KEYWORD_CHARS = set(map(chr, range(0x21, 0x7F))) - set('(){]%*"\\')
 
 # RFC 8621 §4.2: the properties Email/get returns when the client names none.
@@ -125,11 +135,12 @@ def _text(field: str) -> Any:
     return lambda value: store.fts_condition("mail_email", store.FTS_COLUMNS[field], value)
 
 
-def _unsupported(name: str) -> Any:
-    def condition(value: Any) -> tuple[str, list[Any]]:
-        raise MethodError("unsupportedFilter", f"{name} is not supported yet")
-
-    return condition
+def _header(value: list[str]) -> tuple[str, list[Any]]:
+    """§4.4.1 ``header``: [name] (the field is present) or [name, text] (its value, decoded,
+    contains the text, case-insensitively)."""
+    if len(value) not in (1, 2) or not value[0]:
+        raise MethodError("invalidArguments", "header must be [name] or [name, text]")
+    return store.header_condition("mail_email", value[0], value[1] if len(value) == 2 else None)
 
 
 EMAIL = DataType(
@@ -197,9 +208,7 @@ EMAIL = DataType(
             FilterCondition(name, "subject", "custom", value_type="String", sql=_text(name))
             for name in ("text", "from", "to", "cc", "bcc", "subject", "body")
         ),
-        FilterCondition(
-            "header", "subject", "custom", value_type="String[]", sql=_unsupported("header")
-        ),
+        FilterCondition("header", "subject", "custom", value_type="String[]", sql=_header),
     ],
     methods=("changes",),
     default_sort=("receivedAt",),
@@ -236,9 +245,13 @@ def ingest(
     mailbox_ids: dict[str, bool],
     keywords: dict[str, bool],
     received_at: str | None = None,
+    *,
+    delivered: bool = True,
 ) -> dict[str, Any]:
     """Store ``raw`` as a new Email in ``account`` inside the caller's write transaction;
-    returns the Email record.  Raises SetError for bad mailboxIds or keywords."""
+    returns the Email record.  Raises SetError for bad mailboxIds or keywords.
+    ``delivered``: the Email arrived (import, delivery) rather than being made by the
+    client (Email/set create, Email/copy), which alone changes EmailDelivery (§1.5)."""
     existing = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, ["name"])}
     unknown = [m for m in mailbox_ids if m not in existing]
     if unknown:
@@ -289,8 +302,9 @@ def ingest(
     }
     objectstore.insert_record(db, EMAIL, account, record)
     objectstore.record_change(db, account, EMAIL.name, email_id, "created")
-    # RFC 8621 §1.5: EmailDelivery changes when, and only when, an Email arrives.
-    objectstore.record_change(db, account, "EmailDelivery", email_id, "created")
+    if delivered:
+        # RFC 8621 §1.5: EmailDelivery changes when, and only when, an Email arrives.
+        objectstore.record_change(db, account, "EmailDelivery", email_id, "created")
     add_blob_reference(db, account, blob_id, f"Email:{email_id}")
     parts = {}
     for part_id in parsed.part_ids:
@@ -308,6 +322,8 @@ def ingest(
         "to": _addresses_text(meta.get("to")), "cc": _addresses_text(meta.get("cc")),
         "bcc": _addresses_text(meta.get("bcc")), "body": body_text,
     })  # fmt: skip
+    fields = [(h["name"], header_form(h["value"], "Text")) for h in parsed.headers]
+    store.index_headers(db, account, email_id, fields)
     return record
 
 
@@ -360,6 +376,7 @@ def destroy_email(db: Any, account: str, record: dict[str, Any]) -> None:
             objectstore.record_change(db, account, THREAD.name, thread["id"], "destroyed")
     store.delete_parts(db, account, email_id)
     store.unindex_text(db, account, email_id)
+    store.unindex_headers(db, account, email_id)
     remove_blob_references(db, account, f"EmailPart:{email_id}")
     remove_blob_references(db, account, f"Email:{email_id}")
 
@@ -417,33 +434,7 @@ async def email_get(call: Call) -> dict[str, Any]:
     check_get_size(call, ids)
     created = call.request.created_ids
     ids = list(dict.fromkeys(created.get(i[1:], i) if i.startswith("#") else i for i in ids))
-    properties = call.args.get("properties")
-    if properties is None:
-        properties = DEFAULT_PROPERTIES
-    if not isinstance(properties, list) or not all(isinstance(p, str) for p in properties):
-        raise MethodError("invalidArguments", "properties must be an array of strings")
-    body_properties = call.args.get("bodyProperties")
-    if body_properties is not None and (
-        not isinstance(body_properties, list)
-        or not all(isinstance(p, str) for p in body_properties)
-    ):
-        raise MethodError("invalidArguments", "bodyProperties must be an array of strings")
-    known = set(EMAIL.by_name) | MESSAGE_PROPERTIES | {"id"}
-    bad = [p for p in properties if p not in known and not p.startswith("header:")]
-    bad += invalid_properties(properties)
-    if body_properties is not None:
-        bad += invalid_properties(body_properties, body=True)
-    if bad:
-        raise MethodError("invalidArguments", f"invalid properties: {', '.join(bad)}")
-    max_bytes = call.args.get("maxBodyValueBytes", 0)
-    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0:
-        raise MethodError("invalidArguments", "maxBodyValueBytes must be an UnsignedInt")
-    fetch = {
-        "fetch_text_body_values": _bool_arg(call, "fetchTextBodyValues"),
-        "fetch_html_body_values": _bool_arg(call, "fetchHTMLBodyValues"),
-        "fetch_all_body_values": _bool_arg(call, "fetchAllBodyValues"),
-        "max_body_value_bytes": max_bytes,
-    }
+    properties, body_properties, fetch = _get_arguments(call, DEFAULT_PROPERTIES)
     stored = [p for p in properties if p in EMAIL.by_name]
     from_message = [p for p in properties if p not in EMAIL.by_name and p != "id"]
     host = call.host
@@ -489,16 +480,130 @@ async def _read_blob(host: Host, blob_id: str) -> bytes | None:
 # -- Email/query -------------------------------------------------------------------------------
 
 
+# RFC 8621 §4.4.2: what Email/query sorts on.  The stored sortable properties go through
+# the host's comparator rules; from, to, the base subject and the keyword comparators are
+# this module's own SQL (they need expressions and parameters, not just a column).
+KEYWORD_SORTS = ("hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword")
+ADDRESS_SORTS = ("from", "to")
+SORT_OPTIONS = sorted({"receivedAt", "size", "subject", "sentAt", *ADDRESS_SORTS, *KEYWORD_SORTS})
+THREAD_FILTERS = ("allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword")
+
+
+def _collate(comparator: dict[str, Any]) -> str:
+    name = comparator.get("collation") or objectstore.DEFAULT_COLLATION
+    if name not in objectstore.COLLATIONS:
+        raise MethodError("unsupportedSort", f"unsupported collation {name!r}")
+    return f" COLLATE {objectstore.COLLATIONS[name]}"
+
+
+def compile_email_sort(sort: Any) -> tuple[str, list[Any], bool, bool]:
+    """(ORDER BY, parameters, mutable, thread-dependent) for an Email/query sort."""
+    comparators = standard.check_sort(sort) or [{"property": "receivedAt"}]
+    terms: list[str] = []
+    params: list[Any] = []
+    mutable = thread = False
+    for comparator in comparators:
+        name = comparator["property"]
+        direction = "ASC" if comparator.get("isAscending", True) else "DESC"
+        if name in KEYWORD_SORTS:
+            keyword = comparator.get("keyword")
+            if not isinstance(keyword, str) or not keyword:
+                raise MethodError("invalidArguments", f"a {name} comparator needs a keyword")
+            if name == "hasKeyword":
+                sql = f"EXISTS (SELECT 1 FROM json_each({_email_col('keywords')}) WHERE key = ?)"
+                ps: list[Any] = [keyword]
+            else:
+                sql, ps = _thread_keyword("all" if name.startswith("all") else "some")(keyword)
+                thread = True
+            terms.append(f"({sql}) {direction}")
+            params += ps
+            mutable = True
+        elif name in ADDRESS_SORTS:
+            col = _email_col(name)
+            expr = (
+                f"COALESCE(NULLIF(json_extract({col}, '$[0].name'), ''), "
+                f"json_extract({col}, '$[0].email'), '')"
+            )
+            terms.append(f"{expr}{_collate(comparator)} {direction}")
+        elif name == "subject":
+            terms.append(
+                f"mail_base_subject({_email_col('subject')}){_collate(comparator)} {direction}"
+            )
+        elif name in EMAIL.sortable:
+            terms.append(f"{_email_col(name)} {direction}")
+        else:
+            raise MethodError("unsupportedSort", f"cannot sort on {name!r}")
+    terms.append("[mail_email].id ASC")  # stable between calls
+    return ", ".join(terms), params, mutable, thread
+
+
+def _thread_filter(node: Any) -> bool:
+    if not isinstance(node, dict):
+        return False
+    if "operator" in node:
+        return any(_thread_filter(c) for c in node.get("conditions") or [])
+    return any(name in THREAD_FILTERS for name in node)
+
+
+class EmailQuery:
+    """A compiled Email/query: the WHERE and ORDER BY, and whether /queryChanges can follow
+    it from the change log (not when Threads decide membership or order: a sibling's change
+    moves an Email that is not itself in the log)."""
+
+    def __init__(self, filter_: Any, sort: Any, collapse: bool):
+        # The host compiles and checks the filter; the sort is this module's.
+        self.where, _, filter_mutable = standard.compile_query(
+            EMAIL, filter_, [{"property": "receivedAt"}]
+        )
+        self.order, self.order_params, sort_mutable, sort_thread = compile_email_sort(sort)
+        self.mutable = filter_mutable or sort_mutable
+        self.collapse = collapse
+        self.calculable = not collapse and not sort_thread and not _thread_filter(filter_)
+
+    def ids(self, db: Any, account: str, limit: int | None = None, offset: int = 0) -> list:
+        _register_functions(db)
+        thread_col = objectstore.column(EMAIL.by_name["threadId"])
+        sql = (
+            f"SELECT id, [{thread_col}] FROM mail_email WHERE account = ? AND ({self.where[0]}) "
+            f"ORDER BY {self.order}"
+        )
+        params = [account, *self.where[1], *self.order_params]
+        if limit is not None and not self.collapse:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        rows = db.execute(sql, params).fetchall()
+        if not self.collapse:
+            return [r[0] for r in rows]
+        seen: set[str] = set()
+        out = []
+        for email_id, thread_id in rows:
+            if thread_id not in seen:  # §4.4.3: each Thread once, at its first Email
+                seen.add(thread_id)
+                out.append(email_id)
+        return out if limit is None else out[offset : offset + limit]
+
+    def count(self, db: Any, account: str) -> int:
+        if self.collapse:
+            return len(self.ids(db, account))
+        sql = f"SELECT count(*) FROM mail_email WHERE account = ? AND ({self.where[0]})"
+        return int(db.execute(sql, [account, *self.where[1]]).fetchone()[0])
+
+
+def _register_functions(db: Any) -> None:
+    db.conn.create_function(
+        "mail_base_subject", 1, lambda s: base_subject(s) if s else "", deterministic=True
+    )
+
+
 async def email_query(call: Call) -> dict[str, Any]:
-    """RFC 8621 §4.4 Email/query: the standard /query with the mail filters and sorts, and
-    collapseThreads (§4.4.3: only the first Email of each Thread, in the sort order)."""
-    collapse = _bool_arg(call, "collapseThreads")
-    if not collapse:
-        result = await standard.type_query(EMAIL, call)
-        return {**result, "collapseThreads": False}
+    """RFC 8621 §4.4 Email/query: the standard /query with the mail filters, the §4.4.2
+    sorts (incl. from, to and the keyword comparators) and collapseThreads (§4.4.3)."""
     assert call.account is not None
     account = call.account.id
-    where, order, _ = standard.compile_query(EMAIL, call.args.get("filter"), call.args.get("sort"))
+    standard.check_read(EMAIL, call)
+    query = EmailQuery(
+        call.args.get("filter"), call.args.get("sort"), _bool_arg(call, "collapseThreads")
+    )
     position = standard.arg(call, "position", "Int", 0)
     anchor = standard.arg(call, "anchor", "Id|null")
     anchor_offset = standard.arg(call, "anchorOffset", "Int", 0)
@@ -509,19 +614,25 @@ async def email_query(call: Call) -> dict[str, Any]:
 
     def read(db: Any) -> dict[str, Any]:
         modseq, _ = objectstore.current_modseq(db, account, EMAIL.name)
-        ids = collapsed_ids(db, account, where, order)
+        total = None
         if anchor is not None:
+            ids = query.ids(db, account)
             if anchor not in ids:
                 raise MethodError("anchorNotFound")
             start = max(0, ids.index(anchor) + anchor_offset)
+            page, total = ids[start : start + page_size], len(ids)
         else:
-            start = max(0, len(ids) + position) if position < 0 else position
+            if position < 0 or calculate_total:
+                total = query.count(db, account)
+            start = max(0, total + position) if position < 0 and total is not None else position
+            page = query.ids(db, account, page_size, start)
         out: dict[str, Any] = {
-            "accountId": account, "queryState": str(modseq), "canCalculateChanges": False,
-            "position": start, "ids": ids[start : start + page_size], "collapseThreads": True,
+            "accountId": account, "queryState": str(modseq),
+            "canCalculateChanges": query.calculable, "position": start, "ids": page,
+            "collapseThreads": query.collapse,
         }  # fmt: skip
         if calculate_total:
-            out["total"] = len(ids)
+            out["total"] = total
         if clamped and limit is not None:
             out["limit"] = page_size
         return out
@@ -529,43 +640,417 @@ async def email_query(call: Call) -> dict[str, Any]:
     return await call.host.store.read(read)
 
 
-def collapsed_ids(db: Any, account: str, where: tuple[str, list], order: str) -> list[str]:
-    """Matching ids in order, keeping only each Thread's first."""
-    seen: set[str] = set()
-    out = []
-    thread_col = objectstore.column(EMAIL.by_name["threadId"])
-    rows = db.execute(
-        f"SELECT id, [{thread_col}] FROM mail_email WHERE account = ? AND ({where[0]}) "
-        f"ORDER BY {order}",
-        [account, *where[1]],
-    ).fetchall()
-    for email_id, thread_id in rows:
-        if thread_id not in seen:
-            seen.add(thread_id)
-            out.append(email_id)
-    return out
-
-
 async def email_query_changes(call: Call) -> dict[str, Any]:
-    """RFC 8621 §4.5: the standard /queryChanges; with collapseThreads the server cannot
-    calculate it from the log and says so (as its /query answered canCalculateChanges)."""
-    if _bool_arg(call, "collapseThreads"):
-        raise MethodError("cannotCalculateChanges", "collapseThreads queries: refetch")
-    result = await standard.type_query_changes(EMAIL, call)
-    return {**result, "collapseThreads": False}
+    """RFC 8621 §4.5: the standard /queryChanges (RFC 8620 §5.6) from the change log, with
+    this module's sorts.  Queries whose results depend on other Emails of the Thread
+    (collapseThreads, the *InThreadHaveKeyword filters and sorts) cannot be followed from
+    the log, and say so, as their /query answered canCalculateChanges false."""
+    assert call.account is not None
+    account = call.account.id
+    standard.check_read(EMAIL, call)
+    query = EmailQuery(
+        call.args.get("filter"), call.args.get("sort"), _bool_arg(call, "collapseThreads")
+    )
+    if not query.calculable:
+        raise MethodError("cannotCalculateChanges", "this query depends on whole Threads")
+    since_text = standard.arg(call, "sinceQueryState", "String")
+    max_changes = standard.arg(call, "maxChanges", "UnsignedInt|null")
+    up_to_id = standard.arg(call, "upToId", "Id|null")
+    calculate_total = _bool_arg(call, "calculateTotal")
+    since = standard.parse_state(since_text)
+
+    def read(db: Any) -> dict[str, Any]:
+        modseq = standard.check_since(db, account, EMAIL, since)
+        assert since is not None
+        changes, _, _ = standard.collect_changes(db, account, EMAIL, since, 10**9)
+        ids = query.ids(db, account)
+        index = {record_id: i for i, record_id in enumerate(ids)}
+        mutable = query.mutable
+        relevant = {i: k for i, k in changes.items() if k != "gone" and (mutable or k != "updated")}
+        removed = [i for i, k in relevant.items() if k != "created"]
+        added = sorted(
+            ({"id": i, "index": index[i]} for i in relevant if i in index),
+            key=lambda a: a["index"],
+        )
+        if up_to_id is not None and not mutable and up_to_id in index:
+            added = [a for a in added if a["index"] <= index[up_to_id]]
+        if max_changes is not None and len(removed) + len(added) > max_changes:
+            raise MethodError("tooManyChanges")
+        out: dict[str, Any] = {
+            "accountId": account, "oldQueryState": since_text, "newQueryState": str(modseq),
+            "removed": removed, "added": added, "collapseThreads": False,
+        }  # fmt: skip
+        if calculate_total:
+            out["total"] = len(ids)
+        return out
+
+    return await call.host.store.read(read)
 
 
 # -- Email/set and Email/import ----------------------------------------------------------------
 
 
 async def email_set(call: Call) -> dict[str, Any]:
-    """RFC 8621 §4.6 Email/set: updates (keywords, mailboxIds) and destroys through the
-    standard /set; creation from JSON arrives with compose.py."""
-    if call.args.get("create"):
-        raise MethodError(
-            "invalidArguments", "Email/set create is not available yet; use Email/import"
+    """RFC 8621 §4.6 Email/set.  Creates are built from the JSON (compose.py) and ingested
+    like any message; updates (keywords, mailboxIds) and destroys go through the host's
+    standard /set with this module's hooks, in the same write transaction, after the
+    creates, so ``#creationId`` may name a new Email in update and destroy."""
+    assert call.account is not None
+    account = call.account
+    if_in_state = standard.arg(call, "ifInState", "String|null")
+    create = standard.arg(call, "create", "Any|null")
+    update = standard.arg(call, "update", "Any|null")
+    destroy = standard.arg(call, "destroy", "Any|null")
+    if create is not None and not isinstance(create, dict):
+        raise MethodError("invalidArguments", "create must be a map of creation id to object")
+    if update is not None and not isinstance(update, dict):
+        raise MethodError("invalidArguments", "update must be a map of id to PatchObject")
+    if destroy is not None and (
+        not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy)
+    ):
+        raise MethodError("invalidArguments", "destroy must be an array of ids")
+    check_set_size(call)
+    host = call.host
+    principal = call.request.principal.name
+    known_ids = dict(call.request.created_ids)
+
+    def write(db: Any) -> dict[str, Any]:
+        old, _ = objectstore.current_modseq(db, account.id, EMAIL.name)
+        if if_in_state is not None and if_in_state != str(old):
+            raise MethodError("stateMismatch")
+        created: dict[str, Any] = {}
+        not_created: dict[str, Any] = {}
+        new_ids = dict(known_ids)
+        for creation_id, obj in (create or {}).items():
+            db.execute("SAVEPOINT mail_create")
+            try:
+                record = _create_one(db, host, account.id, principal, obj, new_ids)
+            except SetError as exc:
+                db.execute("ROLLBACK TO mail_create")
+                db.execute("RELEASE mail_create")
+                not_created[creation_id] = exc.to_json()
+                continue
+            db.execute("RELEASE mail_create")
+            created[creation_id] = {k: record[k] for k in ("id", "blobId", "threadId", "size")}
+            new_ids[creation_id] = record["id"]
+
+        def resolve(value: str) -> str:
+            return new_ids.get(value[1:], value) if value.startswith("#") else value
+
+        rest = standard.run_set(
+            EMAIL,
+            call,
+            account,
+            db,
+            None,
+            None,
+            None if update is None else {resolve(k): v for k, v in update.items()},
+            None if destroy is None else [resolve(i) for i in destroy],
         )
-    result = await standard.type_set(EMAIL, call)
+        rest.pop("_created_ids", None)
+        rest.update(oldState=str(old), created=created or None, notCreated=not_created or None)
+        return {"result": rest, "ids": {k: new_ids[k] for k in created}}
+
+    out = await host.store.write(write)
+    call.request.created_ids.update(out["ids"])
+    await publish(host, account.id)
+    return out["result"]
+
+
+def _creation_ids(value: Any, created: dict[str, str]) -> Any:
+    if not isinstance(value, dict):
+        return value
+    try:
+        return standard.resolve_creation_ids(EMAIL.by_name["mailboxIds"], value, created)
+    except SetError:
+        raise SetError(
+            "invalidProperties", "mailboxIds: unknown creation id", properties=["mailboxIds"]
+        ) from None
+
+
+def _check_metadata(spec: dict[str, Any], created: dict[str, str]) -> tuple[dict, dict, Any]:
+    """mailboxIds (with #creation ids), keywords and receivedAt of a create, import or copy;
+    SetError invalidProperties naming the bad ones."""
+    mailbox_ids = _creation_ids(spec.get("mailboxIds"), created)
+    keywords = spec.get("keywords") or {}
+    received_at = spec.get("receivedAt")
+    bad: list[str] = []
+    for name, jmap_type, value, check in (
+        ("mailboxIds", "Id[Boolean]", mailbox_ids, check_mailbox_ids),
+        ("keywords", "String[Boolean]", keywords, check_keywords),
+        ("receivedAt", "UTCDate|null", received_at, None),
+    ):
+        if not standard.value_ok(jmap_type, value):
+            bad.append(name)
+            continue
+        if check is not None:
+            try:
+                check(value)
+            except ValueError:
+                bad.append(name)
+    if bad:
+        raise SetError("invalidProperties", "invalid " + ", ".join(bad), properties=bad)
+    return mailbox_ids, keywords, received_at
+
+
+def _create_one(
+    db: Any, host: Host, account: str, principal: str, obj: Any, created: dict[str, str]
+) -> dict[str, Any]:
+    """One Email/set create: validate, compose the message from blobs the user can see,
+    ingest it as a client-made (not delivered) Email."""
+    bad = validate_create(obj)
+    if bad:
+        raise SetError("invalidProperties", "invalid " + ", ".join(bad), properties=bad)
+    mailbox_ids, keywords, received_at = _check_metadata(obj, created)
+
+    def blob_bytes(blob_id: str) -> bytes | None:
+        if not standard.is_id(blob_id) or not blob_visible(db, account, blob_id, principal):
+            return None
+        return read_blob(host, blob_id)
+
+    try:
+        raw = compose_message(obj, blob_bytes)
+    except ComposeError as exc:
+        if exc.type == "blobNotFound":
+            raise SetError("blobNotFound", exc.description, notFound=exc.not_found) from None
+        raise SetError(exc.type, exc.description, properties=exc.properties) from None
+    return ingest(db, host, account, raw, mailbox_ids, keywords, received_at, delivered=False)
+
+
+# -- Email/copy (§4.7) -------------------------------------------------------------------------
+
+COPY_PROPERTIES = {"id", "mailboxIds", "keywords", "receivedAt"}
+
+
+async def email_copy(call: Call) -> list[tuple[str, dict[str, Any]]]:
+    """RFC 8621 §4.7 Email/copy (RFC 8620 §5.4): the message is the same blob, referenced
+    from the target account; the copy gets a new id, a Thread of the target account and the
+    given mailboxIds (required: the original's are the other account's), keywords and
+    receivedAt (default: the original's).  onSuccessDestroyOriginal runs the implicit
+    Email/set destroy in the from account."""
+    assert call.account is not None
+    target = call.account
+    from_id = standard.arg(call, "fromAccountId", "Id")
+    if_from = standard.arg(call, "ifFromInState", "String|null")
+    if_in = standard.arg(call, "ifInState", "String|null")
+    create = standard.arg(call, "create", "Object")
+    destroy_original = standard.arg(call, "onSuccessDestroyOriginal", "Boolean", False)
+    destroy_if = standard.arg(call, "destroyFromIfInState", "String|null")
+    if from_id == target.id:
+        raise MethodError("invalidArguments", "fromAccountId must differ from accountId")
+    source = call.request.accounts.get(from_id)
+    if source is None:
+        raise MethodError("fromAccountNotFound")
+    if MAIL_URN not in call.request.account_capabilities.get(from_id, {}):
+        raise MethodError("fromAccountNotSupportedByMethod")
+    if len(create) > call.host.limits.max_objects_in_set:
+        raise MethodError("requestTooLarge")
+    host = call.host
+    known_ids = dict(call.request.created_ids)
+
+    def write(db: Any) -> dict[str, Any]:
+        from_modseq, _ = objectstore.current_modseq(db, source.id, EMAIL.name)
+        if if_from is not None and if_from != str(from_modseq):
+            raise MethodError("stateMismatch", "ifFromInState does not match")
+        old, _ = objectstore.current_modseq(db, target.id, EMAIL.name)
+        if if_in is not None and if_in != str(old):
+            raise MethodError("stateMismatch")
+        created: dict[str, Any] = {}
+        not_created: dict[str, Any] = {}
+        originals: list[str] = []
+        new_ids = dict(known_ids)
+        for creation_id, obj in create.items():
+            db.execute("SAVEPOINT mail_copy")
+            try:
+                record, original = _copy_one(db, host, source.id, target.id, obj, new_ids)
+            except SetError as exc:
+                db.execute("ROLLBACK TO mail_copy")
+                db.execute("RELEASE mail_copy")
+                not_created[creation_id] = exc.to_json()
+                continue
+            db.execute("RELEASE mail_copy")
+            created[creation_id] = {k: record[k] for k in ("id", "blobId", "threadId", "size")}
+            new_ids[creation_id] = record["id"]
+            originals.append(original)
+        new, _ = objectstore.current_modseq(db, target.id, EMAIL.name)
+        return {
+            "response": {
+                "fromAccountId": source.id, "accountId": target.id, "oldState": str(old),
+                "newState": str(new), "created": created or None,
+                "notCreated": not_created or None,
+            },
+            "ids": {k: new_ids[k] for k in created},
+            "originals": originals,
+        }  # fmt: skip
+
+    out = await host.store.write(write)
+    call.request.created_ids.update(out["ids"])
+    await publish(host, target.id)
+    responses: list[tuple[str, dict[str, Any]]] = [(call.name, out["response"])]
+    if destroy_original and out["originals"]:
+        set_call = Call(
+            name="Email/set",
+            args={"accountId": source.id, "destroy": out["originals"], "ifInState": destroy_if},
+            call_id=call.call_id,
+            request=call.request,
+            account=source,
+        )
+        try:
+            responses.append(("Email/set", await email_set(set_call)))
+        except MethodError as exc:
+            responses.append(("error", exc.to_json()))
+    return responses
+
+
+def _copy_one(
+    db: Any, host: Host, source: str, target: str, obj: Any, created: dict[str, str]
+) -> tuple[dict[str, Any], str]:
+    if not isinstance(obj, dict) or not standard.is_id(obj.get("id")):
+        raise SetError("invalidProperties", "a copy needs the id of the Email", properties=["id"])
+    other = sorted(set(obj) - COPY_PROPERTIES)
+    if other:
+        raise SetError(
+            "invalidProperties", "only mailboxIds, keywords and receivedAt", properties=other
+        )
+    found = objectstore.read_records(db, EMAIL, source, [obj["id"]])
+    if not found:
+        raise SetError("notFound", f"no Email {obj['id']} in the from account")
+    original = found[0]
+    spec = {
+        "mailboxIds": obj.get("mailboxIds"),
+        "keywords": obj.get("keywords", original["keywords"]),
+        "receivedAt": obj.get("receivedAt", original["receivedAt"]),
+    }
+    mailbox_ids, keywords, received_at = _check_metadata(spec, created)
+    raw = read_blob(host, original["blobId"])
+    if raw is None:
+        raise SetError("notFound", "the message of this Email is gone")
+    record = ingest(db, host, target, raw, mailbox_ids, keywords, received_at, delivered=False)
+    return record, original["id"]
+
+
+# -- Email/parse (§4.9) ------------------------------------------------------------------------
+
+PARSE_DEFAULT_PROPERTIES = [
+    "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc", "replyTo",
+    "subject", "sentAt", "hasAttachment", "preview", "bodyValues", "textBody", "htmlBody",
+    "attachments",
+]  # fmt: skip
+PARSE_NULL = {"id", "mailboxIds", "keywords", "receivedAt"}
+BODY_PART_PROPERTIES = {"bodyStructure", "textBody", "htmlBody", "attachments"}
+
+
+def _get_arguments(call: Call, default: list[str]) -> tuple[list[str], Any, dict[str, Any]]:
+    """properties, bodyProperties and the fetch* arguments of Email/get and Email/parse."""
+    properties = call.args.get("properties")
+    if properties is None:
+        properties = default
+    if not isinstance(properties, list) or not all(isinstance(p, str) for p in properties):
+        raise MethodError("invalidArguments", "properties must be an array of strings")
+    body_properties = call.args.get("bodyProperties")
+    if body_properties is not None and (
+        not isinstance(body_properties, list)
+        or not all(isinstance(p, str) for p in body_properties)
+    ):
+        raise MethodError("invalidArguments", "bodyProperties must be an array of strings")
+    known = set(EMAIL.by_name) | MESSAGE_PROPERTIES | {"id"}
+    bad = [p for p in properties if p not in known and not p.startswith("header:")]
+    bad += invalid_properties(properties)
+    if body_properties is not None:
+        bad += invalid_properties(body_properties, body=True)
+    if bad:
+        raise MethodError("invalidArguments", f"invalid properties: {', '.join(bad)}")
+    max_bytes = call.args.get("maxBodyValueBytes", 0)
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0:
+        raise MethodError("invalidArguments", "maxBodyValueBytes must be an UnsignedInt")
+    fetch = {
+        "fetch_text_body_values": _bool_arg(call, "fetchTextBodyValues"),
+        "fetch_html_body_values": _bool_arg(call, "fetchHTMLBodyValues"),
+        "fetch_all_body_values": _bool_arg(call, "fetchAllBodyValues"),
+        "max_body_value_bytes": max_bytes,
+    }
+    return properties, body_properties, fetch
+
+
+def parsable(parsed: Any) -> bool:
+    """A blob is taken for a message when it starts with at least one header field."""
+    return bool(parsed.headers)
+
+
+async def email_parse(call: Call) -> dict[str, Any]:
+    """RFC 8621 §4.9 Email/parse: blobs the user can see, parsed as messages.  id,
+    mailboxIds, keywords and receivedAt are null; threadId is the Thread the message would
+    join if imported (or null); the parts' blobIds are the parts' own content-addressed
+    blobs, stored and referenced in the account (they can only be named by someone who
+    knows their content) so the client can download them."""
+    assert call.account is not None
+    account = call.account.id
+    blob_ids = standard.arg(call, "blobIds", "String[]")
+    check_get_size(call, blob_ids)
+    properties, body_properties, fetch = _get_arguments(call, PARSE_DEFAULT_PROPERTIES)
+    blob_ids = list(dict.fromkeys(blob_ids))
+    principal = call.request.principal.name
+    host = call.host
+    with_parts = bool(BODY_PART_PROPERTIES & set(properties)) and (
+        body_properties is None or "blobId" in body_properties
+    )
+
+    def write(db: Any) -> dict[str, Any]:
+        parsed_out: dict[str, Any] = {}
+        not_parsable: list[str] = []
+        not_found: list[str] = []
+        for blob_id in blob_ids:
+            raw = None
+            if standard.is_id(blob_id) and blob_visible(db, account, blob_id, principal):
+                raw = read_blob(host, blob_id)
+            if raw is None:
+                not_found.append(blob_id)
+                continue
+            parsed = parse_message(raw)
+            if not parsable(parsed):
+                not_parsable.append(blob_id)
+                continue
+            parts: dict[str, str] = {}
+            if with_parts:
+                for part_id in parsed.part_ids:
+                    parts[part_id] = write_blob(host, parsed.part_bytes(part_id))
+                    add_blob_reference(db, account, parts[part_id], f"EmailParse:{blob_id}")
+            email = parsed.get(
+                properties, blob_id_for=parts.get, body_properties=body_properties, **fetch
+            )
+            for name in properties:
+                if name in PARSE_NULL:
+                    email[name] = None
+                elif name == "blobId":
+                    email[name] = blob_id
+                elif name == "size":
+                    email[name] = len(raw)
+                elif name == "threadId":
+                    keys, subject = parsed.thread_keys()
+                    email[name] = store.find_thread(db, account, keys, subject) if keys else None
+            parsed_out[blob_id] = email
+        return {
+            "accountId": account,
+            "parsed": parsed_out or None,
+            "notParsable": not_parsable or None,
+            "notFound": not_found or None,
+        }
+
+    return await host.store.write(write)
+
+
+# -- Mailbox/set (§2.5) ------------------------------------------------------------------------
+
+# Mailbox/set is this module's, not the host's standard one: onDestroyRemoveEmails changes
+# Emails and Threads (and other Mailboxes' counts) in the same transaction, and push
+# listeners must hear every type that changed, not only Mailbox.  The Mailbox type is
+# registered without its standard "set" (MAILBOX_TYPE) and this method takes its place; the
+# work is still the standard /set with mailbox.py's hooks.
+MAILBOX_TYPE = dataclasses.replace(MAILBOX, methods=tuple(m for m in MAILBOX.methods if m != "set"))
+
+
+async def mailbox_set(call: Call) -> dict[str, Any]:
+    result = await standard.type_set(MAILBOX, call)
     assert call.account is not None
     await publish(call.host, call.account.id)
     return result
@@ -650,13 +1135,28 @@ def _import_one(db: Any, host: Host, account: str, principal: str, spec: Any) ->
 
 
 def email_methods() -> list[Method]:
+    from .snippet import search_snippet_get
+
     return [
         Method("Email/get", email_get),
         Method("Email/query", email_query),
         Method("Email/queryChanges", email_query_changes),
         Method("Email/set", email_set, writes=True),
+        Method("Email/copy", email_copy, writes=True),
         Method("Email/import", email_import, writes=True),
+        Method("Email/parse", email_parse, writes=True),
+        Method("SearchSnippet/get", search_snippet_get),
+        Method("Mailbox/set", mailbox_set, writes=True),
     ]
 
 
-__all__ = ["DEFAULT_BODY_PROPERTIES", "EMAIL", "THREAD", "email_methods", "ingest", "time"]
+__all__ = [
+    "DEFAULT_BODY_PROPERTIES",
+    "EMAIL",
+    "MAILBOX_TYPE",
+    "SORT_OPTIONS",
+    "THREAD",
+    "email_methods",
+    "ingest",
+    "time",
+]

@@ -224,6 +224,28 @@ FTS_COLUMNS = {
 def fts_query(text: str, column: str | None) -> str:
     """A user's search text (§4.4.1: quoted phrases, whitespace-separated tokens that must
     all match) as an FTS5 query that cannot be misread as FTS5 syntax."""
+    phrases = search_terms(text)
+    terms = ['"' + p.replace('"', '""') + '"' for p in phrases if p.strip()]
+    if not terms:
+        return ""
+    body = " AND ".join(terms)
+    return f"{column} : ({body})" if column else f"({body})"
+
+
+def fts_condition(table: str, column: str | None, text: str) -> tuple[str, list[Any]]:
+    query = fts_query(text, column)
+    if not query:
+        return "1", []
+    return (
+        f"[{table}].id IN (SELECT email_id FROM {FTS} WHERE {FTS} MATCH ? "
+        f"AND account = [{table}].account)",
+        [query],
+    )
+
+
+def search_terms(text: str) -> list[str]:
+    """The phrases and tokens of a §4.4.1 search text (quoted phrases with backslash
+    escapes, whitespace-separated tokens), as fts_query reads them: for highlighting."""
     phrases: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -245,19 +267,51 @@ def fts_query(text: str, column: str | None) -> str:
             while i < n and not text[i].isspace():
                 i += 1
             phrases.append(text[start:i])
-    terms = ['"' + p.replace('"', '""') + '"' for p in phrases if p.strip()]
-    if not terms:
-        return ""
-    body = " AND ".join(terms)
-    return f"{column} : ({body})" if column else f"({body})"
+    return [p for p in phrases if p.strip()]
 
 
-def fts_condition(table: str, column: str | None, text: str) -> tuple[str, list[Any]]:
-    query = fts_query(text, column)
-    if not query:
-        return "1", []
-    return (
-        f"[{table}].id IN (SELECT email_id FROM {FTS} WHERE {FTS} MATCH ? "
-        f"AND account = [{table}].account)",
-        [query],
+# -- header fields, for the ``header`` filter (RFC 8621 §4.4.1) ----------------------------
+#
+# One row per header field of the top-level message: the lowercased name and the value in
+# the Text form (RFC 2047 decoded, unfolded).  A table rather than an FTS5 column because
+# the filter matches a named field: ``[name]`` is an indexed lookup on (account, name,
+# email_id), ``[name, text]`` a case-insensitive substring test on that field's values
+# only, with no FTS tokenizer deciding what a "word" is in a Message-ID or a List-Id.
+
+HEADERS = "mail_email_header"
+MAX_HEADER_ROWS = 500
+MAX_HEADER_VALUE = 4000
+
+
+@migrations()
+def create_headers(db: sqlite_utils.Database) -> None:
+    db[HEADERS].create({"account": str, "email_id": str, "name": str, "value": str})
+    db[HEADERS].create_index(["account", "name", "email_id"])
+    db[HEADERS].create_index(["account", "email_id"])
+
+
+def index_headers(
+    db: sqlite_utils.Database, account: str, email_id: str, fields: list[tuple[str, str]]
+) -> None:
+    for name, value in fields[:MAX_HEADER_ROWS]:
+        db.execute(
+            f"INSERT INTO {HEADERS} (account, email_id, name, value) VALUES (?, ?, ?, ?)",
+            [account, email_id, name.lower(), value[:MAX_HEADER_VALUE]],
+        )
+
+
+def unindex_headers(db: sqlite_utils.Database, account: str, email_id: str) -> None:
+    db.execute(f"DELETE FROM {HEADERS} WHERE account = ? AND email_id = ?", [account, email_id])
+
+
+def header_condition(table: str, name: str, text: str | None) -> tuple[str, list[Any]]:
+    """SQL for ``header: [name]`` or ``header: [name, text]`` on the Email table."""
+    sql = (
+        f"EXISTS (SELECT 1 FROM {HEADERS} h WHERE h.account = [{table}].account "
+        f"AND h.name = ? AND h.email_id = [{table}].id"
     )
+    params: list[Any] = [name.lower()]
+    if text is not None:
+        sql += " AND instr(jmap_fold(h.value), jmap_fold(?)) > 0"
+        params.append(text)
+    return sql + ")", params

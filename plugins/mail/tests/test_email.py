@@ -1,6 +1,8 @@
 """Emails and Threads over real HTTP, by RFC 8621 section: §3 threading, §4.2 Email/get,
-§4.3 Email/changes, §4.4 Email/query (filters, sorts, collapseThreads), §4.6 Email/set
-updates and destroys, §4.8 Email/import, §2 counts, §1.5 EmailDelivery."""
+§4.3 Email/changes, §4.4 Email/query (filters incl. header, sorts incl. from/to and the
+keyword comparators, collapseThreads), §4.5 Email/queryChanges, §4.6 Email/set (create,
+updates, destroys), §4.7 Email/copy, §4.8 Email/import, §4.9 Email/parse, §5 SearchSnippet,
+§2 counts, §2.5 push of onDestroyRemoveEmails, §1.5 EmailDelivery."""
 
 from __future__ import annotations
 
@@ -230,7 +232,7 @@ async def test_query_filters_sorts_and_collapse(mail):
     )
     assert collapsed["ids"] == [c["id"], b["id"]] and collapsed["total"] == 2
     assert collapsed["collapseThreads"] is True
-    unsupported = await mail.call("Email/query", filter={"header": ["X-Spam"]})
+    unsupported = await mail.call("Email/query", filter={"nonsense": ["X-Spam"]})
     assert unsupported["error"]["type"] == "unsupportedFilter"
     session = (await mail.http.get("/jmap/session")).json()
     options = session["accounts"][mail.account]["accountCapabilities"][MAIL]
@@ -309,3 +311,521 @@ async def test_changes_and_email_delivery_state(mail):
     assert await states(delivery_state) == arrived
     await mail.import_(message("Another"))
     assert await states(delivery_state) != arrived
+
+
+# -- helpers for the sections below ------------------------------------------------------------
+
+
+async def batch(mail: Mail, calls: list[list[Any]]) -> list[list[Any]]:
+    result = await api(mail.http, calls, using=USING)
+    return result["methodResponses"]
+
+
+async def upload(mail: Mail, data: bytes, account: str | None = None, kind: str = "text/plain"):
+    response = await mail.http.post(
+        f"/jmap/upload/{account or mail.account}/", content=data, headers={"Content-Type": kind}
+    )
+    return response.json()["blobId"]
+
+
+async def query_ids(mail: Mail, **args: Any) -> list[str]:
+    result = await mail.call("Email/query", **args)
+    assert "error" not in result, result
+    return result["ids"]
+
+
+# -- §4.4.1 the header filter ------------------------------------------------------------------
+
+
+async def test_query_header_filter(mail):
+    """§4.4.1 header: [name] matches presence, [name, text] the decoded value,
+    case-insensitively; the name is case-insensitive; more than two elements is invalid."""
+    raw = message("Listed", msgid="h1@x").replace(
+        b"Subject:", b"X-Spam-Flag: YES\r\nList-Id: =?utf-8?q?Caf=C3=A9_list?= <cafe.x>\r\nSubject:"
+    )
+    listed = await mail.import_(raw)
+    plain = await mail.import_(message("Plain", msgid="h2@x"))
+    assert await query_ids(mail, filter={"header": ["x-spam-flag"]}) == [listed["id"]]
+    assert await query_ids(mail, filter={"header": ["X-Spam-Flag", "yes"]}) == [listed["id"]]
+    assert await query_ids(mail, filter={"header": ["X-Spam-Flag", "no"]}) == []
+    assert await query_ids(mail, filter={"header": ["List-Id", "café"]}) == [listed["id"]]
+    assert await query_ids(mail, filter={"header": ["Message-ID", "h2@x"]}) == [plain["id"]]
+    both = await query_ids(mail, filter={"header": ["Subject"]})
+    assert sorted(both) == sorted([listed["id"], plain["id"]])
+    negated = {"operator": "NOT", "conditions": [{"header": ["X-Spam-Flag"]}]}
+    assert await query_ids(mail, filter=negated) == [plain["id"]]
+    for bad in ([], ["a", "b", "c"], "X-Spam-Flag"):
+        result = await mail.call("Email/query", filter={"header": bad})
+        assert result["error"]["type"] == "invalidArguments", bad
+    # Destroying an Email drops its header rows with it.
+    await mail.call("Email/set", destroy=[listed["id"]])
+    assert await query_ids(mail, filter={"header": ["X-Spam-Flag"]}) == []
+
+
+# -- §4.4.2 sorts ------------------------------------------------------------------------------
+
+
+async def test_query_sorts_from_to_subject_and_keywords(mail):
+    """§4.4.2: from/to use the first address's name, else its email; subject is the base
+    subject; hasKeyword, allInThreadHaveKeyword and someInThreadHaveKeyword need keyword."""
+    a = await mail.import_(
+        message("Re: banana", sender="zed@example.org", msgid="s1@x"),
+        receivedAt="2026-01-01T00:00:00Z",
+    )
+    b = await mail.import_(
+        message("apple", sender="Mallory <aaa@example.org>", msgid="s2@x"),
+        keywords={"$flagged": True},
+        receivedAt="2026-01-02T00:00:00Z",
+    )
+    c = await mail.import_(
+        message("Re: apple", sender="Bob <bob@example.org>", msgid="s3@x", reply_to="s2@x"),
+        receivedAt="2026-01-03T00:00:00Z",
+    )
+    assert await query_ids(mail, sort=[{"property": "from"}]) == [c["id"], b["id"], a["id"]]
+    assert await query_ids(mail, sort=[{"property": "from", "isAscending": False}]) == [
+        a["id"], b["id"], c["id"],
+    ]  # fmt: skip
+    # Every To is "Alice <alice@...>": ties fall back to the id, but the sort is accepted.
+    assert len(await query_ids(mail, sort=[{"property": "to"}])) == 3
+    by_subject = [{"property": "subject"}, {"property": "receivedAt"}]
+    assert await query_ids(mail, sort=by_subject) == [b["id"], c["id"], a["id"]]
+    flagged_first = [
+        {"property": "hasKeyword", "keyword": "$flagged", "isAscending": False},
+        {"property": "receivedAt"},
+    ]
+    assert await query_ids(mail, sort=flagged_first) == [b["id"], a["id"], c["id"]]
+    thread_first = [
+        {"property": "someInThreadHaveKeyword", "keyword": "$flagged", "isAscending": False},
+        {"property": "receivedAt"},
+    ]
+    assert await query_ids(mail, sort=thread_first) == [b["id"], c["id"], a["id"]]
+    all_in_thread = [
+        {"property": "allInThreadHaveKeyword", "keyword": "$flagged", "isAscending": False},
+        {"property": "receivedAt"},
+    ]
+    assert await query_ids(mail, sort=all_in_thread) == [a["id"], b["id"], c["id"]]
+    await mail.call("Email/set", update={c["id"]: {"keywords/$flagged": True}})
+    assert await query_ids(mail, sort=all_in_thread) == [b["id"], c["id"], a["id"]]
+    no_keyword = await mail.call("Email/query", sort=[{"property": "hasKeyword"}])
+    assert no_keyword["error"]["type"] == "invalidArguments"
+    unknown = await mail.call("Email/query", sort=[{"property": "color"}])
+    assert unknown["error"]["type"] == "unsupportedSort"
+    collation = await mail.call("Email/query", sort=[{"property": "from", "collation": "x;y"}])
+    assert collation["error"]["type"] == "unsupportedSort"
+    session = (await mail.http.get("/jmap/session")).json()
+    options = session["accounts"][mail.account]["accountCapabilities"][MAIL]
+    assert set(options["emailQuerySortOptions"]) == {
+        "receivedAt", "size", "subject", "sentAt", "from", "to", "hasKeyword",
+        "allInThreadHaveKeyword", "someInThreadHaveKeyword",
+    }  # fmt: skip
+    for sort in (flagged_first, [{"property": "from"}], by_subject):
+        # Every advertised sort also pages with collapseThreads.
+        result = await mail.call("Email/query", sort=sort, collapseThreads=True, limit=1)
+        assert len(result["ids"]) == 1
+
+
+async def test_query_changes_with_mail_sorts(mail):
+    """§4.5: keyword sorts follow the log; Thread-wide sorts and filters (and
+    collapseThreads) cannot, and their /query says canCalculateChanges false."""
+    a = await mail.import_(message("One", msgid="c1@x"), receivedAt="2026-01-01T00:00:00Z")
+    b = await mail.import_(message("Two", msgid="c2@x"), receivedAt="2026-01-02T00:00:00Z")
+    sort = [
+        {"property": "hasKeyword", "keyword": "$flagged", "isAscending": False},
+        {"property": "receivedAt"},
+    ]
+    first = await mail.call("Email/query", sort=sort)
+    assert first["ids"] == [a["id"], b["id"]] and first["canCalculateChanges"] is True
+    await mail.call("Email/set", update={b["id"]: {"keywords/$flagged": True}})
+    changes = await mail.call("Email/queryChanges", sort=sort, sinceQueryState=first["queryState"])
+    assert changes["removed"] == [b["id"]]
+    assert changes["added"] == [{"id": b["id"], "index": 0}]
+    thread_sort = [{"property": "someInThreadHaveKeyword", "keyword": "$flagged"}]
+    for args in (
+        {"sort": thread_sort},
+        {"filter": {"allInThreadHaveKeyword": "$seen"}},
+        {"collapseThreads": True},
+    ):
+        query = await mail.call("Email/query", **args)
+        assert query["canCalculateChanges"] is False, args
+        refused = await mail.call("Email/queryChanges", sinceQueryState=query["queryState"], **args)
+        assert refused["error"]["type"] == "cannotCalculateChanges", args
+
+
+# -- §4.6 Email/set create ---------------------------------------------------------------------
+
+
+async def test_set_create_draft_with_attachment_and_creation_ids(mail):
+    """§4.6: an Email made from JSON, with a Mailbox created earlier in the request (#id in
+    mailboxIds), an uploaded attachment, and updated later in the same call by #id; created
+    has id, blobId, threadId and size; EmailDelivery does not change for a draft."""
+    pdf = b"%PDF-1.4 not really a pdf\x00\x01"
+    blob = await upload(mail, pdf, kind="application/pdf")
+    states = mail.server.host.store.read
+
+    def delivery_state(db):
+        from jmap_host import objectstore
+
+        return dict(objectstore.type_states(db, mail.account)).get("EmailDelivery")
+
+    delivery = await states(delivery_state)
+    draft = {
+        "mailboxIds": {"#box": True},
+        "keywords": {"$draft": True},
+        "from": [{"name": "Alice", "email": "alice@example.org"}],
+        "to": [{"name": "Bob", "email": "bob@example.org"}],
+        "subject": "Quarterly <numbers> & more",
+        "receivedAt": "2026-02-01T10:00:00Z",
+        "bodyValues": {"t": {"value": "Please find the report attached."}},
+        "textBody": [{"partId": "t", "type": "text/plain"}],
+        "attachments": [{"blobId": blob, "type": "application/pdf", "name": "report.pdf"}],
+    }
+    new_box = {"box": {"name": "Drafts2"}}
+    responses = await batch(
+        mail,
+        [
+            ["Mailbox/set", {"accountId": mail.account, "create": new_box}, "0"],
+            [
+                "Email/set",
+                {
+                    "accountId": mail.account,
+                    "create": {"d": draft},
+                    "update": {"#d": {"keywords/$seen": True}},
+                },
+                "1",
+            ],
+            [
+                "Email/get",
+                {
+                    "accountId": mail.account,
+                    "ids": ["#d"],
+                    "properties": [
+                        "mailboxIds", "keywords", "subject", "from", "receivedAt", "attachments",
+                        "bodyValues", "messageId", "sentAt", "blobId", "size",
+                    ],
+                    "fetchTextBodyValues": True,
+                },
+                "2",
+            ],
+        ],
+    )  # fmt: skip
+    box = responses[0][1]["created"]["box"]["id"]
+    result = responses[1][1]
+    created = result["created"]["d"]
+    assert set(created) == {"id", "blobId", "threadId", "size"}
+    assert result["updated"] == {created["id"]: None}
+    [email] = responses[2][1]["list"]
+    assert email["mailboxIds"] == {box: True}
+    assert email["keywords"] == {"$draft": True, "$seen": True}
+    assert email["subject"] == "Quarterly <numbers> & more"
+    assert email["from"] == [{"name": "Alice", "email": "alice@example.org"}]
+    assert email["receivedAt"] == "2026-02-01T10:00:00Z"
+    assert email["messageId"] and email["sentAt"]  # §4.6: the server adds both
+    assert email["size"] == created["size"] and email["blobId"] == created["blobId"]
+    [value] = email["bodyValues"].values()
+    assert value["value"].strip() == "Please find the report attached."
+    [attachment] = email["attachments"]
+    assert attachment["name"] == "report.pdf" and attachment["size"] == len(pdf)
+    download = await mail.http.get(
+        f"/jmap/download/{mail.account}/{attachment['blobId']}/r.pdf?type=application/pdf"
+    )
+    assert download.content == pdf
+    raw = await mail.http.get(
+        f"/jmap/download/{mail.account}/{created['blobId']}/m.eml?type=message/rfc822"
+    )
+    assert b"Subject: Quarterly <numbers> & more" in raw.content
+    assert await states(delivery_state) == delivery
+    assert await mail.state("Email") == result["newState"] != result["oldState"]
+
+
+async def test_set_create_errors(mail):
+    """§4.6: invalidProperties with the properties; blobNotFound with notFound (also for
+    a blob only another user uploaded); bad mailboxIds and creation ids."""
+    inbox = mail.roles["inbox"]
+    async with mail.server.client("bob") as bob:
+        session = (await bob.get("/jmap/session")).json()
+        bobs = (
+            await bob.post(
+                f"/jmap/upload/{session['primaryAccounts'][MAIL]}/",
+                content=b"bob's secret",
+                headers={"Content-Type": "text/plain"},
+            )
+        ).json()["blobId"]
+    result = await mail.call(
+        "Email/set",
+        create={
+            "headers": {"mailboxIds": {inbox: True}, "headers": [], "subject": "x"},
+            "dupe": {"mailboxIds": {inbox: True}, "subject": "x", "header:Subject": "y"},
+            "noblob": {
+                "mailboxIds": {inbox: True},
+                "attachments": [{"blobId": "Gmissing", "type": "text/plain"}, {"blobId": bobs}],
+            },
+            "nobox": {"mailboxIds": {}, "subject": "x"},
+            "unknownbox": {"mailboxIds": {"nosuchbox": True}, "subject": "x"},
+            "badref": {"mailboxIds": {"#nope": True}, "subject": "x"},
+            "badkw": {"mailboxIds": {inbox: True}, "keywords": {"a b": True}},
+            "serverset": {"mailboxIds": {inbox: True}, "id": "x", "size": 3},
+        },
+    )
+    errors = result["notCreated"]
+    assert result["created"] is None
+    assert errors["headers"] == {**errors["headers"], "type": "invalidProperties"}
+    assert "headers" in errors["headers"]["properties"]
+    assert errors["dupe"]["type"] == "invalidProperties"
+    assert errors["noblob"]["type"] == "blobNotFound"
+    assert sorted(errors["noblob"]["notFound"]) == sorted(["Gmissing", bobs])
+    assert errors["nobox"]["properties"] == ["mailboxIds"]
+    assert errors["unknownbox"]["properties"] == ["mailboxIds"]
+    assert errors["badref"]["properties"] == ["mailboxIds"]
+    assert errors["badkw"]["properties"] == ["keywords"]
+    assert set(errors["serverset"]["properties"]) == {"id", "size"}
+    assert result["oldState"] == result["newState"]
+    stale = await mail.call("Email/set", ifInState="999", create={})
+    assert stale["error"]["type"] == "stateMismatch"
+
+
+# -- §4.7 Email/copy ---------------------------------------------------------------------------
+
+
+async def group_mail(mail: Mail) -> Mail:
+    session = (await mail.http.get("/jmap/session")).json()
+    [group] = [a for a in session["accounts"] if a != mail.account]
+    other = Mail(mail.http, group)
+    await other.load_roles()
+    return other
+
+
+async def test_copy_to_group_account_and_destroy_original(mail):
+    """§4.7: the copy is a new Email in the target account (new id, its own Thread, the
+    same message blob, downloadable there), with mailboxIds/keywords/receivedAt set by
+    the call; onSuccessDestroyOriginal answers with the implicit Email/set."""
+    sales = await group_mail(mail)
+    original = await mail.import_(
+        message("Lead", "a big customer", msgid="cp1@x"),
+        keywords={"$seen": True},
+        receivedAt="2026-03-01T00:00:00Z",
+    )
+    responses = await batch(
+        mail,
+        [
+            [
+                "Email/copy",
+                {
+                    "fromAccountId": mail.account,
+                    "accountId": sales.account,
+                    "create": {
+                        "c": {
+                            "id": original["id"],
+                            "mailboxIds": {sales.roles["inbox"]: True},
+                            "keywords": {"$flagged": True},
+                        }
+                    },
+                    "onSuccessDestroyOriginal": True,
+                },
+                "0",
+            ],
+            [
+                "Email/get",
+                {"accountId": sales.account, "ids": ["#c"], "properties": [
+                    "mailboxIds", "keywords", "receivedAt", "subject", "threadId", "blobId",
+                ]},
+                "1",
+            ],
+        ],
+    )  # fmt: skip
+    name, copied, _ = responses[0]
+    assert name == "Email/copy"
+    assert copied["fromAccountId"] == mail.account and copied["accountId"] == sales.account
+    created = copied["created"]["c"]
+    assert set(created) == {"id", "blobId", "threadId", "size"}
+    assert created["id"] != original["id"] and created["blobId"] == original["blobId"]
+    assert created["size"] == original["size"]
+    assert responses[1][0] == "Email/set"
+    assert responses[1][1]["destroyed"] == [original["id"]]
+    [email] = responses[2][1]["list"]
+    assert email["mailboxIds"] == {sales.roles["inbox"]: True}
+    assert email["keywords"] == {"$flagged": True}
+    assert email["receivedAt"] == "2026-03-01T00:00:00Z"
+    assert email["subject"] == "Lead" and email["threadId"] == created["threadId"]
+    gone = await mail.call("Email/get", ids=[original["id"]], properties=["id"])
+    assert gone["notFound"] == [original["id"]]
+    thread = await sales.call("Thread/get", ids=[created["threadId"]])
+    assert thread["list"][0]["emailIds"] == [created["id"]]
+    download = await mail.http.get(
+        f"/jmap/download/{sales.account}/{created['blobId']}/m.eml?type=message/rfc822"
+    )
+    assert download.status_code == 200 and b"Subject: Lead" in download.content
+    found = await query_ids(sales, filter={"text": "customer"})
+    assert found == [created["id"]]
+
+
+async def test_copy_errors(mail):
+    """§4.7 / RFC 8620 §5.4: fromAccountNotFound, the same account, notFound,
+    mailboxIds required, only mailboxIds/keywords/receivedAt, stateMismatch."""
+    sales = await group_mail(mail)
+    original = await mail.import_(message("Copy me", msgid="cp2@x"))
+    missing = await sales.call("Email/copy", fromAccountId="nosuch", create={})
+    assert missing["error"]["type"] == "fromAccountNotFound"
+    same = await mail.call("Email/copy", fromAccountId=mail.account, create={})
+    assert same["error"]["type"] == "invalidArguments"
+    inbox = {sales.roles["inbox"]: True}
+    result = await sales.call(
+        "Email/copy",
+        fromAccountId=mail.account,
+        create={
+            "gone": {"id": "nosuchemail", "mailboxIds": inbox},
+            "nobox": {"id": original["id"]},
+            "subject": {"id": original["id"], "mailboxIds": inbox, "subject": "x"},
+        },
+    )
+    assert result["created"] is None
+    assert result["notCreated"]["gone"]["type"] == "notFound"
+    assert result["notCreated"]["nobox"]["properties"] == ["mailboxIds"]
+    assert result["notCreated"]["subject"]["properties"] == ["subject"]
+    stale = await sales.call(
+        "Email/copy", fromAccountId=mail.account, ifFromInState="999", create={}
+    )
+    assert stale["error"]["type"] == "stateMismatch"
+
+
+# -- §4.9 Email/parse --------------------------------------------------------------------------
+
+
+MULTIPART = (
+    b"From: Carol <carol@example.org>\r\nTo: Alice <alice@example.org>\r\n"
+    b"Subject: Attached\r\nMessage-ID: <p1@x>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/plain\r\n\r\nSee the notes.\r\n"
+    b"--b\r\nContent-Type: text/plain; name=notes.txt\r\n"
+    b"Content-Disposition: attachment; filename=notes.txt\r\n\r\nnote one\r\n"
+    b"--b--\r\n"
+)
+
+
+async def test_parse_blobs(mail):
+    """§4.9: parsed with the default properties and the fetch arguments; metadata null,
+    threadId the Thread it would join; part blobs downloadable; notParsable, notFound
+    (also another user's upload); forbidden header forms are invalidArguments."""
+    thread = await mail.import_(message("Attached", msgid="p0@x"))
+    raw = MULTIPART.replace(b"Message-ID: <p1@x>", b"Message-ID: <p1@x>\r\nReferences: <p0@x>")
+    blob = await upload(mail, raw, kind="message/rfc822")
+    garbage = await upload(mail, b"\x00\x01\x02 binary, no header at all")
+    async with mail.server.client("bob") as bob:
+        session = (await bob.get("/jmap/session")).json()
+        bobs = (
+            await bob.post(
+                f"/jmap/upload/{session['primaryAccounts'][MAIL]}/",
+                content=MULTIPART,
+                headers={"Content-Type": "message/rfc822"},
+            )
+        ).json()["blobId"]
+    result = await mail.call(
+        "Email/parse", blobIds=[blob, garbage, "Gnothing", bobs], fetchTextBodyValues=True
+    )
+    assert result["notParsable"] == [garbage]
+    assert sorted(result["notFound"]) == sorted(["Gnothing", bobs])
+    email = result["parsed"][blob]
+    assert set(email) == {
+        "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc",
+        "replyTo", "subject", "sentAt", "hasAttachment", "preview", "bodyValues", "textBody",
+        "htmlBody", "attachments",
+    }  # fmt: skip
+    assert email["subject"] == "Attached" and email["hasAttachment"] is True
+    assert email["from"] == [{"name": "Carol", "email": "carol@example.org"}]
+    [text] = email["textBody"]
+    assert email["bodyValues"][text["partId"]]["value"].strip() == "See the notes."
+    [attachment] = email["attachments"]
+    assert attachment["name"] == "notes.txt"
+    download = await mail.http.get(
+        f"/jmap/download/{mail.account}/{attachment['blobId']}/n.txt?type=text/plain"
+    )
+    assert download.content.strip() == b"note one"
+    meta = await mail.call(
+        "Email/parse",
+        blobIds=[blob],
+        properties=["id", "blobId", "threadId", "mailboxIds", "keywords", "receivedAt", "size",
+                    "header:Subject:asText", "bodyStructure"],
+        bodyProperties=["partId", "type"],
+    )  # fmt: skip
+    parsed = meta["parsed"][blob]
+    assert parsed["id"] is None and parsed["mailboxIds"] is None and parsed["keywords"] is None
+    assert parsed["receivedAt"] is None and parsed["blobId"] == blob
+    assert parsed["threadId"] == thread["threadId"] and parsed["size"] == len(raw)
+    assert parsed["header:Subject:asText"] == "Attached"
+    assert [p["type"] for p in parsed["bodyStructure"]["subParts"]] == ["text/plain"] * 2
+    assert set(parsed["bodyStructure"]["subParts"][0]) == {"partId", "type"}
+    forbidden = await mail.call("Email/parse", blobIds=[blob], properties=["header:From:asDate"])
+    assert forbidden["error"]["type"] == "invalidArguments"
+    nothing = await mail.call("Email/parse", blobIds=[])
+    assert nothing["parsed"] is None and nothing["notFound"] is None
+
+
+# -- §5 SearchSnippet/get ----------------------------------------------------------------------
+
+
+async def test_search_snippets(mail):
+    """§5.1: subject and preview with <mark> around the filter's terms, HTML-escaped,
+    null when nothing matches; notFound for unknown ids; the filter is required."""
+    long_body = "Intro words. " * 40 + "The <Foosball> & darts competition is on Friday."
+    hit = await mail.import_(message("The Foosball <cup> & co", long_body))
+    miss = await mail.import_(message("Unrelated", "nothing here"))
+    result = await mail.call(
+        "SearchSnippet/get",
+        filter={"operator": "AND", "conditions": [{"text": "foosball"}, {"body": '"darts"'}]},
+        emailIds=[hit["id"], miss["id"], "nosuchemail"],
+    )
+    assert result["notFound"] == ["nosuchemail"]
+    snippets = {s["emailId"]: s for s in result["list"]}
+    assert snippets[hit["id"]]["subject"] == ("The <mark>Foosball</mark> &lt;cup&gt; &amp; co")
+    preview = snippets[hit["id"]]["preview"]
+    assert "&lt;<mark>Foosball</mark>&gt; &amp; <mark>darts</mark> competition" in preview
+    assert len(preview.encode()) <= 255
+    assert snippets[miss["id"]] == {"emailId": miss["id"], "subject": None, "preview": None}
+    subject_only = await mail.call(
+        "SearchSnippet/get", filter={"subject": "cup"}, emailIds=[hit["id"]]
+    )
+    [one] = subject_only["list"]
+    assert one["subject"] == "The Foosball &lt;<mark>cup</mark>&gt; &amp; co"
+    assert one["preview"] is None
+    negated = await mail.call(
+        "SearchSnippet/get",
+        filter={"operator": "NOT", "conditions": [{"text": "foosball"}]},
+        emailIds=[hit["id"]],
+    )
+    assert negated["list"][0]["subject"] is None
+    required = await mail.call("SearchSnippet/get", emailIds=[hit["id"]])
+    assert required["error"]["type"] == "invalidArguments"
+    unsupported = await mail.call("SearchSnippet/get", filter={"nonsense": 1}, emailIds=[hit["id"]])
+    assert unsupported["error"]["type"] == "unsupportedFilter"
+
+
+# -- §2.5 + §1.5 push for onDestroyRemoveEmails ------------------------------------------------
+
+
+async def test_mailbox_destroy_with_emails_pushes_email_and_thread_states(mail):
+    """Mailbox/set onDestroyRemoveEmails destroys Emails and Threads: push listeners hear
+    the new Email and Thread states, not only Mailbox."""
+    created = await mail.call("Mailbox/set", create={"f": {"name": "Doomed"}})
+    mail.roles["doomed"] = created["created"]["f"]["id"]
+    await mail.import_(message("Doomed mail"), mailbox="doomed")
+    push = mail.server.host.push
+    heard: list[dict[str, str]] = []
+    original = push.publish
+
+    def spy(account, states, *args, **kwargs):
+        if account == mail.account:
+            heard.append(dict(states))
+        return original(account, states, *args, **kwargs)
+
+    push.publish = spy
+    try:
+        email_state, thread_state = await mail.state("Email"), await mail.state("Thread")
+        gone = await mail.call(
+            "Mailbox/set", destroy=[mail.roles["doomed"]], onDestroyRemoveEmails=True
+        )
+        assert gone["destroyed"] == [mail.roles["doomed"]]
+    finally:
+        push.publish = original
+    last = heard[-1]
+    assert last["Email"] == await mail.state("Email") != email_state
+    assert last["Thread"] == await mail.state("Thread") != thread_state
+    assert last["Mailbox"] == gone["newState"]
