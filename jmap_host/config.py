@@ -85,6 +85,11 @@ def read_toml(path: str | Path | None) -> tuple[str, Path, dict[str, Any]]:
 
 
 def _check_bind(value: str) -> str:
+    if value.startswith("unix:"):
+        # A Unix domain socket (hypercorn's syntax; stream protocols such as LMTP too).
+        if not value[5:].startswith("/"):
+            raise Invalid(f'{value!r}: a Unix socket needs an absolute path, "unix:/run/x.sock"')
+        return value
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise Invalid(f'{value!r} is not an address:port such as "[::]:8080" or "0.0.0.0:8080"')
@@ -123,7 +128,7 @@ class _Listener(Table):
                 Key(
                     "bind",
                     List(Str(), min_items=1),
-                    doc='addresses to listen on, "IP:port"; IPv6 in brackets',
+                    doc='addresses to listen on, "IP:port" (IPv6 in brackets) or "unix:/path"',
                 ),
                 Key(
                     "url",

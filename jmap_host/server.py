@@ -130,12 +130,18 @@ async def _serve_stream(
     async with trio.open_nursery() as nursery:
         listeners = []
         for bind in listener["bind"]:
+            if bind.startswith("unix:"):
+                listeners.append(await _unix_listener(bind[5:]))
+                continue
             address, _, port = bind.rpartition(":")
             address = address.strip("[]")
             listeners += await trio.open_tcp_listeners(int(port), host=address)
         for lst in listeners:
             sockname = lst.socket.getsockname()
-            urls.append(f"{listener['protocol']}://{sockname[0]}:{sockname[1]}")
+            if isinstance(sockname, str):
+                urls.append(f"{listener['protocol']}:unix:{sockname}")
+            else:
+                urls.append(f"{listener['protocol']}://{sockname[0]}:{sockname[1]}")
 
         async def handle(stream: trio.SocketStream) -> None:
             await protocol.handler(stream, host, listener)
@@ -145,6 +151,27 @@ async def _serve_stream(
         task_status.started(urls)
         await shutdown.wait()
         nursery.cancel_scope.cancel()
+
+
+async def _unix_listener(path: str) -> trio.SocketListener:
+    """A listening Unix domain socket at ``path``; a stale socket file left by an earlier
+    run is replaced, any other file is not."""
+    import os
+    import stat
+
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        await sock.bind(path)
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 async def run_until_signal(host: Host, on_ready: Callable[[dict[str, list[str]]], None]) -> None:

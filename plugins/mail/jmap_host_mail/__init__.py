@@ -49,10 +49,29 @@ def register_capabilities(host: Host) -> list[Capability]:
 
 @hookimpl
 def migrations(host: Host) -> list[Any]:
-    return [store.migrations]
+    from . import importer
+
+    return [store.migrations, importer.migrations]
 
 
 @hookimpl
 def account_provisioned(host: Host, account: Account) -> Any:
     """A new account gets Inbox, Drafts, Sent, Archive, Junk and Trash."""
     return host.store.write(lambda db: default_mailboxes(db, account.id))
+
+
+@hookimpl
+def register_protocols() -> list[Any]:
+    """``protocol = "lmtp"``: delivery from an MTA (lmtp.py)."""
+    from .lmtp import lmtp_protocol
+
+    return [lmtp_protocol()]
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """``jmap-host deliver`` (delivery.py) and ``jmap-host import`` (importer.py)."""
+    from . import delivery, importer
+
+    delivery.register_commands(cli)
+    importer.register_commands(cli)
