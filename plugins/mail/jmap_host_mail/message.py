@@ -24,6 +24,16 @@ Contract with the caller (storage / Email methods):
 * ``bodyStructure`` always carries ``subParts`` on multipart nodes, whatever bodyProperties say.
 * Text values (bodyValues, Text form) drop NUL characters.
 
+Parsing goes through the standard library's ``email`` package (``email.feedparser`` with a
+compat32-based policy for the structure, ``email.message.Message`` for Content-Type and its
+parameters incl. RFC 2231 and for transfer decoding, ``email.header.decode_header`` for RFC 2047
+words, ``email.utils.parsedate_to_datetime`` for dates); the comments at "MIME structure",
+"RFC 2047" and the address parser say what stays hand-written and why.  Consequences of
+following the email package: a lone CR is a line break like CRLF and LF; when a part has several
+Content-Type, Content-Disposition or Content-Transfer-Encoding fields, the first one counts
+(it is the one the structure was split and decoded by); the last part of a multipart without
+its close delimiter loses its final line break, like every other part.
+
 Main entry points: ``parse_message``, ``ParsedMessage`` (``get`` computes any set of
 message-derived Email properties for Email/get and Email/parse), ``parse_header_property``,
 ``header_property_ok``, ``header_form`` (parse one raw value in a form), ``html_to_text``,
@@ -32,15 +42,17 @@ message-derived Email properties for Email/get and Email/parse), ``parse_header_
 
 from __future__ import annotations
 
-import binascii
 import codecs
 import functools
 import html
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
-from datetime import datetime
-from email.utils import parsedate_tz
+from email.feedparser import BufferedSubFile, FeedParser
+from email.header import decode_header
+from email.message import Message
+from email.policy import Compat32
+from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -286,58 +298,60 @@ def _raw_str(b: bytes) -> str:
 
 
 # --- RFC 2047 -------------------------------------------------------------------------------
+#
+# Hand-written on purpose: the *placement* of encoded-words.  email.header.decode_header finds
+# encoded-words anywhere (``x=?utf-8?q?a?=`` and ``=?a?q?b?==?a?q?c?=`` get decoded), while
+# RFC 2047 §5 / RFC 8621 §4.1.2.2 only allow them as whole whitespace-separated words, and it
+# raises on bad base64.  So this code splits the value into words and finds the runs of
+# adjacent encoded-words (the whitespace between them is dropped); each word is decoded by
+# ``email.header.decode_header`` (Q/B decoding) and same-charset neighbours are joined as
+# bytes, so a multi-byte character split across words survives.  The bytes are turned into
+# text with our charset table (``_codec``: aliases such as ks_c_5601-1987; unknown charsets
+# stay encoded).
 
 _EW_RE = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([QqBb])\?([^?\s]*)\?=")
 _WS_SPLIT = re.compile(r"([ \t\r\n]+)")
-_QHEX = re.compile(rb"=([0-9A-Fa-f]{2})")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
-_B64_CLEAN = re.compile(rb"[^A-Za-z0-9+/]")
 
 
-_B64_OK = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n"
-
-
-def _b64_lenient(data: bytes) -> tuple[bytes, bool]:
-    try:
-        return binascii.a2b_base64(data), bool(data.translate(None, _B64_OK))
-    except (binascii.Error, ValueError):
-        clean = _B64_CLEAN.sub(b"", data)
-        if len(clean) % 4 == 1:
-            clean = clean[:-1]
-        clean += b"=" * (-len(clean) % 4)
+def _decode_run(words: list[str]) -> str:
+    """Decode adjacent encoded-words (all with a known charset).  Each word goes through
+    ``email.header.decode_header`` on its own (on a whole run it is quadratic in the number of
+    words); same-charset neighbours are joined as bytes before decoding, so a multi-byte
+    character split across words survives."""
+    chunks: list[tuple[bytes | None, str, str]] = []  # (data or None if undecodable, cs, word)
+    for word in words:
         try:
-            return binascii.a2b_base64(clean), True
-        except (binascii.Error, ValueError):
-            return b"", True
-
-
-def _decode_encoded_word(m: re.Match[str]) -> tuple[str, bytes] | None:
-    codec = _codec(m.group(1))
-    if codec is None:
-        return None
-    text = m.group(3)
-    if m.group(2) in "Bb":
-        data, _problem = _b64_lenient(text.encode("ascii", "ignore"))
-    else:
-        raw = text.replace("_", " ").encode("utf-8", "replace")
-        data = _QHEX.sub(lambda mm: bytes((int(mm.group(1), 16),)), raw)
-    return codec, data
-
-
-def _flush_words(pending: list[tuple[str, bytes]]) -> str:
+            ((data, charset),) = decode_header(word)
+        except Exception:  # HeaderParseError (bad base64): the word stays as it is
+            chunks.append((None, "", word))
+            continue
+        if not isinstance(data, bytes):  # pragma: no cover - not an encoded-word after all
+            chunks.append((None, "", word))
+            continue
+        charset = (charset or "").split("*", 1)[0]
+        if chunks and chunks[-1][0] is not None and chunks[-1][1] == charset:
+            prev = chunks.pop()
+            data = (prev[0] or b"") + data
+        chunks.append((data, charset, word))
     out: list[str] = []
-    i = 0
-    while i < len(pending):
-        codec, data = pending[i]
-        i += 1
-        while i < len(pending) and pending[i][0] == codec:  # rejoin split multibyte chars
-            data += pending[i][1]
-            i += 1
+    for data, charset, word in chunks:
+        if data is None:
+            out.append(word)
+            continue
+        codec = _codec(charset) or "utf-8"
         try:
             out.append(data.decode(codec, "replace"))
         except Exception:
             out.append(data.decode("utf-8", "replace"))
     return _CTRL.sub("", "".join(out))
+
+
+def _encoded_word(piece: str) -> bool:
+    if not piece.startswith("=?"):
+        return False
+    m = _EW_RE.fullmatch(piece)
+    return m is not None and _codec(m.group(1)) is not None
 
 
 def decode_2047(text: str) -> str:
@@ -347,33 +361,27 @@ def decode_2047(text: str) -> str:
         return text
     pieces = _WS_SPLIT.split(text)
     out: list[str] = []
-    pending: list[tuple[str, bytes]] = []
-    pending_ws = ""
+    run: list[str] = []
+    run_ws = ""  # whitespace after the last encoded-word of the run
     for idx, piece in enumerate(pieces):
         if idx % 2:
-            if pending:
-                pending_ws = piece
+            if run:
+                run_ws = piece
             else:
                 out.append(piece)
             continue
-        decoded = None
-        if piece.startswith("=?"):
-            m = _EW_RE.fullmatch(piece)
-            if m:
-                decoded = _decode_encoded_word(m)
-        if decoded is not None:
-            pending.append(decoded)
-            pending_ws = ""
+        if _encoded_word(piece):
+            run.append(piece)
+            run_ws = ""
             continue
-        if pending:
-            out.append(_flush_words(pending))
-            pending = []
-            out.append(pending_ws)
-            pending_ws = ""
+        if run:
+            out.append(_decode_run(run))
+            out.append(run_ws)
+            run, run_ws = [], ""
         out.append(piece)
-    if pending:
-        out.append(_flush_words(pending))
-        out.append(pending_ws)
+    if run:
+        out.append(_decode_run(run))
+        out.append(run_ws)
     return "".join(out)
 
 
@@ -384,12 +392,7 @@ def _decode_2047_loose(text: str) -> str:
     text = decode_2047(text)
     if "=?" not in text:
         return text
-
-    def sub(m: re.Match[str]) -> str:
-        d = _decode_encoded_word(m)
-        return m.group(0) if d is None else _flush_words([d])
-
-    return _EW_RE.sub(sub, text)
+    return _EW_RE.sub(lambda m: decode_2047(m.group(0)), text)
 
 
 _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
@@ -450,6 +453,16 @@ def _strip_comments(s: str) -> str:
 
 
 # --- §4.1.2.3 / §4.1.2.4 addresses ----------------------------------------------------------
+#
+# Hand-written on purpose; neither email package parser gives RFC 8621's answers on real mail:
+# * email.utils.getaddresses flattens groups (GroupedAddresses needs them), gives
+#   ("", "John Smith john@x") for an unquoted name without angle brackets, keeps encoded-words
+#   in names, and its results depend on the Python patch release (the CVE-2023-27043 "strict"
+#   mode returns ("", "") for whole fields it finds suspicious).
+# * email.headerregistry.AddressHeader keeps groups but drops the comment used as the name
+#   ("bob@example.org (Bob Smith)"), turns "John Smith john@x" into '"John Smith john"@x',
+#   raises on folded input, and its _header_value_parser has a history of pathological cases.
+# The display names do go through decode_2047 (email.header.decode_header per word).
 
 
 def _tokenize_addresses(s: str) -> list[tuple[str, str]]:
@@ -612,6 +625,8 @@ def _addresses(raw: str) -> list[dict[str, Any]]:
 
 
 # --- §4.1.2.5 - §4.1.2.7 --------------------------------------------------------------------
+# Message-IDs and URLs are hand-written: the email package has no public parser for a list of
+# msg-ids or for RFC 2369 <url> lists.  Dates use email.utils.parsedate_to_datetime.
 
 _ANGLE_RE = re.compile(r"<([^<>]*)>")
 
@@ -629,26 +644,26 @@ def _message_ids(raw: str) -> list[str] | None:
 
 
 def _date(raw: str) -> str | None:
+    """§4.1.2.6 via email.utils.parsedate_to_datetime (RFC 5322 and obsolete syntax, 2-digit
+    years, zone names; -0000 gives a naive datetime, shown as UTC).  Comments are stripped first
+    and absurd lengths skipped; impossible dates and offsets of 24h or more make it raise."""
     s = _strip_comments(_unfold(raw)).strip()
     if not s or len(s) > 200:
         return None
     try:
-        t = parsedate_tz(s)
-        if t is None:
-            return None
-        y, mo, d, h, mi, sec = t[:6]
-        off = t[9] or 0
-        if abs(off) >= 24 * 3600 or not 0 <= y <= 9999:
-            return None
-        datetime(y, mo, d, h, mi, min(sec, 59))  # validates the fields
+        dt = parsedate_to_datetime(s)
+        off = dt.utcoffset()
+        secs = int(off.total_seconds()) if off is not None else 0
     except Exception:
         return None
-    stamp = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{min(sec, 59):02d}"
-    if off == 0:
+    stamp = (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+    )
+    if secs == 0:
         return stamp + "Z"
-    sign = "+" if off > 0 else "-"
-    off = abs(off) // 60
-    return f"{stamp}{sign}{off // 60:02d}:{off % 60:02d}"
+    sign = "+" if secs > 0 else "-"
+    mins = abs(secs) // 60
+    return f"{stamp}{sign}{mins // 60:02d}:{mins % 60:02d}"
 
 
 def _urls(raw: str) -> list[str] | None:
@@ -687,111 +702,263 @@ def _header_lookup(headers: list[tuple[str, str]], name: str, form: str, all_: b
     return header_form(values[-1], form) if values else None
 
 
-# --- MIME helpers ---------------------------------------------------------------------------
+# --- MIME structure: the standard library's email package ------------------------------------
+#
+# ``email.feedparser.FeedParser`` (policy ``_POLICY``, a compat32 variant) splits the message:
+# header blocks, multipart boundaries (preamble/epilogue, missing close delimiter, boundary
+# that matches nothing, boundaries that are prefixes of outer ones), digest default types.
+# ``email.message.Message`` gives the Content-Type, the parameters (quoting, RFC 2231
+# continuations and charsets) and the Content-Transfer-Encoding decoding (``get_payload(
+# decode=True)``: lenient base64 with defects, quoted-printable, uuencode).
+#
+# What is adapted, and why (the email package is right for a mail client, not for JMAP):
+#
+# * ``message/*`` parts stay leaves: the feedparser would parse them into sub-messages and
+#   their exact octets (the blob, §4.1.4: bodyStructure does not recurse into them) would be
+#   lost.  ``_Entity.get_content_type`` hides them (and capped parts) from the feedparser.
+# * MAX_DEPTH / MAX_PARTS are enforced while the feedparser runs (``_Parser._new_message``), so
+#   it never recurses deeper than MAX_DEPTH (no RecursionError, no per-line cost growing with
+#   absurd nesting) and the rest of a multipart past MAX_PARTS becomes one opaque part with
+#   its exact octets.  This touches FeedParser internals (``_msgstack``, ``_input``) and is
+#   guarded: if they change, the caps degrade, parsing does not fail.
+# * Raw header values (§4.1.2.1) must be the exact octets after the colon, leading space and
+#   folding included; compat32 strips the leading space.  ``_Policy.header_source_parse``
+#   keeps the exact value (``_HeaderValue.raw``) and hands the email package a value decoded
+#   as UTF-8 (RFC 6532) rather than surrogate-escaped bytes, which compat32 would turn into
+#   U+FFFD in parameters such as 8-bit file names.
+# * RFC 2045 allows comments in Content-Type, Content-Disposition and
+#   Content-Transfer-Encoding (``boundary="b" (comment)``, ``base64 (x)``); the email package
+#   keeps them in values.  They are stripped from the value the email package sees.  Those
+#   values are also capped (``_PARAM_CAP``): compat32's parameter splitter is quadratic.
+# * Obsolete whitespace before the colon (``From : x``, RFC 5322 §4.5.3) ends the header block
+#   in the feedparser (and ``From :`` first is taken for an mbox From_ line): the top-level
+#   header block's field names are normalised before parsing (``_fix_header_names``); the
+#   octets after the colon and every body are untouched.
+# * CR-only messages are converted to LF first, so text values get line feeds.
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+")
-_RFC2231_RE = re.compile(r"^(.*?)\*(\d+)(\*?)$")
+_MIME_STRUCTURED = frozenset(("content-type", "content-disposition", "content-transfer-encoding"))
+_PARAM_CAP = 16384  # characters of a structured MIME field given to the email package
+_PARAM_MAX = 64  # parameters of a structured MIME field given to the email package
+_MAX_BOUNDARY = 200  # RFC 2046 says 70; longer "boundaries" are treated as absent
 
 
-def _split_params(value: str) -> tuple[str, list[tuple[str, str]]]:
-    """Split ``main; a=b; c="d"`` into main value and raw (name, value) pairs."""
-    segs: list[str] = []
-    buf: list[str] = []
-    in_q = False
-    depth = 0
-    i, n = 0, len(value)
-    while i < n:
-        c = value[i]
-        if in_q:
-            if c == "\\" and i + 1 < n:
-                buf.append(value[i + 1])
-                i += 2
-                continue
-            if c == '"':
-                in_q = False
-                buf.append("\x00")  # marks quoted end, removed below
-            else:
-                buf.append(c)
-        elif depth:
-            if c == "(":
-                depth += 1
-            elif c == ")":
-                depth -= 1
-        elif c == '"':
-            in_q = True
-            buf.append("\x01")
-        elif c == "(":
-            depth = 1
-        elif c == ";":
-            segs.append("".join(buf))
-            buf = []
+class _HeaderValue(str):
+    """A header value as the email package sees it, with the exact Raw form in ``raw``."""
+
+    raw: str
+
+
+class _Policy(Compat32):
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = sourcelines[0].split(":", 1)
+        raw = (value + "".join(sourcelines[1:])).rstrip("\r\n")
+        raw = _raw_str(raw.encode("ascii", "surrogateescape"))
+        name = name.rstrip(" \t")
+        if name.lower() in _MIME_STRUCTURED:
+            v = _unfold(raw[:_PARAM_CAP])
+            if v.count(";") > _PARAM_MAX:
+                v = ";".join(v.split(";", _PARAM_MAX + 1)[: _PARAM_MAX + 1])
+            v = _strip_comments(v).strip()
         else:
-            buf.append(c)
-        i += 1
-    segs.append("".join(buf))
-    main = segs[0].replace("\x00", "").replace("\x01", "").strip()
-    params: list[tuple[str, str]] = []
-    for seg in segs[1:]:
-        if "=" not in seg:
-            continue
-        k, v = seg.split("=", 1)
-        k = k.replace("\x00", "").replace("\x01", "").strip().lower()
-        v = v.strip()
-        if v.startswith("\x01"):
-            end = v.find("\x00")
-            v = v[1:end] if end >= 0 else v[1:]
-        else:
-            v = v.replace("\x00", "").replace("\x01", "").strip()
-        if k:
-            params.append((k, v))
-    return main, params
+            v = raw.lstrip(" \t")
+        hv = _HeaderValue(v)
+        hv.raw = raw
+        return name, hv
 
 
-def _parse_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """Combine RFC 2231 continuations / charsets; first occurrence of a plain name wins."""
-    plain: dict[str, str] = {}
-    ext: dict[str, list[tuple[int, bool, str]]] = {}
-    for k, v in pairs:
-        m = _RFC2231_RE.match(k)
-        if m:
-            ext.setdefault(m.group(1), []).append((int(m.group(2)[:6]), bool(m.group(3)), v))
-        elif k.endswith("*"):
-            ext.setdefault(k[:-1], []).append((0, True, v))
-        else:
-            plain.setdefault(k, v)
-    for base, segs in ext.items():
-        segs.sort(key=lambda s: s[0])
-        charset = None
+_POLICY = _Policy()
+
+
+class _Entity(Message):
+    """A parsed entity; ``jmap_*`` attributes are set by ``_Parser._new_message``."""
+
+    jmap_depth = 0
+    jmap_leaf = False  # parse the body as opaque octets (depth cap, MAX_PARTS remainder)
+    jmap_rest = False  # the MAX_PARTS remainder of the parent multipart, without headers
+
+    def get_content_type(self) -> str:
+        # What the feedparser sees: message/* and capped entities are not parsed into.
+        ctype = super().get_content_type()
+        if self.jmap_leaf or ctype.startswith("message/"):
+            return "application/octet-stream"
+        return ctype
+
+    def real_content_type(self) -> str:
+        return super().get_content_type()
+
+    def get_boundary(self, failobj: Any = None) -> Any:
+        try:
+            boundary = super().get_boundary(failobj)
+        except Exception:  # e.g. TypeError sorting mixed RFC 2231 continuations
+            return failobj
+        if not boundary or not isinstance(boundary, str) or len(boundary) > _MAX_BOUNDARY:
+            return failobj
+        return boundary
+
+
+def _is_boundary_matcher(pred: Any) -> bool:
+    if getattr(pred, "jmap_boundary", False):
+        return True
+    pattern = getattr(getattr(pred, "__self__", None), "pattern", None)
+    # feedparser: re.compile('(?P<sep>' + re.escape('--' + boundary) + ...)
+    return isinstance(pattern, str) and pattern[:14].replace("\\", "").startswith("(?P<sep>--")
+
+
+class _Input(BufferedSubFile):
+    """The feedparser's line buffer, with a shortcut: it tests every line against every
+    enclosing multipart's boundary (a Python loop per line and nesting level: 10 s for 5 MB of
+    short lines 64 levels deep).  A delimiter line starts with "--", so other lines skip the
+    test, as long as only boundary matchers were pushed (the feedparser also pushes a blank
+    line matcher for message/delivery-status, which ``_Entity`` keeps from being parsed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jmap_fast = True
+
+    def push_eof_matcher(self, pred: Any) -> None:
+        if not _is_boundary_matcher(pred):
+            self.jmap_fast = False
+        super().push_eof_matcher(pred)
+
+    def readline(self) -> Any:
+        lines = getattr(self, "_lines", None)
+        if self.jmap_fast and lines and not lines[0].startswith("--"):
+            return lines.popleft()
+        return super().readline()
+
+
+class _Parser(FeedParser):
+    def __init__(self) -> None:
+        super().__init__(_factory=_Entity, policy=_POLICY)
+        self.jmap_count = 0
+        self._input = _Input()
+
+    def _new_message(self) -> None:
+        depth = len(self._msgstack)
+        rest = depth > 0 and self.jmap_count >= MAX_PARTS
+        eofstack = getattr(self._input, "_eofstack", None) if rest else None
+        super()._new_message()
+        cur = self._cur
+        self.jmap_count += 1
+        if not isinstance(cur, _Entity):  # pragma: no cover - defensive
+            return
+        cur.jmap_depth = depth
+        if depth >= MAX_DEPTH:
+            cur.jmap_leaf = True
+        if eofstack:
+            # The parent's boundary matcher is on top: let only its close delimiter end this
+            # part, and feed an empty line so no header is parsed: the entity holds the rest
+            # of the parent's body, as it is.
+            outer = eofstack[-1]
+
+            def close_only(line: str, outer: Callable[[str], Any] = outer) -> Any:
+                mo = outer(line)
+                return mo if mo is not None and mo.group("end") else None
+
+            close_only.jmap_boundary = True  # type: ignore[attr-defined]
+            eofstack[-1] = close_only
+            self._input.unreadline("\n")
+            cur.jmap_leaf = cur.jmap_rest = True
+
+
+_OBS_NAME = re.compile(rb"(?m)^[!-9;-~]+[ \t]+:")
+_HDR_LINE = re.compile(rb"([!-9;-~]+)([ \t]*):")
+
+
+def _fix_header_names(buf: bytes) -> bytes:
+    """Drop whitespace between field name and colon in the top-level header block."""
+    end = len(buf)
+    for sep in (b"\n\n", b"\n\r\n"):
+        i = buf.find(sep)
+        if 0 <= i < end:
+            end = i
+    if not _OBS_NAME.search(buf, 0, end + 1):
+        return buf
+    out: list[bytes] = []
+    pos = last = 0
+    while pos < len(buf):
+        nl = buf.find(b"\n", pos)
+        nxt = len(buf) if nl < 0 else nl + 1
+        first = buf[pos : pos + 1]
+        if first in (b"\r", b"\n", b""):
+            break
+        if first not in (b" ", b"\t"):
+            m = _HDR_LINE.match(buf, pos, nxt)
+            if m is None:
+                if pos == 0 and buf.startswith(b"From "):  # mbox From_ line
+                    pos = nxt
+                    continue
+                break
+            if m.group(2):
+                out.append(buf[last : m.end(1)])
+                last = m.end(2)
+        pos = nxt
+    out.append(buf[last:])
+    return b"".join(out)
+
+
+def _params(e: Message, header: str) -> dict[str, str]:
+    """Parameters of a structured field by the email package (quoting, RFC 2231).  An RFC 2231
+    value wins over a plain one of the same name; its charset is decoded with ``decode_text``
+    (unknown or wrong charsets guessed, where the email package would keep Latin-1 mojibake)."""
+    try:
+        items = e.get_params(None, header)
+    except Exception:
+        return {}
+    out: dict[str, str] = {}
+    for k, v in (items or [])[1:]:
+        k = k.strip().lower()
+        if isinstance(v, tuple):
+            charset, _lang, text = v
+            try:
+                data = text.encode("latin-1")
+            except UnicodeEncodeError:
+                data = text.encode("utf-8", "replace")
+            out[k] = decode_text(data, charset or "utf-8")[0]
+        elif k:
+            out.setdefault(k, v)
+    return out
+
+
+_IDENTITY_CTE = frozenset(("", "7bit", "8bit", "binary"))
+_DECODED_CTE = frozenset(("base64", "quoted-printable", "x-uuencode", "uuencode", "x-uue", "uue"))
+
+
+def _body(e: Message, opaque: bool = False) -> tuple[bytes, bool]:
+    """(content after transfer decoding, is_problem) by ``Message.get_payload(decode=True)``;
+    ``opaque``: the exact octets, whatever the Content-Transfer-Encoding says."""
+    cte = str(e.get("content-transfer-encoding", "")).lower()
+    if opaque and cte:
+        del e["content-transfer-encoding"]
+        cte = ""
+    ndefects = len(e.defects)
+    data = e.get_payload(decode=True)
+    if not isinstance(data, bytes):
         data = b""
-        for idx, (_num, encoded, v) in enumerate(segs):
-            if encoded:
-                if idx == 0 and v.count("'") >= 2:
-                    charset, _lang, v = v.split("'", 2)
-                data += re.sub(
-                    rb"%([0-9A-Fa-f]{2})",
-                    lambda mm: bytes((int(mm.group(1), 16),)),
-                    v.encode("utf-8", "replace"),
-                )
-            else:
-                data += v.encode("utf-8", "replace")
-        text, _problem = decode_text(data, charset or "utf-8")
-        plain[base] = text
-    return plain
+    if cte in _IDENTITY_CTE:
+        return data, False
+    if cte not in _DECODED_CTE:  # unknown encoding: content as is (§4.1.4), flagged
+        return data, True
+    problem = len(e.defects) > ndefects  # base64: invalid characters, padding, length
+    if cte not in ("base64", "quoted-printable"):  # uuencode gives the input back on failure
+        del e["content-transfer-encoding"]
+        problem = problem or data == e.get_payload(decode=True) != b""
+    return data, problem
 
 
 class _Part:
     __slots__ = (
-        "body_end",
-        "body_start",
         "charset",
         "cid",
-        "cte",
+        "data",
         "disposition",
         "headers",
         "language",
         "location",
         "name",
         "part_id",
+        "problem",
         "size",
         "sub_parts",
         "type",
@@ -807,9 +974,8 @@ class _Part:
         self.cid: str | None = None
         self.language: list[str] | None = None
         self.location: str | None = None
-        self.cte = ""
-        self.body_start = 0
-        self.body_end = 0
+        self.data = b""  # content after transfer decoding (the blob)
+        self.problem = False  # transfer decoding problem
         self.size = 0
         self.sub_parts: list[_Part] | None = None
 
@@ -821,135 +987,11 @@ def _last(headers: list[tuple[str, str]], lname: str) -> str | None:
     return None
 
 
-_HDR_NAME = re.compile(rb"[!-9;-~]+")
-
-
-def _parse_headers(
-    buf: bytes, start: int, end: int, top: bool
-) -> tuple[list[tuple[str, str]], int]:
-    """Header fields of the entity in buf[start:end] and the offset where its body starts."""
-    spans: list[list[Any]] = []  # [name, value_start, value_end]
-    pos = start
-    if (
-        top
-        and buf.startswith(b"From ", pos)
-        and not buf[pos + 5 : pos + 64].lstrip().startswith(b":")
-    ):  # mbox separator line (not "From : x", obsolete spacing)
-        nl = buf.find(b"\n", pos, end)
-        pos = end if nl < 0 else nl + 1
-    body = end
-    while pos < end:
-        nl = buf.find(b"\n", pos, end)
-        line_end = end if nl < 0 else nl
-        content_end = line_end - 1 if line_end > pos and buf[line_end - 1] == 0x0D else line_end
-        nxt = end if nl < 0 else nl + 1
-        if content_end == pos:  # empty line: end of the header block
-            body = nxt
-            break
-        first = buf[pos]
-        if first in (0x20, 0x09):
-            if spans:
-                spans[-1][2] = content_end
-                pos = nxt
-                continue
-            body = pos
-            break
-        colon = buf.find(b":", pos, content_end)
-        if colon < 0:
-            body = pos
-            break
-        name = buf[pos:colon].rstrip(b" \t")
-        if not _HDR_NAME.fullmatch(name):
-            body = pos
-            break
-        spans.append([name.decode("ascii"), colon + 1, content_end])
-        pos = nxt
-    else:
-        body = end
-    return [(n, _raw_str(buf[s:e])) for n, s, e in spans], min(body, end)
-
-
-def _find_delimiters(
-    buf: bytes, start: int, end: int, boundary: bytes
-) -> list[tuple[int, int, bool]]:
-    """(line_start, next_line_start, is_close) for each boundary delimiter line in range."""
-    delim = b"--" + boundary
-    found: list[tuple[int, int, bool]] = []
-    pos = start
-    while True:
-        i = buf.find(delim, pos, end)
-        if i < 0:
-            break
-        j = i + len(delim)
-        if i != start and buf[i - 1] != 0x0A:
-            pos = j
-            continue
-        nl = buf.find(b"\n", j, end)
-        line_end = end if nl < 0 else nl
-        nxt = end if nl < 0 else nl + 1
-        rest = buf[j : min(line_end, j + 512)]
-        if rest.startswith(b"--"):
-            found.append((i, nxt, True))
-            break
-        if rest.strip() or line_end - j > 512:
-            pos = j
-            continue
-        found.append((i, nxt, False))
-        pos = nxt
-    return found
-
-
-def _content_end(buf: bytes, seg_start: int, delim_start: int) -> int:
-    """Content ends before the line break that precedes the delimiter (RFC 2046 §5.1.1)."""
-    e = delim_start
-    if e > seg_start and buf[e - 1] == 0x0A:
-        e -= 1
-        if e > seg_start and buf[e - 1] == 0x0D:
-            e -= 1
-    return e
-
-
-_IDENTITY_CTE = frozenset(("", "7bit", "8bit", "binary"))
-_UU_CTE = frozenset(("x-uuencode", "uuencode", "x-uue", "uue"))
-
-
-def _uudecode(data: bytes) -> tuple[bytes, bool]:
-    out: list[bytes] = []
-    problem = False
-    lines = data.splitlines()
-    started = not any(line.startswith(b"begin ") for line in lines[:50])
-    for line in lines:
-        if not started:
-            started = line.startswith(b"begin ")
-            continue
-        if line.strip() == b"end":
-            break
-        if not line.strip():
-            continue
-        try:
-            out.append(binascii.a2b_uu(line))
-        except (binascii.Error, ValueError):
-            nbytes = (((line[0] - 32) & 63) * 4 + 5) // 3
-            try:
-                out.append(binascii.a2b_uu(line[:nbytes]))
-            except (binascii.Error, ValueError):
-                problem = True
-    return b"".join(out), problem
-
-
-def _decode_cte(data: bytes, cte: str) -> tuple[bytes, bool]:
-    try:
-        if cte in _IDENTITY_CTE:
-            return data, False
-        if cte == "base64":
-            return _b64_lenient(data)
-        if cte == "quoted-printable":
-            return binascii.a2b_qp(data), False
-        if cte in _UU_CTE:
-            return _uudecode(data)
-    except Exception:
-        return data, True
-    return data, True  # unknown transfer encoding: treated as identity (§4.1.4 blobId)
+def _content_type(e: _Entity) -> str:
+    """The email package's type, comments and whitespace removed (``text / html``), and the
+    default (text/plain, message/rfc822 in a digest) unless it is a valid type/subtype."""
+    ctype = re.sub(r"\s+", "", e.real_content_type())
+    return ctype if _TOKEN_RE.fullmatch(ctype) else e.get_default_type()
 
 
 # --- html to text -------------------------------------------------------------------------
@@ -1068,141 +1110,91 @@ class ParsedMessage:
     def __init__(self, raw: bytes) -> None:
         raw = bytes(raw)
         self.size = len(raw)
-        buf = raw
-        if b"\n" not in buf and b"\r" in buf:  # CR-only line endings
-            buf = buf.replace(b"\r", b"\n")
-        self._buf = buf
         self._leaves: dict[str, _Part] = {}
-        self._decoded: dict[str, tuple[bytes, bool]] = {}
-        self._count = 0
         try:
-            self._root = self._build(0, len(buf), 0, "", None, True)
-        except Exception:  # pragma: no cover - last resort, keeps the promise of never raising
+            buf = raw
+            if b"\n" not in buf and b"\r" in buf:  # CR-only line endings
+                buf = buf.replace(b"\r", b"\n")
+            parser = _Parser()
+            parser.feed(_fix_header_names(buf).decode("ascii", "surrogateescape"))
+            tree = parser.close()
+            self._root = self._build(tree, "")
+        except Exception:  # last resort (RecursionError, MemoryError...): one opaque part
             self._leaves.clear()
-            self._decoded.clear()
             root = _Part()
             root.part_id = "1"
             root.type = "application/octet-stream"
             root.charset = None
-            root.body_start, root.body_end, root.size = 0, len(buf), len(buf)
+            root.data, root.size = raw, len(raw)
             self._leaves["1"] = root
             self._root = root
         self._headers = self._root.headers
         self._lists: tuple[list[_Part], list[_Part], list[_Part]] | None = None
         self._preview: str | None = None
 
-    # -- building --
+    # -- building (from the email package's tree) --
 
-    def _opaque(self, start: int, end: int, part_id: str, headers: list[tuple[str, str]]) -> _Part:
+    def _build(self, e: Message, prefix: str) -> _Part:
         p = _Part()
-        p.part_id = part_id
-        p.headers = headers
-        p.type = "application/octet-stream"
-        p.charset = None
-        p.body_start, p.body_end, p.size = start, end, max(0, end - start)
-        self._leaves[part_id] = p
-        return p
-
-    def _build(
-        self, start: int, end: int, depth: int, prefix: str, parent: str | None, top: bool
-    ) -> _Part:
-        self._count += 1
-        buf = self._buf
-        headers, body_start = _parse_headers(buf, start, end, top)
-        p = _Part()
-        p.headers = headers
-        ct = _last(headers, "content-type")
-        params: dict[str, str] = {}
-        ctype = None
-        if ct is not None:
-            main, pairs = _split_params(_unfold(ct))
-            main = re.sub(r"\s+", "", main).lower()
-            if _TOKEN_RE.fullmatch(main):
-                ctype = main
-            params = _parse_params(pairs)
-        if ctype is None:
-            ctype = "message/rfc822" if parent == "multipart/digest" else "text/plain"
+        part_id = prefix or "1"
+        if getattr(e, "jmap_rest", False):  # the rest of a multipart past MAX_PARTS
+            p.type, p.charset = "application/octet-stream", None
+            return self._leaf(p, e, part_id, opaque=True)
+        p.headers = [(n, getattr(v, "raw", str(v))) for n, v in e.raw_items()]
+        has_ct = "content-type" in e
+        ctype = _content_type(e) if isinstance(e, _Entity) else e.get_content_type()
+        params = _params(e, "content-type")
         p.type = ctype
-        if ct is None or ctype.startswith("text/"):
+        if not has_ct or ctype.startswith("text/"):
             p.charset = params.get("charset") or "us-ascii"
         else:
             p.charset = params.get("charset")
-        cd = _last(headers, "content-disposition")
-        dparams: dict[str, str] = {}
-        if cd is not None:
-            dmain, dpairs = _split_params(_unfold(cd))
-            p.disposition = re.sub(r"\s+", "", dmain).lower() or None
-            dparams = _parse_params(dpairs)
+        if "content-disposition" in e:
+            disp = e.get_content_disposition()
+            p.disposition = re.sub(r"\s+", "", disp or "") or None
+        dparams = _params(e, "content-disposition")
         name = dparams.get("filename") or params.get("name")
         if name:
             p.name = _clean_str(_nfc(_decode_2047_loose(name))) or None
-        cid = _last(headers, "content-id")
+        # Content-ID, -Language and -Location: the email package has no parser for them.
+        cid = _last(p.headers, "content-id")
         if cid is not None:
             c = _strip_comments(_unfold(cid)).strip()
             if c.startswith("<") and c.endswith(">"):
                 c = c[1:-1]
             p.cid = c.strip() or None
-        lang = _last(headers, "content-language")
+        lang = _last(p.headers, "content-language")
         if lang is not None:
             tags = [t for t in re.split(r"[\s,]+", _strip_comments(_unfold(lang))) if t]
             p.language = tags or None
-        loc = _last(headers, "content-location")
+        loc = _last(p.headers, "content-location")
         if loc is not None:
             p.location = re.sub(r"\s+", "", _unfold(loc)) or None
-        cte = _last(headers, "content-transfer-encoding")
-        p.cte = _strip_comments(_unfold(cte)).strip().lower() if cte is not None else ""
-        part_id = prefix or "1"
-        if ctype.startswith("multipart/"):
-            if depth >= MAX_DEPTH:
-                return self._opaque_from(p, body_start, end, part_id)
-            boundary = params.get("boundary", "")
-            delims = (
-                _find_delimiters(buf, body_start, end, boundary.encode("utf-8", "replace"))
-                if boundary and len(boundary) <= 200
-                else []
-            )
-            if not delims:
-                # No usable boundary: present the body as text (like most MUAs do).
-                p.type = "text/plain"
-                p.charset = params.get("charset") or "us-ascii"
-                return self._leaf(p, body_start, end, part_id)
-            p.sub_parts = []
-            for k, (_dstart, dnext, is_close) in enumerate(delims):
-                if is_close:
-                    break
-                seg_end = _content_end(buf, dnext, delims[k + 1][0]) if k + 1 < len(delims) else end
-                child_id = f"{prefix}.{k + 1}" if prefix else str(k + 1)
-                if self._count >= MAX_PARTS:  # the rest of this multipart becomes one blob
-                    last = delims[-1]
-                    region_end = _content_end(buf, dnext, last[0]) if last[2] else end
-                    p.sub_parts.append(self._opaque(dnext, max(dnext, region_end), child_id, []))
-                    break
-                child = self._build(dnext, max(dnext, seg_end), depth + 1, child_id, ctype, False)
-                p.sub_parts.append(child)
-            p.charset = None if ct is not None else p.charset
+        if e.is_multipart():
+            if not ctype.startswith("multipart/"):  # pragma: no cover - defensive
+                p.type = "multipart/mixed"
+            p.charset = None if has_ct else p.charset
+            p.sub_parts = [
+                self._build(child, f"{prefix}.{k}" if prefix else str(k))
+                for k, child in enumerate(e.get_payload(), 1)
+            ]
             return p
-        return self._leaf(p, body_start, end, part_id)
+        if ctype.startswith("multipart/"):
+            if getattr(e, "jmap_depth", 0) >= MAX_DEPTH:  # nesting cap: the body as one blob
+                p.type, p.charset = "application/octet-stream", None
+                return self._leaf(p, e, part_id, opaque=True)
+            # No usable boundary: present the body as text (like most MUAs do).
+            p.type = "text/plain"
+            p.charset = params.get("charset") or "us-ascii"
+        return self._leaf(p, e, part_id)
 
-    def _opaque_from(self, p: _Part, start: int, end: int, part_id: str) -> _Part:
-        q = self._opaque(start, end, part_id, p.headers)
-        q.disposition, q.name, q.cid, q.language, q.location = (
-            p.disposition,
-            p.name,
-            p.cid,
-            p.language,
-            p.location,
-        )
-        return q
-
-    def _leaf(self, p: _Part, start: int, end: int, part_id: str) -> _Part:
+    def _leaf(self, p: _Part, e: Message, part_id: str, opaque: bool = False) -> _Part:
         p.part_id = part_id
-        p.body_start, p.body_end = start, max(start, end)
-        if p.cte in _IDENTITY_CTE:
-            p.size = p.body_end - p.body_start
-        else:
-            data, problem = _decode_cte(self._buf[p.body_start : p.body_end], p.cte)
-            self._decoded[part_id] = (data, problem)
-            p.size = len(data)
+        try:
+            p.data, p.problem = _body(e, opaque)
+        except Exception:  # pragma: no cover - defensive: get_payload on odd input
+            p.data, p.problem = b"", True
+        p.size = len(p.data)
         self._leaves[part_id] = p
         return p
 
@@ -1353,16 +1345,13 @@ class ParsedMessage:
 
     def part_bytes(self, part_id: str) -> bytes:
         """Decoded (transfer-encoding) content of a leaf part; KeyError if unknown."""
-        p = self._leaves[part_id]
-        if part_id in self._decoded:
-            return self._decoded[part_id][0]
-        return self._buf[p.body_start : p.body_end]
+        return self._leaves[part_id].data
 
     def _text(self, part_id: str, limit: int = 0) -> tuple[str, bool, bool]:
         """(text, is_encoding_problem, source_was_cut)"""
         p = self._leaves[part_id]
         data = self.part_bytes(part_id)
-        cte_problem = self._decoded.get(part_id, (b"", False))[1]
+        cte_problem = p.problem
         cut = bool(limit) and len(data) > limit
         if cut:
             data = data[:limit]

@@ -708,3 +708,85 @@ class TestThreading:
         assert ids == ["m3@example.com", "r1@example.com", "r2@example.com"]
         assert subject == "starts with an mbox from_ line"
         assert corpus("37-html-only.eml").thread_keys().base_subject == "html only"
+
+
+# --- robustness of the email-package based parser -------------------------------------------
+
+
+class TestEmailPackageEdges:
+    def test_obsolete_space_before_colon_in_top_header_block(self) -> None:
+        m = parse_message(b"Subject : spaced\r\nFrom:\ta@b\r\n\r\nbody")
+        assert m.headers == [
+            {"name": "Subject", "value": " spaced"},
+            {"name": "From", "value": "\ta@b"},
+        ]
+        assert m.body_value("1")["value"] == "body"
+
+    def test_rfc2231_value_wins_and_8bit_utf8_filename(self) -> None:
+        raw = msg(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+            "Content-Type: application/pdf\n"
+            'Content-Disposition: attachment; filename="fallback.pdf";'
+            " filename*=utf-8''r%C3%A9el.pdf\n\nx\n--b\n"
+            'Content-Type: application/pdf; name="R\u00e9sum\u00e9.pdf"\n\ny\n--b--\n'
+        )
+        atts = parse_message(raw).attachments()
+        assert [a["name"] for a in atts] == ["r\u00e9el.pdf", "R\u00e9sum\u00e9.pdf"]
+
+    def test_comments_in_mime_fields(self) -> None:
+        raw = msg(
+            "Content-Type: text/plain (plain text); charset=utf-8 (really)\n"
+            "Content-Transfer-Encoding: base64 (encoded)\n\naMOp\n"
+        )
+        m = parse_message(raw)
+        assert m.body_structure()["charset"] == "utf-8"
+        assert m.body_value("1") == {
+            "value": "h\u00e9",
+            "isEncodingProblem": False,
+            "isTruncated": False,
+        }
+
+    def test_message_parts_are_exact_leaves(self) -> None:
+        inner = b"X-A:tight\r\nSubject:  two  spaces\r\n\r\nbody\r\n"
+        for ctype in ("message/rfc822", "message/delivery-status", "message/global"):
+            raw = (
+                b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: "
+                + ctype.encode()
+                + b"\r\n\r\n"
+                + inner
+                + b"\r\n--b--\r\n"
+            )
+            m = parse_message(raw)
+            assert m.part_ids == ["1"] and m.part_type("1") == ctype
+            assert m.part_bytes("1") == inner
+
+    def test_absurd_nesting_never_raises(self) -> None:
+        deep = b"".join(
+            b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+            for i in range(3000)
+        )
+        m = parse_message(b"Subject: deep\r\n" + deep + b"\r\ninner\r\n")
+        assert m.subject == "deep" and len(m.part_ids) == 1
+        assert b"inner" in m.part_bytes(m.part_ids[0])
+        nested = b"Content-Type: message/rfc822\r\n\r\n" * 20000 + b"Subject: x\r\n\r\nhi"
+        assert parse_message(nested).part_ids == ["1"]
+
+    def test_deep_nesting_with_many_lines_is_not_quadratic(self) -> None:
+        head = b"".join(
+            b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+            for i in range(MAX_DEPTH + 5)
+        )
+        raw = head + b"Content-Type: text/plain\r\n\r\n" + b"x\r\n" * 300_000
+        start = time.perf_counter()
+        m = parse_message(raw)
+        assert time.perf_counter() - start < 1.0
+        assert m.part_ids[0].count(".") == MAX_DEPTH - 1
+
+    def test_many_encoded_words_are_linear(self) -> None:
+        raw = b"Subject: " + b" ".join([b"=?utf-8?q?a?="] * 50_000) + b"\r\n\r\nx"
+        start = time.perf_counter()
+        assert parse_message(raw).subject == "a" * 50_000
+        assert time.perf_counter() - start < 1.0
+
+    def test_bad_base64_encoded_word_stays(self) -> None:
+        assert hdr(" =?utf-8?b?abcde?= =?utf-8?q?ok?=", "Text") == "=?utf-8?b?abcde?=ok"
