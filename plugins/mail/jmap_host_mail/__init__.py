@@ -2,8 +2,9 @@
 
 Built on the host's standard methods: Mailbox (mailbox.py), Email and Thread (email.py)
 are declared data types with the RFC's rules as hooks; message.py parses messages; the
-store layer for the tables beside them is store.py.  Still to come in this plugin:
-Identity, EmailSubmission, VacationResponse, LMTP delivery and import.
+store layer for the tables beside them is store.py.  Identity, EmailSubmission and
+VacationResponse (identity.py, submission.py, vacation.py, smtp.py) come in through
+submission_hooks.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from jmap_host import Account, Capability, Host, hookimpl
 from . import store
 from .email import EMAIL, MAILBOX_TYPE, SORT_OPTIONS, THREAD, email_methods
 from .mailbox import MAX_DEPTH, MAX_NAME_OCTETS, default_mailboxes, mailbox_methods
+from .submission_hooks import (
+    submission_capabilities,
+    submission_config_keys,
+    submission_migrations,
+    submission_provisioning,
+    submission_startup,
+)
 
 MAIL = "urn:ietf:params:jmap:mail"
 
@@ -43,7 +51,9 @@ def register_capabilities(host: Host) -> list[Capability]:
             # Mailbox without its standard /set: email.mailbox_set replaces it, to push the
             # Email and Thread changes of onDestroyRemoveEmails.
             datatypes=[MAILBOX_TYPE, EMAIL, THREAD],
-        )
+        ),
+        # Identity, EmailSubmission and VacationResponse (submission_hooks.py).
+        *submission_capabilities(),
     ]
 
 
@@ -51,13 +61,29 @@ def register_capabilities(host: Host) -> list[Capability]:
 def migrations(host: Host) -> list[Any]:
     from . import importer
 
-    return [store.migrations, importer.migrations]
+    return [store.migrations, importer.migrations, *submission_migrations()]
 
 
 @hookimpl
 def account_provisioned(host: Host, account: Account) -> Any:
-    """A new account gets Inbox, Drafts, Sent, Archive, Junk and Trash."""
-    return host.store.write(lambda db: default_mailboxes(db, account.id))
+    """A new account gets Inbox, Drafts, Sent, Archive, Junk and Trash, an Identity per
+    address and its VacationResponse."""
+
+    def write(db: Any) -> None:
+        default_mailboxes(db, account.id)
+        submission_provisioning(db, account)  # Identities, the VacationResponse
+
+    return host.store.write(write)
+
+
+@hookimpl
+def config_keys() -> list[tuple[str, Any]]:
+    return [*submission_config_keys()]
+
+
+@hookimpl
+def startup(host: Host) -> None:
+    submission_startup(host)  # the outbound queue runner
 
 
 @hookimpl
