@@ -4,7 +4,8 @@ Built on the host's standard methods: Mailbox (mailbox.py), Email and Thread (em
 are declared data types with the RFC's rules as hooks; message.py parses messages; the
 store layer for the tables beside them is store.py.  Identity, EmailSubmission and
 VacationResponse (identity.py, submission.py, vacation.py, smtp.py) come in through
-submission_hooks.py.
+submission_hooks.py.  Mail arrives through LMTP (lmtp.py) or ``jmap-host deliver``, both
+on delivery.py, and ``jmap-host import`` (importer.py) brings mbox and Maildir archives.
 """
 
 from __future__ import annotations
