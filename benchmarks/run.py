@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from generate import SEARCH_TERMS, generate  # noqa: E402
-from jmapclient import Client, JMAPError, Session, method_errors, new_http  # noqa: E402
+from jmapclient import Client, JMAPError, method_errors, new_http  # noqa: E402
 from load import load  # noqa: E402
 from stats import summarize  # noqa: E402
 
@@ -861,8 +861,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"\nJSON: {path}")
     return out
 
-
-__all__ = ["Session", "main", "run"]
 
 if __name__ == "__main__":
     main()
