@@ -202,12 +202,17 @@ def delete_parts(db: sqlite_utils.Database, account: str, email_id: str) -> None
 def index_text(
     db: sqlite_utils.Database, account: str, email_id: str, fields: dict[str, str]
 ) -> None:
+    # The index row takes the Email row's rowid, unique across accounts, so a search is one
+    # uncorrelated MATCH joined on rowid (see fts_condition), never a MATCH per message.
+    row = db.execute(
+        "SELECT rowid FROM mail_email WHERE account = ? AND id = ?", [account, email_id]
+    ).fetchone()
     db.execute(
-        f"INSERT INTO {FTS} (email_id, account, subject, sender, recipients_to, recipients_cc, "
-        "recipients_bcc, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [email_id, account, fields.get("subject", ""), fields.get("from", ""),
-         fields.get("to", ""), fields.get("cc", ""), fields.get("bcc", ""),
-         fields.get("body", "")],
+        f"INSERT INTO {FTS} (rowid, email_id, account, subject, sender, recipients_to, "
+        "recipients_cc, recipients_bcc, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [row[0] if row else None, email_id, account, fields.get("subject", ""),
+         fields.get("from", ""), fields.get("to", ""), fields.get("cc", ""),
+         fields.get("bcc", ""), fields.get("body", "")],
     )  # fmt: skip
 
 
@@ -236,11 +241,7 @@ def fts_condition(table: str, column: str | None, text: str) -> tuple[str, list[
     query = fts_query(text, column)
     if not query:
         return "1", []
-    return (
-        f"[{table}].id IN (SELECT email_id FROM {FTS} WHERE {FTS} MATCH ? "
-        f"AND account = [{table}].account)",
-        [query],
-    )
+    return f"[{table}].rowid IN (SELECT rowid FROM {FTS} WHERE {FTS} MATCH ?)", [query]
 
 
 def search_terms(text: str) -> list[str]:
