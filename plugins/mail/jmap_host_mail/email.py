@@ -250,8 +250,10 @@ def ingest(
 ) -> dict[str, Any]:
     """Store ``raw`` as a new Email in ``account`` inside the caller's write transaction;
     returns the Email record.  Raises SetError for bad mailboxIds or keywords.
-    ``delivered``: the Email arrived (import, delivery) rather than being made by the
-    client (Email/set create, Email/copy), which alone changes EmailDelivery (§1.5)."""
+    ``delivered``: whether EmailDelivery changes.  RFC 8621 §1.5 says it MUST change
+    "whenever a new Email is added to the store", so every ingest path (delivery, import,
+    Email/set create, Email/copy) leaves it true; a plugin re-storing an existing message
+    would pass False."""
     existing = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, ["name"])}
     unknown = [m for m in mailbox_ids if m not in existing]
     if unknown:
@@ -797,7 +799,7 @@ def _create_one(
     db: Any, host: Host, account: str, principal: str, obj: Any, created: dict[str, str]
 ) -> dict[str, Any]:
     """One Email/set create: validate, compose the message from blobs the user can see,
-    ingest it as a client-made (not delivered) Email."""
+    ingest it."""
     bad = validate_create(obj)
     if bad:
         raise SetError("invalidProperties", "invalid " + ", ".join(bad), properties=bad)
@@ -814,7 +816,7 @@ def _create_one(
         if exc.type == "blobNotFound":
             raise SetError("blobNotFound", exc.description, notFound=exc.not_found) from None
         raise SetError(exc.type, exc.description, properties=exc.properties) from None
-    return ingest(db, host, account, raw, mailbox_ids, keywords, received_at, delivered=False)
+    return ingest(db, host, account, raw, mailbox_ids, keywords, received_at)
 
 
 # -- Email/copy (§4.7) -------------------------------------------------------------------------
@@ -925,7 +927,7 @@ def _copy_one(
     raw = read_blob(host, original["blobId"])
     if raw is None:
         raise SetError("notFound", "the message of this Email is gone")
-    record = ingest(db, host, target, raw, mailbox_ids, keywords, received_at, delivered=False)
+    record = ingest(db, host, target, raw, mailbox_ids, keywords, received_at)
     return record, original["id"]
 
 

@@ -1,9 +1,10 @@
 """Push for mail (RFC 8620 §7.3, RFC 8621 §1.5) over real sockets: a message delivered over
 LMTP reaches the recipient's EventSource stream as one StateChange with the Email,
-Mailbox, Thread and EmailDelivery states; a keyword change (Email/set) and a draft
-(Email/set create) change Email and Mailbox but not EmailDelivery, which changes only when
-mail arrives; another user's stream hears nothing of it; mail for a group's address reaches
-the group account's members' streams, under the group account only."""
+Mailbox, Thread and EmailDelivery states; a keyword change (Email/set) changes Email and
+Mailbox but not EmailDelivery, which changes whenever a new Email is added to the store
+(a delivery, an import, a draft); another user's stream hears nothing of it; mail for a
+group's address reaches the group account's members' streams, under the group account
+only."""
 
 from __future__ import annotations
 
@@ -187,7 +188,7 @@ async def test_delivery_and_keyword_change_reach_the_stream(world):
         states = await alice.states()
         assert changed[alice.own] == {t: states[t] for t in ("Email", "Mailbox")}
 
-        # A draft the client makes: Email, Mailbox and Thread, still no EmailDelivery.
+        # A draft the client makes is a new Email in the store: EmailDelivery too (§1.5).
         boxes = (await alice.call("Mailbox/get", ids=None))["list"]
         drafts = next(m["id"] for m in boxes if m["role"] == "drafts")
         with trio.fail_after(1):
@@ -198,7 +199,10 @@ async def test_delivery_and_keyword_change_reach_the_stream(world):
             )  # fmt: skip
             changed = await stream.next_state()
         assert list(changed) == [alice.own]
-        assert set(changed[alice.own]) == {"Email", "Mailbox", "Thread"}
+        assert set(changed[alice.own]) == MAIL_TYPES
+        delivered = changed[alice.own]["EmailDelivery"]
+        with trio.fail_after(1):
+            assert (await deliveries.next_state()) == {alice.own: {"EmailDelivery": delivered}}
 
         # Mail to alice's alias sales@example.org is hers, not the group's.
         with trio.fail_after(1):
@@ -206,7 +210,7 @@ async def test_delivery_and_keyword_change_reach_the_stream(world):
             changed = await stream.next_state()
         assert list(changed) == [alice.own] and set(changed[alice.own]) == MAIL_TYPES
         assert changed[alice.own]["EmailDelivery"] != delivered
-        # The EmailDelivery-only stream heard the second delivery and nothing between.
+        # The EmailDelivery-only stream heard the next delivery and nothing between.
         with trio.fail_after(1):
             second = await deliveries.next_state()
         assert second == {alice.own: {"EmailDelivery": changed[alice.own]["EmailDelivery"]}}
