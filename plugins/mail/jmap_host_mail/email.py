@@ -573,15 +573,20 @@ class EmailQuery:
         if limit is not None and not self.collapse:
             sql += " LIMIT ? OFFSET ?"
             params += [limit, offset]
-        rows = db.execute(sql, params).fetchall()
+        rows = db.execute(sql, params)
         if not self.collapse:
             return [r[0] for r in rows]
+        # Collapsing reads the ordered rows only until the page is full: the sort walks an
+        # index, so opening a mailbox costs the page, not the whole mailbox.
+        wanted = None if limit is None else offset + limit
         seen: set[str] = set()
         out = []
         for email_id, thread_id in rows:
             if thread_id not in seen:  # §4.4.3: each Thread once, at its first Email
                 seen.add(thread_id)
                 out.append(email_id)
+                if wanted is not None and len(out) >= wanted:
+                    break
         return out if limit is None else out[offset : offset + limit]
 
     def count(self, db: Any, account: str) -> int:
