@@ -196,8 +196,19 @@ def insert_record(db: sqlite_utils.Database, dt: DataType, account: str, record:
     db[dt.table].insert(row)
 
 
-def update_record(db: sqlite_utils.Database, dt: DataType, account: str, record: dict) -> None:
+def update_record(
+    db: sqlite_utils.Database,
+    dt: DataType,
+    account: str,
+    record: dict,
+    properties: Iterable[str] | None = None,
+) -> None:
+    """Write ``record``'s stored properties, or only those named in ``properties``."""
+    if properties is not None:
+        record = {"id": record["id"], **{n: record[n] for n in properties if n in record}}
     row = encode(dt, record)
+    if not row:
+        return
     sets = ", ".join(f"[{c}] = ?" for c in row)
     db.execute(
         f"UPDATE [{dt.table}] SET {sets} WHERE account = ? AND id = ?",

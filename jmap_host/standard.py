@@ -416,9 +416,13 @@ class SetRun:
         before_hook = copy.deepcopy(record)
         if dt.on_update is not None:
             dt.on_update(self.ctx, current, record)
-        os_.update_record(self.db, dt, self.account.id, record)
+        # Only the columns whose values changed are written, and the blob references
+        # (which follow the BlobId properties alone) only when one of those changed.
+        differ = [p for p in dt.properties if record.get(p.name) != current.get(p.name)]
+        os_.update_record(self.db, dt, self.account.id, record, [p.name for p in differ])
         os_.record_change(self.db, self.account.id, dt.name, record_id, "updated")
-        self.sync_blob_refs(record)
+        if any(p.base_type == "BlobId" for p in differ):
+            self.sync_blob_refs(record)
         changed = {k: v for k, v in record.items() if before_hook.get(k) != v}
         return changed or None
 
