@@ -350,7 +350,12 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
                 f"no such Mailbox: {', '.join(unknown)}",
                 properties=["mailboxIds"],
             )
-    if new["mailboxIds"] != old["mailboxIds"] or new["keywords"] != old["keywords"]:
+    # The membership rows hold only the Mailboxes and the unread flag, and the Mailbox
+    # counts follow from them: a keyword change that leaves unread alone ($flagged, say)
+    # changes neither, so no Mailbox gets a new state.
+    if new["mailboxIds"] != old["mailboxIds"] or store.is_unread(
+        new["keywords"]
+    ) != store.is_unread(old["keywords"]):
         store.set_membership(
             ctx.db, ctx.account.id, new["id"], new["threadId"], new["mailboxIds"], new["keywords"]
         )
