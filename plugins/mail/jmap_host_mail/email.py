@@ -450,7 +450,12 @@ async def email_get(call: Call) -> dict[str, Any]:
         modseq, _ = objectstore.current_modseq(db, account, EMAIL.name)
         valid = [i for i in ids if standard.is_id(i)]
         records = objectstore.read_records(db, EMAIL, account, valid, [*stored, "blobId"])
-        parts = {r["id"]: store.get_parts(db, account, r["id"]) for r in records}
+        # The part blob ids are only wanted for properties read from the message itself.
+        parts = (
+            {r["id"]: store.get_parts(db, account, r["id"]) for r in records}
+            if from_message
+            else {}
+        )
         return modseq, records, parts
 
     modseq, records, parts = await host.store.read(read)
