@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import objectstore, standard, tokens
 from .blobs import (
+    BlobBatch,
     add_blob_reference,
     blob_copy,
     blob_visible,
@@ -65,6 +66,7 @@ __all__ = [
     "WEBSOCKET",
     "ASGIApp",
     "Account",
+    "BlobBatch",
     "Bool",
     "Call",
     "Capability",

@@ -190,10 +190,15 @@ def count_records(db: sqlite_utils.Database, dt: DataType, account: str) -> int:
     return int(db.execute(sql, [account]).fetchone()[0])
 
 
-def insert_record(db: sqlite_utils.Database, dt: DataType, account: str, record: dict) -> None:
+def insert_record(db: sqlite_utils.Database, dt: DataType, account: str, record: dict) -> int:
+    """Insert ``record``; returns the new row's rowid.  A plain parameterised INSERT
+    (sqlite-utils' ``Table.insert`` reads the table's schema on every call)."""
     row = encode(dt, record)
     row.update({"account": account, "id": record["id"]})
-    db[dt.table].insert(row)
+    cols = ", ".join(f"[{c}]" for c in row)
+    marks = ", ".join("?" * len(row))
+    cursor = db.execute(f"INSERT INTO [{dt.table}] ({cols}) VALUES ({marks})", list(row.values()))
+    return int(cursor.lastrowid or 0)
 
 
 def update_record(

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jmap_host import (
+    BlobBatch,
     Call,
     DataType,
     FilterCondition,
@@ -247,21 +248,30 @@ def ingest(
     received_at: str | None = None,
     *,
     delivered: bool = True,
+    blobs: BlobBatch | None = None,
+    mailboxes: set[str] | None = None,
 ) -> dict[str, Any]:
     """Store ``raw`` as a new Email in ``account`` inside the caller's write transaction;
     returns the Email record.  Raises SetError for bad mailboxIds or keywords.
     ``delivered``: whether EmailDelivery changes.  RFC 8621 §1.5 says it MUST change
     "whenever a new Email is added to the store", so every ingest path (delivery, import,
     Email/set create, Email/copy) leaves it true; a plugin re-storing an existing message
-    would pass False."""
-    existing = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, ["name"])}
+    would pass False.
+    ``blobs``: a :class:`BlobBatch` the caller flushes before its transaction commits (many
+    messages in one transaction); without it each blob file is written and fsynced here.
+    ``mailboxes``: the account's Mailbox ids, when the caller has read them already in
+    this transaction (one read per batch, not one per message)."""
+    existing = mailboxes
+    if existing is None:
+        existing = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, [])}
     unknown = [m for m in mailbox_ids if m not in existing]
     if unknown:
         raise SetError(
             "invalidProperties", f"no such Mailbox: {', '.join(unknown)}", properties=["mailboxIds"]
         )
     parsed = parse_message(raw)
-    blob_id = write_blob(host, raw)
+    store_blob = blobs.add if blobs is not None else lambda data: write_blob(host, data)
+    blob_id = store_blob(raw)
     email_id = objectstore.new_id()
     keys, subject = parsed.thread_keys()
     thread_id = store.find_thread(db, account, keys, subject) if keys else None
@@ -302,7 +312,7 @@ def ingest(
         "receivedAt": received_at or utc_now(),
         **meta,
     }
-    objectstore.insert_record(db, EMAIL, account, record)
+    rowid = objectstore.insert_record(db, EMAIL, account, record)
     objectstore.record_change(db, account, EMAIL.name, email_id, "created")
     if delivered:
         # RFC 8621 §1.5: EmailDelivery changes when, and only when, an Email arrives.
@@ -310,7 +320,7 @@ def ingest(
     add_blob_reference(db, account, blob_id, f"Email:{email_id}")
     parts = {}
     for part_id in parsed.part_ids:
-        part_blob = write_blob(host, parsed.part_bytes(part_id))
+        part_blob = store_blob(parsed.part_bytes(part_id))
         parts[part_id] = part_blob
         add_blob_reference(db, account, part_blob, f"EmailPart:{email_id}")
     store.set_parts(db, account, email_id, parts)
@@ -323,7 +333,7 @@ def ingest(
         "subject": meta.get("subject") or "", "from": _addresses_text(meta.get("from")),
         "to": _addresses_text(meta.get("to")), "cc": _addresses_text(meta.get("cc")),
         "bcc": _addresses_text(meta.get("bcc")), "body": body_text,
-    })  # fmt: skip
+    }, rowid)  # fmt: skip
     fields = [(h["name"], header_form(h["value"], "Text")) for h in parsed.headers]
     store.index_headers(db, account, email_id, fields)
     return record
@@ -1092,17 +1102,26 @@ async def email_import(call: Call) -> dict[str, Any]:
             raise MethodError("stateMismatch")
         created: dict[str, Any] = {}
         not_created: dict[str, Any] = {}
+        # One read of the Mailboxes for the batch: nothing below creates or destroys one.
+        mailboxes = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, [])}
+        blobs = BlobBatch(host)
         for creation_id, spec in emails.items():
             db.execute("SAVEPOINT jmap_import")
+            mark = blobs.mark()
             try:
-                record = _import_one(db, host, account, principal, spec)
+                record = _import_one(db, host, account, principal, spec, blobs, mailboxes)
             except SetError as exc:
                 db.execute("ROLLBACK TO jmap_import")
                 db.execute("RELEASE jmap_import")
+                blobs.discard_after(mark)
                 not_created[creation_id] = exc.to_json()
                 continue
             db.execute("RELEASE jmap_import")
             created[creation_id] = {k: record[k] for k in ("id", "blobId", "threadId", "size")}
+        # Every blob file the rows above name is written and fsynced (files, then their
+        # directories) here, inside the transaction and before store.write commits it: an
+        # acknowledged import never names a file a crash could lose.
+        blobs.flush()
         new, _ = objectstore.current_modseq(db, account, EMAIL.name)
         return {
             "accountId": account,
@@ -1119,7 +1138,15 @@ async def email_import(call: Call) -> dict[str, Any]:
     return result
 
 
-def _import_one(db: Any, host: Host, account: str, principal: str, spec: Any) -> dict:
+def _import_one(
+    db: Any,
+    host: Host,
+    account: str,
+    principal: str,
+    spec: Any,
+    blobs: BlobBatch | None = None,
+    mailboxes: set[str] | None = None,
+) -> dict:
     if not isinstance(spec, dict):
         raise SetError("invalidProperties", "an EmailImport must be an object")
     bad = [
@@ -1148,7 +1175,10 @@ def _import_one(db: Any, host: Host, account: str, principal: str, spec: Any) ->
     raw = read_blob(host, spec["blobId"])
     if raw is None:
         raise SetError("invalidProperties", "no such blob", properties=["blobId"])
-    return ingest(db, host, account, raw, mailbox_ids, keywords, spec.get("receivedAt"))
+    return ingest(
+        db, host, account, raw, mailbox_ids, keywords, spec.get("receivedAt"),
+        blobs=blobs, mailboxes=mailboxes,
+    )  # fmt: skip
 
 
 def email_methods() -> list[Method]:

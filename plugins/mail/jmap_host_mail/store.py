@@ -168,12 +168,11 @@ def find_thread(
 def add_thread_keys(
     db: sqlite_utils.Database, account: str, keys: list[str], thread_id: str, subject: str
 ) -> None:
-    for key in keys:
-        db.execute(
-            f"INSERT OR IGNORE INTO {THREAD_KEYS} (account, key, thread_id, subject) "
-            "VALUES (?, ?, ?, ?)",
-            [account, key, thread_id, subject],
-        )
+    db.conn.executemany(
+        f"INSERT OR IGNORE INTO {THREAD_KEYS} (account, key, thread_id, subject) "
+        "VALUES (?, ?, ?, ?)",
+        [(account, key, thread_id, subject) for key in keys],
+    )
 
 
 def set_parts(
@@ -200,13 +199,22 @@ def delete_parts(db: sqlite_utils.Database, account: str, email_id: str) -> None
 
 
 def index_text(
-    db: sqlite_utils.Database, account: str, email_id: str, fields: dict[str, str]
+    db: sqlite_utils.Database,
+    account: str,
+    email_id: str,
+    fields: dict[str, str],
+    rowid: int | None = None,
 ) -> None:
     # The index row takes the Email row's rowid, unique across accounts, so a search is one
     # uncorrelated MATCH joined on rowid (see fts_condition), never a MATCH per message.
-    row = db.execute(
-        "SELECT rowid FROM mail_email WHERE account = ? AND id = ?", [account, email_id]
-    ).fetchone()
+    # ``rowid``: the caller's, when it just inserted the Email row.
+    row = (
+        (rowid,)
+        if rowid
+        else db.execute(
+            "SELECT rowid FROM mail_email WHERE account = ? AND id = ?", [account, email_id]
+        ).fetchone()
+    )
     db.execute(
         f"INSERT INTO {FTS} (rowid, email_id, account, subject, sender, recipients_to, "
         "recipients_cc, recipients_bcc, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -294,11 +302,13 @@ def create_headers(db: sqlite_utils.Database) -> None:
 def index_headers(
     db: sqlite_utils.Database, account: str, email_id: str, fields: list[tuple[str, str]]
 ) -> None:
-    for name, value in fields[:MAX_HEADER_ROWS]:
-        db.execute(
-            f"INSERT INTO {HEADERS} (account, email_id, name, value) VALUES (?, ?, ?, ?)",
-            [account, email_id, name.lower(), value[:MAX_HEADER_VALUE]],
-        )
+    db.conn.executemany(
+        f"INSERT INTO {HEADERS} (account, email_id, name, value) VALUES (?, ?, ?, ?)",
+        [
+            (account, email_id, name.lower(), value[:MAX_HEADER_VALUE])
+            for name, value in fields[:MAX_HEADER_ROWS]
+        ],
+    )
 
 
 def unindex_headers(db: sqlite_utils.Database, account: str, email_id: str) -> None:
