@@ -250,12 +250,14 @@ def record_change(
 ) -> int:
     """Take the next modseq for a change to ``record_id``; ``kind`` is created, updated or
     destroyed.  Must run inside a write transaction."""
-    db.execute(
-        f"INSERT INTO {MODSEQ_TABLE} (account, type, modseq, low) VALUES (?, ?, 1, 0) "
-        "ON CONFLICT (account, type) DO UPDATE SET modseq = modseq + 1",
-        [account, type_name],
+    # One statement takes the next modseq and returns it (RETURNING: SQLite >= 3.35).
+    modseq = int(
+        db.execute(
+            f"INSERT INTO {MODSEQ_TABLE} (account, type, modseq, low) VALUES (?, ?, 1, 0) "
+            "ON CONFLICT (account, type) DO UPDATE SET modseq = modseq + 1 RETURNING modseq",
+            [account, type_name],
+        ).fetchone()[0]
     )
-    modseq, _ = current_modseq(db, account, type_name)
     db.execute(
         f"INSERT INTO {CHANGE_TABLE} (account, type, modseq, id, kind, at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
