@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+import orjson
 import trio
 
 if TYPE_CHECKING:
@@ -180,9 +182,46 @@ def _in_networks(
     return any(ip in net for net in networks)
 
 
+# orjson writes NaN and ±Infinity as null instead of refusing them, and serialises a few
+# types the stdlib refuses; the passthrough options send dataclasses, datetimes and
+# subclasses of the JSON types to the stdlib encoder instead, so the output is the same.
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
 def dumps(value: Any) -> bytes:
-    """JSON as the host sends it: UTF-8, compact, never NaN (RFC 8620 §1.5, I-JSON)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """JSON as the host sends it: UTF-8, compact, never NaN (RFC 8620 §1.5, I-JSON).
+
+    orjson when it can (responses are large: a 50-Email page is ~30 KB, 20x faster than the
+    stdlib); the stdlib encoder with ``allow_nan=False`` for anything orjson refuses (int
+    keys, integers beyond 64 bits, other types) and whenever the value holds a non-finite
+    float (orjson would write ``null``), so errors and output match the stdlib's."""
+    try:
+        out = orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        out = None
+    if out is None or (b"null" in out and _has_nonfinite(value)):
+        return json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
+    return out
+
+
+def _has_nonfinite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
 
 
 def json_response(
