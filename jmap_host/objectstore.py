@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 import sqlite_utils
 
 from .datatype import DataType, FilterCondition, Property
@@ -150,11 +151,27 @@ def decode(dt: DataType, row: dict[str, Any], properties: Iterable[str] | None =
         value = row.get(column(prop))
         if value is not None:
             if is_json(prop):
-                value = json.loads(value)
+                value = _loads(value)
             elif prop.base_type == "Boolean":
                 value = bool(value)
         out[name] = value
     return out
+
+
+_PLAIN, _JSON, _BOOL = "plain", "json", "bool"
+
+
+def _kind(prop: Property) -> str:
+    return _JSON if is_json(prop) else _BOOL if prop.base_type == "Boolean" else _PLAIN
+
+
+def _loads(text: str) -> Any:
+    """A stored JSON column: orjson, or the stdlib for what orjson refuses (NaN, integers
+    beyond 64 bits, escaped lone surrogates), so every stored value reads back as before."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def read_records(
@@ -178,8 +195,20 @@ def read_records(
             marks = ", ".join("?" * len(chunk))
             sql = f"SELECT {cols} FROM [{dt.table}] WHERE account = ? AND id IN ({marks})"
             rows += db.execute(sql, [account, *chunk]).fetchall()
-    names = ["id", *(column(dt.by_name[p]) for p in props if p != "id")]
-    records = [decode(dt, dict(zip(names, r, strict=True)), props) for r in rows]
+    # decode() per row, unrolled: the conversion of each column is decided once.
+    plan = [(p, _kind(dt.by_name[p])) for p in props if p != "id"]
+    records = []
+    for row in rows:
+        record = {"id": row[0]}
+        for i, (name, kind) in enumerate(plan, 1):
+            value = row[i]
+            if value is not None:
+                if kind is _JSON:
+                    value = _loads(value)
+                elif kind is _BOOL:
+                    value = bool(value)
+            record[name] = value
+        records.append(record)
     if computed and records and dt.compute is not None:
         dt.compute(db, account, records, computed)
     return records
