@@ -8,6 +8,7 @@ the one that authenticates in ``storage.directory``.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class Principal:
         return account_id_for(self.name)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the name, asked on every request
 def account_id_for(name: str) -> str:
     """The JMAP account id of the principal called ``name``.
 

@@ -469,9 +469,10 @@ async def email_get(call: Call) -> dict[str, Any]:
         return modseq, records, parts
 
     modseq, records, parts = await host.store.read(read)
+    fields = list(dict.fromkeys(["id", *stored]))
     out = []
     for record in records:
-        email = {"id": record["id"], **{p: record[p] for p in stored}}
+        email = {p: record[p] for p in fields}
         if from_message:
             raw = await _read_blob(host, record["blobId"])
             parsed = parse_message(raw or b"")
