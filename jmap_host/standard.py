@@ -835,47 +835,64 @@ async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
     return await call.host.store.read(read)
 
 
-async def type_query_changes(dt: DataType, call: Call) -> dict[str, Any]:
-    """RFC 8620 §5.6 /queryChanges, from the change log: every record changed since the
-    old state that may have left the results is "removed", and those now in the results
-    are "added" at their index; with filter and sort on immutable properties only,
-    updates cannot move a record, so only creations and destructions count."""
-    check_read(dt, call)
+def query_changes_result(
+    db: sqlite_utils.Database,
+    dt: DataType,
+    call: Call,
+    since: int | None,
+    mutable: bool,
+    current_ids: Callable[[], list[str]],
+) -> dict[str, Any]:
+    """The /queryChanges answer (§5.6) from the change log and the query's current ordered
+    ids; shared by the standard method and plugins with their own query (mail's Email).
+    Every record changed since ``since`` that may have left the results is "removed", and
+    those now in the results are "added" at their index; with filter and sort on
+    immutable properties only (``mutable`` false), updates cannot move a record."""
     assert call.account is not None
     account = call.account.id
-    since_text = arg(call, "sinceQueryState", "String")
+    since_text = call.args.get("sinceQueryState")
     max_changes = arg(call, "maxChanges", "UnsignedInt|null")
     up_to_id = arg(call, "upToId", "Id|null")
     calculate_total = arg(call, "calculateTotal", "Boolean", False)
+    modseq = check_since(db, account, dt, since)
+    assert since is not None
+    changes, _, _ = collect_changes(db, account, dt, since, 10**9)
+    ids = current_ids()
+    index = {record_id: i for i, record_id in enumerate(ids)}
+    relevant = {i: k for i, k in changes.items() if k != "gone" and (mutable or k != "updated")}
+    removed = [i for i, k in relevant.items() if k != "created"]
+    added = sorted(
+        ({"id": i, "index": index[i]} for i in relevant if i in index),
+        key=lambda a: a["index"],
+    )
+    if up_to_id is not None and not mutable and up_to_id in index:
+        # §5.6: with immutable filter and sort, nothing past upToId concerns the client.
+        added = [a for a in added if a["index"] <= index[up_to_id]]
+    if max_changes is not None and len(removed) + len(added) > max_changes:
+        raise MethodError("tooManyChanges")
+    out: dict[str, Any] = {
+        "accountId": account,
+        "oldQueryState": since_text,
+        "newQueryState": str(modseq),
+        "removed": removed,
+        "added": added,
+    }
+    if calculate_total:
+        out["total"] = len(ids)
+    return out
+
+
+async def type_query_changes(dt: DataType, call: Call) -> dict[str, Any]:
+    """RFC 8620 §5.6 /queryChanges (see query_changes_result)."""
+    check_read(dt, call)
+    assert call.account is not None
+    account = call.account.id
+    since = parse_state(arg(call, "sinceQueryState", "String"))
     where, order, mutable = compile_query(dt, call.args.get("filter"), call.args.get("sort"))
-    since = parse_state(since_text)
 
     def read(db: sqlite_utils.Database) -> dict[str, Any]:
-        modseq = check_since(db, account, dt, since)
-        assert since is not None
-        changes, _, _ = collect_changes(db, account, dt, since, 10**9)
-        ids = os_.query_ids(db, dt, account, where, order)
-        index = {record_id: i for i, record_id in enumerate(ids)}
-        relevant = {i: k for i, k in changes.items() if k != "gone" and (mutable or k != "updated")}
-        removed = [i for i, k in relevant.items() if k != "created"]
-        added = sorted(
-            ({"id": i, "index": index[i]} for i in relevant if i in index),
-            key=lambda a: a["index"],
+        return query_changes_result(
+            db, dt, call, since, mutable, lambda: os_.query_ids(db, dt, account, where, order)
         )
-        if up_to_id is not None and not mutable and up_to_id in index:
-            # §5.6: with immutable filter and sort, nothing past upToId concerns the client.
-            added = [a for a in added if a["index"] <= index[up_to_id]]
-        if max_changes is not None and len(removed) + len(added) > max_changes:
-            raise MethodError("tooManyChanges")
-        out: dict[str, Any] = {
-            "accountId": account,
-            "oldQueryState": since_text,
-            "newQueryState": str(modseq),
-            "removed": removed,
-            "added": added,
-        }
-        if calculate_total:
-            out["total"] = len(ids)
-        return out
 
     return await call.host.store.read(read)

@@ -681,36 +681,13 @@ async def email_query_changes(call: Call) -> dict[str, Any]:
     )
     if not query.calculable:
         raise MethodError("cannotCalculateChanges", "this query depends on whole Threads")
-    since_text = standard.arg(call, "sinceQueryState", "String")
-    max_changes = standard.arg(call, "maxChanges", "UnsignedInt|null")
-    up_to_id = standard.arg(call, "upToId", "Id|null")
-    calculate_total = _bool_arg(call, "calculateTotal")
-    since = standard.parse_state(since_text)
+    since = standard.parse_state(standard.arg(call, "sinceQueryState", "String"))
 
     def read(db: Any) -> dict[str, Any]:
-        modseq = standard.check_since(db, account, EMAIL, since)
-        assert since is not None
-        changes, _, _ = standard.collect_changes(db, account, EMAIL, since, 10**9)
-        ids = query.ids(db, account)
-        index = {record_id: i for i, record_id in enumerate(ids)}
-        mutable = query.mutable
-        relevant = {i: k for i, k in changes.items() if k != "gone" and (mutable or k != "updated")}
-        removed = [i for i, k in relevant.items() if k != "created"]
-        added = sorted(
-            ({"id": i, "index": index[i]} for i in relevant if i in index),
-            key=lambda a: a["index"],
+        result = standard.query_changes_result(
+            db, EMAIL, call, since, query.mutable, lambda: query.ids(db, account)
         )
-        if up_to_id is not None and not mutable and up_to_id in index:
-            added = [a for a in added if a["index"] <= index[up_to_id]]
-        if max_changes is not None and len(removed) + len(added) > max_changes:
-            raise MethodError("tooManyChanges")
-        out: dict[str, Any] = {
-            "accountId": account, "oldQueryState": since_text, "newQueryState": str(modseq),
-            "removed": removed, "added": added, "collapseThreads": False,
-        }  # fmt: skip
-        if calculate_total:
-            out["total"] = len(ids)
-        return out
+        return {**result, "collapseThreads": False}
 
     return await call.host.store.read(read)
 
