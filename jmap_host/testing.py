@@ -72,6 +72,27 @@ def write_config(
     return path
 
 
+def write_tls_config(directory: Path, extra: str = "") -> tuple[Path, Path]:
+    """:func:`write_config` with its listener on TLS, a certificate for 127.0.0.1 and
+    localhost from a throw-away CA (trustme); returns (config, CA file).  Clients built on
+    requests (jmapc) trust the CA through ``REQUESTS_CA_BUNDLE``."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(directory / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    config = write_config(directory, extra)
+    text = config.read_text().replace(
+        'protocol = "jmap"\n',
+        'protocol = "jmap"\ntls.certificate = "cert.pem"\ntls.private-key = "key.pem"\n',
+        1,
+    )
+    config.write_text(text)
+    return config, directory / "ca.pem"
+
+
 def basic(user: str, password: str | None = None) -> dict[str, str]:
     """An Authorization header for ``user`` (password from :data:`PASSWORDS` by default)."""
     secret = PASSWORDS[user] if password is None else password

@@ -37,25 +37,12 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from .message import header_property_ok, parse_header_property
+from .message import CONVENIENCE, header_property_ok, parse_header_property
 
 __all__ = ["ComposeError", "compose_message", "encode_header_value", "validate_create"]
 
 CRLF = "\r\n"
 
-CONVENIENCE = {
-    "messageId": ("Message-ID", "MessageIds"),
-    "inReplyTo": ("In-Reply-To", "MessageIds"),
-    "references": ("References", "MessageIds"),
-    "sender": ("Sender", "Addresses"),
-    "from": ("From", "Addresses"),
-    "to": ("To", "Addresses"),
-    "cc": ("Cc", "Addresses"),
-    "bcc": ("Bcc", "Addresses"),
-    "replyTo": ("Reply-To", "Addresses"),
-    "subject": ("Subject", "Text"),
-    "sentAt": ("Date", "Date"),
-}
 _METADATA = frozenset(("mailboxIds", "keywords", "receivedAt"))
 _BODY_PROPS = frozenset(("bodyStructure", "bodyValues", "textBody", "htmlBody", "attachments"))
 _SERVER_SET = frozenset(("id", "blobId", "threadId", "size", "hasAttachment", "preview"))

@@ -1104,6 +1104,22 @@ def parse_message(raw: bytes) -> ParsedMessage:
     return ParsedMessage(raw)
 
 
+# RFC 8621 §4.1.3: each convenience property is a header field in a parsed form.
+CONVENIENCE = {
+    "messageId": ("Message-ID", "MessageIds"),
+    "inReplyTo": ("In-Reply-To", "MessageIds"),
+    "references": ("References", "MessageIds"),
+    "sender": ("Sender", "Addresses"),
+    "from": ("From", "Addresses"),
+    "to": ("To", "Addresses"),
+    "cc": ("Cc", "Addresses"),
+    "bcc": ("Bcc", "Addresses"),
+    "replyTo": ("Reply-To", "Addresses"),
+    "subject": ("Subject", "Text"),
+    "sentAt": ("Date", "Date"),
+}
+
+
 class ParsedMessage:
     """A parsed message.  See the module docstring for the partId / blobId contract."""
 
@@ -1436,19 +1452,7 @@ class ParsedMessage:
 
     # -- all at once for Email/get and Email/parse --
 
-    _CONVENIENCE = {
-        "messageId": ("Message-ID", "MessageIds"),
-        "inReplyTo": ("In-Reply-To", "MessageIds"),
-        "references": ("References", "MessageIds"),
-        "sender": ("Sender", "Addresses"),
-        "from": ("From", "Addresses"),
-        "to": ("To", "Addresses"),
-        "cc": ("Cc", "Addresses"),
-        "bcc": ("Bcc", "Addresses"),
-        "replyTo": ("Reply-To", "Addresses"),
-        "subject": ("Subject", "Text"),
-        "sentAt": ("Date", "Date"),
-    }
+    _CONVENIENCE = CONVENIENCE
     MESSAGE_PROPERTIES = frozenset(
         [
             *_CONVENIENCE,

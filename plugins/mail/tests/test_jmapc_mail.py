@@ -9,7 +9,6 @@ synchronous and runs in trio.to_thread."""
 from __future__ import annotations
 
 import trio
-import trustme
 from jmapc import Client, Comparator, EmailQueryFilterCondition
 from jmapc.methods import (
     CustomMethod,
@@ -19,7 +18,7 @@ from jmapc.methods import (
     MailboxGet,
 )
 
-from jmap_host.testing import PASSWORDS, running_server, write_config
+from jmap_host.testing import PASSWORDS, running_server, write_tls_config
 
 MAIL = "urn:ietf:params:jmap:mail"
 RAW = (
@@ -30,19 +29,7 @@ RAW = (
 
 
 def tls_config(tmp_path):
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    config = write_config(tmp_path)
-    text = config.read_text().replace(
-        'protocol = "jmap"\n',
-        'protocol = "jmap"\ntls.certificate = "cert.pem"\ntls.private-key = "key.pem"\n',
-        1,
-    )
-    config.write_text(text)
-    return config, tmp_path / "ca.pem"
+    return write_tls_config(tmp_path)
 
 
 async def test_jmapc_mailboxes_import_query_get_and_keywords(tmp_path, monkeypatch):
