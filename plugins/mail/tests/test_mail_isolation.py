@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import trio
+from jmap_host_mail.testing import lmtp_deliver
 
 from jmap_host.directory import account_id_for
 from jmap_host.testing import api, basic, running_server, write_config
@@ -172,41 +172,6 @@ def plain_message(subject: str, body: str, sender: str, to: str) -> bytes:
         f"Message-ID: <{secrets.token_hex(8)}@example.net>\r\n"
         f"Date: Tue, 24 Nov 2026 11:00:00 +0100\r\n\r\n{body}\r\n"
     ).encode()
-
-
-async def lmtp_deliver(server: Any, mail_from: str, rcpt: str, raw: bytes) -> str:
-    """Deliver ``raw`` over the LMTP listener (pipelined); the final reply line."""
-    address, port = server.urls["lmtp"][0].removeprefix("lmtp://").rsplit(":", 1)
-    stream = await trio.open_tcp_stream(address, int(port))
-    async with stream:
-        buffer = b""
-
-        async def reply() -> str:
-            nonlocal buffer
-            while True:
-                while b"\r\n" not in buffer:
-                    with trio.fail_after(10):
-                        data = await stream.receive_some(65536)
-                    assert data, buffer
-                    buffer += data
-                line, _, buffer = buffer.partition(b"\r\n")
-                if line[3:4] != b"-":
-                    return line.decode()
-
-        assert (await reply()).startswith("220")
-        await stream.send_all(
-            f"LHLO mta\r\nMAIL FROM:<{mail_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode()
-        )
-        for code in ("250", "250", "250", "354"):
-            line = await reply()
-            assert line.startswith(code), line
-        stuffed = b"".join(
-            b"." + line if line.startswith(b".") else line for line in raw.splitlines(True)
-        )
-        await stream.send_all(stuffed + b".\r\nQUIT\r\n")
-        final = await reply()
-        assert final.startswith("250"), final
-        return final
 
 
 @pytest.fixture
@@ -783,9 +748,9 @@ async def test_counts_search_and_states_leave_out_other_accounts_mail(world):
     for rcpt in ("alice@example.org", "sales@example.org"):
         await lmtp_deliver(
             server,
-            "dana@example.net",
             rcpt,
             plain_message(f"Hello {SECRET_WORD}", SECRET_WORD, "dana@example.net", rcpt),
+            mail_from="dana@example.net",
         )
     after = await alice.states()
     assert int(after["Email"]) > int(a["states"]["Email"])
@@ -815,9 +780,9 @@ async def test_a_group_member_sees_the_group_mail_but_not_a_members_personal_mai
     )
     await lmtp_deliver(
         server,
-        "dana@example.net",
         "sales-team@example.org",
         plain_message(f"Team {GROUP_WORD}", GROUP_WORD, "dana@example.net", "sales-team"),
+        mail_from="dana@example.net",
     )
 
     # Carol sees the group's mail, its blobs and its search results.

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+from jmap_host_mail.testing import lmtp_deliver
 
 from jmap_host.testing import api, running_server, write_config
 
@@ -41,36 +42,6 @@ def message(subject: str, to: str) -> bytes:
         f"Message-ID: <{subject.replace(' ', '.')}@example.net>\r\n"
         f"Date: Tue, 24 Nov 2026 10:00:00 +0100\r\n\r\nAbout {subject}.\r\n"
     ).encode()
-
-
-async def lmtp_deliver(server: Any, rcpt: str, raw: bytes) -> None:
-    """Deliver ``raw`` to ``rcpt`` over the LMTP listener, pipelined; asserts 250."""
-    address, port = server.urls["lmtp"][0].removeprefix("lmtp://").rsplit(":", 1)
-    stream = await trio.open_tcp_stream(address, int(port))
-    async with stream:
-        buffer = b""
-
-        async def reply() -> str:
-            nonlocal buffer
-            while True:
-                while b"\r\n" not in buffer:
-                    data = await stream.receive_some(65536)
-                    assert data, buffer
-                    buffer += data
-                line, _, buffer = buffer.partition(b"\r\n")
-                if line[3:4] != b"-":
-                    return line.decode()
-
-        assert (await reply()).startswith("220")
-        await stream.send_all(
-            f"LHLO mta\r\nMAIL FROM:<dana@example.net>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode()
-        )
-        for code in ("250", "250", "250", "354"):
-            line = await reply()
-            assert line.startswith(code), line
-        await stream.send_all(raw + b".\r\nQUIT\r\n")
-        line = await reply()
-        assert line.startswith("250"), line
 
 
 class Stream:
