@@ -219,9 +219,29 @@ def count_records(db: sqlite_utils.Database, dt: DataType, account: str) -> int:
     return int(db.execute(sql, [account]).fetchone()[0])
 
 
+def write_generation(db: sqlite_utils.Database, dt: DataType) -> int:
+    """How many times this connection has written ``dt``'s rows (through insert_record,
+    update_record and delete_record, the only ways its rows are written).  A caller that
+    read records and sees the same number later knows nobody has changed them since."""
+    return _generations(db).get(dt.table, 0)
+
+
+def _generations(db: sqlite_utils.Database) -> dict[str, int]:
+    gens = db.__dict__.get("_jmap_write_generations")
+    if gens is None:
+        gens = db.__dict__["_jmap_write_generations"] = {}
+    return gens
+
+
+def _wrote(db: sqlite_utils.Database, dt: DataType) -> None:
+    gens = _generations(db)
+    gens[dt.table] = gens.get(dt.table, 0) + 1
+
+
 def insert_record(db: sqlite_utils.Database, dt: DataType, account: str, record: dict) -> int:
     """Insert ``record``; returns the new row's rowid.  A plain parameterised INSERT
     (sqlite-utils' ``Table.insert`` reads the table's schema on every call)."""
+    _wrote(db, dt)
     row = encode(dt, record)
     row.update({"account": account, "id": record["id"]})
     cols = ", ".join(f"[{c}]" for c in row)
@@ -238,6 +258,7 @@ def update_record(
     properties: Iterable[str] | None = None,
 ) -> None:
     """Write ``record``'s stored properties, or only those named in ``properties``."""
+    _wrote(db, dt)
     if properties is not None:
         record = {"id": record["id"], **{n: record[n] for n in properties if n in record}}
     row = encode(dt, record)
@@ -251,6 +272,7 @@ def update_record(
 
 
 def delete_record(db: sqlite_utils.Database, dt: DataType, account: str, record_id: str) -> None:
+    _wrote(db, dt)
     db.execute(f"DELETE FROM [{dt.table}] WHERE account = ? AND id = ?", [account, record_id])
 
 

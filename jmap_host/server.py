@@ -70,6 +70,7 @@ async def serve(
             # PushSubscription deliveries (RFC 8620 §7.2); running before any listener is.
             await background.start(run_push_service, host)
             background.start_soon(compact_change_log, host)
+            background.start_soon(host.store.checkpointer)
             async with trio.open_nursery() as servers:
                 for name, listener in host.config.data["server"]["listener"].items():
                     protocol = host.protocols[listener["protocol"]]

@@ -281,6 +281,29 @@ class SetRun:
         # A working copy: the request's map learns the new ids only once the transaction
         # has committed, so a rolled-back /set leaves no creation id pointing nowhere.
         self.created_ids = dict(call.request.created_ids)
+        # Records read ahead by preload(), valid while this connection's write generation
+        # for the type is ``_generation`` (only this run's own writes have happened).
+        self._preloaded: dict[str, dict[str, Any]] = {}
+        self._generation = -1
+
+    def preload(self, record_ids: list[str]) -> None:
+        """Read the records about to be updated in one query instead of one each: an
+        update of 50 Emails is then one SELECT.  load() hands them out while no write but
+        this run's own has touched the type's rows since; otherwise it reads again."""
+        ids = [i for i in dict.fromkeys(record_ids) if is_id(i)]
+        if len(ids) < 2:
+            return
+        found = os_.read_records(self.db, self.dt, self.account.id, ids)
+        self._preloaded = {r["id"]: r for r in found}
+        self._generation = os_.write_generation(self.db, self.dt)
+
+    def _own_write(self, write: Callable[[], Any]) -> None:
+        """Perform this run's own write of the type's rows, keeping the preloaded records
+        valid if they were before it."""
+        valid = os_.write_generation(self.db, self.dt) == self._generation
+        write()
+        if valid:
+            self._generation = os_.write_generation(self.db, self.dt)
 
     # Each operation runs in a savepoint so that a SetError undoes all of it.
     def atomically(self, fn: Callable[[], Any]) -> Any:
@@ -381,7 +404,7 @@ class SetRun:
         self.check_values(record, [p.name for p in dt.properties if p.name in base])
         if dt.on_create is not None:
             dt.on_create(self.ctx, record)
-        os_.insert_record(self.db, dt, self.account.id, record)
+        self._own_write(lambda: os_.insert_record(self.db, dt, self.account.id, record))
         os_.record_change(self.db, self.account.id, dt.name, record["id"], "created")
         self.sync_blob_refs(record)
         computed = [p.name for p in dt.properties if p.computed]
@@ -420,7 +443,8 @@ class SetRun:
         # Only the columns whose values changed are written, and the blob references
         # (which follow the BlobId properties alone) only when one of those changed.
         differ = [p for p in dt.properties if record.get(p.name) != current.get(p.name)]
-        os_.update_record(self.db, dt, self.account.id, record, [p.name for p in differ])
+        names = [p.name for p in differ]
+        self._own_write(lambda: os_.update_record(self.db, dt, self.account.id, record, names))
         os_.record_change(self.db, self.account.id, dt.name, record_id, "updated")
         if any(p.base_type == "BlobId" for p in differ):
             self.sync_blob_refs(record)
@@ -434,7 +458,7 @@ class SetRun:
         self.allowed("destroy")
         if self.dt.on_destroy is not None:
             self.dt.on_destroy(self.ctx, current)
-        os_.delete_record(self.db, self.dt, self.account.id, record_id)
+        self._own_write(lambda: os_.delete_record(self.db, self.dt, self.account.id, record_id))
         os_.record_change(self.db, self.account.id, self.dt.name, record_id, "destroyed")
         from . import blobs
 
@@ -445,6 +469,12 @@ class SetRun:
     def load(self, record_id: str) -> dict[str, Any]:
         if not is_id(record_id):
             raise SetError("notFound")
+        if self._preloaded:
+            if os_.write_generation(self.db, self.dt) == self._generation:
+                if record_id in self._preloaded:
+                    return self._preloaded.pop(record_id)
+            else:  # a hook wrote the type's rows: what was read ahead may be stale
+                self._preloaded = {}
         found = os_.read_records(self.db, self.dt, self.account.id, [record_id])
         if not found:
             raise SetError("notFound")
@@ -562,6 +592,7 @@ def run_set(
     destroy_ids = [_resolve_id(i, run.created_ids) for i in destroy or []]
     updated: dict[str, Any] = {}
     not_updated: dict[str, Any] = {}
+    run.preload([_resolve_id(k, run.created_ids) for k in update or {}])
     for key, patch in (update or {}).items():
         record_id = _resolve_id(key, run.created_ids)
         if record_id in destroy_ids:

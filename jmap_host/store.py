@@ -8,6 +8,7 @@ loop never waits on the disk.  Each plugin owns a named migration set (sqlite-ut
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -25,6 +26,8 @@ DATABASE_NAME = "jmap-host.db"
 
 
 DEFAULT_BUSY_TIMEOUT = 5.0
+CHECKPOINT_INTERVAL = 0.05  # seconds between background WAL checkpoints (if there were commits)
+log = logging.getLogger(__name__)
 
 
 class StoreUnavailable(Exception):
@@ -51,6 +54,10 @@ class Store:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._migrations: list[sqlite_utils.Migrations] = []
+        # Commits since the last checkpoint; see checkpointer().
+        self._commits = 0
+        self._checkpointed = 0
+        self.background_checkpoint = False
 
     def connect(self) -> sqlite_utils.Database:
         """This thread's connection (SQLite connections are not shared between threads)."""
@@ -69,6 +76,7 @@ class Store:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 register_functions(conn)
+                self._local.autocheckpoint = True
             except BaseException:
                 conn.close()
                 raise
@@ -120,6 +128,12 @@ class Store:
                 raise StoreUnavailable(str(exc)) from exc
             raise
         with self._write_lock:
+            if self._local.autocheckpoint == self.background_checkpoint:
+                # While checkpointer() runs it copies the WAL into the database off the
+                # request path; otherwise (SQLite's default) a COMMIT now and then does it.
+                on = not self.background_checkpoint
+                db.execute(f"PRAGMA wal_autocheckpoint={1000 if on else 0}")
+                self._local.autocheckpoint = on
             try:
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -127,6 +141,7 @@ class Store:
             try:
                 result = fn(db)
                 db.execute("COMMIT")
+                self._commits += 1
             except BaseException as exc:
                 if db.conn.in_transaction:  # COMMIT may have failed and left it open
                     db.execute("ROLLBACK")
@@ -140,6 +155,37 @@ class Store:
 
     async def write(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         return await trio.to_thread.run_sync(self.write_sync, fn)
+
+    def checkpoint_sync(self) -> tuple[int, int, int]:
+        """A PASSIVE checkpoint: copy what the WAL holds into the database file as far as
+        no reader still needs it, without blocking readers or the writer.  Returns
+        SQLite's (busy, WAL frames, frames checkpointed)."""
+        row = self.connect().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def checkpointer(self, interval: float = CHECKPOINT_INTERVAL) -> None:
+        """Checkpoint the WAL in the background for as long as this task runs.
+
+        By default SQLite checkpoints inside the COMMIT that takes the WAL past 1,000
+        pages, so every few requests one of them waits for the WAL to be copied and the
+        database file fsynced.  While this task runs, the writer never checkpoints and this
+        task does it shortly after commits, in a worker thread.  Durability is the WAL's
+        (synchronous=FULL): a checkpoint only moves committed pages, and a crash before
+        it loses nothing, the WAL being replayed on open."""
+        self.background_checkpoint = True
+        try:
+            while True:
+                await trio.sleep(interval)
+                commits = self._commits
+                if commits == self._checkpointed:
+                    continue
+                try:
+                    await trio.to_thread.run_sync(self.checkpoint_sync)
+                    self._checkpointed = commits
+                except sqlite3.Error:  # busy: the next round tries again
+                    log.warning("WAL checkpoint failed; retrying", exc_info=True)
+        finally:
+            self.background_checkpoint = False
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

@@ -35,6 +35,13 @@ def on_create(ctx, record: dict[str, Any]) -> None:
 
 def on_update(ctx, old: dict[str, Any], new: dict[str, Any]) -> None:
     new["revision"] = old["revision"] + 1
+    # A hook that writes another record of its own type (as a cascade would): a later
+    # update of that record in the same /set must start from what the hook wrote.
+    sibling = (new.get("meta") or {}).get("bumpRevisionOf")
+    if sibling and sibling != (old.get("meta") or {}).get("bumpRevisionOf"):
+        [other] = objectstore.read_records(ctx.db, NOTE, ctx.account.id, [sibling])
+        other["revision"] += 10
+        objectstore.update_record(ctx.db, NOTE, ctx.account.id, other, ["revision"])
 
 
 NOTE = DataType(
@@ -363,6 +370,27 @@ async def test_update_with_patches(alice):
     whole = (await alice.one("Memo/get", ids=[note]))["list"][0]
     result = await alice.one("Memo/set", update={note: {**whole, "title": "whole"}})
     assert result["notUpdated"] is None
+
+
+async def test_update_many_sees_what_hooks_wrote(alice):
+    """§5.3: the updates of one /set apply in order, each to the record as the earlier ones
+    left it, also when the host reads the records ahead in one query."""
+    ids = await alice.create(**{f"n{i}": {"title": f"t{i}"} for i in range(5)})
+    a, b = ids["n0"], ids["n1"]
+    result = await alice.one(
+        "Memo/set",
+        update={
+            a: {"meta/bumpRevisionOf": b},  # the hook adds 10 to b's revision
+            b: {"title": "after the hook"},  # so b goes 1 -> 11 -> 12, not 1 -> 2
+            **{ids[f"n{i}"]: {"priority": i} for i in range(2, 5)},
+        },
+    )
+    assert result["notUpdated"] is None
+    assert result["updated"][b] == {"revision": 12}
+    got = {n["id"]: n for n in (await alice.one("Memo/get", ids=list(ids.values())))["list"]}
+    assert got[b]["revision"] == 12 and got[b]["title"] == "after the hook"
+    assert [got[ids[f"n{i}"]]["priority"] for i in range(5)] == [0, 0, 2, 3, 4]
+    assert all(got[ids[f"n{i}"]]["revision"] == 2 for i in (0, 2, 3, 4))
 
 
 async def test_update_errors(alice):
