@@ -835,7 +835,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="JSON file (default benchmarks/.results/run-*.json)")
     p.add_argument("--label", default="", help="free text stored in the JSON (e.g. server name)")
     p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI preset: every scenario for a few seconds on a small corpus, to check that the "
+        "suite runs, not to measure (flags given explicitly still win)",
+    )
+    args = p.parse_args(argv)
+    if args.quick:  # the preset becomes the defaults, so explicit flags override it
+        p.set_defaults(
+            warmup=3,
+            iterations=100,
+            seconds=2.0,
+            import_count=100,
+            mix_seconds=2.0,
+            streams=100,
+            push_rounds=1,
+            hold_streams=200,  # scenario 9's held streams: a few more than --streams
+        )
+        args = p.parse_args(argv)
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
