@@ -174,7 +174,9 @@ class DataType:
     methods: tuple[str, ...] = STANDARD_METHODS
     # Hooks, all optional, all synchronous and run inside the write transaction:
     # on_create(ctx, record) may fill server-set properties (mutate record) or raise SetError;
-    # on_update(ctx, old, new) likewise for updates; on_destroy(ctx, record) may raise SetError.
+    # on_update(ctx, old, new) likewise for updates, by assigning to new (values untouched by
+    # the patch are shared with old, not copied: never mutate them in place);
+    # on_destroy(ctx, record) may raise SetError.
     on_create: Callable[[SetContext, dict[str, Any]], None] | None = None
     on_update: Callable[[SetContext, dict[str, Any], dict[str, Any]], None] | None = None
     on_destroy: Callable[[SetContext, dict[str, Any]], None] | None = None

@@ -15,6 +15,7 @@ removes old rows and raises the account's ``low`` mark, below which /changes ans
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 import unicodedata
@@ -135,7 +136,7 @@ def encode(dt: DataType, record: dict[str, Any]) -> dict[str, Any]:
             continue
         prop = dt.by_name[name]
         if value is not None and is_json(prop):
-            value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            value = _dumps(value)
         elif isinstance(value, bool):
             value = int(value)
         row[column(prop)] = value
@@ -163,6 +164,30 @@ _PLAIN, _JSON, _BOOL = "plain", "json", "bool"
 
 def _kind(prop: Property) -> str:
     return _JSON if is_json(prop) else _BOOL if prop.base_type == "Boolean" else _PLAIN
+
+
+def _dumps(value: Any) -> str:
+    """A JSON column's text: compact, UTF-8 as is.  orjson writes the same text as
+    ``json.dumps(ensure_ascii=False, separators=(",", ":"))`` an order of magnitude faster;
+    the stdlib takes what orjson refuses (integers beyond 64 bits, lone surrogates,
+    non-string keys) and non-finite floats, which orjson would write as null."""
+    try:
+        out = orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if b"null" in out and _non_finite(value):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return out.decode()
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 def _loads(text: str) -> Any:
@@ -315,6 +340,34 @@ def record_change(
         [account, type_name, modseq, record_id, kind, int(time.time())],
     )
     return modseq
+
+
+def record_changes(
+    db: sqlite_utils.Database, account: str, type_name: str, changes: list[tuple[str, str]]
+) -> int:
+    """:func:`record_change` for many (record id, kind) at once, in order: the modseq
+    advances by ``len(changes)`` in one statement and the rows go in one executemany.
+    Returns the last modseq taken (the current one when ``changes`` is empty)."""
+    if not changes:
+        return current_modseq(db, account, type_name)[0]
+    n = len(changes)
+    last = int(
+        db.execute(
+            f"INSERT INTO {MODSEQ_TABLE} (account, type, modseq, low) VALUES (?, ?, ?, 0) "
+            "ON CONFLICT (account, type) DO UPDATE SET modseq = modseq + ? RETURNING modseq",
+            [account, type_name, n, n],
+        ).fetchone()[0]
+    )
+    now = int(time.time())
+    db.conn.executemany(
+        f"INSERT INTO {CHANGE_TABLE} (account, type, modseq, id, kind, at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (account, type_name, last - n + 1 + i, record_id, kind, now)
+            for i, (record_id, kind) in enumerate(changes)
+        ],
+    )
+    return last
 
 
 def changes_since(
