@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .capabilities import CORE, Account
 from .directory import Principal
 
@@ -109,4 +111,10 @@ async def build_session(
 def session_state(session: dict[str, Any]) -> str:
     """Changes whenever any other property of the session does (§2)."""
     body = {k: v for k, v in session.items() if k != "state"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    # Computed for every API request (its sessionState): orjson, about 6x faster than the
+    # stdlib; the stdlib for anything orjson refuses.
+    try:
+        text = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        text = json.dumps(body, sort_keys=True).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
