@@ -196,6 +196,11 @@ class DataType:
     max_changes: int = 5000
     query_limit: int = 5000
     default_sort: tuple[str, ...] = ()
+    # Extra indexes on the type's table, each a tuple of property names ("id" allowed),
+    # "-name" for descending; the host puts "account" first.  For a query the plain
+    # per-property index serves badly: e.g. ("-receivedAt", "id", "threadId") lets a
+    # newest-first page be read from the index alone, in order, however big the table.
+    indexes: list[tuple[str, ...]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.properties]
@@ -210,6 +215,10 @@ class DataType:
         self.by_name = {p.name: p for p in self.properties}
         for prop in self.properties:
             check_type(prop.type)
+        for index in self.indexes:
+            for name in index:
+                if name.lstrip("-") != "id" and name.lstrip("-") not in self.by_name:
+                    raise ValueError(f"{self.name}: index on unknown property {name}")
         for f in self.filters:
             if f.property not in self.by_name:
                 raise ValueError(f"{self.name}: filter {f.name} on unknown property {f.property}")

@@ -118,6 +118,15 @@ def ensure_columns(db: sqlite_utils.Database, dt: DataType) -> None:
     for prop in dt.properties:
         if (prop.sortable or prop.indexed) and ("account", column(prop)) not in indexes:
             table.create_index(["account", column(prop)], if_not_exists=True)
+    for index in dt.indexes:
+        names = [n.lstrip("-") for n in index]
+        cols = ["id" if n == "id" else column(dt.by_name[n]) for n in names]
+        desc = [" DESC" if n.startswith("-") else "" for n in index]
+        terms = [f"[{c}]{d}" for c, d in zip(cols, desc, strict=True)]
+        name = f"idx_{dt.table}_" + "_".join(n.replace("-", "desc_") for n in index)
+        db.execute(
+            f"CREATE INDEX IF NOT EXISTS [{name}] ON [{dt.table}] (account, {', '.join(terms)})"
+        )
 
 
 # -- records -----------------------------------------------------------------------------

@@ -213,6 +213,8 @@ def datatype_migrations(capabilities: Any) -> list[sqlite_utils.Migrations]:
                 ensure_columns(db, dt)
 
             shape = ",".join(f"{p.name}:{p.type}:{p.sortable or p.indexed}" for p in dt.properties)
+            if dt.indexes:  # (only then: the digest of a type without any stays as it was)
+                shape += ";" + ";".join(",".join(index) for index in dt.indexes)
             digest = hashlib.sha256(shape.encode()).hexdigest()[:12]
             migrations(name=f"create {dt.table}")(create)
             migrations(name=f"columns {dt.table} {digest}")(columns)

@@ -787,3 +787,11 @@ async def test_singleton_and_access_rules(tmp_path):
             assert created["notCreated"]["d"]["type"] == "forbidden"
             mine = await call("Diary/set", accountId=own, create={"d": {"text": "dear diary"}})
             assert mine["created"]["d"]["id"]
+
+
+def test_declared_indexes_name_declared_properties():
+    """DataType.indexes (plugin guide): checked when the type is declared, not at start-up."""
+    props = [Property("title", "String"), Property("at", "UTCDate", sortable=True)]
+    DataType(name="Ok", table="notes_ok", properties=props, indexes=[("-at", "id", "title")])
+    with pytest.raises(ValueError, match="index on unknown property"):
+        DataType(name="Bad", table="notes_bad", properties=props, indexes=[("-nope", "id")])

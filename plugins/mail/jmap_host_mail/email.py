@@ -214,6 +214,9 @@ EMAIL = DataType(
     methods=("changes",),
     default_sort=("receivedAt",),
     get_all=False,
+    # Opening a mailbox (newest first, collapsed by Thread) reads the page from this index
+    # alone, in order: no table row per candidate, the same cost at 10,000 or 1,000,000.
+    indexes=[("-receivedAt", "id", "threadId")],
 )
 
 THREAD = DataType(
