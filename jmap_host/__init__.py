@@ -9,7 +9,9 @@ from __future__ import annotations
 from . import objectstore, standard, tokens
 from .blobs import (
     BlobBatch,
+    StagedBlobs,
     add_blob_reference,
+    add_blob_references,
     blob_copy,
     blob_visible,
     read_blob,
@@ -102,6 +104,7 @@ __all__ = [
     "Send",
     "SetContext",
     "SetError",
+    "StagedBlobs",
     "StartupError",
     "StoreUnavailable",
     "Str",
@@ -109,6 +112,7 @@ __all__ = [
     "TableList",
     "account_id_for",
     "add_blob_reference",
+    "add_blob_references",
     "blob_copy",
     "blob_visible",
     "check_get_size",

@@ -29,6 +29,7 @@ requires) sets the lifetime of new uploads.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -150,6 +151,16 @@ def add_blob_reference(db: sqlite_utils.Database, account_id: str, blob_id: str,
     )
 
 
+def add_blob_references(
+    db: sqlite_utils.Database, account_id: str, refs: list[tuple[str, str]]
+) -> None:
+    """:func:`add_blob_reference` for many (blob id, ref) pairs: one executemany."""
+    db.conn.executemany(
+        f"INSERT OR IGNORE INTO [{REF_TABLE}] (account, blob_id, ref) VALUES (?, ?, ?)",
+        [(account_id, blob_id, ref) for blob_id, ref in refs],
+    )
+
+
 def remove_blob_references(db: sqlite_utils.Database, account_id: str, ref: str) -> None:
     """Drop every blob reference held by the object ``ref`` in ``account_id`` (when the
     object is destroyed, or before re-adding the references of an updated object).
@@ -223,7 +234,12 @@ def upload_expiry(host: Host) -> float:
     return float(host.config.get("storage.blob.upload-expiry", DEFAULT_UPLOAD_EXPIRY))
 
 
-def _commit_file(tmp: Path, final: Path) -> None:
+def _commit_file(tmp: Path, final: Path, linked: bool = False) -> None:
+    """Inside the write transaction that adds the row naming ``final``: rename ``tmp`` to
+    ``final`` and fsync the directory, unless ``linked`` (:func:`_link_durably` gave the
+    file that name durably already) and the file is still there."""
+    if linked and final.is_file():
+        return
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, final)
     fd = os.open(final.parent, os.O_RDONLY)
@@ -231,6 +247,29 @@ def _commit_file(tmp: Path, final: Path) -> None:
         os.fsync(fd)  # the rename itself must be durable before the row naming it commits
     finally:
         os.close(fd)
+
+
+def _link_durably(tmp: Path, final: Path) -> bool:
+    """Give the (fsynced) file ``tmp`` the name ``final`` too and fsync the directory;
+    False if the filesystem has no hard links.  An existing ``final`` has the same content
+    (content addressing) and is made durable by the same directory fsync."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    _fsync_path(final.parent)
+    return True
+
+
+_UPSERT_UPLOAD = (
+    f"INSERT INTO [{UPLOAD_TABLE}] (account, blob_id, principal, type, size, created, expires) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account, blob_id, principal) DO UPDATE SET "
+    "type = excluded.type, size = excluded.size, created = excluded.created, "
+    "expires = excluded.expires"
+)
 
 
 def write_blob(host: Host, data: bytes) -> str:
@@ -268,14 +307,11 @@ def _fsync_path(path: Path) -> None:
 
 
 def _fsync_all(paths: list[Path]) -> None:
-    global _sync_pool
     if len(paths) <= 1:
         for path in paths:
             _fsync_path(path)
         return
-    if _sync_pool is None:
-        _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="jmap-blob-fsync")
-    for _ in _sync_pool.map(_fsync_path, paths):  # re-raises the first OSError
+    for _ in _sync_executor().map(_fsync_path, paths):  # re-raises the first OSError
         pass
 
 
@@ -338,6 +374,98 @@ class BlobBatch:
         self._pending.clear()
 
 
+def _sync_executor() -> ThreadPoolExecutor:
+    global _sync_pool
+    if _sync_pool is None:
+        _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="jmap-blob-fsync")
+    return _sync_pool
+
+
+class StagedBlobs:
+    """Blob files prepared *before* the write transaction that names them, so that writing
+    and fsyncing them overlaps other work (parsing the next message) instead of holding the
+    write lock: :meth:`stage` (any thread, no transaction) hashes the bytes, writes a new
+    file to ``blobs/tmp`` and starts its fsync in the background; :meth:`place` (inside the
+    write transaction) renames the staged files the transaction will name into place and
+    starts the fsyncs of their directories; :meth:`wait` (inside the transaction, after the
+    last row and before the COMMIT) waits for those fsyncs.  :meth:`close` (always, after
+    the transaction) waits for anything still running and deletes the staged files that
+    were never placed (records that failed).
+
+    Durability invariant (as for :func:`write_blob` and :class:`BlobBatch`): every blob file
+    a row names is durable (content fsynced before the rename, the rename fsynced through its
+    directory) before that row commits.  A file that already existed at :meth:`stage` is
+    checked again in :meth:`place`, under the write lock (the sweeper deletes files only in
+    its own write transaction), and written there if it has gone."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        # blob id -> (tmp file or None if the file existed, fsync future, bytes)
+        self._staged: dict[str, tuple[Path | None, Any, bytes]] = {}
+        self._dir_syncs: list[Any] = []
+
+    def stage(self, data: bytes, blob_id: str | None = None) -> str:
+        """The blob id of ``data`` (``blob_id`` when the caller knows it already)."""
+        if blob_id is None:
+            blob_id = "G" + hashlib.sha256(data).hexdigest()
+        if blob_id in self._staged:
+            return blob_id
+        if blob_path(self.host, blob_id).is_file():
+            self._staged[blob_id] = (None, None, data)
+            return blob_id
+        tmp_dir = blob_dir(self.host) / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / secrets.token_hex(16)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._staged[blob_id] = (tmp, _sync_executor().submit(_fsync_path, tmp), data)
+        return blob_id
+
+    def place(self, blob_ids: Any) -> None:
+        """Inside the write transaction: put the files of ``blob_ids`` (staged) in place."""
+        parents: dict[Path, None] = {}
+        for blob_id in dict.fromkeys(blob_ids):
+            entry = self._staged.pop(blob_id, None)
+            if entry is None:
+                raise KeyError(f"blob {blob_id} was not staged")
+            tmp, synced, data = entry
+            final = blob_path(self.host, blob_id)
+            if tmp is None:
+                if not final.is_file():  # removed since stage(): write it now, durably
+                    write_blob(self.host, data)
+                continue
+            synced.result()  # the bytes are durable before any name points at them
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            parents[final.parent] = None
+        pool = _sync_executor()
+        self._dir_syncs += [pool.submit(_fsync_path, parent) for parent in parents]
+
+    def wait(self) -> None:
+        """Inside the write transaction, before COMMIT: every placed file is durable."""
+        syncs, self._dir_syncs = self._dir_syncs, []
+        for future in syncs:
+            future.result()  # re-raises an OSError: the transaction rolls back
+
+    def close(self) -> None:
+        """After the transaction (committed or not): delete the files never placed."""
+        for future in self._dir_syncs:
+            with contextlib.suppress(OSError):
+                future.result()
+        self._dir_syncs = []
+        for tmp, synced, _ in self._staged.values():
+            if tmp is None:
+                continue
+            with contextlib.suppress(OSError):
+                synced.result()
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+
 def read_blob(host: Host, blob_id: str) -> bytes | None:
     """The bytes of a blob, or None.  No access check: callers check :func:`blob_visible`
     or hold a reference of their own."""
@@ -396,11 +524,17 @@ async def upload(request: Request) -> Response:
                     "expires": now + math.ceil(upload_expiry(host)),
                 }
                 final = blob_path(host, blob_id)
+                # The file's durable name is made before the write lock is taken (the lock
+                # is then held for the row only): a hard link to the fsynced temporary
+                # file, its directory fsynced.
+                linked = await trio.to_thread.run_sync(_link_durably, tmp, final)
 
                 def commit(db: sqlite_utils.Database) -> None:
-                    # Rename and row in one write transaction: see the module docstring.
-                    _commit_file(tmp, final)
-                    db[UPLOAD_TABLE].upsert(record, pk=("account", "blob_id", "principal"))
+                    # Under the write lock the sweeper, which deletes files only inside its
+                    # own write transaction, cannot run: a file it removed since the link
+                    # is put back here, before the row naming it commits.
+                    _commit_file(tmp, final, linked)
+                    db.execute(_UPSERT_UPLOAD, list(record.values()))
 
                 await host.store.write(commit)
             finally:

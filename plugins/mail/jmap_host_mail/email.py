@@ -20,6 +20,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import trio
+
 from jmap_host import (
     BlobBatch,
     Call,
@@ -31,7 +33,9 @@ from jmap_host import (
     Property,
     SetContext,
     SetError,
+    StagedBlobs,
     add_blob_reference,
+    add_blob_references,
     blob_visible,
     check_get_size,
     check_set_size,
@@ -241,6 +245,50 @@ def _addresses_text(addresses: list[dict[str, Any]] | None) -> str:
     )
 
 
+# The Email properties taken from the message when it is stored.
+STORED_MESSAGE_PROPERTIES = [
+    "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc", "replyTo",
+    "subject", "sentAt", "hasAttachment", "preview",
+]  # fmt: skip
+
+
+@dataclasses.dataclass
+class PreparedMessage:
+    """Everything storing a message needs from its bytes, computed without the database
+    (so outside the write transaction for Email/import): the Email's message properties,
+    the Thread keys, the blob ids of the message and its parts, the text to index."""
+
+    blob_id: str
+    size: int
+    meta: dict[str, Any]
+    thread_keys: list[str]
+    base_subject: str
+    parts: dict[str, str]  # partId -> blobId
+    text: tuple[str, str, str, str, str, str]  # subject, from, to, cc, bcc, body
+    headers: list[tuple[str, str]]  # (name, value in the Text form), in order
+
+
+def prepare_message(raw: bytes, store_blob: Any, blob_id: str | None = None) -> PreparedMessage:
+    """Parse ``raw``; ``store_blob(data) -> blob id`` is called for the message (unless its
+    ``blob_id`` is known: an uploaded blob is content-addressed) and then each part."""
+    parsed = parse_message(raw)
+    if blob_id is None:
+        blob_id = store_blob(raw)
+    keys, subject = parsed.thread_keys()
+    meta = parsed.get(STORED_MESSAGE_PROPERTIES)
+    parts = {part_id: store_blob(parsed.part_bytes(part_id)) for part_id in parsed.part_ids}
+    body_text = " ".join(
+        value["value"] for value in parsed.body_values(True, True, False, 200_000).values()
+    )
+    text = (
+        meta.get("subject") or "", _addresses_text(meta.get("from")),
+        _addresses_text(meta.get("to")), _addresses_text(meta.get("cc")),
+        _addresses_text(meta.get("bcc")), body_text,
+    )  # fmt: skip
+    headers = [(h["name"], header_form(h["value"], "Text")) for h in parsed.headers]
+    return PreparedMessage(blob_id, len(raw), meta, keys, subject, parts, text, headers)
+
+
 def ingest(
     db: Any,
     host: Host,
@@ -267,79 +315,117 @@ def ingest(
     existing = mailboxes
     if existing is None:
         existing = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, [])}
+    check_mailboxes_exist(mailbox_ids, existing)
+    store_blob = blobs.add if blobs is not None else lambda data: write_blob(host, data)
+    prepared = prepare_message(raw, store_blob)
+    return ingest_prepared(
+        db, account, [(prepared, mailbox_ids, keywords, received_at)], delivered=delivered
+    )[0]
+
+
+def check_mailboxes_exist(mailbox_ids: dict[str, bool], existing: set[str]) -> None:
     unknown = [m for m in mailbox_ids if m not in existing]
     if unknown:
         raise SetError(
             "invalidProperties", f"no such Mailbox: {', '.join(unknown)}", properties=["mailboxIds"]
         )
-    parsed = parse_message(raw)
-    store_blob = blobs.add if blobs is not None else lambda data: write_blob(host, data)
-    blob_id = store_blob(raw)
-    email_id = objectstore.new_id()
-    keys, subject = parsed.thread_keys()
-    thread_id = store.find_thread(db, account, keys, subject) if keys else None
-    if thread_id is None:
-        thread_id = objectstore.new_id()
-        objectstore.insert_record(db, THREAD, account, {"id": thread_id, "emailIds": [email_id]})
-        objectstore.record_change(db, account, THREAD.name, thread_id, "created")
-    else:
-        thread = objectstore.read_records(db, THREAD, account, [thread_id])[0]
+
+
+def ingest_prepared(
+    db: Any,
+    account: str,
+    items: list[tuple[PreparedMessage, dict[str, bool], dict[str, bool], str | None]],
+    *,
+    delivered: bool = True,
+) -> list[dict[str, Any]]:
+    """Store prepared messages as new Emails, in order, inside the caller's write
+    transaction: (message, mailboxIds, keywords, receivedAt) each, the Mailboxes already
+    checked (:func:`check_mailboxes_exist`) and every blob the messages name already stored
+    or staged by the caller.  Returns the Email records.  The Thread of each message is
+    assigned in order (a reply finds a Thread made by an earlier message of the same
+    batch); the rows of the batch then go in with one executemany per table, each Thread
+    touched is written once, and each Mailbox gets one change."""
+    records: list[dict[str, Any]] = []
+    threads: dict[str, dict[str, Any]] = {}  # Thread id -> record, touched by this batch
+    new_threads: set[str] = set()
+    batch_keys: dict[tuple[str, str], str] = {}  # (base subject, key) -> Thread id
+    key_rows: list[tuple[str, str, str, str]] = []
+    refs: list[tuple[str, str]] = []
+    part_rows: list[tuple[str, str, str, str]] = []
+    member_rows: list[tuple[str, str, str, str, int]] = []
+    text_rows: list[tuple[Any, ...]] = []
+    header_rows: list[tuple[str, str, str, str]] = []
+    mailboxes_changed: dict[str, None] = {}
+    for prepared, mailbox_ids, keywords, received_at in items:
+        email_id = objectstore.new_id()
+        keys, subject = prepared.thread_keys, prepared.base_subject
+        thread_id = None
+        if keys:
+            thread_id = next(
+                (batch_keys[(subject, k)] for k in keys if (subject, k) in batch_keys), None
+            )
+            if thread_id is None:
+                thread_id = store.find_thread(db, account, keys, subject)
+            if thread_id is not None and thread_id not in threads:
+                found = objectstore.read_records(db, THREAD, account, [thread_id])
+                if found:
+                    threads[thread_id] = found[0]
+                else:  # its Emails were all destroyed: the keys outlived the Thread
+                    thread_id = None
+        if thread_id is None:
+            thread_id = objectstore.new_id()
+            threads[thread_id] = {"id": thread_id, "emailIds": []}
+            new_threads.add(thread_id)
+        thread = threads[thread_id]
         thread["emailIds"] = [*thread["emailIds"], email_id]
-        objectstore.update_record(db, THREAD, account, thread)
-        objectstore.record_change(db, account, THREAD.name, thread_id, "updated")
-    store.add_thread_keys(db, account, keys, thread_id, subject)
-    meta = parsed.get(
-        [
-            "messageId",
-            "inReplyTo",
-            "references",
-            "sender",
-            "from",
-            "to",
-            "cc",
-            "bcc",
-            "replyTo",
-            "subject",
-            "sentAt",
-            "hasAttachment",
-            "preview",
+        for key in keys:
+            batch_keys.setdefault((subject, key), thread_id)
+            key_rows.append((account, key, thread_id, subject))
+        record = {
+            "id": email_id,
+            "blobId": prepared.blob_id,
+            "threadId": thread_id,
+            "mailboxIds": dict(mailbox_ids),
+            "keywords": dict(keywords),
+            "size": prepared.size,
+            "receivedAt": received_at or utc_now(),
+            **prepared.meta,
+        }
+        rowid = objectstore.insert_record(db, EMAIL, account, record)
+        records.append(record)
+        refs.append((prepared.blob_id, f"Email:{email_id}"))
+        refs += [(blob_id, f"EmailPart:{email_id}") for blob_id in prepared.parts.values()]
+        part_rows += [(account, email_id, p, b) for p, b in prepared.parts.items()]
+        unread = int(store.is_unread(keywords))
+        member_rows += [
+            (account, mailbox_id, email_id, thread_id, unread)
+            for mailbox_id, member in mailbox_ids.items()
+            if member
         ]
-    )
-    record = {
-        "id": email_id,
-        "blobId": blob_id,
-        "threadId": thread_id,
-        "mailboxIds": dict(mailbox_ids),
-        "keywords": dict(keywords),
-        "size": len(raw),
-        "receivedAt": received_at or utc_now(),
-        **meta,
-    }
-    rowid = objectstore.insert_record(db, EMAIL, account, record)
-    objectstore.record_change(db, account, EMAIL.name, email_id, "created")
+        mailboxes_changed.update(dict.fromkeys(mailbox_ids))
+        text_rows.append((rowid, email_id, account, *prepared.text))
+        header_rows += store.header_rows(account, email_id, prepared.headers)
+    for thread_id, thread in threads.items():
+        if thread_id in new_threads:
+            objectstore.insert_record(db, THREAD, account, thread)
+        else:
+            objectstore.update_record(db, THREAD, account, thread)
+    objectstore.record_changes(
+        db, account, THREAD.name,
+        [(t, "created" if t in new_threads else "updated") for t in threads],
+    )  # fmt: skip
+    email_changes = [(r["id"], "created") for r in records]
+    objectstore.record_changes(db, account, EMAIL.name, email_changes)
     if delivered:
         # RFC 8621 §1.5: EmailDelivery changes when, and only when, an Email arrives.
-        objectstore.record_change(db, account, "EmailDelivery", email_id, "created")
-    add_blob_reference(db, account, blob_id, f"Email:{email_id}")
-    parts = {}
-    for part_id in parsed.part_ids:
-        part_blob = store_blob(parsed.part_bytes(part_id))
-        parts[part_id] = part_blob
-        add_blob_reference(db, account, part_blob, f"EmailPart:{email_id}")
-    store.set_parts(db, account, email_id, parts)
-    store.set_membership(db, account, email_id, thread_id, mailbox_ids, keywords)
-    _mailboxes_changed(db, account, mailbox_ids)
-    body_text = " ".join(
-        value["value"] for value in parsed.body_values(True, True, False, 200_000).values()
+        objectstore.record_changes(db, account, "EmailDelivery", email_changes)
+    # Counts are Mailbox properties: a Mailbox whose counts change gets a new state.
+    objectstore.record_changes(
+        db, account, MAILBOX.name, [(m, "updated") for m in mailboxes_changed]
     )
-    store.index_text(db, account, email_id, {
-        "subject": meta.get("subject") or "", "from": _addresses_text(meta.get("from")),
-        "to": _addresses_text(meta.get("to")), "cc": _addresses_text(meta.get("cc")),
-        "bcc": _addresses_text(meta.get("bcc")), "body": body_text,
-    }, rowid)  # fmt: skip
-    fields = [(h["name"], header_form(h["value"], "Text")) for h in parsed.headers]
-    store.index_headers(db, account, email_id, fields)
-    return record
+    add_blob_references(db, account, refs)
+    store.add_new_emails(db, key_rows, part_rows, member_rows, text_rows, header_rows)
+    return records
 
 
 def _mailboxes_changed(db: Any, account: str, mailbox_ids: Any) -> None:
@@ -1065,7 +1151,14 @@ async def mailbox_set(call: Call) -> dict[str, Any]:
 
 
 async def email_import(call: Call) -> dict[str, Any]:
-    """RFC 8621 §4.8 Email/import: messages uploaded as blobs become Emails."""
+    """RFC 8621 §4.8 Email/import: messages uploaded as blobs become Emails.
+
+    The work is split so the write lock is held only for the SQL: (1) one read transaction
+    checks which blobs the user may use; (2) a worker thread reads and parses those
+    messages and stages their part blobs (files written, fsyncs started: they overlap the
+    parsing of the next message); (3) the write transaction checks everything again
+    (blobs, Mailboxes, state), places the staged files, inserts every row of the batch and
+    waits for the files' directory fsyncs before it commits."""
     assert call.account is not None
     account = call.account.id
     if_in_state = standard.arg(call, "ifInState", "String|null")
@@ -1076,58 +1169,98 @@ async def email_import(call: Call) -> dict[str, Any]:
         raise MethodError("requestTooLarge")
     principal = call.request.principal.name
     host = call.host
+    # creation id -> the SetError of a malformed EmailImport, or its (blobId, mailboxIds,
+    # keywords, receivedAt)
+    specs: dict[str, SetError | tuple[str, dict[str, bool], dict[str, bool], str | None]] = {}
+    for creation_id, spec in emails.items():
+        try:
+            specs[creation_id] = _check_import(spec)
+        except SetError as exc:
+            specs[creation_id] = exc
+    wanted = list(dict.fromkeys(s[0] for s in specs.values() if not isinstance(s, SetError)))
+
+    def visible(db: Any) -> set[str]:
+        return {b for b in wanted if blob_visible(db, account, b, principal)}
+
+    staged = StagedBlobs(host)
+    prepared: dict[str, PreparedMessage | None] = {}  # blobId -> message (None: no file)
+
+    def prepare(blob_id: str) -> PreparedMessage | None:
+        raw = read_blob(host, blob_id)
+        if raw is None:
+            return None
+        # The uploaded message is there already (content-addressed: no hashing); place()
+        # checks again under the write lock that it still is.
+        staged.stage(raw, blob_id)
+        return prepare_message(raw, staged.stage, blob_id)
+
+    def prepare_all(blob_ids: set[str]) -> None:
+        for blob_id in wanted:
+            if blob_id in blob_ids:
+                prepared[blob_id] = prepare(blob_id)
 
     def write(db: Any) -> dict[str, Any]:
         old, _ = objectstore.current_modseq(db, account, EMAIL.name)
         if if_in_state is not None and if_in_state != str(old):
             raise MethodError("stateMismatch")
-        created: dict[str, Any] = {}
         not_created: dict[str, Any] = {}
         # One read of the Mailboxes for the batch: nothing below creates or destroys one.
         mailboxes = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, [])}
-        blobs = BlobBatch(host)
-        for creation_id, spec in emails.items():
-            db.execute("SAVEPOINT jmap_import")
-            mark = blobs.mark()
+        accepted: list[tuple[str, PreparedMessage, dict, dict, str | None]] = []
+        for creation_id, spec in specs.items():
+            if isinstance(spec, SetError):
+                not_created[creation_id] = spec.to_json()
+                continue
+            blob_id, mailbox_ids, keywords, received_at = spec
             try:
-                record = _import_one(db, host, account, principal, spec, blobs, mailboxes)
+                # Again under the write lock: visibility may have changed since the read.
+                if not blob_visible(db, account, blob_id, principal):
+                    raise SetError("invalidProperties", "no such blob", properties=["blobId"])
+                if blob_id not in prepared:  # became visible since: prepare it now
+                    prepared[blob_id] = prepare(blob_id)
+                message = prepared[blob_id]
+                if message is None:
+                    raise SetError("invalidProperties", "no such blob", properties=["blobId"])
+                check_mailboxes_exist(mailbox_ids, mailboxes)
             except SetError as exc:
-                db.execute("ROLLBACK TO jmap_import")
-                db.execute("RELEASE jmap_import")
-                blobs.discard_after(mark)
                 not_created[creation_id] = exc.to_json()
                 continue
-            db.execute("RELEASE jmap_import")
-            created[creation_id] = {k: record[k] for k in ("id", "blobId", "threadId", "size")}
-        # Every blob file the rows above name is written and fsynced (files, then their
-        # directories) here, inside the transaction and before store.write commits it: an
+            accepted.append((creation_id, message, mailbox_ids, keywords, received_at))
+        # The staged files of the accepted messages go into place now; their directories
+        # are fsynced while the rows are inserted, and waited for before COMMIT (below): an
         # acknowledged import never names a file a crash could lose.
-        blobs.flush()
+        staged.place(b for _, m, *_ in accepted for b in (m.blob_id, *m.parts.values()))
+        records = ingest_prepared(db, account, [a[1:] for a in accepted])
+        created = {
+            a[0]: {k: record[k] for k in ("id", "blobId", "threadId", "size")}
+            for a, record in zip(accepted, records, strict=True)
+        }
+        staged.wait()
         new, _ = objectstore.current_modseq(db, account, EMAIL.name)
         return {
             "accountId": account,
             "oldState": str(old),
             "newState": str(new),
             "created": created or None,
-            "notCreated": not_created or None,
+            "notCreated": {c: not_created[c] for c in specs if c in not_created} or None,
         }
 
-    result = await host.store.write(write)
+    try:
+        if wanted:
+            allowed = await host.store.read(visible)
+            await trio.to_thread.run_sync(prepare_all, allowed)
+        result = await host.store.write(write)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(staged.close)
     for creation_id, entry in (result["created"] or {}).items():
         call.request.created_ids[creation_id] = entry["id"]
     await publish(host, account)
     return result
 
 
-def _import_one(
-    db: Any,
-    host: Host,
-    account: str,
-    principal: str,
-    spec: Any,
-    blobs: BlobBatch | None = None,
-    mailboxes: set[str] | None = None,
-) -> dict:
+def _check_import(spec: Any) -> tuple[str, dict[str, bool], dict[str, bool], str | None]:
+    """An EmailImport's (blobId, mailboxIds, keywords, receivedAt), or SetError."""
     if not isinstance(spec, dict):
         raise SetError("invalidProperties", "an EmailImport must be an object")
     bad = [
@@ -1151,15 +1284,7 @@ def _import_one(
             check(value)
         except ValueError as exc:
             raise SetError("invalidProperties", f"{name}: {exc}", properties=[name]) from None
-    if not blob_visible(db, account, spec["blobId"], principal):
-        raise SetError("invalidProperties", "no such blob", properties=["blobId"])
-    raw = read_blob(host, spec["blobId"])
-    if raw is None:
-        raise SetError("invalidProperties", "no such blob", properties=["blobId"])
-    return ingest(
-        db, host, account, raw, mailbox_ids, keywords, spec.get("receivedAt"),
-        blobs=blobs, mailboxes=mailboxes,
-    )  # fmt: skip
+    return spec["blobId"], mailbox_ids, keywords, spec.get("receivedAt")
 
 
 def email_methods() -> list[Method]:

@@ -299,15 +299,60 @@ def create_headers(db: sqlite_utils.Database) -> None:
     db[HEADERS].create_index(["account", "email_id"])
 
 
+def header_rows(
+    account: str, email_id: str, fields: list[tuple[str, str]]
+) -> list[tuple[str, str, str, str]]:
+    """The rows of ``HEADERS`` for an Email's header fields (name, Text value)."""
+    return [
+        (account, email_id, name.lower(), value[:MAX_HEADER_VALUE])
+        for name, value in fields[:MAX_HEADER_ROWS]
+    ]
+
+
 def index_headers(
     db: sqlite_utils.Database, account: str, email_id: str, fields: list[tuple[str, str]]
 ) -> None:
     db.conn.executemany(
         f"INSERT INTO {HEADERS} (account, email_id, name, value) VALUES (?, ?, ?, ?)",
-        [
-            (account, email_id, name.lower(), value[:MAX_HEADER_VALUE])
-            for name, value in fields[:MAX_HEADER_ROWS]
-        ],
+        header_rows(account, email_id, fields),
+    )
+
+
+def add_new_emails(
+    db: sqlite_utils.Database,
+    thread_keys: list[tuple[str, str, str, str]],
+    parts: list[tuple[str, str, str, str]],
+    membership: list[tuple[str, str, str, str, int]],
+    texts: list[tuple[Any, ...]],
+    headers: list[tuple[str, str, str, str]],
+) -> None:
+    """The rows beside new Emails (just inserted, so they have none yet), one executemany
+    per table: thread keys (account, key, thread, base subject), parts (account, email,
+    partId, blobId), membership (account, mailbox, email, thread, unread), the text index
+    (Email rowid, email, account, subject, from, to, cc, bcc, body: see index_text) and
+    header fields (see header_rows)."""
+    conn = db.conn
+    conn.executemany(
+        f"INSERT OR IGNORE INTO {THREAD_KEYS} (account, key, thread_id, subject) "
+        "VALUES (?, ?, ?, ?)",
+        thread_keys,
+    )
+    conn.executemany(
+        f"INSERT OR REPLACE INTO {PARTS} (account, email_id, part_id, blob_id) VALUES (?, ?, ?, ?)",
+        parts,
+    )
+    conn.executemany(
+        f"INSERT INTO {MEMBERSHIP} (account, mailbox_id, email_id, thread_id, unread) "
+        "VALUES (?, ?, ?, ?, ?)",
+        membership,
+    )
+    conn.executemany(
+        f"INSERT INTO {FTS} (rowid, email_id, account, subject, sender, recipients_to, "
+        "recipients_cc, recipients_bcc, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        texts,
+    )
+    conn.executemany(
+        f"INSERT INTO {HEADERS} (account, email_id, name, value) VALUES (?, ?, ?, ?)", headers
     )
 
 
