@@ -14,6 +14,11 @@ from urllib.parse import urljoin
 
 import httpx
 
+try:  # a response's decoding is the client's time, not the server's: keep it small
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is a dependency of jmap-host
+    from json import loads as _loads
+
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 USING = [CORE, MAIL]
@@ -101,7 +106,7 @@ class Client:
         )
         if response.status_code != 200:
             raise JMAPError(f"HTTP {response.status_code}: {response.text[:300]}")
-        return response.json()["methodResponses"]
+        return _loads(response.content)["methodResponses"]
 
     async def call(self, name: str, **args: Any) -> dict[str, Any]:
         """One method call; a method-level error is raised as JMAPError."""
