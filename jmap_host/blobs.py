@@ -381,16 +381,34 @@ def _sync_executor() -> ThreadPoolExecutor:
     return _sync_pool
 
 
+def _stage_file(tmp_dir: Path, final: Path, data: bytes) -> Path | None:
+    """A pool thread's part of :meth:`StagedBlobs.stage`: None if ``final`` exists, else
+    ``data`` written to a new file in ``tmp_dir`` and fsynced; returns that file."""
+    if final.is_file():
+        return None
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / secrets.token_hex(16)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 class StagedBlobs:
     """Blob files prepared *before* the write transaction that names them, so that writing
     and fsyncing them overlaps other work (parsing the next message) instead of holding the
-    write lock: :meth:`stage` (any thread, no transaction) hashes the bytes, writes a new
-    file to ``blobs/tmp`` and starts its fsync in the background; :meth:`place` (inside the
-    write transaction) renames the staged files the transaction will name into place and
-    starts the fsyncs of their directories; :meth:`wait` (inside the transaction, after the
-    last row and before the COMMIT) waits for those fsyncs.  :meth:`close` (always, after
-    the transaction) waits for anything still running and deletes the staged files that
-    were never placed (records that failed).
+    write lock: :meth:`stage` (any thread, no transaction) hashes the bytes and hands the
+    file to a pool thread, which writes a new file to ``blobs/tmp`` and fsyncs it;
+    :meth:`place` (inside the write transaction) renames the staged files the transaction
+    will name into place and starts the fsyncs of their directories; :meth:`wait` (inside
+    the transaction, after the last row and before the COMMIT) waits for those fsyncs.
+    :meth:`close` (always, after the transaction) waits for anything still running and
+    deletes the staged files that were never placed (records that failed).
 
     Durability invariant (as for :func:`write_blob` and :class:`BlobBatch`): every blob file
     a row names is durable (content fsynced before the rename, the rename fsynced through its
@@ -400,29 +418,22 @@ class StagedBlobs:
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        # blob id -> (tmp file or None if the file existed, fsync future, bytes)
-        self._staged: dict[str, tuple[Path | None, Any, bytes]] = {}
+        self._tmp_dir = blob_dir(host) / "tmp"
+        # blob id -> (future of the staged file, None: it existed; the bytes)
+        self._staged: dict[str, tuple[Any, bytes]] = {}
         self._dir_syncs: list[Any] = []
 
-    def stage(self, data: bytes, blob_id: str | None = None) -> str:
-        """The blob id of ``data`` (``blob_id`` when the caller knows it already)."""
+    def stage(self, data: bytes, blob_id: str | None = None, present: bool = False) -> str:
+        """The blob id of ``data`` (``blob_id`` when the caller knows it already);
+        ``present``: the caller has just read the file, so none is written."""
         if blob_id is None:
             blob_id = "G" + hashlib.sha256(data).hexdigest()
-        if blob_id in self._staged:
-            return blob_id
-        if blob_path(self.host, blob_id).is_file():
-            self._staged[blob_id] = (None, None, data)
-            return blob_id
-        tmp_dir = blob_dir(self.host) / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / secrets.token_hex(16)
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        self._staged[blob_id] = (tmp, _sync_executor().submit(_fsync_path, tmp), data)
+        if blob_id not in self._staged:
+            future = None
+            if not present:
+                final = blob_path(self.host, blob_id)
+                future = _sync_executor().submit(_stage_file, self._tmp_dir, final, data)
+            self._staged[blob_id] = (future, data)
         return blob_id
 
     def place(self, blob_ids: Any) -> None:
@@ -432,13 +443,13 @@ class StagedBlobs:
             entry = self._staged.pop(blob_id, None)
             if entry is None:
                 raise KeyError(f"blob {blob_id} was not staged")
-            tmp, synced, data = entry
+            future, data = entry
+            tmp = future.result() if future is not None else None  # the bytes are durable
             final = blob_path(self.host, blob_id)
             if tmp is None:
                 if not final.is_file():  # removed since stage(): write it now, durably
                     write_blob(self.host, data)
                 continue
-            synced.result()  # the bytes are durable before any name points at them
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
             parents[final.parent] = None
@@ -457,12 +468,15 @@ class StagedBlobs:
             with contextlib.suppress(OSError):
                 future.result()
         self._dir_syncs = []
-        for tmp, synced, _ in self._staged.values():
-            if tmp is None:
+        for future, _ in self._staged.values():
+            if future is None:
                 continue
-            with contextlib.suppress(OSError):
-                synced.result()
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp = future.result()
+            except OSError:
+                continue
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
         self._staged.clear()
 
 

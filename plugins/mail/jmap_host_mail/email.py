@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -1185,19 +1186,19 @@ async def email_import(call: Call) -> dict[str, Any]:
     staged = StagedBlobs(host)
     prepared: dict[str, PreparedMessage | None] = {}  # blobId -> message (None: no file)
 
-    def prepare(blob_id: str) -> PreparedMessage | None:
-        raw = read_blob(host, blob_id)
+    def prepare(blob_id: str, raw: bytes | None) -> PreparedMessage | None:
         if raw is None:
             return None
         # The uploaded message is there already (content-addressed: no hashing); place()
         # checks again under the write lock that it still is.
-        staged.stage(raw, blob_id)
+        staged.stage(raw, blob_id, present=True)
         return prepare_message(raw, staged.stage, blob_id)
 
     def prepare_all(blob_ids: set[str]) -> None:
-        for blob_id in wanted:
-            if blob_id in blob_ids:
-                prepared[blob_id] = prepare(blob_id)
+        # The files are read ahead by other threads while this one parses.
+        reads = {b: _READERS.submit(read_blob, host, b) for b in wanted if b in blob_ids}
+        for blob_id, raw in reads.items():
+            prepared[blob_id] = prepare(blob_id, raw.result())
 
     def write(db: Any) -> dict[str, Any]:
         old, _ = objectstore.current_modseq(db, account, EMAIL.name)
@@ -1217,7 +1218,7 @@ async def email_import(call: Call) -> dict[str, Any]:
                 if not blob_visible(db, account, blob_id, principal):
                     raise SetError("invalidProperties", "no such blob", properties=["blobId"])
                 if blob_id not in prepared:  # became visible since: prepare it now
-                    prepared[blob_id] = prepare(blob_id)
+                    prepared[blob_id] = prepare(blob_id, read_blob(host, blob_id))
                 message = prepared[blob_id]
                 if message is None:
                     raise SetError("invalidProperties", "no such blob", properties=["blobId"])
@@ -1257,6 +1258,10 @@ async def email_import(call: Call) -> dict[str, Any]:
         call.request.created_ids[creation_id] = entry["id"]
     await publish(host, account)
     return result
+
+
+# Threads reading the messages of an Email/import ahead of the one parsing them.
+_READERS = ThreadPoolExecutor(4, thread_name_prefix="jmap-mail-read")
 
 
 def _check_import(spec: Any) -> tuple[str, dict[str, bool], dict[str, bool], str | None]:
