@@ -5,8 +5,17 @@ The terms are those of the filter's ``text``, ``subject`` (for the subject) and 
 ``body`` (for the preview) conditions, read as Email/query reads them (quoted phrases,
 whitespace-separated tokens; store.search_terms), outside any NOT.  Matching for the marks
 is case-insensitive substring matching, which finds at least what the full-text index
-matched.  Everything else is HTML-escaped (& < > and quotes), and the preview, marks
-included, is at most 255 octets of UTF-8.
+matched; a phrase's words match across any run of whitespace.  Everything else is
+HTML-escaped (& < > and quotes), and the preview, marks included, is at most 255 octets of
+UTF-8.
+
+The preview comes from the body text the full-text index holds (store.indexed_bodies: the
+text/plain and text/html body parts the ``body`` filter searched), so building 50 snippets
+reads 50 index rows, not 50 messages: no match there, no preview.  The preview is shown
+as the user sees the body, with HTML converted to text (§5 "converted to plaintext if
+originally HTML"): where markup comes before the end of the shown section, the message is
+parsed and the preview taken from its text body instead (``body_text``).  Only the
+section shown is whitespace-collapsed, with the same result as collapsing the whole text.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ PREVIEW_OCTETS = 255
 CONTEXT_CHARS = 40  # text shown before the first match
 SUBJECT_FILTERS = ("text", "subject")
 BODY_FILTERS = ("text", "body")
+_WS = re.compile(r"\s+")
 
 
 def filter_terms(node: Any, names: tuple[str, ...]) -> list[str]:
@@ -44,66 +54,141 @@ def filter_terms(node: Any, names: tuple[str, ...]) -> list[str]:
     return terms
 
 
-def _pattern(terms: list[str]) -> re.Pattern[str] | None:
-    words = sorted({t for t in terms if t}, key=len, reverse=True)
-    if not words:
-        return None
-    return re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
+class Terms:
+    """The compiled terms of a filter: ``pattern`` matches any of them, case-insensitively,
+    the longest first, a phrase's words across any run of whitespace; ``longest`` is the
+    most characters a match can span in whitespace-collapsed text."""
+
+    def __init__(self, words: list[str]):
+        self.longest = max(len(" ".join(w.split())) for w in words)
+        self.pattern = re.compile(
+            "|".join(r"\s+".join(map(re.escape, w.split())) for w in words), re.IGNORECASE
+        )
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.pattern.search(text)
+
+    def finditer(self, text: str) -> Any:
+        return self.pattern.finditer(text)
 
 
-def highlight(text: str, pattern: re.Pattern[str], limit: int | None = None) -> str:
+def _pattern(terms: list[str]) -> Terms | None:
+    words = sorted({" ".join(t.split()) for t in terms if t.strip()}, key=len, reverse=True)
+    return Terms(words) if words else None
+
+
+def _escape_within(text: str, room: int) -> str:
+    """The longest prefix of ``text`` HTML-escaped (as html.escape) that is at most
+    ``room`` octets of UTF-8, without cutting a character or an entity."""
+    escaped = html.escape(text[: max(room, 0)])  # every character is at least one octet
+    data = escaped.encode("utf-8")
+    if len(data) <= room:
+        return escaped
+    cut = data[:room].decode("utf-8", "ignore")
+    amp = cut.rfind("&")
+    return cut[:amp] if amp >= 0 and cut.find(";", amp) < 0 else cut
+
+
+def highlight(text: str, pattern: Any, limit: int | None = None) -> str:
     """``text`` HTML-escaped with every match wrapped in <mark></mark>; with ``limit``, cut
     to at most that many octets of UTF-8 without cutting an entity or a mark."""
     out: list[str] = []
     size = 0
     pos = 0
 
-    def add(piece: str) -> bool:
+    def add(piece: str, mark: bool = False) -> bool:
         nonlocal size
-        octets = len(piece.encode("utf-8"))
-        if limit is not None and size + octets > limit:
+        if mark:
+            escaped = f"<mark>{html.escape(piece)}</mark>"
+        elif limit is not None and len(piece) > limit - size:  # cannot fit whole
+            out.append(_escape_within(piece, limit - size))
             return False
-        out.append(piece)
+        else:
+            escaped = html.escape(piece)
+        octets = len(escaped.encode("utf-8"))
+        if limit is not None and size + octets > limit:
+            if not mark:
+                out.append(_escape_within(piece, limit - size))
+            return False
+        out.append(escaped)
         size += octets
         return True
 
     for m in pattern.finditer(text):
-        for ch in text[pos : m.start()]:
-            if not add(html.escape(ch)):
-                return "".join(out)
-        if not add(f"<mark>{html.escape(m.group())}</mark>"):
+        if not add(text[pos : m.start()]) or not add(m.group(), mark=True):
             return "".join(out)
         pos = m.end()
-    for ch in text[pos:]:
-        if not add(html.escape(ch)):
-            break
+    add(text[pos:])
     return "".join(out)
 
 
 def body_text(parsed: Any) -> str:
-    """The plain text of the body the user sees: text/plain parts, or HTML as text."""
+    """The plain text of the body the user sees: text/plain parts, or HTML as text;
+    whitespace not collapsed (``preview`` does that for the section it shows)."""
     chunks = []
     for part in parsed.text_body(properties=["partId", "type"]):
         if not part.get("partId") or not str(part.get("type", "")).startswith("text/"):
             continue
         value = parsed.body_value(part["partId"])["value"]
         chunks.append(html_to_text(value) if part["type"] == "text/html" else value)
-    return re.sub(r"\s+", " ", " ".join(chunks)).strip()
+    return " ".join(chunks)
 
 
-def snippet(parsed: Any, subject: str | None, subj: Any, body: Any) -> dict[str, Any]:
+def preview(text: str, terms: Terms, markup_free: bool = False) -> tuple[bool, str | None]:
+    """The §5 preview of ``text``: whitespace collapsed (runs to one space, none at the
+    ends), from a word boundary up to CONTEXT_CHARS before the first match, marked, at most
+    PREVIEW_OCTETS.  Only the section shown is collapsed, with exactly the result of
+    collapsing the whole text first.  With ``markup_free``, returns (False, None) when a
+    "<" comes before the end of that section (it may be HTML: the caller converts it).
+    Otherwise (True, preview or None when nothing matches)."""
+    m = terms.search(text)
+    if m is None:
+        return True, None
+    at, end = m.start(), len(text)
+    reach = 2 * CONTEXT_CHARS
+    while True:  # the collapsed text before the match: more than CONTEXT_CHARS, or all
+        lo = max(0, at - reach)
+        before = _WS.sub(" ", text[lo:at])
+        if lo == 0:
+            before = before.lstrip()
+        if lo == 0 or len(before) > CONTEXT_CHARS:
+            break
+        reach *= 4
+    # Highlighting stops at PREVIEW_OCTETS octets (at least one a character), so nothing
+    # past this many characters from the match can change the result.
+    wanted = PREVIEW_OCTETS + terms.longest + 1
+    reach = wanted + 2 * CONTEXT_CHARS
+    while True:
+        hi = min(end, at + reach)
+        after = _WS.sub(" ", text[at:hi])
+        if hi == end:
+            after = after.rstrip()
+        if hi == end or len(after) > wanted:
+            break
+        reach *= 4
+    if markup_free and text.find("<", 0, hi) >= 0:
+        return False, None
+    start = max(0, len(before) - CONTEXT_CHARS)
+    if start:
+        space = before.find(" ", start)
+        start = space + 1 if space >= 0 else start
+    return True, highlight(before[start:] + after, terms, PREVIEW_OCTETS)
+
+
+def snippet(
+    subject: str | None, body: str | None, subj: Terms | None, terms: Terms | None, parse: Any
+) -> dict[str, Any]:
+    """One SearchSnippet's subject and preview.  ``body``: the indexed body text (None if
+    the Email has no index row); ``parse``: a callable giving the parsed message."""
     out: dict[str, Any] = {"subject": None, "preview": None}
     if subj is not None and subject and subj.search(subject):
         out["subject"] = highlight(subject, subj)
-    if body is not None:
-        text = body_text(parsed)
-        m = body.search(text)
-        if m:
-            start = max(0, m.start() - CONTEXT_CHARS)
-            if start:
-                space = text.find(" ", start, m.start())
-                start = space + 1 if space >= 0 else start
-            out["preview"] = highlight(text[start:], body, PREVIEW_OCTETS)
+    if terms is not None:
+        done = False
+        if body is not None:
+            done, out["preview"] = preview(body, terms, markup_free=True)
+        if not done:
+            out["preview"] = preview(body_text(parse()), terms)[1]
     return out
 
 
@@ -124,11 +209,14 @@ async def search_snippet_get(call: Call) -> dict[str, Any]:
     body = _pattern(filter_terms(filter_, BODY_FILTERS))
     host = call.host
 
-    def read(db: Any) -> list[dict[str, Any]]:
+    def read(db: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
         valid = [i for i in email_ids if standard.is_id(i)]
-        return objectstore.read_records(db, EMAIL, account, valid, ["blobId", "subject"])
+        records = objectstore.read_records(db, EMAIL, account, valid, ["blobId", "subject"])
+        bodies = store.indexed_bodies(db, account, valid) if body is not None else {}
+        return records, bodies
 
-    records = {r["id"]: r for r in await host.store.read(read)}
+    found_records, bodies = await host.store.read(read)
+    records = {r["id"]: r for r in found_records}
 
     def build() -> list[dict[str, Any]]:
         out = []
@@ -138,8 +226,16 @@ async def search_snippet_get(call: Call) -> dict[str, Any]:
                 continue
             entry: dict[str, Any] = {"emailId": email_id, "subject": None, "preview": None}
             if subj is not None or body is not None:
-                parsed = parse_message(read_blob(host, record["blobId"]) or b"")
-                entry.update(snippet(parsed, record.get("subject"), subj, body))
+                blob_id = record["blobId"]
+                entry.update(
+                    snippet(
+                        record.get("subject"),
+                        bodies.get(email_id),
+                        subj,
+                        body,
+                        lambda b=blob_id: parse_message(read_blob(host, b) or b""),
+                    )
+                )
             out.append(entry)
         return out
 

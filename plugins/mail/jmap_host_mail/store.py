@@ -245,11 +245,70 @@ def fts_query(text: str, column: str | None) -> str:
     return f"{column} : ({body})" if column else f"({body})"
 
 
+def _fts_in(table: str) -> str:
+    return f"[{table}].rowid IN (SELECT rowid FROM {FTS} WHERE {FTS} MATCH ?)"
+
+
+def _fts_each(table: str) -> str:
+    return f"EXISTS (SELECT 1 FROM {FTS} WHERE {FTS} MATCH ? AND rowid = [{table}].rowid)"
+
+
 def fts_condition(table: str, column: str | None, text: str) -> tuple[str, list[Any]]:
+    """A text filter as SQL: the rowids the MATCH finds, looked up once per statement
+    (an Email's index row shares its rowid; see index_text)."""
     query = fts_query(text, column)
     if not query:
         return "1", []
-    return f"[{table}].rowid IN (SELECT rowid FROM {FTS} WHERE {FTS} MATCH ?)", [query]
+    return _fts_in(table), [query]
+
+
+def fts_per_row(table: str, where: str) -> str:
+    """``where`` (SQL with fts_condition conditions) with every text condition tested
+    row by row instead: a MATCH restricted to the row's rowid, an index seek, where the
+    form fts_condition gives first collects every rowid the MATCH finds.  The parameters
+    are the same, in the same order.  For walking an ordered index until a page is full
+    when most Emails match: collecting 80,000 rowids to keep 50 is the cost it avoids."""
+    return where.replace(_fts_in(table), _fts_each(table))
+
+
+FTS_SAMPLE = 2000
+
+
+def fts_estimate(db: sqlite_utils.Database, query: str) -> tuple[int, int]:
+    """(hits, Emails): how many index rows (of every account) a MATCH finds, and about
+    how many Emails there are, from at most FTS_SAMPLE hits, the highest rowids first (an
+    FTS5 doclist read in order, nothing collected or sorted).  Below FTS_SAMPLE the count
+    is exact; otherwise it is scaled by the share of Emails the sample is of the rowid span
+    it covers (rowids are given in insertion order, so a span is about that many Emails).
+    For choosing a query plan only: a wrong guess costs time, never a wrong answer."""
+    count, low = db.execute(
+        f"SELECT count(*), min(rowid) FROM (SELECT rowid FROM {FTS} WHERE {FTS} MATCH ? "
+        "ORDER BY rowid DESC LIMIT ?)",
+        [query, FTS_SAMPLE],
+    ).fetchone()
+    emails = int(db.execute("SELECT max(rowid) FROM mail_email").fetchone()[0] or 0)
+    if count < FTS_SAMPLE:
+        return int(count), max(emails, count)
+    share = min(1.0, count / max(emails - low + 1, 1))
+    return max(int(count), round(share * emails)), max(emails, count)
+
+
+def indexed_bodies(db: sqlite_utils.Database, account: str, ids: list[str]) -> dict[str, str]:
+    """The body text the index holds for these Emails of ``account`` (the text/plain and
+    text/html body parts as ingest indexed them), by Email id; Emails without an index
+    row are left out.  One primary-key lookup per Email, no message read (SearchSnippet)."""
+    out: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        rows = db.execute(
+            f"SELECT e.id, f.body FROM mail_email AS e JOIN {FTS} AS f ON f.rowid = e.rowid "
+            f"WHERE e.account = ? AND e.id IN ({marks}) AND f.email_id = e.id "
+            "AND f.account = e.account",
+            [account, *chunk],
+        ).fetchall()
+        out.update((str(i), str(b or "")) for i, b in rows)
+    return out
 
 
 def search_terms(text: str) -> list[str]:

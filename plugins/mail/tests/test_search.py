@@ -1,0 +1,264 @@
+"""Full-text search: RFC 8621 §4.4.1 text filters answered by each of Email/query's search
+plans (the same ids whichever the planner picks), and §5 SearchSnippet previews built from
+the indexed body text (HTML shown as text, the 255-octet limit, phrases across line
+breaks), checked against collapsing the whole body first."""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+import pytest
+from jmap_host_mail import email as email_module
+from jmap_host_mail import snippet, store
+
+from jmap_host.testing import api, running_server
+
+USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
+NEWEST_FIRST = [{"property": "receivedAt", "isAscending": False}]
+
+
+class Mail:
+    def __init__(self, http: Any, account: str, inbox: str):
+        self.http, self.account, self.inbox = http, account, inbox
+        self.host: Any = None
+
+    async def call(self, name: str, **args: Any) -> dict[str, Any]:
+        result = await api(
+            self.http, [[name, {"accountId": self.account, **args}, "c"]], using=USING
+        )
+        response = result["methodResponses"][0]
+        assert response[0] == name, response
+        return response[1]
+
+    async def import_(self, raw: bytes, received_at: str) -> str:
+        upload = await self.http.post(
+            f"/jmap/upload/{self.account}/", content=raw, headers={"Content-Type": "message/rfc822"}
+        )
+        result = await self.call(
+            "Email/import",
+            emails={
+                "e": {
+                    "blobId": upload.json()["blobId"],
+                    "mailboxIds": {self.inbox: True},
+                    "receivedAt": received_at,
+                }
+            },
+        )
+        assert result["created"], result
+        return result["created"]["e"]["id"]
+
+    async def search(self, filter_: Any, **args: Any) -> dict[str, Any]:
+        """Email/query with ``filter_`` and SearchSnippet/get of its ids, in one request."""
+        result = await api(
+            self.http,
+            [
+                ["Email/query", {"accountId": self.account, "filter": filter_, **args}, "q"],
+                [
+                    "SearchSnippet/get",
+                    {
+                        "accountId": self.account,
+                        "filter": filter_,
+                        "#emailIds": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                    },
+                    "s",
+                ],
+            ],
+            using=USING,
+        )
+        (_, query, _), (_, snippets, _) = result["methodResponses"]
+        return {"query": query, "snippets": {s["emailId"]: s for s in snippets["list"]}}
+
+
+@pytest.fixture
+async def mail(jmap_config):
+    async with running_server(jmap_config) as server, server.client("alice") as http:
+        session = (await http.get("/jmap/session")).json()
+        account = session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+        client = Mail(http, account, "")
+        client.host = server.host
+        boxes = (await client.call("Mailbox/get", ids=None))["list"]
+        client.inbox = next(m["id"] for m in boxes if m["role"] == "inbox")
+        yield client
+
+
+def plain(subject: str, body: str) -> bytes:
+    head = f"From: Bob <bob@example.org>\r\nTo: Alice <alice@example.org>\r\nSubject: {subject}"
+    return (head + "\r\n\r\n" + body + "\r\n").encode()
+
+
+def alternative(subject: str, text: str, html: str) -> bytes:
+    return (
+        "From: Bob <bob@example.org>\r\nTo: Alice <alice@example.org>\r\n"
+        f"Subject: {subject}\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
+        f"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n--b--\r\n"
+    ).encode()
+
+
+def html_only(subject: str, html: str) -> bytes:
+    return (
+        "From: Bob <bob@example.org>\r\nTo: Alice <alice@example.org>\r\n"
+        f"Subject: {subject}\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n"
+    ).encode()
+
+
+# -- §4.4.1 text filters: every search plan gives the same answer ----------------------------
+
+
+async def test_text_query_same_ids_whatever_the_plan(mail, monkeypatch):
+    """RFC 8621 §4.4.1 (text, subject, body: all terms must match) and §4.4 (sort, position,
+    limit, total, collapseThreads): a common term, a rare one, one in no message and two
+    conditions ANDed give the same ids, in receivedAt order, whether the planner looks the
+    hits up, walks the index against the collected hits or tests each walked row."""
+    ids = []
+    for n in range(30):
+        words = ["common"] * (n % 5 != 0) + ["rare"] * (n in (7, 21))
+        body = " ".join(["filler", *words, f"number{n}"])
+        ids.append(await mail.import_(plain(f"Note {n}", body), f"2026-01-01T00:{n:02d}:00Z"))
+    newest = list(reversed(ids))
+    expected = {
+        "common": [i for n, i in zip(range(29, -1, -1), newest, strict=True) if n % 5],
+        "rare": [ids[21], ids[7]],
+        "absent": [],
+    }
+
+    async def query(filter_: Any, **args: Any) -> dict[str, Any]:
+        return await mail.call("Email/query", filter=filter_, sort=NEWEST_FIRST, **args)
+
+    for plan in ("hits", "walk", "seek"):
+        monkeypatch.setattr(email_module.EmailQuery, "_plan", lambda self, db, want, p=plan: p)
+        for term, want in expected.items():
+            page = await query({"text": term}, limit=4, position=1, calculateTotal=True)
+            assert page["ids"] == want[1:5], (plan, term)
+            assert page["total"] == len(want), (plan, term)
+            assert (await query({"text": term}))["ids"] == want, (plan, term)
+        both = {"operator": "AND", "conditions": [{"body": "common"}, {"text": "rare"}]}
+        assert (await query(both))["ids"] == [ids[21], ids[7]], plan
+        common_subject = {"operator": "AND", "conditions": [{"subject": "note"}, {"body": "rare"}]}
+        assert (await query(common_subject))["ids"] == [ids[21], ids[7]], plan
+        collapsed = await query({"body": "common"}, collapseThreads=True, limit=3)
+        assert collapsed["ids"] == expected["common"][:3], plan
+        either = {"operator": "OR", "conditions": [{"text": "rare"}, {"text": "number3"}]}
+        assert (await query(either))["ids"] == [ids[21], ids[7], ids[3]], plan
+
+
+def test_plan_follows_how_many_match(monkeypatch):
+    """The planner (not RFC behaviour: speed only) looks hits up when few Emails match,
+    tests each row of the ordered walk when most do, collects the hits in between, and
+    never tests row by row when the sort has no index to walk or all rows are wanted."""
+    query = email_module.EmailQuery({"text": "x"}, NEWEST_FIRST, False)
+    for hits, plan in ((0, "hits"), (300, "hits"), (2_000, "walk"), (80_000, "seek")):
+        monkeypatch.setattr(store, "fts_estimate", lambda db, q, h=hits: (h, 100_000))
+        assert query._plan(None, 50) == plan, hits
+    assert query._plan(None, None) == "walk"  # every row wanted (anchor, total)
+    by_subject = email_module.EmailQuery({"text": "x"}, [{"property": "subject"}], False)
+    assert by_subject._plan(None, 50) == "walk"
+    no_text = email_module.EmailQuery({"hasKeyword": "$seen"}, NEWEST_FIRST, False)
+    assert no_text._plan(None, 50) == "walk"
+
+
+async def test_fts_estimate(mail, monkeypatch):
+    """The hit count is exact below the sample and scaled by the rowid span above it."""
+    for n in range(12):
+        await mail.import_(plain(f"E {n}", "often" if n % 2 else "seldom"), "2026-01-01T00:00:00Z")
+    db_store = mail.host.store
+    assert await db_store.read(lambda db: store.fts_estimate(db, '("seldom")')) == (6, 12)
+    monkeypatch.setattr(store, "FTS_SAMPLE", 4)
+    hits, emails = await db_store.read(lambda db: store.fts_estimate(db, '("often")'))
+    assert emails == 12 and 5 <= hits <= 8
+
+
+# -- §5 SearchSnippet previews from the indexed text ------------------------------------------
+
+
+async def test_preview_shows_html_as_text(mail):
+    """RFC 8621 §5 preview: "the relevant section of the body (converted to plaintext if
+    originally HTML)" and null when the body has no match: an HTML-only message shows its
+    text, never its tags; a term only inside markup (a style sheet) finds the message
+    (the index holds the HTML) but gives no preview; multipart/alternative shows the
+    text/plain alternative."""
+    styled = (
+        "<html><head><style>.zeppelin { color: red }</style></head>"
+        "<body><p>Meet me in <b>Z&uuml;rich</b> &amp; bring the plans</p></body></html>"
+    )
+    only = await mail.import_(html_only("Trip", styled), "2026-01-01T00:00:00Z")
+    both = await mail.import_(
+        alternative(
+            "Plans",
+            "The plan for Friday: Zürich, then home.",
+            "<p>The plan for <i>Friday</i>: Z&uuml;rich, then home.</p>",
+        ),
+        "2026-01-01T00:01:00Z",
+    )
+    found = await mail.search({"text": "bring"})
+    assert found["query"]["ids"] == [only]
+    assert (
+        found["snippets"][only]["preview"] == "Meet me in Zürich &amp; <mark>bring</mark> the plans"
+    )
+    styled_only = await mail.search({"text": "zeppelin"})
+    assert styled_only["query"]["ids"] == [only]
+    assert styled_only["snippets"][only] == {"emailId": only, "subject": None, "preview": None}
+    friday = await mail.search({"text": "friday"})
+    assert friday["query"]["ids"] == [both]
+    assert (
+        friday["snippets"][both]["preview"]
+        == "The plan for <mark>Friday</mark>: Zürich, then home."
+    )
+
+
+async def test_preview_phrase_across_line_breaks(mail):
+    """RFC 8621 §4.4.1: a quoted phrase matches its words wherever the body breaks the
+    line; §5: the preview marks the phrase (whitespace collapsed), starts at a word a
+    little before the first match, escapes & < >, and is at most 255 octets, marks and
+    entities whole.  Plain text with and without characters that could be markup."""
+    tail = "The quarterly\r\n    numbers are in.\r\n" + "é " * 300
+    bodies = {"clean": "Intro words. " * 30 + tail, "marked": "Intro & <words> " * 30 + tail}
+    sent = {
+        k: await mail.import_(plain("Report", b), "2026-01-01T00:00:00Z") for k, b in bodies.items()
+    }
+    found = await mail.search({"body": '"quarterly numbers"'})
+    assert sorted(found["query"]["ids"]) == sorted(sent.values())
+    for kind, body in bodies.items():
+        preview = found["snippets"][sent[kind]]["preview"]
+        assert preview == _reference_preview(body, ["quarterly numbers"])
+        assert "words. The <mark>quarterly numbers</mark> are in. é é" in preview.replace(
+            "&lt;words&gt; The", "words. The"
+        )
+        assert len(preview.encode()) <= 255 and preview.rstrip().endswith("é")
+
+
+def _reference_preview(text: str, terms: list[str]) -> str | None:
+    """§5 preview as computed before indexed bodies: collapse everything, then cut."""
+    text = re.sub(r"\s+", " ", text).strip()
+    pattern = snippet._pattern(terms)
+    assert pattern is not None
+    m = pattern.search(text)
+    if m is None:
+        return None
+    start = max(0, m.start() - snippet.CONTEXT_CHARS)
+    if start:
+        space = text.find(" ", start, m.start())
+        start = space + 1 if space >= 0 else start
+    return snippet.highlight(text[start:], pattern, snippet.PREVIEW_OCTETS)
+
+
+def test_windowed_preview_equals_collapsing_everything():
+    """§5 (255 octets, marks): the preview collapses only the section it shows and gives
+    exactly what collapsing the whole body first gives, for matches at the start, the
+    end and anywhere between, long whitespace runs, multi-octet text and phrases."""
+    rng = random.Random(8621)
+    words = ["alpha", "beta", "Zürich", "release", "x", "ünïcode", "<b>", "&", "日本語"]
+    spaces = [" ", "  ", "\n", "\r\n\t ", " " * 300, "\u00a0"]
+    for _ in range(400):
+        parts = []
+        for _ in range(rng.randrange(1, 400)):
+            parts += [rng.choice(words), rng.choice(spaces)]
+        text = rng.choice(["", " ", "\n\n"]) + "".join(parts)
+        terms = rng.choice([["release"], ["zürich"], ["alpha beta"], ["x", "beta"], ["gamma"]])
+        pattern = snippet._pattern(terms)
+        assert pattern is not None
+        assert snippet.preview(text, pattern)[1] == _reference_preview(text, terms), terms
