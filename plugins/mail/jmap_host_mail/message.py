@@ -1005,6 +1005,21 @@ _ANY_TAG = re.compile(r"<[^<>]*>")
 _WS_RUN = re.compile(r"\s+")
 
 
+def _collapse_ws(t: str) -> str:
+    """``t`` with control characters as spaces, whitespace runs collapsed, stripped; when
+    ``t`` is long, only as much of that as the preview can use.  The collapsed form of a
+    prefix of ``t`` is a prefix of the collapsed form of ``t``; once it holds more than
+    PREVIEW_CHARS characters up to a non-space one, it agrees with the whole text's on
+    everything the preview takes (its first PREVIEW_CHARS characters, and whether the
+    preview is full), without collapsing kilobytes of body the preview never shows."""
+    head = PREVIEW_CHARS * 8
+    if len(t) > head:
+        part = _WS_RUN.sub(" ", _CTRL.sub(" ", t[:head])).strip()
+        if len(part) > PREVIEW_CHARS:
+            return part
+    return _WS_RUN.sub(" ", _CTRL.sub(" ", t)).strip()
+
+
 def html_to_text(src: str) -> str:
     """Plain text of an HTML fragment: drops scripts, styles, comments and head; block tags
     become line breaks; entities decoded.  Linear time on any input."""
@@ -1440,7 +1455,7 @@ class ParsedMessage:
                         t = self._text(p.part_id, 8 * 1024)[0]
                 except Exception:  # pragma: no cover - defensive
                     continue
-                t = _WS_RUN.sub(" ", _CTRL.sub(" ", t)).strip()
+                t = _collapse_ws(t)
                 if t:
                     chunks.append(t)
                     total += len(t) + 1
