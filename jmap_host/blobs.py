@@ -439,22 +439,26 @@ class StagedBlobs:
     def place(self, blob_ids: Any) -> None:
         """Inside the write transaction: put the files of ``blob_ids`` (staged) in place."""
         parents: dict[Path, None] = {}
-        for blob_id in dict.fromkeys(blob_ids):
-            entry = self._staged.pop(blob_id, None)
-            if entry is None:
-                raise KeyError(f"blob {blob_id} was not staged")
-            future, data = entry
-            tmp = future.result() if future is not None else None  # the bytes are durable
-            final = blob_path(self.host, blob_id)
-            if tmp is None:
-                if not final.is_file():  # removed since stage(): write it now, durably
-                    write_blob(self.host, data)
-                continue
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-            parents[final.parent] = None
-        pool = _sync_executor()
-        self._dir_syncs += [pool.submit(_fsync_path, parent) for parent in parents]
+        try:
+            for blob_id in dict.fromkeys(blob_ids):
+                entry = self._staged.pop(blob_id, None)
+                if entry is None:
+                    raise KeyError(f"blob {blob_id} was not staged")
+                future, data = entry
+                tmp = future.result() if future is not None else None  # bytes durable
+                final = blob_path(self.host, blob_id)
+                if tmp is None:
+                    if not final.is_file():  # removed since stage(): write it now, durably
+                        write_blob(self.host, data)
+                    continue
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+                parents[final.parent] = None
+        finally:
+            # Even when this fails half-way: another import may find a file renamed here
+            # and rely on it, so every rename is made durable (close() waits for these).
+            pool = _sync_executor()
+            self._dir_syncs += [pool.submit(_fsync_path, parent) for parent in parents]
 
     def wait(self) -> None:
         """Inside the write transaction, before COMMIT: every placed file is durable."""

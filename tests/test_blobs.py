@@ -534,3 +534,28 @@ async def test_core_capability_is_in_account_capabilities(jmap_config):
         session = await session_of(alice)
         for account in session["accounts"].values():
             assert account["accountCapabilities"][CORE] == {}
+
+
+def test_staged_blobs_place_only_what_commits(tmp_path):
+    """StagedBlobs (Email/import): files staged before the write transaction; place() puts
+    in place only the blobs named, rewrites one that vanished since stage(), and close()
+    deletes the staged files never placed, leaving nothing in blobs/tmp."""
+    from types import SimpleNamespace
+
+    from jmap_host.blobs import StagedBlobs, blob_dir, blob_path, write_blob
+
+    host = SimpleNamespace(config=SimpleNamespace(data={"storage": {"path": str(tmp_path)}}))
+    existing = write_blob(host, b"already here")
+    staged = StagedBlobs(host)
+    kept = staged.stage(b"kept")
+    dropped = staged.stage(b"dropped")
+    assert staged.stage(b"kept") == kept
+    assert staged.stage(b"already here") == existing
+    blob_path(host, existing).unlink()  # e.g. swept between stage() and the transaction
+    staged.place([kept, existing, kept])
+    staged.wait()
+    staged.close()
+    assert blob_path(host, kept).read_bytes() == b"kept"
+    assert blob_path(host, existing).read_bytes() == b"already here"
+    assert not blob_path(host, dropped).exists()
+    assert not list((blob_dir(host) / "tmp").iterdir())

@@ -1306,14 +1306,17 @@ async def email_import(call: Call) -> dict[str, Any]:
             accepted.append((creation_id, message, mailbox_ids, keywords, received_at))
         # The staged files of the accepted messages go into place now; their directories
         # are fsynced while the rows are inserted, and waited for before COMMIT (below): an
-        # acknowledged import never names a file a crash could lose.
-        staged.place(b for _, m, *_ in accepted for b in (m.blob_id, *m.parts.values()))
-        records = ingest_prepared(db, account, [a[1:] for a in accepted])
+        # acknowledged import never names a file a crash could lose.  Waited for on failure
+        # too, before the lock is released: the next import may find a file renamed here.
+        try:
+            staged.place(b for _, m, *_ in accepted for b in (m.blob_id, *m.parts.values()))
+            records = ingest_prepared(db, account, [a[1:] for a in accepted])
+        finally:
+            staged.wait()
         created = {
             a[0]: {k: record[k] for k in ("id", "blobId", "threadId", "size")}
             for a, record in zip(accepted, records, strict=True)
         }
-        staged.wait()
         new, _ = objectstore.current_modseq(db, account, EMAIL.name)
         return {
             "accountId": account,
