@@ -10,9 +10,9 @@ without an event.  ``X-Accel-Buffering: no`` keeps nginx from buffering the stre
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
+import orjson
 import trio
 
 from . import streamtoken
@@ -26,11 +26,11 @@ TYPE_NAME = r"[A-Za-z][A-Za-z0-9]*"
 
 
 def _event(name: str, data: object, event_id: str | None = None) -> bytes:
-    lines = [f"event: {name}"]
-    if event_id is not None:
-        lines.append(f"id: {event_id}")
-    lines.append("data: " + json.dumps(data, separators=(",", ":")))
-    return ("\n".join(lines) + "\n\n").encode()
+    # orjson: the same compact JSON (the values are strings and dicts of strings), several
+    # times faster; one event is encoded per stream per change, 10,000 times per change
+    # with 10,000 streams open.
+    head = f"event: {name}\nid: {event_id}\n" if event_id is not None else f"event: {name}\n"
+    return head.encode() + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
 async def issue_token(request: Request) -> Response:

@@ -184,3 +184,61 @@ async def test_stream_token_for_browsers(jmap_config):
             for bad in (tampered, expired, "garbage"):
                 response = await browser.get(f"/jmap/eventsource/?types=*&accessToken={bad}")
                 assert response.status_code == 401, bad
+
+
+def test_hub_counts_open_and_closed_subscribers():
+    """The hub keeps how many subscribers are open and how many have gone, so the server
+    can collect the garbage of mass disconnects (server.collect_after_disconnects)."""
+    from jmap_host.push import PushHub
+
+    hub = PushHub()
+    with hub.subscribe(["a1"]) as first, hub.subscribe(["a1", "a2"], {"Email"}):
+        assert (hub.open, hub.closed) == (2, 0)
+        hub.publish("a1", {"Email": "7", "Mailbox": "3"})
+        assert first.take() == {"a1": {"Email": "7", "Mailbox": "3"}}
+    assert (hub.open, hub.closed) == (0, 2)
+    assert hub.subscriber_count() == 0
+
+
+def test_event_encoding_is_compact_json_with_the_state_in_the_id():
+    """§7.3 event format: ``event``, ``id``, ``data`` lines, compact JSON, blank line; the
+    id decodes to every state the stream has seen (sorted, so equal states give equal ids)."""
+    from jmap_host.eventsource import _event
+    from jmap_host.push import decode_event_id, encode_event_id, state_change
+
+    seen = {"b": {"Mailbox": "2", "Email": "9"}, "a": {"Email": "1"}}
+    event_id = encode_event_id(seen)
+    assert decode_event_id(event_id) == seen
+    assert event_id == encode_event_id({"a": {"Email": "1"}, "b": {"Email": "9", "Mailbox": "2"}})
+    data = state_change({"b": {"Email": "9"}})
+    assert (
+        _event("state", data, event_id)
+        == (
+            f"event: state\nid: {event_id}\n"
+            'data: {"@type":"StateChange","changed":{"b":{"Email":"9"}}}\n\n'
+        ).encode()
+    )
+    assert _event("ping", {"interval": 30}) == b'event: ping\ndata: {"interval":30}\n\n'
+
+
+def test_hub_offers_only_the_types_whose_state_changed():
+    """Publishers send every type's state on each change; the hub offers only the types
+    whose state moved since it last published, so a stream following other types is not
+    woken (EmailDelivery streams and a keyword change), and a repeat wakes nobody."""
+    from jmap_host.push import PushHub
+
+    hub = PushHub()
+    with hub.subscribe(["a1"]) as every, hub.subscribe(["a1"], {"EmailDelivery"}) as deliveries:
+        hub.publish("a1", {"Email": "1", "EmailDelivery": "5"})
+        assert every.take() == {"a1": {"Email": "1", "EmailDelivery": "5"}}
+        assert deliveries.take() == {"a1": {"EmailDelivery": "5"}}
+        hub.publish("a1", {"Email": "2", "EmailDelivery": "5"})  # a keyword change
+        assert every.take() == {"a1": {"Email": "2"}}
+        assert not deliveries.pending
+        hub.publish("a1", {"Email": "2", "EmailDelivery": "5"})  # nothing new
+        assert not every.pending and not deliveries.pending
+    with hub.subscribe(["a1"]) as later:
+        # The last subscriber left: what was published is forgotten, a newcomer (which
+        # read the states itself) gets the next publication whole.
+        hub.publish("a1", {"Email": "2", "EmailDelivery": "5"})
+        assert later.take() == {"a1": {"Email": "2", "EmailDelivery": "5"}}
