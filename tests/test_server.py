@@ -195,3 +195,95 @@ async def test_failing_startup_hook_is_reported_with_the_plugin_name(tmp_path):
     expected = pytest.RaisesExc(jmap_host.StartupError, match="'failing' failed in startup")
     with pytest.RaisesGroup(expected, flatten_subgroups=True):  # trio nurseries group errors
         await serve(host)
+
+
+class FakeLimits:
+    """RLIMIT_NOFILE as the kernel would keep it, for raise_nofile_limit."""
+
+    def __init__(self, soft: int, hard: int) -> None:
+        self.limits = (soft, hard)
+
+    def getrlimit(self, which: int) -> tuple[int, int]:
+        return self.limits
+
+    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
+        import resource
+
+        assert which == resource.RLIMIT_NOFILE
+        soft, hard = limits
+        if hard != self.limits[1] or (hard != resource.RLIM_INFINITY and soft > hard):
+            raise ValueError("not allowed")
+        self.limits = limits
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "raised", "warned"),
+    [
+        (1024, 2048, 2048, True),  # raised to the hard limit, still too low: a warning
+        (1024, 65536, 11_024, False),  # raised to what 10,000 streams need
+        (1024, -1, 11_024, False),  # no hard limit (RLIM_INFINITY)
+        (50_000, 65536, 50_000, False),  # already enough: left alone
+    ],
+)
+def test_open_file_limit_is_raised_at_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    soft: int,
+    hard: int,
+    raised: int,
+    warned: bool,
+) -> None:
+    """The server raises its soft RLIMIT_NOFILE towards the hard limit (10,000 EventSource
+    streams need 10,000 sockets) and says clearly when the limit stays too low."""
+    resource = pytest.importorskip("resource")
+    from jmap_host import server as server_module
+
+    hard = resource.RLIM_INFINITY if hard == -1 else hard
+    fake = FakeLimits(soft, hard)
+    monkeypatch.setattr(resource, "getrlimit", fake.getrlimit)
+    monkeypatch.setattr(resource, "setrlimit", fake.setrlimit)
+    with caplog.at_level("INFO", logger="jmap_host.server"):
+        effective, _ = server_module.raise_nofile_limit()
+    assert effective == raised
+    assert fake.limits == (raised, hard)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert bool(warnings) == warned, caplog.text
+    if warned:
+        assert "RLIMIT_NOFILE" in warnings[0].getMessage()
+        assert "ulimit -Hn" in warnings[0].getMessage()
+
+
+def test_collector_tuned_for_many_connections() -> None:
+    """Start-up objects are frozen out of full collections and the young threshold is
+    raised, so bursts over thousands of streams do not trigger collections of everything."""
+    import gc
+
+    from jmap_host import server as server_module
+
+    before = gc.get_threshold()
+    try:
+        server_module.tune_gc()
+        assert gc.get_threshold() == server_module.GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize(
+    ("closed", "still_open", "collect"),
+    [
+        (0, 0, False),
+        (499, 0, False),  # a few disconnects: not worth a pause
+        (500, 0, True),
+        (500, 10_000, False),  # 500 gone of 10,000: the pause would walk all the others
+        (2_500, 10_000, True),
+        (10_000, 0, True),  # everyone left: collect what their connections held
+    ],
+)
+def test_full_collection_after_mass_disconnects(closed, still_open, collect) -> None:
+    """The server runs a full garbage collection once many streams have closed, so the
+    memory their connections held (reference cycles) comes back without waiting for load."""
+    from jmap_host.server import should_collect
+
+    assert should_collect(closed, still_open) is collect
