@@ -4,7 +4,11 @@ Failed attempts are counted per client address; past ``authentication.max-failur
 ``authentication.failure-window`` that address gets 429 until the window has passed, so a
 password cannot be guessed at network speed.  Verified Basic credentials are remembered for
 a minute under a keyed hash, so a client sending them with every request does not pay for
-an argon2 verification each time.
+an argon2 verification each time.  Requests that bring the same credentials while they are
+being verified (thousands of EventSource streams reconnecting at once) wait for that one
+verification instead of starting their own, and at most ``VERIFY_CONCURRENCY``
+verifications run at a time (an argon2id verification takes 64 MiB and most of a CPU for
+half a second).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from collections import deque
@@ -29,6 +34,18 @@ if TYPE_CHECKING:
     from .http import Request
 
 CREDENTIAL_CACHE_SECONDS = 60.0
+VERIFY_CONCURRENCY = max(4, os.cpu_count() or 1)
+
+
+class _Verification:
+    """A password verification in progress; requests with the same credentials wait on
+    ``done`` and take its result."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.finished = False  # False once done: the verifying request was cancelled
+        self.principal: Principal | None = None
+        self.unavailable: str | None = None  # the directory could not answer
 
 
 @dataclass
@@ -53,6 +70,8 @@ class Authenticator:
         self._cache_key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[float, Principal]] = {}
         self._used_tokens: dict[str, float] = {}
+        self._verifying: dict[bytes, _Verification] = {}
+        self._verify_slots = trio.CapacityLimiter(VERIFY_CONCURRENCY)
 
     def challenge(self, failure: AuthFailure | None = None) -> list[tuple[str, str]]:
         realm = self.realm.replace('"', "")
@@ -171,13 +190,40 @@ class Authenticator:
                 return current
             self._cache.pop(key, None)
             return None
-        principal = await self.host.directory.authenticate(username, password)
+        principal = await self._verify(key, username, password)
         if principal is not None and principal.kind == "individual":
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[key] = (now + CREDENTIAL_CACHE_SECONDS, principal)
+            self._cache[key] = (time.monotonic() + CREDENTIAL_CACHE_SECONDS, principal)
             return principal
         return None
+
+    async def _verify(self, key: bytes, username: str, password: str) -> Principal | None:
+        """The directory's verdict on these credentials (``key`` is their keyed hash): one
+        verification at a time per distinct credentials, shared by every request that
+        brings them meanwhile (a wrong password is wrong for each of them, and each counts
+        its failure); at most VERIFY_CONCURRENCY verifications at once overall."""
+        while (running := self._verifying.get(key)) is not None:
+            await running.done.wait()
+            if running.unavailable is not None:
+                raise DirectoryUnavailable(running.unavailable)
+            if running.finished:
+                return running.principal
+            # The verifying request was cancelled before an answer: verify here instead.
+        verification = _Verification()
+        self._verifying[key] = verification
+        try:
+            async with self._verify_slots:
+                principal = await self.host.directory.authenticate(username, password)
+            verification.principal = principal
+            verification.finished = True
+            return principal
+        except DirectoryUnavailable as exc:
+            verification.unavailable = str(exc) or "the directory is unavailable"
+            raise
+        finally:
+            del self._verifying[key]
+            verification.done.set()
 
     async def _bearer(self, value: str) -> Principal | None:
         name = await trio.to_thread.run_sync(tokens.verify, self.host.store, value)

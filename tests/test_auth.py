@@ -495,3 +495,82 @@ async def test_malformed_credentials_count_towards_throttling(tmp_path):
                 await client.get("/jmap/session", headers={"Authorization": header})
             ).status_code == 401
         assert (await client.get("/jmap/session", headers=basic("alice"))).status_code == 429
+
+
+class GatedDirectory:
+    """Counts password verifications and holds each until ``gate`` is set: the password
+    "right" is right, any other wrong; with ``down`` the verification fails as unavailable."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.gate = trio.Event()
+        self.down = False
+
+    async def authenticate(self, username: str, password: str) -> Principal | None:
+        self.calls += 1
+        await self.gate.wait()
+        if self.down:
+            raise jmap_host.DirectoryUnavailable("back end down")
+        return Principal(name=username) if password == "right" else None
+
+    async def principal(self, name: str) -> Principal | None:
+        return Principal(name=name)
+
+    async def members(self, group: str) -> list[Principal]:
+        return []
+
+    async def lookup_email(self, address: str) -> Principal | None:
+        return None
+
+
+class GatedPlugin:
+    def __init__(self, directory: GatedDirectory) -> None:
+        self.directory = directory
+
+    @jmap_host.hookimpl
+    def register_directories(self) -> list[jmap_host.DirectoryType]:
+        return [jmap_host.DirectoryType("flaky", jmap_host.Table(), lambda *_: self.directory)]
+
+
+@pytest.mark.parametrize("down", [False, True])
+async def test_requests_with_the_same_credentials_share_one_verification(
+    tmp_path: Path, down: bool
+) -> None:
+    """Requests that arrive with the same Basic credentials while they are being verified
+    (streams reconnecting together) wait for that verification and take its verdict: one
+    directory call per distinct credentials, each request still answered on its own (200,
+    401 for the wrong password, 503 while the directory is down)."""
+    directory = GatedDirectory()
+    directory.down = down
+    config = write_config(tmp_path, "[authentication]\nmax-failures = 100\n", base=FLAKY_CONFIG)
+    plugins = [("gated", GatedPlugin(directory))]
+    async with running_server(config, extra_plugins=plugins) as server, server.client() as client:
+        statuses: dict[str, list[int]] = {"alice:right": [], "alice:wrong": []}
+
+        async def get(credentials: str) -> None:
+            response = await client.get("/jmap/session", headers=raw_basic(credentials))
+            statuses[credentials].append(response.status_code)
+
+        verifying = server.host.authenticator._verifying
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(get, "alice:right")
+            for _ in range(5):
+                nursery.start_soon(get, "alice:wrong")
+            with trio.fail_after(10):
+                # Every request has arrived: two verifications, the others wait on them.
+                while sorted(v.done.statistics().tasks_waiting for v in verifying.values()) != [
+                    4,
+                    9,
+                ]:
+                    await trio.sleep(0.01)
+            assert directory.calls == 2
+            directory.gate.set()
+        assert directory.calls == 2
+        if down:
+            assert statuses == {"alice:right": [503] * 10, "alice:wrong": [503] * 5}
+        else:
+            assert statuses == {"alice:right": [200] * 10, "alice:wrong": [401] * 5}
+            # The verdict is cached: the next request is not verified again.
+            assert (await client.get("/jmap/session", headers=raw_basic("alice:right"))).is_success
+            assert directory.calls == 2
