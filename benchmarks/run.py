@@ -14,8 +14,9 @@ Scenarios (benchmarks/README.md says what each one measures):
   6 flag50         Email/set: a keyword patch on 50 messages (alternately set and removed)
   7 import         upload + Email/import in batches of 50 (messages per second)
   8 mix            scenarios 3/5/6 in rotation from 1, 10 and 50 concurrent clients
-  9 push           N EventSource streams open, one change, time until every stream saw it
-  10 memory        VmRSS of --server-pid at rest and with the N streams open
+  9 push           N EventSource streams open, one change, time until every stream saw it;
+                   then --hold-streams (10,000) open together, and a change reaches them all
+  10 memory        VmRSS of --server-pid at rest and with the streams open
 
 The floor: benchmarks/floor.py (one static JSON response on hypercorn + trio) is started as
 a subprocess and measured by the same client with the same loop; latencies are reported as
@@ -394,18 +395,41 @@ class Scenarios:
 # -- push (scenario 9) -------------------------------------------------------------------------
 
 
+class Tally:
+    """What a fleet of streams has seen: ``state`` events counted as they arrive, so the
+    waiting side needs no scan of every stream."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.target = 0
+        self.reached = trio.Event()
+
+    def expect(self, events: int) -> None:
+        self.target = self.count + events
+        self.reached = trio.Event()
+
+    def add(self, events: int) -> None:
+        self.count += events
+        if self.count >= self.target:
+            self.reached.set()
+
+
 class Stream:
-    """One EventSource connection on a raw socket: records when each ``event: state``
-    arrives.  (Plain sockets keep 1,000+ connections cheap on the client side.)"""
+    """One EventSource connection on a raw socket with a minimal HTTP/1.1 reading: records
+    when each ``event: state`` arrives.  Plain sockets keep 10,000 connections cheap on the
+    client side (a few KiB each, against tens of KiB for an httpx stream)."""
 
     MARK = b"event: state"
 
-    def __init__(self) -> None:
+    __slots__ = ("body_seen", "error", "events", "headers_seen", "status", "tally")
+
+    def __init__(self, tally: Tally) -> None:
         self.status = 0
         self.body_seen = trio.Event()
         self.headers_seen = trio.Event()
         self.events: list[float] = []
         self.error: str | None = None
+        self.tally = tally
 
     async def run(self, url: str, authorization: str) -> None:
         parts = urlsplit(url)
@@ -416,105 +440,331 @@ class Stream:
             self.error = f"connect: {exc}"
             self.headers_seen.set()
             return
-        async with stream:
-            request = (
-                f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                f"Authorization: {authorization}\r\nAccept: text/event-stream\r\n"
-                "Cache-Control: no-cache\r\n\r\n"
-            )
-            await stream.send_all(request.encode())
-            buffer = b""
-            while b"\r\n\r\n" not in buffer:
-                data = await stream.receive_some(65536)
-                if not data:
-                    self.error = "closed before headers"
-                    self.headers_seen.set()
-                    return
-                buffer += data
-            head, _, buffer = buffer.partition(b"\r\n\r\n")
-            self.status = int(head.split(b" ", 2)[1])
+        try:
+            async with stream:
+                await self._read(stream, parts.netloc, path, authorization)
+        except (OSError, trio.BrokenResourceError) as exc:
+            self.error = f"connection: {exc}"
             self.headers_seen.set()
-            if self.status != 200:
-                self.error = f"HTTP {self.status}"
+
+    async def _read(
+        self, stream: trio.SocketStream, netloc: str, path: str, authorization: str
+    ) -> None:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {netloc}\r\n"
+            f"Authorization: {authorization}\r\nAccept: text/event-stream\r\n"
+            "Cache-Control: no-cache\r\n\r\n"
+        )
+        await stream.send_all(request.encode())
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            data = await stream.receive_some(16384)
+            if not data:
+                self.error = "closed before headers"
+                self.headers_seen.set()
                 return
-            while True:
-                if buffer:
-                    self.body_seen.set()
-                    count = buffer.count(self.MARK)
+            buffer += data
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ", 2)[1])
+        self.headers_seen.set()
+        if self.status != 200:
+            self.error = f"HTTP {self.status}"
+            return
+        mark = self.MARK
+        while True:
+            if buffer:
+                self.body_seen.set()
+                count = buffer.count(mark)
+                if count:
                     now = time.perf_counter()
                     self.events.extend([now] * count)
-                    buffer = buffer[-len(self.MARK) :] if count == 0 else b""
-                data = await stream.receive_some(65536)
-                if not data:
-                    self.error = "closed"
-                    return
-                buffer += data
+                    self.tally.add(count)
+                    buffer = b""
+                else:
+                    buffer = buffer[-len(mark) :]
+            data = await stream.receive_some(16384)
+            if not data:
+                self.error = "closed"
+                return
+            buffer += data
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raise this process's RLIMIT_NOFILE soft limit towards the hard one (enough for
+    ``wanted`` descriptors if it can); returns the soft limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
+            return soft
+        return new
+    return soft if soft != resource.RLIM_INFINITY else wanted
+
+
+def open_fds(pid: int | None) -> int | None:
+    """How many file descriptors ``pid`` has open (None without a pid or outside Linux)."""
+    if not pid:
+        return None
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time ``pid`` has used (None without a pid or outside Linux): the
+    server's own work, which the other processes on a shared machine do not inflate."""
+    if not pid:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def open_streams(
+    nursery: trio.Nursery,
+    count: int,
+    url: str,
+    authorization: str,
+    tally: Tally,
+    args: argparse.Namespace,
+) -> tuple[list[Stream], dict[str, Any]]:
+    """Open ``count`` streams in ``nursery``, at most ``--push-connect-concurrency`` being
+    set up at a time (clients reconnecting in waves); wait until each has its response
+    headers and first body bytes (or the bounds pass).  Returns the streams and figures."""
+    streams = [Stream(tally) for _ in range(count)]
+    start = time.perf_counter()
+    limiter = trio.Semaphore(args.push_connect_concurrency)
+
+    async def open_one(s: Stream) -> None:
+        async with limiter:
+            nursery.start_soon(s.run, url, authorization)
+            await s.headers_seen.wait()
+
+    with trio.move_on_after(args.push_connect_timeout):
+        async with trio.open_nursery() as opening:
+            for s in streams:
+                opening.start_soon(open_one, s)
+    headers_seconds = time.perf_counter() - start
+    # A server may answer the headers before it subscribes the stream: wait for each
+    # stream's first body bytes (jmap-host sends a comment line) for a short while.
+    with trio.move_on_after(5):
+        for s in streams:
+            if s.status == 200:
+                await s.body_seen.wait()
+    seconds = time.perf_counter() - start
+    await trio.sleep(0.5)
+    errors: dict[str, int] = {}
+    for s in streams:
+        if s.error:
+            errors[s.error] = errors.get(s.error, 0) + 1
+    figures: dict[str, Any] = {
+        "connected": sum(1 for s in streams if s.status == 200 and s.error is None),
+        "connect_seconds": round(seconds, 3),
+        "headers_seconds": round(headers_seconds, 3),
+        "connects_per_s": round(count / seconds, 1) if seconds > 0 else None,
+    }
+    if errors:
+        figures["connect_errors"] = errors
+    return streams, figures
+
+
+Change = Callable[[int], Awaitable[Callable[[], Awaitable[Any]]]]
+
+
+def flag_change(scen: Scenarios) -> Change:
+    """A keyword change on one Email (set and removed alternately): the Email type's state
+    changes, and nothing else in RFC 8621 terms (no new message: EmailDelivery does not)."""
+
+    async def prepare(i: int) -> Callable[[], Awaitable[Any]]:
+        return lambda: scen.flag_op(scen.client, [scen.flag_ids[0]])(i)
+
+    return prepare
+
+
+def delivery_change(scen: Scenarios, imported: list[str]) -> Change:
+    """A new message: one small RFC 5322 message uploaded (untimed), then the timed
+    ``Email/import`` into the Inbox, which changes EmailDelivery (RFC 8621 §1.5) as well
+    as Email, Thread and Mailbox.  The created ids go to ``imported``."""
+
+    async def prepare(i: int) -> Callable[[], Awaitable[Any]]:
+        stamp = f"{time.time():.6f}"
+        raw = (
+            f"From: Push Bench <push@example.org>\r\nTo: bench@example.org\r\n"
+            f"Subject: push fan-out {i} {stamp}\r\nMessage-ID: <push-{i}-{stamp}@example.org>\r\n"
+            f"Date: {datetime.now(UTC).strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nA new message for scenario 9.\r\n"
+        ).encode()
+        blob = await scen.client.upload(raw)
+
+        async def send() -> None:
+            emails = {"m": {"blobId": blob, "mailboxIds": {scen.inbox: True}, "keywords": {}}}
+            result = await scen.client.call("Email/import", emails=emails)
+            created = (result.get("created") or {}).get("m")
+            if created is None:
+                raise Failed(f"Email/import: {result.get('notCreated')}")
+            imported.append(created["id"])
+
+        return send
+
+    return prepare
+
+
+async def push_rounds(
+    scen: Scenarios,
+    groups: list[tuple[list[Stream], Tally]],
+    quiet: tuple[list[Stream], Tally] | None,
+    change: Change,
+    rounds: int,
+    timeout: float,
+    first: int,
+    server_pid: int | None,
+) -> dict[str, Any]:
+    """``rounds`` times: one change, then wait until every open stream of ``groups`` has
+    seen an ``event: state`` (or ``timeout``); the time from sending the change to each
+    stream's first event after it is one delivery.  Streams of ``quiet`` follow types the
+    change does not touch: any event they get is counted as ``unexpected``.  Each round
+    also records the server's CPU time from the change until the last delivery."""
+    expected = [([s for s in ss if s.status == 200 and s.error is None], t) for ss, t in groups]
+    connected = [s for ss, _ in expected for s in ss]
+    idle = [s for s in quiet[0] if s.status == 200 and s.error is None] if quiet else []
+    latencies: list[float] = []
+    per_round = []
+    unexpected = 0
+    for r in range(rounds):
+        send = await change(first + r)
+        baseline = [len(s.events) for s in connected]
+        idle_baseline = sum(len(s.events) for s in idle)
+        for streams, tally in expected:
+            tally.expect(len(streams))
+        cpu0 = cpu_seconds(server_pid)
+        t0 = time.perf_counter()
+        await send()
+        with trio.move_on_after(timeout):
+            for _, tally in expected:
+                await tally.reached.wait()
+        cpu1 = cpu_seconds(server_pid)
+        seen = [
+            s.events[b] - t0 for s, b in zip(connected, baseline, strict=True) if len(s.events) > b
+        ]
+        latencies += seen
+        per_round.append(
+            {
+                "saw": len(seen),
+                "p50_ms": round(sorted(seen)[len(seen) // 2] * 1000, 1) if seen else None,
+                "max_ms": round(max(seen) * 1000, 1) if seen else None,
+                "server_cpu_ms": (
+                    round((cpu1 - cpu0) * 1000) if cpu0 is not None and cpu1 is not None else None
+                ),
+            }
+        )
+        await trio.sleep(0.5)
+        unexpected += sum(len(s.events) for s in idle) - idle_baseline
+    delivery = summarize(latencies, len(latencies), 1.0)
+    del delivery["req_per_s"]
+    result: dict[str, Any] = {
+        "rounds": per_round,
+        "missed": sum(len(connected) - r["saw"] for r in per_round),
+        "delivery": delivery,
+    }
+    if quiet:
+        result["idle_streams"] = len(idle)
+        result["unexpected_events"] = unexpected
+    return result
 
 
 async def push_fanout(
     scen: Scenarios, args: argparse.Namespace, server_pid: int | None
 ) -> dict[str, Any]:
+    """Scenario 9 on one set of connections, in three steps.
+
+    1. ``--streams`` (1,000) streams following every type, ``--push-rounds`` keyword
+       changes: the delivery figures.
+    2. More streams up to ``--hold-streams`` (10,000) in all, the new ones following only
+       EmailDelivery, which a keyword change does not touch (RFC 8621 §1.5): how many
+       connect and how fast, the server's memory and descriptors with them all open, and
+       the same keyword changes, which must reach the first 1,000 and none of the others
+       (``with_idle``).
+    3. ``--push-rounds`` new messages (``Email/import``), which change EmailDelivery: each
+       must reach all the streams (``hold``).  The imported messages are destroyed after.
+    """
     client = scen.client
-    template = client.session.event_source_url
-    url = template.replace("{types}", "*").replace("{closeafter}", "no").replace("{ping}", "0")
+    template = client.session.event_source_url.replace("{closeafter}", "no")
+    template = template.replace("{ping}", "0")
+    url = template.replace("{types}", "*")
+    idle_url = template.replace("{types}", "EmailDelivery")
     authorization = "Basic " + base64.b64encode(f"{args.user}:{args.password}".encode()).decode()
-    streams = [Stream() for _ in range(args.streams)]
-    result: dict[str, Any] = {"streams": args.streams}
+    total = max(args.streams, args.hold_streams)
+    nofile = raise_nofile(total + 256)
+    result: dict[str, Any] = {"streams": args.streams, "client_nofile": nofile}
+    if nofile < total + 64:
+        result["detail"] = f"client RLIMIT_NOFILE {nofile} is too low for {total} streams"
+    tally, idle_tally = Tally(), Tally()
+    rounds, timeout = args.push_rounds, args.push_timeout
+    imported: list[str] = []
     async with trio.open_nursery() as nursery:
-        connect_start = time.perf_counter()
-        limiter = trio.Semaphore(64)  # connect in waves, as clients reconnecting would
-
-        async def open_one(s: Stream) -> None:
-            async with limiter:
-                nursery.start_soon(s.run, url, authorization)
-                await s.headers_seen.wait()
-
-        with trio.move_on_after(args.push_connect_timeout):
-            async with trio.open_nursery() as opening:
-                for s in streams:
-                    opening.start_soon(open_one, s)
-        # A server may answer the headers before it subscribes the stream: wait for each
-        # stream's first body bytes (jmap-host sends a comment line) for a short while.
-        with trio.move_on_after(5):
-            for s in streams:
-                if s.status == 200:
-                    await s.body_seen.wait()
-        await trio.sleep(0.5)
-        connected = [s for s in streams if s.status == 200 and s.error is None]
-        result["connected"] = len(connected)
-        result["connect_seconds"] = round(time.perf_counter() - connect_start, 3)
-        errors: dict[str, int] = {}
-        for s in streams:
-            if s.error:
-                errors[s.error] = errors.get(s.error, 0) + 1
-        if errors:
-            result["connect_errors"] = errors
+        streams, figures = await open_streams(
+            nursery, args.streams, url, authorization, tally, args
+        )
+        result.update(figures)
         result["rss_mib_streams_open"] = rss_mib(server_pid)
-        latencies: list[float] = []
-        rounds = []
-        target = [scen.flag_ids[0]]
-        for r in range(args.push_rounds):
-            baseline = [len(s.events) for s in connected]
-            t0 = time.perf_counter()
-            await scen.flag_op(client, target)(r)
-            with trio.move_on_after(args.push_timeout):
-                while any(len(s.events) <= b for s, b in zip(connected, baseline, strict=True)):
-                    await trio.sleep(0.005)
-            seen = [
-                s.events[b] - t0
-                for s, b in zip(connected, baseline, strict=True)
-                if len(s.events) > b
-            ]
-            latencies += seen
-            rounds.append(
-                {"saw": len(seen), "max_ms": round(max(seen) * 1000, 1) if seen else None}
+        result.update(
+            await push_rounds(
+                scen, [(streams, tally)], None, flag_change(scen), rounds, timeout, 0, server_pid
             )
-            await trio.sleep(0.5)
+        )
+        extra = total - args.streams
+        if extra > 0:
+            idle, figures = await open_streams(
+                nursery, extra, idle_url, authorization, idle_tally, args
+            )
+            everyone = streams + idle
+            hold: dict[str, Any] = {
+                "streams": total,
+                "connected": sum(1 for s in everyone if s.status == 200 and s.error is None),
+                "opened_after_first": extra,
+                **{k: v for k, v in figures.items() if k != "connected"},
+                "rss_mib_open": rss_mib(server_pid),
+                "server_fds": open_fds(server_pid),
+            }
+            result["with_idle"] = await push_rounds(
+                scen,
+                [(streams, tally)],
+                (idle, idle_tally),
+                flag_change(scen),
+                rounds,
+                timeout,
+                rounds,
+                server_pid,
+            )
+            try:
+                hold.update(
+                    await push_rounds(
+                        scen,
+                        [(streams, tally), (idle, idle_tally)],
+                        None,
+                        delivery_change(scen, imported),
+                        rounds,
+                        max(timeout, 60),
+                        0,
+                        server_pid,
+                    )
+                )
+            except (Failed, JMAPError) as exc:
+                hold["detail"] = f"cannot add a message: {exc}"
+                hold["missed"] = None
+            result["hold"] = hold
+        if imported:
+            await client.call("Email/set", destroy=imported)
         nursery.cancel_scope.cancel()
-    result["rounds"] = rounds
-    result["missed"] = sum(len(connected) - r["saw"] for r in rounds)
-    result["delivery"] = summarize(latencies, len(latencies), 1.0)
-    del result["delivery"]["req_per_s"]
     return result
 
 
@@ -653,12 +903,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "9" in wanted or "10" in wanted:
             out["memory"]["rss_mib_before_push"] = rss_mib(args.server_pid)
         if "9" in wanted:
-            log(f"scenario 9: {args.streams} EventSource streams")
+            log(
+                f"scenario 9: {args.streams} EventSource streams, "
+                f"then {max(args.streams, args.hold_streams)} held"
+            )
             push = await push_fanout(scen, args, args.server_pid)
             ok = push["connected"] == args.streams and push["missed"] == 0
+            hold = push.get("hold")
+            if hold is not None:
+                ok = ok and hold["connected"] == hold["streams"] and hold["missed"] == 0
+                quiet = push["with_idle"]
+                ok = ok and quiet["missed"] == 0 and quiet["unexpected_events"] == 0
             scenarios["9"] = {"name": "push fan-out", "status": "ok" if ok else "errors", **push}
             out["memory"]["rss_mib_streams_open"] = push["rss_mib_streams_open"]
             out["memory"]["streams"] = args.streams
+            if hold is not None:
+                out["memory"]["rss_mib_hold_open"] = hold["rss_mib_open"]
+                out["memory"]["hold_streams"] = hold["streams"]
         if "10" in wanted:
             scenarios["10"] = {"name": "memory", "status": "ok", **out["memory"]}
             if not args.server_pid:
@@ -739,11 +1000,55 @@ def table(out: dict[str, Any]) -> str:
             rows.append(
                 (label, status, d["n"], d["p50_ms"], d["p90_ms"], d["p99_ms"], "", "", note)
             )
+            q = s.get("with_idle")
+            if q is not None:
+                d = q["delivery"]
+                note = (
+                    f"the first {s['connected']} streams with {q['idle_streams']} idle ones "
+                    f"open, {len(q['rounds'])} changes, missed {q['missed']}, events to idle "
+                    f"streams {q['unexpected_events']}"
+                )
+                rows.append(
+                    (
+                        "9 push, others idle",
+                        status,
+                        d["n"],
+                        d["p50_ms"],
+                        d["p90_ms"],
+                        d["p99_ms"],
+                        "",
+                        "",
+                        note,
+                    )
+                )
+            h = s.get("hold")
+            if h is not None and "delivery" in h:
+                d = h["delivery"]
+                note = (
+                    f"{h['connected']}/{h['streams']} streams held ({h['opened_after_first']} "
+                    f"opened in {h['connect_seconds']} s), {len(h['rounds'])} new messages, "
+                    f"missed {h['missed']}, max {d['max_ms']} ms, server "
+                    f"{h.get('rss_mib_open')} MiB, {h.get('server_fds')} fds"
+                )
+                rows.append(
+                    (
+                        f"9 push, {h['streams']} held",
+                        status,
+                        d["n"],
+                        d["p50_ms"],
+                        d["p90_ms"],
+                        d["p99_ms"],
+                        "",
+                        "",
+                        note,
+                    )
+                )
         elif key == "10":
             note = (
                 f"at rest {s.get('rss_mib_at_rest')} MiB; "
                 f"before push {s.get('rss_mib_before_push')} MiB; "
                 f"{s.get('streams', '?')} streams open {s.get('rss_mib_streams_open')} MiB; "
+                f"{s.get('hold_streams', '?')} streams open {s.get('rss_mib_hold_open')} MiB; "
                 f"floor {s.get('floor_rss_mib')} MiB"
             )
             rows.append((label, status, "", "", "", "", "", "", note))
@@ -832,6 +1137,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--push-rounds", type=int, default=3, help="scenario 9 changes (3)")
     p.add_argument("--push-timeout", type=float, default=30, help="scenario 9 wait per change")
     p.add_argument("--push-connect-timeout", type=float, default=120)
+    p.add_argument(
+        "--hold-streams",
+        type=int,
+        default=10000,
+        help="scenario 9: streams held open together after the --streams rounds (10000; "
+        "no more than --streams skips this step)",
+    )
+    p.add_argument(
+        "--push-connect-concurrency",
+        type=int,
+        default=64,
+        help="scenario 9: streams being connected at once (64)",
+    )
     p.add_argument("--out", type=Path, help="JSON file (default benchmarks/.results/run-*.json)")
     p.add_argument("--label", default="", help="free text stored in the JSON (e.g. server name)")
     p.add_argument("--quiet", action="store_true")
