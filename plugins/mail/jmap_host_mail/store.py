@@ -271,6 +271,25 @@ def fts_per_row(table: str, where: str) -> str:
     return where.replace(_fts_in(table), _fts_each(table))
 
 
+def fts_from_rowid(table: str, where: str, low: int) -> str:
+    """``where`` with every text condition reading only the index rows from rowid ``low``
+    up: the same answer for Email rows whose rowid is at least ``low``, from the tail of
+    each doclist only.  The parameters are the same, in the same order."""
+    ranged = f"[{table}].rowid IN (SELECT rowid FROM {FTS} WHERE {FTS} MATCH ? AND rowid >= %d)"
+    return where.replace(_fts_in(table), ranged % int(low))
+
+
+def fts_newest(db: sqlite_utils.Database, query: str, count: int) -> tuple[int, int]:
+    """(n, lowest rowid) of the ``count`` hits of a MATCH with the highest rowids: the
+    most recently stored (n < count: that is every hit)."""
+    n, low = db.execute(
+        f"SELECT count(*), min(rowid) FROM (SELECT rowid FROM {FTS} WHERE {FTS} MATCH ? "
+        "ORDER BY rowid DESC LIMIT ?)",
+        [query, count],
+    ).fetchone()
+    return int(n), int(low or 0)
+
+
 FTS_SAMPLE = 2000
 
 

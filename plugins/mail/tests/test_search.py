@@ -113,37 +113,64 @@ async def test_text_query_same_ids_whatever_the_plan(mail, monkeypatch):
     """RFC 8621 §4.4.1 (text, subject, body: all terms must match) and §4.4 (sort, position,
     limit, total, collapseThreads): a common term, a rare one, one in no message and two
     conditions ANDed give the same ids, in receivedAt order, whether the planner looks the
-    hits up, walks the index against the collected hits or tests each walked row."""
-    ids = []
+    hits up, walks the index against the collected hits, tests each walked row, or takes
+    a newest-first page from the newest hits alone, also when the last messages stored
+    are the oldest received (so the newest hits are not the newest Emails)."""
+    received, ids = {}, []
     for n in range(30):
-        words = ["common"] * (n % 5 != 0) + ["rare"] * (n in (7, 21))
+        words = ["common"] * (n % 5 != 0) + ["rare"] * (n in (7, 21, 27)) + ["early"] * (n < 25)
         body = " ".join(["filler", *words, f"number{n}"])
-        ids.append(await mail.import_(plain(f"Note {n}", body), f"2026-01-01T00:{n:02d}:00Z"))
-    newest = list(reversed(ids))
+        # Stored in order, received in order, except the last five: received first.
+        minute = n if n < 25 else n - 25
+        hour = 1 if n < 25 else 0
+        ids.append(
+            await mail.import_(plain(f"Note {n}", body), f"2026-01-01T{hour:02d}:{minute:02d}:00Z")
+        )
+        received[ids[-1]] = (hour, minute)
+    newest = sorted(ids, key=lambda i: received[i], reverse=True)
+    has = {i: n for n, i in enumerate(ids)}
     expected = {
-        "common": [i for n, i in zip(range(29, -1, -1), newest, strict=True) if n % 5],
-        "rare": [ids[21], ids[7]],
+        "common": [i for i in newest if has[i] % 5],
+        "rare": [i for i in newest if has[i] in (7, 21, 27)],
+        "early": [i for i in newest if has[i] < 25],
+        "number26": [ids[26]],
         "absent": [],
     }
 
     async def query(filter_: Any, **args: Any) -> dict[str, Any]:
         return await mail.call("Email/query", filter=filter_, sort=NEWEST_FIRST, **args)
 
-    for plan in ("hits", "walk", "seek"):
-        monkeypatch.setattr(email_module.EmailQuery, "_plan", lambda self, db, want, p=plan: p)
+    real_plan, real_newest = email_module.EmailQuery._plan, email_module.EmailQuery._newest
+    for plan in ("hits", "walk", "seek", "newest, small samples", "newest"):
+        if plan.startswith("newest"):
+            monkeypatch.setattr(email_module.EmailQuery, "_plan", real_plan)
+            monkeypatch.setattr(email_module.EmailQuery, "_newest", real_newest)
+            small = plan == "newest, small samples"
+            monkeypatch.setattr(email_module, "NEWEST_SAMPLE", 1 if small else 4)
+            monkeypatch.setattr(email_module, "NEWEST_MIN", 1 if small else 200)
+        else:
+            monkeypatch.setattr(email_module.EmailQuery, "_plan", lambda self, db, w, p=plan: p)
+            monkeypatch.setattr(email_module.EmailQuery, "_newest", lambda *args: None)
         for term, want in expected.items():
-            page = await query({"text": term}, limit=4, position=1, calculateTotal=True)
-            assert page["ids"] == want[1:5], (plan, term)
-            assert page["total"] == len(want), (plan, term)
+            for position, limit in ((0, 1), (1, 4), (0, 2)):
+                page = await query(
+                    {"text": term}, limit=limit, position=position, calculateTotal=True
+                )
+                assert page["ids"] == want[position : position + limit], (plan, term)
+                assert page["total"] == len(want), (plan, term)
             assert (await query({"text": term}))["ids"] == want, (plan, term)
         both = {"operator": "AND", "conditions": [{"body": "common"}, {"text": "rare"}]}
-        assert (await query(both))["ids"] == [ids[21], ids[7]], plan
-        common_subject = {"operator": "AND", "conditions": [{"subject": "note"}, {"body": "rare"}]}
-        assert (await query(common_subject))["ids"] == [ids[21], ids[7]], plan
+        assert (await query(both, limit=2))["ids"] == expected["rare"][:2], plan
+        by_subject = {"operator": "AND", "conditions": [{"subject": "note"}, {"body": "rare"}]}
+        assert (await query(by_subject))["ids"] == expected["rare"], plan
         collapsed = await query({"body": "common"}, collapseThreads=True, limit=3)
         assert collapsed["ids"] == expected["common"][:3], plan
         either = {"operator": "OR", "conditions": [{"text": "rare"}, {"text": "number3"}]}
-        assert (await query(either))["ids"] == [ids[21], ids[7], ids[3]], plan
+        assert (await query(either))["ids"] == [i for i in newest if has[i] in (3, 7, 21, 27)]
+        oldest_first = await mail.call(
+            "Email/query", filter={"text": "common"}, sort=[{"property": "receivedAt"}], limit=3
+        )
+        assert oldest_first["ids"] == expected["common"][::-1][:3], plan
 
 
 def test_plan_follows_how_many_match(monkeypatch):
