@@ -5,8 +5,9 @@ candidate and no sort of the whole Mailbox.  Checked on the plan SQLite chooses,
 
 from __future__ import annotations
 
-from jmap_host.testing import running_server
 from jmap_host_mail.email import EMAIL, EmailQuery
+
+from jmap_host.testing import running_server
 
 OPEN_A_MAILBOX = [{"property": "receivedAt", "isAscending": False}]
 
