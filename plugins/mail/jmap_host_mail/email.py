@@ -355,7 +355,7 @@ def ingest_prepared(
     part_rows: list[tuple[str, str, str, str]] = []
     member_rows: list[tuple[str, str, str, str, int]] = []
     text_rows: list[tuple[Any, ...]] = []
-    header_rows: list[tuple[str, str, str, str]] = []
+    header_rows: list[tuple[str, str, str, str, int]] = []
     mailboxes_changed: dict[str, None] = {}
     for prepared, mailbox_ids, keywords, received_at in items:
         email_id = objectstore.new_id()
@@ -405,7 +405,7 @@ def ingest_prepared(
         ]
         mailboxes_changed.update(dict.fromkeys(mailbox_ids))
         text_rows.append((rowid, email_id, account, *prepared.text))
-        header_rows += store.header_rows(account, email_id, prepared.headers)
+        header_rows += store.header_rows(account, email_id, prepared.headers, rowid)
     for thread_id, thread in threads.items():
         if thread_id in new_threads:
             objectstore.insert_record(db, THREAD, account, thread)
