@@ -233,7 +233,8 @@ async def search_snippet_get(call: Call) -> dict[str, Any]:
             out.append(entry)
         return out, set(records)
 
-    found, known = await host.store.read(read)
+    # A worker thread: the odd preview parses its message from the blob file.
+    found, known = await host.store.read(read, inline=False)
     return {
         "accountId": account,
         "list": found,

@@ -1,0 +1,81 @@
+"""Short reads run on the event loop's thread; a long one is moved to a worker thread
+(Store.read): the loop never runs a query for more than INLINE_READ_BUDGET, and what the
+caller gets is the same either way."""
+
+from __future__ import annotations
+
+import threading
+
+from jmap_host import store as store_module
+from jmap_host.store import Store
+
+LONG = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+    "SELECT count(*) FROM n"
+)
+
+
+async def test_a_short_read_runs_on_the_loop_thread(tmp_path):
+    store = Store(tmp_path)
+    await store.write(lambda db: db.execute("CREATE TABLE t (v INTEGER)"))
+    await store.write(lambda db: db.execute("INSERT INTO t VALUES (1)"))
+    threads: list[threading.Thread] = []
+
+    def read(db):
+        threads.append(threading.current_thread())
+        return db.execute("SELECT v FROM t").fetchone()[0]
+
+    assert await store.read(read) == 1
+    assert threads == [threading.current_thread()]
+    # inline=False (heavy work besides SQL) and inline_reads=False: a worker thread.
+    assert await store.read(read, inline=False) == 1
+    store.inline_reads = False
+    assert await store.read(read) == 1
+    assert threads[1] is not threading.current_thread()
+    assert threads[2] is not threading.current_thread()
+    store.close()
+
+
+async def test_a_long_read_is_interrupted_and_run_in_a_worker(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    calls: list[threading.Thread] = []
+
+    def read(db):
+        calls.append(threading.current_thread())
+        return db.execute(LONG).fetchone()[0]
+
+    assert await store.read(read) == 3000000
+    # First on the loop, stopped by SQLite at the budget; then again in a worker.
+    assert calls[0] is threading.current_thread()
+    assert len(calls) == 2 and calls[1] is not threading.current_thread()
+    # The loop's connection is left usable, outside any transaction.
+    assert await store.read(lambda db: db.execute("SELECT 2").fetchone()[0]) == 2
+    assert not store._local.inline_db.conn.in_transaction
+    # With a budget large enough, the same read stays on the loop.
+    monkeypatch.setattr(store_module, "INLINE_READ_BUDGET", 60.0)
+    calls.clear()
+    assert await store.read(read) == 3000000
+    assert calls == [threading.current_thread()]
+    store.close()
+
+
+async def test_a_read_that_finds_the_database_busy_is_retried_in_a_worker(tmp_path):
+    """The loop never waits for a lock (its connection has no busy timeout): busy there
+    means a worker thread retries with the normal timeout (and, past it, StoreUnavailable
+    as before: test_store_busy)."""
+    import sqlite3
+
+    store = Store(tmp_path)
+    calls: list[threading.Thread] = []
+
+    def read(db):
+        calls.append(threading.current_thread())
+        if len(calls) == 1:  # as SQLITE_BUSY on the loop's connection would
+            db.execute("SELECT 1")
+            raise sqlite3.OperationalError("database is locked")
+        return db.execute("SELECT 3").fetchone()[0]
+
+    assert await store.read(read) == 3
+    assert calls[0] is threading.current_thread()
+    assert calls[1] is not threading.current_thread()
+    store.close()
