@@ -3,8 +3,9 @@
 Durability rules (ARCHITECTURE.md): WAL, ``synchronous=FULL`` on every connection, writes
 in ``BEGIN IMMEDIATE`` transactions on one writer in a worker thread; reads on the event
 loop's thread while they are short (at most INLINE_READ_BUDGET, never waiting for a lock),
-otherwise in worker threads, so the event loop never waits long on the database.  Each plugin owns a named migration set (sqlite-utils
-``Migrations``) applied at start-up.  Nothing outside this module writes SQLite-specific SQL.
+otherwise in worker threads, so the event loop never waits long on the database.  Each
+plugin owns a named migration set (sqlite-utils ``Migrations``) applied at start-up.
+Nothing outside this module writes SQLite-specific SQL.
 """
 
 from __future__ import annotations
