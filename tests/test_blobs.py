@@ -559,3 +559,47 @@ def test_staged_blobs_place_only_what_commits(tmp_path):
     assert blob_path(host, existing).read_bytes() == b"already here"
     assert not blob_path(host, dropped).exists()
     assert not list((blob_dir(host) / "tmp").iterdir())
+
+
+def test_staged_blobs_place_does_not_wait_and_wait_reports_a_failure(tmp_path, monkeypatch):
+    """place() returns before the staged fsyncs are done (the rows go in meanwhile);
+    wait() waits for every placing thread and re-raises a failure (the transaction then
+    rolls back), leaving nothing in blobs/tmp."""
+    import threading
+    from types import SimpleNamespace
+
+    import pytest
+
+    from jmap_host import blobs
+    from jmap_host.blobs import StagedBlobs, blob_dir, blob_path
+
+    host = SimpleNamespace(config=SimpleNamespace(data={"storage": {"path": str(tmp_path)}}))
+    release = threading.Event()
+    stage_file = blobs._stage_file
+
+    def slow_stage_file(*args):
+        release.wait(10)
+        return stage_file(*args)
+
+    monkeypatch.setattr(blobs, "_stage_file", slow_stage_file)
+    staged = StagedBlobs(host)
+    first, second = staged.stage(b"first"), staged.stage(b"second")
+    staged.place([first, second])  # returns although no file is written yet
+    assert not blob_path(host, first).exists()
+    release.set()
+    staged.wait()
+    assert blob_path(host, first).read_bytes() == b"first"
+    assert blob_path(host, second).read_bytes() == b"second"
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(blobs.os, "replace", failing_replace)
+    staged = StagedBlobs(host)
+    third = staged.stage(b"third")
+    staged.place([third])
+    with pytest.raises(OSError, match="disk full"):
+        staged.wait()
+    staged.close()
+    assert not blob_path(host, third).exists()
+    assert not list((blob_dir(host) / "tmp").iterdir())
