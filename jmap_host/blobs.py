@@ -381,18 +381,6 @@ def _sync_executor() -> ThreadPoolExecutor:
     return _sync_pool
 
 
-_place_pool: ThreadPoolExecutor | None = None
-
-
-def _place_executor() -> ThreadPoolExecutor:
-    """Threads of StagedBlobs.place: they wait for the staging pool's fsyncs, so they are
-    never threads of that pool (which could then wait for itself)."""
-    global _place_pool
-    if _place_pool is None:
-        _place_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="jmap-blob-place")
-    return _place_pool
-
-
 def _stage_file(tmp_dir: Path, final: Path, data: bytes) -> Path | None:
     """A pool thread's part of :meth:`StagedBlobs.stage`: None if ``final`` exists, else
     ``data`` written to a new file in ``tmp_dir`` and fsynced; returns that file."""
@@ -416,19 +404,17 @@ class StagedBlobs:
     and fsyncing them overlaps other work (parsing the next message) instead of holding the
     write lock: :meth:`stage` (any thread, no transaction) hashes the bytes and hands the
     file to a pool thread, which writes a new file to ``blobs/tmp`` and fsyncs it;
-    :meth:`place` (inside the write transaction) hands each staged file the transaction
-    will name to a placing thread, which waits for its fsync, renames it into place and
-    fsyncs its directory, while the transaction goes on with its rows; :meth:`wait`
-    (inside the transaction, after the last row and before the COMMIT) waits for all of
-    them.  :meth:`close` (always, after the transaction) waits for anything still running
-    and deletes the staged files that were never placed (records that failed).
+    :meth:`place` (inside the write transaction) renames the staged files the transaction
+    will name into place and starts the fsyncs of their directories; :meth:`wait` (inside
+    the transaction, after the last row and before the COMMIT) waits for those fsyncs.
+    :meth:`close` (always, after the transaction) waits for anything still running and
+    deletes the staged files that were never placed (records that failed).
 
     Durability invariant (as for :func:`write_blob` and :class:`BlobBatch`): every blob file
     a row names is durable (content fsynced before the rename, the rename fsynced through its
     directory) before that row commits.  A file that already existed at :meth:`stage` is
-    checked again after :meth:`place`, under the write lock (the sweeper deletes files only
-    in its own write transaction), and written there if it has gone.  Every rename happens
-    under the write lock (after :meth:`place`, before :meth:`wait` returns)."""
+    checked again in :meth:`place`, under the write lock (the sweeper deletes files only in
+    its own write transaction), and written there if it has gone."""
 
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -451,52 +437,34 @@ class StagedBlobs:
         return blob_id
 
     def place(self, blob_ids: Any) -> None:
-        """Inside the write transaction: start putting the files of ``blob_ids`` (staged)
-        in place; :meth:`wait` waits for them.  Returns without waiting for any fsync, so
-        the caller inserts its rows meanwhile (an Email/import of 50 waited 20-40 ms here
-        for the fsyncs of its part files before inserting anything)."""
-        pool = _place_executor()
-        for blob_id in dict.fromkeys(blob_ids):
-            entry = self._staged.pop(blob_id, None)
-            if entry is None:
-                raise KeyError(f"blob {blob_id} was not staged")
-            future, data = entry
-            final = blob_path(self.host, blob_id)
-            self._dir_syncs.append(pool.submit(self._place_one, future, final, data))
-
-    def _place_one(self, future: Any, final: Path, data: bytes) -> None:
-        """A placing thread's part of :meth:`place` for one file (never a thread of the
-        staging pool, whose work it waits for)."""
-        tmp = future.result() if future is not None else None  # the bytes are durable
-        if tmp is None:
-            if not final.is_file():  # removed since stage(): write it now, durably
-                write_blob(self.host, data)
-            return
+        """Inside the write transaction: put the files of ``blob_ids`` (staged) in place."""
+        parents: dict[Path, None] = {}
         try:
-            try:
-                os.replace(tmp, final)
-            except FileNotFoundError:  # a new blob directory
+            for blob_id in dict.fromkeys(blob_ids):
+                entry = self._staged.pop(blob_id, None)
+                if entry is None:
+                    raise KeyError(f"blob {blob_id} was not staged")
+                future, data = entry
+                tmp = future.result() if future is not None else None  # bytes durable
+                final = blob_path(self.host, blob_id)
+                if tmp is None:
+                    if not final.is_file():  # removed since stage(): write it now, durably
+                        write_blob(self.host, data)
+                    continue
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_path(final.parent)  # the rename, before the row naming the file commits
+                parents[final.parent] = None
+        finally:
+            # Even when this fails half-way: another import may find a file renamed here
+            # and rely on it, so every rename is made durable (close() waits for these).
+            pool = _sync_executor()
+            self._dir_syncs += [pool.submit(_fsync_path, parent) for parent in parents]
 
     def wait(self) -> None:
-        """Inside the write transaction, before COMMIT: every placed file is durable.
-        Waits for every placing thread, then re-raises the first OSError (the
-        transaction rolls back), so no rename of this transaction is still to come or
-        not yet durable when the write lock is released."""
+        """Inside the write transaction, before COMMIT: every placed file is durable."""
         syncs, self._dir_syncs = self._dir_syncs, []
-        error: BaseException | None = None
         for future in syncs:
-            try:
-                future.result()
-            except BaseException as exc:
-                error = error or exc
-        if error is not None:
-            raise error
+            future.result()  # re-raises an OSError: the transaction rolls back
 
     def close(self) -> None:
         """After the transaction (committed or not): delete the files never placed."""

@@ -1341,11 +1341,10 @@ async def email_import(call: Call) -> dict[str, Any]:
                 not_created[creation_id] = exc.to_json()
                 continue
             accepted.append((creation_id, message, mailbox_ids, keywords, received_at))
-        # The staged files of the accepted messages go into place now: placing threads
-        # wait for their fsyncs, rename them and fsync their directories while the rows
-        # are inserted, and are waited for before COMMIT (below): an acknowledged import
-        # never names a file a crash could lose.  Waited for on failure too, before the
-        # lock is released: the next import may find a file renamed here.
+        # The staged files of the accepted messages go into place now; their directories
+        # are fsynced while the rows are inserted, and waited for before COMMIT (below): an
+        # acknowledged import never names a file a crash could lose.  Waited for on failure
+        # too, before the lock is released: the next import may find a file renamed here.
         try:
             staged.place(b for _, m, *_ in accepted for b in (m.blob_id, *m.parts.values()))
             records = ingest_prepared(db, account, [a[1:] for a in accepted])
