@@ -52,7 +52,10 @@ class HostBackend:
         return self.store.write_sync(self._wrap(fn))
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self.store.read(self._wrap(fn))
+        # In a worker thread (inline=False): _wrap turns every sqlite3.Error into the
+        # directory's own error, so the store could not see an inline read interrupted or
+        # busy and retry it.  Lookups are rare (the authenticator caches them).
+        return await self.store.read(self._wrap(fn), inline=False)
 
     def prepare_sync(self) -> None:
         self.store.migrate()  # the host applies our set with its own (migrations hook)
