@@ -209,9 +209,17 @@ class Store:
 
     def checkpoint_sync(self) -> tuple[int, int, int]:
         """A PASSIVE checkpoint: copy what the WAL holds into the database file as far as
-        no reader still needs it, without blocking readers or the writer.  Returns
-        SQLite's (busy, WAL frames, frames checkpointed)."""
-        row = self.connect().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        no reader still needs it, without blocking readers.  Returns SQLite's (busy, WAL
+        frames, frames checkpointed).
+
+        It holds the write lock: with no commit landing meanwhile the checkpoint catches up
+        with the whole WAL, so the next write starts the WAL over from its beginning.
+        Without the lock, under steady writes a checkpoint never caught up and the WAL
+        only grew (129 MB after a benchmark run), and every read slowed down looking pages
+        up in it (flag 50 at 100,000 messages: 4.1 ms, 3.7 after a TRUNCATE checkpoint).
+        Each checkpoint copies only what the last ~50 ms committed, so writers wait little."""
+        with self._write_lock:
+            row = self.connect().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
     async def checkpointer(self, interval: float = CHECKPOINT_INTERVAL) -> None:

@@ -56,3 +56,20 @@ async def test_what_was_committed_survives_without_a_checkpoint(tmp_path):
     conn = sqlite3.connect(store.path)
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1200
     conn.close()
+
+
+async def test_the_wal_starts_over_under_steady_writes(tmp_path):
+    """Writes back to back, never pausing: the checkpointer still catches up with the
+    whole WAL (it holds the write lock while it copies), so the WAL starts over from its
+    beginning instead of growing with every write (reads look pages up in it)."""
+    store = Store(tmp_path)
+    await store.write(lambda db: db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.checkpointer, 0.005)
+        await trio.sleep(0.02)
+        for _ in range(400):  # 400 transactions of a page and more each
+            await store.write(lambda db: db.execute("INSERT INTO t (v) VALUES (?)", [b"x" * 5000]))
+        nursery.cancel_scope.cancel()
+    wal = store.path.with_name(store.path.name + "-wal").stat().st_size
+    assert wal < 400 * 2 * 4096 / 4, wal  # the high-water mark, far below what was written
+    store.close()
