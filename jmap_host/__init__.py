@@ -48,7 +48,7 @@ from .directory import (
     name_problem,
     principal_table,
 )
-from .engine import check_get_size, check_set_size
+from .engine import check_get_size, check_set_size, set_arguments
 from .errors import MethodError, RequestError
 from .hookspecs import hookimpl
 from .host import Host, Limits, StartupError, load_host
@@ -133,6 +133,7 @@ __all__ = [
     "push_subscription_methods",
     "read_blob",
     "remove_blob_references",
+    "set_arguments",
     "standard",
     "tokens",
     "verify_password",

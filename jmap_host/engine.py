@@ -243,6 +243,24 @@ def check_get_size(call: Call, ids: Any) -> None:
         )
 
 
+def set_arguments(call: Call) -> tuple[Any, Any, Any]:
+    """(create, update, destroy) of a /set, each checked for its shape (§5.3: a map of
+    creation id to object, a map of id to PatchObject, an array of ids, or null), and
+    their number against ``maxObjectsInSet`` (:func:`check_set_size`)."""
+    args = call.args
+    create, update, destroy = args.get("create"), args.get("update"), args.get("destroy")
+    if create is not None and not isinstance(create, dict):
+        raise MethodError("invalidArguments", "create must be a map of creation id to object")
+    if update is not None and not isinstance(update, dict):
+        raise MethodError("invalidArguments", "update must be a map of id to PatchObject")
+    if destroy is not None and (
+        not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy)
+    ):
+        raise MethodError("invalidArguments", "destroy must be an array of ids")
+    check_set_size(call)
+    return create, update, destroy
+
+
 def check_set_size(call: Call) -> None:
     """``requestTooLarge`` when a /set has more than ``maxObjectsInSet`` operations (§5.3)."""
     args = call.args

@@ -38,7 +38,7 @@ from . import webpush
 from .capabilities import Call, Capability, Method
 from .config_schema import Bool, Context, Duration, Int, Invalid, Key, Secret, Str
 from .datatype import SetError
-from .engine import check_get_size, check_set_size
+from .engine import check_get_size, set_arguments
 from .errors import MethodError
 from .push import state_change
 from .session import accounts_for
@@ -379,17 +379,7 @@ def _check_create(obj: Any) -> dict[str, Any]:
 async def push_set(call: Call) -> dict[str, Any]:
     """§7.2.2: create, verify, extend and destroy the caller's subscriptions."""
     host = call.host
-    args = call.args
-    create, update, destroy = args.get("create"), args.get("update"), args.get("destroy")
-    if create is not None and not isinstance(create, dict):
-        raise MethodError("invalidArguments", "create must be a map of creation id to object")
-    if update is not None and not isinstance(update, dict):
-        raise MethodError("invalidArguments", "update must be a map of id to PatchObject")
-    if destroy is not None and (
-        not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy)
-    ):
-        raise MethodError("invalidArguments", "destroy must be an array of ids")
-    check_set_size(call)
+    create, update, destroy = set_arguments(call)
     settings = _settings(host)
     allow_private = settings["allow-private-targets"]
     owner = call.request.principal.name

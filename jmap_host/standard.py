@@ -21,7 +21,7 @@ import sqlite_utils
 from . import objectstore as os_
 from .capabilities import Account, Call, Method
 from .datatype import COMPOUND, DataType, FilterCondition, Property, SetContext, SetError
-from .engine import check_get_size, check_set_size
+from .engine import check_get_size, set_arguments
 from .errors import MethodError
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
@@ -562,18 +562,7 @@ async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
     assert call.account is not None
     account = call.account
     if_in_state = arg(call, "ifInState", "String|null")
-    create = arg(call, "create", "Any|null")
-    update = arg(call, "update", "Any|null")
-    destroy = arg(call, "destroy", "Any|null")
-    if create is not None and not isinstance(create, dict):
-        raise MethodError("invalidArguments", "create must be a map of creation id to object")
-    if update is not None and not isinstance(update, dict):
-        raise MethodError("invalidArguments", "update must be a map of id to PatchObject")
-    if destroy is not None and (
-        not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy)
-    ):
-        raise MethodError("invalidArguments", "destroy must be an array of ids")
-    check_set_size(call)
+    create, update, destroy = set_arguments(call)
     result = await call.host.store.write(
         lambda db: run_set(dt, call, account, db, if_in_state, create, update, destroy)
     )

@@ -39,10 +39,10 @@ from jmap_host import (
     add_blob_references,
     blob_visible,
     check_get_size,
-    check_set_size,
     objectstore,
     read_blob,
     remove_blob_references,
+    set_arguments,
     standard,
     write_blob,
 )
@@ -907,18 +907,7 @@ async def email_set(call: Call) -> dict[str, Any]:
     assert call.account is not None
     account = call.account
     if_in_state = standard.arg(call, "ifInState", "String|null")
-    create = standard.arg(call, "create", "Any|null")
-    update = standard.arg(call, "update", "Any|null")
-    destroy = standard.arg(call, "destroy", "Any|null")
-    if create is not None and not isinstance(create, dict):
-        raise MethodError("invalidArguments", "create must be a map of creation id to object")
-    if update is not None and not isinstance(update, dict):
-        raise MethodError("invalidArguments", "update must be a map of id to PatchObject")
-    if destroy is not None and (
-        not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy)
-    ):
-        raise MethodError("invalidArguments", "destroy must be an array of ids")
-    check_set_size(call)
+    create, update, destroy = set_arguments(call)
     host = call.host
     principal = call.request.principal.name
     known_ids = dict(call.request.created_ids)
