@@ -57,7 +57,7 @@ from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
 from .pushsubscription import push_capabilities, push_config_keys, push_subscription_methods
 from .routes import Protocol, Route
-from .store import StoreUnavailable
+from .store import StoreUnavailable, atomically
 from .websocket import WEBSOCKET, websocket_capability
 
 __version__ = "0.1.0"
@@ -113,6 +113,7 @@ __all__ = [
     "account_id_for",
     "add_blob_reference",
     "add_blob_references",
+    "atomically",
     "blob_copy",
     "blob_visible",
     "check_get_size",

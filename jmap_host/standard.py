@@ -23,6 +23,7 @@ from .capabilities import Account, Call, Method
 from .datatype import COMPOUND, DataType, FilterCondition, Property, SetContext, SetError
 from .engine import check_get_size, set_arguments
 from .errors import MethodError
+from .store import atomically
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
 UTCDATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d*[1-9])?Z")
@@ -315,17 +316,12 @@ class SetRun:
 
     # Each operation runs in a savepoint so that a SetError undoes all of it.
     def atomically(self, fn: Callable[[], Any]) -> Any:
-        self.db.execute("SAVEPOINT jmap_record")
         changes = len(self._changes)
         try:
-            result = fn()
+            return atomically(self.db, fn)
         except BaseException:
             del self._changes[changes:]
-            self.db.execute("ROLLBACK TO jmap_record")
-            self.db.execute("RELEASE jmap_record")
             raise
-        self.db.execute("RELEASE jmap_record")
-        return result
 
     def check_values(self, record: dict[str, Any], names: list[str]) -> None:
         bad: list[str] = []

@@ -254,6 +254,21 @@ class Store:
                 setattr(self._local, name, None)
 
 
+def atomically(db: sqlite_utils.Database, fn: Callable[[], T]) -> T:
+    """Run ``fn`` inside a savepoint of the current transaction: if it raises, everything
+    it wrote is rolled back (and the exception goes on), the rest of the transaction not.
+    One record of a /set, one message of an import."""
+    db.execute("SAVEPOINT jmap_atomically")
+    try:
+        result = fn()
+    except BaseException:
+        db.execute("ROLLBACK TO jmap_atomically")
+        db.execute("RELEASE jmap_atomically")
+        raise
+    db.execute("RELEASE jmap_atomically")
+    return result
+
+
 def datatype_migrations(capabilities: Any) -> list[sqlite_utils.Migrations]:
     """One migration set per plugin for the tables of its declared data types: a table is
     created once; a property declared later adds its column through a new migration."""

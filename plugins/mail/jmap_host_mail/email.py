@@ -19,6 +19,7 @@ import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import trio
@@ -37,6 +38,7 @@ from jmap_host import (
     StagedBlobs,
     add_blob_reference,
     add_blob_references,
+    atomically,
     blob_visible,
     check_get_size,
     objectstore,
@@ -920,15 +922,13 @@ async def email_set(call: Call) -> dict[str, Any]:
         not_created: dict[str, Any] = {}
         new_ids = dict(known_ids)
         for creation_id, obj in (create or {}).items():
-            db.execute("SAVEPOINT mail_create")
             try:
-                record = _create_one(db, host, account.id, principal, obj, new_ids)
+                record = atomically(
+                    db, partial(_create_one, db, host, account.id, principal, obj, new_ids)
+                )
             except SetError as exc:
-                db.execute("ROLLBACK TO mail_create")
-                db.execute("RELEASE mail_create")
                 not_created[creation_id] = exc.to_json()
                 continue
-            db.execute("RELEASE mail_create")
             created[creation_id] = {k: record[k] for k in ("id", "blobId", "threadId", "size")}
             new_ids[creation_id] = record["id"]
 
@@ -1058,15 +1058,13 @@ async def email_copy(call: Call) -> list[tuple[str, dict[str, Any]]]:
         originals: list[str] = []
         new_ids = dict(known_ids)
         for creation_id, obj in create.items():
-            db.execute("SAVEPOINT mail_copy")
             try:
-                record, original = _copy_one(db, host, source.id, target.id, obj, new_ids)
+                record, original = atomically(
+                    db, partial(_copy_one, db, host, source.id, target.id, obj, new_ids)
+                )
             except SetError as exc:
-                db.execute("ROLLBACK TO mail_copy")
-                db.execute("RELEASE mail_copy")
                 not_created[creation_id] = exc.to_json()
                 continue
-            db.execute("RELEASE mail_copy")
             created[creation_id] = {k: record[k] for k in ("id", "blobId", "threadId", "size")}
             new_ids[creation_id] = record["id"]
             originals.append(original)

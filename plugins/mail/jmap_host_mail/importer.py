@@ -37,12 +37,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from jmap_host import Host, objectstore
+from jmap_host import Host, atomically, objectstore
 
 from . import email
 from .delivery import normalise_line_endings
@@ -477,6 +478,17 @@ def _write_batch(
     def write(db: Any) -> list[tuple[str, Message, str]]:
         results = []
         now = int(time.time())
+
+        def store_one(raw: bytes, target: str, digest: str, message: Message) -> None:
+            record = email.ingest(
+                db, host, account, raw, {target: True}, message.keywords, message.received_at
+            )
+            db.execute(
+                f"INSERT INTO {SEEN} (account, mailbox_id, hash, email_id, imported) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [account, target, digest, record["id"], now],
+            )
+
         for message in batch:
             if not message.raw.strip():
                 results.append(("skipped", message, "empty message"))
@@ -491,22 +503,12 @@ def _write_batch(
             if seen:
                 results.append(("skipped", message, "already imported"))
                 continue
-            db.execute("SAVEPOINT mail_import")
+
             try:
-                record = email.ingest(
-                    db, host, account, raw, {target: True}, message.keywords, message.received_at
-                )
-                db.execute(
-                    f"INSERT INTO {SEEN} (account, mailbox_id, hash, email_id, imported) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [account, target, digest, record["id"], now],
-                )
+                atomically(db, partial(store_one, raw, target, digest, message))
             except Exception as exc:  # one bad message never stops the import
-                db.execute("ROLLBACK TO mail_import")
-                db.execute("RELEASE mail_import")
                 results.append(("skipped", message, f"failed: {type(exc).__name__}: {exc}"))
                 continue
-            db.execute("RELEASE mail_import")
             results.append(("imported", message, ""))
         return results
 
