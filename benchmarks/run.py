@@ -932,6 +932,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 # -- output ----------------------------------------------------------------------------------
 
 
+def delivery_row(label: str, status: str, d: dict[str, Any], note: str) -> tuple:
+    """A table row for a push delivery distribution (no rate, no floor ratio)."""
+    return (label, status, d["n"], d["p50_ms"], d["p90_ms"], d["p99_ms"], "", "", note)
+
+
 def table(out: dict[str, Any]) -> str:
     rows = [("scenario", "status", "n", "p50 ms", "p90 ms", "p99 ms", "req/s", "x floor", "notes")]
     for key, label in (("floor", "floor POST"), ("floor_get", "floor GET")):
@@ -997,9 +1002,7 @@ def table(out: dict[str, Any]) -> str:
                 f"{s['connected']}/{s['streams']} streams, {len(s['rounds'])} changes, "
                 f"missed {s['missed']}, connect {s['connect_seconds']} s"
             )
-            rows.append(
-                (label, status, d["n"], d["p50_ms"], d["p90_ms"], d["p99_ms"], "", "", note)
-            )
+            rows.append(delivery_row(label, status, d, note))
             q = s.get("with_idle")
             if q is not None:
                 d = q["delivery"]
@@ -1008,19 +1011,7 @@ def table(out: dict[str, Any]) -> str:
                     f"open, {len(q['rounds'])} changes, missed {q['missed']}, events to idle "
                     f"streams {q['unexpected_events']}"
                 )
-                rows.append(
-                    (
-                        "9 push, others idle",
-                        status,
-                        d["n"],
-                        d["p50_ms"],
-                        d["p90_ms"],
-                        d["p99_ms"],
-                        "",
-                        "",
-                        note,
-                    )
-                )
+                rows.append(delivery_row("9 push, others idle", status, d, note))
             h = s.get("hold")
             if h is not None and "delivery" in h:
                 d = h["delivery"]
@@ -1030,19 +1021,7 @@ def table(out: dict[str, Any]) -> str:
                     f"missed {h['missed']}, max {d['max_ms']} ms, server "
                     f"{h.get('rss_mib_open')} MiB, {h.get('server_fds')} fds"
                 )
-                rows.append(
-                    (
-                        f"9 push, {h['streams']} held",
-                        status,
-                        d["n"],
-                        d["p50_ms"],
-                        d["p90_ms"],
-                        d["p99_ms"],
-                        "",
-                        "",
-                        note,
-                    )
-                )
+                rows.append(delivery_row(f"9 push, {h['streams']} held", status, d, note))
         elif key == "10":
             note = (
                 f"at rest {s.get('rss_mib_at_rest')} MiB; "
