@@ -6,6 +6,31 @@ from typing import Any
 
 import trio
 
+from jmap_host.testing import api
+
+MAIL_USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
+
+
+class MailClient:
+    """One account's JMAP client for tests: ``call`` makes one method call in the account
+    and returns its arguments.  A method error fails the test, unless the subclass sets
+    ``errors_as_results``: then it comes back as ``{"error": {...}}``."""
+
+    errors_as_results = False
+
+    def __init__(self, http: Any, account: str):
+        self.http, self.account = http, account
+
+    async def call(self, name: str, **args: Any) -> dict[str, Any]:
+        result = await api(
+            self.http, [[name, {"accountId": self.account, **args}, "c"]], using=MAIL_USING
+        )
+        response = result["methodResponses"][0]
+        if response[0] != name and self.errors_as_results:
+            return {"error": response[1]}
+        assert response[0] == name, response
+        return response[1]
+
 
 async def lmtp_deliver(
     server: Any, rcpt: str, raw: bytes, mail_from: str = "dana@example.net"

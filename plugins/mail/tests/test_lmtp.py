@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 import trio
+from jmap_host_mail.testing import MailClient
 
-from jmap_host.testing import BASE_CONFIG, api, running_server, write_config
+from jmap_host.testing import BASE_CONFIG, running_server, write_config
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -86,17 +87,9 @@ async def connect(server: Any) -> LMTPClient:
     return client
 
 
-class Mail:
+class Mail(MailClient):
     def __init__(self, http: Any, account: str):
         self.http, self.account = http, account
-
-    async def call(self, name: str, **args: Any) -> dict[str, Any]:
-        result = await api(
-            self.http, [[name, {"accountId": self.account, **args}, "c"]], using=USING
-        )
-        response = result["methodResponses"][0]
-        assert response[0] == name, response
-        return response[1]
 
     async def inbox(self) -> str:
         boxes = (await self.call("Mailbox/get", ids=None))["list"]

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from jmap_host_mail import email as email_module
 from jmap_host_mail import store
+from jmap_host_mail.testing import MailClient
 
 from jmap_host import SetError
-from jmap_host.testing import api, running_server
+from jmap_host.testing import running_server
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -42,20 +43,12 @@ def message(subject: str, msgid: str, reply_to: str | None = None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\nHello\r\n").encode()
 
 
-class Mail:
+class Mail(MailClient):
     def __init__(self, http: Any, account: str, server: Any):
         self.http = http
         self.account = account
         self.server = server
         self.roles: dict[str, str] = {}
-
-    async def call(self, name: str, **args: Any) -> dict[str, Any]:
-        result = await api(
-            self.http, [[name, {"accountId": self.account, **args}, "c"]], using=USING
-        )
-        response = result["methodResponses"][0]
-        assert response[0] == name, response
-        return response[1]
 
     async def import_(self, *emails: tuple[bytes, list[str], dict[str, bool]]) -> list[dict]:
         """Email/import of these (message, mailbox roles or ids, keywords) in one call."""

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from jmap_host_mail import email as email_module
 from jmap_host_mail import snippet, store
+from jmap_host_mail.testing import MailClient
 
 from jmap_host.testing import api, running_server
 
@@ -19,18 +20,10 @@ USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
 NEWEST_FIRST = [{"property": "receivedAt", "isAscending": False}]
 
 
-class Mail:
+class Mail(MailClient):
     def __init__(self, http: Any, account: str, inbox: str):
         self.http, self.account, self.inbox = http, account, inbox
         self.host: Any = None
-
-    async def call(self, name: str, **args: Any) -> dict[str, Any]:
-        result = await api(
-            self.http, [[name, {"accountId": self.account, **args}, "c"]], using=USING
-        )
-        response = result["methodResponses"][0]
-        assert response[0] == name, response
-        return response[1]
 
     async def import_(self, raw: bytes, received_at: str) -> str:
         upload = await self.http.post(
