@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from . import objectstore, standard, tokens
 from .blobs import (
-    BlobBatch,
     StagedBlobs,
     add_blob_reference,
     add_blob_references,
@@ -68,7 +67,6 @@ __all__ = [
     "WEBSOCKET",
     "ASGIApp",
     "Account",
-    "BlobBatch",
     "Bool",
     "Call",
     "Capability",

@@ -306,74 +306,6 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_all(paths: list[Path]) -> None:
-    if len(paths) <= 1:
-        for path in paths:
-            _fsync_path(path)
-        return
-    for _ in _sync_executor().map(_fsync_path, paths):  # re-raises the first OSError
-        pass
-
-
-class BlobBatch:
-    """Blob files written together by one write transaction (an ``Email/import`` of many
-    messages): :meth:`add` returns the blob id at once and keeps the bytes; :meth:`flush`
-    writes every pending file to ``blobs/tmp``, fsyncs them all, renames them into place and
-    fsyncs each directory once.
-
-    Durability invariant (as for :func:`write_blob`): every blob file is durable before the
-    row that names it commits.  The caller adds the references in its write transaction and
-    calls :meth:`flush` *inside that same transaction, after the last row and before the
-    COMMIT* (``Store.write_sync`` commits only when the callback returns, and rolls back if
-    ``flush`` raises).  The sweeper deletes files only inside its own write transaction, so
-    it cannot run between ``add`` and the COMMIT.  A record rolled back to its savepoint
-    drops its pending files with :meth:`discard_after`."""
-
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self._pending: dict[str, bytes] = {}
-
-    def add(self, data: bytes) -> str:
-        blob_id = "G" + hashlib.sha256(data).hexdigest()
-        if blob_id not in self._pending and not blob_path(self.host, blob_id).is_file():
-            self._pending[blob_id] = data
-        return blob_id
-
-    def mark(self) -> int:
-        return len(self._pending)
-
-    def discard_after(self, mark: int) -> None:
-        """Forget the files added since :meth:`mark` returned ``mark``."""
-        for blob_id in list(self._pending)[mark:]:
-            del self._pending[blob_id]
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        tmp_dir = blob_dir(self.host) / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        written: list[tuple[Path, Path]] = []
-        try:
-            for blob_id, data in self._pending.items():
-                tmp = tmp_dir / secrets.token_hex(16)
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                written.append((tmp, blob_path(self.host, blob_id)))
-            _fsync_all([tmp for tmp, _ in written])  # the bytes, before any name points at them
-        except BaseException:
-            for tmp, _ in written:
-                tmp.unlink(missing_ok=True)
-            raise
-        parents: dict[Path, None] = {}
-        for tmp, final in written:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-            parents[final.parent] = None
-        # The renames themselves, before the rows naming the files commit.
-        _fsync_all(list(parents))
-        self._pending.clear()
-
-
 def _sync_executor() -> ThreadPoolExecutor:
     global _sync_pool
     if _sync_pool is None:
@@ -410,7 +342,7 @@ class StagedBlobs:
     :meth:`close` (always, after the transaction) waits for anything still running and
     deletes the staged files that were never placed (records that failed).
 
-    Durability invariant (as for :func:`write_blob` and :class:`BlobBatch`): every blob file
+    Durability invariant (as for :func:`write_blob`): every blob file
     a row names is durable (content fsynced before the rename, the rename fsynced through its
     directory) before that row commits.  A file that already existed at :meth:`stage` is
     checked again in :meth:`place`, under the write lock (the sweeper deletes files only in

@@ -25,7 +25,6 @@ from typing import Any
 import trio
 
 from jmap_host import (
-    BlobBatch,
     Call,
     DataType,
     FilterCondition,
@@ -302,7 +301,6 @@ def ingest(
     received_at: str | None = None,
     *,
     delivered: bool = True,
-    blobs: BlobBatch | None = None,
     mailboxes: set[str] | None = None,
 ) -> dict[str, Any]:
     """Store ``raw`` as a new Email in ``account`` inside the caller's write transaction;
@@ -311,16 +309,15 @@ def ingest(
     "whenever a new Email is added to the store", so every ingest path (delivery, import,
     Email/set create, Email/copy) leaves it true; a plugin re-storing an existing message
     would pass False.
-    ``blobs``: a :class:`BlobBatch` the caller flushes before its transaction commits (many
-    messages in one transaction); without it each blob file is written and fsynced here.
+    Each blob file is written and fsynced here (Email/import stages a batch's files
+    before its transaction instead: StagedBlobs).
     ``mailboxes``: the account's Mailbox ids, when the caller has read them already in
     this transaction (one read per batch, not one per message)."""
     existing = mailboxes
     if existing is None:
         existing = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, [])}
     check_mailboxes_exist(mailbox_ids, existing)
-    store_blob = blobs.add if blobs is not None else lambda data: write_blob(host, data)
-    prepared = prepare_message(raw, store_blob)
+    prepared = prepare_message(raw, lambda data: write_blob(host, data))
     return ingest_prepared(
         db, account, [(prepared, mailbox_ids, keywords, received_at)], delivered=delivered
     )[0]

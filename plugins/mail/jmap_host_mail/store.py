@@ -293,27 +293,6 @@ def find_thread(
     return None
 
 
-def add_thread_keys(
-    db: sqlite_utils.Database, account: str, keys: list[str], thread_id: str, subject: str
-) -> None:
-    db.conn.executemany(
-        f"INSERT OR IGNORE INTO {THREAD_KEYS} (account, key, thread_id, subject) "
-        "VALUES (?, ?, ?, ?)",
-        [(account, key, thread_id, subject) for key in keys],
-    )
-
-
-def set_parts(
-    db: sqlite_utils.Database, account: str, email_id: str, parts: dict[str, str]
-) -> None:
-    for part_id, blob_id in parts.items():
-        db.execute(
-            f"INSERT OR REPLACE INTO {PARTS} (account, email_id, part_id, blob_id) "
-            "VALUES (?, ?, ?, ?)",
-            [account, email_id, part_id, blob_id],
-        )
-
-
 def get_parts(db: sqlite_utils.Database, account: str, email_id: str) -> dict[str, str]:
     rows = db.execute(
         f"SELECT part_id, blob_id FROM {PARTS} WHERE account = ? AND email_id = ?",
@@ -324,32 +303,6 @@ def get_parts(db: sqlite_utils.Database, account: str, email_id: str) -> dict[st
 
 def delete_parts(db: sqlite_utils.Database, account: str, email_id: str) -> None:
     db.execute(f"DELETE FROM {PARTS} WHERE account = ? AND email_id = ?", [account, email_id])
-
-
-def index_text(
-    db: sqlite_utils.Database,
-    account: str,
-    email_id: str,
-    fields: dict[str, str],
-    rowid: int | None = None,
-) -> None:
-    # The index row takes the Email row's rowid, unique across accounts, so a search is one
-    # uncorrelated MATCH joined on rowid (see fts_condition), never a MATCH per message.
-    # ``rowid``: the caller's, when it just inserted the Email row.
-    row = (
-        (rowid,)
-        if rowid
-        else db.execute(
-            "SELECT rowid FROM mail_email WHERE account = ? AND id = ?", [account, email_id]
-        ).fetchone()
-    )
-    db.execute(
-        f"INSERT INTO {FTS} (rowid, email_id, account, subject, sender, recipients_to, "
-        "recipients_cc, recipients_bcc, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [row[0] if row else None, email_id, account, fields.get("subject", ""),
-         fields.get("from", ""), fields.get("to", ""), fields.get("cc", ""),
-         fields.get("bcc", ""), fields.get("body", "")],
-    )  # fmt: skip
 
 
 def unindex_text(db: sqlite_utils.Database, account: str, email_id: str) -> None:
@@ -383,7 +336,7 @@ def _fts_each(table: str) -> str:
 
 def fts_condition(table: str, column: str | None, text: str) -> tuple[str, list[Any]]:
     """A text filter as SQL: the rowids the MATCH finds, looked up once per statement
-    (an Email's index row shares its rowid; see index_text)."""
+    (an Email's index row shares its rowid; see add_new_emails)."""
     query = fts_query(text, column)
     if not query:
         return "1", []
@@ -537,15 +490,6 @@ _INSERT_HEADER = (
 )
 
 
-def index_headers(
-    db: sqlite_utils.Database, account: str, email_id: str, fields: list[tuple[str, str]]
-) -> None:
-    row = db.execute(
-        "SELECT rowid FROM mail_email WHERE account = ? AND id = ?", [account, email_id]
-    ).fetchone()
-    db.conn.executemany(_INSERT_HEADER, header_rows(account, email_id, fields, row[0]))
-
-
 def add_new_emails(
     db: sqlite_utils.Database,
     thread_keys: list[tuple[str, str, str, str]],
@@ -557,7 +501,8 @@ def add_new_emails(
     """The rows beside new Emails (just inserted, so they have none yet), one executemany
     per table: thread keys (account, key, thread, base subject), parts (account, email,
     partId, blobId), membership (account, mailbox, email, thread, unread), the text index
-    (Email rowid, email, account, subject, from, to, cc, bcc, body: see index_text) and
+    (Email rowid — the index row shares the Email row's rowid, so a search is one MATCH
+    joined on rowid — email, account, subject, from, to, cc, bcc, body) and
     header fields (see header_rows)."""
     conn = db.conn
     conn.executemany(
