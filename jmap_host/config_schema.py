@@ -94,9 +94,6 @@ class Kind:
     def check(self, value: Any, key: str, ctx: Context) -> Any:
         raise NotImplementedError
 
-    def default_for_docs(self) -> str:
-        return self.description
-
 
 class Str(Kind):
     description = "a string"

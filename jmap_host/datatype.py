@@ -25,7 +25,7 @@ NOTE = DataType(
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -107,10 +107,6 @@ class Property:
     def __post_init__(self) -> None:
         if self.computed:
             self.server_set = True
-
-    @property
-    def nullable(self) -> bool:
-        return self.type.endswith("|null")
 
     @property
     def base_type(self) -> str:
@@ -231,9 +227,6 @@ class DataType:
     def sortable(self) -> set[str]:
         return {p.name for p in self.properties if p.sortable}
 
-    def all_property_names(self) -> list[str]:
-        return ["id", *self.by_name]
-
 
 def check_type(jmap_type: str) -> None:
     base = jmap_type.removesuffix("|null")
@@ -244,7 +237,3 @@ def check_type(jmap_type: str) -> None:
     if m and m.group("outer") in known and (not m.group("inner") or m.group("inner") in known):
         return
     raise ValueError(f"unknown JMAP type {jmap_type!r}")
-
-
-def datatypes_of(capabilities: Iterable[Any]) -> list[tuple[str, DataType]]:
-    return [(cap.urn, dt) for cap in capabilities for dt in getattr(cap, "datatypes", [])]
