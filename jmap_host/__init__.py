@@ -56,7 +56,7 @@ from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
 from .pushsubscription import push_capabilities, push_config_keys, push_subscription_methods
 from .routes import Protocol, Route
-from .store import StoreUnavailable, atomically
+from .store import StoreUnavailable, atomically, expect_long_read
 from .websocket import WEBSOCKET, websocket_capability
 
 __version__ = "0.1.0"
@@ -118,6 +118,7 @@ __all__ = [
     "check_principal_list",
     "check_set_size",
     "email_problem",
+    "expect_long_read",
     "hash_password",
     "hookimpl",
     "json_response",

@@ -79,3 +79,27 @@ async def test_a_read_that_finds_the_database_busy_is_retried_in_a_worker(tmp_pa
     assert calls[0] is threading.current_thread()
     assert calls[1] is not threading.current_thread()
     store.close()
+
+
+async def test_a_read_expected_to_be_long_moves_to_a_worker_at_once(tmp_path):
+    """expect_long_read: a read that knows its cost (a query plan's estimate) past the
+    budget stops there on the loop and runs again in a worker, without first spending the
+    budget; a short estimate, or the same call in a worker, changes nothing."""
+    from jmap_host import expect_long_read
+
+    store = Store(tmp_path)
+    calls: list[tuple[threading.Thread, int]] = []
+
+    def read(db, seconds):
+        steps = db.execute("SELECT 1").fetchone()[0]
+        expect_long_read(db, seconds)
+        calls.append((threading.current_thread(), steps))
+        return steps + 1
+
+    assert await store.read(lambda db: read(db, 10 * store_module.INLINE_READ_BUDGET)) == 2
+    assert [t is threading.current_thread() for t, _ in calls] == [False]  # the worker's
+    calls.clear()
+    assert await store.read(lambda db: read(db, store_module.INLINE_READ_BUDGET / 10)) == 2
+    assert [t is threading.current_thread() for t, _ in calls] == [True]
+    assert not store._local.inline_db.conn.in_transaction
+    store.close()

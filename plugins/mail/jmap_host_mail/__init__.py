@@ -16,6 +16,7 @@ from jmap_host import Account, Capability, Host, hookimpl
 
 from . import store
 from .email import EMAIL, MAILBOX_TYPE, SORT_OPTIONS, THREAD, email_methods
+from .index_merge import keep_index_merged
 from .mailbox import MAX_DEPTH, MAX_NAME_OCTETS, default_mailboxes, mailbox_methods
 from .submission_hooks import (
     submission_capabilities,
@@ -85,6 +86,8 @@ def config_keys() -> list[tuple[str, Any]]:
 @hookimpl
 def startup(host: Host) -> None:
     submission_startup(host)  # the outbound queue runner
+    if host.nursery is not None:
+        host.nursery.start_soon(keep_index_merged, host)  # the full-text index's segments
 
 
 @hookimpl

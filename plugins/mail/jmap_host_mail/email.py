@@ -40,6 +40,7 @@ from jmap_host import (
     atomically,
     blob_visible,
     check_get_size,
+    expect_long_read,
     objectstore,
     read_blob,
     remove_blob_references,
@@ -660,9 +661,14 @@ def _thread_filter(node: Any) -> bool:
 # Search plans (EmailQuery._plan): the cost, in microseconds, of one unit of work of each,
 # measured at 100,000 Emails (SQLite 3.40): looking up and sorting one hit; collecting one
 # rowid a MATCH finds; walking one entry of an ordered index, tested against the collected
-# rowids; and testing one walked row with a MATCH of its own (5 us on a freshly optimized
-# index, ~30 us on one built by imports, with its several segments to seek in).
-HIT_COST, COLLECT_COST, WALK_COST, SEEK_COST = 1.3, 0.085, 0.12, 30.0
+# rowids; and testing one walked row with a MATCH of its own: 4-6 us on an index in one
+# segment (as index_merge keeps it), 30-54 us on one built by imports, with a score of
+# segments to seek in, until the background merge has run.
+HIT_COST, COLLECT_COST, WALK_COST, SEEK_COST = 1.3, 0.085, 0.12, 10.0
+# The estimates are rough (a factor of two either way), and the costs of a wrong guess
+# are not alike: a read moved to a worker thread needlessly costs a thread hop (~0.2 ms),
+# one left on the event loop's thread costs the whole inline budget before it is moved.
+LONG_READ_MARGIN = 2.0
 # Newest-first text searches first try this many of the newest hits per id wanted (and at
 # least NEWEST_MIN).
 NEWEST_SAMPLE, NEWEST_MIN = 4, 200
@@ -760,7 +766,11 @@ class EmailQuery:
             "walk": COLLECT_COST * hits + WALK_COST * walked,
             "seek": SEEK_COST * walked if ordered else float("inf"),
         }
-        return min(costs, key=costs.__getitem__)
+        plan = min(costs, key=costs.__getitem__)
+        # On the event loop's thread a read is interrupted after the store's budget (2 ms)
+        # and run again in a worker; one the estimate says is long goes there at once.
+        expect_long_read(db, costs[plan] * LONG_READ_MARGIN / 1e6)
+        return plan
 
     def _select(self, db: Any, account: str, columns: str, want: int | None) -> tuple:
         """SQL and parameters selecting ``columns`` of the matching Emails, by the plan."""
