@@ -10,9 +10,10 @@ error.  Each create, update or destroy runs in its own savepoint: all of it or n
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -56,36 +57,46 @@ def is_id(value: Any) -> bool:
 
 def value_ok(jmap_type: str, value: Any) -> bool:
     """Does ``value`` have the JMAP type ``jmap_type`` (RFC 8620 §1.1-§1.4)?"""
+    return type_check(jmap_type)(value)
+
+
+@functools.lru_cache(maxsize=512)
+def type_check(jmap_type: str) -> Callable[[Any], bool]:
+    """The test of ``value_ok`` for one JMAP type, built once per type string: a /set of
+    50 records checks the same few types 50 times, and reading the type string again
+    each time cost more than the test itself."""
     if jmap_type.endswith("|null"):
-        return value is None or value_ok(jmap_type.removesuffix("|null"), value)
+        inner_check = type_check(jmap_type.removesuffix("|null"))
+        return lambda v: v is None or inner_check(v)
     if jmap_type in ("Any", "*"):
-        return True
-    if jmap_type in ("String",):
-        return isinstance(value, str)
+        return lambda v: True
+    if jmap_type == "String":
+        return lambda v: isinstance(v, str)
     if jmap_type in ("Id", "BlobId"):
-        return is_id(value)
+        return is_id
     if jmap_type == "Boolean":
-        return isinstance(value, bool)
+        return lambda v: isinstance(v, bool)
     if jmap_type == "Int":
-        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INT
+        return lambda v: isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_INT
     if jmap_type == "UnsignedInt":
-        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
+        return lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT
     if jmap_type == "Number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return lambda v: isinstance(v, int | float) and not isinstance(v, bool)
     if jmap_type == "UTCDate":
-        return isinstance(value, str) and UTCDATE_RE.fullmatch(value) is not None
+        return lambda v: isinstance(v, str) and UTCDATE_RE.fullmatch(v) is not None
     if jmap_type == "Date":
-        return isinstance(value, str) and DATE_RE.fullmatch(value) is not None
+        return lambda v: isinstance(v, str) and DATE_RE.fullmatch(v) is not None
     if jmap_type == "Object":
-        return isinstance(value, dict)
+        return lambda v: isinstance(v, dict)
     m = COMPOUND.fullmatch(jmap_type)
     if m is None:
-        return False
-    outer, inner = m.group("outer"), m.group("inner")
-    if not inner:
-        return isinstance(value, list) and all(value_ok(outer, v) for v in value)
-    return isinstance(value, dict) and all(
-        value_ok(outer, k) and value_ok(inner, v) for k, v in value.items()
+        return lambda v: False
+    outer_check = type_check(m.group("outer"))
+    if not m.group("inner"):
+        return lambda v: isinstance(v, list) and all(outer_check(x) for x in v)
+    inner_check = type_check(m.group("inner"))
+    return lambda v: (
+        isinstance(v, dict) and all(outer_check(k) and inner_check(x) for k, x in v.items())
     )
 
 
@@ -104,18 +115,28 @@ def resolve_creation_ids(prop: Property, value: Any, created: dict[str, str]) ->
             return created[v[1:]]
         return v
 
-    base = prop.base_type
     if value is None:
         return value
-    if base == "Id":
+    shape = _id_shape(prop.base_type)
+    if shape == "Id":
         return one(value)
+    if shape == "Id[]" and isinstance(value, list):
+        return [one(v) for v in value]
+    if shape == "Id[*]" and isinstance(value, dict):
+        return {one(k): v for k, v in value.items()}
+    return value
+
+
+@functools.lru_cache(maxsize=512)
+def _id_shape(base: str) -> str | None:
+    """Where a type holds Ids that may be creation references: the value itself ("Id"),
+    a list's items ("Id[]") or a map's keys ("Id[*]"); None: nowhere."""
+    if base == "Id":
+        return "Id"
     m = COMPOUND.fullmatch(base)
     if m and m.group("outer") == "Id":
-        if not m.group("inner") and isinstance(value, list):
-            return [one(v) for v in value]
-        if m.group("inner") and isinstance(value, dict):
-            return {one(k): v for k, v in value.items()}
-    return value
+        return "Id[*]" if m.group("inner") else "Id[]"
+    return None
 
 
 # -- argument checks -----------------------------------------------------------------------
@@ -285,6 +306,7 @@ class SetRun:
         # Records read ahead by preload(), valid while this connection's write generation
         # for the type is ``_generation`` (only this run's own writes have happened).
         self._preloaded: dict[str, dict[str, Any]] = {}
+        self._preloaded_whole = True  # False: only what the updates read (update_reads)
         self._generation = -1
         # (record id, kind) of this run's changes, written to the change log by finish()
         # in one statement; an operation that fails takes its own entries back.
@@ -295,14 +317,30 @@ class SetRun:
         os_.record_changes(self.db, self.account.id, self.dt.name, self._changes)
         self._changes = []
 
-    def preload(self, record_ids: list[str]) -> None:
-        """Read the records about to be updated in one query instead of one each: an
-        update of 50 Emails is then one SELECT.  load() hands them out while no write but
-        this run's own has touched the type's rows since; otherwise it reads again."""
-        ids = [i for i in dict.fromkeys(record_ids) if is_id(i)]
+    def update_properties(self, patches: Iterable[Any]) -> list[str] | None:
+        """What updates with these patches read of their records: the type's
+        ``update_reads``, the properties the patches touch and the BlobId properties
+        (None: the whole record)."""
+        if self.dt.update_reads is None:
+            return None
+        wanted = dict.fromkeys(self.dt.update_reads)
+        wanted.update((p.name, None) for p in self.dt.properties if p.base_type == "BlobId")
+        for patch in patches:
+            if isinstance(patch, dict):
+                wanted.update((top, None) for top in _patch_tops(tuple(patch)))
+        return [n for n in wanted if n in self.dt.by_name]
+
+    def preload(self, updates: dict[str, Any]) -> None:
+        """Read the records about to be updated (``updates``: record id -> patch) in one
+        query instead of one each: an update of 50 Emails is then one SELECT.  load()
+        hands them out while no write but this run's own has touched the type's rows
+        since; otherwise it reads again."""
+        ids = [i for i in updates if is_id(i)]
         if len(ids) < 2:
             return
-        found = os_.read_records(self.db, self.dt, self.account.id, ids)
+        properties = self.update_properties(updates.values())
+        found = os_.read_records(self.db, self.dt, self.account.id, ids, properties)
+        self._preloaded_whole = properties is None
         self._preloaded = {r["id"]: r for r in found}
         self._generation = os_.write_generation(self.db, self.dt)
 
@@ -422,7 +460,7 @@ class SetRun:
         dt = self.dt
         if not isinstance(patch, dict):
             raise SetError("invalidPatch", "a PatchObject must be a JSON object")
-        current = self.load(record_id)
+        current = self.load(record_id, patch)
         self.allowed("update")
         record, touched = apply_patch(dt, current, patch)
         errors = [
@@ -449,13 +487,17 @@ class SetRun:
             dt.on_update(self.ctx, current, record)
         # Only the columns whose values changed are written, and the blob references
         # (which follow the BlobId properties alone) only when one of those changed.
-        differ = [p for p in dt.properties if record.get(p.name) != current.get(p.name)]
+        # (An unchanged property still holds the very object ``current`` does: a cheap
+        # identity test first, equality only for what was replaced.)
+        names = [k for k, v in record.items() if v is not (c := current.get(k)) and v != c]
+        names += [k for k, c in current.items() if k not in record and c is not None]
+        differ = [dt.by_name[n] for n in names if n in dt.by_name]
         names = [p.name for p in differ]
         self._own_write(lambda: os_.update_record(self.db, dt, self.account.id, record, names))
         self._changes.append((record_id, "updated"))
         if any(p.base_type == "BlobId" for p in differ):
             self.sync_blob_refs(record)
-        changed = {k: v for k, v in record.items() if before_hook.get(k) != v}
+        changed = {k: v for k, v in record.items() if v is not (b := before_hook.get(k)) and b != v}
         return changed or None
 
     def destroy(self, record_id: str) -> None:
@@ -473,16 +515,19 @@ class SetRun:
         if remove is not None:
             remove(self.db, self.account.id, f"{self.dt.name}:{record_id}")
 
-    def load(self, record_id: str) -> dict[str, Any]:
+    def load(self, record_id: str, patch: Any = None) -> dict[str, Any]:
+        """The stored record; for an update (with its ``patch``) only what the update
+        reads (update_properties).  Preloaded records cover every update of the run."""
         if not is_id(record_id):
             raise SetError("notFound")
         if self._preloaded:
             if os_.write_generation(self.db, self.dt) == self._generation:
-                if record_id in self._preloaded:
+                if record_id in self._preloaded and (patch is not None or self._preloaded_whole):
                     return self._preloaded.pop(record_id)
             else:  # a hook wrote the type's rows: what was read ahead may be stale
                 self._preloaded = {}
-        found = os_.read_records(self.db, self.dt, self.account.id, [record_id])
+        properties = None if patch is None else self.update_properties([patch])
+        found = os_.read_records(self.db, self.dt, self.account.id, [record_id], properties)
         if not found:
             raise SetError("notFound")
         return found[0]
@@ -506,23 +551,17 @@ def apply_patch(
 ) -> tuple[dict[str, Any], list[str]]:
     """Apply a PatchObject (§5.3); return the new record and the top-level properties
     the patch touched."""
-    paths = list(patch)
-    tokens_of = {p: [t.replace("~1", "/").replace("~0", "~") for t in p.split("/")] for p in paths}
-    ordered = sorted(paths)
-    for a, b in itertools.pairwise(ordered):
-        if b.startswith(a + "/"):
-            raise SetError("invalidPatch", f"{a!r} is a prefix of {b!r}")
+    paths, tops = _patch_paths(tuple(patch))
     # Copy on write: the properties the patch touches are copied (it changes them in
     # place), the others shared with ``current`` (hooks assign, never mutate; see the
     # plugin guide), so a 50-record keyword update does not copy 50 whole Emails twice.
     record = dict(current)
-    for top in {tokens[0] for tokens in tokens_of.values()}:
+    for top in tops:
         if top in record:
             record[top] = copy_json(record[top])
     touched: list[str] = []
     invalid: list[str] = []
-    for path in paths:
-        tokens = tokens_of[path]
+    for path, tokens in paths:
         top = tokens[0]
         if top != "id" and top not in dt.by_name:
             invalid.append(top)
@@ -551,6 +590,31 @@ def apply_patch(
             "invalidProperties", "unknown properties: " + ", ".join(invalid), properties=invalid
         )
     return record, list(dict.fromkeys(touched))
+
+
+def _patch_tops(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """The top-level properties a patch's paths touch ((): a malformed patch, whose
+    error the update itself reports)."""
+    try:
+        return _patch_paths(paths)[1]
+    except SetError:
+        return ()
+
+
+@functools.lru_cache(maxsize=256)
+def _patch_paths(
+    paths: tuple[str, ...],
+) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
+    """A PatchObject's paths, each with its JSON Pointer tokens unescaped, and the
+    top-level properties they touch; invalidPatch if one path is a prefix of another.
+    Read once per set of paths: a /set sends the same patch shape for many records."""
+    for a, b in itertools.pairwise(sorted(paths)):
+        if b.startswith(a + "/"):
+            raise SetError("invalidPatch", f"{a!r} is a prefix of {b!r}")
+    parsed = tuple(
+        (p, tuple(t.replace("~1", "/").replace("~0", "~") for t in p.split("/"))) for p in paths
+    )
+    return parsed, tuple(dict.fromkeys(tokens[0] for _, tokens in parsed))
 
 
 async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
@@ -594,7 +658,8 @@ def run_set(
     destroy_ids = [_resolve_id(i, run.created_ids) for i in destroy or []]
     updated: dict[str, Any] = {}
     not_updated: dict[str, Any] = {}
-    run.preload([_resolve_id(k, run.created_ids) for k in update or {}])
+    updates = {_resolve_id(k, run.created_ids): p for k, p in (update or {}).items()}
+    run.preload({i: p for i, p in updates.items() if i not in destroy_ids})
     for key, patch in (update or {}).items():
         record_id = _resolve_id(key, run.created_ids)
         if record_id in destroy_ids:

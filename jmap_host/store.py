@@ -274,14 +274,15 @@ def atomically(db: sqlite_utils.Database, fn: Callable[[], T]) -> T:
     """Run ``fn`` inside a savepoint of the current transaction: if it raises, everything
     it wrote is rolled back (and the exception goes on), the rest of the transaction not.
     One record of a /set, one message of an import."""
-    db.execute("SAVEPOINT jmap_atomically")
+    conn = db.conn  # (not sqlite-utils' execute: this runs for every record of a /set)
+    conn.execute("SAVEPOINT jmap_atomically")
     try:
         result = fn()
     except BaseException:
-        db.execute("ROLLBACK TO jmap_atomically")
-        db.execute("RELEASE jmap_atomically")
+        conn.execute("ROLLBACK TO jmap_atomically")
+        conn.execute("RELEASE jmap_atomically")
         raise
-    db.execute("RELEASE jmap_atomically")
+    conn.execute("RELEASE jmap_atomically")
     return result
 
 

@@ -795,3 +795,80 @@ def test_declared_indexes_name_declared_properties():
     DataType(name="Ok", table="notes_ok", properties=props, indexes=[("-at", "id", "title")])
     with pytest.raises(ValueError, match="index on unknown property"):
         DataType(name="Bad", table="notes_bad", properties=props, indexes=[("-nope", "id")])
+
+
+# -- DataType.update_reads: an update reads only what it needs ------------------------------
+
+seen_by_tally: list[tuple[set[str], set[str]]] = []
+
+
+def tally(ctx, old: dict[str, Any], new: dict[str, Any]) -> None:
+    seen_by_tally.append((set(old), set(new)))
+    if new["count"] != old["count"]:
+        new["total"] = old["total"] + new["count"]
+
+
+TALLY = DataType(
+    name="Tally",
+    table="notes_tally",
+    properties=[
+        Property("title", "String", default=""),
+        Property("note", "String", default=""),
+        Property("count", "UnsignedInt", default=0),
+        Property("total", "UnsignedInt", server_set=True, default=0),
+    ],
+    on_update=tally,
+    update_reads=("count", "total"),
+)
+
+
+class TallyPlugin:
+    @jmap_host.hookimpl
+    def register_capabilities(self, host):
+        return [jmap_host.Capability(urn="https://test.example/tally", datatypes=[TALLY])]
+
+
+async def test_update_reads_only_what_the_hook_and_the_patch_need(tmp_path):
+    """With update_reads the hook sees id, those properties and the patched ones (read
+    ahead for many updates, or one by one); what it does not see is kept as stored."""
+    config = write_config(tmp_path)
+    async with running_server(config, extra_plugins=[("tally", TallyPlugin())]) as server:
+        async with server.client("alice") as http:
+            session = (await http.get("/jmap/session")).json()
+            own = session["primaryAccounts"][CORE]
+
+            async def call(name, **args):
+                result = await api(
+                    http, [[name, args, "c"]], using=[CORE, "https://test.example/tally"]
+                )
+                return result["methodResponses"][0][1]
+
+            made = await call(
+                "Tally/set",
+                accountId=own,
+                create={f"t{i}": {"title": f"t{i}", "note": "keep"} for i in range(3)},
+            )
+            ids = [made["created"][f"t{i}"]["id"] for i in range(3)]
+            seen_by_tally.clear()
+            many = await call("Tally/set", accountId=own, update={i: {"count": 2} for i in ids})
+            assert many["updated"] == {i: {"total": 2} for i in ids}
+            one = await call("Tally/set", accountId=own, update={ids[0]: {"title": "new"}})
+            assert one["updated"] == {ids[0]: None}
+            narrow, patched = {"id", "count", "total"}, {"id", "count", "total", "title"}
+            expected = [(narrow, narrow)] * 3 + [(patched, patched)]
+            assert seen_by_tally == expected
+            got = {t["id"]: t for t in (await call("Tally/get", accountId=own, ids=ids))["list"]}
+            assert got[ids[0]] == {
+                "id": ids[0],
+                "title": "new",
+                "note": "keep",
+                "count": 2,
+                "total": 2,
+            }
+            assert all(got[i]["note"] == "keep" and got[i]["total"] == 2 for i in ids)
+
+
+def test_update_reads_name_declared_properties():
+    props = [Property("title", "String")]
+    with pytest.raises(ValueError, match="update_reads names unknown property"):
+        DataType(name="Bad", table="notes_bad", properties=props, update_reads=("nope",))
