@@ -42,6 +42,10 @@ def on_update(ctx, old: dict[str, Any], new: dict[str, Any]) -> None:
         [other] = objectstore.read_records(ctx.db, NOTE, ctx.account.id, [sibling])
         other["revision"] += 10
         objectstore.update_record(ctx.db, NOTE, ctx.account.id, other, ["revision"])
+    if new["title"] == "forbidden":
+        # Write first, then refuse: the update must leave nothing behind either.
+        ctx.db["notes_audit"].insert({"what": "should vanish"})
+        raise SetError("forbidden", "no such titles")
 
 
 NOTE = DataType(
@@ -311,6 +315,41 @@ async def test_failed_record_leaves_nothing_behind(server, alice):
     await alice.one("Memo/set", create={"a": {"title": "forbidden"}})
     rows = await server.host.store.read(lambda db: list(db["notes_audit"].rows))
     assert rows == []
+
+
+async def test_an_update_that_wrote_and_failed_leaves_nothing_behind(server, alice, monkeypatch):
+    """§5.3: each update is atomic too, also when the updates of a /set run without a
+    savepoint each (standard.write_set): one that wrote and then failed sends the /set
+    round again with savepoints, and the others' updates still happen, once."""
+    ids = await alice.create(**{f"n{i}": {"title": f"t{i}"} for i in range(3)})
+    a, b, c = ids["n0"], ids["n1"], ids["n2"]
+    old_state = await alice.state()
+    store, transactions = server.host.store, []
+    write = store.write
+
+    async def counted(fn):
+        transactions.append(fn)
+        return await write(fn)
+
+    monkeypatch.setattr(store, "write", counted)
+    result = await alice.one(
+        "Memo/set",
+        update={a: {"priority": 1}, b: {"title": "forbidden"}, c: {"priority": 3}},
+        create={"d": {"title": "made once"}},
+    )
+    assert len(transactions) == 2  # the first rolled back, the second with savepoints
+    monkeypatch.undo()
+    assert result["notUpdated"] == {b: {"type": "forbidden", "description": "no such titles"}}
+    assert result["updated"] == {a: {"revision": 2}, c: {"revision": 2}}
+    assert result["oldState"] == old_state
+    rows = await server.host.store.read(lambda db: list(db["notes_audit"].rows))
+    assert rows == []
+    got = {n["id"]: n for n in (await alice.one("Memo/get", ids=None))["list"]}
+    assert [got[i]["priority"] for i in (a, b, c)] == [1, 0, 3]
+    assert got[b]["title"] == "t1" and got[b]["revision"] == 1
+    assert [n["title"] for n in got.values()].count("made once") == 1
+    changes = await alice.one("Memo/changes", sinceState=old_state)
+    assert sorted(changes["updated"]) == sorted([a, c]) and len(changes["created"]) == 1
 
 
 async def test_creation_id_references(alice):

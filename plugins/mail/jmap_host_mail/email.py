@@ -924,7 +924,7 @@ async def email_set(call: Call) -> dict[str, Any]:
     principal = call.request.principal.name
     known_ids = dict(call.request.created_ids)
 
-    def write(db: Any) -> dict[str, Any]:
+    def write(db: Any, careful: bool) -> dict[str, Any]:
         old, _ = objectstore.current_modseq(db, account.id, EMAIL.name)
         if if_in_state is not None and if_in_state != str(old):
             raise MethodError("stateMismatch")
@@ -954,12 +954,13 @@ async def email_set(call: Call) -> dict[str, Any]:
             None,
             None if update is None else {resolve(k): v for k, v in update.items()},
             None if destroy is None else [resolve(i) for i in destroy],
+            careful,
         )
         rest.pop("_created_ids", None)
         rest.update(oldState=str(old), created=created or None, notCreated=not_created or None)
         return {"result": rest, "ids": {k: new_ids[k] for k in created}}
 
-    out = await host.store.write(write)
+    out = await standard.write_set(host.store, write)
     call.request.created_ids.update(out["ids"])
     await publish(host, account.id)
     return out["result"]
