@@ -275,6 +275,15 @@ def create_threads_parts_fts(db: sqlite_utils.Database) -> None:
     )
 
 
+FTS_MERGE = "mail_fts_merge"
+
+
+@migrations()
+def create_fts_merge(db: sqlite_utils.Database) -> None:
+    """Where the background merge of the index got to (index_merge): one row."""
+    db.execute(f"CREATE TABLE {FTS_MERGE} (id INTEGER PRIMARY KEY, merged_at INTEGER NOT NULL)")
+
+
 def find_thread(
     db: sqlite_utils.Database, account: str, keys: list[str], subject: str
 ) -> str | None:

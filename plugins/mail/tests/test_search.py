@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import pytest
+import trio
 from jmap_host_mail import email as email_module
 from jmap_host_mail import index_merge, snippet, store
 from jmap_host_mail.testing import MailClient
@@ -315,3 +316,30 @@ async def test_segments_are_merged_into_one_and_searches_answer_the_same(mail, p
     assert not await store_.write(index_merge.merge_step)
     assert await index_merge.merge_index(mail.host) == 0
     assert await mail.search({"text": "zeppelin"}) == before
+
+
+async def test_the_server_merges_after_growth_and_remembers_where(jmap_config, monkeypatch):
+    """keep_index_merged: a database never merged is merged at start-up; after that, new
+    mail is merged in once it has grown enough and stopped arriving, and the point reached
+    is kept in the database, so that a restart has nothing to redo."""
+    monkeypatch.setattr(index_merge, "POLL", 0.02)
+    monkeypatch.setattr(index_merge, "QUIET", 0.2)
+    monkeypatch.setattr(index_merge, "MERGE_MIN", 3)
+
+    async def until(store, check) -> None:
+        with trio.fail_after(10):
+            while not await store.read(check):
+                await trio.sleep(0.02)
+
+    async with running_server(jmap_config) as server, server.client("alice") as http:
+        store = server.host.store
+        await until(store, lambda db: index_merge.merged_at(db) is not None)
+        session = (await http.get("/jmap/session")).json()
+        client = Mail(http, session["primaryAccounts"]["urn:ietf:params:jmap:mail"], "")
+        boxes = (await client.call("Mailbox/get", ids=None))["list"]
+        client.inbox = next(m["id"] for m in boxes if m["role"] == "inbox")
+        for i in range(4):  # four write transactions: four segments
+            await client.import_(plain(f"note {i}", "zeppelin"), f"2024-01-0{i + 1}T00:00:00Z")
+        last = await store.read(index_merge.last_email)
+        await until(store, lambda db: index_merge.merged_at(db) == last)
+        assert not await store.write(index_merge.merge_step)  # one segment: nothing left
