@@ -103,3 +103,26 @@ async def test_a_read_expected_to_be_long_moves_to_a_worker_at_once(tmp_path):
     assert [t is threading.current_thread() for t, _ in calls] == [True]
     assert not store._local.inline_db.conn.in_transaction
     store.close()
+
+
+async def test_time_spent_waiting_is_not_counted_against_the_budget(tmp_path):
+    """The budget is the read's own CPU time: a read on the loop that waited (as for the
+    GIL, taken by a /set in the writer thread while SQLite let go of it) past the budget
+    but did little work stays where it is, rather than running again in a worker."""
+    import time
+
+    store = Store(tmp_path)
+    calls: list[threading.Thread] = []
+    small = (  # enough SQLite steps for the progress handler to be asked, little CPU
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) "
+        "SELECT count(*) FROM n"
+    )
+
+    def read(db):
+        calls.append(threading.current_thread())
+        time.sleep(3 * store_module.INLINE_READ_BUDGET)  # wall time, no CPU time
+        return db.execute(small).fetchone()[0]
+
+    assert await store.read(read) == 5000
+    assert calls == [threading.current_thread()]
+    store.close()
