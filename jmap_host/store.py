@@ -39,8 +39,10 @@ class StoreUnavailable(Exception):
     """The database is busy or locked past the timeout: a temporary condition."""
 
 
-class _LongRead(Exception):
-    """Raised by :func:`expect_long_read` in a read on the event loop's thread."""
+class _LongRead(BaseException):
+    """Raised by :func:`expect_long_read` in a read on the event loop's thread.  Not an
+    Exception: a read function's own ``except Exception`` must not take it for an error
+    of its query and answer something else."""
 
 
 def expect_long_read(db: sqlite_utils.Database, seconds: float) -> None:
