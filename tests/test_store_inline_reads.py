@@ -102,6 +102,17 @@ async def test_a_read_expected_to_be_long_moves_to_a_worker_at_once(tmp_path):
     assert await store.read(lambda db: read(db, store_module.INLINE_READ_BUDGET / 10)) == 2
     assert [t is threading.current_thread() for t, _ in calls] == [True]
     assert not store._local.inline_db.conn.in_transaction
+
+    # A read function's own "except Exception" does not take the move for an error.
+    def guarded(db):
+        try:
+            return read(db, 10 * store_module.INLINE_READ_BUDGET)
+        except Exception:
+            return "answered something else"
+
+    calls.clear()
+    assert await store.read(guarded) == 2
+    assert [t is threading.current_thread() for t, _ in calls] == [False]
     store.close()
 
 
