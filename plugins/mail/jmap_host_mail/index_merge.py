@@ -39,6 +39,7 @@ MERGE_MIN = 1000  # ... and by at least this many Emails
 QUIET = 30.0  # seconds without a new Email before merging
 POLL = 5.0  # seconds between looks at the Email table
 PAUSE = 0.01  # seconds between two merge transactions, to let other writers in
+RETRY = 60.0  # seconds before trying again after a failure
 
 
 def merge_step(db: Any, pages: int = MERGE_PAGES) -> bool:
@@ -86,22 +87,31 @@ def set_merged_at(db: Any, rowid: int) -> None:
 
 
 async def keep_index_merged(host: Host) -> None:
-    """Merge whenever merge_due says so (at start-up if never merged), until cancelled."""
-    done = await host.store.read(merged_at)
-    seen = await host.store.read(last_email)
-    changed = time.monotonic()
+    """Merge whenever merge_due says so (at start-up if never merged), until cancelled.
+    A failure (the database busy past its timeout, say) is logged and the merge tried
+    again later: this task must never take the server down with it."""
+    done: int | None = None
+    seen, changed, started_up = -1, time.monotonic(), False
     while True:
-        now = await host.store.read(last_email)
-        if now != seen:
-            seen, changed = now, time.monotonic()
-        if done is None or merge_due(done, now, time.monotonic() - changed):
-            started = time.perf_counter()
-            steps = await merge_index(host)
-            if steps:
-                log.info(
-                    "full-text index merged into one segment in %d steps, %.1f s",
-                    steps, time.perf_counter() - started,
-                )  # fmt: skip
-            await host.store.write(lambda db, at=now: set_merged_at(db, at))
-            done = now
+        try:
+            if not started_up:
+                done = await host.store.read(merged_at)
+                seen = await host.store.read(last_email)
+                started_up = True
+            now = await host.store.read(last_email)
+            if now != seen:
+                seen, changed = now, time.monotonic()
+            if done is None or merge_due(done, now, time.monotonic() - changed):
+                began = time.perf_counter()
+                steps = await merge_index(host)
+                if steps:
+                    log.info(
+                        "full-text index merged into one segment in %d steps, %.1f s",
+                        steps, time.perf_counter() - began,
+                    )  # fmt: skip
+                await host.store.write(lambda db, at=now: set_merged_at(db, at))
+                done = now
+        except Exception:
+            log.exception("merging the full-text index failed; will try again")
+            await trio.sleep(RETRY)
         await trio.sleep(POLL)

@@ -343,3 +343,27 @@ async def test_the_server_merges_after_growth_and_remembers_where(jmap_config, m
         last = await store.read(index_merge.last_email)
         await until(store, lambda db: index_merge.merged_at(db) == last)
         assert not await store.write(index_merge.merge_step)  # one segment: nothing left
+
+
+async def test_a_failed_merge_is_logged_and_retried_not_fatal(jmap_config, monkeypatch, caplog):
+    """The merge runs in the server's background nursery: an error there (the database
+    busy past its timeout, say) must not stop the server; it is logged and tried again."""
+    monkeypatch.setattr(index_merge, "POLL", 0.02)
+    monkeypatch.setattr(index_merge, "RETRY", 0.02)
+    failures = []
+    real_step = index_merge.merge_step
+
+    def failing_step(db, pages=index_merge.MERGE_PAGES):
+        if len(failures) < 2:
+            failures.append(1)
+            raise RuntimeError("database is locked")
+        return real_step(db, pages)
+
+    monkeypatch.setattr(index_merge, "merge_step", failing_step)
+    async with running_server(jmap_config) as server, server.client("alice") as http:
+        with trio.fail_after(10):
+            while await server.host.store.read(index_merge.merged_at) is None:
+                await trio.sleep(0.02)
+        assert (await http.get("/jmap/session")).status_code == 200  # still serving
+    assert len(failures) == 2
+    assert "merging the full-text index failed" in caplog.text
