@@ -333,15 +333,15 @@ class SetRun:
                 wanted.update((top, None) for top in _patch_tops(tuple(patch)))
         return [n for n in wanted if n in self.dt.by_name]
 
-    def preload(self, updates: dict[str, Any]) -> None:
-        """Read the records about to be updated (``updates``: record id -> patch) in one
-        query instead of one each: an update of 50 Emails is then one SELECT.  load()
-        hands them out while no write but this run's own has touched the type's rows
-        since; otherwise it reads again."""
-        ids = [i for i in updates if is_id(i)]
+    def preload(self, record_ids: list[str], patches: list[Any]) -> None:
+        """Read the records about to be updated (with these patches) in one query instead
+        of one each: an update of 50 Emails is then one SELECT.  load() hands them out
+        while no write but this run's own has touched the type's rows since; otherwise it
+        reads again."""
+        ids = [i for i in dict.fromkeys(record_ids) if is_id(i)]
         if len(ids) < 2:
             return
-        properties = self.update_properties(updates.values())
+        properties = self.update_properties(patches)
         found = os_.read_records(self.db, self.dt, self.account.id, ids, properties)
         self._preloaded_whole = properties is None
         self._preloaded = {r["id"]: r for r in found}
@@ -688,8 +688,8 @@ def run_set(
     destroy_ids = [_resolve_id(i, run.created_ids) for i in destroy or []]
     updated: dict[str, Any] = {}
     not_updated: dict[str, Any] = {}
-    updates = {_resolve_id(k, run.created_ids): p for k, p in (update or {}).items()}
-    run.preload({i: p for i, p in updates.items() if i not in destroy_ids})
+    updates = [(_resolve_id(k, run.created_ids), p) for k, p in (update or {}).items()]
+    run.preload([i for i, _ in updates if i not in destroy_ids], [p for _, p in updates])
     conn = db.conn
     for key, patch in (update or {}).items():
         record_id = _resolve_id(key, run.created_ids)
