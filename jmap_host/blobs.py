@@ -38,7 +38,7 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,16 +178,48 @@ def blob_visible(
     and the upload has not expired (RFC 8620 §6, §6.1).
 
     Does not check that the principal may use the account at all; callers do that first."""
-    if _first(db, REF_TABLE, "account = ? AND blob_id = ?", [account_id, blob_id]):
-        return True
-    return bool(
-        _first(
-            db,
-            UPLOAD_TABLE,
-            "account = ? AND blob_id = ? AND principal = ? AND expires > ?",
-            [account_id, blob_id, principal_name, int(time.time())],
+    return blob_id in blobs_visible(db, account_id, [blob_id], principal_name)
+
+
+def blobs_visible(
+    db: sqlite_utils.Database, account_id: str, blob_ids: Iterable[str], principal_name: str
+) -> set[str]:
+    """Those of ``blob_ids`` that :func:`blob_visible` allows, two queries for up to 400
+    (an Email/import of 50 messages asked 100 single-row queries twice)."""
+    ids = list(dict.fromkeys(blob_ids))
+    found: set[str] = set()
+    now = int(time.time())
+    for start in range(0, len(ids), 400):
+        chunk = ids[start : start + 400]
+        marks = ", ".join("?" * len(chunk))
+        found.update(
+            _column(
+                db,
+                f"SELECT blob_id FROM [{REF_TABLE}] WHERE account = ? AND blob_id IN ({marks})",
+                [account_id, *chunk],
+            )
         )
-    )
+        rest = [b for b in chunk if b not in found]
+        if rest:
+            marks = ", ".join("?" * len(rest))
+            found.update(
+                _column(
+                    db,
+                    f"SELECT blob_id FROM [{UPLOAD_TABLE}] WHERE account = ? AND principal = ? "
+                    f"AND expires > ? AND blob_id IN ({marks})",
+                    [account_id, principal_name, now, *rest],
+                )
+            )
+    return found
+
+
+def _column(db: sqlite_utils.Database, sql: str, args: list[Any]) -> list[Any]:
+    try:
+        return [row[0] for row in db.execute(sql, args).fetchall()]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # (as _first: before the blob tables exist)
+            return []
+        raise
 
 
 def _first(db: sqlite_utils.Database, table: str, where: str, args: list[Any]) -> dict | None:

@@ -39,6 +39,7 @@ from jmap_host import (
     add_blob_references,
     atomically,
     blob_visible,
+    blobs_visible,
     check_get_size,
     expect_long_read,
     objectstore,
@@ -1293,7 +1294,7 @@ async def email_import(call: Call) -> dict[str, Any]:
     wanted = list(dict.fromkeys(s[0] for s in specs.values() if not isinstance(s, SetError)))
 
     def visible(db: Any) -> set[str]:
-        return {b for b in wanted if blob_visible(db, account, b, principal)}
+        return blobs_visible(db, account, wanted, principal)
 
     staged = StagedBlobs(host)
     prepared: dict[str, PreparedMessage | None] = {}  # blobId -> message (None: no file)
@@ -1320,14 +1321,15 @@ async def email_import(call: Call) -> dict[str, Any]:
         # One read of the Mailboxes for the batch: nothing below creates or destroys one.
         mailboxes = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, [])}
         accepted: list[tuple[str, PreparedMessage, dict, dict, str | None]] = []
+        # Again under the write lock: visibility may have changed since the read.
+        still_visible = blobs_visible(db, account, wanted, principal)
         for creation_id, spec in specs.items():
             if isinstance(spec, SetError):
                 not_created[creation_id] = spec.to_json()
                 continue
             blob_id, mailbox_ids, keywords, received_at = spec
             try:
-                # Again under the write lock: visibility may have changed since the read.
-                if not blob_visible(db, account, blob_id, principal):
+                if blob_id not in still_visible:
                     raise SetError("invalidProperties", "no such blob", properties=["blobId"])
                 if blob_id not in prepared:  # became visible since: prepare it now
                     prepared[blob_id] = prepare(blob_id, read_blob(host, blob_id))
