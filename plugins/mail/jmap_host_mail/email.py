@@ -284,9 +284,7 @@ def prepare_message(raw: bytes, store_blob: Any, blob_id: str | None = None) -> 
     keys, subject = parsed.thread_keys()
     meta = parsed.get(STORED_MESSAGE_PROPERTIES)
     parts = {part_id: store_blob(parsed.part_bytes(part_id)) for part_id in parsed.part_ids}
-    body_text = " ".join(
-        value["value"] for value in parsed.body_values(True, True, False, 200_000).values()
-    )
+    body_text = parsed.searchable_text(200_000)
     text = (
         meta.get("subject") or "", _addresses_text(meta.get("from")),
         _addresses_text(meta.get("to")), _addresses_text(meta.get("cc")),

@@ -1409,6 +1409,22 @@ class ParsedMessage:
                 truncated = True
         return {"value": text, "isEncodingProblem": problem, "isTruncated": truncated}
 
+    def searchable_text(self, max_bytes: int = 0) -> str:
+        """The body as the user reads it, as plain text: the textBody parts (§4.1.4:
+        text/plain preferred, HTML where there is no plain alternative) with HTML converted
+        to text; whitespace not collapsed.  What the full-text index holds for the body
+        (so a search for "div" does not find every HTML message, and a multipart/alternative
+        body is indexed once, not twice) and what a SearchSnippet preview shows.
+        ``max_bytes`` > 0 caps each part as body_value does."""
+        chunks = []
+        for part in self.text_body(properties=["partId", "type"]):
+            part_id, kind = part.get("partId"), str(part.get("type", ""))
+            if not part_id or not kind.startswith("text/"):
+                continue
+            value = self.body_value(part_id, max_bytes)["value"]
+            chunks.append(html_to_text(value) if kind == "text/html" else value)
+        return " ".join(chunks)
+
     def body_value_part_ids(
         self, fetch_text: bool = False, fetch_html: bool = False, fetch_all: bool = False
     ) -> list[str]:

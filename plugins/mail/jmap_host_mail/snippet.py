@@ -9,13 +9,15 @@ matched; a phrase's words match across any run of whitespace.  Everything else i
 HTML-escaped (& < > and quotes), and the preview, marks included, is at most 255 octets of
 UTF-8.
 
-The preview comes from the body text the full-text index holds (store.indexed_bodies: the
-text/plain and text/html body parts the ``body`` filter searched), so building 50 snippets
-reads 50 index rows, not 50 messages: no match there, no preview.  The preview is shown
-as the user sees the body, with HTML converted to text (§5 "converted to plaintext if
-originally HTML"): where markup comes before the end of the shown section, the message is
-parsed and the preview taken from its text body instead (``body_text``).  Only the
-section shown is whitespace-collapsed, with the same result as collapsing the whole text.
+The preview comes from the body text the full-text index holds (store.indexed_bodies:
+``ParsedMessage.searchable_text``, the textBody parts with HTML converted to text, which is
+what the ``body`` filter searched), so building 50 snippets reads 50 index rows, not 50
+messages: no match there, no preview.  The preview is shown as the user sees the body (§5
+"converted to plaintext if originally HTML").  Index rows written before the index held
+converted text (2026-11-26) have the raw HTML parts too: where markup comes before the end
+of the shown section, the message is parsed and the preview taken from its searchable text
+instead.  Only the section shown is whitespace-collapsed, with the same result as
+collapsing the whole text.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from jmap_host import Call, MethodError, objectstore, read_blob, standard
 
 from . import store
 from .email import EMAIL
-from .message import html_to_text, parse_message
+from .message import parse_message
 
 PREVIEW_OCTETS = 255
 CONTEXT_CHARS = 40  # text shown before the first match
@@ -120,18 +122,6 @@ def highlight(text: str, pattern: Any, limit: int | None = None) -> str:
     return "".join(out)
 
 
-def body_text(parsed: Any) -> str:
-    """The plain text of the body the user sees: text/plain parts, or HTML as text;
-    whitespace not collapsed (``preview`` does that for the section it shows)."""
-    chunks = []
-    for part in parsed.text_body(properties=["partId", "type"]):
-        if not part.get("partId") or not str(part.get("type", "")).startswith("text/"):
-            continue
-        value = parsed.body_value(part["partId"])["value"]
-        chunks.append(html_to_text(value) if part["type"] == "text/html" else value)
-    return " ".join(chunks)
-
-
 def preview(text: str, terms: Terms, markup_free: bool = False) -> tuple[bool, str | None]:
     """The §5 preview of ``text``: whitespace collapsed (runs to one space, none at the
     ends), from a word boundary up to CONTEXT_CHARS before the first match, marked, at most
@@ -186,7 +176,7 @@ def snippet(
         if body is not None:
             done, out["preview"] = preview(body, terms, markup_free=True)
         if not done:
-            out["preview"] = preview(body_text(parse()), terms)[1]
+            out["preview"] = preview(parse().searchable_text(), terms)[1]
     return out
 
 
