@@ -33,6 +33,21 @@ class MailClient:
         assert response[0] == name, response
         return response[1]
 
+    async def upload(
+        self, data: bytes, media: str = "message/rfc822", account: str | None = None
+    ) -> str:
+        """Upload ``data`` to this account (or ``account``); its blobId."""
+        return await upload(self.http, account or self.account, data, media)
+
+
+async def upload(http: Any, account: str, data: bytes, media: str = "message/rfc822") -> str:
+    """POST ``data`` to the upload endpoint of ``account`` (RFC 8620 §6.1); its blobId."""
+    reply = await http.post(
+        f"/jmap/upload/{account}/", content=data, headers={"Content-Type": media}
+    )
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["blobId"])
+
 
 async def lmtp_deliver(
     server: Any, rcpt: str, raw: bytes, mail_from: str = "dana@example.net"

@@ -53,10 +53,7 @@ class Mail(MailClient):
         self.roles = {m["role"]: m["id"] for m in boxes if m["role"]}
 
     async def import_(self, raw: bytes, mailbox: str = "inbox", **extra: Any) -> dict[str, Any]:
-        upload = await self.http.post(
-            f"/jmap/upload/{self.account}/", content=raw, headers={"Content-Type": "message/rfc822"}
-        )
-        blob = upload.json()["blobId"]
+        blob = await self.upload(raw)
         result = await self.call(
             "Email/import",
             emails={"e": {"blobId": blob, "mailboxIds": {self.roles[mailbox]: True}, **extra}},
@@ -318,10 +315,7 @@ async def batch(mail: Mail, calls: list[list[Any]]) -> list[list[Any]]:
 
 
 async def upload(mail: Mail, data: bytes, account: str | None = None, kind: str = "text/plain"):
-    response = await mail.http.post(
-        f"/jmap/upload/{account or mail.account}/", content=data, headers={"Content-Type": kind}
-    )
-    return response.json()["blobId"]
+    return await mail.upload(data, kind, account)
 
 
 async def query_ids(mail: Mail, **args: Any) -> list[str]:

@@ -54,13 +54,8 @@ class Mail(MailClient):
         """Email/import of these (message, mailbox roles or ids, keywords) in one call."""
         batch = {}
         for n, (raw, boxes, keywords) in enumerate(emails):
-            upload = await self.http.post(
-                f"/jmap/upload/{self.account}/",
-                content=raw,
-                headers={"Content-Type": "message/rfc822"},
-            )
             batch[f"e{n}"] = {
-                "blobId": upload.json()["blobId"],
+                "blobId": await self.upload(raw),
                 "mailboxIds": {self.roles.get(b, b): True for b in boxes},
                 "keywords": keywords,
             }

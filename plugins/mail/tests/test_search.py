@@ -27,14 +27,11 @@ class Mail(MailClient):
         self.host: Any = None
 
     async def import_(self, raw: bytes, received_at: str) -> str:
-        upload = await self.http.post(
-            f"/jmap/upload/{self.account}/", content=raw, headers={"Content-Type": "message/rfc822"}
-        )
         result = await self.call(
             "Email/import",
             emails={
                 "e": {
-                    "blobId": upload.json()["blobId"],
+                    "blobId": await self.upload(raw),
                     "mailboxIds": {self.inbox: True},
                     "receivedAt": received_at,
                 }
@@ -65,16 +62,20 @@ class Mail(MailClient):
         return {"query": query, "snippets": {s["emailId"]: s for s in snippets["list"]}}
 
 
+async def open_mail(server: Any, http: Any) -> Mail:
+    """Alice's Mail client on a running server, her Inbox looked up."""
+    session = (await http.get("/jmap/session")).json()
+    client = Mail(http, session["primaryAccounts"]["urn:ietf:params:jmap:mail"], "")
+    client.host = server.host
+    boxes = (await client.call("Mailbox/get", ids=None))["list"]
+    client.inbox = next(m["id"] for m in boxes if m["role"] == "inbox")
+    return client
+
+
 @pytest.fixture
 async def mail(jmap_config):
     async with running_server(jmap_config) as server, server.client("alice") as http:
-        session = (await http.get("/jmap/session")).json()
-        account = session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
-        client = Mail(http, account, "")
-        client.host = server.host
-        boxes = (await client.call("Mailbox/get", ids=None))["list"]
-        client.inbox = next(m["id"] for m in boxes if m["role"] == "inbox")
-        yield client
+        yield await open_mail(server, http)
 
 
 def plain(subject: str, body: str) -> bytes:
@@ -333,10 +334,7 @@ async def test_the_server_merges_after_growth_and_remembers_where(jmap_config, m
     async with running_server(jmap_config) as server, server.client("alice") as http:
         store = server.host.store
         await until(store, lambda db: index_merge.merged_at(db) is not None)
-        session = (await http.get("/jmap/session")).json()
-        client = Mail(http, session["primaryAccounts"]["urn:ietf:params:jmap:mail"], "")
-        boxes = (await client.call("Mailbox/get", ids=None))["list"]
-        client.inbox = next(m["id"] for m in boxes if m["role"] == "inbox")
+        client = await open_mail(server, http)
         for i in range(4):  # four write transactions: four segments
             await client.import_(plain(f"note {i}", "zeppelin"), f"2024-01-0{i + 1}T00:00:00Z")
         last = await store.read(index_merge.last_email)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+from jmap_host_mail.testing import upload
 
 from jmap_host.testing import api, running_server, write_config
 
@@ -141,14 +142,11 @@ class Client:
         self.identity = next(i["id"] for i in identities if i["email"] == self.address)
 
     async def save_draft(self, raw: bytes) -> str:
-        upload = await self.http.post(
-            f"/jmap/upload/{self.account}/", content=raw, headers={"Content-Type": "message/rfc822"}
-        )
         result = await self.call(
             "Email/import",
             emails={
                 "d": {
-                    "blobId": upload.json()["blobId"],
+                    "blobId": await upload(self.http, self.account, raw),
                     "mailboxIds": {self.roles["drafts"]: True},
                     "keywords": {"$draft": True, "$seen": True},
                 }
