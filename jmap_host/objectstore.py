@@ -173,12 +173,17 @@ def encode(dt: DataType, record: dict[str, Any]) -> dict[str, Any]:
         if name == "id" or dt.by_name[name].computed:
             continue
         prop = dt.by_name[name]
-        if value is not None and is_json(prop):
-            value = _dumps(value)
-        elif isinstance(value, bool):
-            value = int(value)
-        row[column(prop)] = value
+        row[column(prop)] = _encoded(value, _kind(prop))
     return row
+
+
+def _encoded(value: Any, kind: str) -> Any:
+    """A property value as its column stores it: JSON text, 0/1 for a bool, else as is."""
+    if value is not None and kind is _JSON:
+        return _dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
 
 
 def decode(dt: DataType, row: dict[str, Any], properties: Iterable[str] | None = None) -> dict:
@@ -326,14 +331,7 @@ def update_record(
     sql, plan = _update_statement(dt, names)
     if sql is None:
         return
-    values: list[Any] = []
-    for name, kind in plan:
-        value = record[name]
-        if value is not None and kind is _JSON:
-            value = _dumps(value)
-        elif isinstance(value, bool):
-            value = int(value)
-        values.append(value)
+    values = [_encoded(record[name], kind) for name, kind in plan]
     db.conn.execute(sql, [*values, account, record["id"]])
 
 
