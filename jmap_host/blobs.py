@@ -311,16 +311,9 @@ def write_blob(host: Host, data: bytes) -> str:
     so the two never interleave.  For plugins that make blobs themselves (mail parts)."""
     blob_id = "G" + hashlib.sha256(data).hexdigest()
     final = blob_path(host, blob_id)
-    if final.is_file():
-        return blob_id
-    tmp_dir = blob_dir(host) / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / secrets.token_hex(16)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    _commit_file(tmp, final)
+    tmp = _stage_file(blob_dir(host) / "tmp", final, data)
+    if tmp is not None:
+        _commit_file(tmp, final)
     return blob_id
 
 
