@@ -19,7 +19,7 @@ import math
 import secrets
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -61,8 +61,20 @@ def _unicode_casemap(a: str, b: str) -> int:
     return (ka > kb) - (ka < kb)
 
 
+# SQL functions plugins declare (sql_function), added to every connection.
+_PLUGIN_FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {}
+
+
+def sql_function(name: str, nargs: int, fn: Callable[..., Any]) -> None:
+    """Declare a deterministic SQL function for a plugin's queries, e.g. a sort key: every
+    connection the store opens from now on has it.  Call it when the plugin's module is
+    imported (before the store opens connections), once, not per query."""
+    _PLUGIN_FUNCTIONS[name] = (nargs, fn)
+
+
 def register_functions(conn: Any) -> None:
-    """Collations and functions the queries below use; called for every connection."""
+    """Collations and functions the queries below (and the plugins', sql_function) use;
+    called for every connection."""
     conn.create_collation("UNICODE_CASEMAP", _unicode_casemap)
     conn.create_function(
         "jmap_fold",
@@ -70,6 +82,8 @@ def register_functions(conn: Any) -> None:
         lambda v: None if v is None else unicode_casemap_key(str(v)),
         deterministic=True,
     )
+    for name, (nargs, fn) in _PLUGIN_FUNCTIONS.items():
+        conn.create_function(name, nargs, fn, deterministic=True)
 
 
 # -- schema ------------------------------------------------------------------------------

@@ -793,7 +793,6 @@ class EmailQuery:
         return sql, params
 
     def ids(self, db: Any, account: str, limit: int | None = None, offset: int = 0) -> list:
-        _register_functions(db)
         thread_col = objectstore.column(EMAIL.by_name["threadId"])
         want = None if limit is None else offset + limit
         if want is not None and self.newest:
@@ -832,10 +831,8 @@ class EmailQuery:
         return int(db.execute(sql, params).fetchone()[0])
 
 
-def _register_functions(db: Any) -> None:
-    db.conn.create_function(
-        "mail_base_subject", 1, lambda s: base_subject(s) if s else "", deterministic=True
-    )
+# The subject sort's key (RFC 8621 §4.4.2: the base subject), on every connection.
+objectstore.sql_function("mail_base_subject", 1, lambda s: base_subject(s) if s else "")
 
 
 async def email_query(call: Call) -> dict[str, Any]:
