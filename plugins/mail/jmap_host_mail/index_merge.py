@@ -29,7 +29,7 @@ import trio
 
 from jmap_host import Host
 
-from .store import FTS, FTS_MERGE
+from .store import FTS, FTS_MERGE, last_email_rowid
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,6 @@ def merge_step(db: Any, pages: int = MERGE_PAGES) -> bool:
     before = db.conn.total_changes
     db.execute(f"INSERT INTO {FTS} ({FTS}, rank) VALUES ('merge', ?)", [-abs(pages)])
     return db.conn.total_changes - before >= 2
-
-
-def last_email(db: Any) -> int:
-    """The highest Email rowid: it grows with every Email stored, and its index row."""
-    return int(db.execute("SELECT max(rowid) FROM mail_email").fetchone()[0] or 0)
 
 
 def merge_due(merged_at: int, now: int, quiet_for: float) -> bool:
@@ -96,9 +91,9 @@ async def keep_index_merged(host: Host) -> None:
         try:
             if not started_up:
                 done = await host.store.read(merged_at)
-                seen = await host.store.read(last_email)
+                seen = await host.store.read(last_email_rowid)
                 started_up = True
-            now = await host.store.read(last_email)
+            now = await host.store.read(last_email_rowid)
             if now != seen:
                 seen, changed = now, time.monotonic()
             if done is None or merge_due(done, now, time.monotonic() - changed):

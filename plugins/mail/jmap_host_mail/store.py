@@ -383,6 +383,12 @@ def fts_newest(db: sqlite_utils.Database, query: str, count: int) -> tuple[int, 
 FTS_SAMPLE = 2000
 
 
+def last_email_rowid(db: sqlite_utils.Database) -> int:
+    """The highest Email rowid (every account's): about how many Emails were ever stored,
+    as rowids are given in insertion order; an Email's index row shares it."""
+    return int(db.execute("SELECT max(rowid) FROM mail_email").fetchone()[0] or 0)
+
+
 def fts_estimate(db: sqlite_utils.Database, query: str) -> tuple[int, int]:
     """(hits, Emails): how many index rows (of every account) a MATCH finds, and about
     how many Emails there are, from at most FTS_SAMPLE hits, the highest rowids first (an
@@ -390,22 +396,18 @@ def fts_estimate(db: sqlite_utils.Database, query: str) -> tuple[int, int]:
     is exact; otherwise it is scaled by the share of Emails the sample is of the rowid span
     it covers (rowids are given in insertion order, so a span is about that many Emails).
     For choosing a query plan only: a wrong guess costs time, never a wrong answer."""
-    count, low = db.execute(
-        f"SELECT count(*), min(rowid) FROM (SELECT rowid FROM {FTS} WHERE {FTS} MATCH ? "
-        "ORDER BY rowid DESC LIMIT ?)",
-        [query, FTS_SAMPLE],
-    ).fetchone()
-    emails = int(db.execute("SELECT max(rowid) FROM mail_email").fetchone()[0] or 0)
+    count, low = fts_newest(db, query, FTS_SAMPLE)
+    emails = last_email_rowid(db)
     if count < FTS_SAMPLE:
-        return int(count), max(emails, count)
+        return count, max(emails, count)
     share = min(1.0, count / max(emails - low + 1, 1))
     return max(int(count), round(share * emails)), max(emails, count)
 
 
 def indexed_bodies(db: sqlite_utils.Database, account: str, ids: list[str]) -> dict[str, str]:
-    """The body text the index holds for these Emails of ``account`` (the text/plain and
-    text/html body parts as ingest indexed them), by Email id; Emails without an index
-    row are left out.  One primary-key lookup per Email, no message read (SearchSnippet)."""
+    """The body text the index holds for these Emails of ``account`` (their searchable
+    text, see ParsedMessage.searchable_text), by Email id; Emails without an index row
+    are left out.  One primary-key lookup per Email, no message read (SearchSnippet)."""
     out: dict[str, str] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]

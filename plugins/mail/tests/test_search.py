@@ -337,7 +337,7 @@ async def test_the_server_merges_after_growth_and_remembers_where(jmap_config, m
         client = await open_mail(server, http)
         for i in range(4):  # four write transactions: four segments
             await client.import_(plain(f"note {i}", "zeppelin"), f"2024-01-0{i + 1}T00:00:00Z")
-        last = await store.read(index_merge.last_email)
+        last = await store.read(index_merge.last_email_rowid)
         await until(store, lambda db: index_merge.merged_at(db) == last)
         assert not await store.write(index_merge.merge_step)  # one segment: nothing left
 
