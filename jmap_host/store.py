@@ -2,10 +2,10 @@
 
 Durability rules (ARCHITECTURE.md): WAL, ``synchronous=FULL`` on every connection, writes
 in ``BEGIN IMMEDIATE`` transactions on one writer in a worker thread; reads on the event
-loop's thread while they are short (at most INLINE_READ_BUDGET, never waiting for a lock),
-otherwise in worker threads, so the event loop never waits long on the database.  Each
-plugin owns a named migration set (sqlite-utils ``Migrations``) applied at start-up.
-Nothing outside this module writes SQLite-specific SQL.
+loop's thread while they are short (at most INLINE_READ_BUDGET of CPU time, never waiting
+for a lock), otherwise in worker threads, so the event loop never waits long on the
+database.  Each plugin owns a named migration set (sqlite-utils ``Migrations``) applied at
+start-up.  Nothing outside this module writes SQLite-specific SQL.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ DATABASE_NAME = "jmap-host.db"
 
 
 DEFAULT_BUSY_TIMEOUT = 5.0
-# A read on the event loop's thread that runs longer than this is moved to a worker thread.
+# A read on the event loop's thread that uses more CPU time than this (seconds) is moved
+# to a worker thread.
 INLINE_READ_BUDGET = 0.002
 CHECKPOINT_INTERVAL = 0.05  # seconds between background WAL checkpoints (if there were commits)
 log = logging.getLogger(__name__)
@@ -180,10 +181,11 @@ class Store:
         thread and back costs more than most reads (measured in-process at 100,000
         messages: opening a mailbox 1.35 -> 0.65 ms, a sync with nothing new 0.28 ->
         0.04 ms), because of the thread wake-ups and the GIL changing hands twice.  A read
-        that is not done within INLINE_READ_BUDGET is interrupted by SQLite and run again
-        in a worker thread, as is one that finds the database busy, so a long query never
-        holds up the other connections for more than the budget and the loop never waits
-        for a lock.  ``fn`` may therefore run twice: it must only read and return.  Pass
+        that has used INLINE_READ_BUDGET of CPU time and is not done is interrupted by
+        SQLite and run again in a worker thread (expect_long_read sends it there at
+        once), as is one that finds the database busy, so a long query never holds up the
+        other connections for more than the budget and the loop never waits for a lock.
+        ``fn`` may therefore run twice: it must only read and return.  Pass
         ``inline=False`` for a function that does heavy work besides SQL (parsing
         messages, reading files), which SQLite cannot interrupt."""
         if inline and self.inline_reads:
