@@ -6,7 +6,7 @@ here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-gu
 
 from __future__ import annotations
 
-from . import objectstore, standard, tokens
+from . import dates, objectstore, standard, tokens
 from .blobs import (
     StagedBlobs,
     add_blob_reference,
@@ -53,6 +53,7 @@ from .errors import MethodError, RequestError
 from .hookspecs import hookimpl
 from .host import Host, Limits, StartupError, load_host
 from .http import ASGIApp, Receive, Request, Response, Scope, Send, json_response, problem_response
+from .numbers import parse_digits
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
 from .pushsubscription import push_capabilities, push_config_keys, push_subscription_methods
@@ -119,6 +120,7 @@ __all__ = [
     "check_get_size",
     "check_principal_list",
     "check_set_size",
+    "dates",
     "email_problem",
     "expect_long_read",
     "hash_password",
@@ -128,6 +130,7 @@ __all__ = [
     "looks_like_unknown_hash",
     "name_problem",
     "objectstore",
+    "parse_digits",
     "principal_table",
     "problem_response",
     "push_capabilities",

@@ -52,6 +52,7 @@ from .capabilities import Call
 from .errors import ERROR_PREFIX, MethodError
 from .http import Request, Response, json_response, problem_response
 from .limits import LimitExceeded
+from .numbers import parse_digits
 from .session import accounts_for
 
 if TYPE_CHECKING:
@@ -65,7 +66,12 @@ TABLE = "host_blob"
 UPLOAD_TABLE = "host_blob_upload"
 REF_TABLE = "host_blob_ref"
 
-MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;.*)?")
+# A media type with its parameters, in printable ASCII only: it goes back out in a
+# Content-Type header (h11 refuses control characters; non-ASCII is no header value).
+MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+([ \t]*;[\x20-\x7e]*)?")
+# What a download's file name may hold in the plain filename="..." parameter: printable
+# ASCII but the quote and backslash; filename* carries the whole name, percent-encoded.
+_UNSAFE_NAME = re.compile(r'[^\x20-\x7e]|["\\]')
 BLOB_ID = re.compile(r"G[0-9a-f]{64}")
 DEFAULT_UPLOAD_EXPIRY = 24 * 3600.0
 MIN_UPLOAD_EXPIRY = 3600.0  # RFC 8620 §6: not deleted for at least 1 hour from upload
@@ -477,8 +483,8 @@ async def upload(request: Request) -> Response:
     if not MEDIA_TYPE.fullmatch(media_type):
         media_type = "application/octet-stream"
     limit = host.limits.max_size_upload
-    length = request.header("content-length")
-    if length and length.isdigit() and int(length) > limit:
+    length = parse_digits(request.header("content-length"))
+    if length is not None and length > limit:
         return _limit_problem(413, f"uploads are limited to {limit} octets", "maxSizeUpload")
     limiter = host.upload_concurrency
     try:
@@ -621,17 +627,25 @@ async def download(request: Request) -> Response:
     wanted = (request.query.get("type") or [stored_type])[0]
     if not MEDIA_TYPE.fullmatch(wanted):
         wanted = "application/octet-stream"
-    filename = unquote(name)
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "").replace("?", "_")
+    filename = unquote(name, errors="replace")
+    # Control characters (CR, LF, NUL...) and non-ASCII become "_" in filename=, and are
+    # percent-encoded in filename* (RFC 6266 §4.3; lone surrogates cannot be, so they go).
+    ascii_name = _UNSAFE_NAME.sub("_", filename)
+    utf8_name = quote(filename.encode("utf-8", "replace"), safe="")
     etag = f'"{blob_id}"'  # the content never changes, so the id is a strong validator
     headers = [
         (
             "Content-Disposition",
-            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}",
+            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8_name}",
         ),
         ("Cache-Control", "private, immutable, max-age=31536000"),
         ("Accept-Ranges", "bytes"),
         ("ETag", etag),
+        # RFC 8621 §9.2: a blob served from the API's origin must never run as a page of
+        # it, whatever type the client asked for: no sniffing, and a sandbox (no scripts,
+        # no same-origin access) should a browser render it anyway.
+        ("X-Content-Type-Options", "nosniff"),
+        ("Content-Security-Policy", "sandbox"),
     ]
     wanted_range = parse_range(request.header("range"), size)
     if_range = request.header("if-range")

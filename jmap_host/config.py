@@ -36,6 +36,7 @@ from .config_schema import (
     Table,
     join,
 )
+from .numbers import parse_digits
 
 DEFAULT_CONFIG_NAME = "<embedded default configuration>"
 
@@ -91,7 +92,8 @@ def _check_bind(value: str) -> str:
             raise Invalid(f'{value!r}: a Unix socket needs an absolute path, "unix:/run/x.sock"')
         return value
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    number = parse_digits(port, max_digits=5)
+    if not sep or number is None or number > 65535:
         raise Invalid(f'{value!r} is not an address:port such as "[::]:8080" or "0.0.0.0:8080"')
     if host.startswith("[") and host.endswith("]"):
         try:

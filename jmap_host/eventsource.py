@@ -17,6 +17,7 @@ import trio
 
 from . import streamtoken
 from .http import Request, Response, json_response, problem_response
+from .numbers import parse_digits
 from .push import StateMap, current_states, decode_event_id, diff, encode_event_id, state_change
 from .session import accounts_for
 
@@ -56,9 +57,9 @@ async def stream(request: Request) -> Response:
     if closeafter not in ("state", "no"):
         return problem_response(400, "closeafter must be 'state' or 'no'")
     ping_text = (query.get("ping") or ["0"])[0]
-    if not ping_text.isdigit():
+    ping = parse_digits(ping_text, max_digits=9)
+    if ping is None:
         return problem_response(400, "ping must be a non-negative integer")
-    ping = int(ping_text)
     interval = min(max(ping, MIN_PING), MAX_PING) if ping else 0
     types_text = (query.get("types") or ["*"])[0]
     types: set[str] | None = None

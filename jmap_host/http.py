@@ -17,6 +17,8 @@ from urllib.parse import parse_qs
 import orjson
 import trio
 
+from .numbers import parse_digits
+
 if TYPE_CHECKING:
     from .directory import Principal
     from .host import Host
@@ -98,8 +100,8 @@ class Request:
 
     async def body(self, limit: int | None = None) -> bytes:
         """Read the whole body, refusing (before reading it all) one larger than ``limit``."""
-        length = self.header("content-length")
-        if limit is not None and length and length.isdigit() and int(length) > limit:
+        length = parse_digits(self.header("content-length"))
+        if limit is not None and length is not None and length > limit:
             raise BodyTooLarge
         chunks: list[bytes] = []
         size = 0

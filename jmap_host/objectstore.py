@@ -26,6 +26,7 @@ import orjson
 import sqlite_utils
 
 from .datatype import DataType, FilterCondition, Property
+from .dates import instant_key
 
 MODSEQ_TABLE = "host_modseq"
 CHANGE_TABLE = "host_change"
@@ -82,6 +83,10 @@ def register_functions(conn: Any) -> None:
         lambda v: None if v is None else unicode_casemap_key(str(v)),
         deterministic=True,
     )
+    conn.create_function(
+        "jmap_instant_key", 1, lambda v: None if v is None else instant_key(str(v)),
+        deterministic=True,
+    )  # fmt: skip
     for name, (nargs, fn) in _PLUGIN_FUNCTIONS.items():
         conn.create_function(name, nargs, fn, deterministic=True)
 
@@ -90,7 +95,28 @@ def register_functions(conn: Any) -> None:
 
 
 def column(prop: Property) -> str:
+    """The column holding ``prop``'s value, as the client reads it."""
     return "p_" + prop.name
+
+
+DATE_TYPES = frozenset(("UTCDate", "Date"))
+
+
+def is_date(prop: Property) -> bool:
+    return prop.base_type in DATE_TYPES
+
+
+def key_column(prop: Property) -> str:
+    """A Date or UTCDate property's second column: its instant key (jmap_host.dates), the
+    text that sorts and compares in time order, which the value itself does not
+    (``...:05Z`` sorts after ``...:05.5Z``; ``08:00+05:00`` is before ``04:00Z``)."""
+    return "k_" + prop.name
+
+
+def order_column(prop: Property) -> str:
+    """The column to sort, compare and index ``prop`` by: its key column for a date, else
+    its value column.  Plugins writing their own SQL for a sort or a range use this."""
+    return key_column(prop) if is_date(prop) else column(prop)
 
 
 def column_type(prop: Property) -> type:
@@ -116,31 +142,63 @@ def create_changelog(db: sqlite_utils.Database) -> None:
 
 def create_type_table(db: sqlite_utils.Database, dt: DataType) -> None:
     columns: dict[str, type] = {"account": str, "id": str, "modseq": int}
-    columns.update({column(p): column_type(p) for p in dt.properties if not p.computed})
+    for p in dt.properties:
+        if not p.computed:
+            columns[column(p)] = column_type(p)
+            if is_date(p):
+                columns[key_column(p)] = str
     db[dt.table].create(columns, pk=("account", "id"), if_not_exists=True)
     ensure_columns(db, dt)
 
 
 def ensure_columns(db: sqlite_utils.Database, dt: DataType) -> None:
-    """Add columns (and indexes) for properties declared since the table was created."""
+    """Add columns (and indexes) for properties declared since the table was created, and
+    the instant keys of date properties stored before keys existed."""
     table = db[dt.table]
     existing = set(table.columns_dict)
     for prop in dt.properties:
         if not prop.computed and column(prop) not in existing:
             table.add_column(column(prop), column_type(prop))
+        if is_date(prop) and not prop.computed and key_column(prop) not in existing:
+            _add_key_column(db, dt, prop, backfill=column(prop) in existing)
     indexes = {tuple(i.columns) for i in table.indexes}
     for prop in dt.properties:
-        if (prop.sortable or prop.indexed) and ("account", column(prop)) not in indexes:
-            table.create_index(["account", column(prop)], if_not_exists=True)
+        if (prop.sortable or prop.indexed) and ("account", order_column(prop)) not in indexes:
+            table.create_index(["account", order_column(prop)], if_not_exists=True)
     for index in dt.indexes:
         names = [n.lstrip("-") for n in index]
-        cols = ["id" if n == "id" else column(dt.by_name[n]) for n in names]
+        props = [None if n == "id" else dt.by_name[n] for n in names]
+        cols = ["id" if p is None else order_column(p) for p in props]
         desc = [" DESC" if n.startswith("-") else "" for n in index]
         terms = [f"[{c}]{d}" for c, d in zip(cols, desc, strict=True)]
-        name = f"idx_{dt.table}_" + "_".join(n.replace("-", "desc_") for n in index)
+        # (A date's part of the name says "k_": its index is on the key column.)
+        parts = [
+            n.replace("-", "desc_").replace(p.name, "k_" + p.name) if p and is_date(p) else
+            n.replace("-", "desc_")
+            for n, p in zip(index, props, strict=True)
+        ]  # fmt: skip
+        name = f"idx_{dt.table}_" + "_".join(parts)
         db.execute(
             f"CREATE INDEX IF NOT EXISTS [{name}] ON [{dt.table}] (account, {', '.join(terms)})"
         )
+
+
+def _add_key_column(
+    db: sqlite_utils.Database, dt: DataType, prop: Property, backfill: bool
+) -> None:
+    """Give a date property its key column; rows stored before get their keys, and the
+    indexes on its value column (which sorted by text, not time) are dropped: ensure_columns
+    makes them again on the key column."""
+    db[dt.table].add_column(key_column(prop), str)
+    if not backfill:
+        return
+    db.execute(
+        f"UPDATE [{dt.table}] SET [{key_column(prop)}] = jmap_instant_key([{column(prop)}]) "
+        f"WHERE [{column(prop)}] IS NOT NULL"
+    )
+    for index in db[dt.table].indexes:
+        if column(prop) in index.columns and index.name.startswith("idx_"):
+            db.execute(f"DROP INDEX [{index.name}]")
 
 
 # -- records -----------------------------------------------------------------------------
@@ -188,6 +246,8 @@ def encode(dt: DataType, record: dict[str, Any]) -> dict[str, Any]:
             continue
         prop = dt.by_name[name]
         row[column(prop)] = _encoded(value, _kind(prop))
+        if is_date(prop):
+            row[key_column(prop)] = instant_key(value)
     return row
 
 
@@ -216,11 +276,17 @@ def decode(dt: DataType, row: dict[str, Any], properties: Iterable[str] | None =
     return out
 
 
-_PLAIN, _JSON, _BOOL = "plain", "json", "bool"
+_PLAIN, _JSON, _BOOL, _DATE = "plain", "json", "bool", "date"
 
 
 def _kind(prop: Property) -> str:
-    return _JSON if is_json(prop) else _BOOL if prop.base_type == "Boolean" else _PLAIN
+    """How a property's value is stored: JSON text, 0/1, a date (stored as is, and its
+    instant key beside it) or as is."""
+    if is_json(prop):
+        return _JSON
+    if prop.base_type == "Boolean":
+        return _BOOL
+    return _DATE if is_date(prop) else _PLAIN
 
 
 def _dumps(value: Any) -> str:
@@ -263,6 +329,8 @@ def read_records(
     ids: list[str] | None,
     properties: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
+    """The records of ``ids`` (None: all of the account's, in creation order) that exist,
+    in the order of ``ids``, with ``properties`` (None: all) and their ids."""
     wanted = list(properties) if properties is not None else list(dt.by_name)
     computed = [p for p in wanted if p != "id" and dt.by_name[p].computed]
     props = [p for p in wanted if p not in computed]
@@ -291,6 +359,11 @@ def read_records(
                     value = bool(value)
             record[name] = value
         records.append(record)
+    if ids is not None and len(records) > 1:
+        # In the order asked for: RFC 8620 §5.1 allows any, but clients show records in
+        # the order they get them (a newest-first query's page came back oldest-first).
+        by_id = {r["id"]: r for r in records}
+        records = [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
     if computed and records and dt.compute is not None:
         dt.compute(db, account, records, computed)
     return records
@@ -345,7 +418,12 @@ def update_record(
     sql, plan = _update_statement(dt, names)
     if sql is None:
         return
-    values = [_encoded(record[name], kind) for name, kind in plan]
+    values: list[Any] = []
+    for name, kind in plan:
+        value = record[name]
+        values.append(_encoded(value, kind))
+        if kind is _DATE:
+            values.append(instant_key(value))
     db.conn.execute(sql, [*values, account, record["id"]])
 
 
@@ -363,7 +441,11 @@ def _update_statement(
         plan = [
             (n, _kind(dt.by_name[n])) for n in names if n != "id" and not dt.by_name[n].computed
         ]
-        sets = ", ".join(f"[{column(dt.by_name[n])}] = ?" for n, _ in plan)
+        sets = ", ".join(
+            f"[{column(dt.by_name[n])}] = ?"
+            + (f", [{key_column(dt.by_name[n])}] = ?" if k is _DATE else "")
+            for n, k in plan
+        )
         sql = f"UPDATE [{dt.table}] SET {sets} WHERE account = ? AND id = ?" if plan else None
         found = cache[names] = (sql, plan)
     return found
@@ -495,6 +577,8 @@ def compile_condition(dt: DataType, cond: FilterCondition, value: Any) -> tuple[
         return cond.sql(value)
     if op == "isNull":
         return (f"{col} IS NULL" if value else f"{col} IS NOT NULL"), []
+    if is_date(prop) and op not in ("contains", "hasItem", "hasKey"):
+        col, value = f"[{key_column(prop)}]", instant_key(value)  # instants, not text
     if op == "contains":
         return f"instr(jmap_fold({col}), jmap_fold(?)) > 0", [value]
     if op == "hasItem":
@@ -544,6 +628,9 @@ def compile_sort(dt: DataType, sort: list[dict[str, Any]]) -> str:
             raise UnsupportedSort(f"cannot sort on {comparator['property']!r}")
         direction = "ASC" if comparator.get("isAscending", True) else "DESC"
         collate = ""
+        if is_date(prop):  # in time order: the key column, whose text order is that
+            terms.append(f"[{key_column(prop)}] {direction}")
+            continue
         if column_type(prop) is str and not is_json(prop):
             name = comparator.get("collation") or DEFAULT_COLLATION
             if name not in COLLATIONS:

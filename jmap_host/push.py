@@ -130,7 +130,7 @@ def decode_event_id(event_id: str) -> StateMap | None:
     try:
         raw = base64.urlsafe_b64decode(event_id + "=" * (-len(event_id) % 4))
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # (a header of "[[[[..."
         return None
     if not isinstance(value, dict) or not all(
         isinstance(k, str)

@@ -26,7 +26,6 @@ import ssl
 import time
 import weakref
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +33,7 @@ import h11
 import sqlite_utils
 import trio
 
-from . import webpush
+from . import dates, webpush
 from .capabilities import Call, Capability, Method
 from .config_schema import Bool, Context, Duration, Int, Invalid, Key, Secret, Str
 from .datatype import SetError
@@ -123,12 +122,11 @@ def _to_json(row: dict[str, Any], properties: list[str]) -> dict[str, Any]:
 
 
 def utcdate(epoch: float) -> str:
-    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dates.utcdate(int(epoch))
 
 
 def parse_utcdate(value: str) -> float:
-    whole = value.split(".")[0].rstrip("Z")
-    return datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    return dates.epoch(value)
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -304,9 +302,9 @@ async def push_get(call: Call) -> dict[str, Any]:
     rows = await call.host.store.read(
         lambda db: _rows(db, "principal = ? AND expires > ? ORDER BY created", [owner, now])
     )
-    if ids is not None:
-        wanted = set(ids)
-        rows = [r for r in rows if r["id"] in wanted]
+    if ids is not None:  # in the order asked for, as every /get answers
+        by_id = {r["id"]: r for r in rows}
+        rows = [by_id[i] for i in ids if i in by_id]
     found = {r["id"] for r in rows}
     return {
         "list": [_to_json(r, properties) for r in rows],

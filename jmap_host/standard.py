@@ -20,18 +20,18 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from . import dates
 from . import objectstore as os_
 from .capabilities import Account, Call, Method
 from .datatype import COMPOUND, DataType, FilterCondition, Property, SetContext, SetError
 from .engine import check_get_size, set_arguments
 from .errors import MethodError
+from .numbers import parse_digits
 from .store import atomically
 
 T = TypeVar("T")
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
-UTCDATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d*[1-9])?Z")
-DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d*[1-9])?(Z|[+-]\d{2}:\d{2})")
 MAX_INT = 2**53 - 1
 
 
@@ -85,10 +85,10 @@ def type_check(jmap_type: str) -> Callable[[Any], bool]:
         return lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT
     if jmap_type == "Number":
         return lambda v: isinstance(v, int | float) and not isinstance(v, bool)
-    if jmap_type == "UTCDate":
-        return lambda v: isinstance(v, str) and UTCDATE_RE.fullmatch(v) is not None
+    if jmap_type == "UTCDate":  # every RFC 3339 form (jmap_host.dates), Z only
+        return dates.is_utcdate
     if jmap_type == "Date":
-        return lambda v: isinstance(v, str) and DATE_RE.fullmatch(v) is not None
+        return dates.is_date
     if jmap_type == "Object":
         return lambda v: isinstance(v, dict)
     m = COMPOUND.fullmatch(jmap_type)
@@ -157,9 +157,7 @@ def arg(call: Call, name: str, jmap_type: str, default: Any = None) -> Any:
 
 
 def parse_state(state: Any) -> int | None:
-    if isinstance(state, str) and state.isdigit() and len(state) < 19:
-        return int(state)
-    return None
+    return parse_digits(state) if isinstance(state, str) else None
 
 
 def _resolve_id(value: str, created: dict[str, str]) -> str:
@@ -364,9 +362,14 @@ class SetRun:
             del self._changes[changes:]
             raise
 
-    def check_values(self, record: dict[str, Any], names: list[str]) -> None:
+    def check_values(self, record: dict[str, Any], names: list[str]) -> list[str]:
+        """Check (and resolve the creation ids of) these properties of ``record``; raise
+        SetError invalidProperties naming the bad ones.  Dates are made canonical (RFC
+        8620 §1.4: upper case, no trailing zeros in the fraction): returns the names whose
+        value that changed, for the created/updated answer."""
         bad: list[str] = []
         problems: list[str] = []
+        normalized: list[str] = []
         for name in names:
             prop = self.dt.by_name[name]
             value = record.get(name)
@@ -381,6 +384,11 @@ class SetRun:
                 bad.append(name)
                 problems.append(f"{name} must be {prop.type}")
                 continue
+            if value is not None and prop.base_type in os_.DATE_TYPES:
+                canonical = dates.canonical(value)
+                if canonical != value:
+                    record[name] = value = canonical
+                    normalized.append(name)
             if prop.validate is not None and value is not None:
                 try:
                     prop.validate(value)
@@ -393,6 +401,7 @@ class SetRun:
                 problems.append(f"{name}: no such blob")
         if bad:
             raise SetError("invalidProperties", "; ".join(problems), properties=bad)
+        return normalized
 
     def blob_ok(self, blob_id: str) -> bool:
         from . import blobs
@@ -448,7 +457,7 @@ class SetRun:
                 record[prop.name] = base[prop.name]
             else:
                 record[prop.name] = copy.deepcopy(prop.default)
-        self.check_values(record, [p.name for p in dt.properties if p.name in base])
+        normalized = self.check_values(record, [p.name for p in dt.properties if p.name in base])
         if dt.on_create is not None:
             dt.on_create(self.ctx, record)
         self._own_write(lambda: os_.insert_record(self.db, dt, self.account.id, record))
@@ -457,7 +466,7 @@ class SetRun:
         computed = [p.name for p in dt.properties if p.computed]
         if computed and dt.compute is not None:
             dt.compute(self.db, self.account.id, [record], computed)
-        return {k: v for k, v in record.items() if k not in given}
+        return {k: v for k, v in record.items() if k not in given or k in normalized}
 
     def update(self, record_id: str, patch: Any) -> dict[str, Any] | None:
         dt = self.dt
@@ -482,7 +491,7 @@ class SetRun:
                 "server-set or immutable: " + ", ".join(errors),
                 properties=errors,
             )
-        self.check_values(record, [n for n in touched if n != "id"])
+        normalized = self.check_values(record, [n for n in touched if n != "id"])
         # What the hook itself changes is reported back; without a hook nothing is.  Hooks
         # assign the properties they change (plugin guide), so a shallow copy tells.
         before_hook = dict(record) if dt.on_update is not None else record
@@ -501,6 +510,7 @@ class SetRun:
         if any(p.base_type == "BlobId" for p in differ):
             self.sync_blob_refs(record)
         changed = {k: v for k, v in record.items() if v is not (b := before_hook.get(k)) and b != v}
+        changed.update((n, record[n]) for n in normalized if n not in changed)
         return changed or None
 
     def destroy(self, record_id: str) -> None:
@@ -857,13 +867,34 @@ def grant_blobs(
 # -- /query and /queryChanges --------------------------------------------------------------
 
 
-def check_filter(dt: DataType, node: Any, depth: int = 0) -> None:
-    if depth > 32:
-        raise MethodError("unsupportedFilter", "filter nested too deeply")
+# Limits of /query that keep a filter or sort inside what the store can run (SQLite stops
+# at an expression tree 1000 deep, which an OR of ~1000 conditions is, and at 32766 bound
+# parameters), answered with the errors RFC 8620 §5.5 names, never a 500.  Documented in
+# the operator guide ("Limits of /query").
+MAX_FILTER_DEPTH = 32  # FilterOperators inside one another
+MAX_FILTER_CONDITIONS = 256  # FilterOperators and FilterConditions in one filter, in all
+MAX_SORT_COMPARATORS = 16  # Comparators in one sort
+
+
+def check_filter(dt: DataType, node: Any, depth: int = 0, seen: list[int] | None = None) -> None:
+    """The shape of a filter (§5.5): FilterOperators and FilterCondition objects, within
+    MAX_FILTER_DEPTH and MAX_FILTER_CONDITIONS (unsupportedFilter past either)."""
+    if seen is None:
+        seen = [0]
+    if depth > MAX_FILTER_DEPTH:
+        raise MethodError(
+            "unsupportedFilter", f"filter nested more than {MAX_FILTER_DEPTH} operators deep"
+        )
     if node is None:
         return
     if not isinstance(node, dict):
         raise MethodError("invalidArguments", "a filter must be an object")
+    seen[0] += 1
+    if seen[0] > MAX_FILTER_CONDITIONS:
+        raise MethodError(
+            "unsupportedFilter",
+            f"a filter may hold at most {MAX_FILTER_CONDITIONS} operators and conditions",
+        )
     if "operator" in node:
         if node["operator"] not in ("AND", "OR", "NOT") or not isinstance(
             node.get("conditions"), list
@@ -872,7 +903,7 @@ def check_filter(dt: DataType, node: Any, depth: int = 0) -> None:
         if set(node) - {"operator", "conditions"}:
             raise MethodError("invalidArguments", "FilterOperator has only operator and conditions")
         for child in node["conditions"]:
-            check_filter(dt, child, depth + 1)
+            check_filter(dt, child, depth + 1, seen)
 
 
 def filter_value(dt: DataType, cond: FilterCondition, value: Any) -> Any:
@@ -890,6 +921,8 @@ def filter_value(dt: DataType, cond: FilterCondition, value: Any) -> Any:
             expected = prop.base_type
     if not value_ok(expected, value):
         raise MethodError("invalidArguments", f"filter {cond.name} must be {expected}")
+    if expected in os_.DATE_TYPES:
+        return dates.canonical(value)
     return value
 
 
@@ -898,6 +931,10 @@ def check_sort(sort: Any) -> list[dict[str, Any]]:
         return []
     if not isinstance(sort, list):
         raise MethodError("invalidArguments", "sort must be an array of Comparators")
+    if len(sort) > MAX_SORT_COMPARATORS:
+        raise MethodError(
+            "unsupportedSort", f"a sort may have at most {MAX_SORT_COMPARATORS} Comparators"
+        )
     for comparator in sort:
         if (
             not isinstance(comparator, dict)

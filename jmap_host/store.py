@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 import trio
 
-from .objectstore import create_type_table, ensure_columns, register_functions
+from .objectstore import DATE_TYPES, create_type_table, ensure_columns, register_functions
 
 T = TypeVar("T")
 
@@ -321,6 +321,10 @@ def datatype_migrations(capabilities: Any) -> list[sqlite_utils.Migrations]:
             shape = ",".join(f"{p.name}:{p.type}:{p.sortable or p.indexed}" for p in dt.properties)
             if dt.indexes:  # (only then: the digest of a type without any stays as it was)
                 shape += ";" + ";".join(",".join(index) for index in dt.indexes)
+            if any(p.base_type in DATE_TYPES for p in dt.properties):
+                # Date properties have had instant-key columns since 2026-12: a table made
+                # before gets them (and its rows their keys) through a new digest.
+                shape += ";instant-keys"
             digest = hashlib.sha256(shape.encode()).hexdigest()[:12]
             migrations(name=f"create {dt.table}")(create)
             migrations(name=f"columns {dt.table} {digest}")(columns)

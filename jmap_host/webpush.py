@@ -41,6 +41,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
 
+from .numbers import parse_digits
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Replaced by tests (a stub resolver: tests never query real DNS).
@@ -255,8 +257,8 @@ class PushResponse:
     headers: dict[str, str]
 
     def retry_after(self) -> float | None:
-        value = self.headers.get("retry-after", "")
-        return float(value) if value.isdigit() else None
+        seconds = parse_digits(self.headers.get("retry-after"), max_digits=9)
+        return None if seconds is None else float(seconds)
 
 
 def _ssl_context() -> ssl.SSLContext:

@@ -537,12 +537,17 @@ async def test_blob_copy_cannot_probe_another_accounts_blob(jmap_config):
 
 
 async def test_core_capability_is_in_account_capabilities(jmap_config):
-    """Blob/copy takes an accountId, so every account lists the core URN (as ``{}``) in
-    accountCapabilities (§2: the capabilities whose methods the account supports)."""
+    """Blob/copy takes an accountId, so every account lists the core URN in
+    accountCapabilities (§2: the capabilities whose methods the account supports), with
+    the core limits in it as in the session's capabilities: a client library reads the
+    account's entry first and falls back to minimum limits when it is {}."""
     async with running_server(jmap_config) as server, server.client("alice") as alice:
         session = await session_of(alice)
+        core = session["capabilities"][CORE]
+        assert core["maxObjectsInGet"] > 0 and core["maxSizeUpload"] > 0
+        assert len(session["accounts"]) == 2  # alice's own and the group sales
         for account in session["accounts"].values():
-            assert account["accountCapabilities"][CORE] == {}
+            assert account["accountCapabilities"][CORE] == core
 
 
 def test_staged_blobs_place_only_what_commits(tmp_path):

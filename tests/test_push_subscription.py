@@ -332,6 +332,10 @@ async def test_expires_is_capped_and_expired_ones_are_removed(tmp_path):
         soon = datetime.fromtimestamp(int(now) + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         exact = await create(c, rx.url, expires=soon)
         assert exact["created"]["k"]["expires"] == soon
+        # RFC 8620 §1.4: a fraction of a second ending in 0 is a UTCDate too (expires is
+        # kept to the second, and the server says what it set).
+        halves = await create(c, rx.url, expires=soon.replace("Z", ".500Z"))
+        assert halves["created"]["k"]["expires"] == soon
         past = await create(c, rx.url, expires="2001-01-01T00:00:00Z")
         assert past["notCreated"]["k"]["properties"] == ["expires"]
         # Extending is capped too, and the server says what it set.

@@ -34,7 +34,7 @@ async def test_state_changes_when_the_session_changes(tmp_path):
     third = await session_and_api_state(
         write_config(tmp_path / "c", "[jmap.protocol.request]\nmax-calls = 20\n", base=BASE_CONFIG)
     )
-    assert third["accounts"] == first["accounts"]
+    assert third["accounts"].keys() == first["accounts"].keys()  # (their core entries differ)
     assert third["state"] != first["state"]
     # The same session gives the same state (another server, same configuration).
     (tmp_path / "d").mkdir()

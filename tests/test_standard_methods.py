@@ -179,6 +179,21 @@ async def test_get(alice):
     assert bad["error"]["type"] == "invalidArguments"
 
 
+async def test_get_answers_in_the_order_of_the_ids(alice):
+    """RFC 8620 §5.1 lets /get answer in any order; the host answers in the order of
+    ``ids`` (clients show records as they get them: a newest-first page must not come back
+    oldest-first), and the page of a newest-first /query reads back newest first."""
+    ids = await alice.create(**{f"n{i}": {"title": f"note {i}", "priority": i} for i in range(8)})
+    wanted = [ids["n5"], ids["n1"], "missing", ids["n7"], ids["n0"], ids["n3"]]
+    got = await alice.one("Memo/get", ids=wanted, properties=["title"])
+    assert [n["id"] for n in got["list"]] == [i for i in wanted if i != "missing"]
+    page = await alice.one(
+        "Memo/query", sort=[{"property": "priority", "isAscending": False}], limit=5
+    )
+    got = await alice.one("Memo/get", ids=page["ids"], properties=["priority"])
+    assert [n["priority"] for n in got["list"]] == [7, 6, 5, 4, 3]
+
+
 async def test_get_limits(alice):
     """requestTooLarge past maxObjectsInGet, for explicit ids and for ids: null."""
     too_many = [f"id{i}" for i in range(21)]
@@ -592,6 +607,34 @@ async def test_query_filters(alice):
     for what, (filter_, kind) in errors.items():
         result = await alice.one("Memo/query", filter=filter_)
         assert result["error"]["type"] == kind, what
+
+
+async def test_query_limits_answer_the_errors_of_section_5_5(alice):
+    """RFC 8620 §5.5: a filter or sort the server will not run is unsupportedFilter /
+    unsupportedSort, never a 500: past MAX_FILTER_DEPTH operators deep, past
+    MAX_FILTER_CONDITIONS conditions (an OR of thousands made SQLite's expression tree too
+    large) and past MAX_SORT_COMPARATORS comparators (SQLite's ORDER BY term limit)."""
+    from jmap_host import standard
+
+    await alice.create(a={"title": "x"})
+    flat = {"operator": "OR", "conditions": [{"title": f"t{i}"} for i in range(3000)]}
+    err = (await alice.one("Memo/query", filter=flat))["error"]
+    assert err["type"] == "unsupportedFilter", err
+    at_limit = standard.MAX_FILTER_CONDITIONS - 1  # (the operator counts too)
+    flat["conditions"] = [{"title": f"t{i}"} for i in range(at_limit - 1)] + [{"title": "x"}]
+    assert len((await alice.one("Memo/query", filter=flat))["ids"]) == 1
+    deep: dict[str, Any] = {"title": "x"}
+    for _ in range(standard.MAX_FILTER_DEPTH):
+        deep = {"operator": "AND", "conditions": [deep]}
+    assert len((await alice.one("Memo/query", filter=deep))["ids"]) == 1
+    deep = {"operator": "NOT", "conditions": [deep]}
+    assert (await alice.one("Memo/query", filter=deep))["error"]["type"] == "unsupportedFilter"
+    sort = [{"property": "title"}] * standard.MAX_SORT_COMPARATORS
+    assert len((await alice.one("Memo/query", sort=sort))["ids"]) == 1
+    err = (await alice.one("Memo/query", sort=[*sort, {"property": "done"}]))["error"]
+    assert err["type"] == "unsupportedSort", err
+    many = [{"property": "title"}] * 5000
+    assert (await alice.one("Memo/query", sort=many))["error"]["type"] == "unsupportedSort"
 
 
 async def test_query_windows(alice):

@@ -33,14 +33,19 @@ async def core_echo(call: Call) -> dict[str, Any]:
 
 @hookimpl
 def register_capabilities(host: Host) -> list[Capability]:
+    core = {**host.limits.session_object(), "collationAlgorithms": COLLATIONS}
     return [
         Capability(
             urn=CORE,
-            session={**host.limits.session_object(), "collationAlgorithms": COLLATIONS},
+            session=core,
             # Blob/copy (RFC 8620 §6.3) takes an accountId, so the core URN appears in every
-            # account's accountCapabilities (as {}).  That is deliberate: §2 defines
+            # account's accountCapabilities.  That is deliberate: §2 defines
             # accountCapabilities as the capabilities whose methods the account supports, and
             # Blob/copy works with every account; the engine checks accountId against it.
+            # The entry repeats the session's core object, limits and all: §2 leaves it
+            # open, and a client library reads the account's entry first and falls back to
+            # minimum limits when it is {}.
+            account=lambda host, account: core,
             methods=[
                 Method("Core/echo", core_echo, takes_account=False),
                 Method("Blob/copy", blob_copy, takes_account=True, writes=True),

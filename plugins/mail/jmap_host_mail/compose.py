@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
+from jmap_host import dates
+
 from .message import CONVENIENCE, header_property_ok, parse_header_property
 
 __all__ = ["ComposeError", "compose_message", "encode_header_value", "validate_create"]
@@ -60,9 +62,6 @@ _PART_PROPS = {
     "language": "content-language",
     "location": "content-location",
 }
-_DATE_RE = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)", re.IGNORECASE
-)
 _TYPE_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -88,14 +87,12 @@ class ComposeError(ValueError):
 
 
 def _parse_date(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    m = _DATE_RE.fullmatch(value)
-    if not m:
+    """A Date header value given as an RFC 8620 §1.4 Date (every RFC 3339 form)."""
+    if not dates.is_date(value):
         return None
     try:
-        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
+        return dates.to_datetime(value)
+    except ValueError:  # year 0, which a Date header cannot carry
         return None
 
 

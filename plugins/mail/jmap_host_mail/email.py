@@ -16,9 +16,9 @@ one transaction.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -41,6 +41,7 @@ from jmap_host import (
     blob_visible,
     blobs_visible,
     check_get_size,
+    dates,
     expect_long_read,
     objectstore,
     read_blob,
@@ -109,11 +110,12 @@ def _in_mailbox(value: str) -> tuple[str, list[Any]]:
 
 
 def _in_mailbox_other_than(value: list[str]) -> tuple[str, list[Any]]:
-    marks = ", ".join("?" * len(value)) or "NULL"
+    # The ids as one JSON parameter: a list of any length stays one bound parameter.
     return (
         f"EXISTS (SELECT 1 FROM {store.MEMBERSHIP} m WHERE m.account = [mail_email].account "
-        f"AND m.email_id = [mail_email].id AND m.mailbox_id NOT IN ({marks}))",
-        list(value),
+        "AND m.email_id = [mail_email].id AND m.mailbox_id NOT IN "
+        "(SELECT value FROM json_each(?)))",
+        [json.dumps(list(value))],
     )
 
 
@@ -243,7 +245,7 @@ THREAD = DataType(
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dates.utcdate()
 
 
 def _addresses_text(addresses: list[dict[str, Any]] | None) -> str:
@@ -644,8 +646,9 @@ def compile_email_sort(sort: Any) -> tuple[str, list[Any], bool, bool]:
             terms.append(
                 f"mail_base_subject({_email_col('subject')}){_collate(comparator)} {direction}"
             )
-        elif name in EMAIL.sortable:
-            terms.append(f"{_email_col(name)} {direction}")
+        elif name in EMAIL.sortable:  # receivedAt, sentAt (in time order: order_column), size
+            col = objectstore.order_column(EMAIL.by_name[name])
+            terms.append(f"[mail_email].[{col}] {direction}")
         else:
             raise MethodError("unsupportedSort", f"cannot sort on {name!r}")
     terms.append("[mail_email].id ASC")  # stable between calls
@@ -732,7 +735,7 @@ class EmailQuery:
         at all with a lower rowid was received at or after the last id returned."""
         sample = max(NEWEST_SAMPLE * want, NEWEST_MIN)
         hits, low = store.fts_newest(db, self.text, sample)
-        received = objectstore.column(EMAIL.by_name["receivedAt"])
+        received = objectstore.order_column(EMAIL.by_name["receivedAt"])  # the instant key
         where = store.fts_from_rowid("mail_email", self.where[0], low)
         rows = db.execute(
             f"SELECT mail_email.id, mail_email.[{received}] FROM (SELECT rowid AS hit FROM "
@@ -995,7 +998,8 @@ def _check_metadata(spec: dict[str, Any], created: dict[str, str]) -> tuple[dict
                 bad.append(name)
     if bad:
         raise SetError("invalidProperties", "invalid " + ", ".join(bad), properties=bad)
-    return mailbox_ids, keywords, received_at
+    # Stored canonical (RFC 8620 §1.4): `.50Z` is kept as `.5Z`, `.000Z` as `Z`.
+    return mailbox_ids, keywords, None if received_at is None else dates.canonical(received_at)
 
 
 def _create_one(
@@ -1401,7 +1405,10 @@ def _check_import(spec: Any) -> tuple[str, dict[str, bool], dict[str, bool], str
             check(value)
         except ValueError as exc:
             raise SetError("invalidProperties", f"{name}: {exc}", properties=[name]) from None
-    return spec["blobId"], mailbox_ids, keywords, spec.get("receivedAt")
+    received_at = spec.get("receivedAt")
+    if received_at is not None:
+        received_at = dates.canonical(received_at)  # stored as sent back (RFC 8620 §1.4)
+    return spec["blobId"], mailbox_ids, keywords, received_at
 
 
 def email_methods() -> list[Method]:

@@ -43,7 +43,7 @@ from typing import Any
 
 import sqlite_utils
 
-from jmap_host import Host, atomically, objectstore
+from jmap_host import Host, atomically, objectstore, parse_digits
 
 from . import email
 from .delivery import normalise_line_endings
@@ -321,8 +321,9 @@ def _dovecot_keywords(folder: Path) -> dict[str, str]:
         return out
     for line in text.splitlines():
         number, _, name = line.strip().partition(" ")
-        if number.isdigit() and int(number) < 26 and name:
-            out[chr(ord("a") + int(number))] = name.lower()
+        index = parse_digits(number, max_digits=2)
+        if index is not None and index < 26 and name:
+            out[chr(ord("a") + index)] = name.lower()
     return out
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from jmap_host import DirectoryUnavailable, Host, Protocol, StoreUnavailable
+from jmap_host import DirectoryUnavailable, Host, Protocol, StoreUnavailable, parse_digits
 
 from . import delivery
 
@@ -206,10 +206,11 @@ class Session:
             name, _, value = param.partition("=")
             name = name.upper()
             if name == "SIZE":
-                if not value.isdigit():
+                parsed = parse_digits(value)
+                if parsed is None:
                     self.reply(501, "5.5.4 bad SIZE value")
                     return
-                size = int(value)
+                size = parsed
             elif name not in ("BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"):
                 self.reply(555, f"5.5.4 {name} parameter not supported")
                 return

@@ -124,8 +124,9 @@ def check_undo_status(value: str) -> None:
 def _in_list(name: str) -> Any:
     def condition(value: list[str]) -> tuple[str, list[Any]]:
         column = objectstore.column(EMAIL_SUBMISSION.by_name[name])
-        marks = ", ".join("?" * len(value)) or "NULL"
-        return f"[mail_submission].[{column}] IN ({marks})", list(value)
+        # One JSON parameter however long the list (SQLite binds at most 32766).
+        sql = f"[mail_submission].[{column}] IN (SELECT value FROM json_each(?))"
+        return sql, [json.dumps(list(value))]
 
     return condition
 

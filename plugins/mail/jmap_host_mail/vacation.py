@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlite_utils
 
-from jmap_host import DataType, Duration, Key, Property, SetContext, objectstore
+from jmap_host import DataType, Duration, Key, Property, SetContext, dates, objectstore
 
 from .identity import identities
 from .message import ParsedMessage, html_to_text
@@ -115,7 +115,7 @@ def _period(host: Any) -> float:
 
 
 def _parse_utc(value: str) -> float:
-    return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    return dates.epoch(value)
 
 
 def _field(parsed: ParsedMessage, name: str) -> str | None:

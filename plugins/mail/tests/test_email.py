@@ -820,3 +820,27 @@ async def test_mailbox_destroy_with_emails_pushes_email_and_thread_states(mail):
     assert last["Email"] == await mail.state("Email") != email_state
     assert last["Thread"] == await mail.state("Thread") != thread_state
     assert last["Mailbox"] == gone["newState"]
+
+
+async def test_get_order_and_query_limits(mail):
+    """RFC 8620 §5.1: Email/get answers in the order of ``ids`` (a newest-first page reads
+    back newest first); RFC 8620 §5.5: too many comparators is unsupportedSort, a filter
+    too big or deep unsupportedFilter, and a long inMailboxOtherThan list still runs."""
+    ids = [(await mail.import_(message(f"m{i}", msgid=f"o{i}@x")))["id"] for i in range(4)]
+    newest = await mail.call("Email/query", sort=[{"property": "receivedAt", "isAscending": False}])
+    order = [ids[2], ids[0], ids[3], ids[1]]
+    got = await mail.call("Email/get", ids=order, properties=["subject"])
+    assert [e["id"] for e in got["list"]] == order
+    got = await mail.call("Email/get", ids=newest["ids"][:3], properties=["id"])
+    assert [e["id"] for e in got["list"]] == newest["ids"][:3]
+    many = [{"property": "subject"}] * 200
+    assert (await mail.call("Email/query", sort=many))["error"]["type"] == "unsupportedSort"
+    wide = {"operator": "OR", "conditions": [{"subject": f"s{i}"} for i in range(2000)]}
+    assert (await mail.call("Email/query", filter=wide))["error"]["type"] == "unsupportedFilter"
+    deep: dict[str, Any] = {"text": "m1"}
+    for _ in range(40):  # (past MAX_FILTER_DEPTH, within I-JSON's nesting limit)
+        deep = {"operator": "NOT", "conditions": [deep]}
+    assert (await mail.call("Email/query", filter=deep))["error"]["type"] == "unsupportedFilter"
+    others = [f"x{i:05d}" for i in range(40000)]  # more than SQLite's 32766 parameters
+    found = await mail.call("Email/query", filter={"inMailboxOtherThan": others})
+    assert sorted(found["ids"]) == sorted(ids)

@@ -421,6 +421,14 @@ async def test_local_only_destroy_email_query_and_changes(jmap_config):
             sort=[{"property": "sentAt"}],
         )
         assert query["ids"] == [ids["b"]]
+        # RFC 8621 §7.3 before/after are UTCDates in every RFC 3339 form (RFC 8620 §1.4).
+        window = await alice.call(
+            "EmailSubmission/query",
+            filter={"after": "2000-01-01T00:00:00.000Z", "before": "2999-12-31T23:59:59.50Z"},
+        )
+        assert set(window["ids"]) == set(ids.values())
+        later = {"after": "2999-01-01t00:00:00.10z"}
+        assert (await alice.call("EmailSubmission/query", filter=later))["ids"] == []
         everything = await alice.call(
             "EmailSubmission/query", sort=[{"property": "emailId", "isAscending": False}]
         )
