@@ -9,7 +9,10 @@ the log).  Middleware plugins wrap the whole thing (``asgi_wrapper``).
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
+
+import trio
 
 from . import blobs, eventsource, websocket
 from .auth import Authenticator, AuthFailure
@@ -19,6 +22,7 @@ from .errors import RequestError
 from .http import (
     ASGIApp,
     BodyTooLarge,
+    Message,
     Receive,
     Request,
     Response,
@@ -142,12 +146,24 @@ class HostApp:
         if scope["type"] != "http":
             return
         method = scope["method"].upper()
+        body = RequestBody(receive) if _has_body(scope) else None
         try:
-            response = await self.dispatch(scope, receive, method)
+            response = await self.dispatch(scope, body.receive if body else receive, method)
         except Exception:
             log.exception("unhandled error for %s %s", method, scope.get("path"))
             response = problem_response(500, "internal error; the server log has the details")
-        await response.send(send, head=method == "HEAD", receive=receive, closing=self.host.closing)
+        limits = self.host.limits
+        await response.send(
+            send,
+            head=method == "HEAD",
+            receive=receive,
+            closing=self.host.closing,
+            before_end=(  # (only for an answer given before its body was read)
+                partial(body.drain, max(limits.max_size_upload, limits.max_size_request))
+                if body is not None and not body.done
+                else None
+            ),
+        )
 
     async def dispatch(self, scope: Scope, receive: Receive, method: str) -> Response:
         path = scope["path"]
@@ -191,6 +207,50 @@ class HostApp:
             return problem_response(
                 503, "a back end is unavailable; try again later", headers=[("Retry-After", "5")]
             )
+
+
+def _has_body(scope: Scope) -> bool:
+    for key, value in scope.get("headers", []):
+        name = key.lower()
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+# How long an answer given before its request's body was read (a 429, 401, 404 or 413)
+# waits for the rest of that body; see RequestBody.drain.
+DRAIN_TIMEOUT = 30.0
+
+
+class RequestBody:
+    """The request body as the handler reads it, and what is left of it once it answered.
+
+    A handler may answer before reading the body (a 429 for one upload too many is
+    decided first, and must be: RFC 8620 §6.1 limits uploads, not their bytes).  Closing
+    the connection then, with the client still sending, makes the kernel answer the
+    client's next bytes with a reset, and a client that sends the whole body before it
+    reads (most do) sees a broken connection instead of the answer.  So the rest is read
+    and thrown away once the answer is sent and before it is ended (hypercorn closes
+    the connection as soon as an answer ends with the body unread), up to the largest
+    body the server would have taken and for DRAIN_TIMEOUT at most; a client sending
+    more is cut off."""
+
+    def __init__(self, receive: Receive):
+        self._receive = receive
+        self.done = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.done = True
+        return message
+
+    async def drain(self, limit: int) -> None:
+        """Read and drop what is left of the body (nothing once the handler read it)."""
+        read = 0
+        with trio.move_on_after(DRAIN_TIMEOUT):
+            while not self.done and read <= limit:
+                read += len((await self.receive()).get("body", b""))
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

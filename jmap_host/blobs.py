@@ -578,10 +578,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     unit, sep, spec = header.partition("=")
     if not sep or unit.strip().lower() != "bytes" or "," in spec:
         return None
-    match = re.fullmatch(r"\s*(\d*)-(\d*)\s*", spec)
+    match = re.fullmatch(r"[ \t]*([0-9]*)-([0-9]*)[ \t]*", spec)  # ASCII digits (\d is not)
     if not match or not (match.group(1) or match.group(2)):
         return None
-    first_s, last_s = match.groups()
+    # Positions past 18 digits are past any blob (and past what int() reads quickly).
+    first_s, last_s = (g.lstrip("0") or ("0" if g else "") for g in match.groups())
+    first_s, last_s = (g if len(g) <= 18 else "9" * 18 for g in (first_s, last_s))
     if first_s:
         first = int(first_s)
         last = int(last_s) if last_s else size - 1

@@ -135,19 +135,24 @@ class Response:
         head: bool = False,
         receive: Receive | None = None,
         closing: trio.Event | None = None,
+        before_end: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Send the response.  A streamed one ends when the stream does, when the client
         disconnects (seen on ``receive``) or when ``closing`` is set (server shutdown), so a
-        long-lived stream never outlives its client or holds up a graceful shutdown."""
+        long-lived stream never outlives its client or holds up a graceful shutdown.
+        ``before_end`` is awaited once everything but the end of the response is sent (the
+        app reads what is left of the request body there: jmap_host.app.RequestBody)."""
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
         if self.stream is None:
             headers.append((b"content-length", str(len(self.body)).encode()))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        if head:
-            await send({"type": "http.response.body", "body": b""})
-            return
-        if self.stream is None:
-            await send({"type": "http.response.body", "body": self.body})
+        if head or self.stream is None:
+            body = b"" if head else self.body
+            if before_end is not None:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await before_end()
+                body = b""
+            await send({"type": "http.response.body", "body": body})
             return
         stream = self.stream
         async with trio.open_nursery() as nursery:
@@ -169,6 +174,8 @@ class Response:
             async for chunk in stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             nursery.cancel_scope.cancel()
+        if before_end is not None:
+            await before_end()
         await send({"type": "http.response.body", "body": b""})
 
 
