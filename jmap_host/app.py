@@ -96,8 +96,55 @@ async def well_known(request: Request) -> Response:
     return await session_endpoint(request)
 
 
+HOME_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>jmap-host {version}</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}}
+code{{background:#eee;padding:0 .2em}}</style></head>
+<body>
+<h1>jmap-host {version}</h1>
+<p>This is a <a href="https://jmap.io/">JMAP</a> server (RFC 8620). It serves:
+{capabilities}.</p>
+<h2>Connect a client</h2>
+<p>Give your JMAP client this server's address, <code>{base}</code>, or its session URL,
+<code>{base}/.well-known/jmap</code>, and sign in with your user name and password (or an
+app password). Clients find everything else in the session.</p>
+<p>From a terminal: <code>curl -u USER {base}/.well-known/jmap</code></p>
+</body>
+</html>
+"""
+
+
+async def home(request: Request) -> Response:
+    """``GET /``: a page for a person who opens the server's address in a browser, naming
+    the server and version, the session URL and how to connect a client.  No login, and
+    nothing about the users or their data: only what the session URL would tell anyone."""
+    from html import escape
+
+    from . import __version__
+
+    names = [urn.rsplit(":", 1)[-1] if urn.startswith("urn:") else urn
+             for urn in request.host.capabilities]  # fmt: skip
+    page = HOME_PAGE.format(
+        version=escape(__version__),
+        base=escape(request.base_url),
+        capabilities=", ".join(f"<code>{escape(n)}</code>" for n in names),
+    )
+    return Response(
+        200,
+        page.encode(),
+        headers=[
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
+            ("X-Content-Type-Options", "nosniff"),
+        ],
+    )
+
+
 def host_routes() -> list[Route]:
     return [
+        Route("/", home, ("GET",), auth=False, name="home page"),
         Route("/.well-known/jmap", well_known, ("GET",), name="session (well-known)"),
         Route(SESSION_PATH, session_endpoint, ("GET",), name="session"),
         Route(API_PATH, api_endpoint, ("POST",), name="api"),
@@ -152,6 +199,22 @@ class HostApp:
         except Exception:
             log.exception("unhandled error for %s %s", method, scope.get("path"))
             response = problem_response(500, "internal error; the server log has the details")
+        try:
+            await self._send(response, send, receive, method, body)
+        except (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError):
+            # hypercorn closes the socket itself when the client's side of the exchange
+            # breaks (a malformed body, a reset), without taking its send lock: a send of
+            # ours at that moment meets the close.  The client is gone; nothing to answer.
+            log.debug("connection closed while answering %s %s", method, scope.get("path"))
+
+    async def _send(
+        self,
+        response: Response,
+        send: Send,
+        receive: Receive,
+        method: str,
+        body: RequestBody | None,
+    ) -> None:
         limits = self.host.limits
         await response.send(
             send,
@@ -238,19 +301,27 @@ class RequestBody:
     def __init__(self, receive: Receive):
         self._receive = receive
         self.done = False
+        self.disconnected = False
 
     async def receive(self) -> Message:
         message = await self._receive()
         if message["type"] != "http.request" or not message.get("more_body", False):
             self.done = True
+        if message["type"] == "http.disconnect":
+            self.disconnected = True
         return message
 
-    async def drain(self, limit: int) -> None:
-        """Read and drop what is left of the body (nothing once the handler read it)."""
+    async def drain(self, limit: int) -> bool:
+        """Read and drop what is left of the body (nothing once the handler read it).
+        False when the connection went meanwhile (the client left, or sent a body h11
+        refused): the answer must then not be ended, for hypercorn is closing the socket
+        and a send now would race its close (trio's BusyResourceError, found by the
+        fuzz test)."""
         read = 0
         with trio.move_on_after(DRAIN_TIMEOUT):
             while not self.done and read <= limit:
                 read += len((await self.receive()).get("body", b""))
+        return not self.disconnected
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

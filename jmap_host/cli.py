@@ -54,16 +54,17 @@ def run(config: str | None, log_level: str) -> None:
     from .server import run_until_signal
 
     def ready(bound: dict[str, list[str]]) -> None:
+        # Every listener, every address it is bound to, and for each JMAP one the session
+        # URL of each address (or the public url, when one is configured).
+        listeners = host.config.data["server"]["listener"]
         for name, urls in bound.items():
-            click.echo(
-                f"listener {name!r} ({host.config.data['server']['listener'][name]['protocol']}): "
-                + ", ".join(urls)
-            )
-        for name, urls in bound.items():
-            if host.config.data["server"]["listener"][name]["protocol"] == "jmap" and urls:
-                url = host.config.data["server"]["listener"][name].get("url") or urls[0]
-                click.echo(f"JMAP session: {url}/.well-known/jmap")
-                break
+            protocol = listeners[name]["protocol"]
+            click.echo(f"listener {name!r} ({protocol}): " + ", ".join(urls))
+            if protocol == "jmap":
+                public = listeners[name].get("url")
+                for url in [public] if public else urls:
+                    if url.startswith("http"):
+                        click.echo(f"  JMAP session: {url}/.well-known/jmap")
         if config is None:
             click.echo(
                 "Demo account: user 'demo', password 'demo' (embedded default configuration), e.g."
@@ -114,6 +115,8 @@ def plugins(config: str | None) -> None:
     width = max((len(p.name) for p in installed), default=4)
     for p in installed:
         state = "?" if active is None else ("active" if p.name in active else "inactive")
+        if p.opt_in and state != "active":
+            state += " (opt-in)"
         click.echo(f"{p.name:<{width}}  {state:<8}  {p.distribution} {p.version}")
         click.echo(f"{'':<{width}}  hooks: {', '.join(p.hooks) or '-'}")
 

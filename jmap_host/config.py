@@ -229,7 +229,14 @@ def plugins_table() -> Table:
                 "enabled",
                 List(Str()),
                 default=None,
-                doc="installed plugins to activate (default: all installed); core is always active",
+                doc="installed plugins to activate (default: all installed but the opt-in "
+                "ones); core is always active",
+            ),
+            Key(
+                "opt-in",
+                List(Str()),
+                default=[],
+                doc="opt-in plugins (such as example) to activate as well",
             ),
             Key("disabled", List(Str()), default=[], doc="installed plugins not to activate"),
         ]

@@ -135,13 +135,14 @@ class Response:
         head: bool = False,
         receive: Receive | None = None,
         closing: trio.Event | None = None,
-        before_end: Callable[[], Awaitable[None]] | None = None,
+        before_end: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         """Send the response.  A streamed one ends when the stream does, when the client
         disconnects (seen on ``receive``) or when ``closing`` is set (server shutdown), so a
         long-lived stream never outlives its client or holds up a graceful shutdown.
         ``before_end`` is awaited once everything but the end of the response is sent (the
-        app reads what is left of the request body there: jmap_host.app.RequestBody)."""
+        app reads what is left of the request body there: jmap_host.app.RequestBody); when
+        it answers False the connection is gone and the response is left unended."""
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
         if self.stream is None:
             headers.append((b"content-length", str(len(self.body)).encode()))
@@ -150,7 +151,8 @@ class Response:
             body = b"" if head else self.body
             if before_end is not None:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
-                await before_end()
+                if not await before_end():
+                    return
                 body = b""
             await send({"type": "http.response.body", "body": body})
             return
@@ -174,8 +176,8 @@ class Response:
             async for chunk in stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             nursery.cancel_scope.cancel()
-        if before_end is not None:
-            await before_end()
+        if before_end is not None and not await before_end():
+            return
         await send({"type": "http.response.body", "body": b""})
 
 

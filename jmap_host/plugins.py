@@ -31,6 +31,9 @@ class InstalledPlugin:
     distribution: str = ""
     version: str = ""
     hooks: list[str] = field(default_factory=list)
+    # An opt-in plugin (its object says JMAP_HOST_OPT_IN = True) is active only when the
+    # configuration names it; every other installed plugin is active unless it says not.
+    opt_in: bool = False
 
 
 def discover() -> list[InstalledPlugin]:
@@ -50,6 +53,7 @@ def discover() -> list[InstalledPlugin]:
             distribution=ep.dist.name if ep.dist else "",
             version=ep.dist.version if ep.dist else "",
             hooks=implemented_hooks(obj),
+            opt_in=bool(getattr(obj, "JMAP_HOST_OPT_IN", False)),
         )
     return sort_plugins(found.values())
 
@@ -84,8 +88,13 @@ def choose_active(
     by_name = {p.name: p for p in installed}
     problems: list[ConfigProblem] = []
     enabled = plugins_config.get("enabled")
+    opt_in = plugins_config.get("opt-in") or []
     disabled = plugins_config.get("disabled") or []
-    for key, names in (("plugins.enabled", enabled or []), ("plugins.disabled", disabled)):
+    for key, names in (
+        ("plugins.enabled", enabled or []),
+        ("plugins.opt-in", opt_in),
+        ("plugins.disabled", disabled),
+    ):
         for i, name in enumerate(names):
             if name not in by_name:
                 installed_names = ", ".join(sorted(by_name)) or "none"
@@ -110,8 +119,11 @@ def choose_active(
             )
     if problems:
         raise ConfigError(file, problems)
-    wanted = set(by_name) if enabled is None else set(enabled) | set(ESSENTIAL)
-    wanted -= set(disabled)
+    if enabled is None:
+        wanted = {p.name for p in installed if not p.opt_in}
+    else:
+        wanted = set(enabled) | set(ESSENTIAL)
+    wanted = (wanted | set(opt_in)) - set(disabled)
     active = [p for p in installed if p.name in wanted]
     inactive = [p for p in installed if p.name not in wanted]
     return active, inactive

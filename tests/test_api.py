@@ -10,6 +10,9 @@ import trio
 import jmap_host
 from jmap_host.testing import api, running_server, write_config
 
+# The example plugin (the sample Note type) is opt-in.
+EXAMPLE_ON = '[plugins]\nopt-in = ["example"]\n'
+
 CORE = "urn:ietf:params:jmap:core"
 EXAMPLE = "https://jmap-host.org/ext/example"
 LIMIT = "urn:ietf:params:jmap:error:limit"
@@ -115,7 +118,7 @@ async def test_account_not_supported_by_method(tmp_path):
                 )
             ]
 
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, EXAMPLE_ON)
     async with running_server(config, extra_plugins=[("personal", PersonalOnly())]) as server:
         async with server.client("alice") as client:
             session = (await client.get("/jmap/session")).json()
@@ -136,7 +139,7 @@ async def test_account_not_supported_by_method(tmp_path):
 async def test_result_references_with_star_flatten(tmp_path):
     """RFC 8620 §3.7: "#arg" ResultReference, JSON Pointer with "*" mapping through arrays
     and flattening arrays of arrays."""
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, EXAMPLE_ON)
     async with running_server(config) as server, server.client("alice") as client:
         result = await api(
             client,
@@ -238,7 +241,7 @@ async def test_content_type_with_charset_is_accepted(jmap_config):
 async def test_json_edge_cases_are_not_json_never_500(tmp_path):
     """RFC 8620 §1.5 and §8.4: requests must be I-JSON (RFC 7493): no duplicate names, no
     NaN/Infinity, no lone surrogates, bounded nesting."""
-    config = write_config(tmp_path, "[jmap.protocol.request]\nmax-json-depth = 32\n")
+    config = write_config(tmp_path, EXAMPLE_ON + "[jmap.protocol.request]\nmax-json-depth = 32\n")
 
     def request(args: str) -> str:
         calls = f'[["Core/echo",{args},"c"]]'
@@ -272,7 +275,7 @@ async def test_json_edge_cases_are_not_json_never_500(tmp_path):
 
 async def test_max_size_request_is_enforced(tmp_path):
     """RFC 8620 §2 maxSizeRequest, §3.6.1: a larger request is a "limit" problem naming it."""
-    config = write_config(tmp_path, "[jmap.protocol.request]\nmax-size = 2000\n")
+    config = write_config(tmp_path, EXAMPLE_ON + "[jmap.protocol.request]\nmax-size = 2000\n")
     async with running_server(config) as server, server.client("alice") as client:
         session = (await client.get("/jmap/session")).json()
         assert session["capabilities"][CORE]["maxSizeRequest"] == 2000
@@ -296,7 +299,7 @@ async def test_max_size_request_is_enforced(tmp_path):
 
 async def test_max_calls_in_request_is_enforced(tmp_path):
     """RFC 8620 §2 maxCallsInRequest."""
-    config = write_config(tmp_path, "[jmap.protocol.request]\nmax-calls = 3\n")
+    config = write_config(tmp_path, EXAMPLE_ON + "[jmap.protocol.request]\nmax-calls = 3\n")
     async with running_server(config) as server, server.client("alice") as client:
         assert (await client.get("/jmap/session")).json()["capabilities"][CORE][
             "maxCallsInRequest"
@@ -331,7 +334,7 @@ async def test_max_concurrent_requests_is_enforced(tmp_path):
                 )
             ]
 
-    config = write_config(tmp_path, "[jmap.protocol.request]\nmax-concurrent = 2\n")
+    config = write_config(tmp_path, EXAMPLE_ON + "[jmap.protocol.request]\nmax-concurrent = 2\n")
     using = [CORE, "https://test.example/slow"]
     async with running_server(config, extra_plugins=[("slow", Slow())]) as server:
         async with server.client("alice") as client, server.client("bob") as bob:
@@ -361,7 +364,7 @@ async def test_max_concurrent_requests_is_enforced(tmp_path):
 async def test_max_objects_in_get_is_enforced(tmp_path):
     """RFC 8620 §5.1: requestTooLarge past maxObjectsInGet (the example plugin's method
     uses the host's check, as every /get does)."""
-    config = write_config(tmp_path, "[jmap.protocol.get]\nmax-objects = 3\n")
+    config = write_config(tmp_path, EXAMPLE_ON + "[jmap.protocol.get]\nmax-objects = 3\n")
     async with running_server(config) as server, server.client("alice") as client:
         account = await account_of(client)
         result = await api(
@@ -393,7 +396,7 @@ async def test_max_objects_in_set_check(tmp_path):
                 )
             ]
 
-    config = write_config(tmp_path, "[jmap.protocol.set]\nmax-objects = 10\n")
+    config = write_config(tmp_path, EXAMPLE_ON + "[jmap.protocol.set]\nmax-objects = 10\n")
     async with running_server(config, extra_plugins=[("setter", Setter())]) as server:
         async with server.client("alice") as client:
             account = await account_of(client)
@@ -430,7 +433,7 @@ async def test_unexpected_handler_exception_is_server_fail(tmp_path):
                 )
             ]
 
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, EXAMPLE_ON)
     async with running_server(config, extra_plugins=[("broken", Broken())]) as server:
         async with server.client("alice") as client:
             response = await client.post(

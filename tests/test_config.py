@@ -422,7 +422,12 @@ def test_tls_without_private_key(tls_files: Path) -> None:
          "max-failures"),
         ("", "[storge]\npath = 'x'\n", "storge", "storage"),
         ("", '[plugins]\ndisable = ["example"]\n', "plugins.disable", "disabled"),
-        ("", '[plugins.example]\ngreting = "Hi"\n', "plugins.example.greting", "greeting"),
+        (
+            "",
+            '[plugins]\nopt-in = ["example"]\n[plugins.example]\ngreting = "Hi"\n',
+            "plugins.example.greting",
+            "greeting",
+        ),
         ("", '[jmap.http.cors]\nallowed-origin = ["*"]\n', "jmap.http.cors.allowed-origin",
          "allowed-origins"),
     ],
@@ -690,12 +695,18 @@ def test_disabled_plugin_section(tmp_path: Path) -> None:
 
 
 def test_default_activates_every_installed_plugin(tmp_path: Path) -> None:
-    """Without `[plugins]`, every installed plugin is active, core first."""
+    """Without `[plugins]`, every installed plugin is active, core first, but the opt-in
+    ones (example), which `[plugins] opt-in` activates."""
     host = load_host(write(tmp_path, config_text()))
     names = [p.name for p in host.active_plugins]
     assert names[0] == "core"
     assert {"core", "memory", "cors", "headers"} <= set(names)
-    assert host.inactive_plugins == []
+    assert [p.name for p in host.inactive_plugins] == ["example"]
+    assert host.inactive_plugins[0].opt_in
+    opted = load_host(write(tmp_path, config_text(extra='[plugins]\nopt-in = ["example"]\n')))
+    assert "example" in {p.name for p in opted.active_plugins} and not opted.inactive_plugins
+    exc = load_error(write(tmp_path, config_text(extra='[plugins]\nopt-in = ["exampel"]\n')))
+    assert_problem(exc, "plugins.opt-in[0]", "did you mean 'example'")
 
 
 def test_plugins_wrong_type(tmp_path: Path) -> None:

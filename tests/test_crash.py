@@ -27,6 +27,9 @@ import httpx
 
 from jmap_host.testing import BASE_CONFIG, basic, write_config
 
+# The example plugin (the sample Note type) is opt-in.
+EXAMPLE_ON = '[plugins]\nopt-in = ["example"]\n'
+
 CORE = "urn:ietf:params:jmap:core"
 EXAMPLE = "https://jmap-host.org/ext/example"
 USING = [CORE, EXAMPLE]
@@ -175,7 +178,9 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
     rng = random.Random(seed)
     began = time.monotonic()
     port = free_port()
-    config = write_config(tmp_path, base=BASE_CONFIG.replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+    config = write_config(
+        tmp_path, EXAMPLE_ON, base=BASE_CONFIG.replace("127.0.0.1:0", f"127.0.0.1:{port}")
+    )
     server = Server(config, port, tmp_path)
     server.start()
     try:

@@ -18,6 +18,9 @@ import pytest
 
 from jmap_host.testing import api, basic, running_server, write_config
 
+# The example plugin (the sample Note type) is opt-in.
+EXAMPLE_ON = '[plugins]\nopt-in = ["example"]\n'
+
 CORE = "urn:ietf:params:jmap:core"
 USING = [CORE, "https://jmap-host.org/ext/example"]
 
@@ -97,7 +100,7 @@ class User:
 
 @pytest.fixture
 async def world(tmp_path):
-    config = write_config(tmp_path, EXTRA)
+    config = write_config(tmp_path, EXAMPLE_ON + EXTRA)
     text = config.read_text().replace(
         'email = ["bob@example.org"]', 'email = ["bob@example.org"]\nmember-of = ["eng"]'
     )

@@ -28,6 +28,9 @@ import trio
 
 from jmap_host.testing import PASSWORDS, api, basic, write_config
 
+# The example plugin (the sample Note type) is opt-in.
+EXAMPLE_ON = '[plugins]\nopt-in = ["example"]\n'
+
 STREAMS = 1000
 EXAMPLE = "https://jmap-host.org/ext/example"
 PATH = "/jmap/eventsource/?types=*&closeafter=no&ping=0"
@@ -133,7 +136,7 @@ async def test_thousand_event_streams_all_receive_a_change(tmp_path):
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < FDS_NEEDED:
         pytest.skip(f"RLIMIT_NOFILE hard limit {soft} is below the {FDS_NEEDED} needed")
-    proc, url = _start_server(write_config(tmp_path), tmp_path / "server.log")
+    proc, url = _start_server(write_config(tmp_path, EXAMPLE_ON), tmp_path / "server.log")
     port = int(url.rsplit(":", 1)[1])
     try:
         async with httpx.AsyncClient(base_url=url, headers=basic("alice"), timeout=10) as client:

@@ -237,3 +237,45 @@ async def test_download_names_with_control_characters(jmap_config):
             assert "set-cookie" not in got.headers
             assert got.headers["x-content-type-options"] == "nosniff"
             assert got.headers["content-security-policy"] == "sandbox"
+
+
+async def test_a_broken_body_after_an_early_answer_is_no_server_error(tmp_path, caplog):
+    """A client answered before its body was read (404, 401, 429) that then sends a body
+    h11 refuses (bad chunked framing) or leaves: the server drops the connection quietly,
+    with no "Error in ASGI Framework" (the fuzz test found hypercorn's close racing our
+    last send), and keeps serving."""
+    import logging
+
+    caplog.set_level(logging.ERROR)
+    config = write_config(tmp_path, "[authentication]\nmax-failures = 1000\n")  # (401s)
+    async with running_server(config) as server:
+        account = await account_of(server)
+        heads = [
+            b"POST /nope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST /jmap/api HTTP/1.1\r\nHost: x\r\nAuthorization: Basic eDp5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            upload_head("nobody", 1000).replace(
+                b"Content-Length: 1000", b"Transfer-Encoding: chunked"
+            ),
+        ]
+        for round_ in range(30):
+            for head in heads:
+                http = await RawHTTP.connect(server.url)
+                await http.send(head, b"5\r\nhello\r\n")
+                await trio.sleep(0.001 * (round_ % 3))
+                await http.send(b"", b"zz-not-a-chunk-size\r\n" if round_ % 2 else b"")
+                if round_ % 2 == 0:
+                    await http.aclose()  # leaves mid-body
+                    continue
+                with trio.move_on_after(2):
+                    try:
+                        while await http.stream.receive_some(65536):
+                            pass
+                    except trio.BrokenResourceError:
+                        pass
+                await http.aclose()
+        await trio.sleep(0.2)
+        async with server.client("alice") as client:
+            assert (await client.get("/jmap/session")).status_code == 200
+        assert account
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

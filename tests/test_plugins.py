@@ -210,7 +210,9 @@ def test_clashing_registrations_are_startup_errors(tmp_path):
 
 def test_plugin_commands_join_the_cli(tmp_path):
     """register_commands: the example plugin adds `jmap-host example greet`."""
-    config = write_config(tmp_path, '[plugins.example]\ngreeting = "Howdy"\n')
+    config = write_config(
+        tmp_path, '[plugins]\nopt-in = ["example"]\n[plugins.example]\ngreeting = "Howdy"\n'
+    )
     out = subprocess.run(
         [*JMAP_HOST, "example", "greet", "World", "-c", str(config)],
         capture_output=True,

@@ -21,6 +21,9 @@ from hypercorn.trio import serve as hypercorn_serve
 from jmap_host.pushsubscription import TABLE, push_service
 from jmap_host.testing import api, running_server, write_config
 
+# The example plugin (the sample Note type) is opt-in.
+EXAMPLE_ON = '[plugins]\nopt-in = ["example"]\n'
+
 CORE = "urn:ietf:params:jmap:core"
 EXAMPLE = "https://jmap-host.org/ext/example"
 VAPID = "urn:ietf:params:jmap:webpush-vapid"
@@ -135,7 +138,7 @@ def epoch(utcdate: str) -> float:
 async def test_verification_first_then_state_changes(tmp_path):
     """§7.2: creation pushes a PushVerification and nothing else until the client sets the
     code; then a Note/set elsewhere arrives as a StateChange with a TTL header."""
-    config = write_config(tmp_path, ALLOW)
+    config = write_config(tmp_path, EXAMPLE_ON + ALLOW)
     async with receiver() as rx, running_server(config) as server, server.client("alice") as c:
         account = (await c.get("/jmap/session")).json()["primaryAccounts"][EXAMPLE]
         result = await create(c, rx.url)
@@ -203,7 +206,7 @@ async def test_verification_first_then_state_changes(tmp_path):
 
 
 async def test_types_filter_and_coalescing(tmp_path):
-    config = write_config(tmp_path, ALLOW)
+    config = write_config(tmp_path, EXAMPLE_ON + ALLOW)
     async with receiver() as rx, running_server(config) as server, server.client("alice") as c:
         account = (await c.get("/jmap/session")).json()["primaryAccounts"][EXAMPLE]
         mailbox_only = (await create(c, rx.url, types=["Mailbox"]))["created"]["k"]["id"]
@@ -227,7 +230,7 @@ async def test_encrypted_pushes_decrypt_to_the_objects(tmp_path):
     )
     auth = bytes(range(16))
     keys = {"p256dh": b64url(public), "auth": b64url(auth)}
-    config = write_config(tmp_path, ALLOW)
+    config = write_config(tmp_path, EXAMPLE_ON + ALLOW)
     async with receiver() as rx, running_server(config) as server, server.client("alice") as c:
         account = (await c.get("/jmap/session")).json()["primaryAccounts"][EXAMPLE]
         result = await create(c, rx.url, keys=keys)
@@ -257,7 +260,7 @@ async def test_encrypted_pushes_decrypt_to_the_objects(tmp_path):
 
 
 async def test_bad_keys_are_invalid_properties(tmp_path):
-    config = write_config(tmp_path, ALLOW)
+    config = write_config(tmp_path, EXAMPLE_ON + ALLOW)
     async with running_server(config) as server, server.client("alice") as c:
         for keys in (
             {"p256dh": "AAAA", "auth": b64url(bytes(16))},
@@ -280,7 +283,8 @@ async def test_vapid_authorization_verifies_against_the_advertised_key(tmp_path)
     (tmp_path / "vapid.pem").write_bytes(pem)
     config = write_config(
         tmp_path,
-        ALLOW
+        EXAMPLE_ON
+        + ALLOW
         + """
 [jmap.push.vapid]
 private-key = "vapid.pem"
@@ -322,7 +326,7 @@ async def test_no_vapid_capability_without_a_key(jmap_config):
 
 
 async def test_expires_is_capped_and_expired_ones_are_removed(tmp_path):
-    config = write_config(tmp_path, ALLOW + 'max-expiry = "2d"\n')
+    config = write_config(tmp_path, EXAMPLE_ON + ALLOW + 'max-expiry = "2d"\n')
     async with receiver() as rx, running_server(config) as server, server.client("alice") as c:
         now = time.time()
         far = (await create(c, rx.url, expires="2100-01-01T00:00:00Z"))["created"]["k"]
@@ -362,7 +366,9 @@ async def test_expires_is_capped_and_expired_ones_are_removed(tmp_path):
 
 async def test_max_subscriptions_and_creation_rate(tmp_path):
     """§8.6: per-user limit (forbidden) and creation rate limit (rateLimit)."""
-    config = write_config(tmp_path, ALLOW + "max-subscriptions = 2\ncreation-limit = 3\n")
+    config = write_config(
+        tmp_path, EXAMPLE_ON + ALLOW + "max-subscriptions = 2\ncreation-limit = 3\n"
+    )
     async with running_server(config) as server, server.client("alice") as c:
         url = "http://127.0.0.1:9/push"
         first = (await create(c, url))["created"]["k"]["id"]
@@ -382,7 +388,7 @@ async def test_max_subscriptions_and_creation_rate(tmp_path):
 
 
 async def test_other_users_cannot_see_change_or_destroy(tmp_path):
-    config = write_config(tmp_path, ALLOW)
+    config = write_config(tmp_path, EXAMPLE_ON + ALLOW)
     async with running_server(config) as server, server.client("alice") as alice:
         sub_id = (await create(alice, "http://127.0.0.1:9/push"))["created"]["k"]["id"]
         async with server.client("bob") as bob:
@@ -403,7 +409,7 @@ async def test_other_users_cannot_see_change_or_destroy(tmp_path):
 
 
 async def test_get_properties_and_create_validation(tmp_path):
-    config = write_config(tmp_path, ALLOW)
+    config = write_config(tmp_path, EXAMPLE_ON + ALLOW)
     async with running_server(config) as server, server.client("alice") as c:
         sub_id = (await create(c, "http://127.0.0.1:9/"))["created"]["k"]["id"]
         got = await call(c, "PushSubscription/get", {"properties": ["expires"]})
@@ -435,7 +441,7 @@ async def test_get_properties_and_create_validation(tmp_path):
 
 
 async def test_push_to_a_gone_endpoint_destroys_the_subscription(tmp_path):
-    config = write_config(tmp_path, ALLOW)
+    config = write_config(tmp_path, EXAMPLE_ON + ALLOW)
     async with receiver() as rx, running_server(config) as server, server.client("alice") as c:
         rx.status = 410
         sub_id = (await create(c, rx.url))["created"]["k"]["id"]
@@ -448,7 +454,7 @@ async def test_push_to_a_gone_endpoint_destroys_the_subscription(tmp_path):
 
 
 async def test_server_errors_are_retried_with_backoff_and_redirects_not_followed(tmp_path):
-    config = write_config(tmp_path, ALLOW)
+    config = write_config(tmp_path, EXAMPLE_ON + ALLOW)
     async with receiver() as rx, running_server(config) as server, server.client("alice") as c:
         rx.status = 503
         await create(c, rx.url)

@@ -287,3 +287,71 @@ def test_full_collection_after_mass_disconnects(closed, still_open, collect) -> 
     from jmap_host.server import should_collect
 
     assert should_collect(closed, still_open) is collect
+
+
+def test_start_up_prints_every_listener_and_its_session_urls(tmp_path):
+    """`jmap-host run` names every listener with every address it is bound to, and the
+    session URL of each JMAP one: of each address, or its public `url` when it has one."""
+    ports = [free_port() for _ in range(3)]
+    extra = f"""
+[server.listener."second"]
+bind = ["127.0.0.1:{ports[1]}", "127.0.0.2:{ports[2]}"]
+protocol = "jmap"
+
+[server.listener."public"]
+bind = ["127.0.0.1:0"]
+protocol = "jmap"
+url = "https://mail.example.org"
+"""
+    base = BASE_CONFIG.replace("127.0.0.1:0", f"127.0.0.1:{ports[0]}")
+    proc, lines = start(["-c", str(write_config(tmp_path, extra, base=base))], tmp_path)
+    try:
+        text = "".join(lines)
+        for port in ports[:2]:
+            assert f"  JMAP session: http://127.0.0.1:{port}/.well-known/jmap\n" in text, text
+        assert f"  JMAP session: http://127.0.0.2:{ports[2]}/.well-known/jmap\n" in text, text
+        assert "  JMAP session: https://mail.example.org/.well-known/jmap\n" in text, text
+        assert text.count("listener '") == 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+async def test_the_servers_address_in_a_browser_is_a_page_not_a_404(jmap_config):
+    """GET / (no login): a small HTML page naming the server and its version, the session
+    URL (RFC 8620 §2.2's well-known URL) and how to connect a client; HEAD too."""
+    from jmap_host.testing import running_server
+
+    async with running_server(jmap_config) as server, server.client() as client:
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        text = page.text
+        assert f"jmap-host {jmap_host.__version__}" in text
+        assert f"{server.url}/.well-known/jmap" in text
+        assert "mail" in text or "core" in text
+        assert "Connect a client" in text
+        assert "alice" not in text  # nothing about the users
+        assert (await client.head("/")).status_code == 200
+        hostile = await client.get("/", headers={"Host": "<script>x</script>"})
+        assert "<script>x" not in hostile.text
+
+
+def test_readme_says_what_is_served_today():
+    """The README's opening says what the server serves today, and nothing more: each
+    JMAP specification it names in its "What it serves today" paragraph has its
+    capability installed, and none of the capabilities still missing is claimed."""
+    from importlib.metadata import entry_points
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    opening = readme.split("## ", 1)[0]
+    assert opening.index("What it serves today:") < 200  # the first lines
+    served = opening.split("What it serves today:", 1)[1]
+    installed = {ep.name for ep in entry_points(group="jmap_host")}
+    for word, plugin in (("contact", "contacts"), ("calendar", "calendars")):
+        if plugin not in installed:
+            assert word not in opening.lower(), f"the README's opening claims {word}s"
+    for rfc, plugin in (("RFC 8620", "core"), ("RFC 8621", "mail"), ("RFC 8887", "core")):
+        assert rfc in served and plugin in installed

@@ -15,6 +15,9 @@ from jmap_host import objectstore
 from jmap_host.store import Store, StoreUnavailable
 from jmap_host.testing import BASE_CONFIG, api, running_server, write_config
 
+# The example plugin (the sample Note type) is opt-in.
+EXAMPLE_ON = '[plugins]\nopt-in = ["example"]\n'
+
 CORE = "urn:ietf:params:jmap:core"
 USING = [CORE, "https://jmap-host.org/ext/example"]
 BUSY_CONFIG = BASE_CONFIG.replace('path = "{data}"', 'path = "{data}"\nbusy-timeout = "200ms"')
@@ -51,9 +54,9 @@ async def note_set(client, account: str, title: str = "t") -> list:
 def test_busy_timeout_is_configurable(tmp_path):
     import jmap_host
 
-    host = jmap_host.load_host(write_config(tmp_path, base=BUSY_CONFIG))
+    host = jmap_host.load_host(write_config(tmp_path, EXAMPLE_ON, base=BUSY_CONFIG))
     assert host.store.busy_timeout == pytest.approx(0.2)
-    default = jmap_host.load_host(write_config(tmp_path, name="default.toml"))
+    default = jmap_host.load_host(write_config(tmp_path, EXAMPLE_ON, name="default.toml"))
     assert default.store.busy_timeout == 5.0
 
 
@@ -62,7 +65,7 @@ async def test_a_held_write_lock_is_server_unavailable(tmp_path, begin):
     """While another connection holds the write lock: Note/set, Note/copy's write and
     Blob/copy answer serverUnavailable after the busy timeout (not 5 s), an upload 503;
     reads go on (WAL).  Once released, the same calls succeed."""
-    config = write_config(tmp_path, base=BUSY_CONFIG)
+    config = write_config(tmp_path, EXAMPLE_ON, base=BUSY_CONFIG)
     async with running_server(config) as server, server.client("alice") as client:
         session = (await client.get("/jmap/session")).json()
         account = session["primaryAccounts"][CORE]
@@ -110,7 +113,7 @@ async def test_a_held_write_lock_is_server_unavailable(tmp_path, begin):
 async def test_a_lock_met_inside_a_method_is_server_unavailable(tmp_path, monkeypatch):
     """A "database is locked" raised while a method's read or write runs (not at BEGIN)
     becomes serverUnavailable; inside an upload's transaction, 503.  Nothing is written."""
-    config = write_config(tmp_path, base=BUSY_CONFIG)
+    config = write_config(tmp_path, EXAMPLE_ON, base=BUSY_CONFIG)
     locked = sqlite3.OperationalError("database is locked")
     async with running_server(config) as server, server.client("alice") as client:
         session = (await client.get("/jmap/session")).json()

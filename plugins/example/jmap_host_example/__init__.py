@@ -43,6 +43,11 @@ from jmap_host import (
 
 URN = "https://jmap-host.org/ext/example"
 
+# Opt-in: installed with the server (it is the plugin guide's worked example and the host
+# tests' sample type) but active only where the configuration asks for it, with
+# `[plugins] opt-in = ["example"]`, so no real deployment advertises it to its clients.
+JMAP_HOST_OPT_IN = True
+
 
 def check_title(title: str) -> None:
     if not title.strip():

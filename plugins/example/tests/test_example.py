@@ -6,10 +6,32 @@ talk to it over HTTP with the helpers in ``jmap_host.testing``.
 
 from __future__ import annotations
 
+import pytest
+
 from jmap_host.testing import api, running_server, write_config
+
+# The example plugin is opt-in (JMAP_HOST_OPT_IN): its tests' configurations opt in.
+EXAMPLE_ON = '[plugins]\nopt-in = ["example"]\n'
 
 CORE = "urn:ietf:params:jmap:core"
 URN = "https://jmap-host.org/ext/example"
+
+
+@pytest.fixture
+def jmap_config(tmp_path):
+    """jmap_host.testing's test configuration, with this plugin opted in."""
+    return write_config(tmp_path, EXAMPLE_ON)
+
+
+async def test_inactive_unless_the_configuration_opts_in(tmp_path):
+    """An opt-in plugin: installed, but a configuration that does not name it (the
+    embedded demo one among them) neither advertises its capability nor serves it."""
+    async with running_server(write_config(tmp_path)) as server:
+        assert "example" not in {p.name for p in server.host.active_plugins}
+        async with server.client("alice") as client:
+            session = (await client.get("/.well-known/jmap")).json()
+            assert URN not in session["capabilities"]
+            assert (await client.get("/example/ping")).status_code == 404
 
 
 async def test_capability_appears_in_the_session(jmap_config):
@@ -24,7 +46,7 @@ async def test_capability_appears_in_the_session(jmap_config):
 
 
 async def test_greet_uses_the_configured_greeting(tmp_path):
-    config = write_config(tmp_path, '[plugins.example]\ngreeting = "Bonjour"\n')
+    config = write_config(tmp_path, EXAMPLE_ON + '[plugins.example]\ngreeting = "Bonjour"\n')
     async with running_server(config) as server, server.client("alice") as client:
         account = (await client.get("/jmap/session")).json()["primaryAccounts"][URN]
         result = await api(
@@ -65,7 +87,9 @@ def test_greeting_must_not_be_empty(tmp_path):
 
     from jmap_host import ConfigError, load_host
 
-    config = write_config(tmp_path, '[plugins.example]\ngreeting = ""\ngreting = "x"\n')
+    config = write_config(
+        tmp_path, EXAMPLE_ON + '[plugins.example]\ngreeting = ""\ngreting = "x"\n'
+    )
     with pytest.raises(ConfigError) as error:
         load_host(config)
     text = str(error.value)
