@@ -7,6 +7,7 @@ here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-gu
 from __future__ import annotations
 
 from . import dates, objectstore, standard, tokens
+from .blobapi import BLOB, blob_capability, blob_refs
 from .blobs import (
     StagedBlobs,
     add_blob_reference,
@@ -47,6 +48,7 @@ from .directory import (
     email_problem,
     name_problem,
     principal_table,
+    time_zone_known,
 )
 from .engine import check_get_size, check_set_size, set_arguments
 from .errors import MethodError, RequestError
@@ -57,6 +59,16 @@ from .numbers import parse_digits
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
 from .pushsubscription import push_capabilities, push_config_keys, push_subscription_methods
+from .quota import (
+    QUOTA,
+    OverQuota,
+    QuotaLimits,
+    account_limits,
+    check_quota,
+    limits_for,
+    quota_capability,
+)
+from .quota import usage as quota_usage
 from .routes import Protocol, Route
 from .store import StoreUnavailable, atomically, expect_long_read
 from .websocket import WEBSOCKET, websocket_capability
@@ -64,7 +76,9 @@ from .websocket import WEBSOCKET, websocket_capability
 __version__ = "0.1.0"
 
 __all__ = [
+    "BLOB",
     "CORE",
+    "QUOTA",
     "REQUIRED",
     "WEBSOCKET",
     "ASGIApp",
@@ -90,9 +104,11 @@ __all__ = [
     "Map",
     "Method",
     "MethodError",
+    "OverQuota",
     "Principal",
     "Property",
     "Protocol",
+    "QuotaLimits",
     "Receive",
     "Request",
     "RequestContext",
@@ -111,14 +127,18 @@ __all__ = [
     "Table",
     "TableList",
     "account_id_for",
+    "account_limits",
     "add_blob_reference",
     "add_blob_references",
     "atomically",
+    "blob_capability",
     "blob_copy",
+    "blob_refs",
     "blob_visible",
     "blobs_visible",
     "check_get_size",
     "check_principal_list",
+    "check_quota",
     "check_set_size",
     "dates",
     "email_problem",
@@ -126,6 +146,7 @@ __all__ = [
     "hash_password",
     "hookimpl",
     "json_response",
+    "limits_for",
     "load_host",
     "looks_like_unknown_hash",
     "name_problem",
@@ -136,10 +157,13 @@ __all__ = [
     "push_capabilities",
     "push_config_keys",
     "push_subscription_methods",
+    "quota_capability",
+    "quota_usage",
     "read_blob",
     "remove_blob_references",
     "set_arguments",
     "standard",
+    "time_zone_known",
     "tokens",
     "verify_password",
     "websocket_capability",

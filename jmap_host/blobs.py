@@ -53,6 +53,7 @@ from .errors import ERROR_PREFIX, MethodError
 from .http import Request, Response, json_response, problem_response
 from .limits import LimitExceeded
 from .numbers import parse_digits
+from .quota import OverQuota, check_quota, limits_for
 from .session import accounts_for
 
 if TYPE_CHECKING:
@@ -302,7 +303,7 @@ def _link_durably(tmp: Path, final: Path) -> bool:
     return True
 
 
-_UPSERT_UPLOAD = (
+UPSERT_UPLOAD = (
     f"INSERT INTO [{UPLOAD_TABLE}] (account, blob_id, principal, type, size, created, expires) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account, blob_id, principal) DO UPDATE SET "
     "type = excluded.type, size = excluded.size, created = excluded.created, "
@@ -466,6 +467,11 @@ async def _account_allowed(request: Request, account_id: str) -> bool:
     return account_id in await accounts_for(request.host, request.principal)
 
 
+def _over_quota(exc: Exception) -> Response:
+    """An upload past the account's quota (RFC 9425; RFC 8620 §5.3 names the error)."""
+    return problem_response(413, str(exc), ERROR_PREFIX + "overQuota")
+
+
 def _limit_problem(status: int, detail: str, limit: str) -> Response:
     return problem_response(status, detail, ERROR_PREFIX + "limit", limit=limit)
 
@@ -477,8 +483,10 @@ async def upload(request: Request) -> Response:
     principal = request.principal
     assert principal is not None
     account_id = request.path_params["accountId"]
-    if not await _account_allowed(request, account_id):
+    account = (await accounts_for(host, principal)).get(account_id)
+    if account is None:
         return problem_response(404, "no such account")
+    limits = limits_for(host, account.owner)
     media_type = (request.header("content-type") or "application/octet-stream").strip()
     if not MEDIA_TYPE.fullmatch(media_type):
         media_type = "application/octet-stream"
@@ -486,6 +494,11 @@ async def upload(request: Request) -> Response:
     length = parse_digits(request.header("content-length"))
     if length is not None and length > limit:
         return _limit_problem(413, f"uploads are limited to {limit} octets", "maxSizeUpload")
+    if length is not None:
+        try:  # (from the declared length, before reading the body; again once read)
+            await host.store.read(lambda db: check_quota(db, limits, account_id, octets=length))
+        except OverQuota as exc:
+            return _over_quota(exc)
     limiter = host.upload_concurrency
     try:
         with limiter.hold(principal.name):
@@ -511,13 +524,17 @@ async def upload(request: Request) -> Response:
                 linked = await trio.to_thread.run_sync(_link_durably, tmp, final)
 
                 def commit(db: sqlite_utils.Database) -> None:
+                    check_quota(db, limits, account_id, octets=size)
                     # Under the write lock the sweeper, which deletes files only inside its
                     # own write transaction, cannot run: a file it removed since the link
                     # is put back here, before the row naming it commits.
                     _commit_file(tmp, final, linked)
-                    db.execute(_UPSERT_UPLOAD, list(record.values()))
+                    db.execute(UPSERT_UPLOAD, list(record.values()))
 
-                await host.store.write(commit)
+                try:
+                    await host.store.write(commit)
+                except OverQuota as exc:
+                    return _over_quota(exc)
             finally:
                 if tmp.exists():
                     tmp.unlink()

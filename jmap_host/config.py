@@ -37,6 +37,7 @@ from .config_schema import (
     join,
 )
 from .numbers import parse_digits
+from .quota import config_table as quota_config_table
 
 DEFAULT_CONFIG_NAME = "<embedded default configuration>"
 
@@ -442,6 +443,7 @@ def build_schema(
                 Table(
                     [
                         Key("protocol", _limits(), default={}),
+                        Key("quota", quota_config_table(), default={}),
                         Key("http", Table(), default={}),
                         Key(
                             "session",

@@ -190,9 +190,40 @@ class Duration(Kind):
         if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
             return float(value)
         if isinstance(value, str):
-            match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*", value)
+            match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*", value)
             if match:
                 return float(match.group(1)) * self._units[match.group(2)]
+        raise Invalid(f"{value!r} is not {self.description}")
+
+
+class Size(Kind):
+    """A number of octets: an integer, or ``"500MB"``, ``"10GB"`` (powers of 1000) or
+    ``"512MiB"``, ``"10GiB"`` (powers of 1024); returns octets."""
+
+    description = 'a size (octets, or "500MB", "10GiB"...)'
+    _units = {
+        "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+        "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    }  # fmt: skip
+
+    def check(self, value: Any, key: str, ctx: Context) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", value)
+            if match and match.group(2).lower() in self._units:
+                return int(float(match.group(1)) * self._units[match.group(2).lower()])
+        raise Invalid(f"{value!r} is not {self.description}")
+
+
+class Fraction(Kind):
+    """A number from 0 (exclusive) to 1 (inclusive): ``0.8`` is 80 %."""
+
+    description = "a fraction (0 < x <= 1, e.g. 0.8)"
+
+    def check(self, value: Any, key: str, ctx: Context) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1:
+            return float(value)
         raise Invalid(f"{value!r} is not {self.description}")
 
 

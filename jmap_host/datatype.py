@@ -205,6 +205,15 @@ class DataType:
     # declares its three: reading and decoding all 21 properties of 50 Emails was a fifth
     # of a 50-message flag update.
     update_reads: tuple[str, ...] | None = None
+    # Quotas (jmap_host.quota): the property holding what a record weighs in octets (Email:
+    # "size"), and whether each record counts one against the account's count quota.
+    quota_octets: str | None = None
+    quota_count: bool = False
+    # Blob/lookup (RFC 9404 §4.3): blob_lookup(db, account_id, blob_ids) -> {blob id: [ids
+    # of this type's records referencing it]}.  None: the host's own when the type has
+    # BlobId properties (their references, as the standard /set records them), else the
+    # type is not looked up.
+    blob_lookup: Callable[[Any, str, list[str]], dict[str, list[str]]] | None = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.properties]
@@ -223,6 +232,8 @@ class DataType:
             for name in index:
                 if name.lstrip("-") != "id" and name.lstrip("-") not in self.by_name:
                     raise ValueError(f"{self.name}: index on unknown property {name}")
+        if self.quota_octets is not None and self.quota_octets not in self.by_name:
+            raise ValueError(f"{self.name}: quota_octets names unknown property")
         for name in self.update_reads or ():
             if name not in self.by_name:
                 raise ValueError(f"{self.name}: update_reads names unknown property {name}")

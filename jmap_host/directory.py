@@ -20,20 +20,26 @@ if TYPE_CHECKING:
     from .host import Host
 
 
+PRINCIPAL_KINDS = ("individual", "group", "resource", "location", "other")
+
+
 @dataclass(frozen=True)
 class Principal:
-    """A user or a group, as a directory describes it.
+    """A user, a group, a resource (a projector) or a location (a room), as a directory
+    describes it (RFC 9670 §2's types).
 
     ``name`` is the login name and is unique within a directory; ``member_of`` names the
-    groups the principal belongs to.
+    groups the principal belongs to; ``description`` is the display name ("Jane Doe",
+    "Room 4B"); ``time_zone`` an IANA time zone name.  Only individuals log in.
     """
 
     name: str
-    kind: Literal["individual", "group"] = "individual"
+    kind: Literal["individual", "group", "resource", "location", "other"] = "individual"
     emails: tuple[str, ...] = ()
     description: str = ""
     member_of: tuple[str, ...] = ()
     quota: int | None = None
+    time_zone: str | None = None
 
     @property
     def account_id(self) -> str:
@@ -77,6 +83,14 @@ class Directory(Protocol):
     async def lookup_email(self, address: str) -> Principal | None:
         """The principal that receives mail for ``address`` (its emails and aliases)."""
         ...
+
+    # Optional (the host checks with getattr):
+    #
+    # async def list_principals(self) -> list[Principal]:
+    #     """Every principal a user may see and share with (RFC 9670 Principal/query), at
+    #     most a few thousand; a directory that cannot list (an LDAP server that refuses
+    #     wide searches) leaves it out or raises DirectoryUnavailable, and Principal/query
+    #     then shows the user, their groups and the principals already sharing with them."""
 
 
 class DirectoryUnavailable(Exception):
@@ -140,9 +154,9 @@ def principal_table(secret_doc: str) -> Table:
             Key("name", Str(non_empty=True), doc="login name, unique in the directory"),
             Key(
                 "class",
-                Choice("individual", "group"),
+                Choice("individual", "group", "resource", "location"),
                 default="individual",
-                doc="a user or a group",
+                doc="a user, a group, a resource (a projector) or a location (a room)",
             ),
             Key("secret", Secret(non_empty=True), default=None, check=check_secret, doc=secret_doc),
             Key(
@@ -159,8 +173,28 @@ def principal_table(secret_doc: str) -> Table:
                 doc="groups this principal belongs to",
             ),
             Key("quota", Int(min=0), default=None, doc="storage quota in octets"),
+            Key("time-zone", Str(), default=None, check=_check_time_zone,
+                doc="IANA time zone, e.g. Europe/Paris (RFC 9670 Principal timeZone)"),
         ]
-    )
+    )  # fmt: skip
+
+
+def _check_time_zone(value: str | None) -> None:
+    from .config_schema import Invalid
+
+    if value is not None and not time_zone_known(value):
+        raise Invalid(f"{value!r} is not an IANA time zone name (e.g. Europe/Paris)")
+
+
+def time_zone_known(name: str) -> bool:
+    """Is ``name`` a time zone of the IANA database (the standard library's zoneinfo)?"""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def check_principal_list(principals: list[dict[str, Any]], key: str, ctx: Any) -> None:
@@ -186,8 +220,10 @@ def check_principal_list(principals: list[dict[str, Any]], key: str, ctx: Any) -
         # one is None.
         if p.get("class") == "individual" and "secret" in p and not p["secret"]:
             ctx.problem(f"{where}.secret", "an individual needs a secret to log in")
-        if p.get("class") == "group" and p.get("secret"):
-            ctx.problem(f"{where}.secret", "a group does not log in; remove its secret")
+        if p.get("class") in ("group", "resource", "location") and p.get("secret"):
+            ctx.problem(
+                f"{where}.secret", f"a {p['class']} does not log in; remove its secret"
+            )
         for j, address in enumerate(p.get("email", [])):
             problem = email_problem(address)
             if problem:

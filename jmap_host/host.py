@@ -20,6 +20,7 @@ from .auth import Authenticator
 from .capabilities import CORE, Account, Capability, Method
 from .config import Config, build_schema, check_plugins_table, read_toml, validate
 from .config_schema import ConfigError, ConfigProblem, Key, Table
+from .datatype import DataType
 from .directory import Directory, DirectoryType
 from .limits import ConcurrencyLimit
 from .migrations import ACCOUNT_TABLE, host_migrations
@@ -121,6 +122,10 @@ class Host:
         )
         self.capabilities: dict[str, Capability] = {}
         self.methods: dict[str, tuple[Method, str]] = {}
+        # Every declared data type by name, with its capability's URN; and the types
+        # Blob/lookup can search (RFC 9404 §4.3), with their URN and lookup.
+        self.datatypes: dict[str, tuple[DataType, str]] = {}
+        self.blob_lookups: dict[str, tuple[str, Any]] = {}
         self.routes: list[Route] = []
         self.directories: dict[str, Directory] = {}
         self._build_capabilities()
@@ -135,9 +140,22 @@ class Host:
         self.capabilities = collect(
             self.pm, "register_capabilities", lambda c: c.urn, "capability", host=self
         )
+        from .blobapi import default_blob_lookup
+
         for cap in self.capabilities.values():
             for dt in cap.datatypes:
                 cap.methods.extend(standard_methods(dt))
+                if dt.name in self.datatypes:
+                    other = self.capabilities[self.datatypes[dt.name][1]].plugin
+                    raise StartupError(
+                        f"data type {dt.name} is declared by both {other!r} and {cap.plugin!r}"
+                    )
+                self.datatypes[dt.name] = (dt, cap.urn)
+                lookup = dt.blob_lookup
+                if lookup is None and any(p.base_type == "BlobId" for p in dt.properties):
+                    lookup = default_blob_lookup(dt)
+                if lookup is not None:
+                    self.blob_lookups[dt.name] = (cap.urn, lookup)
             for method in cap.methods:
                 if method.name in self.methods:
                     other = self.capabilities[self.methods[method.name][1]].plugin

@@ -7,6 +7,7 @@ import sqlite_utils
 from .blobs import create_blob_access, create_blob_table
 from .objectstore import create_changelog
 from .pushsubscription import create_push_tables
+from .quota import create_usage_table
 from .tokens import create_app_passwords
 
 ACCOUNT_TABLE = "host_account"
@@ -24,3 +25,4 @@ host_migrations(name="accounts")(create_accounts)
 host_migrations(name="blob_access")(create_blob_access)
 host_migrations(name="changelog")(create_changelog)
 host_migrations(name="push_subscriptions")(create_push_tables)
+host_migrations(name="quota_usage")(create_usage_table)

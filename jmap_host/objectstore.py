@@ -152,8 +152,8 @@ def create_type_table(db: sqlite_utils.Database, dt: DataType) -> None:
 
 
 def ensure_columns(db: sqlite_utils.Database, dt: DataType) -> None:
-    """Add columns (and indexes) for properties declared since the table was created, and
-    the instant keys of date properties stored before keys existed."""
+    """Add columns (and indexes) for properties declared since the table was created, the
+    instant keys of date properties stored before keys existed, and the quota triggers."""
     table = db[dt.table]
     existing = set(table.columns_dict)
     for prop in dt.properties:
@@ -181,6 +181,66 @@ def ensure_columns(db: sqlite_utils.Database, dt: DataType) -> None:
         db.execute(
             f"CREATE INDEX IF NOT EXISTS [{name}] ON [{dt.table}] (account, {', '.join(terms)})"
         )
+    ensure_quota_triggers(db, dt)
+
+
+def ensure_quota_triggers(db: sqlite_utils.Database, dt: DataType) -> None:
+    """Keep the account's quota usage (jmap_host.quota: octets and count in
+    host_quota_usage, and the Quota state in host_modseq) in step with the type's rows:
+    triggers, so that every write of a row, however it is made, moves the usage in the same
+    transaction.  Rows stored before the triggers existed are counted once, here."""
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    table = dt.table
+    col = column(dt.by_name[dt.quota_octets]) if dt.quota_octets else None
+
+    def add(resource: str, amount: str, account: str) -> str:
+        return (
+            f"INSERT INTO host_quota_usage (account, resource, used) VALUES ({account}, "
+            f"'{resource}', {amount}) ON CONFLICT (account, resource) DO UPDATE SET "
+            "used = used + excluded.used;"
+        )
+
+    def state(account: str) -> str:
+        return (
+            f"INSERT INTO {MODSEQ_TABLE} (account, type, modseq, low) VALUES ({account}, "
+            "'Quota', 1, 0) ON CONFLICT (account, type) DO UPDATE SET modseq = modseq + 1;"
+        )
+
+    on_insert, on_delete, sums = [], [], []
+    if dt.quota_count:
+        on_insert.append(add("count", "1", "NEW.account"))
+        on_delete.append(add("count", "-1", "OLD.account"))
+        sums.append(("count", "count(*)"))
+    if col is not None:
+        on_insert.append(add("octets", f"coalesce(NEW.[{col}], 0)", "NEW.account"))
+        on_delete.append(add("octets", f"-coalesce(OLD.[{col}], 0)", "OLD.account"))
+        sums.append(("octets", f"coalesce(sum([{col}]), 0)"))
+    if not sums:
+        return
+    created = f"quota_{table}_insert" not in names
+    db.execute(
+        f"CREATE TRIGGER IF NOT EXISTS [quota_{table}_insert] AFTER INSERT ON [{table}] "
+        f"BEGIN {' '.join(on_insert)} {state('NEW.account')} END"
+    )
+    db.execute(
+        f"CREATE TRIGGER IF NOT EXISTS [quota_{table}_delete] AFTER DELETE ON [{table}] "
+        f"BEGIN {' '.join(on_delete)} {state('OLD.account')} END"
+    )
+    if col is not None:
+        change = f"coalesce(NEW.[{col}], 0) - coalesce(OLD.[{col}], 0)"
+        db.execute(
+            f"CREATE TRIGGER IF NOT EXISTS [quota_{table}_resize] AFTER UPDATE OF [{col}] "
+            f"ON [{table}] WHEN {change} != 0 "
+            f"BEGIN {add('octets', change, 'NEW.account')} {state('NEW.account')} END"
+        )
+    if created:
+        for resource, amount in sums:
+            db.execute(
+                "INSERT INTO host_quota_usage (account, resource, used) "
+                f"SELECT account, '{resource}', {amount} FROM [{table}] WHERE true "
+                "GROUP BY account ON CONFLICT (account, resource) DO UPDATE SET "
+                "used = used + excluded.used"
+            )
 
 
 def _add_key_column(

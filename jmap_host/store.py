@@ -321,6 +321,8 @@ def datatype_migrations(capabilities: Any) -> list[sqlite_utils.Migrations]:
             shape = ",".join(f"{p.name}:{p.type}:{p.sortable or p.indexed}" for p in dt.properties)
             if dt.indexes:  # (only then: the digest of a type without any stays as it was)
                 shape += ";" + ";".join(",".join(index) for index in dt.indexes)
+            if dt.quota_octets is not None or dt.quota_count:
+                shape += f";quota={dt.quota_octets},{dt.quota_count}"
             if any(p.base_type in DATE_TYPES for p in dt.properties):
                 # Date properties have had instant-key columns since 2026-12: a table made
                 # before gets them (and its rows their keys) through a new digest.

@@ -14,11 +14,13 @@ from jmap_host import (
     Host,
     Method,
     Protocol,
+    blob_capability,
     blob_copy,
     hookimpl,
     push_capabilities,
     push_config_keys,
     push_subscription_methods,
+    quota_capability,
     websocket_capability,
 )
 
@@ -59,6 +61,10 @@ def register_capabilities(host: Host) -> list[Capability]:
         Capability(urn=WEBSOCKET, session=websocket_capability, primary=False),
         # RFC 9749: urn:ietf:params:jmap:webpush-vapid, when jmap.push.vapid is set.
         *push_capabilities(host),
+        # RFC 9404 blob management and RFC 9425 quotas: host services over every
+        # capability's data types (their blob references, their quota declarations).
+        blob_capability(host),
+        quota_capability(host),
     ]
 
 

@@ -27,13 +27,18 @@ DEFAULT_FILTER_EMAIL = "(|(mail=?)(mailAlias=?))"
 GROUP_CLASSES = frozenset(
     {"groupofnames", "groupofuniquenames", "posixgroup", "group", "groupofurls"}
 )
+# ...that make it a resource (RFC 4519 device) or a location (RFC 4524 room): RFC 9670's
+# principal types.
+RESOURCE_CLASSES = frozenset({"device"})
+LOCATION_CLASSES = frozenset({"room"})
 
 DEFAULT_ATTRIBUTES: dict[str, tuple[list[str], str]] = {
     "name": (["uid", "cn"], "the login name: the first of these attributes the entry has"),
     "class": (
         ["objectClass"],
         "an entry is a group when a value is groupOfNames, groupOfUniqueNames, posixGroup, "
-        "groupOfURLs or group (any case); otherwise an individual",
+        "groupOfURLs or group (any case), a resource when one is device, a location when one "
+        "is room; otherwise an individual",
     ),
     "description": (["displayName", "description"], "display name: the first one present"),
     "secret": (
@@ -44,6 +49,7 @@ DEFAULT_ATTRIBUTES: dict[str, tuple[list[str], str]] = {
     "email": (["mail"], "addresses; the first value is the primary"),
     "email-alias": (["mailAlias"], "more addresses that deliver to the entry (aliases)"),
     "quota": (["diskQuota"], "storage quota in octets"),
+    "time-zone": ([], "IANA time zone name (e.g. an attribute of your schema; none by default)"),
 }
 
 

@@ -29,7 +29,7 @@ from ldap3.utils.dn import escape_rdn
 
 from jmap_host import DirectoryUnavailable, Host, Principal, hash_password, verify_password
 
-from .config import GROUP_CLASSES
+from .config import GROUP_CLASSES, LOCATION_CLASSES, RESOURCE_CLASSES
 
 log = logging.getLogger("jmap_host_ldap")
 
@@ -42,6 +42,8 @@ INVALID_CREDENTIALS = 49
 # Bind results that mean "this password does not log in", not "the server is in trouble".
 BIND_REFUSED = {INVALID_CREDENTIALS, 48, 50, 53, 19}  # inappropriateAuth, access, unwilling
 MEMBER_ATTRIBUTES = ("member", "uniqueMember")
+# The most entries Principal/query lists from one directory (RFC 9670 §2.4).
+LIST_LIMIT = 5000
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,14 @@ class LdapDirectory:
         if not name:
             log.warning("%s: %s has none of attributes.name %s", self.label, dn, self.attrs["name"])
             return None
-        is_group = any(c.lower() in GROUP_CLASSES for c in values("class"))
+        classes = {c.lower() for c in values("class")}
+        kind = "individual"
+        if classes & GROUP_CLASSES:
+            kind = "group"
+        elif classes & RESOURCE_CLASSES:
+            kind = "resource"
+        elif classes & LOCATION_CLASSES:
+            kind = "location"
         emails: dict[str, str] = {}
         for address in values("email") + values("email-alias"):
             emails.setdefault(address.lower(), address)
@@ -275,11 +284,12 @@ class LdapDirectory:
             dn=dn,
             principal=Principal(
                 name=name,
-                kind="group" if is_group else "individual",
+                kind=kind,  # type: ignore[arg-type]
                 emails=tuple(emails.values()),
                 description=first("description") or "",
                 member_of=tuple(groups),
                 quota=_quota(first("quota")),
+                time_zone=first("time-zone"),
             ),
             secrets=tuple(values("secret")) if self.hash_mode else (),
         )
@@ -444,6 +454,26 @@ class LdapDirectory:
             return [found[k] for k in sorted(found)]
 
         return await self._run(q)
+
+    async def list_principals(self) -> list[Principal]:
+        """Every entry filter.name finds with any name (its ``?`` as ``*``), at most
+        LIST_LIMIT of them (RFC 9670 Principal/query); cached like single lookups."""
+        hit, found = self._cached(("list", ""))
+        if hit:
+            return list(found)
+
+        def q(conn: ldap3.Connection) -> list[Principal]:
+            flt = self.filters["name"].replace("?", "*")
+            out: dict[str, Principal] = {}
+            for dn, attributes in self._search(conn, self.base_dn, flt, ldap3.SUBTREE, LIST_LIMIT):
+                record = self._record(conn, dn, attributes)
+                if record is not None:
+                    out.setdefault(record.principal.name, record.principal)
+            return [out[k] for k in sorted(out)]
+
+        found = await self._run(q)
+        self._remember(("list", ""), found)
+        return list(found)
 
     async def lookup_email(self, address: str) -> Principal | None:
         """The principal that receives mail for ``address``: the entry whose email or alias

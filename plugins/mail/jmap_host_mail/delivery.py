@@ -22,7 +22,8 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
-from jmap_host import Account, Host, Principal, objectstore
+from jmap_host import Account, Host, Principal, limits_for, objectstore, quota_usage
+from jmap_host import OverQuota as QuotaExceeded
 
 from . import email
 from .mailbox import MAILBOX
@@ -105,22 +106,15 @@ def normalise_line_endings(raw: bytes) -> bytes:
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def used_octets(db: Any, account: str) -> int:
-    """The octets the account's Emails take (their ``size``), for the quota."""
-    column = objectstore.column(email.EMAIL.by_name["size"])
-    row = db.execute(
-        f"SELECT coalesce(sum([{column}]), 0) FROM {email.EMAIL.table} WHERE account = ?",
-        [account],
-    ).fetchone()
-    return int(row[0])
-
-
 async def quota_left(host: Host, principal: Principal) -> int | None:
-    """Octets still free in the principal's account (None: no quota)."""
-    if principal.quota is None:
+    """Octets a delivery may still add to the principal's account (None: no octet quota):
+    its hard limit (deliveries pass the soft one) less what the account uses, as the host
+    keeps it (jmap_host.quota)."""
+    hard = limits_for(host, principal).hard.get("octets")
+    if hard is None:
         return None
-    used = await host.store.read(lambda db: used_octets(db, principal.account_id))
-    return max(0, principal.quota - used)
+    used = await host.store.read(lambda db: quota_usage(db, principal.account_id)["octets"])
+    return max(0, hard - used)
 
 
 def inbox_id(db: Any, account: str) -> str:
@@ -163,12 +157,16 @@ async def deliver(
     await host.provision([account_for(principal)])
     message = trace + raw
 
+    limits = limits_for(host, principal)
+
     def write(db: Any) -> dict[str, Any]:
-        if principal.quota is not None and used_octets(db, account) + len(message) > (
-            principal.quota
-        ):
-            raise OverQuota(f"{recipient.address}: mailbox full")
-        return email.ingest(db, host, account, message, {inbox_id(db, account): True}, {})
+        try:
+            return email.ingest(
+                db, host, account, message, {inbox_id(db, account): True}, {},
+                limits=limits, incoming=True,
+            )  # fmt: skip
+        except QuotaExceeded:
+            raise OverQuota(f"{recipient.address}: mailbox full") from None
 
     record = await host.store.write(write)
     await email.publish(host, account)

@@ -32,17 +32,21 @@ from jmap_host import (
     Method,
     MethodError,
     Property,
+    QuotaLimits,
     SetContext,
     SetError,
     StagedBlobs,
     add_blob_reference,
     add_blob_references,
     atomically,
+    blob_refs,
     blob_visible,
     blobs_visible,
     check_get_size,
+    check_quota,
     dates,
     expect_long_read,
+    limits_for,
     objectstore,
     read_blob,
     remove_blob_references,
@@ -230,6 +234,9 @@ EMAIL = DataType(
     # What on_update reads (below): a keyword update of 50 Emails reads these 3 of their
     # 21 properties, not the addresses, headers and preview it never looks at.
     update_reads=("mailboxIds", "keywords", "threadId"),
+    # RFC 9425: an Email weighs its size in octets, and counts one (jmap_host.quota).
+    quota_octets="size",
+    quota_count=True,
 )
 
 THREAD = DataType(
@@ -239,6 +246,38 @@ THREAD = DataType(
     methods=("get", "changes"),
     get_all=False,
 )
+
+
+# RFC 9404 §4.3 Blob/lookup: an Email references its message and every part of it; a
+# Thread and a Mailbox reference what their Emails do.
+def _email_blob_lookup(db: Any, account: str, blob_ids: list[str]) -> dict[str, list[str]]:
+    return blob_refs(db, account, blob_ids, ("Email:", "EmailPart:"))
+
+
+def _through_emails(table: str, email_column: str, column: str) -> Any:
+    """The lookup of a type whose records hold Emails: ``column`` of the rows of ``table``
+    whose ``email_column`` names an Email referencing the blob."""
+
+    def lookup(db: Any, account: str, blob_ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for blob_id, email_ids in _email_blob_lookup(db, account, blob_ids).items():
+            marks = ", ".join("?" * len(email_ids))
+            rows = db.execute(
+                f"SELECT DISTINCT [{column}] FROM [{table}] WHERE account = ? AND "
+                f"[{email_column}] IN ({marks}) ORDER BY [{column}]",
+                [account, *email_ids],
+            ).fetchall()
+            out[blob_id] = [r[0] for r in rows]
+        return out
+
+    return lookup
+
+
+EMAIL.blob_lookup = _email_blob_lookup
+THREAD.blob_lookup = _through_emails(
+    EMAIL.table, "id", objectstore.column(EMAIL.by_name["threadId"])
+)
+MAILBOX.blob_lookup = _through_emails(store.MEMBERSHIP, "email_id", "mailbox_id")
 
 
 # -- ingesting a message -----------------------------------------------------------------------
@@ -307,9 +346,12 @@ def ingest(
     *,
     delivered: bool = True,
     mailboxes: set[str] | None = None,
+    limits: QuotaLimits | None = None,
+    incoming: bool = False,
 ) -> dict[str, Any]:
     """Store ``raw`` as a new Email in ``account`` inside the caller's write transaction;
-    returns the Email record.  Raises SetError for bad mailboxIds or keywords.
+    returns the Email record.  Raises SetError for bad mailboxIds or keywords, OverQuota
+    past the account's quota ``limits`` (its soft limit too, unless ``incoming``).
     ``delivered``: whether EmailDelivery changes.  RFC 8621 §1.5 says it MUST change
     "whenever a new Email is added to the store", so every ingest path (delivery, import,
     Email/set create, Email/copy) leaves it true; a plugin re-storing an existing message
@@ -322,6 +364,7 @@ def ingest(
     if existing is None:
         existing = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, [])}
     check_mailboxes_exist(mailbox_ids, existing)
+    check_quota(db, limits, account, octets=len(raw), count=1, incoming=incoming)
     prepared = prepare_message(raw, lambda data: write_blob(host, data))
     return ingest_prepared(
         db, account, [(prepared, mailbox_ids, keywords, received_at)], delivered=delivered
@@ -514,7 +557,8 @@ EMAIL.on_update = on_update
 EMAIL.on_destroy = on_destroy
 store.register_email_handler("remove_from_mailbox", remove_from_mailbox)
 
-MAIL_TYPES = ("Email", "Thread", "Mailbox", "EmailDelivery")
+# (Quota: the host's, whose usage moves with every Email, RFC 9425.)
+MAIL_TYPES = ("Email", "Thread", "Mailbox", "EmailDelivery", "Quota")
 
 
 async def publish(host: Host, account: str) -> None:
@@ -922,6 +966,7 @@ async def email_set(call: Call) -> dict[str, Any]:
     host = call.host
     principal = call.request.principal.name
     known_ids = dict(call.request.created_ids)
+    limits = limits_for(host, account.owner)
 
     def write(db: Any, careful: bool) -> dict[str, Any]:
         old, _ = objectstore.current_modseq(db, account.id, EMAIL.name)
@@ -933,7 +978,8 @@ async def email_set(call: Call) -> dict[str, Any]:
         for creation_id, obj in (create or {}).items():
             try:
                 record = atomically(
-                    db, partial(_create_one, db, host, account.id, principal, obj, new_ids)
+                    db,
+                    partial(_create_one, db, host, account.id, principal, obj, new_ids, limits),
                 )
             except SetError as exc:
                 not_created[creation_id] = exc.to_json()
@@ -1003,7 +1049,13 @@ def _check_metadata(spec: dict[str, Any], created: dict[str, str]) -> tuple[dict
 
 
 def _create_one(
-    db: Any, host: Host, account: str, principal: str, obj: Any, created: dict[str, str]
+    db: Any,
+    host: Host,
+    account: str,
+    principal: str,
+    obj: Any,
+    created: dict[str, str],
+    limits: QuotaLimits,
 ) -> dict[str, Any]:
     """One Email/set create: validate, compose the message from blobs the user can see,
     ingest it."""
@@ -1023,7 +1075,7 @@ def _create_one(
         if exc.type == "blobNotFound":
             raise SetError("blobNotFound", exc.description, notFound=exc.not_found) from None
         raise SetError(exc.type, exc.description, properties=exc.properties) from None
-    return ingest(db, host, account, raw, mailbox_ids, keywords, received_at)
+    return ingest(db, host, account, raw, mailbox_ids, keywords, received_at, limits=limits)
 
 
 # -- Email/copy (§4.7) -------------------------------------------------------------------------
@@ -1056,6 +1108,7 @@ async def email_copy(call: Call) -> list[tuple[str, dict[str, Any]]]:
         raise MethodError("requestTooLarge")
     host = call.host
     known_ids = dict(call.request.created_ids)
+    limits = limits_for(host, target.owner)
 
     def write(db: Any) -> dict[str, Any]:
         from_modseq, _ = objectstore.current_modseq(db, source.id, EMAIL.name)
@@ -1071,7 +1124,8 @@ async def email_copy(call: Call) -> list[tuple[str, dict[str, Any]]]:
         for creation_id, obj in create.items():
             try:
                 record, original = atomically(
-                    db, partial(_copy_one, db, host, source.id, target.id, obj, new_ids)
+                    db,
+                    partial(_copy_one, db, host, source.id, target.id, obj, new_ids, limits),
                 )
             except SetError as exc:
                 not_created[creation_id] = exc.to_json()
@@ -1110,7 +1164,13 @@ async def email_copy(call: Call) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _copy_one(
-    db: Any, host: Host, source: str, target: str, obj: Any, created: dict[str, str]
+    db: Any,
+    host: Host,
+    source: str,
+    target: str,
+    obj: Any,
+    created: dict[str, str],
+    limits: QuotaLimits,
 ) -> tuple[dict[str, Any], str]:
     if not isinstance(obj, dict) or not standard.is_id(obj.get("id")):
         raise SetError("invalidProperties", "a copy needs the id of the Email", properties=["id"])
@@ -1132,7 +1192,7 @@ def _copy_one(
     raw = read_blob(host, original["blobId"])
     if raw is None:
         raise SetError("notFound", "the message of this Email is gone")
-    record = ingest(db, host, target, raw, mailbox_ids, keywords, received_at)
+    record = ingest(db, host, target, raw, mailbox_ids, keywords, received_at, limits=limits)
     return record, original["id"]
 
 
@@ -1295,6 +1355,8 @@ async def email_import(call: Call) -> dict[str, Any]:
     def visible(db: Any) -> set[str]:
         return blobs_visible(db, account, wanted, principal)
 
+    limits = limits_for(host, call.account.owner)
+
     staged = StagedBlobs(host)
     prepared: dict[str, PreparedMessage | None] = {}  # blobId -> message (None: no file)
 
@@ -1320,6 +1382,7 @@ async def email_import(call: Call) -> dict[str, Any]:
         # One read of the Mailboxes for the batch: nothing below creates or destroys one.
         mailboxes = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, [])}
         accepted: list[tuple[str, PreparedMessage, dict, dict, str | None]] = []
+        accepted_octets = 0  # (what the batch adds, for the quota: it is inserted at once)
         # Again under the write lock: visibility may have changed since the read.
         still_visible = blobs_visible(db, account, wanted, principal)
         for creation_id, spec in specs.items():
@@ -1336,9 +1399,14 @@ async def email_import(call: Call) -> dict[str, Any]:
                 if message is None:
                     raise SetError("invalidProperties", "no such blob", properties=["blobId"])
                 check_mailboxes_exist(mailbox_ids, mailboxes)
+                check_quota(
+                    db, limits, account, octets=accepted_octets + message.size,
+                    count=len(accepted) + 1,
+                )  # fmt: skip
             except SetError as exc:
                 not_created[creation_id] = exc.to_json()
                 continue
+            accepted_octets += message.size
             accepted.append((creation_id, message, mailbox_ids, keywords, received_at))
         # The staged files of the accepted messages go into place now; their directories
         # are fsynced while the rows are inserted, and waited for before COMMIT (below): an

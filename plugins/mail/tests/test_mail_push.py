@@ -20,7 +20,8 @@ from jmap_host.testing import api, running_server, write_config
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 USING = [CORE, MAIL]
-MAIL_TYPES = {"Email", "Mailbox", "Thread", "EmailDelivery"}
+# (Quota: RFC 9425, its usage moves with every new Email, so its state is pushed too.)
+MAIL_TYPES = {"Email", "Mailbox", "Thread", "EmailDelivery", "Quota"}
 
 EXTRA = """
 [server.listener."lmtp"]

@@ -6,7 +6,7 @@ type = "memory"
 
 [[directory."memory".principals]]
 name = "alice"
-class = "individual"          # or "group"
+class = "individual"          # or "group", "resource", "location"
 secret = "$argon2id$..."      # a hash, or plain text for testing
 email = ["alice@example.org", "sales@example.org"]
 description = "Alice Example"
@@ -65,6 +65,7 @@ class MemoryDirectory:
                 description=p["description"],
                 member_of=tuple(p["member-of"]),
                 quota=p["quota"],
+                time_zone=p["time-zone"],
             )
             self._by_name[principal.name] = principal
             self._secrets[principal.name] = p["secret"]
@@ -92,6 +93,9 @@ class MemoryDirectory:
 
     async def lookup_email(self, address: str) -> Principal | None:
         return self._by_email.get(address.lower())
+
+    async def list_principals(self) -> list[Principal]:
+        return list(self._by_name.values())
 
 
 @functools.cache

@@ -23,6 +23,7 @@ from jmap_host import (
     hash_password,
     load_host,
     name_problem,
+    time_zone_known,
     tokens,
 )
 
@@ -115,7 +116,7 @@ def principal() -> None:
 @click.option(
     "--class",
     "kind",
-    type=click.Choice(["individual", "group"]),
+    type=click.Choice(["individual", "group", "resource", "location"]),
     default="individual",
     show_default=True,
 )
@@ -123,6 +124,7 @@ def principal() -> None:
 @click.option("--description", default="", help="display name")
 @click.option("--member-of", multiple=True, metavar="GROUP", help="a group; repeatable")
 @click.option("--quota", type=click.IntRange(min=0), default=None, help="quota in octets")
+@click.option("--time-zone", default=None, help="IANA time zone, e.g. Europe/Paris")
 @PASSWORD_STDIN
 def add(
     name: str,
@@ -133,9 +135,10 @@ def add(
     description: str,
     member_of: tuple[str, ...],
     quota: int | None,
+    time_zone: str | None,
     password_stdin: bool,
 ) -> None:
-    """Add the user (asks for its password) or group NAME."""
+    """Add the user (asks for its password), group, resource or location NAME."""
     problem = name_problem(name)
     if problem:
         _fail(f"name {name!r}: {problem}", 2)
@@ -143,8 +146,10 @@ def add(
         problem = email_problem(address)
         if problem:
             _fail(problem, 2)
-    if kind == "group" and password_stdin:
-        _fail("a group has no password", 2)
+    if kind != "individual" and password_stdin:
+        _fail(f"a {kind} has no password", 2)
+    if time_zone is not None and not time_zone_known(time_zone):
+        _fail(f"{time_zone!r} is not an IANA time zone name (e.g. Europe/Paris)", 2)
     _host, d = _open(config, directory)
     _managed(d)
     secret = hash_password(_read_password(password_stdin)) if kind == "individual" else None
@@ -156,6 +161,7 @@ def add(
         description=description,
         member_of=list(member_of),
         quota=quota,
+        time_zone=time_zone,
     )
     _write(d, lambda conn: schema.add(conn, new))
     click.echo(f"added {kind} {name!r} to directory {d.name!r}")

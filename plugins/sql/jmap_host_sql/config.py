@@ -26,12 +26,13 @@ from jmap_host import (
 
 # The built-in schema (tables prefixed sql_, created by the plugin's migration set).
 DEFAULT_QUERIES = {
-    "name": "SELECT name, class, secret, description, quota, enabled "
+    "name": "SELECT name, class, secret, description, quota, enabled, time_zone "
     "FROM sql_principal WHERE name = ?",
     "members": "SELECT member_of FROM sql_member WHERE name = ? ORDER BY member_of",
     "recipients": "SELECT name FROM sql_email WHERE address = ?",
     "emails": "SELECT address FROM sql_email WHERE name = ? ORDER BY position",
     "group-members": "SELECT name FROM sql_member WHERE member_of = ? ORDER BY name",
+    "list": "SELECT name FROM sql_principal WHERE enabled = 1 AND name LIKE ? ORDER BY name",
 }
 
 QUERY_DOCS = {
@@ -50,6 +51,11 @@ QUERY_DOCS = {
         "the principal's name",
     ),
     "group-members": ("the principals that are members of group ? (first column)", "the group"),
+    "list": (
+        "every principal (first column: the name) whose name is LIKE ? ('%': all), for "
+        "Principal/query (RFC 9670); empty: the directory does not list",
+        "a LIKE pattern",
+    ),
 }
 
 DEFAULT_COLUMNS = {
@@ -59,15 +65,18 @@ DEFAULT_COLUMNS = {
     "quota": "quota",
     "enabled": "enabled",
     "email": "email",
+    "time-zone": "time_zone",
 }
 
 COLUMN_DOCS = {
-    "class": "principal type: 'group' (any case) is a group, anything else an individual",
+    "class": "principal type: 'group', 'resource' or 'location' (any case), anything else an "
+    "individual",
     "secret": "password hash (argon2, bcrypt, SHA-512-crypt, SSHA; plain text for testing)",
     "description": "display name",
     "quota": "storage quota in octets (NULL: none)",
     "enabled": "0/false/'no'/NULL disables the principal; a missing column means enabled",
     "email": "a primary address returned by the name query itself (optional)",
+    "time-zone": "IANA time zone name (optional)",
 }
 
 # String literals, quoted identifiers and comments: a '?' inside them is not a placeholder.

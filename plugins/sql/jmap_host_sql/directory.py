@@ -17,7 +17,7 @@ from sqlite_utils import Database
 from jmap_host import DirectoryUnavailable, Host, Principal, hash_password, verify_password
 
 from . import schema
-from .config import is_customised
+from .config import DEFAULT_COLUMNS, DEFAULT_QUERIES, is_customised
 
 log = logging.getLogger("jmap_host_sql")
 
@@ -163,6 +163,12 @@ class SqlDirectory:
         self.queries: dict[str, str] = config["query"]
         self.columns = {k: v.lower() for k, v in config["columns"].items()}
         self.managed = not is_customised(config)
+        if not self.managed and self.queries["list"] == DEFAULT_QUERIES["list"]:
+            # The built-in list query names the built-in table: with the operator's own
+            # schema there is no listing unless they give their own.
+            self.queries = {**self.queries, "list": ""}
+        if not self.managed and self.columns["time-zone"] == DEFAULT_COLUMNS["time-zone"]:
+            self.columns["time-zone"] = ""
         self.seed = [
             schema.NewPrincipal(
                 name=p["name"],
@@ -172,6 +178,7 @@ class SqlDirectory:
                 description=p["description"],
                 member_of=list(p["member-of"]),
                 quota=p["quota"],
+                time_zone=p["time-zone"],
             )
             for p in config["seed"]
         ]
@@ -204,7 +211,10 @@ class SqlDirectory:
         real_name = rec.get("name")
         if not isinstance(real_name, str) or not real_name:
             real_name = name
-        kind = "group" if str(rec.get(c["class"]) or "").strip().lower() == "group" else None
+        kind = str(rec.get(c["class"]) or "").strip().lower()
+        if kind not in ("group", "resource", "location"):
+            kind = "individual"
+        zone = rec.get(c["time-zone"])
         emails: list[str] = []
         primary = rec.get(c["email"])
         if isinstance(primary, str) and primary:
@@ -216,11 +226,12 @@ class SqlDirectory:
         return Record(
             principal=Principal(
                 name=real_name,
-                kind=kind or "individual",
+                kind=kind,  # type: ignore[arg-type]
                 emails=tuple(emails),
                 description=str(rec.get(c["description"]) or ""),
                 member_of=tuple(str(g) for g in self._column(conn, "members", real_name)),
                 quota=_quota(rec.get(c["quota"])),
+                time_zone=str(zone) if zone else None,
             ),
             secret=str(secret) if secret else None,
             enabled=_enabled(rec[c["enabled"]]) if c["enabled"] in rec else True,
@@ -282,6 +293,19 @@ class SqlDirectory:
             if record.enabled:
                 return record.principal
         return None
+
+    async def list_principals(self) -> list[Principal]:
+        """Every enabled principal, by the ``list`` query (RFC 9670 Principal/query)."""
+
+        def q(conn: sqlite3.Connection) -> list[Principal]:
+            out = []
+            for name in dict.fromkeys(self._column(conn, "list", "%")):
+                record = self._load(conn, str(name))
+                if record is not None and record.enabled:
+                    out.append(record.principal)
+            return out
+
+        return await self.backend.read(q)
 
     # -- start-up and management --------------------------------------------------------------
 

@@ -43,6 +43,32 @@ def create_principals(db: Database) -> None:
     db.execute("CREATE TABLE sql_meta (key TEXT PRIMARY KEY, value TEXT)")
 
 
+@sql_migrations(name="kinds_and_time_zones")
+def principal_kinds(db: Database) -> None:
+    """Resources and locations (RFC 9670 principal types) and a time zone per principal:
+    the table is made again with the wider CHECK (SQLite cannot alter one), rows kept."""
+    db.execute(
+        """CREATE TABLE sql_principal_new (
+            name TEXT PRIMARY KEY,
+            class TEXT NOT NULL DEFAULT 'individual'
+                CHECK (class IN ('individual', 'group', 'resource', 'location')),
+            secret TEXT,
+            description TEXT NOT NULL DEFAULT '',
+            quota INTEGER,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created INTEGER NOT NULL,
+            time_zone TEXT
+        )"""
+    )
+    db.execute(
+        "INSERT INTO sql_principal_new (name, class, secret, description, quota, enabled, "
+        "created) SELECT name, class, secret, description, quota, enabled, created "
+        "FROM sql_principal"
+    )
+    db.execute("DROP TABLE sql_principal")
+    db.execute("ALTER TABLE sql_principal_new RENAME TO sql_principal")
+
+
 class ManageError(Exception):
     """A management request that cannot be done (unknown name, taken address...)."""
 
@@ -56,6 +82,7 @@ class NewPrincipal:
     description: str = ""
     member_of: list[str] = field(default_factory=list)
     quota: int | None = None
+    time_zone: str | None = None
 
 
 def _exists(conn: sqlite3.Connection, name: str) -> str | None:
@@ -78,9 +105,9 @@ def add(conn: sqlite3.Connection, p: NewPrincipal) -> None:
         if row is not None:
             raise ManageError(f"address {address!r} already belongs to {row[0]!r}")
     conn.execute(
-        "INSERT INTO sql_principal (name, class, secret, description, quota, enabled, created) "
-        "VALUES (?, ?, ?, ?, ?, 1, ?)",
-        (p.name, p.kind, p.secret, p.description, p.quota, int(time.time())),
+        "INSERT INTO sql_principal (name, class, secret, description, quota, enabled, created, "
+        "time_zone) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+        (p.name, p.kind, p.secret, p.description, p.quota, int(time.time()), p.time_zone),
     )
     conn.executemany(
         "INSERT INTO sql_email (address, name, position) VALUES (?, ?, ?)",
