@@ -6,7 +6,7 @@ here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-gu
 
 from __future__ import annotations
 
-from . import dates, objectstore, standard, tokens
+from . import dates, memquery, objectstore, sharing, standard, tokens
 from .blobapi import BLOB, blob_capability, blob_refs
 from .blobs import (
     StagedBlobs,
@@ -58,6 +58,7 @@ from .http import ASGIApp, Receive, Request, Response, Scope, Send, json_respons
 from .numbers import parse_digits
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
+from .principals import PRINCIPALS, PRINCIPALS_OWNER, principals_capability
 from .pushsubscription import push_capabilities, push_config_keys, push_subscription_methods
 from .quota import (
     QUOTA,
@@ -70,6 +71,7 @@ from .quota import (
 )
 from .quota import usage as quota_usage
 from .routes import Protocol, Route
+from .sharing import Access, SharedThrough, Sharing
 from .store import StoreUnavailable, atomically, expect_long_read
 from .websocket import WEBSOCKET, websocket_capability
 
@@ -78,10 +80,13 @@ __version__ = "0.1.0"
 __all__ = [
     "BLOB",
     "CORE",
+    "PRINCIPALS",
+    "PRINCIPALS_OWNER",
     "QUOTA",
     "REQUIRED",
     "WEBSOCKET",
     "ASGIApp",
+    "Access",
     "Account",
     "Bool",
     "Call",
@@ -120,6 +125,8 @@ __all__ = [
     "Send",
     "SetContext",
     "SetError",
+    "SharedThrough",
+    "Sharing",
     "StagedBlobs",
     "StartupError",
     "StoreUnavailable",
@@ -149,10 +156,12 @@ __all__ = [
     "limits_for",
     "load_host",
     "looks_like_unknown_hash",
+    "memquery",
     "name_problem",
     "objectstore",
     "parse_digits",
     "principal_table",
+    "principals_capability",
     "problem_response",
     "push_capabilities",
     "push_config_keys",
@@ -162,6 +171,7 @@ __all__ = [
     "read_blob",
     "remove_blob_references",
     "set_arguments",
+    "sharing",
     "standard",
     "time_zone_known",
     "tokens",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 import trio
 
-from . import blobs
+from . import blobs, sharing
 from .capabilities import Account, Call, Capability, Method
 from .datatype import DataType, SetError
 from .engine import check_get_size
@@ -61,6 +61,8 @@ def blob_capability(host: Host) -> Capability:
         session={},  # §3.1: an empty object in the session
         account=account,
         primary=False,
+        # In an account shared with the user, blobs follow what the shares let them see.
+        in_shared_accounts=True,
         methods=[
             Method("Blob/upload", blob_upload, writes=True),
             Method("Blob/get", blob_get),
@@ -381,9 +383,16 @@ async def blob_lookup(call: Call) -> dict[str, Any]:
 
     def read(db: sqlite_utils.Database) -> dict[str, dict[str, list[str]]]:
         found: dict[str, dict[str, list[str]]] = {}
+        access = sharing.access_for(db, call)
         for name in types:
             lookup = host.blob_lookups[name][1]
             found[name] = lookup(db, account, valid) if valid else {}
+            if access is not None:  # a sharee learns only of the records they see
+                dt = host.datatypes[name][0]
+                seen = sharing.visible_ids(
+                    db, dt, access, account, [i for ids in found[name].values() for i in ids]
+                )
+                found[name] = {b: [i for i in ids if i in seen] for b, ids in found[name].items()}
         return found
 
     found = await host.store.read(read, inline=False)

@@ -48,6 +48,7 @@ from urllib.parse import quote, unquote
 import sqlite_utils
 import trio
 
+from . import sharing
 from .capabilities import Call
 from .errors import ERROR_PREFIX, MethodError
 from .http import Request, Response, json_response, problem_response
@@ -199,13 +200,13 @@ def blobs_visible(
     for start in range(0, len(ids), 400):
         chunk = ids[start : start + 400]
         marks = ", ".join("?" * len(chunk))
-        found.update(
-            _column(
-                db,
-                f"SELECT blob_id FROM [{REF_TABLE}] WHERE account = ? AND blob_id IN ({marks})",
-                [account_id, *chunk],
-            )
+        referenced = _column(
+            db,
+            f"SELECT blob_id FROM [{REF_TABLE}] WHERE account = ? AND blob_id IN ({marks})",
+            [account_id, *chunk],
         )
+        # In an account shared with the caller, only what they may see references count.
+        found.update(sharing.blob_refs_visible(db, account_id, referenced) if referenced else ())
         rest = [b for b in chunk if b not in found]
         if rest:
             marks = ", ".join("?" * len(rest))
@@ -627,7 +628,8 @@ async def download(request: Request) -> Response:
     account_id = request.path_params["accountId"]
     blob_id = request.path_params["blobId"]
     name = request.path_params["name"]
-    if not BLOB_ID.fullmatch(blob_id) or not await _account_allowed(request, account_id):
+    accounts = await accounts_for(host, principal)
+    if not BLOB_ID.fullmatch(blob_id) or account_id not in accounts:
         return problem_response(404, "no such blob")
 
     def find(db: sqlite_utils.Database) -> str | None:
@@ -635,7 +637,12 @@ async def download(request: Request) -> Response:
             return None
         return _upload_type(db, account_id, blob_id, principal.name)
 
-    stored_type = await host.store.read(find)
+    # A sharee downloads only what the records shared with them reference (sharing.py).
+    token = sharing.CURRENT_SHARE.set((host, accounts, principal))
+    try:
+        stored_type = await host.store.read(find)
+    finally:
+        sharing.CURRENT_SHARE.reset(token)
     path = blob_path(host, blob_id)
     try:
         size = (await trio.Path(path).stat()).st_size if stored_type is not None else -1

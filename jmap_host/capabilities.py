@@ -30,6 +30,11 @@ class Account:
     owner: Principal
     is_personal: bool
     is_read_only: bool = False
+    # Another principal's account that they share parts of with the user (RFC 9670):
+    # every method shows only what the shares allow (jmap_host.sharing).  ``listed``:
+    # whether the Session lists it (the user subscribes to something in it, §1.4).
+    shared: bool = False
+    listed: bool = True
 
 
 @dataclass
@@ -99,4 +104,13 @@ class Capability:
     primary: bool = True
     # Data types whose standard methods (RFC 8620 §5) the host provides; see DataType.
     datatypes: list[DataType] = field(default_factory=list)
+    # principal(host, principal) -> this capability's entry in the Principal's
+    # ``capabilities`` (RFC 9670 §2; the calendars capability puts its accountId there), or
+    # None.
+    principal: Callable[[Host, Principal], dict[str, Any] | None] | None = None
+    # Whether the capability is offered in accounts shared with the user (RFC 9670):
+    # None decides by its data types (listed when one is shareable, DataType.sharing or
+    # shared_through); the host's blob management says True (its methods follow the
+    # sharee's access to blobs).
+    in_shared_accounts: bool | None = None
     plugin: str = field(default="", compare=False)

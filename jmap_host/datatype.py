@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from .capabilities import Account
     from .directory import Principal
+    from .sharing import SharedThrough, Sharing
 
 STANDARD_METHODS = ("get", "changes", "set", "copy", "query", "queryChanges")
 
@@ -214,8 +215,21 @@ class DataType:
     # BlobId properties (their references, as the standard /set records them), else the
     # type is not looked up.
     blob_lookup: Callable[[Any, str, list[str]], dict[str, list[str]]] | None = None
+    # Sharing (RFC 9670 §4, jmap_host.sharing): a container type's rights (the host adds
+    # its shareWith and myRights properties), or how a member type is shared through its
+    # containers.  Neither: the type is not served in shared accounts.
+    sharing: Sharing | None = None
+    shared_through: SharedThrough | None = None
 
     def __post_init__(self) -> None:
+        if self.sharing is not None:
+            have = {p.name for p in self.properties}
+            if "shareWith" not in have:
+                self.properties = [
+                    *self.properties, Property("shareWith", "Object|null", default=None)
+                ]
+            if "myRights" not in have:
+                self.properties = [*self.properties, Property("myRights", "Object", computed=True)]
         names = [p.name for p in self.properties]
         if "id" in names:
             raise ValueError(f"{self.name}: 'id' is declared by the host, not the type")

@@ -19,6 +19,7 @@ import trio
 from .capabilities import Call, RequestContext
 from .errors import MethodError, RequestError
 from .jsonparse import NotIJSON, loads
+from .sharing import CURRENT_SHARE
 from .store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -91,7 +92,9 @@ async def execute(
     from .session import account_capabilities, accounts_for, build_session
 
     accounts = await accounts_for(host, principal)
-    per_account = {a: account_capabilities(host, acc) for a, acc in accounts.items()}
+    per_account = {
+        a: account_capabilities(host, acc, principal.account_id) for a, acc in accounts.items()
+    }
     session = await build_session(host, principal, base_url, accounts, per_account)
     ctx = RequestContext(
         host=host,
@@ -147,7 +150,12 @@ async def _run_call(
             if method.writes and account.is_read_only:
                 raise MethodError("accountReadOnly")
             call.account = account
-        result = await method.handler(call)
+        # For what runs far from the call (blob visibility): see jmap_host.sharing.
+        token = CURRENT_SHARE.set((host, ctx.accounts, ctx.principal))
+        try:
+            result = await method.handler(call)
+        finally:
+            CURRENT_SHARE.reset(token)
     except MethodError as exc:
         return [["error", exc.to_json(), call_id]]
     except StoreUnavailable:

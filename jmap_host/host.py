@@ -36,6 +36,7 @@ from .plugins import (
 )
 from .push import PushHub
 from .routes import Protocol, Route
+from .sharing import ShareIndex
 from .standard import standard_methods
 from .store import Store, datatype_migrations
 
@@ -116,6 +117,8 @@ class Host:
         self.upload_concurrency = ConcurrencyLimit(self.limits.max_concurrent_upload)
         self.authenticator = Authenticator(self)
         self.push = PushHub()
+        # Who shares what with whom (RFC 9670), cached between share changes.
+        self.shares = ShareIndex()
         server = config.data["server"]
         self.trusted_proxies = (
             server["proxy"]["trusted-networks"] if server["http"]["use-x-forwarded"] else []

@@ -6,8 +6,10 @@ import sqlite_utils
 
 from .blobs import create_blob_access, create_blob_table
 from .objectstore import create_changelog
+from .principals import create_overlay_table
 from .pushsubscription import create_push_tables
 from .quota import create_usage_table
+from .sharing import create_share_tables
 from .tokens import create_app_passwords
 
 ACCOUNT_TABLE = "host_account"
@@ -26,3 +28,5 @@ host_migrations(name="blob_access")(create_blob_access)
 host_migrations(name="changelog")(create_changelog)
 host_migrations(name="push_subscriptions")(create_push_tables)
 host_migrations(name="quota_usage")(create_usage_table)
+host_migrations(name="principals")(create_overlay_table)
+host_migrations(name="sharing")(create_share_tables)

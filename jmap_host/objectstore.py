@@ -557,6 +557,18 @@ def record_change(
     return modseq
 
 
+def bump_modseq(db: sqlite_utils.Database, account: str, type_name: str) -> int:
+    """Take the next modseq of ``type_name`` without a record change: its state moves (push
+    tells clients) though no record did, as when a share changes what a sharee sees."""
+    return int(
+        db.execute(
+            f"INSERT INTO {MODSEQ_TABLE} (account, type, modseq, low) VALUES (?, ?, 1, 0) "
+            "ON CONFLICT (account, type) DO UPDATE SET modseq = modseq + 1 RETURNING modseq",
+            [account, type_name],
+        ).fetchone()[0]
+    )
+
+
 def record_changes(
     db: sqlite_utils.Database, account: str, type_name: str, changes: list[tuple[str, str]]
 ) -> int:

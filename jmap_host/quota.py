@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from . import memquery
 from .capabilities import Call, Capability, Method
 from .config_schema import Fraction, Key, Size, Table
 from .datatype import SetError
 from .errors import MethodError
-from .standard import check_sort
 
 if TYPE_CHECKING:
     from .directory import Principal
@@ -50,6 +50,8 @@ QUOTA = "urn:ietf:params:jmap:quota"
 USAGE_TABLE = "host_quota_usage"
 STATE_TYPE = "Quota"  # its modseq in host_modseq moves with every change of usage
 RESOURCES = ("octets", "count")
+QUOTA_PROPERTIES = ("id", "resourceType", "used", "hardLimit", "warnLimit", "softLimit",
+                    "scope", "name", "description", "types")  # fmt: skip
 
 
 def create_usage_table(db: sqlite_utils.Database) -> None:
@@ -256,49 +258,15 @@ async def _quotas(call: Call) -> tuple[str, list[dict[str, Any]]]:
 
 async def quota_get(call: Call) -> dict[str, Any]:
     """§4.2: a standard /get; ids null fetches every Quota of the account."""
-    from .engine import check_get_size
-
     state, quotas = await _quotas(call)
-    ids = call.args.get("ids")
-    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
-        raise MethodError("invalidArguments", "ids must be an array of ids or null")
-    check_get_size(call, ids)
-    properties = call.args.get("properties")
-    if properties is not None:
-        known = {"id", "resourceType", "used", "hardLimit", "warnLimit", "softLimit", "scope",
-                 "name", "description", "types"}  # fmt: skip
-        if not isinstance(properties, list) or not all(isinstance(p, str) for p in properties):
-            raise MethodError("invalidArguments", "properties must be an array of strings")
-        unknown = [p for p in properties if p not in known]
-        if unknown:
-            raise MethodError("invalidArguments", f"unknown properties: {', '.join(unknown)}")
-    by_id = {q["id"]: q for q in quotas}
-    wanted = list(by_id) if ids is None else list(dict.fromkeys(ids))
-    found = [by_id[i] for i in wanted if i in by_id]
-    if properties is not None:
-        keep = {"id", *properties}
-        found = [{k: v for k, v in q.items() if k in keep} for q in found]
-    assert call.account is not None
-    return {
-        "accountId": call.account.id,
-        "state": state,
-        "list": found,
-        "notFound": [i for i in wanted if i not in by_id],
-    }
+    return memquery.get_answer(call, state, quotas, QUOTA_PROPERTIES)
 
 
 async def quota_changes(call: Call) -> dict[str, Any]:
     """§4.3: since a state of the same limits, every Quota's ``used`` may have changed
     (``updatedProperties: ["used"]``); across a change of the limits themselves the server
     cannot tell what changed: cannotCalculateChanges."""
-    since = call.args.get("sinceState")
-    if not isinstance(since, str):
-        raise MethodError("invalidArguments", "sinceState must be a string")
-    max_changes = call.args.get("maxChanges")
-    if max_changes is not None and (
-        isinstance(max_changes, bool) or not isinstance(max_changes, int) or max_changes < 1
-    ):
-        raise MethodError("invalidArguments", "maxChanges must be a positive integer")
+    since, max_changes = memquery.changes_arguments(call)
     state, quotas = await _quotas(call)
     if since.partition("-")[2] != state.partition("-")[2] or not since.partition("-")[0].isdigit():
         raise MethodError("cannotCalculateChanges", "the quota limits changed; refetch")
@@ -318,64 +286,23 @@ async def quota_changes(call: Call) -> dict[str, Any]:
     }
 
 
-def _matches(quota: dict[str, Any], node: Any) -> bool:
-    if node is None:
-        return True
-    if not isinstance(node, dict):
-        raise MethodError("invalidArguments", "a filter must be an object")
-    if "operator" in node:
-        conditions = node.get("conditions")
-        if node["operator"] not in ("AND", "OR", "NOT") or not isinstance(conditions, list):
-            raise MethodError("invalidArguments", "FilterOperator needs operator and conditions")
-        results = [_matches(quota, c) for c in conditions]
-        if node["operator"] == "AND":
-            return all(results)
-        if node["operator"] == "OR":
-            return any(results)
-        return not any(results)
-    for name, value in node.items():
-        if name not in ("name", "scope", "resourceType", "type"):
-            raise MethodError("unsupportedFilter", f"unknown filter condition {name!r}")
-        if not isinstance(value, str):
-            raise MethodError("invalidArguments", f"filter {name} must be a String")
-        if name == "name" and value.casefold() not in quota["name"].casefold():
-            return False
-        if name in ("scope", "resourceType") and quota[name] != value:
-            return False
-        if name == "type" and value not in quota["types"]:
-            return False
-    return True
+def _test(quota: dict[str, Any], name: str, value: Any) -> bool:
+    if not isinstance(value, str):
+        raise MethodError("invalidArguments", f"filter {name} must be a String")
+    if name == "name":
+        return value.casefold() in quota.get("name", "").casefold()
+    if name == "type":
+        return value in quota.get("types", ())
+    return quota.get(name) == value  # scope, resourceType
 
 
 async def quota_query(call: Call) -> dict[str, Any]:
     """§4.4: filters name (contains), scope, resourceType and type; sorts name and used."""
     state, quotas = await _quotas(call)
-    found = [q for q in quotas if _matches(q, call.args.get("filter"))]
-    for comparator in reversed(check_sort(call.args.get("sort"))):
-        prop = comparator["property"]
-        if prop not in ("name", "used"):
-            raise MethodError("unsupportedSort", f"cannot sort on {prop!r}")
-        found.sort(key=lambda q, p=prop: q[p], reverse=not comparator.get("isAscending", True))
-    position = call.args.get("position", 0)
-    limit = call.args.get("limit")
-    if isinstance(position, bool) or not isinstance(position, int):
-        raise MethodError("invalidArguments", "position must be an Int")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise MethodError("invalidArguments", "limit must be an UnsignedInt")
-    ids = [q["id"] for q in found]
-    start = max(0, len(ids) + position) if position < 0 else position
-    page = ids[start:] if limit is None else ids[start : start + limit]
-    assert call.account is not None
-    out: dict[str, Any] = {
-        "accountId": call.account.id,
-        "queryState": state,
-        "canCalculateChanges": False,
-        "position": min(start, len(ids)),
-        "ids": page,
-    }
-    if call.args.get("calculateTotal"):
-        out["total"] = len(ids)
-    return out
+    return memquery.query_answer(
+        call, state, quotas, _test, ("name", "scope", "resourceType", "type"),
+        {"name": lambda q: q["name"], "used": lambda q: q["used"]},
+    )  # fmt: skip
 
 
 async def quota_query_changes(call: Call) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import orjson
 
 from .capabilities import CORE, Account
 from .directory import Principal
+from .principals import PRINCIPALS, PRINCIPALS_OWNER, owner_entry
+from .sharing import shared_accounts
 
 if TYPE_CHECKING:
     from .host import Host
@@ -23,7 +25,8 @@ EVENTSOURCE_TOKEN_PATH = "/jmap/eventsource/token"
 
 
 async def accounts_for(host: Host, principal: Principal) -> dict[str, Account]:
-    """The user's own account, then the group accounts it is a member of (§1.6.2)."""
+    """The user's own account, then the group accounts it is a member of (§1.6.2), then
+    the accounts others share parts of with the user (RFC 9670, jmap_host.sharing)."""
     accounts = {
         principal.account_id: Account(
             id=principal.account_id,
@@ -42,21 +45,39 @@ async def accounts_for(host: Host, principal: Principal) -> dict[str, Account]:
             owner=group,
             is_personal=False,
         )
+    for account in await shared_accounts(host, principal):
+        accounts.setdefault(account.id, account)
     return accounts
 
 
-def account_capabilities(host: Host, account: Account) -> dict[str, Any]:
+def account_capabilities(
+    host: Host, account: Account, viewer_account: str | None = None
+) -> dict[str, Any]:
     """``accountCapabilities`` for one account: a capability appears only where its
-    methods can be used with the account (§2)."""
+    methods can be used with the account (§2); in a shared account, only core and the
+    capabilities with shareable types.  With ``viewer_account`` (the personal account of
+    the user asking, which holds their Principal objects) and the principals capability,
+    ``principals:owner`` names the account's owner (RFC 9670 §1.5.2)."""
     out: dict[str, Any] = {}
     for urn, cap in host.capabilities.items():
+        if account.shared and urn != CORE and not shared_capability(cap):
+            continue
         if cap.account is not None:
             value = cap.account(host, account)
             if value is not None:
                 out[urn] = value
         elif any(m.takes_account for m in cap.methods):
             out[urn] = {}
+    if viewer_account is not None and PRINCIPALS in host.capabilities:
+        out[PRINCIPALS_OWNER] = owner_entry(account, viewer_account)
     return out
+
+
+def shared_capability(cap: Any) -> bool:
+    """Is ``cap`` offered in accounts shared with the user (Capability.in_shared_accounts)?"""
+    if cap.in_shared_accounts is not None:
+        return bool(cap.in_shared_accounts)
+    return any(dt.sharing is not None or dt.shared_through is not None for dt in cap.datatypes)
 
 
 async def build_session(
@@ -71,7 +92,9 @@ async def build_session(
     if accounts is None:
         accounts = await accounts_for(host, principal)
     if per_account is None:
-        per_account = {a: account_capabilities(host, acc) for a, acc in accounts.items()}
+        per_account = {
+            a: account_capabilities(host, acc, principal.account_id) for a, acc in accounts.items()
+        }
     own = principal.account_id
     primary: dict[str, str] = {}
     for urn, cap in host.capabilities.items():
@@ -94,6 +117,7 @@ async def build_session(
                 "accountCapabilities": per_account[acc_id],
             }
             for acc_id, acc in accounts.items()
+            if acc.listed
         },
         "primaryAccounts": primary,
         "username": principal.name,

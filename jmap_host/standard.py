@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from . import dates
+from . import dates, sharing
 from . import objectstore as os_
 from .capabilities import Account, Call, Method
 from .datatype import COMPOUND, DataType, FilterCondition, Property, SetContext, SetError
@@ -171,6 +171,7 @@ def check_read(dt: DataType, call: Call) -> None:
     assert call.account is not None
     if dt.access is not None and not dt.access(call.account, call.request.principal, "read"):
         raise MethodError("forbidden", f"you may not read {dt.name} in this account")
+    sharing.check_shareable(dt, call)
 
 
 # -- /get ----------------------------------------------------------------------------------
@@ -199,13 +200,25 @@ async def type_get(dt: DataType, call: Call) -> dict[str, Any]:
 
     def read(db: sqlite_utils.Database) -> tuple[int, list[dict[str, Any]]]:
         modseq, _ = os_.current_modseq(db, account, dt.name)
+        access = sharing.access_for(db, call)
         if ids is None:
             if not dt.get_all:
                 raise MethodError("invalidArguments", f"{dt.name}/get needs ids")
-            if os_.count_records(db, dt, account) > limit:
+            if access is None and os_.count_records(db, dt, account) > limit:
                 raise MethodError("requestTooLarge", f"more than {limit} records; ask by ids")
-            return modseq, os_.read_records(db, dt, account, None, properties)
-        return modseq, os_.read_records(db, dt, account, [i for i in ids if is_id(i)], properties)
+            wanted = None
+            if access is not None:
+                wanted = os_.query_ids(db, dt, account, sharing.visible_where(dt, access), "rowid")
+                if len(wanted) > limit:
+                    raise MethodError("requestTooLarge", f"more than {limit} records; ask by ids")
+        else:
+            wanted = [i for i in ids if is_id(i)]
+            if access is not None:
+                seen = sharing.visible_ids(db, dt, access, account, wanted)
+                wanted = [i for i in wanted if i in seen]
+        records = os_.read_records(db, dt, account, wanted, properties)
+        sharing.present(db, dt, access, records)
+        return modseq, records
 
     modseq, records = await call.host.store.read(read)
     found = {r["id"] for r in records}
@@ -253,6 +266,22 @@ def _coalesce(first: dict[str, str], last: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def shared_changes(
+    db: sqlite_utils.Database, dt: DataType, access: Any, account: str, changes: dict[str, str]
+) -> dict[str, str]:
+    """A sharee's view of /changes: a record they cannot see now was destroyed for them
+    (it may have left the containers shared with them), or, if it was created since,
+    never happened."""
+    seen = sharing.visible_ids(db, dt, access, account, list(changes))
+    out = {}
+    for record_id, kind in changes.items():
+        if record_id in seen or kind in ("destroyed", "gone"):
+            out[record_id] = kind
+        elif kind == "updated":
+            out[record_id] = "destroyed"
+    return out
+
+
 def check_since(db: sqlite_utils.Database, account: str, dt: DataType, since: int | None) -> int:
     modseq, low = os_.current_modseq(db, account, dt.name)
     if since is None or since > modseq or since < low:
@@ -275,7 +304,15 @@ async def type_changes(dt: DataType, call: Call) -> dict[str, Any]:
     def read(db: sqlite_utils.Database) -> tuple[dict[str, str], int, bool]:
         check_since(db, account, dt, since)
         assert since is not None
-        return collect_changes(db, account, dt, since, limit)
+        access = sharing.access_for(db, call)
+        if access is not None and since < sharing.epoch(db, access, dt.name):
+            raise MethodError(
+                "cannotCalculateChanges", "what is shared with you changed since; refetch"
+            )
+        changes, new_modseq, more = collect_changes(db, account, dt, since, limit)
+        if access is not None:
+            changes = shared_changes(db, dt, access, account, changes)
+        return changes, new_modseq, more
 
     changes, new_modseq, more = await call.host.store.read(read)
     return {
@@ -312,6 +349,16 @@ class SetRun:
         # (record id, kind) of this run's changes, written to the change log by finish()
         # in one statement; an operation that fails takes its own entries back.
         self._changes: list[tuple[str, str]] = []
+        # Sharing (jmap_host.sharing): what the caller may do in a shared account (None:
+        # everything), the Principals shareWith may name (resolved before the
+        # transaction), and whom the shares this run writes concern.
+        self.access = (
+            sharing.load_access(db, call.host, account, call.request.principal)
+            if account.shared
+            else None
+        )
+        self.principals: dict[str, Any] = {}
+        self.share_writes = sharing.ShareWrites()
 
     def finish(self) -> None:
         """Record this run's changes (the type's new state); call once, at the end."""
@@ -322,7 +369,7 @@ class SetRun:
         """What updates with these patches read of their records: the type's
         ``update_reads``, the properties the patches touch and the BlobId properties
         (None: the whole record)."""
-        if self.dt.update_reads is None:
+        if self.dt.update_reads is None or self.access is not None:
             return None
         wanted = dict.fromkeys(self.dt.update_reads)
         wanted.update((p.name, None) for p in self.dt.properties if p.base_type == "BlobId")
@@ -458,23 +505,75 @@ class SetRun:
             else:
                 record[prop.name] = copy.deepcopy(prop.default)
         normalized = self.check_values(record, [p.name for p in dt.properties if p.name in base])
+        if dt.sharing is not None:
+            sharing.check_container_write(dt, self.access, "create", None, record)
+            self._share_with(record, normalized)
+            if self.access is not None:
+                sharing.inherit_share(self.db, dt, self.access, record)
+        if dt.shared_through is not None:
+            sharing.check_member_write(dt, self.access, "create", None, record)
         if dt.on_create is not None:
             dt.on_create(self.ctx, record)
         self._own_write(lambda: os_.insert_record(self.db, dt, self.account.id, record))
         self._changes.append((record["id"], "created"))
         self.sync_blob_refs(record)
+        if dt.sharing is not None:
+            sharing.record_share(self.db, self.ctx, dt, None, record, self.share_writes)
         computed = [p.name for p in dt.properties if p.computed]
         if computed and dt.compute is not None:
             dt.compute(self.db, self.account.id, [record], computed)
+        if dt.sharing is not None or dt.shared_through is not None:
+            sharing.present(self.db, dt, self.access, [record])
         return {k: v for k, v in record.items() if k not in given or k in normalized}
+
+    def _share_with(
+        self, record: dict[str, Any], normalized: list[str], before: Any = None
+    ) -> None:
+        """shareWith checked and stored in its normal form (every right listed)."""
+        value = sharing.normalise_share_with(
+            self.dt, record.get("shareWith"), self.account.owner.account_id, self.principals,
+            before,
+        )
+        if value != record.get("shareWith"):
+            normalized.append("shareWith")
+        record["shareWith"] = value
+
+    def _visible(self, record_id: str) -> None:
+        """In a shared account, what the caller cannot see does not exist (notFound)."""
+        if self.access is not None and not sharing.visible_ids(
+            self.db, self.dt, self.access, self.account.id, [record_id]
+        ):
+            raise SetError("notFound")
 
     def update(self, record_id: str, patch: Any) -> dict[str, Any] | None:
         dt = self.dt
         if not isinstance(patch, dict):
             raise SetError("invalidPatch", "a PatchObject must be a JSON object")
+        self._visible(record_id)
         current = self.load(record_id, patch)
         self.allowed("update")
+        if dt.sharing is not None and self.access is not None:
+            # A sharee's per-user values (isSubscribed) are theirs, not the record's.
+            mine = {k: v for k, v in patch.items() if k in dt.sharing.per_user}
+            if mine:
+                for name, value in mine.items():
+                    if not isinstance(value, bool):
+                        raise SetError("invalidProperties", f"{name} must be a Boolean",
+                                       properties=[name])  # fmt: skip
+                sharing.set_per_user(self.db, dt, self.access, record_id, mine)
+                self.share_writes.subscriptions = True
+                patch = {k: v for k, v in patch.items() if k not in mine}
+            if "shareWith" in current and self.access is not None:
+                # The sharee sees shareWith only with the right to change it.
+                shown = dict(current)
+                sharing.present(self.db, dt, self.access, [shown])
+                if shown["shareWith"] is None and any(
+                    k == "shareWith" or k.startswith("shareWith/") for k in patch
+                ):
+                    raise SetError("forbidden", f"you may not change who shares this {dt.name}")
         record, touched = apply_patch(dt, current, patch)
+        if dt.shared_through is not None:
+            sharing.merge_hidden(dt, self.access, current, record)
         errors = [
             name
             for name in touched
@@ -492,6 +591,12 @@ class SetRun:
                 properties=errors,
             )
         normalized = self.check_values(record, [n for n in touched if n != "id"])
+        if dt.sharing is not None:
+            if "shareWith" in touched:
+                self._share_with(record, normalized, current.get("shareWith"))
+            sharing.check_container_write(dt, self.access, "update", current, record)
+        if dt.shared_through is not None:
+            sharing.check_member_write(dt, self.access, "update", current, record)
         # What the hook itself changes is reported back; without a hook nothing is.  Hooks
         # assign the properties they change (plugin guide), so a shallow copy tells.
         before_hook = dict(record) if dt.on_update is not None else record
@@ -509,15 +614,22 @@ class SetRun:
         self._changes.append((record_id, "updated"))
         if any(p.base_type == "BlobId" for p in differ):
             self.sync_blob_refs(record)
+        if dt.sharing is not None:
+            sharing.record_share(self.db, self.ctx, dt, current, record, self.share_writes)
         changed = {k: v for k, v in record.items() if v is not (b := before_hook.get(k)) and b != v}
         changed.update((n, record[n]) for n in normalized if n not in changed)
         return changed or None
 
     def destroy(self, record_id: str) -> None:
+        self._visible(record_id)
         current = self.load(record_id)
         if self.dt.singleton:
             raise SetError("singleton", f"{self.dt.name} is a singleton: it cannot be destroyed")
         self.allowed("destroy")
+        if self.dt.sharing is not None:
+            sharing.check_container_write(self.dt, self.access, "destroy", current, None)
+        if self.dt.shared_through is not None:
+            sharing.check_member_write(self.dt, self.access, "destroy", current, None)
         if self.dt.on_destroy is not None:
             self.dt.on_destroy(self.ctx, current)
         self._own_write(lambda: os_.delete_record(self.db, self.dt, self.account.id, record_id))
@@ -527,6 +639,8 @@ class SetRun:
         remove = getattr(blobs, "remove_blob_references", None)
         if remove is not None:
             remove(self.db, self.account.id, f"{self.dt.name}:{record_id}")
+        if self.dt.sharing is not None:
+            sharing.record_share(self.db, self.ctx, self.dt, current, None, self.share_writes)
 
     def load(self, record_id: str, patch: Any = None) -> dict[str, Any]:
         """The stored record; for an update (with its ``patch``) only what the update
@@ -656,16 +770,40 @@ async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
     account = call.account
     if_in_state = arg(call, "ifInState", "String|null")
     create, update, destroy = set_arguments(call)
+    sharing.check_shareable(dt, call)
+    principals = {}
+    if dt.sharing is not None:
+        ids = sharing.share_with_ids(create, update)
+        principals = await sharing.resolve_principals(call.host, ids)
     result = await write_set(
         call.host.store,
         lambda db, careful: run_set(
-            dt, call, account, db, if_in_state, create, update, destroy, careful
+            dt, call, account, db, if_in_state, create, update, destroy, careful, principals
         ),
     )
     call.request.created_ids.update(result.pop("_created_ids"))
-    if result["newState"] != result["oldState"]:
-        call.host.push.publish(account.id, {dt.name: result["newState"]})
+    writes = result.pop("_share_writes")
+    await publish_set(call, dt, account.id, result, writes)
     return result
+
+
+async def publish_set(
+    call: Call, dt: DataType, account: str, result: dict[str, Any], writes: Any
+) -> None:
+    """Push the new state of a /set; when it changed shares, the states of the member
+    types too (what the sharees see of them changed) and the grantees' notifications."""
+    if writes.subscriptions:
+        call.host.shares.changed()  # the Session lists accounts by subscription
+    if writes.grantees:
+        states = await call.host.store.read(lambda db: dict(os_.type_states(db, account)))
+        types = [dt.name] + [
+            name for name, (other, _) in call.host.datatypes.items()
+            if other.shared_through is not None and other.shared_through.container == dt.name
+        ]  # fmt: skip
+        call.host.push.publish(account, {t: str(states[t]) for t in types if t in states})
+        await sharing.tell_grantees(call.host, writes)
+    elif result["newState"] != result["oldState"]:
+        call.host.push.publish(account, {dt.name: result["newState"]})
 
 
 def run_set(
@@ -678,6 +816,7 @@ def run_set(
     update: dict[str, Any] | None,
     destroy: list[str] | None,
     careful: bool = True,
+    principals: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The /set in ``db``'s write transaction.  ``careful``: each update in a savepoint
     of its own; otherwise none, and RetryCarefully when one wrote and then failed
@@ -686,6 +825,7 @@ def run_set(
     if if_in_state is not None and if_in_state != str(old):
         raise MethodError("stateMismatch")
     run = SetRun(dt, call, account, db)
+    run.principals = principals or {}
     created: dict[str, Any] = {}
     not_created: dict[str, Any] = {}
     for creation_id, obj in (create or {}).items():
@@ -735,6 +875,7 @@ def run_set(
     new_ids = {k: v for k, v in run.created_ids.items() if k in created}
     return {
         "_created_ids": new_ids,
+        "_share_writes": run.share_writes,
         "accountId": account.id,
         "oldState": str(old),
         "newState": str(new),
@@ -793,6 +934,10 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
         new_ids.clear()
         for creation_id, obj in create.items():
             found = os_.read_records(db, dt, source.id, [obj["id"]])
+            if found and source.shared:
+                seen = sharing.load_access(db, call.host, source, call.request.principal)
+                if not sharing.visible_ids(db, dt, seen, source.id, [obj["id"]]):
+                    found = []  # what the sharee cannot see does not exist
             if not found:
                 not_created[creation_id] = {"type": "notFound"}
                 continue
@@ -986,7 +1131,11 @@ async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
     page_size = dt.query_limit if clamped else limit
 
     def read(db: sqlite_utils.Database) -> dict[str, Any]:
+        nonlocal where
         modseq, _ = os_.current_modseq(db, account, dt.name)
+        access = sharing.access_for(db, call)
+        if access is not None:
+            where = and_where(where, sharing.visible_where(dt, access))
         total = None
         if anchor is not None:
             ids = os_.query_ids(db, dt, account, where, order)
@@ -1002,7 +1151,7 @@ async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
         out: dict[str, Any] = {
             "accountId": account,
             "queryState": str(modseq),
-            "canCalculateChanges": True,
+            "canCalculateChanges": access is None,
             "position": start,
             "ids": page,
         }
@@ -1013,6 +1162,11 @@ async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
         return out
 
     return await call.host.store.read(read)
+
+
+def and_where(a: tuple[str, list], b: tuple[str, list]) -> tuple[str, list]:
+    """Two SQL conditions with their parameters, both to hold."""
+    return f"({a[0]}) AND ({b[0]})", [*a[1], *b[1]]
 
 
 def query_changes_result(
@@ -1030,6 +1184,9 @@ def query_changes_result(
     immutable properties only (``mutable`` false), updates cannot move a record."""
     assert call.account is not None
     account = call.account.id
+    if call.account.shared:
+        # (Its /query said canCalculateChanges false: what is visible moves with shares.)
+        raise MethodError("cannotCalculateChanges", "run the query again in a shared account")
     since_text = call.args.get("sinceQueryState")
     max_changes = arg(call, "maxChanges", "UnsignedInt|null")
     up_to_id = arg(call, "upToId", "Id|null")

@@ -17,6 +17,7 @@ from jmap_host import (
     blob_capability,
     blob_copy,
     hookimpl,
+    principals_capability,
     push_capabilities,
     push_config_keys,
     push_subscription_methods,
@@ -65,6 +66,9 @@ def register_capabilities(host: Host) -> list[Capability]:
         # capability's data types (their blob references, their quota declarations).
         blob_capability(host),
         quota_capability(host),
+        # RFC 9670: Principals from the directory, ShareNotifications of the host's
+        # sharing service (jmap_host.sharing), which every capability's types use.
+        principals_capability(host),
     ]
 
 

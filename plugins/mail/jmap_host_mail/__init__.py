@@ -38,7 +38,8 @@ def mail_account_capability(host: Host, account: Account) -> dict[str, Any]:
         "maxSizeAttachmentsPerEmail": host.limits.max_size_upload,
         # Only what Email/query really sorts on (email.compile_email_sort).
         "emailQuerySortOptions": SORT_OPTIONS,
-        "mayCreateTopLevelMailbox": True,
+        # In an account shared with the user, only inside a Mailbox with mayCreateChild.
+        "mayCreateTopLevelMailbox": not account.shared,
     }
 
 

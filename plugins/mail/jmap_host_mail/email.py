@@ -35,6 +35,7 @@ from jmap_host import (
     QuotaLimits,
     SetContext,
     SetError,
+    SharedThrough,
     StagedBlobs,
     add_blob_reference,
     add_blob_references,
@@ -51,6 +52,7 @@ from jmap_host import (
     read_blob,
     remove_blob_references,
     set_arguments,
+    sharing,
     standard,
     write_blob,
 )
@@ -121,6 +123,49 @@ def _in_mailbox_other_than(value: list[str]) -> tuple[str, list[Any]]:
         "(SELECT value FROM json_each(?)))",
         [json.dumps(list(value))],
     )
+
+
+def _in_readable(mailboxes_json: str) -> tuple[str, list[Any]]:
+    """Emails in one of these (JSON list) Mailboxes: what a sharee may read."""
+    return (
+        f"EXISTS (SELECT 1 FROM {store.MEMBERSHIP} m WHERE m.account = [mail_email].account "
+        "AND m.email_id = [mail_email].id AND m.mailbox_id IN (SELECT value FROM json_each(?)))",
+        [mailboxes_json],
+    )
+
+
+def _thread_readable(mailboxes_json: str) -> tuple[str, list[Any]]:
+    """Threads with an Email in one of these Mailboxes."""
+    thread = objectstore.column(EMAIL.by_name["threadId"])
+    return (
+        f"EXISTS (SELECT 1 FROM mail_email e JOIN {store.MEMBERSHIP} m ON m.account = e.account "
+        f"AND m.email_id = e.id WHERE e.account = [mail_thread].account AND e.[{thread}] = "
+        "[mail_thread].id AND m.mailbox_id IN (SELECT value FROM json_each(?)))",
+        [mailboxes_json],
+    )
+
+
+def _thread_emails(db: Any, access: Any, records: list[dict[str, Any]]) -> None:
+    """A sharee sees only the Emails of a Thread they may read."""
+    ids = [i for r in records for i in r.get("emailIds") or []]
+    seen = sharing.visible_ids(db, EMAIL, access, access.account, ids)
+    for record in records:
+        if "emailIds" in record:
+            record["emailIds"] = [i for i in record["emailIds"] if i in seen]
+
+
+def _keyword_rights(rights: list[dict[str, bool]], old: dict, new: dict) -> None:
+    """RFC 8621 §2: $seen needs maySetSeen, other keywords maySetKeywords, in every
+    Mailbox of the Email; nothing else of an Email changes."""
+    if any(k != "keywords" and old.get(k) != new.get(k) for k in set(old) | set(new)
+           if k != "mailboxIds"):  # fmt: skip
+        raise SetError("forbidden", "you may not change this Email")
+    before, after = old.get("keywords") or {}, new.get("keywords") or {}
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    if "$seen" in changed and not all(r.get("maySetSeen") for r in rights):
+        raise SetError("forbidden", "you may not change $seen here (maySetSeen)")
+    if changed - {"$seen"} and not all(r.get("maySetKeywords") for r in rights):
+        raise SetError("forbidden", "you may not change keywords here (maySetKeywords)")
 
 
 def _not_keyword(value: str) -> tuple[str, list[Any]]:
@@ -237,6 +282,15 @@ EMAIL = DataType(
     # RFC 9425: an Email weighs its size in octets, and counts one (jmap_host.quota).
     quota_octets="size",
     quota_count=True,
+    # Shared through its Mailboxes (RFC 8621 §2 rights, jmap_host.sharing).
+    shared_through=SharedThrough(
+        container="Mailbox",
+        property="mailboxIds",
+        add="mayAddItems",
+        remove="mayRemoveItems",
+        check_update=_keyword_rights,
+        visible_sql=_in_readable,
+    ),
 )
 
 THREAD = DataType(
@@ -245,6 +299,10 @@ THREAD = DataType(
     properties=[Property("emailIds", "Id[]", server_set=True, default=[])],
     methods=("get", "changes"),
     get_all=False,
+    # A sharee sees the Threads of the Emails they may read, and only those Emails.
+    shared_through=SharedThrough(
+        container="Mailbox", visible_sql=_thread_readable, restrict=_thread_emails
+    ),
 )
 
 
@@ -597,7 +655,12 @@ async def email_get(call: Call) -> dict[str, Any]:
     def read(db: Any) -> tuple[int, list[dict[str, Any]], dict[str, dict[str, str]]]:
         modseq, _ = objectstore.current_modseq(db, account, EMAIL.name)
         valid = [i for i in ids if standard.is_id(i)]
+        access = sharing.access_for(db, call)
+        if access is not None:
+            seen = sharing.visible_ids(db, EMAIL, access, account, valid)
+            valid = [i for i in valid if i in seen]
         records = objectstore.read_records(db, EMAIL, account, valid, [*stored, "blobId"])
+        sharing.present(db, EMAIL, access, records)
         # The part blob ids are only wanted for properties read from the message itself.
         parts = (
             {r["id"]: store.get_parts(db, account, r["id"]) for r in records}
@@ -742,6 +805,36 @@ def _required_text(node: Any) -> list[str]:
             if query:
                 queries.append(query)
     return queries
+
+
+def sharee_query(db: Any, access: Any, call: Call) -> EmailQuery:
+    """The Email/query of a sharee: over the Emails they may read, with the Mailboxes they
+    cannot see taken for Mailboxes that do not exist (an ``inMailbox`` of one matches
+    nothing, ``inMailboxOtherThan`` does not count them)."""
+    seen = set(access.containers(MAILBOX.name))
+    hidden = [
+        m["id"] for m in objectstore.read_records(db, MAILBOX, access.account, None, [])
+        if m["id"] not in seen
+    ]  # fmt: skip
+
+    def rewrite(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        if isinstance(node.get("conditions"), list):
+            return {**node, "conditions": [rewrite(c) for c in node["conditions"]]}
+        out = dict(node)
+        if isinstance(out.get("inMailbox"), str) and out["inMailbox"] not in seen:
+            out["inMailbox"] = "-"  # (no Mailbox has this id)
+        if isinstance(out.get("inMailboxOtherThan"), list):
+            out["inMailboxOtherThan"] = [*out["inMailboxOtherThan"], *hidden]
+        return out
+
+    query = EmailQuery(
+        rewrite(call.args.get("filter")), call.args.get("sort"), _bool_arg(call, "collapseThreads")
+    )
+    query.where = standard.and_where(query.where, sharing.visible_where(EMAIL, access))
+    query.calculable = False  # what a sharee sees moves with the shares
+    return query
 
 
 class EmailQuery:
@@ -900,7 +993,11 @@ async def email_query(call: Call) -> dict[str, Any]:
     page_size = EMAIL.query_limit if clamped else limit
 
     def read(db: Any) -> dict[str, Any]:
+        nonlocal query
         modseq, _ = objectstore.current_modseq(db, account, EMAIL.name)
+        access = sharing.access_for(db, call)
+        if access is not None:
+            query = sharee_query(db, access, call)
         total = None
         if anchor is not None:
             ids = query.ids(db, account)
@@ -970,6 +1067,7 @@ async def email_set(call: Call) -> dict[str, Any]:
 
     def write(db: Any, careful: bool) -> dict[str, Any]:
         old, _ = objectstore.current_modseq(db, account.id, EMAIL.name)
+        access = sharing.access_for(db, call)
         if if_in_state is not None and if_in_state != str(old):
             raise MethodError("stateMismatch")
         created: dict[str, Any] = {}
@@ -979,7 +1077,9 @@ async def email_set(call: Call) -> dict[str, Any]:
             try:
                 record = atomically(
                     db,
-                    partial(_create_one, db, host, account.id, principal, obj, new_ids, limits),
+                    partial(
+                        _create_one, db, host, account.id, principal, obj, new_ids, limits, access
+                    ),
                 )
             except SetError as exc:
                 not_created[creation_id] = exc.to_json()
@@ -1002,6 +1102,7 @@ async def email_set(call: Call) -> dict[str, Any]:
             careful,
         )
         rest.pop("_created_ids", None)
+        rest.pop("_share_writes", None)  # (Email is no container: it changes no share)
         rest.update(oldState=str(old), created=created or None, notCreated=not_created or None)
         return {"result": rest, "ids": {k: new_ids[k] for k in created}}
 
@@ -1056,6 +1157,7 @@ def _create_one(
     obj: Any,
     created: dict[str, str],
     limits: QuotaLimits,
+    access: Any = None,
 ) -> dict[str, Any]:
     """One Email/set create: validate, compose the message from blobs the user can see,
     ingest it."""
@@ -1063,6 +1165,7 @@ def _create_one(
     if bad:
         raise SetError("invalidProperties", "invalid " + ", ".join(bad), properties=bad)
     mailbox_ids, keywords, received_at = _check_metadata(obj, created)
+    sharing.check_member_write(EMAIL, access, "create", None, {"mailboxIds": mailbox_ids})
 
     def blob_bytes(blob_id: str) -> bytes | None:
         if not standard.is_id(blob_id) or not blob_visible(db, account, blob_id, principal):
@@ -1112,6 +1215,10 @@ async def email_copy(call: Call) -> list[tuple[str, dict[str, Any]]]:
 
     def write(db: Any) -> dict[str, Any]:
         from_modseq, _ = objectstore.current_modseq(db, source.id, EMAIL.name)
+        seen_from = (
+            sharing.load_access(db, host, source, call.request.principal) if source.shared else None
+        )
+        access = sharing.access_for(db, call)
         if if_from is not None and if_from != str(from_modseq):
             raise MethodError("stateMismatch", "ifFromInState does not match")
         old, _ = objectstore.current_modseq(db, target.id, EMAIL.name)
@@ -1125,7 +1232,10 @@ async def email_copy(call: Call) -> list[tuple[str, dict[str, Any]]]:
             try:
                 record, original = atomically(
                     db,
-                    partial(_copy_one, db, host, source.id, target.id, obj, new_ids, limits),
+                    partial(
+                        _copy_one, db, host, source.id, target.id, obj, new_ids, limits,
+                        seen_from, access,
+                    ),
                 )
             except SetError as exc:
                 not_created[creation_id] = exc.to_json()
@@ -1171,6 +1281,8 @@ def _copy_one(
     obj: Any,
     created: dict[str, str],
     limits: QuotaLimits,
+    seen_from: Any = None,
+    access: Any = None,
 ) -> tuple[dict[str, Any], str]:
     if not isinstance(obj, dict) or not standard.is_id(obj.get("id")):
         raise SetError("invalidProperties", "a copy needs the id of the Email", properties=["id"])
@@ -1180,6 +1292,8 @@ def _copy_one(
             "invalidProperties", "only mailboxIds, keywords and receivedAt", properties=other
         )
     found = objectstore.read_records(db, EMAIL, source, [obj["id"]])
+    if found and not sharing.visible_ids(db, EMAIL, seen_from, source, [obj["id"]]):
+        found = []  # what a sharee cannot see does not exist
     if not found:
         raise SetError("notFound", f"no Email {obj['id']} in the from account")
     original = found[0]
@@ -1189,6 +1303,7 @@ def _copy_one(
         "receivedAt": obj.get("receivedAt", original["receivedAt"]),
     }
     mailbox_ids, keywords, received_at = _check_metadata(spec, created)
+    sharing.check_member_write(EMAIL, access, "create", None, {"mailboxIds": mailbox_ids})
     raw = read_blob(host, original["blobId"])
     if raw is None:
         raise SetError("notFound", "the message of this Email is gone")
@@ -1381,6 +1496,7 @@ async def email_import(call: Call) -> dict[str, Any]:
         not_created: dict[str, Any] = {}
         # One read of the Mailboxes for the batch: nothing below creates or destroys one.
         mailboxes = {m["id"] for m in objectstore.read_records(db, MAILBOX, account, None, [])}
+        access = sharing.access_for(db, call)
         accepted: list[tuple[str, PreparedMessage, dict, dict, str | None]] = []
         accepted_octets = 0  # (what the batch adds, for the quota: it is inserted at once)
         # Again under the write lock: visibility may have changed since the read.
@@ -1398,6 +1514,8 @@ async def email_import(call: Call) -> dict[str, Any]:
                 message = prepared[blob_id]
                 if message is None:
                     raise SetError("invalidProperties", "no such blob", properties=["blobId"])
+                sharing.check_member_write(EMAIL, access, "create", None,
+                                           {"mailboxIds": mailbox_ids})  # fmt: skip
                 check_mailboxes_exist(mailbox_ids, mailboxes)
                 check_quota(
                     db, limits, account, octets=accepted_octets + message.size,

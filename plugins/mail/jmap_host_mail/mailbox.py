@@ -15,6 +15,7 @@ from jmap_host import (
     Property,
     SetContext,
     SetError,
+    Sharing,
     objectstore,
     standard,
 )
@@ -140,8 +141,8 @@ def compute(db: Any, account: str, records: list[dict[str, Any]], names: list[st
     for record in records:
         for name in names:
             if name == "myRights":
-                # Owners and members of a group account have every right; per-mailbox
-                # sharing (RFC 9670) will narrow this.
+                # Every right for the owner and a group's members; the host's sharing
+                # service puts a sharee's own rights in place of these (jmap_host.sharing).
                 record[name] = dict(ALL_RIGHTS)
             else:
                 record[name] = counts.get(record["id"], {}).get(name, 0)
@@ -172,6 +173,18 @@ MAILBOX = DataType(
     on_destroy=on_destroy,
     compute=compute,
     default_sort=("sortOrder", "name"),
+    # RFC 8621 §2 myRights, shared through the host (RFC 9670 §4): a sharee sees the
+    # Mailboxes shared with them, reads the Emails of those with mayReadItems, renames and
+    # moves with mayRename, creates children with mayCreateChild, destroys with mayDelete.
+    # Mail defines no right to share further: only the owner changes shareWith.
+    sharing=Sharing(
+        rights=tuple(ALL_RIGHTS),
+        read="mayReadItems",
+        update_right="mayRename",
+        delete_right="mayDelete",
+        parent_property="parentId",
+        create_child_right="mayCreateChild",
+    ),
 )
 
 

@@ -26,7 +26,7 @@ import html
 import re
 from typing import Any
 
-from jmap_host import Call, MethodError, objectstore, read_blob, standard
+from jmap_host import Call, MethodError, objectstore, read_blob, sharing, standard
 
 from . import store
 from .email import EMAIL
@@ -200,6 +200,10 @@ async def search_snippet_get(call: Call) -> dict[str, Any]:
     def read(db: Any) -> tuple[list[dict[str, Any]], set[str]]:
         # Built here, in the read's worker thread: no second thread hop for a few ms of work.
         valid = [i for i in email_ids if standard.is_id(i)]
+        access = sharing.access_for(db, call)
+        if access is not None:
+            seen = sharing.visible_ids(db, EMAIL, access, account, valid)
+            valid = [i for i in valid if i in seen]
         found = objectstore.read_records(db, EMAIL, account, valid, ["blobId", "subject"])
         records = {r["id"]: r for r in found}
         bodies = store.indexed_bodies(db, account, valid) if body is not None else {}

@@ -1,0 +1,866 @@
+"""Sharing (RFC 9670 §4): one service of the host for every capability's shareable types.
+
+A plugin declares two kinds of types:
+
+- a **container** (Mailbox, AddressBook, Calendar) with ``DataType.sharing =
+  Sharing(rights=..., read=...)``: the host adds its ``shareWith`` property (stored with
+  the record, so the standard /set patches it like any other) and fills ``myRights``;
+- a **member** (Email, ContactCard, CalendarEvent; Thread) with ``DataType.shared_through
+  = SharedThrough(container=..., property=...)``: a member is visible to a sharee when one
+  of its containers grants the ``read`` right, and written as the rights of its containers
+  say.
+
+Who sees what.  An account's owner, and the members of a group account, have every right.
+A principal named in a container's ``shareWith`` gets a *shared account*: the owner's
+account, in their Session with ``isPersonal`` false and ``isReadOnly`` true unless some
+container grants them more than reading.  In a shared account every standard method (and
+the plugins' own, through :func:`access_for`, :func:`visible_where`, :func:`present`) shows
+only the containers shared with them and the members those let them read; everything else
+answers exactly as a record that does not exist (``notFound``, absent from /query).  Types
+that are neither containers nor members are not served in shared accounts (``forbidden``),
+and a capability without shareable types is not listed in them.
+
+Groups.  A record shared with a group principal is shared with each of its members: a
+user's rights are those given to them and to the groups they are a member of, together.
+
+Storage.  ``host_share`` mirrors every ``shareWith`` (account, type, record, grantee,
+rights) for the grantee's side; ``host_share_subscription`` holds each user's own
+``isSubscribed`` (a per-user property) where they changed it; ``host_share_epoch``
+remembers when a grantee's view of an account last changed (a /changes from before it
+answers cannotCalculateChanges: records that became visible were not "created").  All are
+written in the /set's transaction.
+
+Notifications.  Every change of a principal's rights on a container writes a
+ShareNotification (RFC 9670 §3) into the grantee's personal account, and push tells them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+
+from .datatype import DataType, FilterCondition, Property, SetError
+
+if TYPE_CHECKING:
+    from .capabilities import Account, Call
+    from .directory import Principal
+    from .host import Host
+
+SHARE_TABLE = "host_share"
+SUBSCRIPTION_TABLE = "host_share_subscription"
+EPOCH_TABLE = "host_share_epoch"
+NOTIFICATION_TYPE = "ShareNotification"
+# The most ShareNotifications kept per user (§3 allows a limit): the oldest go first.
+MAX_NOTIFICATIONS = 1000
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """How a container type is shared (``DataType.sharing``).
+
+    ``rights`` are the keys of its ``myRights`` and of each ``shareWith`` value; ``read`` the
+    right that lets a sharee read the members (Mailbox: ``mayReadItems``).  A container
+    with any right true is visible to the sharee.  ``share_right`` lets a sharee change
+    ``shareWith`` (giving only rights they hold themselves); None: only the owner may.
+    ``update_right`` lets a sharee change the container's other properties (Mailbox:
+    ``mayRename``), ``delete_right`` destroy it (``mayDelete``); ``parent_property`` and
+    ``create_child_right`` let a sharee create a container inside one where they hold that
+    right (Mailbox: ``parentId``, ``mayCreateChild``), the new one shared with them as its
+    parent is.  ``per_user`` properties are the sharee's own (``isSubscribed``).
+    ``name_property`` names the record in ShareNotifications.
+    """
+
+    rights: tuple[str, ...]
+    read: str
+    share_right: str | None = None
+    update_right: str | None = None
+    delete_right: str | None = None
+    parent_property: str | None = None
+    create_child_right: str | None = None
+    per_user: tuple[str, ...] = ("isSubscribed",)
+    name_property: str = "name"
+
+    def __post_init__(self) -> None:
+        for right in (self.read, self.share_right, self.update_right, self.delete_right,
+                      self.create_child_right):  # fmt: skip
+            if right is not None and right not in self.rights:
+                raise ValueError(f"sharing: {right!r} is not one of the rights")
+
+    def full(self) -> dict[str, bool]:
+        return dict.fromkeys(self.rights, True)
+
+
+@dataclass(frozen=True)
+class SharedThrough:
+    """How a member type is shared (``DataType.shared_through``): through the containers
+    its ``property`` (an ``Id[Boolean]`` map) names.
+
+    ``add`` is the container right needed to put a member in it (create, copy, import, or
+    add the container to ``property``), ``remove`` to take it out (and, in every container,
+    to destroy it); ``update`` the right needed in every container to change the member's
+    other properties (None: ``check_update`` decides, e.g. mail's keyword rights).
+    ``check_update(rights_of_its_containers, old, new)`` may raise SetError.
+
+    A type whose visibility is not a property (mail's Thread: visible through its Emails)
+    gives ``visible_sql(readable_ids_json) -> (SQL condition, params)`` and
+    ``restrict(db, access, records)`` to hide what the sharee may not see inside visible
+    records; such a type is read-only in shared accounts.
+    """
+
+    container: str
+    property: str | None = None
+    add: str | None = None
+    remove: str | None = None
+    update: str | None = None
+    check_update: Callable[[list[dict[str, bool]], dict, dict], None] | None = None
+    visible_sql: Callable[[str], tuple[str, list[Any]]] | None = None
+    restrict: Callable[[Any, Access, list[dict[str, Any]]], None] | None = None
+
+
+@dataclass
+class Access:
+    """What one principal may do in a shared account: their rights per container."""
+
+    host: Host
+    account: str
+    grantee: str  # the principal's id (their account id)
+    principal_name: str
+    grantees: tuple[str, ...] = ()  # theirs and their groups' ids: whose shares count
+    rights: dict[str, dict[str, dict[str, bool]]] = field(default_factory=dict)
+    subscribed: dict[str, dict[str, bool]] = field(default_factory=dict)
+
+    def containers(self, type_name: str) -> dict[str, dict[str, bool]]:
+        """{container id: rights} of the visible containers of ``type_name``."""
+        return self.rights.get(type_name, {})
+
+    def readable(self, container: DataType) -> list[str]:
+        assert container.sharing is not None
+        read = container.sharing.read
+        return [i for i, r in self.containers(container.name).items() if r.get(read)]
+
+    def right(self, type_name: str, record_id: str, name: str | None) -> bool:
+        if name is None:
+            return False
+        return bool(self.containers(type_name).get(record_id, {}).get(name))
+
+
+# The accounts and principal of the method call (or download) being served, for code far
+# from the call (blob visibility): set by the engine and the download route.  trio.to_thread
+# copies the context, so the store's worker threads see it too.
+CURRENT_SHARE: contextvars.ContextVar[tuple[Host, dict[str, Account], Principal] | None] = (
+    contextvars.ContextVar("jmap_host_share", default=None)
+)
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+def create_share_tables(db: sqlite_utils.Database) -> None:
+    """Host migration "sharing"."""
+    db[SHARE_TABLE].create(
+        {"account": str, "type": str, "record": str, "grantee": str, "rights": str},
+        pk=("account", "type", "record", "grantee"),
+    )
+    db[SHARE_TABLE].create_index(["grantee", "account"])
+    db[SUBSCRIPTION_TABLE].create(
+        {"account": str, "type": str, "record": str, "principal": str, "subscribed": int},
+        pk=("account", "type", "record", "principal"),
+    )
+    db[EPOCH_TABLE].create(
+        {"account": str, "grantee": str, "type": str, "modseq": int},
+        pk=("account", "grantee", "type"),
+    )
+
+
+# -- the grantee's side: shared accounts -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SharedAccount:
+    account: str
+    owner: str  # the owner's principal name
+    writable: bool
+    subscribed: bool
+
+
+class ShareIndex:
+    """The accounts shared with each principal, cached between share changes (every API
+    request asks; shares change rarely).  One process: a share written through this host
+    calls :meth:`changed`; see the operator guide on several nodes."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._cache: dict[str, tuple[int, list[SharedAccount]]] = {}
+
+    def changed(self) -> None:
+        self.generation += 1
+        self._cache.clear()
+
+    async def shared_with(self, host: Host, principal: Principal) -> list[SharedAccount]:
+        ids = grantee_ids(principal)
+        key = "\n".join(ids)
+        cached = self._cache.get(key)
+        generation = self.generation
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        found = await host.store.read(lambda db: _shared_accounts(db, host, ids))
+        self._cache[key] = (generation, found)
+        return found
+
+
+def grantee_ids(principal: Principal) -> tuple[str, ...]:
+    """Whose shares give ``principal`` access: their own id, then their groups'."""
+    from .directory import account_id_for
+
+    return (principal.account_id, *(account_id_for(g) for g in principal.member_of))
+
+
+def _write_rights(host: Host) -> dict[str, set[str]]:
+    """{container type: the rights that are more than reading}."""
+    out: dict[str, set[str]] = {}
+    for name, (dt, _urn) in host.datatypes.items():
+        if dt.sharing is not None:
+            out[name] = set(dt.sharing.rights) - {dt.sharing.read}
+    return out
+
+
+def _shared_accounts(
+    db: sqlite_utils.Database, host: Host, ids: tuple[str, ...]
+) -> list[SharedAccount]:
+    from .migrations import ACCOUNT_TABLE
+
+    try:
+        rows = db.execute(
+            f"SELECT s.account, a.principal, s.type, s.rights, coalesce(u.subscribed, 1) "
+            f"FROM [{SHARE_TABLE}] s JOIN [{ACCOUNT_TABLE}] a ON a.id = s.account "
+            f"LEFT JOIN [{SUBSCRIPTION_TABLE}] u ON u.account = s.account AND u.type = s.type "
+            "AND u.record = s.record AND u.principal = ? "
+            "WHERE s.grantee IN (SELECT value FROM json_each(?)) AND s.account != ? "
+            "ORDER BY s.account",
+            [ids[0], json.dumps(list(ids)), ids[0]],
+        ).fetchall()
+    except Exception as exc:  # before the migration ran (start-up)
+        if "no such table" in str(exc):
+            return []
+        raise
+    writes = _write_rights(host)
+    found: dict[str, SharedAccount] = {}
+    for account, owner, type_name, rights_text, subscribed in rows:
+        rights = json.loads(rights_text)
+        writable = any(rights.get(r) for r in writes.get(type_name, ()))
+        old = found.get(account)
+        found[account] = SharedAccount(
+            account,
+            owner,
+            writable or (old is not None and old.writable),
+            bool(subscribed) or (old is not None and old.subscribed),
+        )
+    return list(found.values())
+
+
+async def shared_accounts(host: Host, principal: Principal) -> list[Account]:
+    """The accounts other principals share with ``principal`` (Account.shared set)."""
+    from .capabilities import Account
+
+    out = []
+    for shared in await host.shares.shared_with(host, principal):
+        owner = await host.directory.principal(shared.owner)
+        if owner is None or owner.account_id != shared.account:
+            continue  # the owner left the directory: nothing is served from their account
+        out.append(
+            Account(
+                id=shared.account,
+                name=owner.emails[0] if owner.emails else owner.name,
+                owner=owner,
+                is_personal=False,
+                is_read_only=not shared.writable,
+                shared=True,
+                listed=shared.subscribed,
+            )
+        )
+    return out
+
+
+def load_access(db: sqlite_utils.Database, host: Host, account: Account, principal: Principal):
+    """The :class:`Access` of ``principal`` to the shared ``account``, read in ``db``."""
+    ids = grantee_ids(principal)
+    access = Access(host, account.id, principal.account_id, principal.name, ids)
+    rows = db.execute(
+        f"SELECT type, record, rights FROM [{SHARE_TABLE}] "
+        "WHERE account = ? AND grantee IN (SELECT value FROM json_each(?))",
+        [account.id, json.dumps(list(ids))],
+    ).fetchall()
+    for type_name, record, rights in rows:
+        mine = access.rights.setdefault(type_name, {}).setdefault(record, {})
+        for right, value in json.loads(rights).items():  # a user's, and their groups'
+            mine[right] = bool(mine.get(right)) or bool(value)
+    for type_name, record, subscribed in db.execute(
+        f"SELECT type, record, subscribed FROM [{SUBSCRIPTION_TABLE}] "
+        "WHERE account = ? AND principal = ?",
+        [account.id, principal.account_id],
+    ).fetchall():
+        access.subscribed.setdefault(type_name, {})[record] = bool(subscribed)
+    return access
+
+
+def access_for(db: sqlite_utils.Database, call: Call) -> Access | None:
+    """The caller's access to the call's account, or None when they have every right (their
+    own account, a group's).  Read in the call's transaction, so it agrees with the
+    records read beside it."""
+    account = call.account
+    if account is None or not account.shared:
+        return None
+    return load_access(db, call.host, account, call.request.principal)
+
+
+def check_shareable(dt: DataType, call: Call) -> None:
+    """Types that are neither containers nor members are not served in shared accounts."""
+    from .errors import MethodError
+
+    shareable = dt.sharing is not None or dt.shared_through is not None
+    if call.account is not None and call.account.shared and not shareable:
+        raise MethodError("forbidden", f"{dt.name} is not shared with you in this account")
+
+
+# -- what a sharee sees --------------------------------------------------------------------------
+
+
+def _ids_json(ids: list[str]) -> str:
+    return json.dumps(ids)
+
+
+def visible_where(dt: DataType, access: Access | None) -> tuple[str, list[Any]]:
+    """The SQL condition (on ``dt``'s table) for the records ``access`` may see: "1" for
+    full access, nothing ("0") for types that are not shared."""
+    from .objectstore import column
+
+    if access is None:
+        return "1", []
+    host = access.host
+    if dt.sharing is not None:
+        ids = _ids_json(list(access.containers(dt.name)))
+        return "id IN (SELECT value FROM json_each(?))", [ids]
+    through = dt.shared_through
+    if through is None:
+        return "0", []
+    container = host.datatypes[through.container][0]
+    readable = _ids_json(access.readable(container))
+    if through.visible_sql is not None:
+        return through.visible_sql(readable)
+    prop = dt.by_name[through.property]  # type: ignore[index]
+    col = f"[{dt.table}].[{column(prop)}]"
+    return (
+        f"EXISTS (SELECT 1 FROM json_each({col}) WHERE key IN (SELECT value FROM json_each(?)))",
+        [readable],
+    )
+
+
+def visible_ids(
+    db: sqlite_utils.Database, dt: DataType, access: Access | None, account: str, ids: list[str]
+) -> set[str]:
+    """Those of ``ids`` that ``access`` may see."""
+    if access is None:
+        return set(ids)
+    where, params = visible_where(dt, access)
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        rows = db.execute(
+            f"SELECT id FROM [{dt.table}] WHERE account = ? AND id IN ({marks}) AND ({where})",
+            [account, *chunk, *params],
+        ).fetchall()
+        found.update(r[0] for r in rows)
+    return found
+
+
+def present(db: Any, dt: DataType, access: Access | None, records: list[dict[str, Any]]) -> None:
+    """Make records (already known visible) what the caller may see of them: ``myRights``
+    of a container, a sharee's per-user values, no ``shareWith`` without the right to
+    change it, no hidden parent; a member's containers only those the sharee sees."""
+    if dt.sharing is not None:
+        sharing = dt.sharing
+        for record in records:
+            if access is None:
+                if "myRights" in record:
+                    record["myRights"] = sharing.full()
+                continue
+            rights = access.containers(dt.name).get(record["id"], {})
+            if "myRights" in record:
+                record["myRights"] = {r: bool(rights.get(r)) for r in sharing.rights}
+            for name in sharing.per_user:
+                if name in record:
+                    record[name] = access.subscribed.get(dt.name, {}).get(record["id"], True)
+            if "shareWith" in record and not (
+                sharing.share_right and rights.get(sharing.share_right)
+            ):
+                record["shareWith"] = None
+            parent = sharing.parent_property
+            if parent and record.get(parent) and record[parent] not in access.containers(dt.name):
+                record[parent] = None
+        return
+    through = dt.shared_through
+    if access is None or through is None:
+        return
+    if through.property is not None:
+        seen = access.containers(through.container)
+        for record in records:
+            value = record.get(through.property)
+            if isinstance(value, dict):
+                record[through.property] = {k: v for k, v in value.items() if k in seen}
+    if through.restrict is not None:
+        through.restrict(db, access, records)
+
+
+# -- writes: shareWith, and what a sharee may change ------------------------------------------
+
+
+def share_with_property() -> Property:
+    """The ``shareWith`` property the host adds to every container type (§4)."""
+    return Property("shareWith", "Object|null", default=None)
+
+
+def normalise_share_with(
+    dt: DataType, value: Any, owner_id: str, known: dict[str, Any], before: Any = None
+) -> Any:
+    """``shareWith`` checked and in its stored form: every right of the type present (false
+    when not given), principals with no right left out, null when nobody is left.  The
+    principals it adds must be in ``known`` (those already in ``before`` stay)."""
+    assert dt.sharing is not None
+    if value is None:
+        return None
+    bad = SetError("invalidProperties", "shareWith must map Principal ids to rights",
+                   properties=["shareWith"])  # fmt: skip
+    if not isinstance(value, dict):
+        raise bad
+    out: dict[str, dict[str, bool]] = {}
+    for principal_id, rights in value.items():
+        if not isinstance(rights, dict) or not all(isinstance(v, bool) for v in rights.values()):
+            raise bad
+        unknown = [r for r in rights if r not in dt.sharing.rights]
+        if unknown:
+            raise SetError(
+                "invalidProperties",
+                f"shareWith: unknown rights {', '.join(unknown)} (a {dt.name} has "
+                f"{', '.join(dt.sharing.rights)})",
+                properties=["shareWith"],
+            )
+        if principal_id == owner_id:
+            raise SetError(
+                "invalidProperties",
+                "shareWith: the account's owner has every right already (RFC 9670 §4)",
+                properties=["shareWith"],
+            )
+        if principal_id not in known and principal_id not in (before or {}):
+            raise SetError(
+                "invalidProperties",
+                f"shareWith: no Principal {principal_id!r}",
+                properties=["shareWith"],
+            )
+        full = {r: bool(rights.get(r)) for r in dt.sharing.rights}
+        if any(full.values()):
+            out[principal_id] = full
+    return out or None
+
+
+async def resolve_principals(host: Host, ids: set[str]) -> dict[str, Principal]:
+    """{principal id: Principal} for those of ``ids`` the directory knows (shareWith keys
+    are checked before the write transaction opens: the directory is async)."""
+    from .directory import DirectoryUnavailable
+    from .migrations import ACCOUNT_TABLE
+
+    if not ids:
+        return {}
+    wanted = sorted(ids)
+
+    def names(db: sqlite_utils.Database) -> dict[str, str]:
+        rows = db.execute(
+            f"SELECT id, principal FROM [{ACCOUNT_TABLE}] WHERE id IN "
+            "(SELECT value FROM json_each(?))",
+            [json.dumps(wanted)],
+        ).fetchall()
+        return {str(i): str(p) for i, p in rows}
+
+    found: dict[str, Principal] = {}
+    for principal_id, name in (await host.store.read(names)).items():
+        principal = await host.directory.principal(name)
+        if principal is not None and principal.account_id == principal_id:
+            found[principal_id] = principal
+    missing = ids - set(found)
+    lister = getattr(host.directory, "list_principals", None)
+    if missing and lister is not None:
+        try:
+            for principal in await lister():
+                if principal.account_id in missing:
+                    found[principal.account_id] = principal
+        except DirectoryUnavailable:
+            pass
+    return found
+
+
+def share_with_ids(create: Any, update: Any) -> set[str]:
+    """Every principal id a /set's creates and updates put in ``shareWith``."""
+    ids: set[str] = set()
+    for obj in (create or {}).values():
+        if isinstance(obj, dict) and isinstance(obj.get("shareWith"), dict):
+            ids.update(obj["shareWith"])
+    for patch in (update or {}).values():
+        if not isinstance(patch, dict):
+            continue
+        for path, value in patch.items():
+            if path == "shareWith" and isinstance(value, dict):
+                ids.update(value)
+            elif path.startswith("shareWith/"):
+                ids.add(path.split("/")[1].replace("~1", "/").replace("~0", "~"))
+    return ids
+
+
+@dataclass
+class ShareWrites:
+    """What a /set changed in shares, for after its commit: whom to tell."""
+
+    grantees: set[str] = field(default_factory=set)
+    subscriptions: bool = False  # a sharee's isSubscribed changed (their Session may)
+
+
+def check_container_write(
+    dt: DataType,
+    access: Access | None,
+    operation: str,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+) -> None:
+    """May the caller create, update or destroy this container?  SetError if not."""
+    sharing = dt.sharing
+    assert sharing is not None
+    if access is None:
+        return
+    mine = access.containers(dt.name)
+    if operation == "create":
+        parent_prop = sharing.parent_property
+        parent = (new or {}).get(parent_prop) if parent_prop else None
+        if parent is None or not access.right(dt.name, parent, sharing.create_child_right):
+            raise SetError("forbidden", f"you may not create a {dt.name} here")
+        return
+    assert old is not None
+    rights = mine.get(old["id"], {})
+    if operation == "destroy":
+        if not (sharing.delete_right and rights.get(sharing.delete_right)):
+            raise SetError("forbidden", f"you may not destroy this {dt.name}")
+        return
+    assert new is not None
+    changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    changed -= set(sharing.per_user) | {"myRights"}
+    if "shareWith" in changed:
+        changed.discard("shareWith")
+        if not (sharing.share_right and rights.get(sharing.share_right)):
+            raise SetError("forbidden", f"you may not change who shares this {dt.name}")
+        given = new.get("shareWith") or {}
+        before = old.get("shareWith") or {}
+        for principal_id, granted in given.items():
+            for right, value in granted.items():
+                had = (before.get(principal_id) or {}).get(right)
+                if value and not had and not rights.get(right):
+                    raise SetError("forbidden", f"you cannot give {right}: you do not hold it")
+    if changed:
+        if not (sharing.update_right and rights.get(sharing.update_right)):
+            raise SetError("forbidden", f"you may not change this {dt.name}")
+        parent_prop = sharing.parent_property
+        moved_to = new.get(parent_prop) if parent_prop in changed else None
+        if moved_to is not None and not access.right(dt.name, moved_to, sharing.create_child_right):
+            raise SetError("forbidden", f"you may not move this {dt.name} there")
+
+
+def container_rights(access: Access, container: str, ids: Any) -> list[dict[str, bool]]:
+    return [access.containers(container).get(i, {}) for i in (ids or {})]
+
+
+def check_member_write(
+    dt: DataType,
+    access: Access | None,
+    operation: str,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+) -> None:
+    """May the caller create, update (``new`` already merged with what they cannot see,
+    :func:`merge_hidden`) or destroy this member?  SetError if not."""
+    through = dt.shared_through
+    assert through is not None
+    if access is None:
+        return
+    if through.property is None:
+        raise SetError("forbidden", f"{dt.name} is read-only in a shared account")
+    prop = through.property
+    seen = access.containers(through.container)
+    if operation == "create":
+        targets = (new or {}).get(prop) or {}
+        hidden = [i for i in targets if i not in seen]
+        if hidden:
+            raise SetError("invalidProperties", f"{prop}: no such {through.container}",
+                           properties=[prop])  # fmt: skip
+        if not targets or not all(seen[i].get(through.add or "") for i in targets):
+            raise SetError("forbidden", f"you may not add to that {through.container}")
+        return
+    assert old is not None
+    before = old.get(prop) or {}
+    if operation == "destroy":
+        if not before or not all(seen.get(i, {}).get(through.remove or "") for i in before):
+            raise SetError("forbidden", f"you may not remove this {dt.name}")
+        return
+    assert new is not None
+    after = new.get(prop) or {}
+    added = [i for i in after if i not in before]
+    removed = [i for i in before if i not in after]
+    hidden = [i for i in added if i not in seen]
+    if hidden:
+        raise SetError("invalidProperties", f"{prop}: no such {through.container}",
+                       properties=[prop])  # fmt: skip
+    if not all(seen[i].get(through.add or "") for i in added):
+        raise SetError("forbidden", f"you may not add to that {through.container}")
+    if not all(seen.get(i, {}).get(through.remove or "") for i in removed):
+        raise SetError("forbidden", f"you may not remove from that {through.container}")
+    others = {k for k in set(old) | set(new) if k != prop and old.get(k) != new.get(k)}
+    if others:
+        rights = container_rights(access, through.container, before)
+        if through.check_update is not None:
+            through.check_update(rights, old, new)
+        elif not (through.update and rights and all(r.get(through.update) for r in rights)):
+            raise SetError("forbidden", f"you may not change this {dt.name}")
+
+
+def merge_hidden(dt: DataType, access: Access | None, old: dict, new: dict) -> None:
+    """Keep the containers a sharee cannot see in a member they update: their view of
+    ``property`` lacks them, and replacing it must not take the member out of them."""
+    through = dt.shared_through
+    if access is None or through is None or through.property is None:
+        return
+    prop = through.property
+    seen = access.containers(through.container)
+    hidden = {k: v for k, v in (old.get(prop) or {}).items() if k not in seen}
+    if hidden and isinstance(new.get(prop), dict):
+        new[prop] = {**hidden, **new[prop]}
+
+
+def record_share(
+    db: sqlite_utils.Database,
+    ctx: Any,
+    dt: DataType,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+    writes: ShareWrites,
+) -> None:
+    """Mirror a container's ``shareWith`` into host_share, write the ShareNotifications and
+    the grantees' epochs, after the record itself was written (same transaction)."""
+    from . import objectstore
+
+    sharing = dt.sharing
+    assert sharing is not None
+    account = ctx.account.id
+    record_id = (new or old or {})["id"]
+    before = (old or {}).get("shareWith") or {}
+    after = (new or {}).get("shareWith") or {}
+    if before == after and new is not None:
+        return
+    db.execute(
+        f"DELETE FROM [{SHARE_TABLE}] WHERE account = ? AND type = ? AND record = ? "
+        + ("" if new is None else "AND grantee NOT IN (SELECT value FROM json_each(?))"),
+        [account, dt.name, record_id, *([] if new is None else [json.dumps(list(after))])],
+    )
+    for grantee, rights in after.items():
+        db.execute(
+            f"INSERT INTO [{SHARE_TABLE}] (account, type, record, grantee, rights) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, type, record, grantee) "
+            "DO UPDATE SET rights = excluded.rights",
+            [account, dt.name, record_id, grantee, json.dumps(rights)],
+        )
+    if new is None:
+        db.execute(
+            f"DELETE FROM [{SUBSCRIPTION_TABLE}] WHERE account = ? AND type = ? AND record = ?",
+            [account, dt.name, record_id],
+        )
+    changed = {g for g in set(before) | set(after) if before.get(g) != after.get(g)}
+    if new is None:
+        changed = set(before)
+    if not changed:
+        return
+    writes.grantees |= changed
+    # The grantees' views of this account changed: /changes from before cannot say how.
+    types = [dt.name] + [
+        name for name, (other, _) in ctx.host.datatypes.items()
+        if other.shared_through is not None and other.shared_through.container == dt.name
+    ]  # fmt: skip
+    for type_name in types:
+        modseq = objectstore.bump_modseq(db, account, type_name)
+        for grantee in changed:
+            db.execute(
+                f"INSERT INTO [{EPOCH_TABLE}] (account, grantee, type, modseq) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (account, grantee, type) DO UPDATE SET modseq = excluded.modseq",
+                [account, grantee, type_name, modseq],
+            )
+    name = (new or old or {}).get(sharing.name_property) or ""
+    by = ctx.principal
+    for grantee in changed:
+        old_rights = before.get(grantee)
+        new_rights = after.get(grantee) if new is not None else None
+        write_notification(db, grantee, {
+            "created": _now(),
+            "changedBy": {
+                "name": by.description or by.name,
+                "email": by.emails[0] if by.emails else None,
+                "principalId": by.account_id,
+            },
+            "objectType": dt.name,
+            "objectAccountId": account,
+            "objectId": record_id,
+            "oldRights": old_rights,
+            "newRights": new_rights,
+            "name": name,
+        })  # fmt: skip
+
+
+def epoch(db: sqlite_utils.Database, access: Access, type_name: str) -> int:
+    """The state of ``type_name`` when the sharee's view of the account last changed."""
+    row = db.execute(
+        f"SELECT max(modseq) FROM [{EPOCH_TABLE}] WHERE account = ? AND type = ? "
+        "AND grantee IN (SELECT value FROM json_each(?))",
+        [access.account, type_name, json.dumps(list(access.grantees))],
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def set_per_user(
+    db: sqlite_utils.Database, dt: DataType, access: Access, record_id: str, values: dict
+) -> None:
+    """A sharee's own values of a container's per-user properties (``isSubscribed``)."""
+    if "isSubscribed" in values:
+        db.execute(
+            f"INSERT INTO [{SUBSCRIPTION_TABLE}] (account, type, record, principal, subscribed) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, type, record, principal) "
+            "DO UPDATE SET subscribed = excluded.subscribed",
+            [access.account, dt.name, record_id, access.grantee,
+             int(bool(values["isSubscribed"]))],
+        )  # fmt: skip
+        access.subscribed.setdefault(dt.name, {})[record_id] = bool(values["isSubscribed"])
+
+
+def inherit_share(
+    db: sqlite_utils.Database, dt: DataType, access: Access, record: dict[str, Any]
+) -> None:
+    """A container a sharee creates inside one shared with them is shared with them as its
+    parent is (else it would vanish from their view as it is made)."""
+    sharing = dt.sharing
+    assert sharing is not None and sharing.parent_property is not None
+    rights = access.containers(dt.name).get(record.get(sharing.parent_property) or "", {})
+    share_with = dict(record.get("shareWith") or {})
+    share_with[access.grantee] = {r: bool(rights.get(r)) for r in sharing.rights}
+    record["shareWith"] = share_with
+    access.rights.setdefault(dt.name, {})[record["id"]] = share_with[access.grantee]
+
+
+# -- ShareNotification (RFC 9670 §3) -------------------------------------------------------------
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def share_notification_type() -> DataType:
+    """The ShareNotification data type: the host's, in each user's personal account,
+    created by the server only; a client may destroy them (§3.3)."""
+
+    def access(account: Account, principal: Principal, operation: str) -> bool:
+        return operation in ("read", "destroy")
+
+    return DataType(
+        name=NOTIFICATION_TYPE,
+        table="host_share_notification",
+        properties=[
+            Property("created", "UTCDate", server_set=True, immutable=True, sortable=True),
+            Property("changedBy", "Object", server_set=True, immutable=True),
+            Property("objectType", "String", server_set=True, immutable=True, indexed=True),
+            Property("objectAccountId", "Id", server_set=True, immutable=True, indexed=True),
+            Property("objectId", "Id", server_set=True, immutable=True),
+            Property("oldRights", "Object|null", server_set=True, immutable=True),
+            Property("newRights", "Object|null", server_set=True, immutable=True),
+            Property("name", "String", server_set=True, immutable=True),
+        ],
+        filters=[
+            FilterCondition("after", "created", "ge", value_type="UTCDate"),
+            FilterCondition("before", "created", "lt", value_type="UTCDate"),
+            FilterCondition("objectType", "objectType"),
+            FilterCondition("objectAccountId", "objectAccountId"),
+        ],
+        access=access,
+        default_sort=("created",),
+        methods=("get", "changes", "set", "query", "queryChanges"),  # §3.1-§3.5: no /copy
+    )
+
+
+def write_notification(db: sqlite_utils.Database, account: str, values: dict[str, Any]) -> None:
+    """Write a ShareNotification into ``account`` (in the caller's transaction), dropping
+    the oldest past MAX_NOTIFICATIONS."""
+    from . import objectstore
+
+    dt = notification_type()
+    record = {"id": objectstore.new_id(), **values}
+    objectstore.insert_record(db, dt, account, record)
+    objectstore.record_change(db, account, dt.name, record["id"], "created")
+    over = db.execute(
+        f"SELECT id FROM [{dt.table}] WHERE account = ? ORDER BY rowid DESC LIMIT -1 OFFSET ?",
+        [account, MAX_NOTIFICATIONS],
+    ).fetchall()
+    for (old_id,) in over:
+        objectstore.delete_record(db, dt, account, old_id)
+        objectstore.record_change(db, account, dt.name, old_id, "destroyed")
+
+
+_NOTIFICATION: DataType | None = None
+
+
+def notification_type() -> DataType:
+    global _NOTIFICATION
+    if _NOTIFICATION is None:
+        _NOTIFICATION = share_notification_type()
+    return _NOTIFICATION
+
+
+async def tell_grantees(host: Host, writes: ShareWrites) -> None:
+    """After a commit that changed shares: drop the cached shared accounts and push the
+    grantees their new ShareNotification state."""
+    from . import objectstore
+
+    if not writes.grantees:
+        return
+    host.shares.changed()
+    for grantee in writes.grantees:
+        modseq = await host.store.read(
+            lambda db, g=grantee: objectstore.current_modseq(db, g, NOTIFICATION_TYPE)[0]
+        )
+        host.push.publish(grantee, {NOTIFICATION_TYPE: str(modseq)})
+
+
+def blob_refs_visible(db: sqlite_utils.Database, account: str, blob_ids: list[str]) -> set[str]:
+    """Those of ``blob_ids`` that a record the sharee of the current call (CURRENT_SHARE)
+    sees in ``account`` references (the member and container types' Blob/lookup); all of
+    them outside a shared account."""
+    current = CURRENT_SHARE.get()
+    shared = None if current is None else current[1].get(account)
+    if current is None or shared is None or not shared.shared:
+        return set(blob_ids)
+    access = load_access(db, current[0], shared, current[2])
+    found: set[str] = set()
+    for name, (_urn, lookup) in access.host.blob_lookups.items():
+        dt = access.host.datatypes[name][0]
+        if dt.sharing is None and dt.shared_through is None:
+            continue
+        refs = lookup(db, access.account, [b for b in blob_ids if b not in found])
+        for blob_id, record_ids in refs.items():
+            if visible_ids(db, dt, access, access.account, list(record_ids)):
+                found.add(blob_id)
+    return found
