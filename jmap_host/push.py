@@ -31,14 +31,27 @@ StateMap = dict[str, dict[str, str]]  # account id → {type name → state}
 class Subscriber:
     """One listener's view: the accounts it follows and the changes not yet taken."""
 
-    def __init__(self, accounts: Iterable[str], types: set[str] | None):
+    def __init__(
+        self,
+        accounts: Iterable[str],
+        types: set[str] | None,
+        only: dict[str, set[str]] | None = None,
+    ):
         self.accounts = set(accounts)
         self.types = types  # None: every type
+        # Per account, the only types it may hear of (an account shared with the user:
+        # its shared types, sharing.push_types); an account not in it: every type.
+        self.only = only or {}
         self.pending: StateMap = {}
         self._wake = trio.Event()
 
     def offer(self, account: str, changed: dict[str, str]) -> None:
-        wanted = {t: s for t, s in changed.items() if self.types is None or t in self.types}
+        allowed = self.only.get(account)
+        wanted = {
+            t: s
+            for t, s in changed.items()
+            if (self.types is None or t in self.types) and (allowed is None or t in allowed)
+        }
         if wanted:
             self.pending.setdefault(account, {}).update(wanted)
             self._wake.set()
@@ -67,9 +80,12 @@ class PushHub:
 
     @contextmanager
     def subscribe(
-        self, accounts: Iterable[str], types: set[str] | None = None
+        self,
+        accounts: Iterable[str],
+        types: set[str] | None = None,
+        only: dict[str, set[str]] | None = None,
     ) -> Iterator[Subscriber]:
-        subscriber = Subscriber(accounts, types)
+        subscriber = Subscriber(accounts, types, only)
         for account in subscriber.accounts:
             self._by_account.setdefault(account, set()).add(subscriber)
         self.open += 1
@@ -109,12 +125,20 @@ def state_change(changed: StateMap) -> dict[str, Any]:
     return {"@type": "StateChange", "changed": changed}
 
 
-def current_states(db: Any, accounts: Iterable[str], types: set[str] | None) -> StateMap:
-    """Every known type state of these accounts (types never written have state "0")."""
+def current_states(
+    db: Any,
+    accounts: Iterable[str],
+    types: set[str] | None,
+    only: dict[str, set[str]] | None = None,
+) -> StateMap:
+    """Every known type state of these accounts (types never written have state "0");
+    ``only`` as for :class:`Subscriber`."""
     out: StateMap = {}
+    only = only or {}
     for account in accounts:
+        allowed = only.get(account)
         for type_name, modseq in objectstore.type_states(db, account):
-            if types is None or type_name in types:
+            if (types is None or type_name in types) and (allowed is None or type_name in allowed):
                 out.setdefault(account, {})[type_name] = str(modseq)
     return out
 

@@ -33,7 +33,7 @@ import h11
 import sqlite_utils
 import trio
 
-from . import dates, webpush
+from . import dates, sharing, webpush
 from .capabilities import Call, Capability, Method
 from .config_schema import Bool, Context, Duration, Int, Invalid, Key, Secret, Str
 from .datatype import SetError
@@ -677,7 +677,8 @@ class PushService:
             accounts = await accounts_for(self.host, principal)
             types = set(json.loads(row["types"])) if row["types"] is not None else None
             deadline = trio.current_time() + (row["expires"] - time.time())
-            with self.host.push.subscribe(accounts, types) as subscriber:
+            only = sharing.push_types(self.host, accounts)
+            with self.host.push.subscribe(accounts, types, only) as subscriber:
                 with trio.move_on_at(deadline):
                     while True:
                         changed = await subscriber.wait()

@@ -319,6 +319,16 @@ def access_for(db: sqlite_utils.Database, call: Call) -> Access | None:
     return load_access(db, call.host, account, call.request.principal)
 
 
+def push_types(host: Host, accounts: dict[str, Account]) -> dict[str, set[str]]:
+    """For push: the types each account shared with the user may tell of (the shareable
+    ones; RFC 9670 §1.4: no state changes for data the user does not see)."""
+    names = {
+        name for name, (dt, _) in host.datatypes.items()
+        if dt.sharing is not None or dt.shared_through is not None
+    }  # fmt: skip
+    return {account_id: names for account_id, account in accounts.items() if account.shared}
+
+
 def check_shareable(dt: DataType, call: Call) -> None:
     """Types that are neither containers nor members are not served in shared accounts."""
     from .errors import MethodError

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from . import streamtoken
+from . import sharing, streamtoken
 from .auth import Authenticator, AuthFailure
 from .directory import DirectoryUnavailable, Principal
 from .engine import execute, parse_request
@@ -390,11 +390,13 @@ class Connection:
     ) -> None:
         host = self.host
         with trio.CancelScope() as scope:
-            accounts = list(await accounts_for(host, self.principal))
-            with host.push.subscribe(accounts, types) as subscriber:
+            usable = await accounts_for(host, self.principal)
+            accounts = list(usable)
+            only = sharing.push_types(host, usable)
+            with host.push.subscribe(accounts, types, only) as subscriber:
                 # Subscribe before reading the states, so no change falls between the two.
                 seen: StateMap = await host.store.read(
-                    lambda db: current_states(db, accounts, types)
+                    lambda db: current_states(db, accounts, types, only)
                 )
                 if push_state is not None:
                     previous = decode_event_id(push_state) or {}

@@ -260,6 +260,15 @@ def _people() -> list[tuple[str, dict]]:
                 "member": [f"uid=alice,{people}", f"uid=bob,{people}"],
             },
         ),
+        # A resource and a location (RFC 9670 Principal types): a projector, a room.
+        (
+            f"cn=projector,{people}",
+            {"objectClass": ["device"], "cn": "projector", "description": "Projector 2"},
+        ),
+        (
+            f"cn=room-4b,{people}",
+            {"objectClass": ["room"], "cn": "room-4b", "description": "Room 4B"},
+        ),
         (
             f"cn=staff,{groups}",
             {

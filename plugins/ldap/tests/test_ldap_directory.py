@@ -273,3 +273,36 @@ def test_configuration_is_checked_without_a_server(tmp_path, monkeypatch):
         "directory.ldap.filter.active: unbalanced parentheses",
     ):
         assert expected in text, text
+
+
+async def test_principals_come_from_ldap(tmp_path, slapd):
+    """RFC 9670 §2: Principal/get and /query list what filter.name finds (its ``?`` as
+    ``*``): users, groups, and device/room entries as resources and locations; disabled
+    entries (filter.active) are not there."""
+    finds = (
+        '"(|(&(objectClass=inetOrgPerson)(uid=?))(&(objectClass=groupOfNames)(cn=?))'
+        '(&(|(objectClass=device)(objectClass=room))(cn=?)))"'
+    )
+    config = ldap_config(tmp_path, slapd, f"filter.name = {finds}")
+    me = account_id_for("alice")
+    using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:principals"]
+    async with running_server(config) as server, server.client() as client:
+        body = {
+            "using": using,
+            "methodCalls": [
+                ["Principal/query", {"accountId": me, "filter": {"type": "resource"}}, "q"],
+                ["Principal/get", {"accountId": me, "ids": None}, "g"],
+            ],
+        }
+        reply = await client.post("/jmap/api", json=body, headers=basic("alice", "alice-password"))
+        assert reply.status_code == 200, reply.text
+        query, got = (r[1] for r in reply.json()["methodResponses"])
+    assert query["ids"] == [account_id_for("projector")]
+    types = {p["id"]: p["type"] for p in got["list"]}
+    assert types[account_id_for("room-4b")] == "location"
+    assert types[account_id_for("sales")] == "group"
+    assert types[me] == "individual"
+    assert account_id_for("erin") not in types  # locked: filter.active
+    alice = next(p for p in got["list"] if p["id"] == me)
+    assert alice["name"] == "Alice Example" and alice["email"] == "alice@example.org"
+    assert set(alice["accounts"]) == {me}

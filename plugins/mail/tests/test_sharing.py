@@ -360,6 +360,17 @@ async def test_revoking_notifications_and_push(tmp_path):
             with trio.fail_after(5):
                 changed = await next_change(stream, BOB)
             assert "ShareNotification" in changed
+        # A stream opened now follows alice's account too, but only its shared types.
+        async with server.client("bob") as listener, listener.stream("GET", url) as stream:
+            await trio.sleep(0.1)
+            blob = await w.alice.upload(message("pushed"))
+            await w.alice.ok(
+                "Email/import", emails={"e": {"blobId": blob, "mailboxIds": {w.projects: True}}}
+            )
+            with trio.fail_after(5):
+                heard = await next_change(stream, ALICE)
+            assert "Email" in heard
+            assert set(heard) <= {"Email", "Thread", "Mailbox"}  # no Quota, no EmailDelivery
 
         state = (await w.bob.ok("Email/get", ids=[]))["state"]
         await w.share(w.plans, {BOB: {"mayReadItems": True}})
@@ -410,6 +421,12 @@ async def test_revoking_notifications_and_push(tmp_path):
         assert dismissed["notUpdated"][query["ids"][1]]["type"] == "forbidden"
         since = await w.bob_own.ok("ShareNotification/changes", sinceState=notes["state"])
         assert since["destroyed"] == [query["ids"][0]]
+        moved = await w.bob_own.ok(
+            "ShareNotification/queryChanges",
+            sinceQueryState=query["queryState"],
+            sort=[{"property": "created"}],
+        )
+        assert moved["removed"] == [query["ids"][0]] and moved["added"] == []
         alice_notes = await w.alice.ok("ShareNotification/get", ids=None)
         assert alice_notes["list"] == []  # they are bob's
 

@@ -505,3 +505,43 @@ async def test_locked_or_unreadable_file_answers_503(tmp_path):
         (tmp_path / "users.db").unlink()
         assert await status(server, basic("ivy", "again-wrong")) == 503
         assert not (tmp_path / "users.db").exists()  # reading never creates an empty file
+
+
+PRINCIPAL_SEED = SEED + """
+[[directory."sql".seed]]
+name = "projector"
+class = "resource"
+description = "Projector 2"
+
+[[directory."sql".seed]]
+name = "room-4b"
+class = "location"
+description = "Room 4B"
+time-zone = "Europe/Paris"
+"""
+
+
+async def test_principals_come_from_the_sql_directory(tmp_path):
+    """RFC 9670 §2: Principal/get and /query list the SQL directory's users, groups,
+    resources and locations (its ``list`` query), with their time zones."""
+    config = write_config(tmp_path, PRINCIPAL_SEED, base=SQL_BASE)
+    using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:principals"]
+    me = account_id_for("demo")
+    async with running_server(config) as server, server.client() as client:
+        body = {
+            "using": using,
+            "methodCalls": [
+                ["Principal/query", {"accountId": me, "filter": {"type": "location"}}, "q"],
+                ["Principal/get", {"accountId": me, "ids": None}, "g"],
+            ],
+        }
+        reply = await client.post("/jmap/api", json=body, headers=basic("demo", "demo"))
+        assert reply.status_code == 200, reply.text
+        query, got = (r[1] for r in reply.json()["methodResponses"])
+    assert query["ids"] == [account_id_for("room-4b")]
+    by_name = {p["name"]: p for p in got["list"]}
+    assert {n: p["type"] for n, p in by_name.items()} == {
+        "demo": "individual", "team": "group", "Projector 2": "resource", "Room 4B": "location",
+    }  # fmt: skip
+    assert by_name["Room 4B"]["timeZone"] == "Europe/Paris"
+    assert list(by_name["team"]["accounts"]) == [account_id_for("team")]
