@@ -353,5 +353,8 @@ def test_readme_says_what_is_served_today():
     for word, plugin in (("contact", "contacts"), ("calendar", "calendars")):
         if plugin not in installed:
             assert word not in opening.lower(), f"the README's opening claims {word}s"
-    for rfc, plugin in (("RFC 8620", "core"), ("RFC 8621", "mail"), ("RFC 8887", "core")):
+    for rfc, plugin in (
+        ("RFC 8620", "core"), ("RFC 8621", "mail"), ("RFC 8887", "core"),
+        ("RFC 9425", "core"), ("RFC 9404", "core"), ("RFC 9670", "core"),
+    ):  # fmt: skip
         assert rfc in served and plugin in installed
