@@ -83,6 +83,7 @@ class Client:
         self.http = http
         self.session = session
         self.account = session.account_id
+        self.using = list(USING)  # the capabilities every request uses (contacts.py adds)
 
     @classmethod
     async def connect(cls, url: str, user: str, password: str, **kwargs: Any) -> Client:
@@ -102,7 +103,7 @@ class Client:
         for call in calls:
             call[1].setdefault("accountId", self.account)
         response = await self.http.post(
-            self.session.api_url, json={"using": USING, "methodCalls": calls}
+            self.session.api_url, json={"using": self.using, "methodCalls": calls}
         )
         if response.status_code != 200:
             raise JMAPError(f"HTTP {response.status_code}: {response.text[:300]}")

@@ -166,3 +166,21 @@ def test_quick_mode(bench_server, tmp_path):
     for figure in ("rss_mib_at_rest", "rss_mib_before_push", "rss_mib_streams_open"):
         assert s10[figure] > 0, (figure, s10)
     assert s10["floor_rss_mib"] > 0 and s10["streams"] == STREAMS, s10
+
+
+@pytest.mark.benchmark
+def test_contacts_quick_mode(bench_server, tmp_path):
+    """benchmarks/contacts.py (scenarios 11 and 12) end to end on 500 generated cards: it
+    loads them, runs both scenarios beside the floor and reports no errors."""
+    url, _pid, server_log = bench_server
+    out = tmp_path / "contacts.json"
+    script(
+        "contacts.py", "--url", url, "--user", "bench", "--password", "bench", "--count", "500",
+        "--warmup", "2", "--iterations", "20", "--seconds", "5", "--json", str(out),
+        timeout=300,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    for key in ("11", "12"):
+        assert result[key]["n"] >= 1 and result[key]["errors"] == 0, (key, result[key],
+                                                                       server_log.read_text())
+        assert result[key]["x_floor_p50"] > 0

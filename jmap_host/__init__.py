@@ -50,7 +50,7 @@ from .directory import (
     principal_table,
     time_zone_known,
 )
-from .engine import check_get_size, check_set_size, set_arguments
+from .engine import check_get_size, check_set_size, execute, set_arguments
 from .errors import MethodError, RequestError
 from .hookspecs import hookimpl
 from .host import Host, Limits, StartupError, load_host
@@ -71,6 +71,7 @@ from .quota import (
 )
 from .quota import usage as quota_usage
 from .routes import Protocol, Route
+from .session import accounts_for
 from .sharing import Access, SharedThrough, Sharing
 from .store import StoreUnavailable, atomically, expect_long_read
 from .websocket import WEBSOCKET, websocket_capability
@@ -135,6 +136,7 @@ __all__ = [
     "TableList",
     "account_id_for",
     "account_limits",
+    "accounts_for",
     "add_blob_reference",
     "add_blob_references",
     "atomically",
@@ -149,6 +151,7 @@ __all__ = [
     "check_set_size",
     "dates",
     "email_problem",
+    "execute",
     "expect_long_read",
     "hash_password",
     "hookimpl",

@@ -158,6 +158,9 @@ class SetContext:
     datatype: DataType
     host: Any
     args: dict[str, Any] = field(default_factory=dict)  # the method call's arguments
+    # The method ("Foo/set", "Foo/copy": then args["fromAccountId"] is an account the
+    # caller may read, checked by the host).
+    call_name: str = ""
 
 
 @dataclass
@@ -220,6 +223,24 @@ class DataType:
     # containers.  Neither: the type is not served in shared accounts.
     sharing: Sharing | None = None
     shared_through: SharedThrough | None = None
+    # Open types: open_properties(name) -> whether an undeclared property name is accepted
+    # and kept verbatim (JSContact's unknown and vendor-specific properties, RFC 9553
+    # §1.7.4, §1.8.1).  They are stored together in one JSON column, returned by /get,
+    # set and patched like declared ones; the type's hooks validate their values.
+    open_properties: Callable[[str], bool] | None = None
+    # Sorts on what is no property of its own: {comparator name: SQL expression over the
+    # type's columns (objectstore.column)} giving a String to sort by (ContactCard's
+    # "name/given": the first given-name component).  The comparator's collation applies.
+    sort_sql: dict[str, str] = field(default_factory=dict)
+    # The same sorts in the default collation (i;unicode-casemap) from an expression whose
+    # values are already folded (objectstore.unicode_casemap_key, e.g. a derived column):
+    # compared as bytes, so an index on it serves the sort (a Python collation cannot).
+    folded_sort_sql: dict[str, str] = field(default_factory=dict)
+    # Derived columns: {name: fn(record) -> str|int|None}, stored beside the record in an
+    # indexed column (objectstore.derived_column) and rewritten with every write of it, for
+    # sorts and filters that would otherwise compute per row in a query (ContactCard's
+    # sort keys and folded search text).  Needs whole records on update (update_reads None).
+    derived: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sharing is not None:
@@ -246,6 +267,8 @@ class DataType:
             for name in index:
                 if name.lstrip("-") != "id" and name.lstrip("-") not in self.by_name:
                     raise ValueError(f"{self.name}: index on unknown property {name}")
+        if self.derived and self.update_reads is not None:
+            raise ValueError(f"{self.name}: derived columns need whole records (update_reads)")
         if self.quota_octets is not None and self.quota_octets not in self.by_name:
             raise ValueError(f"{self.name}: quota_octets names unknown property")
         for name in self.update_reads or ():
@@ -258,6 +281,15 @@ class DataType:
         if unknown:
             raise ValueError(f"{self.name}: unknown standard methods {unknown}")
         self.filters_by_name = {f.name: f for f in self.filters}
+
+    def is_open(self, name: str) -> bool:
+        """Is ``name`` an undeclared property this open type keeps?"""
+        return (
+            self.open_properties is not None
+            and name not in self.by_name
+            and name != "id"
+            and self.open_properties(name)
+        )
 
     @property
     def sortable(self) -> set[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import time
 import unicodedata
@@ -29,6 +30,7 @@ from .datatype import DataType, FilterCondition, Property
 from .dates import instant_key
 
 MODSEQ_TABLE = "host_modseq"
+OPEN_COLUMN = "x_open"  # an open type's undeclared properties (DataType.open_properties)
 CHANGE_TABLE = "host_change"
 
 SCALAR_SQL = {
@@ -119,6 +121,15 @@ def order_column(prop: Property) -> str:
     return key_column(prop) if is_date(prop) else column(prop)
 
 
+def derived_column(name: str) -> str:
+    """The column of a derived value (DataType.derived) called ``name``."""
+    return "d_" + re.sub(r"[^A-Za-z0-9]", "_", name)
+
+
+def _derived(dt: DataType, record: dict[str, Any]) -> dict[str, Any]:
+    return {derived_column(n): fn(record) for n, fn in dt.derived.items()}
+
+
 def column_type(prop: Property) -> type:
     return SCALAR_SQL.get(prop.base_type, str)
 
@@ -147,6 +158,10 @@ def create_type_table(db: sqlite_utils.Database, dt: DataType) -> None:
             columns[column(p)] = column_type(p)
             if is_date(p):
                 columns[key_column(p)] = str
+    if dt.open_properties is not None:
+        columns[OPEN_COLUMN] = str
+    for name in dt.derived:
+        columns[derived_column(name)] = str
     db[dt.table].create(columns, pk=("account", "id"), if_not_exists=True)
     ensure_columns(db, dt)
 
@@ -161,6 +176,23 @@ def ensure_columns(db: sqlite_utils.Database, dt: DataType) -> None:
             table.add_column(column(prop), column_type(prop))
         if is_date(prop) and not prop.computed and key_column(prop) not in existing:
             _add_key_column(db, dt, prop, backfill=column(prop) in existing)
+    if dt.open_properties is not None and OPEN_COLUMN not in existing:
+        table.add_column(OPEN_COLUMN, str)
+    added = [n for n in dt.derived if derived_column(n) not in existing]
+    for name in added:
+        table.add_column(derived_column(name), str)
+    if added and table.count:  # rows stored before the column: fill it in
+        for row in db.execute(f"SELECT account, id FROM [{dt.table}]").fetchall():
+            record = read_records(db, dt, row[0], [row[1]])[0]
+            values = _derived(dt, record)
+            sets = ", ".join(f"[{c}] = ?" for c in values)
+            db.execute(f"UPDATE [{dt.table}] SET {sets} WHERE account = ? AND id = ?",
+                       [*values.values(), row[0], row[1]])  # fmt: skip
+    for name in dt.derived:
+        db.execute(
+            f"CREATE INDEX IF NOT EXISTS [idx_{dt.table}_{derived_column(name)}] "
+            f"ON [{dt.table}] (account, [{derived_column(name)}])"
+        )
     indexes = {tuple(i.columns) for i in table.indexes}
     for prop in dt.properties:
         if (prop.sortable or prop.indexed) and ("account", order_column(prop)) not in indexes:
@@ -301,14 +333,24 @@ def new_id() -> str:
 
 def encode(dt: DataType, record: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {}
+    if dt.open_properties is not None:
+        row[OPEN_COLUMN] = _open_text(dt, record)
+    if dt.derived:
+        row.update(_derived(dt, record))
     for name, value in record.items():
-        if name == "id" or dt.by_name[name].computed:
+        if name == "id" or name not in dt.by_name or dt.by_name[name].computed:
             continue
         prop = dt.by_name[name]
         row[column(prop)] = _encoded(value, _kind(prop))
         if is_date(prop):
             row[key_column(prop)] = instant_key(value)
     return row
+
+
+def _open_text(dt: DataType, record: dict[str, Any]) -> str | None:
+    """The JSON of a record's undeclared properties (None: it has none)."""
+    extra = {k: v for k, v in record.items() if k != "id" and k not in dt.by_name}
+    return _dumps(extra) if extra else None
 
 
 def _encoded(value: Any, kind: str) -> Any:
@@ -392,9 +434,22 @@ def read_records(
     """The records of ``ids`` (None: all of the account's, in creation order) that exist,
     in the order of ``ids``, with ``properties`` (None: all) and their ids."""
     wanted = list(properties) if properties is not None else list(dt.by_name)
+    # An open type's undeclared properties: all of them for a whole record, else those
+    # asked for by name.
+    open_wanted: set[str] | None = None
+    if dt.open_properties is not None:
+        asked = {p for p in wanted if p != "id" and p not in dt.by_name}
+        if properties is None or asked:
+            open_wanted = None if properties is None else asked
+            wanted = [p for p in wanted if p not in asked]
+        else:
+            open_wanted = set()
     computed = [p for p in wanted if p != "id" and dt.by_name[p].computed]
     props = [p for p in wanted if p not in computed]
     cols = ", ".join(["id", *(f"[{column(dt.by_name[p])}]" for p in props if p != "id")])
+    reads_open = (open_wanted is None and dt.open_properties is not None) or bool(open_wanted)
+    if reads_open:
+        cols += f", [{OPEN_COLUMN}]"
     if ids is None:
         sql = f"SELECT {cols} FROM [{dt.table}] WHERE account = ? ORDER BY rowid"
         rows = db.execute(sql, [account]).fetchall()
@@ -418,6 +473,11 @@ def read_records(
                 elif kind is _BOOL:
                     value = bool(value)
             record[name] = value
+        if reads_open and row[-1] is not None:
+            extra = _loads(row[-1])
+            if open_wanted is not None:
+                extra = {k: v for k, v in extra.items() if k in open_wanted}
+            record.update(extra)
         records.append(record)
     if ids is not None and len(records) > 1:
         # In the order asked for: RFC 8620 §5.1 allows any, but clients show records in
@@ -426,6 +486,10 @@ def read_records(
         records = [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
     if computed and records and dt.compute is not None:
         dt.compute(db, account, records, computed)
+    elif computed:  # (filled by whoever presents them: the sharing service's myRights)
+        for record in records:
+            for name in computed:
+                record.setdefault(name, None)
     return records
 
 
@@ -474,16 +538,39 @@ def update_record(
 ) -> None:
     """Write ``record``'s stored properties, or only those named in ``properties``."""
     _wrote(db, dt)
-    names = tuple(n for n in (record if properties is None else properties) if n in record)
+    given = record if properties is None else properties
+    names = tuple(n for n in given if n in record and n in dt.by_name)
+    # An open type's undeclared properties are one column: written whole when any of them
+    # is among the properties to write (or, writing everything, always).
+    write_open = dt.open_properties is not None and (
+        properties is None or any(n != "id" and n not in dt.by_name for n in given)
+    )
     sql, plan = _update_statement(dt, names)
-    if sql is None:
-        return
     values: list[Any] = []
     for name, kind in plan:
         value = record[name]
         values.append(_encoded(value, kind))
         if kind is _DATE:
             values.append(instant_key(value))
+    if dt.derived:  # (whole records on update: DataType.derived)
+        derived = _derived(dt, record)
+        extra = ", ".join(f"[{c}] = ?" for c in derived)
+        sql = (
+            sql.replace(" WHERE account", f", {extra} WHERE account", 1)
+            if sql is not None
+            else f"UPDATE [{dt.table}] SET {extra} WHERE account = ? AND id = ?"
+        )
+        values.extend(derived.values())
+    if write_open:
+        sets = f"[{OPEN_COLUMN}] = ?"
+        sql = (
+            sql.replace(" WHERE account", f", {sets} WHERE account", 1)
+            if sql is not None
+            else f"UPDATE [{dt.table}] SET {sets} WHERE account = ? AND id = ?"
+        )
+        values.append(_open_text(dt, record))
+    if sql is None:
+        return
     db.conn.execute(sql, [*values, account, record["id"]])
 
 
@@ -695,10 +782,21 @@ def compile_filter(dt: DataType, node: Any, compile_value: Any) -> tuple[str, li
 def compile_sort(dt: DataType, sort: list[dict[str, Any]]) -> str:
     terms = []
     for comparator in sort:
+        direction = "ASC" if comparator.get("isAscending", True) else "DESC"
+        expression = dt.sort_sql.get(comparator["property"])
+        if expression is not None:  # a derived sort key (DataType.sort_sql)
+            name = comparator.get("collation") or DEFAULT_COLLATION
+            if name not in COLLATIONS:
+                raise UnsupportedSort(f"unsupported collation {name!r}")
+            folded = dt.folded_sort_sql.get(comparator["property"])
+            if folded is not None and name == DEFAULT_COLLATION:
+                terms.append(f"{folded} {direction}")
+            else:
+                terms.append(f"({expression}) COLLATE {COLLATIONS[name]} {direction}")
+            continue
         prop = dt.by_name.get(comparator["property"])
         if prop is None or not prop.sortable:
             raise UnsupportedSort(f"cannot sort on {comparator['property']!r}")
-        direction = "ASC" if comparator.get("isAscending", True) else "DESC"
         collate = ""
         if is_date(prop):  # in time order: the key column, whose text order is that
             terms.append(f"[{key_column(prop)}] {direction}")

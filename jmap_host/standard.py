@@ -192,7 +192,7 @@ async def type_get(dt: DataType, call: Call) -> dict[str, Any]:
     if properties is not None:
         if not isinstance(properties, list) or not all(isinstance(p, str) for p in properties):
             raise MethodError("invalidArguments", "properties must be an array of strings or null")
-        unknown = [p for p in properties if p != "id" and p not in dt.by_name]
+        unknown = [p for p in properties if p != "id" and p not in dt.by_name and not dt.is_open(p)]
         if unknown:
             raise MethodError("invalidArguments", f"unknown properties: {', '.join(unknown)}")
         properties = list(dict.fromkeys(["id", *properties]))
@@ -337,7 +337,9 @@ class SetRun:
         self.call = call
         self.account = account
         self.db = db
-        self.ctx = SetContext(db, account, call.request.principal, dt, call.host, call.args)
+        self.ctx = SetContext(
+            db, account, call.request.principal, dt, call.host, call.args, call.name
+        )
         # A working copy: the request's map learns the new ids only once the transaction
         # has committed, so a rolled-back /set leaves no creation id pointing nowhere.
         self.created_ids = dict(call.request.created_ids)
@@ -465,6 +467,8 @@ class SetRun:
         remove = getattr(blobs, "remove_blob_references", None)
         if add is None or remove is None:
             return
+        if not any(p.base_type == "BlobId" for p in self.dt.properties):
+            return  # (a type keeping its own references, e.g. inside JSON: its hooks do)
         ref = f"{self.dt.name}:{record['id']}"
         remove(self.db, self.account.id, ref)
         for prop in self.dt.properties:
@@ -485,7 +489,7 @@ class SetRun:
         self.allowed("create")
         if not isinstance(given, dict):
             raise SetError("invalidProperties", "the object must be a JSON object")
-        unknown = [k for k in given if k not in dt.by_name]
+        unknown = [k for k in given if k not in dt.by_name and not dt.is_open(k)]
         server_set = [k for k in given if k in dt.by_name and dt.by_name[k].server_set]
         if unknown or server_set:
             names = unknown + server_set
@@ -504,6 +508,7 @@ class SetRun:
                 record[prop.name] = base[prop.name]
             else:
                 record[prop.name] = copy.deepcopy(prop.default)
+        record.update((k, v) for k, v in base.items() if dt.is_open(k))
         normalized = self.check_values(record, [p.name for p in dt.properties if p.name in base])
         if dt.sharing is not None:
             sharing.check_container_write(dt, self.access, "create", None, record)
@@ -590,7 +595,7 @@ class SetRun:
                 "server-set or immutable: " + ", ".join(errors),
                 properties=errors,
             )
-        normalized = self.check_values(record, [n for n in touched if n != "id"])
+        normalized = self.check_values(record, [n for n in touched if n in dt.by_name])
         if dt.sharing is not None:
             if "shareWith" in touched:
                 self._share_with(record, normalized, current.get("shareWith"))
@@ -609,7 +614,8 @@ class SetRun:
         names = [k for k, v in record.items() if v is not (c := current.get(k)) and v != c]
         names += [k for k, c in current.items() if k not in record and c is not None]
         differ = [dt.by_name[n] for n in names if n in dt.by_name]
-        names = [p.name for p in differ]
+        opened = [n for n in names if n not in dt.by_name and n != "id"]  # (open types)
+        names = [p.name for p in differ] + opened
         self._own_write(lambda: os_.update_record(self.db, dt, self.account.id, record, names))
         self._changes.append((record_id, "updated"))
         if any(p.base_type == "BlobId" for p in differ):
@@ -690,15 +696,22 @@ def apply_patch(
     invalid: list[str] = []
     for path, tokens in paths:
         top = tokens[0]
-        if top != "id" and top not in dt.by_name:
+        if top != "id" and top not in dt.by_name and not dt.is_open(top):
             invalid.append(top)
             continue
         touched.append(top)
         value = patch[path]
         if len(tokens) == 1:
-            record[top] = (
-                copy.deepcopy(dt.by_name[top].default) if value is None and top != "id" else value
-            )
+            if top in dt.by_name or top == "id":
+                record[top] = (
+                    copy.deepcopy(dt.by_name[top].default)
+                    if value is None and top != "id"
+                    else value
+                )
+            elif value is None:
+                record.pop(top, None)  # an open property set to null is gone
+            else:
+                record[top] = value
             continue
         target = record.get(top)
         for token in tokens[1:-1]:
@@ -942,7 +955,9 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
                 not_created[creation_id] = {"type": "notFound"}
                 continue
             original = {
-                k: v for k, v in found[0].items() if k != "id" and not dt.by_name[k].server_set
+                k: v
+                for k, v in found[0].items()
+                if dt.is_open(k) or (k in dt.by_name and not dt.by_name[k].server_set)
             }
             overrides = {k: v for k, v in obj.items() if k != "id"}
             grant_blobs(db, dt, found[0], target.id, source.id)
@@ -1104,7 +1119,9 @@ def compile_query(dt: DataType, filter_: Any, sort: Any) -> tuple[tuple[str, lis
     except os_.UnsupportedSort as exc:
         raise MethodError("unsupportedSort", str(exc)) from None
     used = {c["property"] for c in comparators} | _filter_properties(dt, filter_)
-    mutable = any(not dt.by_name[p].immutable for p in used if p in dt.by_name)
+    mutable = any(not dt.by_name[p].immutable for p in used if p in dt.by_name) or any(
+        p in dt.sort_sql for p in used  # (derived from properties that may change)
+    )
     return where, order, mutable
 
 

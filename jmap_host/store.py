@@ -327,6 +327,10 @@ def datatype_migrations(capabilities: Any) -> list[sqlite_utils.Migrations]:
                 # Date properties have had instant-key columns since 2026-12: a table made
                 # before gets them (and its rows their keys) through a new digest.
                 shape += ";instant-keys"
+            if dt.open_properties is not None:
+                shape += ";open"
+            if dt.derived:  # (a derived value whose function changes wants a new name)
+                shape += ";derived=" + ",".join(sorted(dt.derived))
             digest = hashlib.sha256(shape.encode()).hexdigest()[:12]
             migrations(name=f"create {dt.table}")(create)
             migrations(name=f"columns {dt.table} {digest}")(columns)

@@ -650,7 +650,7 @@ def test_enabled_unknown_plugin(tmp_path: Path) -> None:
     path = write(tmp_path, config_text(extra='[plugins]\nenabled = ["nosuch", "memroy"]\n'))
     exc = load_error(path)
     assert_problem(exc, "plugins.enabled[0]", "no installed plugin is called 'nosuch'",
-                   "installed: core, ")
+                   "installed: contacts, core, ")
     assert_problem(exc, "plugins.enabled[1]", "'memroy'", "did you mean 'memory'?")
     assert len(exc.problems) == 2
     assert_cli_rejects(path, tmp_path, "plugins.enabled[0]", "plugins.enabled[1]")

@@ -356,5 +356,6 @@ def test_readme_says_what_is_served_today():
     for rfc, plugin in (
         ("RFC 8620", "core"), ("RFC 8621", "mail"), ("RFC 8887", "core"),
         ("RFC 9425", "core"), ("RFC 9404", "core"), ("RFC 9670", "core"),
+        ("RFC 9610", "contacts"),
     ):  # fmt: skip
         assert rfc in served and plugin in installed

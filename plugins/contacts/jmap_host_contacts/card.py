@@ -1,0 +1,476 @@
+"""ContactCards (RFC 9610 §3): JSContact Cards (RFC 9553) in address books, declared once as
+a data type, so ContactCard/get, /changes, /set, /copy, /query and /queryChanges are the
+host's standard methods, shared through their AddressBooks.  This module adds what the
+RFCs say of a card: full JSContact validation (jscontact.py; unknown and vendor-specific
+properties kept verbatim, as an open type), a ``uid`` unique in the account (generated when
+the client gives none), ``created``/``updated``, Media as blobs (a ``data:`` URI becomes a
+blob; a photo must be an image), the §3.3.1 filters and §3.3.2 sorts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+import unicodedata
+import urllib.parse
+import uuid
+from typing import Any
+
+from jmap_host import (
+    DataType,
+    FilterCondition,
+    Property,
+    SetContext,
+    SetError,
+    SharedThrough,
+    add_blob_reference,
+    blob_refs,
+    blob_visible,
+    objectstore,
+    read_blob,
+    remove_blob_references,
+    write_blob,
+)
+
+from . import jscontact
+
+# The JSContact Card properties (RFC 9553 §2) this server stores as its own columns; any
+# other keepable name is an open property (DataType.open_properties).
+JSON_PROPERTIES = (
+    "relatedTo", "name", "nicknames", "organizations", "speakToAs", "titles", "emails",
+    "onlineServices", "phones", "preferredLanguages", "calendars", "schedulingAddresses",
+    "addresses", "cryptoKeys", "directories", "links", "media", "localizations",
+    "anniversaries", "keywords", "notes", "personalInfo",
+)  # fmt: skip
+IMAGE_KINDS = ("photo", "logo")
+MAX_MEDIA_OCTETS = 10 * 1024 * 1024  # a data: URI decoded to at most this (then a blob)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).casefold()
+
+
+# -- what the filters and sorts read (SQL functions over the JSON columns) -----------------
+
+
+def _strings(value: Any, keys: tuple[str, ...] | None) -> list[str]:
+    """The strings of ``value``: with ``keys``, those properties of each object of a map;
+    without, every string inside it (for text search)."""
+    out: list[str] = []
+    if keys is None:
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, dict):
+                stack.extend(v for k, v in item.items() if k != "@type")
+            elif isinstance(item, list):
+                stack.extend(item)
+        return out
+    if isinstance(value, dict):
+        for obj in value.values():
+            if isinstance(obj, dict):
+                out.extend(obj[k] for k in keys if isinstance(obj.get(k), str))
+    return out
+
+
+def _name_parts(name: Any, kind: str | None) -> list[str]:
+    if not isinstance(name, dict):
+        return []
+    parts = [
+        c["value"]
+        for c in name.get("components") or []
+        if isinstance(c, dict) and isinstance(c.get("value"), str)
+        and (kind is None or c.get("kind") == kind)
+    ]  # fmt: skip
+    if kind is None and isinstance(name.get("full"), str):
+        parts.append(name["full"])
+    return parts
+
+
+def _address_parts(addresses: Any) -> list[str]:
+    out: list[str] = []
+    if isinstance(addresses, dict):
+        for address in addresses.values():
+            if isinstance(address, dict):
+                out.extend(_name_parts(address, None))  # (components and full, like a Name)
+    return out
+
+
+def _loads(text: Any) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def contacts_values(text: Any, spec: str) -> str:
+    """SQL ``contacts_values(json, spec)``: the folded strings a filter matches, one per
+    line.  spec: ``name``, ``name:<kind>``, ``addresses``, ``all``, or ``keys:a,b`` (those
+    properties of each object of the map)."""
+    value = _loads(text)
+    if spec == "name":
+        found = _name_parts(value, None)
+    elif spec.startswith("name:"):
+        found = _name_parts(value, spec[5:])
+    elif spec == "addresses":
+        found = _address_parts(value)
+    elif spec == "all":
+        found = _strings(value, None)
+    else:
+        found = _strings(value, tuple(spec.removeprefix("keys:").split(",")))
+    return "\n".join(_fold(s) for s in found)
+
+
+objectstore.sql_function("contacts_values", 2, contacts_values)
+
+
+def _col(name: str) -> str:
+    return f"[contacts_card].[p_{name}]"
+
+
+def _matches(column: str, spec: str) -> Any:
+    """A filter condition: the value (folded) is in one of the strings ``spec`` takes."""
+
+    def condition(value: str) -> tuple[str, list[Any]]:
+        return f"instr(contacts_values({_col(column)}, ?), ?) > 0", [spec, _fold(value)]
+
+    return condition
+
+
+def _any_of(*pairs: tuple[str, str]) -> Any:
+    def condition(value: str) -> tuple[str, list[Any]]:
+        parts, params = [], []
+        for column, spec in pairs:
+            parts.append(f"instr(contacts_values({_col(column)}, ?), ?) > 0")
+            params += [spec, _fold(value)]
+        return "(" + " OR ".join(parts) + ")", params
+
+    return condition
+
+
+TEXT_COLUMNS = ("name", "nicknames", "organizations", "titles", "emails", "phones",
+                "onlineServices", "addresses", "notes", "personalInfo")  # fmt: skip
+PHRASE = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(\S+)')
+
+
+def tokens(text: str) -> list[str]:
+    """§3.3.1: quoted phrases (with \\", \\' and \\\\ escapes) and whitespace-separated
+    words, each of which must be present."""
+    out = []
+    for m in PHRASE.finditer(text):
+        quoted = m.group(1) if m.group(1) is not None else m.group(2)
+        if quoted is not None:
+            out.append(re.sub(r"\\(.)", r"\1", quoted))
+        else:
+            out.append(m.group(3))
+    return [t for t in out if t]
+
+
+def search_text(record: dict[str, Any]) -> str:
+    """The card's text, folded, for §3.3.1 text: every string of its text properties and
+    its uid (a derived column: found with instr, no JSON read per row)."""
+    strings = [s for name in TEXT_COLUMNS for s in _strings(record.get(name), None)]
+    if isinstance(record.get("uid"), str):
+        strings.append(record["uid"])
+    return "\n".join(_fold(s) for s in strings)
+
+
+def _sort_key(kind: str, folded: bool) -> Any:
+    def key(record: dict[str, Any]) -> str | None:
+        parts = _name_parts(record.get("name"), kind)
+        if not parts:
+            return None
+        return objectstore.unicode_casemap_key(parts[0]) if folded else parts[0]
+
+    return key
+
+
+NAME_SORTS = ("given", "surname", "surname2")
+
+
+def _text(value: str) -> tuple[str, list[Any]]:
+    """§3.3.1 text: every token in the card's text (search_text)."""
+    words = tokens(value)
+    if not words:
+        return "1", []
+    column = f"[contacts_card].[{objectstore.derived_column('text')}]"
+    parts = [f"instr({column}, ?) > 0" for _ in words]
+    return "(" + " AND ".join(parts) + ")", [_fold(w) for w in words]
+
+
+def check_address_book_ids(value: dict[str, bool]) -> None:
+    if not value:
+        raise ValueError("a card belongs to at least one AddressBook (RFC 9610 §3)")
+    if any(v is not True for v in value.values()):
+        raise ValueError("values must be true")
+
+
+# -- hooks -------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _validate(record: dict[str, Any]) -> None:
+    try:
+        jscontact.validate_card(record)
+    except jscontact.Invalid as exc:
+        top = exc.path.split("/")[1].replace("~1", "/").replace("~0", "~")
+        raise SetError("invalidProperties", str(exc), properties=[top]) from None
+
+
+def _check_books(ctx: SetContext, record: dict[str, Any]) -> None:
+    from .addressbook import ADDRESS_BOOK
+
+    wanted = list(record.get("addressBookIds") or {})
+    found = objectstore.read_records(ctx.db, ADDRESS_BOOK, ctx.account.id, wanted, [])
+    if len(found) != len(wanted):
+        raise SetError("invalidProperties", "addressBookIds: no such AddressBook",
+                       properties=["addressBookIds"])  # fmt: skip
+
+
+def _check_uid(ctx: SetContext, record: dict[str, Any]) -> None:
+    """RFC 9610 §3: no two cards of an account with one uid."""
+    column = objectstore.column(CARD.by_name["uid"])
+    other = objectstore.query_ids(
+        ctx.db, CARD, ctx.account.id,
+        (f"[{column}] = ? AND id != ?", [record["uid"], record["id"]]), "id", 1,
+    )  # fmt: skip
+    if other:
+        raise SetError("alreadyExists", f"a card with uid {record['uid']!r} exists",
+                       existingId=other[0])  # fmt: skip
+
+
+IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"), (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"),
+)  # fmt: skip
+
+
+def image_type(data: bytes) -> str | None:
+    """The image media type of ``data`` by its first bytes, or None (RFC 9610 §3.5: a
+    photo must be a recognised image type)."""
+    for magic, media in IMAGE_MAGIC:
+        if data.startswith(magic):
+            return media
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"avif"):
+        return "image/avif" if data[8:12] == b"avif" else "image/heic"
+    head = data[:512].lstrip().lower()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        return "image/svg+xml"
+    return None
+
+
+def _media(ctx: SetContext, record: dict[str, Any]) -> list[str]:
+    """Media blobs (RFC 9610 §3): a ``data:`` URI is stored as a blob and named by blobId;
+    a blobId must be one the user may use; a photo or logo must be an image.  Returns the
+    blob ids the card references."""
+    media = record.get("media")
+    if not isinstance(media, dict):
+        return []
+    blobs: list[str] = []
+    made: set[str] = set()  # blobs written here from data: URIs (the card's own)
+    changed = {}
+    for key, item in media.items():
+        if not isinstance(item, dict):
+            continue
+        where = f"media/{key}"
+        item = dict(item)
+        uri = item.get("uri")
+        if isinstance(uri, str) and uri[:5].lower() == "data:":
+            data, media_type = _data_uri(uri, where)
+            item.pop("uri")
+            item["blobId"] = write_blob(ctx.host, data)
+            made.add(item["blobId"])
+            item.setdefault("mediaType", media_type)
+            changed[key] = item
+        blob_id = item.get("blobId")
+        if blob_id is None:
+            continue
+        # A /copy brings its blobs from the account it reads (the host checked the caller
+        # may read it): the reference this card adds makes them the target's too.
+        source = ctx.args.get("fromAccountId")
+        if not isinstance(blob_id, str) or (
+            blob_id not in made
+            and not blob_visible(ctx.db, ctx.account.id, blob_id, ctx.principal.name)
+            and not (isinstance(source, str) and ctx.call_name.endswith("/copy")
+                     and blob_visible(ctx.db, source, blob_id, ctx.principal.name))
+        ):  # fmt: skip
+            raise SetError("invalidProperties", f"{where}/blobId: no such blob",
+                           properties=["media"])  # fmt: skip
+        if item.get("kind") in IMAGE_KINDS:
+            kind = image_type(read_blob(ctx.host, blob_id) or b"")
+            if kind is None:
+                raise SetError("invalidProperties",
+                               f"{where}: a {item['kind']} must be an image (RFC 9610 §3.5)",
+                               properties=["media"])  # fmt: skip
+            if "mediaType" not in item:
+                item["mediaType"] = kind
+                changed[key] = item
+        blobs.append(blob_id)
+    if changed:
+        record["media"] = {**media, **changed}
+    return blobs
+
+
+def _data_uri(uri: str, where: str) -> tuple[bytes, str]:
+    head, comma, body = uri[5:].partition(",")
+    if not comma:
+        raise SetError("invalidProperties", f"{where}/uri: not a data: URI", properties=["media"])
+    params = head.split(";")
+    media_type = params[0] or "text/plain"
+    try:
+        if "base64" in params[1:]:
+            data = base64.b64decode(body, validate=False)
+        else:
+            data = urllib.parse.unquote_to_bytes(body)
+    except (binascii.Error, ValueError):
+        raise SetError("invalidProperties", f"{where}/uri: bad base64",
+                       properties=["media"]) from None  # fmt: skip
+    if len(data) > MAX_MEDIA_OCTETS:
+        raise SetError("tooLarge", f"{where}: at most {MAX_MEDIA_OCTETS} octets")
+    return data, media_type
+
+
+def _references(ctx: SetContext, record: dict[str, Any], blobs: list[str]) -> None:
+    ref = f"ContactCard:{record['id']}"
+    remove_blob_references(ctx.db, ctx.account.id, ref)
+    for blob_id in dict.fromkeys(blobs):
+        add_blob_reference(ctx.db, ctx.account.id, blob_id, ref)
+
+
+def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
+    if not record.get("uid"):
+        record["uid"] = f"urn:uuid:{uuid.uuid4()}"
+    now = _now()
+    if not record.get("created"):
+        record["created"] = now
+    if not record.get("updated"):
+        record["updated"] = now
+    _validate(record)
+    _check_books(ctx, record)
+    _check_uid(ctx, record)
+    _references(ctx, record, _media(ctx, record))
+
+
+def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None:
+    if new.get("uid") != old.get("uid"):
+        raise SetError("invalidProperties", "uid cannot change", properties=["uid"])
+    if new.get("updated") == old.get("updated"):
+        new["updated"] = _now()  # RFC 9553 §2.1.10: when the card was last modified
+    _validate(new)
+    if new.get("addressBookIds") != old.get("addressBookIds"):
+        _check_books(ctx, new)
+    blobs = _media(ctx, new)
+    if new.get("media") != old.get("media"):
+        _references(ctx, new, blobs)
+
+
+def remove_from_book(ctx: SetContext, card_id: str, book_id: str) -> None:
+    """An AddressBook destroyed with onDestroyRemoveContents: the card leaves it, and is
+    destroyed when it was in no other (RFC 9610 §2.3)."""
+    found = objectstore.read_records(ctx.db, CARD, ctx.account.id, [card_id])
+    if not found:
+        return
+    books = dict(found[0]["addressBookIds"] or {})
+    books.pop(book_id, None)
+    if books:
+        record = {**found[0], "addressBookIds": books}  # (whole: its derived columns too)
+        objectstore.update_record(ctx.db, CARD, ctx.account.id, record, ["addressBookIds"])
+        objectstore.record_change(ctx.db, ctx.account.id, CARD.name, card_id, "updated")
+    else:
+        objectstore.delete_record(ctx.db, CARD, ctx.account.id, card_id)
+        remove_blob_references(ctx.db, ctx.account.id, f"ContactCard:{card_id}")
+        objectstore.record_change(ctx.db, ctx.account.id, CARD.name, card_id, "destroyed")
+
+
+def _blob_lookup(db: Any, account: str, blob_ids: list[str]) -> dict[str, list[str]]:
+    return blob_refs(db, account, blob_ids, ("ContactCard:",))
+
+
+CARD = DataType(
+    name="ContactCard",
+    table="contacts_card",
+    properties=[
+        Property("addressBookIds", "Id[Boolean]", required=True, validate=check_address_book_ids),
+        Property("@type", "String", default="Card"),
+        Property("version", "String", default="1.0"),
+        Property("uid", "String", indexed=True),
+        Property("kind", "String", default="individual", indexed=True),
+        Property("created", "UTCDate|null", sortable=True),
+        Property("updated", "UTCDate|null", sortable=True),
+        Property("language", "String|null"),
+        Property("prodId", "String|null"),
+        Property("members", "String[Boolean]|null"),
+        *(Property(name, "Any") for name in JSON_PROPERTIES),
+    ],
+    filters=[
+        FilterCondition("inAddressBook", "addressBookIds", "hasKey", value_type="Id"),
+        FilterCondition("uid", "uid"),
+        FilterCondition("hasMember", "members", "hasKey", value_type="String"),
+        FilterCondition("kind", "kind"),
+        FilterCondition("createdBefore", "created", "lt", value_type="UTCDate"),
+        FilterCondition("createdAfter", "created", "ge", value_type="UTCDate"),
+        FilterCondition("updatedBefore", "updated", "lt", value_type="UTCDate"),
+        FilterCondition("updatedAfter", "updated", "ge", value_type="UTCDate"),
+        FilterCondition("text", "name", "custom", value_type="String", sql=_text),
+        FilterCondition("name", "name", "custom", value_type="String",
+                        sql=_matches("name", "name")),
+        *(
+            FilterCondition(f"name/{kind}", "name", "custom", value_type="String",
+                            sql=_matches("name", f"name:{kind}"))
+            for kind in ("given", "surname", "surname2")
+        ),
+        FilterCondition("nickname", "nicknames", "custom", value_type="String",
+                        sql=_matches("nicknames", "keys:name")),
+        FilterCondition("organization", "organizations", "custom", value_type="String",
+                        sql=_matches("organizations", "keys:name")),
+        FilterCondition("email", "emails", "custom", value_type="String",
+                        sql=_matches("emails", "keys:address,label")),
+        FilterCondition("phone", "phones", "custom", value_type="String",
+                        sql=_matches("phones", "keys:number,label")),
+        FilterCondition("onlineService", "onlineServices", "custom", value_type="String",
+                        sql=_matches("onlineServices", "keys:service,uri,user,label")),
+        FilterCondition("address", "addresses", "custom", value_type="String",
+                        sql=_matches("addresses", "addresses")),
+        FilterCondition("note", "notes", "custom", value_type="String",
+                        sql=_matches("notes", "keys:note")),
+    ],
+    on_create=on_create,
+    on_update=on_update,
+    default_sort=("created",),
+    # §3.3.2's name sorts and the text search read columns kept with each card.
+    # (Each sort twice: as written, for the collation a client names, and folded, for the
+    # default collation from its index.)
+    derived={
+        "text": search_text,
+        **{f"name/{kind}": _sort_key(kind, False) for kind in NAME_SORTS},
+        **{f"name/{kind}/folded": _sort_key(kind, True) for kind in NAME_SORTS},
+    },
+    sort_sql={
+        f"name/{kind}": f"[{objectstore.derived_column(f'name/{kind}')}]" for kind in NAME_SORTS
+    },
+    folded_sort_sql={
+        f"name/{kind}": f"[{objectstore.derived_column(f'name/{kind}/folded')}]"
+        for kind in NAME_SORTS
+    },
+    open_properties=jscontact.keepable,
+    blob_lookup=_blob_lookup,
+    shared_through=SharedThrough(
+        container="AddressBook", property="addressBookIds",
+        add="mayWrite", remove="mayWrite", update="mayWrite",
+    ),
+)  # fmt: skip
+
+__all__ = ["CARD", "contacts_values", "image_type", "remove_from_book", "search_text", "tokens"]
