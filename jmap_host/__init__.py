@@ -20,6 +20,7 @@ from .blobs import (
     write_blob,
 )
 from .capabilities import CORE, Account, Call, Capability, Method, RequestContext
+from .commands import host_for_command, principal_for_command
 from .config_schema import (
     REQUIRED,
     Bool,
@@ -155,6 +156,7 @@ __all__ = [
     "expect_long_read",
     "hash_password",
     "hookimpl",
+    "host_for_command",
     "json_response",
     "limits_for",
     "load_host",
@@ -163,6 +165,7 @@ __all__ = [
     "name_problem",
     "objectstore",
     "parse_digits",
+    "principal_for_command",
     "principal_table",
     "principals_capability",
     "problem_response",

@@ -56,32 +56,11 @@ class Session:
 
 def _load(config: str | None, name: str) -> tuple[Any, Any]:
     import click
-    import trio
 
-    from jmap_host import ConfigError, StartupError, load_host
+    from jmap_host import host_for_command, principal_for_command
 
-    try:
-        host = load_host(config)
-    except (ConfigError, StartupError) as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    package = sys.modules[__name__.rpartition(".")[0]]
-    if not any(p.obj is package for p in host.active_plugins):
-        click.echo("the contacts plugin is not active in this configuration", err=True)
-        sys.exit(2)
-    host.store.migrate()
-
-    async def find() -> Any:
-        from jmap_host import accounts_for
-
-        principal = await host.directory.principal(name)
-        if principal is None and "@" in name:
-            principal = await host.directory.lookup_email(name)
-        if principal is not None:
-            await host.provision((await accounts_for(host, principal)).values())
-        return principal
-
-    principal = trio.run(find)
+    host = host_for_command(config, __name__.rpartition(".")[0], "contacts")
+    principal = principal_for_command(host, name)
     if principal is None:
         click.echo(f"no user or group {name!r} in the directory", err=True)
         sys.exit(1)

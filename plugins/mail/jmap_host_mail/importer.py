@@ -548,7 +548,6 @@ def register_commands(cli: Any) -> None:
     import sys
 
     import click
-    import trio
 
     @cli.command("import")
     @click.option("-c", "--config", type=click.Path(dir_okay=False), help="configuration file")
@@ -567,30 +566,10 @@ def register_commands(cli: Any) -> None:
 
         Folders become Mailboxes and flags become keywords; running it again skips what
         was already imported."""
-        from jmap_host import ConfigError, StartupError, load_host
+        from jmap_host import host_for_command, principal_for_command
 
-        from .delivery import account_for
-
-        try:
-            host = load_host(config)
-        except (ConfigError, StartupError) as exc:
-            click.echo(str(exc), err=True)
-            sys.exit(2)
-        package = sys.modules[__name__.rpartition(".")[0]]
-        if not any(p.obj is package for p in host.active_plugins):
-            click.echo("the mail plugin is not active in this configuration", err=True)
-            sys.exit(2)
-        host.store.migrate()
-
-        async def find() -> Any:
-            principal = await host.directory.principal(name)
-            if principal is None and "@" in name:
-                principal = await host.directory.lookup_email(name)
-            if principal is not None:
-                await host.provision([account_for(principal)])
-            return principal
-
-        principal = trio.run(find)
+        host = host_for_command(config, __name__.rpartition(".")[0], "mail")
+        principal = principal_for_command(host, name)
         if principal is None:
             click.echo(f"no user or group {name!r} in the directory", err=True)
             sys.exit(1)
