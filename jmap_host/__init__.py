@@ -6,7 +6,7 @@ here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-gu
 
 from __future__ import annotations
 
-from . import dates, memquery, objectstore, sharing, standard, tokens
+from . import containers, dates, memquery, objectstore, sharing, standard, tokens
 from .blobapi import BLOB, blob_capability, blob_refs
 from .blobs import (
     StagedBlobs,
@@ -150,6 +150,7 @@ __all__ = [
     "check_principal_list",
     "check_quota",
     "check_set_size",
+    "containers",
     "dates",
     "email_problem",
     "execute",

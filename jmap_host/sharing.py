@@ -72,8 +72,11 @@ class Sharing:
     ``mayRename``), ``delete_right`` destroy it (``mayDelete``); ``parent_property`` and
     ``create_child_right`` let a sharee create a container inside one where they hold that
     right (Mailbox: ``parentId``, ``mayCreateChild``), the new one shared with them as its
-    parent is.  ``per_user`` properties are the sharee's own (``isSubscribed``).
-    ``name_property`` names the record in ShareNotifications.
+    parent is.  ``per_user`` properties are each sharee's own (``isSubscribed``; a
+    calendar's name, color, sortOrder...): a sharee's update of them changes their copy
+    only, whatever their rights; a sharee starts with ``per_user_defaults[name]``, or, for a
+    name not in it, the owner's value (until they set their own).  ``name_property`` names
+    the record in ShareNotifications.
     """
 
     rights: tuple[str, ...]
@@ -84,6 +87,7 @@ class Sharing:
     parent_property: str | None = None
     create_child_right: str | None = None
     per_user: tuple[str, ...] = ("isSubscribed",)
+    per_user_defaults: dict[str, Any] = field(default_factory=lambda: {"isSubscribed": True})
     name_property: str = "name"
 
     def __post_init__(self) -> None:
@@ -133,7 +137,8 @@ class Access:
     principal_name: str
     grantees: tuple[str, ...] = ()  # theirs and their groups' ids: whose shares count
     rights: dict[str, dict[str, dict[str, bool]]] = field(default_factory=dict)
-    subscribed: dict[str, dict[str, bool]] = field(default_factory=dict)
+    # {type: {record: {per-user property: the sharee's own value}}} (Sharing.per_user)
+    prefs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def containers(self, type_name: str) -> dict[str, dict[str, bool]]:
         """{container id: rights} of the visible containers of ``type_name``."""
@@ -159,6 +164,12 @@ CURRENT_SHARE: contextvars.ContextVar[tuple[Host, dict[str, Account], Principal]
 
 
 # -- tables ----------------------------------------------------------------------------------
+
+
+def add_share_prefs(db: sqlite_utils.Database) -> None:
+    """Host migration "share_prefs": a sharee's own values of every per-user property
+    (JSON), beside isSubscribed (its own column: the Session lists accounts by it)."""
+    db[SUBSCRIPTION_TABLE].add_column("prefs", str)
 
 
 def create_share_tables(db: sqlite_utils.Database) -> None:
@@ -237,7 +248,7 @@ def _shared_accounts(
 
     try:
         rows = db.execute(
-            f"SELECT s.account, a.principal, s.type, s.rights, coalesce(u.subscribed, 1) "
+            f"SELECT s.account, a.principal, s.type, s.rights, u.subscribed "
             f"FROM [{SHARE_TABLE}] s JOIN [{ACCOUNT_TABLE}] a ON a.id = s.account "
             f"LEFT JOIN [{SUBSCRIPTION_TABLE}] u ON u.account = s.account AND u.type = s.type "
             "AND u.record = s.record AND u.principal = ? "
@@ -252,6 +263,10 @@ def _shared_accounts(
     writes = _write_rights(host)
     found: dict[str, SharedAccount] = {}
     for account, owner, type_name, rights_text, subscribed in rows:
+        if subscribed is None:  # the sharee's own value, else the type's initial one
+            entry = host.datatypes.get(type_name)
+            sharing = entry[0].sharing if entry else None
+            subscribed = bool(sharing and sharing.per_user_defaults.get("isSubscribed", True))
         rights = json.loads(rights_text)
         writable = any(rights.get(r) for r in writes.get(type_name, ()))
         old = found.get(account)
@@ -300,12 +315,15 @@ def load_access(db: sqlite_utils.Database, host: Host, account: Account, princip
         mine = access.rights.setdefault(type_name, {}).setdefault(record, {})
         for right, value in json.loads(rights).items():  # a user's, and their groups'
             mine[right] = bool(mine.get(right)) or bool(value)
-    for type_name, record, subscribed in db.execute(
-        f"SELECT type, record, subscribed FROM [{SUBSCRIPTION_TABLE}] "
+    for type_name, record, subscribed, prefs in db.execute(
+        f"SELECT type, record, subscribed, prefs FROM [{SUBSCRIPTION_TABLE}] "
         "WHERE account = ? AND principal = ?",
         [account.id, principal.account_id],
     ).fetchall():
-        access.subscribed.setdefault(type_name, {})[record] = bool(subscribed)
+        values = json.loads(prefs) if prefs else {}
+        if subscribed is not None:
+            values["isSubscribed"] = bool(subscribed)
+        access.prefs.setdefault(type_name, {})[record] = values
     return access
 
 
@@ -404,9 +422,13 @@ def present(db: Any, dt: DataType, access: Access | None, records: list[dict[str
             rights = access.containers(dt.name).get(record["id"], {})
             if "myRights" in record:
                 record["myRights"] = {r: bool(rights.get(r)) for r in sharing.rights}
+            mine = access.prefs.get(dt.name, {}).get(record["id"], {})
             for name in sharing.per_user:
                 if name in record:
-                    record[name] = access.subscribed.get(dt.name, {}).get(record["id"], True)
+                    if name in mine:
+                        record[name] = mine[name]
+                    elif name in sharing.per_user_defaults:
+                        record[name] = sharing.per_user_defaults[name]
             if "shareWith" in record and not (
                 sharing.share_right and rights.get(sharing.share_right)
             ):
@@ -747,16 +769,26 @@ def epoch(db: sqlite_utils.Database, access: Access, type_name: str) -> int:
 def set_per_user(
     db: sqlite_utils.Database, dt: DataType, access: Access, record_id: str, values: dict
 ) -> None:
-    """A sharee's own values of a container's per-user properties (``isSubscribed``)."""
-    if "isSubscribed" in values:
-        db.execute(
-            f"INSERT INTO [{SUBSCRIPTION_TABLE}] (account, type, record, principal, subscribed) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, type, record, principal) "
-            "DO UPDATE SET subscribed = excluded.subscribed",
-            [access.account, dt.name, record_id, access.grantee,
-             int(bool(values["isSubscribed"]))],
-        )  # fmt: skip
-        access.subscribed.setdefault(dt.name, {})[record_id] = bool(values["isSubscribed"])
+    """A sharee's own values of a container's per-user properties (already checked against
+    their types); null drops their own value (back to the default or the owner's)."""
+    mine = dict(access.prefs.get(dt.name, {}).get(record_id, {}))
+    for name, value in values.items():
+        if value is None:
+            mine.pop(name, None)
+        else:
+            mine[name] = value
+    subscribed = mine.pop("isSubscribed", None)
+    db.execute(
+        f"INSERT INTO [{SUBSCRIPTION_TABLE}] (account, type, record, principal, subscribed, "
+        "prefs) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account, type, record, principal) "
+        "DO UPDATE SET subscribed = excluded.subscribed, prefs = excluded.prefs",
+        [access.account, dt.name, record_id, access.grantee,
+         None if subscribed is None else int(bool(subscribed)),
+         json.dumps(mine) if mine else None],
+    )  # fmt: skip
+    if subscribed is not None:
+        mine["isSubscribed"] = subscribed
+    access.prefs.setdefault(dt.name, {})[record_id] = mine
 
 
 def inherit_share(

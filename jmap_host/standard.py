@@ -558,13 +558,11 @@ class SetRun:
         current = self.load(record_id, patch)
         self.allowed("update")
         if dt.sharing is not None and self.access is not None:
-            # A sharee's per-user values (isSubscribed) are theirs, not the record's.
+            # A sharee's per-user values (isSubscribed...) are theirs, not the record's.
             mine = {k: v for k, v in patch.items() if k in dt.sharing.per_user}
             if mine:
-                for name, value in mine.items():
-                    if not isinstance(value, bool):
-                        raise SetError("invalidProperties", f"{name} must be a Boolean",
-                                       properties=[name])  # fmt: skip
+                checked = {**current, **{k: v for k, v in mine.items() if v is not None}}
+                self.check_values(checked, [k for k, v in mine.items() if v is not None])
                 sharing.set_per_user(self.db, dt, self.access, record_id, mine)
                 self.share_writes.subscriptions = True
                 patch = {k: v for k, v in patch.items() if k not in mine}

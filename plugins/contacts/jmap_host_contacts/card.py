@@ -377,24 +377,6 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
         _references(ctx, new, blobs)
 
 
-def remove_from_book(ctx: SetContext, card_id: str, book_id: str) -> None:
-    """An AddressBook destroyed with onDestroyRemoveContents: the card leaves it, and is
-    destroyed when it was in no other (RFC 9610 §2.3)."""
-    found = objectstore.read_records(ctx.db, CARD, ctx.account.id, [card_id])
-    if not found:
-        return
-    books = dict(found[0]["addressBookIds"] or {})
-    books.pop(book_id, None)
-    if books:
-        record = {**found[0], "addressBookIds": books}  # (whole: its derived columns too)
-        objectstore.update_record(ctx.db, CARD, ctx.account.id, record, ["addressBookIds"])
-        objectstore.record_change(ctx.db, ctx.account.id, CARD.name, card_id, "updated")
-    else:
-        objectstore.delete_record(ctx.db, CARD, ctx.account.id, card_id)
-        remove_blob_references(ctx.db, ctx.account.id, f"ContactCard:{card_id}")
-        objectstore.record_change(ctx.db, ctx.account.id, CARD.name, card_id, "destroyed")
-
-
 def _blob_lookup(db: Any, account: str, blob_ids: list[str]) -> dict[str, list[str]]:
     return blob_refs(db, account, blob_ids, ("ContactCard:",))
 
@@ -473,4 +455,4 @@ CARD = DataType(
     ),
 )  # fmt: skip
 
-__all__ = ["CARD", "contacts_values", "image_type", "remove_from_book", "search_text", "tokens"]
+__all__ = ["CARD", "contacts_values", "image_type", "search_text", "tokens"]

@@ -1,0 +1,159 @@
+"""Containers with a default and members: what AddressBook (RFC 9610 §2) and Calendar
+(JMAP Calendars §4) have in common, once, for every plugin.
+
+- one container per account is the default (a server-set Boolean, ``isDefault``): every
+  account gets one when provisioned (:func:`ensure_default`), and a /set moves it with
+  ``onSuccessSetIsDefault`` once everything in it succeeded (:func:`container_set`);
+- destroying a container that still has members is refused with the type's SetError
+  (``addressBookHasContents``, ``calendarHasEvent``) unless the client asks to remove them
+  (``onDestroyRemoveContents``, ``onDestroyRemoveEvents``): each member leaves it and one in
+  no other container is destroyed (:func:`destroy_contents`, from the type's on_destroy).
+
+Members name their containers in an ``Id[Boolean]`` property, the one their
+``DataType.shared_through`` declares.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import objectstore, sharing
+from .datatype import DataType, SetContext, SetError
+from .engine import set_arguments
+from .errors import MethodError
+
+if TYPE_CHECKING:
+    from .capabilities import Call
+
+DEFAULT_PROPERTY = "isDefault"
+
+
+def members_of(db: Any, member: DataType, account: str, container_id: str) -> list[str]:
+    """The ids of the ``member`` records in the container."""
+    assert member.shared_through is not None and member.shared_through.property is not None
+    column = objectstore.column(member.by_name[member.shared_through.property])
+    return objectstore.query_ids(
+        db, member, account,
+        (f"EXISTS (SELECT 1 FROM json_each([{column}]) WHERE key = ?)", [container_id]), "id",
+    )  # fmt: skip
+
+
+def destroy_contents(
+    ctx: SetContext, member: DataType, container_id: str, argument: str, error: str
+) -> None:
+    """From a container's on_destroy: ``error`` when it has members and the /set's
+    ``argument`` is not true; else each member leaves it, and is destroyed when it was in
+    no other container."""
+    ids = members_of(ctx.db, member, ctx.account.id, container_id)
+    if ids and not ctx.args.get(argument):
+        raise SetError(error, f"{len(ids)} {member.name}(s) in it; see {argument}")
+    prop = member.shared_through.property  # type: ignore[union-attr]
+    changes = []
+    for record in objectstore.read_records(ctx.db, member, ctx.account.id, ids):
+        left = {k: v for k, v in (record.get(prop) or {}).items() if k != container_id}
+        if left:
+            # (the whole record: a type's derived columns are rewritten from it)
+            objectstore.update_record(ctx.db, member, ctx.account.id, {**record, prop: left},
+                                      [prop])  # fmt: skip
+            changes.append((record["id"], "updated"))
+        else:
+            objectstore.delete_record(ctx.db, member, ctx.account.id, record["id"])
+            from .blobs import remove_blob_references
+
+            remove_blob_references(ctx.db, ctx.account.id, f"{member.name}:{record['id']}")
+            changes.append((record["id"], "destroyed"))
+    objectstore.record_changes(ctx.db, ctx.account.id, member.name, changes)
+
+
+async def container_set(call: Call, dt: DataType, members: list[DataType]) -> dict[str, Any]:
+    """The standard /set of a container type plus ``onSuccessSetIsDefault``, in the same
+    transaction; push tells of the container's state and its members' (a destroy may have
+    removed some)."""
+    from . import standard
+
+    assert call.account is not None
+    account = call.account
+    on_success = call.args.get("onSuccessSetIsDefault")
+    if on_success is not None and not isinstance(on_success, str):
+        raise MethodError("invalidArguments", "onSuccessSetIsDefault must be an Id or null")
+    if_in_state = standard.arg(call, "ifInState", "String|null")
+    create, update, destroy = set_arguments(call)
+    standard.check_read(dt, call)
+    principals = {}
+    if dt.sharing is not None and (create or update):
+        principals = await sharing.resolve_principals(
+            call.host, sharing.share_with_ids(create, update)
+        )
+
+    def write(db: Any, careful: bool) -> dict[str, Any]:
+        result = standard.run_set(
+            dt, call, account, db, if_in_state, create, update, destroy, careful, principals
+        )
+        failed = result["notCreated"] or result["notUpdated"] or result["notDestroyed"]
+        if on_success is not None and not failed:
+            target = on_success
+            if target.startswith("#"):
+                target = result["_created_ids"].get(target[1:], "")
+            _set_default(db, call, dt, account.id, target, result)
+        result["newState"] = str(objectstore.current_modseq(db, account.id, dt.name)[0])
+        states = {m.name: str(objectstore.current_modseq(db, account.id, m.name)[0])
+                  for m in members}  # fmt: skip
+        return {**result, "_members": states}
+
+    result = await standard.write_set(call.host.store, write)
+    call.request.created_ids.update(result.pop("_created_ids"))
+    states = result.pop("_members")
+    writes = result.pop("_share_writes")
+    await standard.publish_set(call, dt, account.id, result, writes)
+    call.host.push.publish(account.id, states)
+    return result
+
+
+def _set_default(
+    db: Any, call: Call, dt: DataType, account: str, target: str, result: dict[str, Any]
+) -> None:
+    """Make ``target`` the default, if it is a container the caller may change; otherwise
+    nothing (no error, as both specs say)."""
+    from . import standard
+
+    if not standard.is_id(target):
+        return
+    found = objectstore.read_records(db, dt, account, [target], [DEFAULT_PROPERTY])
+    if not found or found[0][DEFAULT_PROPERTY]:
+        return
+    access = sharing.access_for(db, call)
+    if access is not None and not access.right(dt.name, target, dt.sharing.update_right):  # type: ignore[union-attr]
+        return  # a policy refusal is silent
+    created = {v["id"]: k for k, v in (result["created"] or {}).items()}
+    changes = []
+    for record in objectstore.read_records(db, dt, account, None):
+        is_default = record["id"] == target
+        if record[DEFAULT_PROPERTY] == is_default:
+            continue
+        objectstore.update_record(db, dt, account, {**record, DEFAULT_PROPERTY: is_default},
+                                  [DEFAULT_PROPERTY])  # fmt: skip
+        changes.append((record["id"], "updated"))
+        # RFC 8620 §5.3: what the server changed is reported in created or updated.
+        if record["id"] in created:
+            result["created"][created[record["id"]]][DEFAULT_PROPERTY] = is_default
+        else:
+            result["updated"] = result["updated"] or {}
+            entry = result["updated"].get(record["id"]) or {}
+            result["updated"][record["id"]] = {**entry, DEFAULT_PROPERTY: is_default}
+    objectstore.record_changes(db, account, dt.name, changes)
+
+
+def ensure_default(db: Any, dt: DataType, account: str, record: dict[str, Any]) -> None:
+    """Give a new account its default container (``record``, without id), once: nothing
+    when the account has any container of the type already (the hook may run again)."""
+    if objectstore.read_records(db, dt, account, None, [DEFAULT_PROPERTY]):
+        return
+    full = {"id": objectstore.new_id(), **record, DEFAULT_PROPERTY: True}
+    for prop in dt.properties:
+        if not prop.computed:
+            full.setdefault(prop.name, prop.default)
+    objectstore.insert_record(db, dt, account, full)
+    objectstore.record_change(db, account, dt.name, full["id"], "created")
+
+
+__all__ = ["container_set", "destroy_contents", "ensure_default", "members_of"]
