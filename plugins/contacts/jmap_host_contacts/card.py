@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import time
 import unicodedata
@@ -101,20 +100,10 @@ def _address_parts(addresses: Any) -> list[str]:
     return out
 
 
-def _loads(text: Any) -> Any:
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
-def contacts_values(text: Any, spec: str) -> str:
-    """SQL ``contacts_values(json, spec)``: the folded strings a filter matches, one per
-    line.  spec: ``name``, ``name:<kind>``, ``addresses``, ``all``, or ``keys:a,b`` (those
-    properties of each object of the map)."""
-    value = _loads(text)
+def values_of(value: Any, spec: str) -> str:
+    """The folded strings of a property value a filter matches, one per line.  spec:
+    ``name``, ``name:<kind>``, ``addresses``, ``all``, or ``keys:a,b`` (those properties of
+    each object of the map)."""
     if spec == "name":
         found = _name_parts(value, None)
     elif spec.startswith("name:"):
@@ -128,31 +117,40 @@ def contacts_values(text: Any, spec: str) -> str:
     return "\n".join(_fold(s) for s in found)
 
 
-objectstore.sql_function("contacts_values", 2, contacts_values)
+# §3.3.1's string conditions: the property each reads and what of it.  Each has a derived
+# column of those strings, folded (DataType.derived), which the condition searches with
+# instr: no JSON is read per card in a query.
+STRING_FILTERS = {
+    "name": ("name", "name"),
+    "name/given": ("name", "name:given"),
+    "name/surname": ("name", "name:surname"),
+    "name/surname2": ("name", "name:surname2"),
+    "nickname": ("nicknames", "keys:name"),
+    "organization": ("organizations", "keys:name"),
+    "email": ("emails", "keys:address,label"),
+    "phone": ("phones", "keys:number,label"),
+    "onlineService": ("onlineServices", "keys:service,uri,user,label"),
+    "address": ("addresses", "addresses"),
+    "note": ("notes", "keys:note"),
+}
 
 
-def _col(name: str) -> str:
-    return f"[contacts_card].[p_{name}]"
+def _filter_column(name: str) -> str:
+    return f"[contacts_card].[{objectstore.derived_column('f:' + name)}]"
 
 
-def _matches(column: str, spec: str) -> Any:
-    """A filter condition: the value (folded) is in one of the strings ``spec`` takes."""
+def _matches(name: str) -> Any:
+    """A filter condition: the value (folded) is in one of the strings the filter reads."""
 
     def condition(value: str) -> tuple[str, list[Any]]:
-        return f"instr(contacts_values({_col(column)}, ?), ?) > 0", [spec, _fold(value)]
+        return f"instr({_filter_column(name)}, ?) > 0", [_fold(value)]
 
     return condition
 
 
-def _any_of(*pairs: tuple[str, str]) -> Any:
-    def condition(value: str) -> tuple[str, list[Any]]:
-        parts, params = [], []
-        for column, spec in pairs:
-            parts.append(f"instr(contacts_values({_col(column)}, ?), ?) > 0")
-            params += [spec, _fold(value)]
-        return "(" + " OR ".join(parts) + ")", params
-
-    return condition
+def _filter_values(name: str) -> Any:
+    prop, spec = STRING_FILTERS[name]
+    return lambda record: values_of(record.get(prop), spec)
 
 
 TEXT_COLUMNS = ("name", "nicknames", "organizations", "titles", "emails", "phones",
@@ -407,27 +405,10 @@ CARD = DataType(
         FilterCondition("updatedBefore", "updated", "lt", value_type="UTCDate"),
         FilterCondition("updatedAfter", "updated", "ge", value_type="UTCDate"),
         FilterCondition("text", "name", "custom", value_type="String", sql=_text),
-        FilterCondition("name", "name", "custom", value_type="String",
-                        sql=_matches("name", "name")),
         *(
-            FilterCondition(f"name/{kind}", "name", "custom", value_type="String",
-                            sql=_matches("name", f"name:{kind}"))
-            for kind in ("given", "surname", "surname2")
+            FilterCondition(name, prop, "custom", value_type="String", sql=_matches(name))
+            for name, (prop, _) in STRING_FILTERS.items()
         ),
-        FilterCondition("nickname", "nicknames", "custom", value_type="String",
-                        sql=_matches("nicknames", "keys:name")),
-        FilterCondition("organization", "organizations", "custom", value_type="String",
-                        sql=_matches("organizations", "keys:name")),
-        FilterCondition("email", "emails", "custom", value_type="String",
-                        sql=_matches("emails", "keys:address,label")),
-        FilterCondition("phone", "phones", "custom", value_type="String",
-                        sql=_matches("phones", "keys:number,label")),
-        FilterCondition("onlineService", "onlineServices", "custom", value_type="String",
-                        sql=_matches("onlineServices", "keys:service,uri,user,label")),
-        FilterCondition("address", "addresses", "custom", value_type="String",
-                        sql=_matches("addresses", "addresses")),
-        FilterCondition("note", "notes", "custom", value_type="String",
-                        sql=_matches("notes", "keys:note")),
     ],
     on_create=on_create,
     on_update=on_update,
@@ -437,6 +418,7 @@ CARD = DataType(
     # default collation from its index.)
     derived={
         "text": search_text,
+        **{f"f:{name}": _filter_values(name) for name in STRING_FILTERS},
         **{f"name/{kind}": _sort_key(kind, False) for kind in NAME_SORTS},
         **{f"name/{kind}/folded": _sort_key(kind, True) for kind in NAME_SORTS},
     },
@@ -455,4 +437,4 @@ CARD = DataType(
     ),
 )  # fmt: skip
 
-__all__ = ["CARD", "contacts_values", "image_type", "search_text", "tokens"]
+__all__ = ["CARD", "image_type", "search_text", "tokens", "values_of"]
