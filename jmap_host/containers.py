@@ -122,7 +122,8 @@ def _set_default(
     if not found or found[0][DEFAULT_PROPERTY]:
         return
     access = sharing.access_for(db, call)
-    if access is not None and not access.right(dt.name, target, dt.sharing.update_right):  # type: ignore[union-attr]
+    right = dt.sharing.update_right if dt.sharing is not None else None
+    if access is not None and not access.right(dt.name, target, right):
         return  # a policy refusal is silent
     created = {v["id"]: k for k, v in (result["created"] or {}).items()}
     changes = []

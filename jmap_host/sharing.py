@@ -76,7 +76,10 @@ class Sharing:
     calendar's name, color, sortOrder...): a sharee's update of them changes their copy
     only, whatever their rights; a sharee starts with ``per_user_defaults[name]``, or, for a
     name not in it, the owner's value (until they set their own).  ``name_property`` names
-    the record in ShareNotifications.
+    the record in ShareNotifications.  ``implied`` rights come with another (a calendar's
+    mayWriteAll brings mayWriteOwn, mayUpdatePrivate and mayRSVP): shareWith is stored
+    with them set.  ``visible_with``: the rights that make a container visible to a sharee
+    (None: any right; a calendar shared for free/busy alone is not seen).
     """
 
     rights: tuple[str, ...]
@@ -89,6 +92,8 @@ class Sharing:
     per_user: tuple[str, ...] = ("isSubscribed",)
     per_user_defaults: dict[str, Any] = field(default_factory=lambda: {"isSubscribed": True})
     name_property: str = "name"
+    implied: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    visible_with: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for right in (self.read, self.share_right, self.update_right, self.delete_right,
@@ -315,6 +320,13 @@ def load_access(db: sqlite_utils.Database, host: Host, account: Account, princip
         mine = access.rights.setdefault(type_name, {}).setdefault(record, {})
         for right, value in json.loads(rights).items():  # a user's, and their groups'
             mine[right] = bool(mine.get(right)) or bool(value)
+    for type_name, records in access.rights.items():
+        entry = host.datatypes.get(type_name)
+        visible_with = entry[0].sharing.visible_with if entry and entry[0].sharing else None
+        if visible_with is not None:  # rights that show nothing (free/busy alone)
+            for record in [r for r, got in records.items()
+                           if not any(got.get(v) for v in visible_with)]:  # fmt: skip
+                del records[record]
     for type_name, record, subscribed, prefs in db.execute(
         f"SELECT type, record, subscribed, prefs FROM [{SUBSCRIPTION_TABLE}] "
         "WHERE account = ? AND principal = ?",
@@ -496,6 +508,9 @@ def normalise_share_with(
                 properties=["shareWith"],
             )
         full = {r: bool(rights.get(r)) for r in dt.sharing.rights}
+        for right, implied in dt.sharing.implied.items():
+            if full.get(right):
+                full.update(dict.fromkeys(implied, True))
         if any(full.values()):
             out[principal_id] = full
     return out or None

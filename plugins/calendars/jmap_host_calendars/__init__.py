@@ -1,0 +1,69 @@
+"""The calendars plugin: draft-ietf-jmap-calendars' ``urn:ietf:params:jmap:calendars``
+capability on the host's standard methods and sharing service.
+
+Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3) and CalendarEvent
+(§5: storage, JSCalendar 2.0 validation, the filters that need no recurrence expansion) are
+served; time-range queries and expandRecurrences, per-user event properties, scheduling,
+alerts (§6), notifications (§7), Principal/getAvailability and CalendarEvent/parse are not
+yet, so a client is not offered a half capability unless the operator asks: ``[plugins]
+opt-in = ["calendars"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jmap_host import Account, Capability, Host, Method, hookimpl
+
+from .calendar import CALENDAR, calendar_set, default_calendar
+from .event import EVENT
+from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
+
+JMAP_HOST_OPT_IN = True
+CALENDARS = "urn:ietf:params:jmap:calendars"
+# The account capability's limits (§1.5.1).
+MIN_DATE_TIME = "1900-01-01T00:00:00Z"
+MAX_DATE_TIME = "2999-12-31T23:59:59Z"
+MAX_EXPANDED_QUERY_DURATION = "P400D"
+
+
+def calendars_account_capability(host: Host, account: Account) -> dict[str, Any]:
+    """§1.5.1."""
+    return {
+        "maxCalendarsPerEvent": None,
+        "minDateTime": MIN_DATE_TIME,
+        "maxDateTime": MAX_DATE_TIME,
+        "maxExpandedQueryDuration": MAX_EXPANDED_QUERY_DURATION,
+        "maxParticipantsPerEvent": None,
+        "mayCreateCalendar": not account.shared,
+    }
+
+
+@hookimpl
+def register_capabilities(host: Host) -> list[Capability]:
+    return [
+        Capability(
+            urn=CALENDARS,
+            session={},
+            account=calendars_account_capability,
+            methods=[
+                Method("Calendar/set", calendar_set, writes=True),
+                Method("ParticipantIdentity/set", identity_set, writes=True),
+            ],
+            datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY],
+        )
+    ]
+
+
+@hookimpl
+def account_provisioned(host: Host, account: Account) -> Any:
+    """A new account gets its default calendar and a participant identity per address."""
+
+    def write(db: Any) -> None:
+        default_calendar(db, account.id, account.owner.time_zone)
+        default_identities(db, account.id, account.owner)
+
+    return host.store.write(write)
+
+
+__all__ = ["CALENDARS"]

@@ -1,0 +1,354 @@
+"""JSCalendar 2.0 (draft-ietf-calext-jscalendarbis) Event validation, with the JMAP for
+Calendars additions (draft-ietf-jmap-calendars §5), and the time arithmetic the server needs
+(LocalDateTime in a time zone to UTC, Duration addition, §1.5.5, §1.5.6).
+
+As for JSContact (plugins/contacts jscontact.py): every registered property is checked
+against its type, with the JSON pointer of the first wrong value; unknown properties of the
+registered name syntax and vendor-specific ones are kept (§1.7.4, §1.8.1); a name that
+differs from a known one only in case is invalid (§1.7.1); enumerated values may be
+vendor-specific (§1.8.2).  RFC 8984's ``recurrenceRules`` and ``excludedRecurrenceRules``
+are obsolete in 2.0 (Appendix A.2.1): they are refused, naming ``recurrenceRule``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+import zoneinfo
+from typing import Any
+
+ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
+REGISTERED_NAME = re.compile(r"@?[a-z][A-Za-z0-9]*")
+VENDOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*:[^\x00-\x1f\x7f\"/~]+")
+UTC_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z")  # §1.5.4
+LOCAL_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})")  # §1.5.5
+DURATION = re.compile(  # §1.5.6
+    r"P(?:(?P<w>\d+)W(?:(?P<wd>\d+)D)?|(?P<d>\d+)D)?"
+    r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?"
+)
+SIGNED_DURATION = re.compile(r"[+-]?(P.*)")  # §1.5.7
+
+DAYS = ("mo", "tu", "we", "th", "fr", "sa", "su")
+FREQUENCIES = ("yearly", "monthly", "weekly", "daily", "hourly", "minutely", "secondly")
+STATUS = {"confirmed", "cancelled", "tentative"}
+FREE_BUSY = {"free", "busy"}
+PRIVACY = {"public", "private", "secret"}
+PARTICIPANT_KINDS = {"individual", "group", "location", "resource"}
+ROLES = {"owner", "attendee", "optional", "informational", "chair", "contact"}
+PARTICIPATION = {"needs-action", "accepted", "declined", "tentative", "delegated"}
+RELATIONS = {"first", "next", "child", "parent", "snooze"}
+ACTIONS = {"display", "email"}
+RELATIVE_TO = {"start", "end"}
+OBSOLETE = {"recurrenceRules": "recurrenceRule", "excludedRecurrenceRules": "recurrenceRule",
+            "timeZones": "timeZone"}  # fmt: skip
+
+
+class Invalid(ValueError):
+    """A JSCalendar value that breaks the specification, at ``path`` (a JSON Pointer)."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+# Type signatures as in jscontact: a name, ("map", key, value), ("list", item),
+# ("set", enum or None), ("enum", values).
+LINK = {"@type": "String", "href": "String", "blobId": "Id", "contentType": "String",
+        "size": "UnsignedInt", "rel": "String", "display": ("set", None), "title": "String"}
+TYPES: dict[str, dict[str, Any]] = {
+    "Link": LINK,
+    "Relation": {"@type": "String", "relation": ("set", None)},
+    "Location": {"@type": "String", "name": "String", "description": "String",
+                 "locationTypes": ("set", None), "coordinates": "String",
+                 "links": ("map", "Id", "Link")},
+    "VirtualLocation": {"@type": "String", "name": "String", "description": "String",
+                        "uri": "String", "features": ("set", None)},
+    "NDay": {"@type": "String", "day": ("enum", set(DAYS)), "nthOfPeriod": "NonZeroInt"},
+    "RecurrenceRule": {
+        "@type": "String", "frequency": ("enum", set(FREQUENCIES)), "interval": "PositiveInt",
+        "rscale": "String", "skip": ("enum", {"omit", "backward", "forward"}),
+        "firstDayOfWeek": ("enum", set(DAYS)), "byDay": ("list", "NDay"),
+        "byMonthDay": ("list", "Int"), "byMonth": ("list", "String"),
+        "byYearDay": ("list", "Int"), "byWeekNo": ("list", "Int"),
+        "byHour": ("list", "UnsignedInt"), "byMinute": ("list", "UnsignedInt"),
+        "bySecond": ("list", "UnsignedInt"), "bySetPosition": ("list", "Int"),
+        "count": "UnsignedInt", "until": "LocalDateTime",
+    },
+    "Participant": {
+        "@type": "String", "name": "String", "email": "String", "description": "String",
+        "descriptionContentType": "String", "calendarAddress": "String",
+        "kind": ("enum", PARTICIPANT_KINDS), "roles": ("set", ROLES),
+        "participationStatus": ("enum", PARTICIPATION), "expectReply": "Boolean",
+        "sentBy": "String", "delegatedTo": ("set", None), "delegatedFrom": ("set", None),
+        "memberOf": ("set", None), "links": ("map", "Id", "Link"), "progress": "String",
+        # JMAP for Calendars §5.2 (reserved for it by JSCalendar 2.0, A.2.2.1)
+        "scheduleSequence": "UnsignedInt", "scheduleUpdated": "UTCDateTime",
+    },
+    "Alert": {"@type": "String", "trigger": "Trigger", "acknowledged": "UTCDateTime",
+              "relatedTo": ("map", "String", "Relation"), "action": ("enum", ACTIONS)},
+    "OffsetTrigger": {"@type": "String", "offset": "SignedDuration",
+                      "relativeTo": ("enum", RELATIVE_TO)},
+    "AbsoluteTrigger": {"@type": "String", "when": "UTCDateTime"},
+}  # fmt: skip
+MANDATORY = {
+    "VirtualLocation": ("uri",), "NDay": ("day",), "RecurrenceRule": ("frequency",),
+    "Alert": ("trigger",), "OffsetTrigger": ("offset",), "AbsoluteTrigger": ("when",),
+}  # fmt: skip
+
+EVENT: dict[str, Any] = {
+    "@type": "String", "uid": "NonEmpty", "version": "String",
+    "relatedTo": ("map", "String", "Relation"), "prodId": "String",
+    "created": "UTCDateTime", "updated": "UTCDateTime", "sequence": "UnsignedInt",
+    "title": "String", "description": "String", "descriptionContentType": "String",
+    "showWithoutTime": "Boolean", "locations": ("map", "Id", "Location"),
+    "mainLocationId": "Id", "virtualLocations": ("map", "Id", "VirtualLocation"),
+    "links": ("map", "Id", "Link"), "locale": "String", "keywords": ("set", None),
+    "categories": ("set", None), "color": "String", "recurrenceId": "LocalDateTime",
+    "recurrenceIdTimeZone": "TimeZoneId", "recurrenceRule": "RecurrenceRule",
+    "recurrenceOverrides": ("map", "LocalDateTime", "Patch"), "priority": "Priority",
+    "freeBusyStatus": ("enum", FREE_BUSY), "privacy": ("enum", PRIVACY),
+    "organizerCalendarAddress": "String", "participants": ("map", "Id", "Participant"),
+    "alerts": ("map", "Id", "Alert"), "timeZone": "TimeZoneId", "start": "LocalDateTime",
+    "duration": "Duration", "endTimeZone": "TimeZoneId", "status": ("enum", STATUS),
+    # JMAP for Calendars §5, §5.1
+    "useDefaultAlerts": "Boolean", "mayInviteSelf": "Boolean", "mayInviteOthers": "Boolean",
+    "hideAttendees": "Boolean",
+}  # fmt: skip
+JMAP_PROPERTIES = {"id", "calendarIds", "isDraft", "isOrigin", "baseEventId", "utcStart",
+                   "utcEnd"}  # fmt: skip
+KNOWN = set(EVENT) | {n for props in TYPES.values() for n in props} | set(OBSOLETE)
+_LOWER = {n.lower(): n for n in KNOWN}
+
+
+def keepable(name: str) -> bool:
+    """May ``name`` stand in an Event without this module knowing it (§1.7.4, §1.8.1)?"""
+    if VENDOR_NAME.fullmatch(name):
+        return True
+    if name in ("extra", "method") or name in OBSOLETE:  # reserved; JMAP forbids method
+        return False
+    if not REGISTERED_NAME.fullmatch(name):
+        return False
+    known = _LOWER.get(name.lower())
+    return known is None or known == name
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _enum(value: Any, allowed: set[str], path: str) -> None:
+    if not isinstance(value, str):
+        raise Invalid(path, "must be a String")
+    if value not in allowed and not VENDOR_NAME.fullmatch(value):
+        raise Invalid(path, f"{value!r} is not one of {', '.join(sorted(allowed))}")
+
+
+def local_datetime(text: str) -> dt.datetime:
+    """A LocalDateTime as a naive datetime (ValueError if it is none)."""
+    m = LOCAL_DATETIME.fullmatch(text)
+    if not m:
+        raise ValueError(text)
+    return dt.datetime(*map(int, m.groups()))
+
+
+def duration(text: str) -> tuple[int, int]:
+    """A Duration as (days, seconds): the nominal days apart from the exact time (§1.5.6)."""
+    m = DURATION.fullmatch(text)
+    if not m or text in ("P", "PT"):
+        raise ValueError(text)
+    g = {k: int(v) for k, v in m.groupdict().items() if v}
+    days = 7 * g.get("w", 0) + g.get("wd", 0) + g.get("d", 0)
+    return days, 3600 * g.get("h", 0) + 60 * g.get("m", 0) + g.get("s", 0)
+
+
+def check(value: Any, signature: Any, path: str) -> None:
+    if isinstance(signature, tuple):
+        kind = signature[0]
+        if kind == "enum":
+            _enum(value, signature[1], path)
+        elif kind == "set":
+            if not isinstance(value, dict):
+                raise Invalid(path, "must be a set: an object of keys to true")
+            for key, flag in value.items():
+                if flag is not True:
+                    raise Invalid(f"{path}/{_escape(key)}", "must be true")
+                if signature[1] is not None:
+                    _enum(key, signature[1], f"{path}/{_escape(key)}")
+        elif kind == "map":
+            if not isinstance(value, dict):
+                raise Invalid(path, "must be an object")
+            for key, item in value.items():
+                where = f"{path}/{_escape(key)}"
+                if signature[1] == "Id" and not ID.fullmatch(key):
+                    raise Invalid(where, "a key must be an Id")
+                if signature[1] == "LocalDateTime":
+                    _scalar(key, "LocalDateTime", where)
+                check(item, signature[2], where)
+        elif kind == "list":
+            if not isinstance(value, list):
+                raise Invalid(path, "must be an array")
+            for i, item in enumerate(value):
+                check(item, signature[1], f"{path}/{i}")
+        return
+    _scalar(value, signature, path)
+
+
+def _scalar(value: Any, signature: str, path: str) -> None:
+    def integer(low: int | None, high: int | None, what: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(path, f"must be {what}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise Invalid(path, f"must be {what}")
+
+    strings = ("String", "NonEmpty", "Id", "UTCDateTime", "LocalDateTime", "TimeZoneId",
+               "Duration", "SignedDuration")  # fmt: skip
+    if signature in strings and not isinstance(value, str):
+        raise Invalid(path, "must be a String")
+    if signature == "NonEmpty" and not value:
+        raise Invalid(path, "must not be empty")
+    elif signature == "Id" and not ID.fullmatch(value):
+        raise Invalid(path, "must be an Id")
+    elif signature == "UTCDateTime" and not UTC_DATETIME.fullmatch(value):
+        raise Invalid(path, "must be a UTCDateTime (e.g. 2026-01-02T03:04:05Z, §1.5.4)")
+    elif signature == "LocalDateTime":
+        try:
+            local_datetime(value)
+        except ValueError:
+            why = "must be a LocalDateTime (e.g. 2026-01-02T03:04:05, §1.5.5)"
+            raise Invalid(path, why) from None
+    elif signature == "TimeZoneId":
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise Invalid(path, "must be an IANA time zone (e.g. Europe/Paris, §1.5.8)") from None
+    elif signature == "Duration":
+        try:
+            duration(value)
+        except ValueError:
+            raise Invalid(path, "must be a Duration (e.g. PT1H30M, P1D, §1.5.6)") from None
+    elif signature == "SignedDuration":
+        m = SIGNED_DURATION.fullmatch(value)
+        try:
+            duration(m.group(1) if m else "")
+        except ValueError:
+            raise Invalid(path, "must be a SignedDuration (e.g. -PT15M, §1.5.7)") from None
+    elif signature == "Boolean":
+        if not isinstance(value, bool):
+            raise Invalid(path, "must be a Boolean")
+    elif signature in ("Int", "UnsignedInt", "PositiveInt", "NonZeroInt", "Priority"):
+        low = {"UnsignedInt": 0, "PositiveInt": 1, "Priority": 0}.get(signature, -(2**53) + 1)
+        high = 9 if signature == "Priority" else 2**53 - 1
+        integer(low, high, {"Int": "an Int", "UnsignedInt": "an UnsignedInt",
+                            "PositiveInt": "an integer >= 1", "NonZeroInt": "a non-zero Int",
+                            "Priority": "an integer 0 to 9"}[signature])  # fmt: skip
+        if signature == "NonZeroInt" and value == 0:
+            raise Invalid(path, "must not be 0")
+    elif signature == "Trigger":
+        if not isinstance(value, dict):
+            raise Invalid(path, "must be an OffsetTrigger or an AbsoluteTrigger")
+        kind = value.get("@type", "OffsetTrigger")
+        if kind in ("OffsetTrigger", "AbsoluteTrigger"):
+            check_object(value, kind, path)
+        elif not VENDOR_NAME.fullmatch(str(kind)) and not REGISTERED_NAME.fullmatch(str(kind)):
+            raise Invalid(f"{path}/@type", "unknown trigger type")  # (an UnknownTrigger is kept)
+    elif signature == "Patch":
+        if not isinstance(value, dict):
+            raise Invalid(path, "must be a PatchObject")
+        if value.get("excluded") is not None and value != {"excluded": True}:
+            raise Invalid(path, "an excluded occurrence's patch is {\"excluded\": true} only")
+        pointers = sorted(value)
+        for a, b in itertools.pairwise(pointers):
+            if b.startswith(a + "/"):
+                raise Invalid(f"{path}/{_escape(b)}", f"overlaps the patch of {a!r} (§1.5.9)")
+    elif signature in TYPES:
+        check_object(value, signature, path)
+    elif signature not in strings:  # pragma: no cover - a schema mistake
+        raise AssertionError(signature)
+
+
+def check_object(value: Any, type_name: str, path: str) -> None:
+    if not isinstance(value, dict):
+        raise Invalid(path, f"must be a {type_name} object")
+    if "@type" in value and value["@type"] != type_name:
+        raise Invalid(f"{path}/@type", f"must be {type_name!r}")
+    for name in MANDATORY.get(type_name, ()):
+        if name not in value:
+            raise Invalid(f"{path}/{name}", f"is mandatory in a {type_name}")
+    schema = TYPES[type_name]
+    for name, item in value.items():
+        where = f"{path}/{_escape(name)}"
+        if name in schema:
+            check(item, schema[name], where)
+        elif not keepable(name):
+            raise Invalid(where, "is not a JSCalendar property (check its case)")
+    if type_name == "Link" and "href" not in value and "blobId" not in value:
+        raise Invalid(f"{path}/href", "a Link needs href (or, in JMAP, a blobId)")
+    if type_name == "RecurrenceRule" and "count" in value and "until" in value:
+        raise Invalid(f"{path}/count", "count and until do not go together")
+
+
+def validate_event(event: dict[str, Any]) -> None:
+    """Check a CalendarEvent's JSCalendar properties (the JMAP ones are the host's)."""
+    if event.get("@type", "Event") != "Event":
+        raise Invalid("/@type", "must be 'Event'")
+    if "method" in event:
+        raise Invalid("/method", "a CalendarEvent has no method (JMAP Calendars §5)")
+    for name, value in event.items():
+        if name in JMAP_PROPERTIES:
+            continue
+        where = f"/{_escape(name)}"
+        if name in OBSOLETE:
+            raise Invalid(where, f"is obsolete in JSCalendar 2.0: use {OBSOLETE[name]}")
+        if name in EVENT:
+            if value is None:
+                continue
+            check(value, EVENT[name], where)
+        elif not keepable(name):
+            raise Invalid(where, "is not a JSCalendar property (check its case)")
+    if event.get("start") is None:
+        raise Invalid("/start", "is mandatory in an Event")
+    if event.get("endTimeZone") and not event.get("timeZone"):
+        raise Invalid("/endTimeZone", "needs a timeZone")
+    if event.get("recurrenceId") and (event.get("recurrenceRule")
+                                      or event.get("recurrenceOverrides")):  # fmt: skip
+        raise Invalid("/recurrenceId", "an occurrence has no recurrence rule or overrides")
+    if event.get("recurrenceIdTimeZone") and not event.get("recurrenceId"):
+        raise Invalid("/recurrenceIdTimeZone", "needs a recurrenceId")
+
+
+# -- time (§1.5.5, §1.5.6) ----------------------------------------------------------------------
+
+UTC = dt.UTC
+
+
+def to_utc(local: dt.datetime, zone: str | None) -> dt.datetime:
+    """A LocalDateTime in ``zone`` (None: floating, taken as UTC) as an aware UTC datetime.
+    In a discontinuity the offset before the transition applies (§1.5.5): zoneinfo's
+    fold=0 is exactly that, for the repeated hour and for the skipped one."""
+    if zone is None:
+        return local.replace(tzinfo=UTC)
+    return local.replace(tzinfo=zoneinfo.ZoneInfo(zone), fold=0).astimezone(UTC)
+
+
+def add_duration(local: dt.datetime, zone: str | None, text: str) -> dt.datetime:
+    """§1.5.6: the days to the date, then the time in absolute time; the UTC result."""
+    days, seconds = duration(text)
+    return to_utc(local + dt.timedelta(days=days), zone) + dt.timedelta(seconds=seconds)
+
+
+def utc_text(moment: dt.datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_span(event: dict[str, Any]) -> tuple[str, str] | None:
+    """(utcStart, utcEnd) of the event's first occurrence, or None without a start."""
+    try:
+        start = local_datetime(event["start"])
+        zone = event.get("timeZone")
+        begin = to_utc(start, zone)
+        end = add_duration(start, zone, event.get("duration") or "PT0S")
+    except (KeyError, TypeError, ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return None
+    return utc_text(begin), utc_text(end)
