@@ -2,11 +2,11 @@
 capability on the host's standard methods and sharing service.
 
 Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3) and CalendarEvent
-(§5: storage, JSCalendar 2.0 validation, the filters that need no recurrence expansion) are
-served; time-range queries and expandRecurrences, per-user event properties, scheduling,
-alerts (§6), notifications (§7), Principal/getAvailability and CalendarEvent/parse are not
-yet, so a client is not offered a half capability unless the operator asks: ``[plugins]
-opt-in = ["calendars"]``.
+(§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
+and its instance ids in /get and /set) are served; per-user event properties,
+mayWriteOwn, scheduling, alerts (§6), notifications (§7), Principal/getAvailability and
+CalendarEvent/parse are not yet, so a client is not offered a half capability unless the
+operator asks: ``[plugins] opt-in = ["calendars"]``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from jmap_host import Account, Capability, Host, Method, hookimpl
 from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
 from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
+from .query import event_get, event_query, event_set
 
 JMAP_HOST_OPT_IN = True
 CALENDARS = "urn:ietf:params:jmap:calendars"
@@ -49,6 +50,9 @@ def register_capabilities(host: Host) -> list[Capability]:
             methods=[
                 Method("Calendar/set", calendar_set, writes=True),
                 Method("ParticipantIdentity/set", identity_set, writes=True),
+                Method("CalendarEvent/get", event_get),
+                Method("CalendarEvent/query", event_query),
+                Method("CalendarEvent/set", event_set, writes=True),
             ],
             datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY],
         )

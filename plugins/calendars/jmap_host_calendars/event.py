@@ -4,9 +4,9 @@ through their Calendars; this module adds JSCalendar 2.0 validation (jscalendar.
 server-set properties (uid when missing, created, updated, isOrigin), utcStart/utcEnd, and
 the §5.11.1 filters that do not need the recurrence expanded.
 
-Not yet (issue 15): after/before and expandRecurrences (they need the recurrence expanded,
-and answer unsupportedFilter until they do it exactly), per-user event properties,
-mayWriteOwn, scheduling, alerts and notifications.
+CalendarEvent/get and /query are query.py's (occurrences, time ranges).  Not yet (issue
+15): updating occurrences by their ids, per-user event properties, mayWriteOwn,
+scheduling, alerts and notifications.
 """
 
 from __future__ import annotations
@@ -97,9 +97,26 @@ def tokens(text: str) -> list[str]:
     return [t for t in out if t]
 
 
+# What of an override's patch each condition also reads (§5.11.1: "or the overridden ...
+# property of a recurrence"); None: everything.
+OVERRIDDEN = {"title": ("title",), "description": ("description",),
+              "location": ("locations",), "owner": ("participants",),
+              "attendee": ("participants",), "text": None}  # fmt: skip
+
+
 def _derived_text(name: str) -> Any:
     read = TEXT_FILTERS[name]
-    return lambda record: "\n".join(_fold(s) for s in read(record) if s)
+    tops = OVERRIDDEN[name]
+
+    def text(record: dict[str, Any]) -> str:
+        found = [s for s in read(record) if s]
+        for patch in (record.get("recurrenceOverrides") or {}).values():
+            for pointer, value in (patch or {}).items() if isinstance(patch, dict) else ():
+                if tops is None or pointer.split("/")[0] in tops:
+                    found += _strings(value)
+        return "\n".join(_fold(s) for s in found)
+
+    return text
 
 
 def _matches(name: str) -> Any:
@@ -164,12 +181,28 @@ def check_calendar_ids(value: dict[str, bool]) -> None:
         raise ValueError("values must be true")
 
 
+# §5.9: what a change of which does not move "sequence" (nor per-user properties).
+NOT_SEQUENCED = {"calendarIds", "isDraft", "updated", "sequence", "keywords", "color",
+                 "freeBusyStatus", "useDefaultAlerts", "alerts"}  # fmt: skip
+
+
+def _privacy(ctx: SetContext, record: dict[str, Any]) -> None:
+    """§5.9: in a calendar that is not the user's, privacy stays public."""
+    if ctx.account.shared and record.get("privacy") not in (None, "public"):
+        raise SetError("invalidProperties", "privacy must be public in a calendar shared "
+                       "with you (JMAP Calendars §5.9)", properties=["privacy"])  # fmt: skip
+
+
 def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
     if not record.get("uid"):
         record["uid"] = str(uuid.uuid4())
+    # §5.9: this server is the origin of what it stores: updated is its own time; a
+    # created later than that is too.
     now = _now()
-    record["created"] = record.get("created") or now
-    record["updated"] = record.get("updated") or now  # (mandatory in JSCalendar 2.0)
+    record["updated"] = now
+    if not record.get("created") or record["created"] > now:
+        record["created"] = now
+    _privacy(ctx, record)
     _validate(record)
     _check_calendars(ctx, record)
     _check_uid(ctx, record)
@@ -181,8 +214,11 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
     if old.get("isDraft") is False and new.get("isDraft"):
         raise SetError("invalidProperties", "isDraft cannot become true again (§5)",
                        properties=["isDraft"])  # fmt: skip
-    if new.get("updated") == old.get("updated"):
-        new["updated"] = _now()
+    new["updated"] = _now()  # §5.9: the origin's time, whatever the client sent
+    changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    if changed - NOT_SEQUENCED and (new.get("sequence") or 0) <= (old.get("sequence") or 0):
+        new["sequence"] = (old.get("sequence") or 0) + 1  # §5.9
+    _privacy(ctx, new)
     _validate(new)
     if new.get("calendarIds") != old.get("calendarIds"):
         _check_calendars(ctx, new)
@@ -205,6 +241,8 @@ def compute(db: Any, account: str, records: list[dict[str, Any]], names: list[st
             record["utcEnd"] = span[1] if span else None
         if "isOrigin" in names:
             record["isOrigin"] = True
+        if "baseEventId" in names:
+            record["baseEventId"] = None
 
 
 EVENT = DataType(
@@ -214,6 +252,7 @@ EVENT = DataType(
         Property("calendarIds", "Id[Boolean]", required=True, validate=check_calendar_ids),
         Property("isDraft", "Boolean", default=False),
         Property("isOrigin", "Boolean", computed=True),
+        Property("baseEventId", "Id|null", computed=True),  # (set on occurrences: query.py)
         Property("utcStart", "UTCDate|null", computed=True),
         Property("utcEnd", "UTCDate|null", computed=True),
         Property("@type", "String", default="Event"),
@@ -243,6 +282,7 @@ EVENT = DataType(
     on_update=on_update,
     compute=compute,
     default_sort=("start",),
+    methods=("changes", "copy", "queryChanges"),  # get, query, set: query.py
     derived={
         "utc-start": _utc_start,
         **{f"f:{name}": _derived_text(name) for name in TEXT_FILTERS},

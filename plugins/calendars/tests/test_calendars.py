@@ -294,8 +294,7 @@ async def test_events_are_jscalendar(tmp_path):
 
 
 async def test_event_filters_sorts_and_calendar_destroy(tmp_path):
-    """§5.11.1 inCalendar, uid, text, title, description, location, owner, attendee
-    (after/before need the recurrence expanded: unsupportedFilter until they are exact);
+    """§5.11.1 inCalendar, uid, text, title, description, location, owner, attendee;
     §5.11.2 sorts on start (in time), uid, created; §4.3 calendarHasEvent and
     onDestroyRemoveEvents."""
     async with running_server(write_config(tmp_path, OPT_IN)) as server:
@@ -332,9 +331,9 @@ async def test_event_filters_sorts_and_calendar_destroy(tmp_path):
         assert await ids(sort=[{"property": "start"}]) == [both, m, ny]
         assert await ids(sort=[{"property": "start", "isAscending": False}]) == [ny, m, both]
         assert await ids(sort=[{"property": "uid"}])
-        error = await alice.call("CalendarEvent/query", filter={
-            "after": "2026-03-01T00:00:00", "before": "2026-04-01T00:00:00"})  # fmt: skip
-        assert error["error"]["type"] == "unsupportedFilter"
+        nested = await alice.call("CalendarEvent/query", filter={"operator": "OR", "conditions": [
+            {"after": "2026-03-01T00:00:00"}]})  # fmt: skip
+        assert nested["error"]["type"] == "unsupportedFilter"
         kept = await alice.ok("Calendar/set", destroy=[other_id])
         assert kept["notDestroyed"][other_id]["type"] == "calendarHasEvent"
         gone = await alice.ok("Calendar/set", destroy=[other_id], onDestroyRemoveEvents=True)
@@ -342,3 +341,130 @@ async def test_event_filters_sorts_and_calendar_destroy(tmp_path):
         left = await alice.ok("CalendarEvent/get", ids=[ny, both], properties=["calendarIds"])
         assert left["notFound"] == [ny]
         assert left["list"][0]["calendarIds"] == {cal: True}
+
+
+async def test_recurring_events_across_dst_in_two_zones(tmp_path):
+    """§5.11 with jscalendarbis §3.3: a weekly Friday 09:00 in Berlin and a weekly Friday
+    09:00 in New York over March 2026, when New York changes on the 8th and Berlin on the
+    29th: each occurrence keeps its local 09:00 and its UTC time moves with its own zone;
+    an excluded occurrence is gone, an overridden one moved (and found at its new time),
+    an added date (an override key the rule does not produce) is there; the start counts
+    for count even when the rule would not produce it; expandRecurrences gives instance ids
+    that CalendarEvent/get answers; ranges past maxExpandedQueryDuration are refused."""
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+        alice = await connect(server, "alice", ALICE)
+        [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
+        cal = {calendar["id"]: True}
+        made = await alice.ok("CalendarEvent/set", create={
+            "berlin": {"calendarIds": cal, "title": "Berlin stand-up",
+                       "start": "2026-03-06T09:00:00", "timeZone": "Europe/Berlin",
+                       "duration": "PT30M",
+                       "recurrenceRule": {"frequency": "weekly", "byDay": [{"day": "fr"}]},
+                       "recurrenceOverrides": {
+                           "2026-03-13T09:00:00": {"excluded": True},
+                           "2026-03-20T09:00:00": {"start": "2026-03-20T14:00:00",
+                                                   "title": "Berlin stand-up (late)"},
+                           "2026-03-25T09:00:00": {},  # an added Wednesday
+                       }},
+            "newyork": {"calendarIds": cal, "title": "New York sync",
+                        "start": "2026-03-06T09:00:00", "timeZone": "America/New_York",
+                        "duration": "PT1H",
+                        "recurrenceRule": {"frequency": "weekly", "until": "2026-03-27T09:00:00"}},
+            # Starts on a Monday, repeats on Fridays, count 3: Monday + two Fridays.
+            "counted": {"calendarIds": cal, "title": "Counted", "start": "2026-03-02T12:00:00",
+                        "timeZone": "Etc/UTC",
+                        "recurrenceRule": {"frequency": "weekly", "byDay": [{"day": "fr"}],
+                                           "count": 3}},
+            "once": {"calendarIds": cal, "title": "Once", "start": "2026-03-18T10:00:00",
+                     "timeZone": "Europe/Berlin"},
+        })  # fmt: skip
+        ids = {k: v["id"] for k, v in made["created"].items()}
+        march = {"after": "2026-03-01T00:00:00", "before": "2026-04-01T00:00:00"}
+        expanded = await alice.ok("CalendarEvent/query", filter=march, expandRecurrences=True)
+        occurrences = (await alice.ok("CalendarEvent/get", ids=expanded["ids"], properties=[
+            "title", "start", "utcStart", "recurrenceId", "baseEventId"]))["list"]  # fmt: skip
+        berlin = [o for o in occurrences if o.get("baseEventId") == ids["berlin"]]
+        assert [(o["recurrenceId"], o["start"]) for o in berlin] == [
+            ("2026-03-06T09:00:00", "2026-03-06T09:00:00"),
+            ("2026-03-20T09:00:00", "2026-03-20T14:00:00"),  # moved; the 13th excluded
+            ("2026-03-25T09:00:00", "2026-03-25T09:00:00"),  # added
+            ("2026-03-27T09:00:00", "2026-03-27T09:00:00"),
+        ]  # fmt: skip
+        assert berlin[1]["title"] == "Berlin stand-up (late)"
+        newyork = [o for o in occurrences if o.get("baseEventId") == ids["newyork"]]
+        assert [o["start"] for o in newyork] == [
+            "2026-03-06T09:00:00", "2026-03-13T09:00:00", "2026-03-20T09:00:00",
+            "2026-03-27T09:00:00",
+        ]  # fmt: skip
+        counted = [o["start"] for o in occurrences if o.get("baseEventId") == ids["counted"]]
+        assert counted == ["2026-03-02T12:00:00", "2026-03-06T12:00:00", "2026-03-13T12:00:00"]
+        # In UTC: New York 14:00Z before its DST change (8 March), 13:00Z after; Berlin 08:00Z
+        # until its change on 29 March (after every Berlin occurrence here).
+        assert expanded["ids"].index(newyork[0]["id"]) > expanded["ids"].index(berlin[0]["id"])
+        starts = [o["start"] for o in occurrences]
+        assert "2026-03-13T09:00:00" not in [o["start"] for o in berlin]
+        assert ids["once"] in expanded["ids"] and len(starts) == len(expanded["ids"])
+        utc = {(o.get("baseEventId"), o["recurrenceId"]): o.get("utcStart") for o in occurrences
+               if o.get("baseEventId")}  # fmt: skip
+        assert utc[(ids["newyork"], "2026-03-06T09:00:00")] == "2026-03-06T14:00:00Z"
+        assert utc[(ids["newyork"], "2026-03-13T09:00:00")] == "2026-03-13T13:00:00Z"
+
+        # Without expansion: each event once, if any occurrence is in the range.
+        week = {"after": "2026-03-13T00:00:00", "before": "2026-03-14T00:00:00"}
+        plain = await alice.ok("CalendarEvent/query", filter=week)
+        assert set(plain["ids"]) == {ids["newyork"], ids["counted"]}  # Berlin's 13th excluded
+        late = {"after": "2026-03-20T13:30:00", "before": "2026-03-20T14:10:00",
+                "title": "late"}  # fmt: skip
+        assert (await alice.ok("CalendarEvent/query", filter=late, timeZone="Europe/Berlin"))[
+            "ids"] == [ids["berlin"]]  # the moved one, at its new time
+        too_long = await alice.call("CalendarEvent/query", expandRecurrences=True, filter={
+            "after": "2026-01-01T00:00:00", "before": "2027-06-01T00:00:00"})  # fmt: skip
+        assert too_long["error"]["type"] == "expandDurationTooLarge"
+        no_range = await alice.call("CalendarEvent/query", expandRecurrences=True)
+        assert no_range["error"]["type"] == "invalidArguments"
+        gone = await alice.ok("CalendarEvent/get", ids=[f"{ids['berlin']}.20260313T090000"])
+        assert gone["notFound"] == [f"{ids['berlin']}.20260313T090000"]
+
+
+async def test_changing_occurrences_and_the_series(tmp_path):
+    """§5.9: an update to an instance id updates that occurrence's override on the base
+    event; a destroy excludes it; the base event's sequence moves with a change that
+    matters (and not with calendarIds or per-user properties); updated is the server's."""
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+        alice = await connect(server, "alice", ALICE)
+        [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
+        made = await alice.ok("CalendarEvent/set", create={"w": {
+            "calendarIds": {calendar["id"]: True}, "title": "Weekly",
+            "start": "2026-05-04T10:00:00", "timeZone": "Europe/Paris", "duration": "PT1H",
+            "recurrenceRule": {"frequency": "weekly", "count": 4},
+            "updated": "2000-01-01T00:00:00Z"}})  # fmt: skip
+        base = made["created"]["w"]["id"]
+        got = (await alice.ok("CalendarEvent/get", ids=[base]))["list"][0]
+        assert got["updated"] > "2026-01-01T00:00:00Z"  # the server's time, not the client's
+        assert got["sequence"] == 0
+        second, third = f"{base}.20260511T100000", f"{base}.20260518T100000"
+        changed = await alice.ok("CalendarEvent/set", update={
+            second: {"title": "Weekly (special)", "duration": "PT2H"}}, destroy=[third])
+        assert changed["updated"] == {second: None} and changed["destroyed"] == [third]
+        stored = (await alice.ok("CalendarEvent/get", ids=[base],
+                                 properties=["recurrenceOverrides", "sequence"]))["list"][0]
+        assert stored["recurrenceOverrides"] == {
+            "2026-05-11T10:00:00": {"title": "Weekly (special)", "duration": "PT2H"},
+            "2026-05-18T10:00:00": {"excluded": True},
+        }  # fmt: skip
+        assert stored["sequence"] == 1
+        may = {"after": "2026-05-01T00:00:00", "before": "2026-06-01T00:00:00"}
+        ids = (await alice.ok("CalendarEvent/query", filter=may, expandRecurrences=True))["ids"]
+        assert ids == [f"{base}.20260504T100000", second, f"{base}.20260525T100000"]
+        instance = (await alice.ok("CalendarEvent/get", ids=[second], properties=[
+            "title", "utcEnd", "recurrenceRule"]))["list"][0]  # fmt: skip
+        assert instance["title"] == "Weekly (special)"
+        assert instance["utcEnd"] == "2026-05-11T10:00:00Z"  # 10:00 Paris (CEST) + 2 h
+        assert instance["recurrenceRule"] is None  # §5.7
+        gone = await alice.ok("CalendarEvent/set", update={third: {"title": "x"}},
+                              destroy=[f"{base}.20990101T100000"])  # fmt: skip
+        assert gone["notUpdated"][third]["type"] == "notFound"  # it was excluded
+        other = await alice.ok("CalendarEvent/set", update={base: {"color": "red"}})
+        assert base in other["updated"]
+        after = (await alice.ok("CalendarEvent/get", ids=[base], properties=["sequence"]))
+        assert after["list"][0]["sequence"] == 1  # color is per-user: no new sequence

@@ -1,0 +1,365 @@
+"""CalendarEvent/query with time ranges and expandRecurrences (draft-ietf-jmap-calendars
+§5.11), and CalendarEvent/get of the instance ids it returns (§5.5, §5.7).
+
+The host's standard /query runs every condition but ``after`` and ``before`` in SQL (over
+what the caller may see); the time range is then exact: a one-off event in a time zone
+by its stored UTC span, a recurring or floating one by expanding it (recur.py).  With
+``expandRecurrences`` each matching occurrence of a recurring event is its own id,
+``<event id>.<recurrence id as digits>``, which CalendarEvent/get answers with the
+occurrence: the event with the override's patch applied, its recurrenceId and start, and
+``baseEventId`` (§5).
+
+``after`` and ``before`` may stand in the top-level FilterCondition (an operator cannot
+hold them: unsupportedFilter); with expandRecurrences the filter must be that condition
+and hold both (§5.11).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from typing import Any
+
+from jmap_host import Call, MethodError, objectstore, sharing, standard
+
+from . import jscalendar, recur
+from .event import EVENT
+
+MAX_EXPANDED_DAYS = 400  # the account capability's maxExpandedQueryDuration, P400D
+INSTANCE = re.compile(r"(?P<base>[A-Za-z0-9_-]+)\.(?P<rid>\d{8}T\d{6})")
+
+
+def instance_id(base: str, recurrence_id: str) -> str:
+    return f"{base}.{recurrence_id.replace('-', '').replace(':', '')}"
+
+
+def _recurrence_id(digits: str) -> str:
+    d = digits
+    return f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[9:11]}:{d[11:13]}:{d[13:15]}"
+
+
+def _range(call: Call) -> tuple[Any, dt.datetime | None, dt.datetime | None, str, bool]:
+    """(the filter without after/before, after and before in UTC, the time zone, expand)."""
+    filter_ = call.args.get("filter")
+    expand = call.args.get("expandRecurrences", False)
+    zone = call.args.get("timeZone", "Etc/UTC")
+    if not isinstance(expand, bool):
+        raise MethodError("invalidArguments", "expandRecurrences must be a Boolean")
+    try:
+        jscalendar.check(zone, "TimeZoneId", "/timeZone")
+    except jscalendar.Invalid:
+        raise MethodError("invalidArguments", "timeZone must be an IANA time zone") from None
+
+    def nested(node: Any) -> bool:
+        if not isinstance(node, dict):
+            return False
+        if "operator" in node:
+            return any(nested(c) for c in node.get("conditions") or [])
+        return "after" in node or "before" in node
+
+    top = isinstance(filter_, dict) and "operator" not in filter_
+    if not top and nested(filter_):
+        raise MethodError("unsupportedFilter",
+                          "after and before only in the top-level FilterCondition")  # fmt: skip
+    bounds: dict[str, dt.datetime | None] = {"after": None, "before": None}
+    rest = filter_
+    if top:
+        rest = {k: v for k, v in filter_.items() if k not in bounds}
+        for name in bounds:
+            if name in filter_:
+                try:
+                    local = jscalendar.local_datetime(filter_[name])
+                except (TypeError, ValueError):
+                    why = f"filter {name} must be a LocalDateTime"
+                    raise MethodError("invalidArguments", why) from None
+                bounds[name] = jscalendar.to_utc(local, zone)
+    if expand:
+        if not top or bounds["after"] is None or bounds["before"] is None:
+            raise MethodError("invalidArguments",
+                              "expandRecurrences needs a FilterCondition with after and before")
+        if bounds["before"] - bounds["after"] > dt.timedelta(days=MAX_EXPANDED_DAYS):
+            raise MethodError("expandDurationTooLarge",
+                              f"at most P{MAX_EXPANDED_DAYS}D between after and before")
+    return rest or None, bounds["after"], bounds["before"], zone, expand
+
+
+async def event_query(call: Call) -> dict[str, Any]:
+    assert call.account is not None
+    account = call.account.id
+    standard.check_read(EVENT, call)
+    rest, after, before, zone, expand = _range(call)
+    sort = call.args.get("sort")
+    where, order, _ = standard.compile_query(EVENT, rest, sort)
+    if expand and any(c["property"] != "start" for c in standard.check_sort(sort)):
+        raise MethodError("unsupportedSort", "expanded occurrences sort by start only")
+    position = standard.arg(call, "position", "Int", 0)
+    anchor = standard.arg(call, "anchor", "Id|null")
+    anchor_offset = standard.arg(call, "anchorOffset", "Int", 0)
+    limit = standard.arg(call, "limit", "UnsignedInt|null")
+    total_wanted = standard.arg(call, "calculateTotal", "Boolean", False)
+    timed = after is not None or before is not None
+    low = after or dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+    high = before or dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
+
+    def read(db: Any) -> dict[str, Any]:
+        nonlocal where
+        modseq, _ = objectstore.current_modseq(db, account, EVENT.name)
+        access = sharing.access_for(db, call)
+        if access is not None:
+            where = standard.and_where(where, sharing.visible_where(EVENT, access))
+        ids = objectstore.query_ids(db, EVENT, account, where, order)
+        if timed or expand:
+            ids = _in_range(db, account, ids, low, high, zone, expand)
+        out = _window(ids, position, anchor, anchor_offset, limit)
+        result: dict[str, Any] = {
+            "accountId": account, "queryState": str(modseq),
+            "canCalculateChanges": access is None and not timed and not expand,
+            **out,
+        }  # fmt: skip
+        if total_wanted:
+            result["total"] = len(ids)
+        return result
+
+    return await call.host.store.read(read)
+
+
+def _in_range(
+    db: Any, account: str, ids: list[str], low: dt.datetime, high: dt.datetime, zone: str,
+    expand: bool,
+) -> list[str]:
+    """The ids (in their order; with ``expand``, the occurrences' in time order) of the
+    events with an occurrence in [low, high)."""
+    records = {r["id"]: r for r in objectstore.read_records(
+        db, EVENT, account, ids, ["start", "timeZone", "duration", "recurrenceRule",
+                                  "recurrenceOverrides"])}  # fmt: skip
+    kept: list[str] = []
+    instances: list[tuple[dt.datetime, str]] = []
+    for event_id in ids:
+        event = records.get(event_id)
+        if event is None:
+            continue
+        try:
+            found = recur.occurrences(event, low, high, zone)
+        except recur.CannotExpand as exc:
+            raise MethodError("cannotCalculateOccurrences", str(exc)) from None
+        if not found:
+            continue
+        kept.append(event_id)
+        if expand:
+            if recur.is_recurring(event):
+                instances += [(o.start, instance_id(event_id, o.recurrence_id)) for o in found]
+            else:
+                instances.append((found[0].start, event_id))
+    if not expand:
+        return kept
+    instances.sort()
+    return [i for _, i in instances]
+
+
+def _window(
+    ids: list[str], position: int, anchor: str | None, offset: int, limit: int | None
+) -> dict[str, Any]:
+    if anchor is not None:
+        if anchor not in ids:
+            raise MethodError("anchorNotFound")
+        start = max(0, ids.index(anchor) + offset)
+    else:
+        start = max(0, len(ids) + position) if position < 0 else position
+    page = ids[start:] if limit is None else ids[start : start + limit]
+    return {"position": start, "ids": page}
+
+
+# -- CalendarEvent/get of occurrences ---------------------------------------------------------
+
+
+async def event_get(call: Call) -> dict[str, Any]:
+    """The standard /get, and for instance ids the occurrence they name (§5.5)."""
+    ids = call.args.get("ids")
+    if not isinstance(ids, list):
+        return await standard.type_get(EVENT, call)
+    instances = {i: m for i in ids if isinstance(i, str) and (m := INSTANCE.fullmatch(i))}
+    if not instances:
+        return await standard.type_get(EVENT, call)
+    bases = list(dict.fromkeys(m["base"] for m in instances.values()))
+    plain = [i for i in ids if i not in instances]
+    properties = call.args.get("properties")
+    wanted = None
+    if isinstance(properties, list):
+        wanted = list(dict.fromkeys([*properties, "start", "timeZone", "duration",
+                                     "recurrenceOverrides", "recurrenceRule"]))  # fmt: skip
+    sub = standard.Call(call.name, {**call.args, "ids": plain + bases, "properties": wanted},
+                        call.call_id, call.request, call.account)  # fmt: skip
+    result = await standard.type_get(EVENT, sub)
+    by_id = {r["id"]: r for r in result["list"]}
+    out, not_found = [], []
+    for requested in ids:
+        match = instances.get(requested)
+        if match is None:
+            record = by_id.get(requested)
+        else:
+            record = _occurrence(by_id.get(match["base"]), requested, match["rid"])
+        if record is None:
+            not_found.append(requested)
+            continue
+        if isinstance(properties, list):
+            record = {k: v for k, v in record.items() if k == "id" or k in properties
+                      or (k == "baseEventId" and match is not None)}  # fmt: skip
+        out.append(record)
+    return {**result, "list": out, "notFound": not_found}
+
+
+def _occurrence(base: dict[str, Any] | None, requested: str, digits: str) -> dict | None:
+    """The occurrence ``digits`` of ``base``, if its recurrence produces it."""
+    if base is None or not recur.is_recurring(base):
+        return None
+    rid = _recurrence_id(digits)
+    local = jscalendar.local_datetime(rid)
+    moment = jscalendar.to_utc(local, base.get("timeZone"))
+    try:
+        found = recur.occurrences(base, moment - dt.timedelta(seconds=1),
+                                  moment + dt.timedelta(seconds=1),
+                                  base.get("timeZone") or "Etc/UTC")  # fmt: skip
+    except recur.CannotExpand:
+        return None
+    match = next((o for o in found if o.recurrence_id == rid), None)
+    if match is None:  # (a patched start moves it: look at the override's key itself)
+        patch = (base.get("recurrenceOverrides") or {}).get(rid)
+        if patch is None or patch == {"excluded": True}:
+            return None
+    else:
+        patch = match.patch
+    record = {k: copy.deepcopy(v) for k, v in base.items()
+              if k not in ("recurrenceRule", "recurrenceOverrides")}  # fmt: skip
+    record["start"] = rid
+    for pointer, value in (patch or {}).items():
+        _apply(record, pointer, value)
+    record.update(id=requested, baseEventId=base["id"], recurrenceId=rid)
+    # §5.7: an instance's recurrenceRule and recurrenceOverrides are null.
+    record.update(recurrenceRule=None, recurrenceOverrides=None)
+    if "utcStart" in record or "utcEnd" in record:  # (the occurrence's own, not the base's)
+        span = jscalendar.utc_span(record)
+        for name, value in zip(("utcStart", "utcEnd"), span or (None, None), strict=True):
+            if name in record:
+                record[name] = value
+    return record
+
+
+def _apply(record: dict[str, Any], pointer: str, value: Any) -> None:
+    """One patch of a JSCalendar PatchObject (§1.5.9) onto the occurrence."""
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")]
+    if tokens[0] in ("uid", "recurrenceId", "recurrenceOverrides", "recurrenceRule", "@type",
+                     "method", "prodId", "relatedTo", "privacy"):  # fmt: skip
+        return  # §3.3.4: ignored in an override
+    target: Any = record
+    for token in tokens[:-1]:
+        if isinstance(target, list) and token.isdigit():
+            target = target[int(token)] if int(token) < len(target) else None
+        elif isinstance(target, dict):
+            target = target.setdefault(token, {})
+        if target is None:
+            return
+    last = tokens[-1]
+    if isinstance(target, dict):
+        if value is None:
+            target.pop(last, None)
+        else:
+            target[last] = value
+    elif isinstance(target, list) and last.isdigit() and int(last) < len(target) and (
+        value is not None  # (§1.5.9: an array member is replaced, never removed)
+    ):
+        target[int(last)] = value
+
+
+# -- CalendarEvent/set of occurrences (§5.9) --------------------------------------------------
+
+
+async def event_set(call: Call) -> dict[str, Any]:
+    """The standard /set; an instance id's update is an update of that occurrence's override
+    on the base event, its destroy the occurrence excluded (§5.9), in the same transaction
+    as the rest."""
+    from jmap_host import set_arguments
+
+    assert call.account is not None
+    account = call.account
+    if_in_state = standard.arg(call, "ifInState", "String|null")
+    create, update, destroy = set_arguments(call)
+    sharing.check_shareable(EVENT, call)
+    instance_updates = {k: v for k, v in (update or {}).items() if INSTANCE.fullmatch(k)}
+    instance_destroys = [i for i in destroy or [] if INSTANCE.fullmatch(i)]
+    if not instance_updates and not instance_destroys:
+        return await standard.type_set(EVENT, call)
+
+    def write(db: Any, careful: bool) -> dict[str, Any]:
+        plain_update = {k: v for k, v in (update or {}).items() if k not in instance_updates}
+        plain_destroy = [i for i in destroy or [] if i not in instance_destroys]
+        overrides: dict[str, dict[str, Any]] = {}  # base id -> its new recurrenceOverrides
+        bases: dict[str, dict[str, Any]] = {}
+        owner: dict[str, str] = {}  # instance id -> base id
+        failed: dict[str, dict[str, Any]] = {}
+        for key in [*instance_updates, *instance_destroys]:
+            m = INSTANCE.fullmatch(key)
+            assert m is not None
+            base_id, rid = m["base"], _recurrence_id(m["rid"])
+            if base_id not in overrides:
+                found = objectstore.read_records(db, EVENT, account.id, [base_id])
+                if not found or not recur.is_recurring(found[0]):
+                    failed[key] = {"type": "notFound"}
+                    continue
+                overrides[base_id] = dict(found[0].get("recurrenceOverrides") or {})
+                bases[base_id] = found[0]
+            if _occurrence(bases[base_id], key, m["rid"]) is None:
+                failed[key] = {"type": "notFound"}  # not an occurrence of the series
+                continue
+            if key in instance_updates:
+                patch = instance_updates[key]
+                if not isinstance(patch, dict):
+                    failed[key] = {"type": "invalidPatch"}
+                    continue
+                current = dict(overrides[base_id].get(rid) or {})
+                if current == {"excluded": True}:
+                    failed[key] = {"type": "notFound"}
+                    continue
+                for pointer, value in patch.items():
+                    current[pointer] = value  # (a JSCalendar PatchObject pointer, §1.5.9)
+                overrides[base_id][rid] = current
+            else:
+                overrides[base_id][rid] = {"excluded": True}
+            owner[key] = base_id
+        for base_id, value in overrides.items():
+            plain_update.setdefault(base_id, {})["recurrenceOverrides"] = value or None
+        result = standard.run_set(
+            EVENT, call, account, db, if_in_state, create, plain_update or None,
+            plain_destroy or None, careful,
+        )  # fmt: skip
+        updated = dict(result["updated"] or {})
+        not_updated = dict(result["notUpdated"] or {})
+        destroyed = list(result["destroyed"] or [])
+        not_destroyed = dict(result["notDestroyed"] or {})
+        for key, base_id in owner.items():
+            ok = base_id in updated
+            if key in instance_updates:
+                if ok:
+                    updated[key] = None
+                else:
+                    not_updated[key] = not_updated.get(base_id, {"type": "notFound"})
+            elif ok:
+                destroyed.append(key)
+            else:
+                not_destroyed[key] = not_updated.get(base_id, {"type": "notFound"})
+        for key, error in failed.items():
+            (not_updated if key in instance_updates else not_destroyed)[key] = error
+        for base_id in overrides:  # (the base events changed only for their instances)
+            if base_id not in (update or {}) and base_id in updated:
+                del updated[base_id]
+            if base_id not in (update or {}):
+                not_updated.pop(base_id, None)
+        result.update(updated=updated or None, notUpdated=not_updated or None,
+                      destroyed=destroyed or None, notDestroyed=not_destroyed or None)
+        return result
+
+    result = await standard.write_set(call.host.store, write)
+    call.request.created_ids.update(result.pop("_created_ids"))
+    writes = result.pop("_share_writes")
+    await standard.publish_set(call, EVENT, account.id, result, writes)
+    return result

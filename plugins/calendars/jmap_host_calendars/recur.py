@@ -1,0 +1,142 @@
+"""The occurrences of an event (JSCalendar 2.0 §3.3): its recurrenceRule expanded with
+python-dateutil's rrule (RFC 5545 RECUR semantics, which §3.3.3 maps), in the event's
+local time, then its recurrenceOverrides (added dates, exclusions, patched starts); each
+occurrence converted to UTC in the event's time zone with the §1.5.5 rule, so a weekly
+09:00 in Berlin is 08:00Z in winter and 07:00Z in summer.
+
+Bounded: at most MAX_STEPS candidate occurrences are looked at per event and query
+(``cannotCalculateOccurrences`` past it, draft-ietf-jmap-calendars §5.11), and only
+the gregorian rscale with skip "omit" (dateutil's) is expanded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from dateutil import rrule
+
+from . import jscalendar
+
+MAX_STEPS = 100_000  # candidate occurrences per event per query
+FREQUENCY = {"yearly": rrule.YEARLY, "monthly": rrule.MONTHLY, "weekly": rrule.WEEKLY,
+             "daily": rrule.DAILY, "hourly": rrule.HOURLY, "minutely": rrule.MINUTELY,
+             "secondly": rrule.SECONDLY}  # fmt: skip
+WEEKDAY = {"mo": rrule.MO, "tu": rrule.TU, "we": rrule.WE, "th": rrule.TH, "fr": rrule.FR,
+           "sa": rrule.SA, "su": rrule.SU}  # fmt: skip
+
+
+class CannotExpand(Exception):
+    """This event's recurrence cannot be expanded here (cannotCalculateOccurrences)."""
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    recurrence_id: str  # the LocalDateTime the rule (or an override key) produced
+    start: dt.datetime  # UTC
+    end: dt.datetime  # UTC
+    patch: dict[str, Any] | None  # the override's patch, if any
+
+
+def _rule(event: dict[str, Any], start: dt.datetime) -> rrule.rrule | None:
+    rule = event.get("recurrenceRule")
+    if not rule:
+        return None
+    if rule.get("rscale", "gregorian") != "gregorian" or rule.get("skip", "omit") != "omit":
+        raise CannotExpand("only the gregorian calendar with skip omit is expanded")
+    kwargs: dict[str, Any] = {"dtstart": start, "interval": rule.get("interval", 1),
+                              "wkst": WEEKDAY[rule.get("firstDayOfWeek", "mo")]}  # fmt: skip
+    if rule.get("byDay"):
+        kwargs["byweekday"] = [
+            WEEKDAY[d["day"]](d["nthOfPeriod"]) if d.get("nthOfPeriod") else WEEKDAY[d["day"]]
+            for d in rule["byDay"]
+        ]
+    for name, key in (("byMonthDay", "bymonthday"), ("byYearDay", "byyearday"),
+                      ("byWeekNo", "byweekno"), ("byHour", "byhour"), ("byMinute", "byminute"),
+                      ("bySecond", "bysecond"), ("bySetPosition", "bysetpos")):  # fmt: skip
+        if rule.get(name):
+            kwargs[key] = list(rule[name])
+    if rule.get("byMonth"):
+        if any(not str(m).isdigit() for m in rule["byMonth"]):
+            raise CannotExpand("leap months (byMonth '3L') are not expanded")
+        kwargs["bymonth"] = [int(m) for m in rule["byMonth"]]
+    if rule.get("until"):
+        kwargs["until"] = jscalendar.local_datetime(rule["until"])
+    try:
+        plain = rrule.rrule(FREQUENCY[rule["frequency"]], **kwargs)
+    except (ValueError, KeyError) as exc:
+        raise CannotExpand(str(exc)) from None
+    count = rule.get("count")
+    if count is None:
+        return plain
+    # §3.3.3.1: the start is always the first occurrence, and counted, even when it does
+    # not match the rule (dateutil counts only what matches).
+    first = next(iter(plain), None)
+    matches = first == start
+    return rrule.rrule(FREQUENCY[rule["frequency"]], count=count if matches else count - 1,
+                       **kwargs) if count > (0 if matches else 1) else None  # fmt: skip
+
+
+def occurrences(
+    event: dict[str, Any], after: dt.datetime, before: dt.datetime, floating_zone: str
+) -> list[Occurrence]:
+    """The occurrences overlapping [after, before) (UTC): whose end is after ``after`` and
+    start before ``before`` (draft §5.11.1); a floating event is read in ``floating_zone``."""
+    start = jscalendar.local_datetime(event["start"])
+    zone = event.get("timeZone") or floating_zone
+    length = event.get("duration") or "PT0S"
+    overrides = event.get("recurrenceOverrides") or {}
+    found: list[Occurrence] = []
+
+    def consider(recurrence_id: dt.datetime, patch: dict[str, Any] | None) -> None:
+        local = recurrence_id
+        this_length = length
+        if patch:
+            if isinstance(patch.get("start"), str):
+                local = jscalendar.local_datetime(patch["start"])
+            if isinstance(patch.get("duration"), str):
+                this_length = patch["duration"]
+        begin = jscalendar.to_utc(local, zone)
+        end = jscalendar.add_duration(local, zone, this_length)
+        if (end > after and begin < before) or (begin == end and after <= begin < before):
+            rid = recurrence_id.strftime("%Y-%m-%dT%H:%M:%S")
+            found.append(Occurrence(rid, begin, end, patch))
+
+    rule = _rule(event, start)
+    seen: set[dt.datetime] = set()
+    candidates: Any = [start]  # no rule: the start alone (then any override dates)
+    if rule is not None:
+        # The start is the first occurrence whether or not the rule produces it (§3.3.3.1).
+        candidates = rule if next(iter(rule), None) == start else _prepend(start, rule)
+    # The latest an occurrence may start and still reach the window: its longest length.
+    window_end_local = before.replace(tzinfo=None) + dt.timedelta(days=2)
+    steps = 0
+    for local in candidates:
+        steps += 1
+        if steps > MAX_STEPS:
+            raise CannotExpand(f"more than {MAX_STEPS} occurrences to look at")
+        if local > window_end_local + dt.timedelta(days=jscalendar.duration(length)[0] + 1):
+            break
+        seen.add(local)
+        key = local.strftime("%Y-%m-%dT%H:%M:%S")
+        patch = overrides.get(key)
+        if patch == {"excluded": True}:
+            continue
+        consider(local, patch)
+    for key, patch in overrides.items():  # dates the rule does not produce: added (RDATE)
+        local = jscalendar.local_datetime(key)
+        if local in seen or patch == {"excluded": True}:
+            continue
+        consider(local, patch)
+    found.sort(key=lambda o: (o.start, o.recurrence_id))
+    return found
+
+
+def _prepend(first: dt.datetime, rule: rrule.rrule) -> Any:
+    yield first
+    yield from rule
+
+
+def is_recurring(event: dict[str, Any]) -> bool:
+    return bool(event.get("recurrenceRule") or event.get("recurrenceOverrides"))
