@@ -468,3 +468,45 @@ async def test_changing_occurrences_and_the_series(tmp_path):
         assert base in other["updated"]
         after = (await alice.ok("CalendarEvent/get", ids=[base], properties=["sequence"]))
         assert after["list"][0]["sequence"] == 1  # color is per-user: no new sequence
+
+
+async def test_jmaplib_creates_lists_queries_and_deletes_events(tmp_path):
+    """An unmodified client from the registries (jmaplib, draft-29 support, experimental)."""
+    import trio
+    from jmap.auth import BasicAuth
+    from jmap.client import JMAPClient
+
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+
+        def run() -> tuple[Any, ...]:
+            with JMAPClient.connect(
+                server.url + "/.well-known/jmap", auth=BasicAuth("alice", "alice-password"),
+                experimental=True,
+            ) as client:
+                with client.batch() as batch:
+                    calendars = batch.calendars.calendar.get(ids=None)
+                calendar = calendars.result.items[0].id
+                with client.batch() as batch:
+                    made = batch.calendars.calendar_event.set(create={"e": {
+                        "calendarIds": {calendar: True}, "title": "Dentist",
+                        "start": "2026-06-02T15:00:00", "timeZone": "Europe/London",
+                        "duration": "PT45M",
+                        "recurrenceRule": {"frequency": "monthly", "count": 3}}})  # fmt: skip
+                event_id = made.result.created["e"].id
+                with client.batch() as batch:
+                    found = batch.calendars.calendar_event.query(
+                        filter={"after": "2026-06-01T00:00:00", "before": "2026-09-01T00:00:00"},
+                        expandRecurrences=True)  # fmt: skip
+                with client.batch() as batch:
+                    listed = batch.calendars.calendar_event.get(ids=[event_id])
+                with client.batch() as batch:
+                    batch.calendars.calendar_event.set(destroy=[event_id])
+                with client.batch() as batch:
+                    after = batch.calendars.calendar_event.get(ids=[event_id])
+                return (event_id, list(found.result.ids), listed.result.items,
+                        list(after.result.not_found))  # fmt: skip
+
+        event_id, found, items, not_found = await trio.to_thread.run_sync(run)
+        assert len(found) == 3 and all(i.startswith(event_id + ".") for i in found)
+        assert items[0].title == "Dentist" and items[0].recurrence_rule is not None
+        assert not_found == [event_id]
