@@ -184,3 +184,18 @@ def test_contacts_quick_mode(bench_server, tmp_path):
         assert result[key]["n"] >= 1 and result[key]["errors"] == 0, (key, result[key],
                                                                        server_log.read_text())
         assert result[key]["x_floor_p50"] > 0
+
+
+@pytest.mark.benchmark
+def test_calendars_quick_mode(bench_server, tmp_path):
+    """benchmarks/calendars.py (scenario 13, the month view) on 300 generated events."""
+    url, _pid, server_log = bench_server
+    out = tmp_path / "calendars.json"
+    script(
+        "calendars.py", "--url", url, "--user", "bench", "--password", "bench", "--count", "300",
+        "--warmup", "2", "--iterations", "12", "--seconds", "5", "--json", str(out),
+        timeout=300,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["13"]["n"] >= 1 and result["13"]["errors"] == 0, (result["13"],
+                                                                     server_log.read_text())

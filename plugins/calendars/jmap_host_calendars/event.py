@@ -138,6 +138,18 @@ def _utc_start(record: dict[str, Any]) -> str | None:
     return span[0] if span else None
 
 
+def _utc_end(record: dict[str, Any]) -> str | None:
+    span = jscalendar.utc_span(record)
+    return span[1] if span else None
+
+
+def _expand(record: dict[str, Any]) -> int:
+    """1 when a time range must expand the event in Python (it recurs, or floats: its UTC
+    time depends on the query's time zone); 0 when its stored UTC span answers."""
+    recurring = record.get("recurrenceRule") or record.get("recurrenceOverrides")
+    return 1 if recurring or not record.get("timeZone") else 0
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -229,12 +241,13 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
 def compute(db: Any, account: str, records: list[dict[str, Any]], names: list[str]) -> None:
     """utcStart and utcEnd (§5: computed when fetched, from the time zone data now); isOrigin
     (no organizer, or one of the account's: here, every event this server stores)."""
+    times: dict[str, dict[str, Any]] = {}
+    if "utcStart" in names or "utcEnd" in names:  # (one read for all of them)
+        found = objectstore.read_records(db, EVENT, account, [r["id"] for r in records],
+                                         ["start", "timeZone", "duration"])  # fmt: skip
+        times = {r["id"]: r for r in found}
     for record in records:
-        span = None
-        if "utcStart" in names or "utcEnd" in names:
-            found = objectstore.read_records(db, EVENT, account, [record["id"]],
-                                             ["start", "timeZone", "duration"])  # fmt: skip
-            span = jscalendar.utc_span(found[0]) if found else None
+        span = jscalendar.utc_span(times[record["id"]]) if record["id"] in times else None
         if "utcStart" in names:
             record["utcStart"] = span[0] if span else None
         if "utcEnd" in names:
@@ -285,6 +298,8 @@ EVENT = DataType(
     methods=("changes", "copy", "queryChanges"),  # get, query, set: query.py
     derived={
         "utc-start": _utc_start,
+        "utc-end": _utc_end,
+        "expand": _expand,
         **{f"f:{name}": _derived_text(name) for name in TEXT_FILTERS},
     },
     # §5.11.2: start (in time: the UTC start), uid, recurrenceId, created, updated.

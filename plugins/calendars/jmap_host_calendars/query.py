@@ -108,6 +108,8 @@ async def event_query(call: Call) -> dict[str, Any]:
         access = sharing.access_for(db, call)
         if access is not None:
             where = standard.and_where(where, sharing.visible_where(EVENT, access))
+        if timed:  # one-off events out of the range are left in SQL, by their index
+            where = standard.and_where(where, _span_condition(low, high))
         ids = objectstore.query_ids(db, EVENT, account, where, order)
         if timed or expand:
             ids = _in_range(db, account, ids, low, high, zone, expand)
@@ -124,18 +126,55 @@ async def event_query(call: Call) -> dict[str, Any]:
     return await call.host.store.read(read)
 
 
+def _span_condition(low: dt.datetime, high: dt.datetime) -> tuple[str, list[Any]]:
+    flag = objectstore.derived_column("expand")
+    start = objectstore.derived_column("utc-start")
+    end = objectstore.derived_column("utc-end")
+    lo, hi = jscalendar.utc_text(low), jscalendar.utc_text(high)
+    return (
+        f"([{flag}] = 1 OR ([{start}] < ? AND ([{end}] > ? OR ([{end}] = [{start}] "
+        f"AND [{start}] >= ?))))",
+        [hi, lo, lo],
+    )
+
+
 def _in_range(
     db: Any, account: str, ids: list[str], low: dt.datetime, high: dt.datetime, zone: str,
     expand: bool,
 ) -> list[str]:
     """The ids (in their order; with ``expand``, the occurrences' in time order) of the
-    events with an occurrence in [low, high)."""
+    events with an occurrence in [low, high).  A one-off event in a time zone is judged by
+    its stored UTC span; only recurring and floating ones are expanded."""
+    start_col = objectstore.derived_column("utc-start")
+    end_col = objectstore.derived_column("utc-end")
+    flag_col = objectstore.derived_column("expand")
+    lo, hi = jscalendar.utc_text(low), jscalendar.utc_text(high)
+    fixed: dict[str, str] = {}
+    to_expand: list[str] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = db.execute(
+            f"SELECT id, [{flag_col}], [{start_col}], [{end_col}] FROM [{EVENT.table}] "
+            f"WHERE account = ? AND id IN ({', '.join('?' * len(chunk))})",
+            [account, *chunk],
+        ).fetchall()
+        for event_id, flag, begin, end in rows:
+            if flag:
+                to_expand.append(event_id)
+            elif begin is not None and begin < hi and (end > lo or (end == begin and begin >= lo)):
+                fixed[event_id] = begin
     records = {r["id"]: r for r in objectstore.read_records(
-        db, EVENT, account, ids, ["start", "timeZone", "duration", "recurrenceRule",
-                                  "recurrenceOverrides"])}  # fmt: skip
+        db, EVENT, account, to_expand, ["start", "timeZone", "duration", "recurrenceRule",
+                                        "recurrenceOverrides"])}  # fmt: skip
     kept: list[str] = []
     instances: list[tuple[dt.datetime, str]] = []
     for event_id in ids:
+        if event_id in fixed:
+            kept.append(event_id)
+            if expand:
+                moment = dt.datetime.strptime(fixed[event_id], "%Y-%m-%dT%H:%M:%SZ")
+                instances.append((moment.replace(tzinfo=dt.UTC), event_id))
+            continue
         event = records.get(event_id)
         if event is None:
             continue
@@ -192,13 +231,19 @@ async def event_get(call: Call) -> dict[str, Any]:
                         call.call_id, call.request, call.account)  # fmt: skip
     result = await standard.type_get(EVENT, sub)
     by_id = {r["id"]: r for r in result["list"]}
+    # Each base expanded once, over the span of its requested occurrences.
+    spans: dict[str, list[str]] = {}
+    for match in instances.values():
+        spans.setdefault(match["base"], []).append(_recurrence_id(match["rid"]))
+    expanded = {base: _expand_once(by_id.get(base), rids) for base, rids in spans.items()}
     out, not_found = [], []
     for requested in ids:
         match = instances.get(requested)
         if match is None:
             record = by_id.get(requested)
         else:
-            record = _occurrence(by_id.get(match["base"]), requested, match["rid"])
+            record = _occurrence(by_id.get(match["base"]), requested, match["rid"],
+                                 expanded.get(match["base"]))  # fmt: skip
         if record is None:
             not_found.append(requested)
             continue
@@ -209,20 +254,40 @@ async def event_get(call: Call) -> dict[str, Any]:
     return {**result, "list": out, "notFound": not_found}
 
 
-def _occurrence(base: dict[str, Any] | None, requested: str, digits: str) -> dict | None:
+def _expand_once(base: dict[str, Any] | None, rids: list[str]) -> dict[str, Any] | None:
+    """{recurrence id: Occurrence} of ``base`` around the recurrence ids asked for (a day
+    either side of them), or None when it cannot be expanded."""
+    if base is None or not recur.is_recurring(base):
+        return None
+    zone = base.get("timeZone")
+    overrides = base.get("recurrenceOverrides") or {}
+    locals_ = [jscalendar.local_datetime(r) for r in rids]
+    for rid in rids:  # (an override may have moved an occurrence far from its id)
+        moved = (overrides.get(rid) or {}).get("start")
+        if isinstance(moved, str):
+            locals_.append(jscalendar.local_datetime(moved))
+    moments = [jscalendar.to_utc(local, zone) for local in locals_]
+    try:
+        found = recur.occurrences(base, min(moments) - dt.timedelta(days=1),
+                                  max(moments) + dt.timedelta(days=1), zone or "Etc/UTC")
+    except recur.CannotExpand:
+        return None
+    return {o.recurrence_id: o for o in found}
+
+
+def _occurrence(
+    base: dict[str, Any] | None, requested: str, digits: str,
+    expanded: dict[str, Any] | None = None,
+) -> dict | None:
     """The occurrence ``digits`` of ``base``, if its recurrence produces it."""
     if base is None or not recur.is_recurring(base):
         return None
     rid = _recurrence_id(digits)
-    local = jscalendar.local_datetime(rid)
-    moment = jscalendar.to_utc(local, base.get("timeZone"))
-    try:
-        found = recur.occurrences(base, moment - dt.timedelta(seconds=1),
-                                  moment + dt.timedelta(seconds=1),
-                                  base.get("timeZone") or "Etc/UTC")  # fmt: skip
-    except recur.CannotExpand:
-        return None
-    match = next((o for o in found if o.recurrence_id == rid), None)
+    if expanded is None:
+        expanded = _expand_once(base, [rid])
+        if expanded is None:
+            return None
+    match = expanded.get(rid)
     if match is None:  # (a patched start moves it: look at the override's key itself)
         patch = (base.get("recurrenceOverrides") or {}).get(rid)
         if patch is None or patch == {"excluded": True}:

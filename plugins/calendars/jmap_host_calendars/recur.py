@@ -104,23 +104,27 @@ def occurrences(
             found.append(Occurrence(rid, begin, end, patch))
 
     rule = _rule(event, start)
+    # Local times that surely lie outside the window (three days cover any UTC offset, the
+    # duration's days any length; overridden occurrences are looked at wherever they are).
+    days = jscalendar.duration(length)[0]
+    window_end_local = before.replace(tzinfo=None) + dt.timedelta(days=3 + days)
+    window_start_local = after.replace(tzinfo=None) - dt.timedelta(days=3 + days)
+    if rule is None:
+        candidates = [start]  # the start alone (then any override dates)
+    else:
+        _check_steps(event, start, window_end_local)
+        # dateutil walks the rule in C-speed steps up to the window; the start is the first
+        # occurrence whether or not the rule produces it (§3.3.3.1).
+        candidates = rule.between(window_start_local, window_end_local, inc=True)
+        if window_start_local <= start <= window_end_local and start not in candidates:
+            candidates.insert(0, start)
+        moved = [jscalendar.local_datetime(k) for k in overrides]
+        candidates += [m for m in moved if (m < window_start_local or m > window_end_local)
+                       and _produces(rule, start, m)]  # fmt: skip
     seen: set[dt.datetime] = set()
-    candidates: Any = [start]  # no rule: the start alone (then any override dates)
-    if rule is not None:
-        # The start is the first occurrence whether or not the rule produces it (§3.3.3.1).
-        candidates = rule if next(iter(rule), None) == start else _prepend(start, rule)
-    # The latest an occurrence may start and still reach the window: its longest length.
-    window_end_local = before.replace(tzinfo=None) + dt.timedelta(days=2)
-    steps = 0
     for local in candidates:
-        steps += 1
-        if steps > MAX_STEPS:
-            raise CannotExpand(f"more than {MAX_STEPS} occurrences to look at")
-        if local > window_end_local + dt.timedelta(days=jscalendar.duration(length)[0] + 1):
-            break
         seen.add(local)
-        key = local.strftime("%Y-%m-%dT%H:%M:%S")
-        patch = overrides.get(key)
+        patch = overrides.get(local.strftime("%Y-%m-%dT%H:%M:%S")) if overrides else None
         if patch == {"excluded": True}:
             continue
         consider(local, patch)
@@ -133,9 +137,24 @@ def occurrences(
     return found
 
 
-def _prepend(first: dt.datetime, rule: rrule.rrule) -> Any:
-    yield first
-    yield from rule
+def _produces(rule: rrule.rrule, start: dt.datetime, local: dt.datetime) -> bool:
+    """Is ``local`` an occurrence of the rule (an override's key far from the window)?"""
+    return local == start or local in rule.between(local, local, inc=True)
+
+
+SECONDS = {"yearly": 365 * 86400, "monthly": 28 * 86400, "weekly": 7 * 86400,
+           "daily": 86400, "hourly": 3600, "minutely": 60, "secondly": 1}  # fmt: skip
+
+
+def _check_steps(event: dict[str, Any], start: dt.datetime, until: dt.datetime) -> None:
+    """Refuse what would take dateutil more than MAX_STEPS periods to reach the window."""
+    rule = event.get("recurrenceRule") or {}
+    step = SECONDS.get(rule.get("frequency", ""), 86400) * max(1, rule.get("interval", 1))
+    periods = (until - start).total_seconds() / step
+    if rule.get("count") is not None:
+        periods = min(periods, rule["count"])
+    if periods > MAX_STEPS:
+        raise CannotExpand(f"more than {MAX_STEPS} occurrences to look at")
 
 
 def is_recurring(event: dict[str, Any]) -> bool:
