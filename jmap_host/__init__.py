@@ -6,7 +6,7 @@ here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-gu
 
 from __future__ import annotations
 
-from . import containers, dates, memquery, objectstore, sharing, standard, tokens
+from . import containers, dates, jsobject, memquery, objectstore, sharing, standard, tokens
 from .blobapi import BLOB, blob_capability, blob_refs
 from .blobs import (
     StagedBlobs,
@@ -158,6 +158,7 @@ __all__ = [
     "hash_password",
     "hookimpl",
     "host_for_command",
+    "jsobject",
     "json_response",
     "limits_for",
     "load_host",

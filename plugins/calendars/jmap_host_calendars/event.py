@@ -24,6 +24,7 @@ from jmap_host import (
     SetContext,
     SetError,
     SharedThrough,
+    jsobject,
     objectstore,
 )
 
@@ -158,8 +159,7 @@ def _validate(record: dict[str, Any]) -> None:
     try:
         jscalendar.validate_event(record)
     except jscalendar.Invalid as exc:
-        top = exc.path.split("/")[1].replace("~1", "/").replace("~0", "~")
-        raise SetError("invalidProperties", str(exc), properties=[top]) from None
+        raise jsobject.set_error(exc) from None
 
 
 def _check_calendars(ctx: SetContext, record: dict[str, Any]) -> None:

@@ -18,9 +18,8 @@ import re
 import zoneinfo
 from typing import Any
 
-ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
-REGISTERED_NAME = re.compile(r"@?[a-z][A-Za-z0-9]*")
-VENDOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*:[^\x00-\x1f\x7f\"/~]+")
+from jmap_host.jsobject import ID, REGISTERED_NAME, Invalid, Schema, escape, is_vendor
+
 UTC_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z")  # §1.5.4
 LOCAL_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})")  # §1.5.5
 DURATION = re.compile(  # §1.5.6
@@ -44,16 +43,7 @@ OBSOLETE = {"recurrenceRules": "recurrenceRule", "excludedRecurrenceRules": "rec
             "timeZones": "timeZone"}  # fmt: skip
 
 
-class Invalid(ValueError):
-    """A JSCalendar value that breaks the specification, at ``path`` (a JSON Pointer)."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-# Type signatures as in jscontact: a name, ("map", key, value), ("list", item),
+# Type signatures (jmap_host.jsobject): a name, ("map", key, value), ("list", item),
 # ("set", enum or None), ("enum", values).
 LINK = {"@type": "String", "href": "String", "blobId": "Id", "contentType": "String",
         "size": "UnsignedInt", "rel": "String", "display": ("set", None), "title": "String"}
@@ -118,33 +108,6 @@ EVENT: dict[str, Any] = {
 }  # fmt: skip
 JMAP_PROPERTIES = {"id", "calendarIds", "isDraft", "isOrigin", "baseEventId", "utcStart",
                    "utcEnd"}  # fmt: skip
-KNOWN = set(EVENT) | {n for props in TYPES.values() for n in props} | set(OBSOLETE)
-_LOWER = {n.lower(): n for n in KNOWN}
-
-
-def keepable(name: str) -> bool:
-    """May ``name`` stand in an Event without this module knowing it (§1.7.4, §1.8.1)?"""
-    if VENDOR_NAME.fullmatch(name):
-        return True
-    if name in ("extra", "method") or name in OBSOLETE:  # reserved; JMAP forbids method
-        return False
-    if not REGISTERED_NAME.fullmatch(name):
-        return False
-    known = _LOWER.get(name.lower())
-    return known is None or known == name
-
-
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
-
-
-def _enum(value: Any, allowed: set[str], path: str) -> None:
-    if not isinstance(value, str):
-        raise Invalid(path, "must be a String")
-    if value not in allowed and not VENDOR_NAME.fullmatch(value):
-        raise Invalid(path, f"{value!r} is not one of {', '.join(sorted(allowed))}")
-
-
 def local_datetime(text: str) -> dt.datetime:
     """A LocalDateTime as a naive datetime (ValueError if it is none)."""
     m = LOCAL_DATETIME.fullmatch(text)
@@ -163,39 +126,8 @@ def duration(text: str) -> tuple[int, int]:
     return days, 3600 * g.get("h", 0) + 60 * g.get("m", 0) + g.get("s", 0)
 
 
-def check(value: Any, signature: Any, path: str) -> None:
-    if isinstance(signature, tuple):
-        kind = signature[0]
-        if kind == "enum":
-            _enum(value, signature[1], path)
-        elif kind == "set":
-            if not isinstance(value, dict):
-                raise Invalid(path, "must be a set: an object of keys to true")
-            for key, flag in value.items():
-                if flag is not True:
-                    raise Invalid(f"{path}/{_escape(key)}", "must be true")
-                if signature[1] is not None:
-                    _enum(key, signature[1], f"{path}/{_escape(key)}")
-        elif kind == "map":
-            if not isinstance(value, dict):
-                raise Invalid(path, "must be an object")
-            for key, item in value.items():
-                where = f"{path}/{_escape(key)}"
-                if signature[1] == "Id" and not ID.fullmatch(key):
-                    raise Invalid(where, "a key must be an Id")
-                if signature[1] == "LocalDateTime":
-                    _scalar(key, "LocalDateTime", where)
-                check(item, signature[2], where)
-        elif kind == "list":
-            if not isinstance(value, list):
-                raise Invalid(path, "must be an array")
-            for i, item in enumerate(value):
-                check(item, signature[1], f"{path}/{i}")
-        return
-    _scalar(value, signature, path)
-
-
-def _scalar(value: Any, signature: str, path: str) -> None:
+def _scalar(schema: Schema, value: Any, signature: str, path: str) -> None:
+    """JSCalendar's scalar types, the alert trigger (one of three objects) and overrides."""
     def integer(low: int | None, high: int | None, what: str) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise Invalid(path, f"must be {what}")
@@ -250,8 +182,8 @@ def _scalar(value: Any, signature: str, path: str) -> None:
             raise Invalid(path, "must be an OffsetTrigger or an AbsoluteTrigger")
         kind = value.get("@type", "OffsetTrigger")
         if kind in ("OffsetTrigger", "AbsoluteTrigger"):
-            check_object(value, kind, path)
-        elif not VENDOR_NAME.fullmatch(str(kind)) and not REGISTERED_NAME.fullmatch(str(kind)):
+            schema.check_object(value, kind, path)
+        elif not is_vendor(str(kind)) and not REGISTERED_NAME.fullmatch(str(kind)):
             raise Invalid(f"{path}/@type", "unknown trigger type")  # (an UnknownTrigger is kept)
     elif signature == "Patch":
         if not isinstance(value, dict):
@@ -261,32 +193,27 @@ def _scalar(value: Any, signature: str, path: str) -> None:
         pointers = sorted(value)
         for a, b in itertools.pairwise(pointers):
             if b.startswith(a + "/"):
-                raise Invalid(f"{path}/{_escape(b)}", f"overlaps the patch of {a!r} (§1.5.9)")
-    elif signature in TYPES:
-        check_object(value, signature, path)
+                raise Invalid(f"{path}/{escape(b)}", f"overlaps the patch of {a!r} (§1.5.9)")
     elif signature not in strings:  # pragma: no cover - a schema mistake
         raise AssertionError(signature)
 
 
-def check_object(value: Any, type_name: str, path: str) -> None:
-    if not isinstance(value, dict):
-        raise Invalid(path, f"must be a {type_name} object")
-    if "@type" in value and value["@type"] != type_name:
-        raise Invalid(f"{path}/@type", f"must be {type_name!r}")
-    for name in MANDATORY.get(type_name, ()):
-        if name not in value:
-            raise Invalid(f"{path}/{name}", f"is mandatory in a {type_name}")
-    schema = TYPES[type_name]
-    for name, item in value.items():
-        where = f"{path}/{_escape(name)}"
-        if name in schema:
-            check(item, schema[name], where)
-        elif not keepable(name):
-            raise Invalid(where, "is not a JSCalendar property (check its case)")
+def _rules(schema: Schema, type_name: str, value: dict[str, Any], path: str) -> None:
     if type_name == "Link" and "href" not in value and "blobId" not in value:
         raise Invalid(f"{path}/href", "a Link needs href (or, in JMAP, a blobId)")
     if type_name == "RecurrenceRule" and "count" in value and "until" in value:
         raise Invalid(f"{path}/count", "count and until do not go together")
+
+
+# "method" is reserved here: a CalendarEvent has none (JMAP Calendars §5); RFC 8984's
+# obsoleted names are not kept either (validate_event names their replacement).
+SCHEMA = Schema("JSCalendar", TYPES, _scalar, MANDATORY, _rules,
+                reserved=frozenset({"extra", "method", *OBSOLETE}), known=EVENT)  # fmt: skip
+keepable = SCHEMA.keepable
+
+
+def check(value: Any, signature: Any, path: str) -> None:
+    SCHEMA.check(value, signature, path)
 
 
 def validate_event(event: dict[str, Any]) -> None:
@@ -295,18 +222,10 @@ def validate_event(event: dict[str, Any]) -> None:
         raise Invalid("/@type", "must be 'Event'")
     if "method" in event:
         raise Invalid("/method", "a CalendarEvent has no method (JMAP Calendars §5)")
-    for name, value in event.items():
-        if name in JMAP_PROPERTIES:
-            continue
-        where = f"/{_escape(name)}"
-        if name in OBSOLETE:
-            raise Invalid(where, f"is obsolete in JSCalendar 2.0: use {OBSOLETE[name]}")
-        if name in EVENT:
-            if value is None:
-                continue
-            check(value, EVENT[name], where)
-        elif not keepable(name):
-            raise Invalid(where, "is not a JSCalendar property (check its case)")
+    for name in OBSOLETE:
+        if name in event:
+            raise Invalid(f"/{name}", f"is obsolete in JSCalendar 2.0: use {OBSOLETE[name]}")
+    SCHEMA.check_top(event, EVENT, skip=JMAP_PROPERTIES)
     if event.get("start") is None:
         raise Invalid("/start", "is mandatory in an Event")
     if event.get("endTimeZone") and not event.get("timeZone"):

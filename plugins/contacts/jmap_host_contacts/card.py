@@ -28,6 +28,7 @@ from jmap_host import (
     add_blob_reference,
     blob_refs,
     blob_visible,
+    jsobject,
     objectstore,
     read_blob,
     remove_blob_references,
@@ -221,8 +222,7 @@ def _validate(record: dict[str, Any]) -> None:
     try:
         jscontact.validate_card(record)
     except jscontact.Invalid as exc:
-        top = exc.path.split("/")[1].replace("~1", "/").replace("~0", "~")
-        raise SetError("invalidProperties", str(exc), properties=[top]) from None
+        raise jsobject.set_error(exc) from None
 
 
 def _check_books(ctx: SetContext, record: dict[str, Any]) -> None:

@@ -18,14 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# The registered name syntax (§1.7.2) and vendor-specific names (§1.8.1 v-extension).
-REGISTERED_NAME = re.compile(r"@?[a-z][A-Za-z0-9]*")
-VENDOR_NAME = re.compile(
-    r"(?:[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\u0080-\U0010ffff-]*[A-Za-z0-9\u0080-\U0010ffff])?"
-    r"\.)*[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\u0080-\U0010ffff-]*[A-Za-z0-9\u0080-\U0010ffff])?"
-    r":[^\x00-\x1f\x7f\"/~]+"
-)
-ID = re.compile(r"[A-Za-z0-9_-]{1,255}")  # §1.4.1
+from jmap_host.jsobject import ID, Invalid, Schema, escape
+
 UTC_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d*[1-9])?Z")  # §1.4.5
 VERSION = re.compile(r"\d+\.\d+")  # §1.9.1
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")  # RFC 5646, loosely
@@ -157,82 +151,8 @@ CARD: dict[str, Any] = {
     "notes": ("map", "Id", "Note"), "personalInfo": ("map", "Id", "PersonalInfo"),
 }  # fmt: skip
 
-KNOWN_NAMES = set(CARD) | {n for props in TYPES.values() for n in props}
-_LOWER_KNOWN = {n.lower(): n for n in KNOWN_NAMES}
-
-
-class Invalid(ValueError):
-    """A JSContact value that breaks RFC 9553, at ``path`` (a JSON Pointer)."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-def is_vendor(name: str) -> bool:
-    return VENDOR_NAME.fullmatch(name) is not None
-
-
-def keepable(name: str) -> bool:
-    """May ``name`` stand in a Card without this module knowing it?  Vendor-specific
-    names (§1.8.1), and unknown names of the registered syntax that are no known name in
-    another case (§1.7.1, §1.7.4)."""
-    if is_vendor(name):
-        return True
-    if name == "extra":  # §1.7.3.1: reserved everywhere
-        return False
-    if REGISTERED_NAME.fullmatch(name) is None:
-        return False
-    known = _LOWER_KNOWN.get(name.lower())
-    return known is None or known == name
-
-
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
-
-
-def _enum(value: Any, allowed: set[str], path: str) -> None:
-    if not isinstance(value, str):
-        raise Invalid(path, "must be a String")
-    if value not in allowed and not is_vendor(value):
-        raise Invalid(path, f"{value!r} is not one of {', '.join(sorted(allowed))}")
-
-
-def check(value: Any, signature: Any, path: str) -> None:
-    """Check ``value`` against a type signature of the schema."""
-    if isinstance(signature, tuple):
-        kind = signature[0]
-        if kind == "enum":
-            _enum(value, signature[1], path)
-        elif kind == "set":
-            if not isinstance(value, dict):
-                raise Invalid(path, "must be a set: an object of keys to true")
-            for key, flag in value.items():
-                if flag is not True:
-                    raise Invalid(f"{path}/{_escape(key)}", "must be true")
-                if signature[1] is not None:
-                    _enum(key, signature[1], f"{path}/{_escape(key)}")
-        elif kind == "map":
-            if not isinstance(value, dict):
-                raise Invalid(path, "must be an object")
-            for key, item in value.items():
-                where = f"{path}/{_escape(key)}"
-                if signature[1] == "Id" and not ID.fullmatch(key):
-                    raise Invalid(where, "a key must be an Id (1-255 of A-Z a-z 0-9 _ -)")
-                if signature[1] == "LanguageTag" and not LANGUAGE_TAG.fullmatch(key):
-                    raise Invalid(where, "a key must be a language tag")
-                check(item, signature[2], where)
-        elif kind == "list":
-            if not isinstance(value, list):
-                raise Invalid(path, "must be an array")
-            for i, item in enumerate(value):
-                check(item, signature[1], f"{path}/{i}")
-        return
-    _scalar(value, signature, path)
-
-
-def _scalar(value: Any, signature: str, path: str) -> None:
+def _scalar(schema: Schema, value: Any, signature: str, path: str) -> None:
+    """JSContact's scalar types (and the anniversary date, which is one of two objects)."""
     def int_in(low: int, high: int | None) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < low or (
             high is not None and value > high
@@ -272,17 +192,13 @@ def _scalar(value: Any, signature: str, path: str) -> None:
         kind = value.get("@type", "Timestamp" if "utc" in value else "PartialDate")
         if kind not in ("PartialDate", "Timestamp"):
             raise Invalid(f"{path}/@type", "must be PartialDate or Timestamp")
-        check_object(value, kind, path)
-        if kind == "PartialDate":
-            _partial_date(value, path)
+        schema.check_object(value, kind, path)
     elif signature == "Patch":
         if not isinstance(value, dict):
             raise Invalid(path, "must be a PatchObject")
         for pointer in value:
             if not pointer or pointer.startswith("/"):
-                raise Invalid(f"{path}/{_escape(pointer)}", "a patch path has no leading /")
-    elif signature in TYPES:
-        check_object(value, signature, path)
+                raise Invalid(f"{path}/{escape(pointer)}", "a patch path has no leading /")
     else:  # pragma: no cover - a schema mistake
         raise AssertionError(signature)
 
@@ -297,26 +213,14 @@ def _partial_date(value: dict[str, Any], path: str) -> None:
         raise Invalid(path, "needs a year, a month or a day")
 
 
-def check_object(value: Any, type_name: str, path: str) -> None:
-    """An object of a JSContact type: @type (if given) names it, mandatory properties are
-    there, each known property valid, unknown ones keepable."""
-    if not isinstance(value, dict):
-        raise Invalid(path, f"must be a {type_name} object")
-    schema = TYPES[type_name]
-    if "@type" in value and value["@type"] != type_name:
-        raise Invalid(f"{path}/@type", f"must be {type_name!r}")
-    for name in MANDATORY.get(type_name, ()):
-        if name not in value:
-            raise Invalid(f"{path}/{name}", f"is mandatory in a {type_name}")
+def _rules(schema: Schema, type_name: str, value: dict[str, Any], path: str) -> None:
+    """What involves several properties: §2.2.1.1, §2.2.3, §2.2.4, §2.3.2, §2.5.1.1, §2.8.1,
+    §2.8.3 (at least one of), a Name's and an Address's components (§2.2.1.2, §2.5.1.2)."""
     one_of = ONE_OF.get(type_name)
     if one_of and not any(k in value for k in one_of):
         raise Invalid(path, f"a {type_name} needs one of {', '.join(one_of)}")
-    for name, item in value.items():
-        where = f"{path}/{_escape(name)}"
-        if name in schema:
-            check(item, schema[name], where)
-        elif not keepable(name):
-            raise Invalid(where, "is not a JSContact property (check its case)")
+    if type_name == "PartialDate":
+        _partial_date(value, path)
     if type_name in ("Name", "Address") and isinstance(value.get("components"), list):
         kinds = [c.get("kind") for c in value["components"] if isinstance(c, dict)]
         if kinds and all(k == "separator" for k in kinds):
@@ -325,19 +229,17 @@ def check_object(value: Any, type_name: str, path: str) -> None:
             raise Invalid(f"{path}/components", "a separator needs isOrdered true")
 
 
+SCHEMA = Schema("JSContact", TYPES, _scalar, MANDATORY, _rules, known=CARD)
+keepable = SCHEMA.keepable
+
+
 def validate_card(card: dict[str, Any]) -> None:
     """Check a whole Card (its JSContact properties; the JMAP ones are not looked at)."""
     if card.get("@type", "Card") != "Card":
         raise Invalid("/@type", "must be 'Card'")
-    for name, value in card.items():
-        if name in ("id", "addressBookIds"):
-            continue
-        where = f"/{_escape(name)}"
-        if name in CARD:
-            if value is None:
-                continue  # (an unset optional property: the JMAP layer drops it)
-            check(value, CARD[name], where)
-        elif not keepable(name):
-            raise Invalid(where, "is not a JSContact property (check its case)")
+    SCHEMA.check_top(card, CARD, skip=("id", "addressBookIds"))
     if card.get("members") and card.get("kind") != "group":
         raise Invalid("/members", "only a Card of kind 'group' has members (§2.1.6)")
+
+
+__all__ = ["SCHEMA", "Invalid", "keepable", "validate_card"]
