@@ -241,6 +241,10 @@ class DataType:
     # sorts and filters that would otherwise compute per row in a query (ContactCard's
     # sort keys and folded search text).  Needs whole records on update (update_reads None).
     derived: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+    # Uniqueness in the account: each tuple of property names may be held by one record
+    # only (ContactCard ("uid",), CalendarEvent ("uid", "recurrenceId"); nulls compare
+    # equal); a second is the SetError alreadyExists with the other's existingId.
+    unique: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if self.sharing is not None:
@@ -271,6 +275,10 @@ class DataType:
             raise ValueError(f"{self.name}: derived columns need whole records (update_reads)")
         if self.quota_octets is not None and self.quota_octets not in self.by_name:
             raise ValueError(f"{self.name}: quota_octets names unknown property")
+        for names in self.unique:
+            for name in names:
+                if name not in self.by_name:
+                    raise ValueError(f"{self.name}: unique names unknown property {name}")
         for name in self.update_reads or ():
             if name not in self.by_name:
                 raise ValueError(f"{self.name}: update_reads names unknown property {name}")

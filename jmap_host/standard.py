@@ -516,9 +516,12 @@ class SetRun:
             if self.access is not None:
                 sharing.inherit_share(self.db, dt, self.access, record)
         if dt.shared_through is not None:
+            if dt.shared_through.property is not None:
+                self._check_containers(record)
             sharing.check_member_write(dt, self.access, "create", None, record)
         if dt.on_create is not None:
             dt.on_create(self.ctx, record)
+        self._check_unique(record)
         self._own_write(lambda: os_.insert_record(self.db, dt, self.account.id, record))
         self._changes.append((record["id"], "created"))
         self.sync_blob_refs(record)
@@ -542,6 +545,41 @@ class SetRun:
         if value != record.get("shareWith"):
             normalized.append("shareWith")
         record["shareWith"] = value
+
+    def _check_unique(self, record: dict[str, Any], changed: list[str] | None = None) -> None:
+        """DataType.unique: alreadyExists when another record holds the same values (on
+        create, and on an update that changes one of them)."""
+        for names in self.dt.unique:
+            if changed is not None and not set(names) & set(changed):
+                continue
+            terms = " AND ".join(f"[{os_.column(self.dt.by_name[n])}] IS ?" for n in names)
+            other = os_.query_ids(
+                self.db, self.dt, self.account.id,
+                (f"{terms} AND id != ?", [*(record.get(n) for n in names), record["id"]]),
+                "id", 1,
+            )  # fmt: skip
+            if other:
+                raise SetError("alreadyExists",
+                               f"another {self.dt.name} has this {' and '.join(names)}",
+                               existingId=other[0])  # fmt: skip
+
+    def _check_containers(self, record: dict[str, Any]) -> None:
+        """A member names at least one container, each an existing one of the account
+        (SharedThrough.property: addressBookIds, calendarIds)."""
+        through = self.dt.shared_through
+        assert through is not None and through.property is not None
+        prop = through.property
+        value = record.get(prop)
+        if not value or any(v is not True for v in value.values()):
+            raise SetError("invalidProperties",
+                           f"{prop}: at least one {through.container}, each with true",
+                           properties=[prop])  # fmt: skip
+        container = self.call.host.datatypes[through.container][0]
+        wanted = [i for i in value if is_id(i)]
+        found = os_.read_records(self.db, container, self.account.id, wanted, [])
+        if len(found) != len(value):
+            raise SetError("invalidProperties", f"{prop}: no such {through.container}",
+                           properties=[prop])  # fmt: skip
 
     def _visible(self, record_id: str) -> None:
         """In a shared account, what the caller cannot see does not exist (notFound)."""
@@ -599,6 +637,9 @@ class SetRun:
                 self._share_with(record, normalized, current.get("shareWith"))
             sharing.check_container_write(dt, self.access, "update", current, record)
         if dt.shared_through is not None:
+            prop = dt.shared_through.property
+            if prop is not None and record.get(prop) != current.get(prop):
+                self._check_containers(record)
             sharing.check_member_write(dt, self.access, "update", current, record)
         # What the hook itself changes is reported back; without a hook nothing is.  Hooks
         # assign the properties they change (plugin guide), so a shallow copy tells.
@@ -614,6 +655,7 @@ class SetRun:
         differ = [dt.by_name[n] for n in names if n in dt.by_name]
         opened = [n for n in names if n not in dt.by_name and n != "id"]  # (open types)
         names = [p.name for p in differ] + opened
+        self._check_unique(record, names)
         self._own_write(lambda: os_.update_record(self.db, dt, self.account.id, record, names))
         self._changes.append((record_id, "updated"))
         if any(p.base_type == "BlobId" for p in differ):

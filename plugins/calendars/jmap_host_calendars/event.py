@@ -162,37 +162,6 @@ def _validate(record: dict[str, Any]) -> None:
         raise jsobject.set_error(exc) from None
 
 
-def _check_calendars(ctx: SetContext, record: dict[str, Any]) -> None:
-    from .calendar import CALENDAR
-
-    wanted = list(record.get("calendarIds") or {})
-    found = objectstore.read_records(ctx.db, CALENDAR, ctx.account.id, wanted, [])
-    if len(found) != len(wanted):
-        raise SetError("invalidProperties", "calendarIds: no such Calendar",
-                       properties=["calendarIds"])  # fmt: skip
-
-
-def _check_uid(ctx: SetContext, record: dict[str, Any]) -> None:
-    """§5: the id identifies an event by uid and recurrenceId in the account: no two."""
-    uid = objectstore.column(EVENT.by_name["uid"])
-    rid = objectstore.column(EVENT.by_name["recurrenceId"])
-    other = objectstore.query_ids(
-        ctx.db, EVENT, ctx.account.id,
-        (f"[{uid}] = ? AND [{rid}] IS ? AND id != ?",
-         [record["uid"], record.get("recurrenceId"), record["id"]]), "id", 1,
-    )  # fmt: skip
-    if other:
-        raise SetError("alreadyExists", "an event with this uid (and recurrenceId) exists",
-                       existingId=other[0])  # fmt: skip
-
-
-def check_calendar_ids(value: dict[str, bool]) -> None:
-    if not value:
-        raise ValueError("an event belongs to at least one Calendar (§5)")
-    if any(v is not True for v in value.values()):
-        raise ValueError("values must be true")
-
-
 # §5.9: what a change of which does not move "sequence" (nor per-user properties).
 NOT_SEQUENCED = {"calendarIds", "isDraft", "updated", "sequence", "keywords", "color",
                  "freeBusyStatus", "useDefaultAlerts", "alerts"}  # fmt: skip
@@ -216,8 +185,6 @@ def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
         record["created"] = now
     _privacy(ctx, record)
     _validate(record)
-    _check_calendars(ctx, record)
-    _check_uid(ctx, record)
 
 
 def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -232,10 +199,6 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
         new["sequence"] = (old.get("sequence") or 0) + 1  # §5.9
     _privacy(ctx, new)
     _validate(new)
-    if new.get("calendarIds") != old.get("calendarIds"):
-        _check_calendars(ctx, new)
-    if new.get("recurrenceId") != old.get("recurrenceId"):
-        _check_uid(ctx, new)
 
 
 def compute(db: Any, account: str, records: list[dict[str, Any]], names: list[str]) -> None:
@@ -262,7 +225,8 @@ EVENT = DataType(
     name="CalendarEvent",
     table="calendars_event",
     properties=[
-        Property("calendarIds", "Id[Boolean]", required=True, validate=check_calendar_ids),
+        # (at least one existing Calendar: the host checks a member's containers)
+        Property("calendarIds", "Id[Boolean]", required=True),
         Property("isDraft", "Boolean", default=False),
         Property("isOrigin", "Boolean", computed=True),
         Property("baseEventId", "Id|null", computed=True),  # (set on occurrences: query.py)
@@ -310,6 +274,8 @@ EVENT = DataType(
     },
     folded_sort_sql={"start": f"[{objectstore.derived_column('utc-start')}]"},
     open_properties=jscalendar.keepable,
+    # §5: an id is one uid and recurrenceId in the account.
+    unique=(("uid", "recurrenceId"),),
     shared_through=SharedThrough(
         container="Calendar", property="calendarIds",
         add="mayWriteAll", remove="mayWriteAll", update="mayWriteAll",

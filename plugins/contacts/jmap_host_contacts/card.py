@@ -204,13 +204,6 @@ def _text(value: str) -> tuple[str, list[Any]]:
     return "(" + " AND ".join(parts) + ")", [_fold(w) for w in words]
 
 
-def check_address_book_ids(value: dict[str, bool]) -> None:
-    if not value:
-        raise ValueError("a card belongs to at least one AddressBook (RFC 9610 §3)")
-    if any(v is not True for v in value.values()):
-        raise ValueError("values must be true")
-
-
 # -- hooks -------------------------------------------------------------------------------------
 
 
@@ -223,28 +216,6 @@ def _validate(record: dict[str, Any]) -> None:
         jscontact.validate_card(record)
     except jscontact.Invalid as exc:
         raise jsobject.set_error(exc) from None
-
-
-def _check_books(ctx: SetContext, record: dict[str, Any]) -> None:
-    from .addressbook import ADDRESS_BOOK
-
-    wanted = list(record.get("addressBookIds") or {})
-    found = objectstore.read_records(ctx.db, ADDRESS_BOOK, ctx.account.id, wanted, [])
-    if len(found) != len(wanted):
-        raise SetError("invalidProperties", "addressBookIds: no such AddressBook",
-                       properties=["addressBookIds"])  # fmt: skip
-
-
-def _check_uid(ctx: SetContext, record: dict[str, Any]) -> None:
-    """RFC 9610 §3: no two cards of an account with one uid."""
-    column = objectstore.column(CARD.by_name["uid"])
-    other = objectstore.query_ids(
-        ctx.db, CARD, ctx.account.id,
-        (f"[{column}] = ? AND id != ?", [record["uid"], record["id"]]), "id", 1,
-    )  # fmt: skip
-    if other:
-        raise SetError("alreadyExists", f"a card with uid {record['uid']!r} exists",
-                       existingId=other[0])  # fmt: skip
 
 
 IMAGE_MAGIC = (
@@ -357,8 +328,6 @@ def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
     if not record.get("updated"):
         record["updated"] = now
     _validate(record)
-    _check_books(ctx, record)
-    _check_uid(ctx, record)
     _references(ctx, record, _media(ctx, record))
 
 
@@ -368,8 +337,6 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
     if new.get("updated") == old.get("updated"):
         new["updated"] = _now()  # RFC 9553 §2.1.10: when the card was last modified
     _validate(new)
-    if new.get("addressBookIds") != old.get("addressBookIds"):
-        _check_books(ctx, new)
     blobs = _media(ctx, new)
     if new.get("media") != old.get("media"):
         _references(ctx, new, blobs)
@@ -383,7 +350,8 @@ CARD = DataType(
     name="ContactCard",
     table="contacts_card",
     properties=[
-        Property("addressBookIds", "Id[Boolean]", required=True, validate=check_address_book_ids),
+        # (at least one existing AddressBook: the host checks a member's containers)
+        Property("addressBookIds", "Id[Boolean]", required=True),
         Property("@type", "String", default="Card"),
         Property("version", "String", default="1.0"),
         Property("uid", "String", indexed=True),
@@ -430,6 +398,7 @@ CARD = DataType(
         for kind in NAME_SORTS
     },
     open_properties=jscontact.keepable,
+    unique=(("uid",),),  # RFC 9610 §3: one card per uid in an account
     blob_lookup=_blob_lookup,
     shared_through=SharedThrough(
         container="AddressBook", property="addressBookIds",

@@ -544,17 +544,7 @@ def _mailboxes_changed(db: Any, account: str, mailbox_ids: Any) -> None:
 
 
 def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None:
-    if new["mailboxIds"] != old["mailboxIds"]:
-        existing = {
-            m["id"] for m in objectstore.read_records(ctx.db, MAILBOX, ctx.account.id, None, [])
-        }
-        unknown = [m for m in new["mailboxIds"] if m not in existing]
-        if unknown:
-            raise SetError(
-                "invalidProperties",
-                f"no such Mailbox: {', '.join(unknown)}",
-                properties=["mailboxIds"],
-            )
+    # (That the new Mailboxes exist the host has checked: Email is shared through them.)
     # The membership rows hold only the Mailboxes and the unread flag, and the Mailbox
     # counts follow from them: a keyword change that leaves unread alone ($flagged, say)
     # changes neither, so no Mailbox gets a new state.
