@@ -6,7 +6,17 @@ here, and ``jmap_host.hookimpl`` marks hook implementations.  See docs/plugin-gu
 
 from __future__ import annotations
 
-from . import containers, dates, jsobject, memquery, objectstore, sharing, standard, tokens
+from . import (
+    containers,
+    dates,
+    jsobject,
+    memquery,
+    objectstore,
+    sharing,
+    standard,
+    tokens,
+    validators,
+)
 from .blobapi import BLOB, blob_capability, blob_refs
 from .blobs import (
     StagedBlobs,
@@ -183,6 +193,7 @@ __all__ = [
     "standard",
     "time_zone_known",
     "tokens",
+    "validators",
     "verify_password",
     "websocket_capability",
     "write_blob",

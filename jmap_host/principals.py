@@ -35,6 +35,7 @@ from .datatype import SetError
 from .directory import DirectoryUnavailable, Principal, time_zone_known
 from .engine import set_arguments
 from .errors import MethodError
+from .validators import check_name
 
 if TYPE_CHECKING:
     from .host import Host
@@ -45,7 +46,6 @@ OVERLAY_TABLE = "host_principal"
 PROPERTIES = ("id", "type", "name", "description", "email", "timeZone", "capabilities",
               "accounts")  # fmt: skip
 USER_SETTABLE = ("name", "description", "timeZone")  # §2.3
-MAX_NAME_OCTETS = 255
 MAX_DESCRIPTION_OCTETS = 4096
 
 
@@ -236,12 +236,12 @@ def _check_update(patch: Any) -> dict[str, Any]:
                 "forbidden", f"{key} comes from the directory and cannot be changed here"
             )
         if key == "name":
-            if not isinstance(value, str) or not value.strip():
-                raise SetError("invalidProperties", "name must be a non-empty String",
-                               properties=["name"])  # fmt: skip
-            if len(value.encode()) > MAX_NAME_OCTETS:
-                raise SetError("invalidProperties", f"name: at most {MAX_NAME_OCTETS} octets",
-                               properties=["name"])  # fmt: skip
+            try:
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError("must be a non-empty String")
+                check_name(value)
+            except ValueError as exc:
+                raise SetError("invalidProperties", f"name: {exc}", properties=["name"]) from None
         elif key == "description":
             if value is not None and not isinstance(value, str):
                 raise SetError("invalidProperties", "description must be a String or null",

@@ -21,10 +21,9 @@ from jmap_host import (
     Sharing,
     containers,
     objectstore,
-    time_zone_known,
+    validators,
 )
 
-MAX_NAME_OCTETS = 255
 DEFAULT_NAME = "Calendar"
 # §4 CalendarRights.
 RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate",
@@ -77,33 +76,15 @@ UTC_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d*[1-9])?Z"
 ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
-def check_name(name: str) -> None:
-    """§4: not empty, at most 255 octets of UTF-8."""
-    if not name or len(name.encode("utf-8")) > MAX_NAME_OCTETS:
-        raise ValueError(f"must be 1 to {MAX_NAME_OCTETS} octets of UTF-8")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise ValueError("must not contain control characters")
-
-
 def check_color(color: str) -> None:
     """§4: a CSS Color Level 3 name (any case) or an RGB value in hexadecimal notation."""
     if color.lower() not in CSS_COLORS and not HEX_COLOR.fullmatch(color):
         raise ValueError("must be a CSS colour name or #rgb / #rrggbb")
 
 
-def check_sort_order(value: int) -> None:
-    if value >= 2**31:
-        raise ValueError("must be below 2^31")
-
-
 def check_availability(value: str) -> None:
     if value not in AVAILABILITY:
         raise ValueError(f"must be one of {', '.join(AVAILABILITY)}")
-
-
-def check_time_zone(value: str) -> None:
-    if not time_zone_known(value):
-        raise ValueError("must be an IANA time zone name (e.g. Europe/Paris)")
 
 
 def check_default_alerts(alerts: dict[str, Any]) -> None:
@@ -180,17 +161,18 @@ CALENDAR = DataType(
     name="Calendar",
     table="calendars_calendar",
     properties=[
-        Property("name", "String", required=True, sortable=True, validate=check_name),
+        Property("name", "String", required=True, sortable=True, validate=validators.check_name),
         Property("description", "String|null"),
         Property("color", "String|null", validate=check_color),
-        Property("sortOrder", "UnsignedInt", default=0, sortable=True, validate=check_sort_order),
+        Property("sortOrder", "UnsignedInt", default=0, sortable=True,
+                 validate=validators.check_sort_order),
         Property("isSubscribed", "Boolean", default=True),
         Property("isVisible", "Boolean", default=True),
         Property("isDefault", "Boolean", default=False, server_set=True),
         Property("includeInAvailability", "String", default="all", validate=check_availability),
         Property("defaultAlertsWithTime", "Object|null", validate=check_default_alerts),
         Property("defaultAlertsWithoutTime", "Object|null", validate=check_default_alerts),
-        Property("timeZone", "String|null", validate=check_time_zone),
+        Property("timeZone", "String|null", validate=validators.check_time_zone),
     ],
     filters=[
         FilterCondition("name", "name", "contains"),

@@ -18,7 +18,11 @@ import re
 import zoneinfo
 from typing import Any
 
-from jmap_host.jsobject import ID, REGISTERED_NAME, Invalid, Schema, escape, is_vendor
+from jmap_host import jsobject
+
+# The host's (jmap_host.jsobject), by their short names.
+ID, REGISTERED_NAME, Invalid = jsobject.ID, jsobject.REGISTERED_NAME, jsobject.Invalid
+Schema, escape, is_vendor = jsobject.Schema, jsobject.escape, jsobject.is_vendor
 
 UTC_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z")  # §1.5.4
 LOCAL_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})")  # §1.5.5
@@ -27,6 +31,7 @@ DURATION = re.compile(  # §1.5.6
     r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?"
 )
 SIGNED_DURATION = re.compile(r"[+-]?(P.*)")  # §1.5.7
+
 
 DAYS = ("mo", "tu", "we", "th", "fr", "sa", "su")
 FREQUENCIES = ("yearly", "monthly", "weekly", "daily", "hourly", "minutely", "secondly")

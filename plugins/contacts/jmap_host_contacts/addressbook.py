@@ -18,24 +18,11 @@ from jmap_host import (
     SetContext,
     Sharing,
     containers,
+    validators,
 )
 
-MAX_NAME_OCTETS = 255
 RIGHTS = ("mayRead", "mayWrite", "mayShare", "mayDelete")  # §2 AddressBookRights
 DEFAULT_NAME = "Personal"
-
-
-def check_name(name: str) -> None:
-    """§2: not empty, at most 255 octets of UTF-8."""
-    if not name or len(name.encode("utf-8")) > MAX_NAME_OCTETS:
-        raise ValueError(f"must be 1 to {MAX_NAME_OCTETS} octets of UTF-8")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise ValueError("must not contain control characters")
-
-
-def check_sort_order(value: int) -> None:
-    if value >= 2**31:
-        raise ValueError("must be below 2^31")
 
 
 def on_destroy(ctx: SetContext, record: dict[str, Any]) -> None:
@@ -52,9 +39,10 @@ ADDRESS_BOOK = DataType(
     name="AddressBook",
     table="contacts_addressbook",
     properties=[
-        Property("name", "String", required=True, sortable=True, validate=check_name),
+        Property("name", "String", required=True, sortable=True, validate=validators.check_name),
         Property("description", "String|null"),
-        Property("sortOrder", "UnsignedInt", default=0, sortable=True, validate=check_sort_order),
+        Property("sortOrder", "UnsignedInt", default=0, sortable=True,
+                 validate=validators.check_sort_order),
         Property("isDefault", "Boolean", default=False, server_set=True),
         Property("isSubscribed", "Boolean", default=True),
     ],

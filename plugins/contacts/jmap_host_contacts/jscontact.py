@@ -18,12 +18,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jmap_host.jsobject import ID, Invalid, Schema, escape
+from jmap_host import jsobject
+
+# The host's (jmap_host.jsobject), by their short names.
+ID, Invalid, Schema, escape = jsobject.ID, jsobject.Invalid, jsobject.Schema, jsobject.escape
 
 UTC_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d*[1-9])?Z")  # §1.4.5
 VERSION = re.compile(r"\d+\.\d+")  # §1.9.1
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")  # RFC 5646, loosely
 KNOWN_VERSIONS = {"1.0"}
+
 
 # Enumerated values (§3.7); vendor-specific values are allowed besides (§1.8.2).
 CARD_KINDS = {"individual", "group", "org", "location", "device", "application"}

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from jmap_host import Account, Capability, Host, hookimpl
+from jmap_host import Account, Capability, Host, hookimpl, validators
 
 from . import store
 from .email import EMAIL, MAILBOX_TYPE, SORT_OPTIONS, THREAD, email_methods
 from .index_merge import keep_index_merged
-from .mailbox import MAX_DEPTH, MAX_NAME_OCTETS, default_mailboxes, mailbox_methods
+from .mailbox import MAX_DEPTH, default_mailboxes, mailbox_methods
 from .submission_hooks import (
     submission_capabilities,
     submission_config_keys,
@@ -34,7 +34,7 @@ def mail_account_capability(host: Host, account: Account) -> dict[str, Any]:
     return {
         "maxMailboxesPerEmail": None,
         "maxMailboxDepth": MAX_DEPTH,
-        "maxSizeMailboxName": MAX_NAME_OCTETS,
+        "maxSizeMailboxName": validators.MAX_NAME_OCTETS,
         "maxSizeAttachmentsPerEmail": host.limits.max_size_upload,
         # Only what Email/query really sorts on (email.compile_email_sort).
         "emailQuerySortOptions": SORT_OPTIONS,

@@ -43,11 +43,11 @@ from typing import Any
 
 import sqlite_utils
 
-from jmap_host import Host, atomically, objectstore, parse_digits
+from jmap_host import Host, atomically, objectstore, parse_digits, validators
 
 from . import email
 from .delivery import normalise_line_endings
-from .mailbox import MAILBOX, MAX_DEPTH, MAX_NAME_OCTETS
+from .mailbox import MAILBOX, MAX_DEPTH
 
 SEEN = "mail_import_seen"
 
@@ -374,7 +374,7 @@ def _valid_keywords(keywords: dict[str, bool]) -> dict[str, bool]:
 def _clean_name(name: str) -> str:
     name = "".join(c if ord(c) >= 0x20 and ord(c) != 0x7F else " " for c in name).strip()
     name = name or "(unnamed)"
-    while len(name.encode("utf-8")) > MAX_NAME_OCTETS:
+    while len(name.encode("utf-8")) > validators.MAX_NAME_OCTETS:
         name = name[:-1]
     return name
 

@@ -18,6 +18,7 @@ from jmap_host import (
     Sharing,
     objectstore,
     standard,
+    validators,
 )
 
 from . import store
@@ -27,7 +28,6 @@ ROLES = {
     "all", "archive", "drafts", "flagged", "important", "inbox", "junk", "sent",
     "subscribed", "trash", "snoozed",
 }  # fmt: skip
-MAX_NAME_OCTETS = 255
 MAX_DEPTH = 10
 COUNTS = ["totalEmails", "unreadEmails", "totalThreads", "unreadThreads"]
 ALL_RIGHTS = {
@@ -47,21 +47,9 @@ DEFAULT_MAILBOXES = [
 ]
 
 
-def check_name(name: str) -> None:
-    if not name or len(name.encode("utf-8")) > MAX_NAME_OCTETS:
-        raise ValueError(f"must be 1 to {MAX_NAME_OCTETS} octets of UTF-8")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise ValueError("must not contain control characters")
-
-
 def check_role(role: str) -> None:
     if role not in ROLES:
         raise ValueError(f"{role!r} is not a registered role (RFC 8457)")
-
-
-def check_sort_order(value: int) -> None:
-    if value >= 2**31:
-        raise ValueError("must be below 2^31")
 
 
 def _has_any_role(value: bool) -> tuple[str, list[Any]]:
@@ -152,10 +140,11 @@ MAILBOX = DataType(
     name="Mailbox",
     table="mail_mailbox",
     properties=[
-        Property("name", "String", required=True, sortable=True, validate=check_name),
+        Property("name", "String", required=True, sortable=True, validate=validators.check_name),
         Property("parentId", "Id|null", indexed=True),
         Property("role", "String|null", validate=check_role, indexed=True),
-        Property("sortOrder", "UnsignedInt", default=0, sortable=True, validate=check_sort_order),
+        Property("sortOrder", "UnsignedInt", default=0, sortable=True,
+                 validate=validators.check_sort_order),
         Property("isSubscribed", "Boolean", default=True),
         *(Property(name, "UnsignedInt", computed=True) for name in COUNTS),
         Property("myRights", "Object", computed=True),
