@@ -14,6 +14,7 @@ from . import (
     objectstore,
     sharing,
     standard,
+    textsearch,
     tokens,
     validators,
 )
@@ -191,6 +192,7 @@ __all__ = [
     "set_arguments",
     "sharing",
     "standard",
+    "textsearch",
     "time_zone_known",
     "tokens",
     "validators",

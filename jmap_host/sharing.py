@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import contextvars
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from . import dates
 from .datatype import DataType, FilterCondition, Property, SetError
 
 if TYPE_CHECKING:
@@ -756,7 +756,7 @@ def record_share(
         old_rights = before.get(grantee)
         new_rights = after.get(grantee) if new is not None else None
         write_notification(db, grantee, {
-            "created": _now(),
+            "created": dates.utcdate(),
             "changedBy": {
                 "name": by.description or by.name,
                 "email": by.emails[0] if by.emails else None,
@@ -821,10 +821,6 @@ def inherit_share(
 
 
 # -- ShareNotification (RFC 9670 §3) -------------------------------------------------------------
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def share_notification_type() -> DataType:

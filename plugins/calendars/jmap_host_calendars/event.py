@@ -11,9 +11,6 @@ scheduling, alerts and notifications.
 
 from __future__ import annotations
 
-import re
-import time
-import unicodedata
 import uuid
 from typing import Any
 
@@ -24,8 +21,10 @@ from jmap_host import (
     SetContext,
     SetError,
     SharedThrough,
+    dates,
     jsobject,
     objectstore,
+    textsearch,
 )
 
 from . import jscalendar
@@ -41,23 +40,6 @@ STRING_PROPERTIES = (
     "recurrenceId", "recurrenceIdTimeZone", "freeBusyStatus", "privacy",
     "organizerCalendarAddress", "duration", "endTimeZone", "status",
 )  # fmt: skip
-
-
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKD", text).casefold()
-
-
-def _strings(value: Any) -> list[str]:
-    out, stack = [], [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, dict):
-            stack.extend(v for k, v in item.items() if k != "@type")
-        elif isinstance(item, list):
-            stack.extend(item)
-    return out
 
 
 def _participants(record: dict[str, Any], role: str) -> list[str]:
@@ -82,21 +64,10 @@ TEXT_FILTERS = {
     "owner": lambda r: _participants(r, "owner"),
     "attendee": lambda r: _participants(r, "attendee"),
     "text": lambda r: [r.get("title") or "", r.get("description") or "", *_locations(r),
-                       *(s for p in (r.get("participants") or {}).values()
-                         for s in _strings(p)), *_strings(r.get("virtualLocations")),
-                       *_strings(r.get("keywords")), *_strings(r.get("categories"))],
+                       *textsearch.strings(r.get("participants")),
+                       *textsearch.strings(r.get("virtualLocations")),
+                       *(r.get("keywords") or {}), *(r.get("categories") or {})],  # (sets)
 }  # fmt: skip
-PHRASE = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(\S+)')
-
-
-def tokens(text: str) -> list[str]:
-    """§5.11.1: quoted phrases and whitespace-separated words, all to be present."""
-    out = []
-    for m in PHRASE.finditer(text):
-        quoted = m.group(1) if m.group(1) is not None else m.group(2)
-        out.append(re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else m.group(3))
-    return [t for t in out if t]
-
 
 # What of an override's patch each condition also reads (§5.11.1: "or the overridden ...
 # property of a recurrence"); None: everything.
@@ -114,24 +85,10 @@ def _derived_text(name: str) -> Any:
         for patch in (record.get("recurrenceOverrides") or {}).values():
             for pointer, value in (patch or {}).items() if isinstance(patch, dict) else ():
                 if tops is None or pointer.split("/")[0] in tops:
-                    found += _strings(value)
-        return "\n".join(_fold(s) for s in found)
+                    found += textsearch.strings(value)
+        return textsearch.folded(found)
 
     return text
-
-
-def _matches(name: str) -> Any:
-    column = f"[calendars_event].[{objectstore.derived_column('f:' + name)}]"
-
-    def condition(value: str) -> tuple[str, list[Any]]:
-        words = tokens(value)
-        if not words:
-            return "1", []
-        return "(" + " AND ".join(f"instr({column}, ?) > 0" for _ in words) + ")", [
-            _fold(w) for w in words
-        ]
-
-    return condition
 
 
 def _utc_start(record: dict[str, Any]) -> str | None:
@@ -149,10 +106,6 @@ def _expand(record: dict[str, Any]) -> int:
     time depends on the query's time zone); 0 when its stored UTC span answers."""
     recurring = record.get("recurrenceRule") or record.get("recurrenceOverrides")
     return 1 if recurring or not record.get("timeZone") else 0
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _validate(record: dict[str, Any]) -> None:
@@ -179,7 +132,7 @@ def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
         record["uid"] = str(uuid.uuid4())
     # §5.9: this server is the origin of what it stores: updated is its own time; a
     # created later than that is too.
-    now = _now()
+    now = dates.utcdate()
     record["updated"] = now
     if not record.get("created") or record["created"] > now:
         record["created"] = now
@@ -193,7 +146,7 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
     if old.get("isDraft") is False and new.get("isDraft"):
         raise SetError("invalidProperties", "isDraft cannot become true again (§5)",
                        properties=["isDraft"])  # fmt: skip
-    new["updated"] = _now()  # §5.9: the origin's time, whatever the client sent
+    new["updated"] = dates.utcdate()  # §5.9: the origin's time, whatever the client sent
     changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
     if changed - NOT_SEQUENCED and (new.get("sequence") or 0) <= (old.get("sequence") or 0):
         new["sequence"] = (old.get("sequence") or 0) + 1  # §5.9
@@ -251,7 +204,8 @@ EVENT = DataType(
         FilterCondition("inCalendar", "calendarIds", "hasKey", value_type="Id"),
         FilterCondition("uid", "uid"),
         *(
-            FilterCondition(name, "title", "custom", value_type="String", sql=_matches(name))
+            FilterCondition(name, "title", "custom", value_type="String",
+                            sql=textsearch.condition("calendars_event", f"f:{name}"))
             for name in TEXT_FILTERS
         ),
     ],

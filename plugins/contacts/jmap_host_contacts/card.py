@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
-import time
-import unicodedata
 import urllib.parse
 import uuid
 from typing import Any
@@ -28,10 +25,12 @@ from jmap_host import (
     add_blob_reference,
     blob_refs,
     blob_visible,
+    dates,
     jsobject,
     objectstore,
     read_blob,
     remove_blob_references,
+    textsearch,
     write_blob,
 )
 
@@ -49,36 +48,11 @@ IMAGE_KINDS = ("photo", "logo")
 MAX_MEDIA_OCTETS = 10 * 1024 * 1024  # a data: URI decoded to at most this (then a blob)
 
 
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKD", text).casefold()
-
-
-# -- what the filters and sorts read (SQL functions over the JSON columns) -----------------
-
-
-def _strings(value: Any, keys: tuple[str, ...] | None) -> list[str]:
-    """The strings of ``value``: with ``keys``, those properties of each object of a map;
-    without, every string inside it (for text search)."""
-    out: list[str] = []
-    if keys is None:
-        stack = [value]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, str):
-                out.append(item)
-            elif isinstance(item, dict):
-                stack.extend(v for k, v in item.items() if k != "@type")
-            elif isinstance(item, list):
-                stack.extend(item)
-        return out
-    if isinstance(value, dict):
-        for obj in value.values():
-            if isinstance(obj, dict):
-                out.extend(obj[k] for k in keys if isinstance(obj.get(k), str))
-    return out
+# -- what the filters and sorts read (derived columns: jmap_host.textsearch) ---------------
 
 
 def _name_parts(name: Any, kind: str | None) -> list[str]:
+    """A Name's (or an Address's) component values, of one kind or all, with its full."""
     if not isinstance(name, dict):
         return []
     parts = [
@@ -92,93 +66,36 @@ def _name_parts(name: Any, kind: str | None) -> list[str]:
     return parts
 
 
-def _address_parts(addresses: Any) -> list[str]:
-    out: list[str] = []
-    if isinstance(addresses, dict):
-        for address in addresses.values():
-            if isinstance(address, dict):
-                out.extend(_name_parts(address, None))  # (components and full, like a Name)
-    return out
+def _keys(prop: str, *keys: str) -> Any:
+    return lambda r: textsearch.strings(r.get(prop), keys)
 
 
-def values_of(value: Any, spec: str) -> str:
-    """The folded strings of a property value a filter matches, one per line.  spec:
-    ``name``, ``name:<kind>``, ``addresses``, ``all``, or ``keys:a,b`` (those properties of
-    each object of the map)."""
-    if spec == "name":
-        found = _name_parts(value, None)
-    elif spec.startswith("name:"):
-        found = _name_parts(value, spec[5:])
-    elif spec == "addresses":
-        found = _address_parts(value)
-    elif spec == "all":
-        found = _strings(value, None)
-    else:
-        found = _strings(value, tuple(spec.removeprefix("keys:").split(",")))
-    return "\n".join(_fold(s) for s in found)
-
-
-# §3.3.1's string conditions: the property each reads and what of it.  Each has a derived
-# column of those strings, folded (DataType.derived), which the condition searches with
-# instr: no JSON is read per card in a query.
-STRING_FILTERS = {
-    "name": ("name", "name"),
-    "name/given": ("name", "name:given"),
-    "name/surname": ("name", "name:surname"),
-    "name/surname2": ("name", "name:surname2"),
-    "nickname": ("nicknames", "keys:name"),
-    "organization": ("organizations", "keys:name"),
-    "email": ("emails", "keys:address,label"),
-    "phone": ("phones", "keys:number,label"),
-    "onlineService": ("onlineServices", "keys:service,uri,user,label"),
-    "address": ("addresses", "addresses"),
-    "note": ("notes", "keys:note"),
-}
-
-
-def _filter_column(name: str) -> str:
-    return f"[contacts_card].[{objectstore.derived_column('f:' + name)}]"
-
-
-def _matches(name: str) -> Any:
-    """A filter condition: the value (folded) is in one of the strings the filter reads."""
-
-    def condition(value: str) -> tuple[str, list[Any]]:
-        return f"instr({_filter_column(name)}, ?) > 0", [_fold(value)]
-
-    return condition
-
-
-def _filter_values(name: str) -> Any:
-    prop, spec = STRING_FILTERS[name]
-    return lambda record: values_of(record.get(prop), spec)
-
-
+# §3.3.1's string conditions: the strings of a card each one reads, kept folded in a
+# derived column that the condition searches with instr (no JSON read per card).
+STRING_FILTERS: dict[str, Any] = {
+    "name": lambda r: _name_parts(r.get("name"), None),
+    **{f"name/{k}": (lambda r, k=k: _name_parts(r.get("name"), k))
+       for k in ("given", "surname", "surname2")},
+    "nickname": _keys("nicknames", "name"),
+    "organization": _keys("organizations", "name"),
+    "email": _keys("emails", "address", "label"),
+    "phone": _keys("phones", "number", "label"),
+    "onlineService": _keys("onlineServices", "service", "uri", "user", "label"),
+    "address": lambda r: [s for a in (r.get("addresses") or {}).values()
+                          for s in _name_parts(a, None)],
+    "note": _keys("notes", "note"),
+}  # fmt: skip
 TEXT_COLUMNS = ("name", "nicknames", "organizations", "titles", "emails", "phones",
                 "onlineServices", "addresses", "notes", "personalInfo")  # fmt: skip
-PHRASE = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(\S+)')
-
-
-def tokens(text: str) -> list[str]:
-    """§3.3.1: quoted phrases (with \\", \\' and \\\\ escapes) and whitespace-separated
-    words, each of which must be present."""
-    out = []
-    for m in PHRASE.finditer(text):
-        quoted = m.group(1) if m.group(1) is not None else m.group(2)
-        if quoted is not None:
-            out.append(re.sub(r"\\(.)", r"\1", quoted))
-        else:
-            out.append(m.group(3))
-    return [t for t in out if t]
 
 
 def search_text(record: dict[str, Any]) -> str:
     """The card's text, folded, for §3.3.1 text: every string of its text properties and
-    its uid (a derived column: found with instr, no JSON read per row)."""
-    strings = [s for name in TEXT_COLUMNS for s in _strings(record.get(name), None)]
+    its uid."""
+    found = [s for name in TEXT_COLUMNS for s in textsearch.strings(record.get(name))]
     if isinstance(record.get("uid"), str):
-        strings.append(record["uid"])
-    return "\n".join(_fold(s) for s in strings)
+        found.append(record["uid"])
+    return textsearch.folded(found)
 
 
 def _sort_key(kind: str, folded: bool) -> Any:
@@ -186,7 +103,7 @@ def _sort_key(kind: str, folded: bool) -> Any:
         parts = _name_parts(record.get("name"), kind)
         if not parts:
             return None
-        return objectstore.unicode_casemap_key(parts[0]) if folded else parts[0]
+        return textsearch.fold(parts[0]) if folded else parts[0]
 
     return key
 
@@ -194,21 +111,7 @@ def _sort_key(kind: str, folded: bool) -> Any:
 NAME_SORTS = ("given", "surname", "surname2")
 
 
-def _text(value: str) -> tuple[str, list[Any]]:
-    """§3.3.1 text: every token in the card's text (search_text)."""
-    words = tokens(value)
-    if not words:
-        return "1", []
-    column = f"[contacts_card].[{objectstore.derived_column('text')}]"
-    parts = [f"instr({column}, ?) > 0" for _ in words]
-    return "(" + " AND ".join(parts) + ")", [_fold(w) for w in words]
-
-
 # -- hooks -------------------------------------------------------------------------------------
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _validate(record: dict[str, Any]) -> None:
@@ -322,7 +225,7 @@ def _references(ctx: SetContext, record: dict[str, Any], blobs: list[str]) -> No
 def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
     if not record.get("uid"):
         record["uid"] = f"urn:uuid:{uuid.uuid4()}"
-    now = _now()
+    now = dates.utcdate()
     if not record.get("created"):
         record["created"] = now
     if not record.get("updated"):
@@ -335,7 +238,7 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
     if new.get("uid") != old.get("uid"):
         raise SetError("invalidProperties", "uid cannot change", properties=["uid"])
     if new.get("updated") == old.get("updated"):
-        new["updated"] = _now()  # RFC 9553 §2.1.10: when the card was last modified
+        new["updated"] = dates.utcdate()  # RFC 9553 §2.1.10: when the card was last modified
     _validate(new)
     blobs = _media(ctx, new)
     if new.get("media") != old.get("media"):
@@ -372,10 +275,13 @@ CARD = DataType(
         FilterCondition("createdAfter", "created", "ge", value_type="UTCDate"),
         FilterCondition("updatedBefore", "updated", "lt", value_type="UTCDate"),
         FilterCondition("updatedAfter", "updated", "ge", value_type="UTCDate"),
-        FilterCondition("text", "name", "custom", value_type="String", sql=_text),
+        FilterCondition("text", "name", "custom", value_type="String",
+                        sql=textsearch.condition("contacts_card", "text")),
         *(
-            FilterCondition(name, prop, "custom", value_type="String", sql=_matches(name))
-            for name, (prop, _) in STRING_FILTERS.items()
+            FilterCondition(name, "name", "custom", value_type="String",
+                            sql=textsearch.condition("contacts_card", f"f:{name}",
+                                                     tokenized=False))
+            for name in STRING_FILTERS
         ),
     ],
     on_create=on_create,
@@ -386,7 +292,8 @@ CARD = DataType(
     # default collation from its index.)
     derived={
         "text": search_text,
-        **{f"f:{name}": _filter_values(name) for name in STRING_FILTERS},
+        **{f"f:{name}": (lambda r, read=read: textsearch.folded(read(r)))
+           for name, read in STRING_FILTERS.items()},
         **{f"name/{kind}": _sort_key(kind, False) for kind in NAME_SORTS},
         **{f"name/{kind}/folded": _sort_key(kind, True) for kind in NAME_SORTS},
     },
@@ -406,4 +313,4 @@ CARD = DataType(
     ),
 )  # fmt: skip
 
-__all__ = ["CARD", "image_type", "search_text", "tokens", "values_of"]
+__all__ = ["CARD", "image_type", "search_text"]
