@@ -65,10 +65,10 @@ def destroy_contents(
     objectstore.record_changes(ctx.db, ctx.account.id, member.name, changes)
 
 
-async def container_set(call: Call, dt: DataType, members: list[DataType]) -> dict[str, Any]:
+async def container_set(call: Call, dt: DataType) -> dict[str, Any]:
     """The standard /set of a container type plus ``onSuccessSetIsDefault``, in the same
-    transaction; push tells of the container's state and its members' (a destroy may have
-    removed some)."""
+    transaction; push tells of the container's state and its member types' (a destroy may
+    have removed members)."""
     from . import standard
 
     assert call.account is not None
@@ -96,8 +96,8 @@ async def container_set(call: Call, dt: DataType, members: list[DataType]) -> di
                 target = result["_created_ids"].get(target[1:], "")
             _set_default(db, call, dt, account.id, target, result)
         result["newState"] = str(objectstore.current_modseq(db, account.id, dt.name)[0])
-        states = {m.name: str(objectstore.current_modseq(db, account.id, m.name)[0])
-                  for m in members}  # fmt: skip
+        states = {m: str(objectstore.current_modseq(db, account.id, m)[0])
+                  for m in call.host.shared_members.get(dt.name, ())}  # fmt: skip
         return {**result, "_members": states}
 
     result = await standard.write_set(call.host.store, write)

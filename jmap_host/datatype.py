@@ -290,6 +290,11 @@ class DataType:
             raise ValueError(f"{self.name}: unknown standard methods {unknown}")
         self.filters_by_name = {f.name: f for f in self.filters}
 
+    @property
+    def shareable(self) -> bool:
+        """Is the type served in accounts shared with the user (a container or a member)?"""
+        return self.sharing is not None or self.shared_through is not None
+
     def is_open(self, name: str) -> bool:
         """Is ``name`` an undeclared property this open type keeps?"""
         return (

@@ -168,6 +168,18 @@ class Host:
                 self.methods[method.name] = (method, cap.urn)
         if CORE not in self.capabilities:
             raise StartupError(f"no active plugin provides {CORE} (is jmap-host-core installed?)")
+        # What sharing (jmap_host.sharing) asks on every request, known once: the shareable
+        # types, each container's member types, and the capabilities shared accounts offer.
+        self.shareable_types = frozenset(n for n, (dt, _) in self.datatypes.items() if dt.shareable)
+        self.shared_members: dict[str, list[str]] = {}
+        for name, (dt, _) in self.datatypes.items():
+            if dt.shared_through is not None:
+                self.shared_members.setdefault(dt.shared_through.container, []).append(name)
+        self.shared_capabilities = frozenset(
+            urn for urn, cap in self.capabilities.items()
+            if urn == CORE or cap.in_shared_accounts
+            or (cap.in_shared_accounts is None and any(dt.shareable for dt in cap.datatypes))
+        )  # fmt: skip
 
     def _build_routes(self) -> None:
         from .app import host_routes  # the host's own routes; plugins' must not clash

@@ -60,7 +60,7 @@ def account_capabilities(
     ``principals:owner`` names the account's owner (RFC 9670 §1.5.2)."""
     out: dict[str, Any] = {}
     for urn, cap in host.capabilities.items():
-        if account.shared and urn != CORE and not shared_capability(cap):
+        if account.shared and urn not in host.shared_capabilities:
             continue
         if cap.account is not None:
             value = cap.account(host, account)
@@ -71,13 +71,6 @@ def account_capabilities(
     if viewer_account is not None and PRINCIPALS in host.capabilities:
         out[PRINCIPALS_OWNER] = owner_entry(account, viewer_account)
     return out
-
-
-def shared_capability(cap: Any) -> bool:
-    """Is ``cap`` offered in accounts shared with the user (Capability.in_shared_accounts)?"""
-    if cap.in_shared_accounts is not None:
-        return bool(cap.in_shared_accounts)
-    return any(dt.sharing is not None or dt.shared_through is not None for dt in cap.datatypes)
 
 
 async def build_session(

@@ -237,15 +237,6 @@ def grantee_ids(principal: Principal) -> tuple[str, ...]:
     return (principal.account_id, *(account_id_for(g) for g in principal.member_of))
 
 
-def _write_rights(host: Host) -> dict[str, set[str]]:
-    """{container type: the rights that are more than reading}."""
-    out: dict[str, set[str]] = {}
-    for name, (dt, _urn) in host.datatypes.items():
-        if dt.sharing is not None:
-            out[name] = set(dt.sharing.rights) - {dt.sharing.read}
-    return out
-
-
 def _shared_accounts(
     db: sqlite_utils.Database, host: Host, ids: tuple[str, ...]
 ) -> list[SharedAccount]:
@@ -265,7 +256,6 @@ def _shared_accounts(
         if "no such table" in str(exc):
             return []
         raise
-    writes = _write_rights(host)
     found: dict[str, SharedAccount] = {}
     for account, owner, type_name, rights_text, subscribed in rows:
         if subscribed is None:  # the sharee's own value, else the type's initial one
@@ -273,7 +263,12 @@ def _shared_accounts(
             sharing = entry[0].sharing if entry else None
             subscribed = bool(sharing and sharing.per_user_defaults.get("isSubscribed", True))
         rights = json.loads(rights_text)
-        writable = any(rights.get(r) for r in writes.get(type_name, ()))
+        entry = host.datatypes.get(type_name)
+        sharing = entry[0].sharing if entry else None
+        # (more than reading: the account is not read-only)
+        writable = sharing is not None and any(
+            v for r, v in rights.items() if r != sharing.read and r in sharing.rights
+        )
         old = found.get(account)
         found[account] = SharedAccount(
             account,
@@ -352,10 +347,7 @@ def access_for(db: sqlite_utils.Database, call: Call) -> Access | None:
 def push_types(host: Host, accounts: dict[str, Account]) -> dict[str, set[str]]:
     """For push: the types each account shared with the user may tell of (the shareable
     ones; RFC 9670 §1.4: no state changes for data the user does not see)."""
-    names = {
-        name for name, (dt, _) in host.datatypes.items()
-        if dt.sharing is not None or dt.shared_through is not None
-    }  # fmt: skip
+    names = set(host.shareable_types)
     return {account_id: names for account_id, account in accounts.items() if account.shared}
 
 
@@ -363,8 +355,7 @@ def check_shareable(dt: DataType, call: Call) -> None:
     """Types that are neither containers nor members are not served in shared accounts."""
     from .errors import MethodError
 
-    shareable = dt.sharing is not None or dt.shared_through is not None
-    if call.account is not None and call.account.shared and not shareable:
+    if call.account is not None and call.account.shared and not dt.shareable:
         raise MethodError("forbidden", f"{dt.name} is not shared with you in this account")
 
 
@@ -738,11 +729,7 @@ def record_share(
         return
     writes.grantees |= changed
     # The grantees' views of this account changed: /changes from before cannot say how.
-    types = [dt.name] + [
-        name for name, (other, _) in ctx.host.datatypes.items()
-        if other.shared_through is not None and other.shared_through.container == dt.name
-    ]  # fmt: skip
-    for type_name in types:
+    for type_name in [dt.name, *ctx.host.shared_members.get(dt.name, ())]:
         modseq = objectstore.bump_modseq(db, account, type_name)
         for grantee in changed:
             db.execute(
@@ -909,9 +896,9 @@ def blob_refs_visible(db: sqlite_utils.Database, account: str, blob_ids: list[st
     access = load_access(db, current[0], shared, current[2])
     found: set[str] = set()
     for name, (_urn, lookup) in access.host.blob_lookups.items():
-        dt = access.host.datatypes[name][0]
-        if dt.sharing is None and dt.shared_through is None:
+        if name not in access.host.shareable_types:
             continue
+        dt = access.host.datatypes[name][0]
         refs = lookup(db, access.account, [b for b in blob_ids if b not in found])
         for blob_id, record_ids in refs.items():
             if visible_ids(db, dt, access, access.account, list(record_ids)):

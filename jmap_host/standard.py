@@ -530,7 +530,7 @@ class SetRun:
         computed = [p.name for p in dt.properties if p.computed]
         if computed and dt.compute is not None:
             dt.compute(self.db, self.account.id, [record], computed)
-        if dt.sharing is not None or dt.shared_through is not None:
+        if dt.shareable:
             sharing.present(self.db, dt, self.access, [record])
         return {k: v for k, v in record.items() if k not in given or k in normalized}
 
@@ -849,10 +849,7 @@ async def publish_set(
         call.host.shares.changed()  # the Session lists accounts by subscription
     if writes.grantees:
         states = await call.host.store.read(lambda db: dict(os_.type_states(db, account)))
-        types = [dt.name] + [
-            name for name, (other, _) in call.host.datatypes.items()
-            if other.shared_through is not None and other.shared_through.container == dt.name
-        ]  # fmt: skip
+        types = [dt.name, *call.host.shared_members.get(dt.name, ())]
         call.host.push.publish(account, {t: str(states[t]) for t in types if t in states})
         await sharing.tell_grantees(call.host, writes)
     elif result["newState"] != result["oldState"]:

@@ -203,12 +203,10 @@ CALENDAR = DataType(
 async def calendar_set(call: Call) -> dict[str, Any]:
     """§4.3: the standard /set with onDestroyRemoveEvents (read by on_destroy) and
     onSuccessSetIsDefault (jmap_host.containers)."""
-    from .event import EVENT
-
     remove = call.args.get("onDestroyRemoveEvents", False)
     if not isinstance(remove, bool):
         raise MethodError("invalidArguments", "onDestroyRemoveEvents must be a Boolean")
-    return await containers.container_set(call, CALENDAR, [EVENT])
+    return await containers.container_set(call, CALENDAR)
 
 
 def default_calendar(db: Any, account: str, time_zone: str | None) -> None:

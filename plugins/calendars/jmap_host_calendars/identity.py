@@ -63,7 +63,7 @@ PARTICIPANT_IDENTITY = DataType(
 
 async def identity_set(call: Call) -> dict[str, Any]:
     """§3.3: the standard /set with onSuccessSetIsDefault."""
-    return await containers.container_set(call, PARTICIPANT_IDENTITY, [])
+    return await containers.container_set(call, PARTICIPANT_IDENTITY)
 
 
 def default_identities(db: Any, account: str, owner: Any) -> None:

@@ -69,12 +69,10 @@ ADDRESS_BOOK = DataType(
 async def address_book_set(call: Call) -> dict[str, Any]:
     """§2.3: the standard /set with onDestroyRemoveContents (read by on_destroy) and
     onSuccessSetIsDefault (jmap_host.containers)."""
-    from .card import CARD
-
     remove = call.args.get("onDestroyRemoveContents", False)
     if not isinstance(remove, bool):
         raise MethodError("invalidArguments", "onDestroyRemoveContents must be a Boolean")
-    return await containers.container_set(call, ADDRESS_BOOK, [CARD])
+    return await containers.container_set(call, ADDRESS_BOOK)
 
 
 def default_address_book(db: Any, account: str) -> None:
