@@ -463,11 +463,6 @@ def read_blob(host: Host, blob_id: str) -> bytes | None:
 # -- upload (§6.1) -----------------------------------------------------------------------------
 
 
-async def _account_allowed(request: Request, account_id: str) -> bool:
-    assert request.principal is not None
-    return account_id in await accounts_for(request.host, request.principal)
-
-
 def _over_quota(exc: Exception) -> Response:
     """An upload past the account's quota (RFC 9425; RFC 8620 §5.3 names the error)."""
     return problem_response(413, str(exc), ERROR_PREFIX + "overQuota")

@@ -60,7 +60,7 @@ def create_overlay_table(db: sqlite_utils.Database) -> None:
 def principals_capability(host: Host) -> Capability:
     """The capability: ``{}`` in the session; ``currentUserPrincipalId`` in the user's
     personal account, the only account that holds Principal objects (§1.5.1)."""
-    from .sharing import share_notification_type
+    from .sharing import SHARE_NOTIFICATION
 
     def account(host: Host, account: Account) -> dict[str, Any] | None:
         if not account.is_personal:
@@ -79,7 +79,7 @@ def principals_capability(host: Host) -> Capability:
             Method("Principal/queryChanges", principal_query_changes),
             Method("Principal/set", principal_set, writes=True),
         ],
-        datatypes=[share_notification_type()],
+        datatypes=[SHARE_NOTIFICATION],
     )
 
 

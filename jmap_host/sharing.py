@@ -456,11 +456,6 @@ def present(db: Any, dt: DataType, access: Access | None, records: list[dict[str
 # -- writes: shareWith, and what a sharee may change ------------------------------------------
 
 
-def share_with_property() -> Property:
-    """The ``shareWith`` property the host adds to every container type (§4)."""
-    return Property("shareWith", "Object|null", default=None)
-
-
 def normalise_share_with(
     dt: DataType, value: Any, owner_id: str, known: dict[str, Any], before: Any = None
 ) -> Any:
@@ -810,36 +805,35 @@ def inherit_share(
 # -- ShareNotification (RFC 9670 §3) -------------------------------------------------------------
 
 
-def share_notification_type() -> DataType:
-    """The ShareNotification data type: the host's, in each user's personal account,
-    created by the server only; a client may destroy them (§3.3)."""
+def _notification_access(account: Account, principal: Principal, operation: str) -> bool:
+    return operation in ("read", "destroy")  # §3.3: created by the server, destroyed to dismiss
 
-    def access(account: Account, principal: Principal, operation: str) -> bool:
-        return operation in ("read", "destroy")
 
-    return DataType(
-        name=NOTIFICATION_TYPE,
-        table="host_share_notification",
-        properties=[
-            Property("created", "UTCDate", server_set=True, immutable=True, sortable=True),
-            Property("changedBy", "Object", server_set=True, immutable=True),
-            Property("objectType", "String", server_set=True, immutable=True, indexed=True),
-            Property("objectAccountId", "Id", server_set=True, immutable=True, indexed=True),
-            Property("objectId", "Id", server_set=True, immutable=True),
-            Property("oldRights", "Object|null", server_set=True, immutable=True),
-            Property("newRights", "Object|null", server_set=True, immutable=True),
-            Property("name", "String", server_set=True, immutable=True),
-        ],
-        filters=[
-            FilterCondition("after", "created", "ge", value_type="UTCDate"),
-            FilterCondition("before", "created", "lt", value_type="UTCDate"),
-            FilterCondition("objectType", "objectType"),
-            FilterCondition("objectAccountId", "objectAccountId"),
-        ],
-        access=access,
-        default_sort=("created",),
-        methods=("get", "changes", "set", "query", "queryChanges"),  # §3.1-§3.5: no /copy
-    )
+# The ShareNotification data type: the host's, in each user's personal account (served by
+# the principals capability).
+SHARE_NOTIFICATION = DataType(
+    name=NOTIFICATION_TYPE,
+    table="host_share_notification",
+    properties=[
+        Property("created", "UTCDate", server_set=True, immutable=True, sortable=True),
+        Property("changedBy", "Object", server_set=True, immutable=True),
+        Property("objectType", "String", server_set=True, immutable=True, indexed=True),
+        Property("objectAccountId", "Id", server_set=True, immutable=True, indexed=True),
+        Property("objectId", "Id", server_set=True, immutable=True),
+        Property("oldRights", "Object|null", server_set=True, immutable=True),
+        Property("newRights", "Object|null", server_set=True, immutable=True),
+        Property("name", "String", server_set=True, immutable=True),
+    ],
+    filters=[
+        FilterCondition("after", "created", "ge", value_type="UTCDate"),
+        FilterCondition("before", "created", "lt", value_type="UTCDate"),
+        FilterCondition("objectType", "objectType"),
+        FilterCondition("objectAccountId", "objectAccountId"),
+    ],
+    access=_notification_access,
+    default_sort=("created",),
+    methods=("get", "changes", "set", "query", "queryChanges"),  # §3.1-§3.5: no /copy
+)
 
 
 def write_notification(db: sqlite_utils.Database, account: str, values: dict[str, Any]) -> None:
@@ -847,7 +841,7 @@ def write_notification(db: sqlite_utils.Database, account: str, values: dict[str
     the oldest past MAX_NOTIFICATIONS."""
     from . import objectstore
 
-    dt = notification_type()
+    dt = SHARE_NOTIFICATION
     record = {"id": objectstore.new_id(), **values}
     objectstore.insert_record(db, dt, account, record)
     objectstore.record_change(db, account, dt.name, record["id"], "created")
@@ -858,16 +852,6 @@ def write_notification(db: sqlite_utils.Database, account: str, values: dict[str
     for (old_id,) in over:
         objectstore.delete_record(db, dt, account, old_id)
         objectstore.record_change(db, account, dt.name, old_id, "destroyed")
-
-
-_NOTIFICATION: DataType | None = None
-
-
-def notification_type() -> DataType:
-    global _NOTIFICATION
-    if _NOTIFICATION is None:
-        _NOTIFICATION = share_notification_type()
-    return _NOTIFICATION
 
 
 async def tell_grantees(host: Host, writes: ShareWrites) -> None:

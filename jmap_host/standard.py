@@ -604,14 +604,11 @@ class SetRun:
                 sharing.set_per_user(self.db, dt, self.access, record_id, mine)
                 self.share_writes.subscriptions = True
                 patch = {k: v for k, v in patch.items() if k not in mine}
-            if "shareWith" in current and self.access is not None:
-                # The sharee sees shareWith only with the right to change it.
-                shown = dict(current)
-                sharing.present(self.db, dt, self.access, [shown])
-                if shown["shareWith"] is None and any(
-                    k == "shareWith" or k.startswith("shareWith/") for k in patch
-                ):
-                    raise SetError("forbidden", f"you may not change who shares this {dt.name}")
+            # Without the right to change shareWith a sharee does not see it either: a patch
+            # into it is refused before it is applied to the owner's value.
+            touches_share = any(k == "shareWith" or k.startswith("shareWith/") for k in patch)
+            if touches_share and not self.access.right(dt.name, record_id, dt.sharing.share_right):
+                raise SetError("forbidden", f"you may not change who shares this {dt.name}")
         record, touched = apply_patch(dt, current, patch)
         if dt.shared_through is not None:
             sharing.merge_hidden(dt, self.access, current, record)

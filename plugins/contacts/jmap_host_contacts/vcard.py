@@ -38,12 +38,6 @@ CARD_KINDS = {"individual", "group", "org", "location", "device", "application"}
 ANNIVERSARIES = {"bday": "birth", "anniversary": "wedding", "deathdate": "death",
                  "x-anniversary": "wedding"}  # fmt: skip
 MEDIA = {"photo": "photo", "logo": "logo", "sound": "sound"}
-# Properties the mapping consumes (the rest goes to vCardProps).
-MAPPED = {"version", "fn", "n", "nickname", "org", "title", "role", "email", "tel", "adr",
-          "url", "impp", "x-socialprofile", "photo", "logo", "sound", "bday", "anniversary",
-          "deathdate", "note", "categories", "uid", "rev", "prodid", "kind",
-          "x-addressbookserver-kind", "member", "x-addressbookserver-member", "lang",
-          "related", "x-ablabel"}  # fmt: skip
 APPLE_LABEL = re.compile(r"_\$!<(.*)>!\$_")
 
 
