@@ -154,6 +154,46 @@ async def api(
     return response.json()
 
 
+class AccountClient:
+    """One account's JMAP client for tests: ``call`` makes one method call in the account
+    with the capabilities ``using`` and answers its arguments, or ``{"error": ...}`` for a
+    method error; ``ok`` fails the test on one.  ``http`` is an httpx client of the server
+    (``RunningServer.client(user)``)."""
+
+    def __init__(self, http: Any, account: str, using: list[str] | None = None):
+        self.http, self.account = http, account
+        self.using = using or ["urn:ietf:params:jmap:core"]
+
+    async def call(self, name: str, **args: Any) -> dict[str, Any]:
+        body = {
+            "using": self.using,
+            "methodCalls": [[name, {"accountId": self.account, **args}, "c"]],
+        }
+        reply = await self.http.post("/jmap/api", json=body)
+        assert reply.status_code == 200, reply.text
+        answered, result, _ = reply.json()["methodResponses"][0]
+        return result if answered == name else {"error": result}
+
+    async def ok(self, name: str, **args: Any) -> dict[str, Any]:
+        result = await self.call(name, **args)
+        assert "error" not in result, result
+        return result
+
+    async def session(self) -> Any:
+        return (await self.http.get("/jmap/session")).json()
+
+    async def upload(
+        self, data: bytes, media: str = "application/octet-stream", account: str | None = None
+    ) -> str:
+        """POST ``data`` to the upload endpoint of this account (or ``account``)."""
+        reply = await self.http.post(
+            f"/jmap/upload/{account or self.account}/", content=data,
+            headers={"Content-Type": media},
+        )  # fmt: skip
+        assert reply.status_code == 201, reply.text
+        return str(reply.json()["blobId"])
+
+
 try:
     import pytest
 except ImportError:  # pragma: no cover - the helpers above work without pytest

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from jmap_host import account_id_for
-from jmap_host.testing import running_server, write_config
+from jmap_host.testing import AccountClient, running_server, write_config
 
 CORE = "urn:ietf:params:jmap:core"
 CALENDARS = "urn:ietf:params:jmap:calendars"
@@ -23,21 +23,9 @@ def rights(*names: str) -> dict[str, bool]:
     return {r: r in names for r in RIGHTS}
 
 
-class Client:
+class Client(AccountClient):
     def __init__(self, http: Any, account: str):
-        self.http, self.account = http, account
-
-    async def call(self, name: str, **args: Any) -> dict[str, Any]:
-        body = {"using": USING, "methodCalls": [[name, {"accountId": self.account, **args}, "c"]]}
-        reply = await self.http.post("/jmap/api", json=body)
-        assert reply.status_code == 200, reply.text
-        answered, result, _ = reply.json()["methodResponses"][0]
-        return result if answered == name else {"error": result}
-
-    async def ok(self, name: str, **args: Any) -> dict[str, Any]:
-        result = await self.call(name, **args)
-        assert "error" not in result, result
-        return result
+        super().__init__(http, account, USING)
 
 
 async def connect(server: Any, user: str, account: str) -> Client:

@@ -13,7 +13,7 @@ from typing import Any
 import trio
 
 from jmap_host import account_id_for
-from jmap_host.testing import running_server, write_config
+from jmap_host.testing import AccountClient, running_server, write_config
 
 CORE = "urn:ietf:params:jmap:core"
 CONTACTS = "urn:ietf:params:jmap:contacts"
@@ -81,21 +81,9 @@ JANE = {
 }
 
 
-class Client:
+class Client(AccountClient):
     def __init__(self, http: Any, account: str):
-        self.http, self.account = http, account
-
-    async def call(self, name: str, **args: Any) -> dict[str, Any]:
-        body = {"using": USING, "methodCalls": [[name, {"accountId": self.account, **args}, "c"]]}
-        reply = await self.http.post("/jmap/api", json=body)
-        assert reply.status_code == 200, reply.text
-        answered, result, _ = reply.json()["methodResponses"][0]
-        return result if answered == name else {"error": result}
-
-    async def ok(self, name: str, **args: Any) -> dict[str, Any]:
-        result = await self.call(name, **args)
-        assert "error" not in result, result
-        return result
+        super().__init__(http, account, USING)
 
     async def default_book(self) -> str:
         books = (await self.ok("AddressBook/get", ids=None))["list"]
@@ -110,13 +98,6 @@ class Client:
         result = await self.ok("ContactCard/set", create={"c": card})
         assert result.get("notCreated"), result
         return result["notCreated"]["c"]
-
-    async def upload(self, data: bytes, media: str) -> str:
-        reply = await self.http.post(
-            f"/jmap/upload/{self.account}/", content=data, headers={"Content-Type": media}
-        )
-        assert reply.status_code == 201, reply.text
-        return str(reply.json()["blobId"])
 
 
 async def connect(server: Any, user: str = "alice", account: str = ALICE) -> Client:

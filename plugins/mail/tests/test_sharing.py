@@ -10,10 +10,9 @@ import json
 from typing import Any
 
 import trio
-from jmap_host_mail.testing import MailClient
 
 from jmap_host import account_id_for
-from jmap_host.testing import running_server, write_config
+from jmap_host.testing import AccountClient, running_server, write_config
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -37,23 +36,13 @@ def rights(*names: str) -> dict[str, bool]:
     return {r: r in names for r in RIGHTS}
 
 
-class Client(MailClient):
-    errors_as_results = True
+class Client(AccountClient):
+    def __init__(self, http: Any, account: str):
+        super().__init__(http, account, USING)
 
-    async def call(self, name: str, **args: Any) -> dict[str, Any]:
-        body = {"using": USING, "methodCalls": [[name, {"accountId": self.account, **args}, "c"]]}
-        reply = await self.http.post("/jmap/api", json=body)
-        assert reply.status_code == 200, reply.text
-        answered, result, _ = reply.json()["methodResponses"][0]
-        return result if answered == name else {"error": result}
-
-    async def ok(self, name: str, **args: Any) -> dict[str, Any]:
-        result = await self.call(name, **args)
-        assert "error" not in result, result
-        return result
-
-    async def session(self) -> dict[str, Any]:
-        return (await self.http.get("/jmap/session")).json()
+    async def upload(self, data: bytes, media: str = "message/rfc822",
+                     account: str | None = None) -> str:  # fmt: skip
+        return await super().upload(data, media, account)
 
 
 def message(subject: str) -> bytes:
