@@ -20,20 +20,17 @@ configuration opts in (benchmarks/bench.toml does).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any
-
-import trio
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from jmapclient import Client, new_http  # noqa: E402
-from run import Failed, Floor, Loop, floor_op, timed  # noqa: E402
+import groupware  # noqa: E402
+from jmapclient import Client  # noqa: E402
+from run import Failed  # noqa: E402
 
 CALENDARS = "urn:ietf:params:jmap:calendars"
 USING = ["urn:ietf:params:jmap:core", CALENDARS]
@@ -64,36 +61,6 @@ def generate(count: int, seed: int) -> list[dict[str, Any]]:
     return events
 
 
-async def call(client: Client, name: str, **args: Any) -> dict[str, Any]:
-    responses = await client.request([[name, {"accountId": client.account, **args}, "0"]])
-    answered, result, _ = responses[0]
-    if answered != name:
-        raise RuntimeError(f"{name}: {result}")
-    return result
-
-
-async def prepare(client: Client, count: int, seed: int, log: Any) -> str:
-    calendars = (await call(client, "Calendar/get", ids=None))["list"]
-    calendar = next(c["id"] for c in calendars if c.get("isDefault"))
-    have = (await call(client, "CalendarEvent/query", filter={"inCalendar": calendar},
-                       calculateTotal=True, limit=0))["total"]  # fmt: skip
-    if have >= count:
-        log(f"{have} events already there")
-        return str(calendar)
-    batch = int(client.session.core.get("maxObjectsInSet", 500))
-    start = time.perf_counter()
-    events = generate(count, seed)[have:]
-    for i in range(0, len(events), batch):
-        create = {f"e{j}": {**e, "calendarIds": {calendar: True}}
-                  for j, e in enumerate(events[i : i + batch])}  # fmt: skip
-        result = await call(client, "CalendarEvent/set", create=create)
-        bad = [e for e in (result.get("notCreated") or {}).values() if e["type"] != "alreadyExists"]
-        if bad:
-            raise RuntimeError(f"events refused: {bad[:3]}")
-    log(f"loaded {len(events)} events in {time.perf_counter() - start:.1f}s")
-    return str(calendar)
-
-
 def month_view(client: Client) -> Any:
     # A month can hold more occurrences than one /get may fetch: the first page of them.
     page = int(client.session.core.get("maxObjectsInGet", 500))
@@ -116,47 +83,19 @@ def month_view(client: Client) -> Any:
     return op
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
-    log = print if not args.quiet else (lambda *a, **k: None)
-    client = await Client.connect(args.url, args.user, args.password, max_connections=1)
-    client.using = USING
-    loop = Loop(args.warmup, args.iterations, args.seconds)
-    out: dict[str, Any] = {"count": args.count, "seed": args.seed}
-    try:
-        await prepare(client, args.count, args.seed, log)
-        with Floor() as floor:
-            async with new_http(floor.url, args.user, args.password, max_connections=1) as fh:
-                out["floor"] = await timed(floor_op(fh, floor.url), loop)
-        log("scenario 13: month view")
-        result = await timed(month_view(client), loop)
-        result["x_floor_p50"] = round(result["p50_ms"] / out["floor"]["p50_ms"], 1)
-        out["13"] = {"name": "month view", **result}
-    finally:
-        await client.aclose()
-    return out
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    async def prepare(client: Client, log: Any) -> str:
+        return await groupware.fill(
+            client, "Calendar", "CalendarEvent", "inCalendar", "calendarIds",
+            lambda: generate(args.count, args.seed), args.count, log,
+        )  # fmt: skip
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--url", default="http://127.0.0.1:8765")
-    p.add_argument("--user", default="bench")
-    p.add_argument("--password", default="bench")
-    p.add_argument("--count", type=int, default=5000, help="events in the calendar (5000)")
-    p.add_argument("--seed", type=int, default=8984)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=200)
-    p.add_argument("--seconds", type=float, default=30)
-    p.add_argument("--json", help="write the results here")
-    p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    return await groupware.run_scenarios(
+        args, USING, prepare, [("13", "month view", lambda client, _: month_view(client))]
+    )
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    result = trio.run(main, args)
-    s = result["13"]
-    print(f"13 {s['name']:<14} p50 {s['p50_ms']:7.2f} ms  p90 {s['p90_ms']:7.2f}  "
-          f"p99 {s['p99_ms']:7.2f}  {s['x_floor_p50']:6.1f} x floor  errors {s['errors']}")
-    print(f"floor p50 {result['floor']['p50_ms']:.3f} ms")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    options = groupware.parser(__doc__ or "", 5000, 8984, "events in the calendar")
+    options.set_defaults(warmup=10, iterations=200)
+    groupware.main(options.parse_args(), run, ["13"])

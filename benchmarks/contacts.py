@@ -19,20 +19,17 @@ p50 as a multiple of the floor's (benchmarks/floor.py on the same machine, same 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any
-
-import trio
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from jmapclient import Client, new_http  # noqa: E402
-from run import Failed, Floor, Loop, floor_op, timed  # noqa: E402
+import groupware  # noqa: E402
+from jmapclient import Client  # noqa: E402
+from run import Failed  # noqa: E402
 
 CONTACTS = "urn:ietf:params:jmap:contacts"
 USING = ["urn:ietf:params:jmap:core", CONTACTS]
@@ -70,39 +67,6 @@ def generate(count: int, seed: int) -> list[dict[str, Any]]:
     return cards
 
 
-async def call(client: Client, name: str, **args: Any) -> dict[str, Any]:
-    responses = await client.request([[name, {"accountId": client.account, **args}, "0"]])
-    answered, result, _ = responses[0]
-    if answered != name:
-        raise RuntimeError(f"{name}: {result}")
-    return result
-
-
-async def prepare(client: Client, count: int, seed: int, log: Any) -> str:
-    """The default address book's id, holding ``count`` generated cards."""
-    books = (await call(client, "AddressBook/get", ids=None))["list"]
-    book = next(b["id"] for b in books if b.get("isDefault")) if books else None
-    if book is None:
-        raise RuntimeError("no default AddressBook")
-    have = (await call(client, "ContactCard/query", filter={"inAddressBook": book},
-                       calculateTotal=True, limit=0))["total"]  # fmt: skip
-    if have >= count:
-        log(f"{have} cards already there")
-        return str(book)
-    batch = int(client.session.core.get("maxObjectsInSet", 500))
-    start = time.perf_counter()
-    cards = generate(count, seed)[have:]
-    for i in range(0, len(cards), batch):
-        create = {f"c{j}": {**c, "addressBookIds": {book: True}}
-                  for j, c in enumerate(cards[i : i + batch])}  # fmt: skip
-        result = await call(client, "ContactCard/set", create=create)
-        bad = [e for e in (result.get("notCreated") or {}).values() if e["type"] != "alreadyExists"]
-        if bad:
-            raise RuntimeError(f"cards refused: {bad[:3]}")
-    log(f"loaded {len(cards)} cards in {time.perf_counter() - start:.1f}s")
-    return str(book)
-
-
 def open_book(client: Client, book: str) -> Any:
     async def op(i: int) -> None:
         responses = await client.request([
@@ -134,50 +98,19 @@ def search(client: Client) -> Any:
     return op
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
-    log = print if not args.quiet else (lambda *a, **k: None)
-    client = await Client.connect(args.url, args.user, args.password, max_connections=1)
-    client.using = USING
-    loop = Loop(args.warmup, args.iterations, args.seconds)
-    out: dict[str, Any] = {"count": args.count, "seed": args.seed}
-    try:
-        book = await prepare(client, args.count, args.seed, log)
-        with Floor() as floor:
-            async with new_http(floor.url, args.user, args.password, max_connections=1) as fh:
-                out["floor"] = await timed(floor_op(fh, floor.url), loop)
-        for key, name, op in (("11", "open an address book", open_book(client, book)),
-                              ("12", "search", search(client))):  # fmt: skip
-            log(f"scenario {key}: {name}")
-            result = await timed(op, loop)
-            result["x_floor_p50"] = round(result["p50_ms"] / out["floor"]["p50_ms"], 1)
-            out[key] = {"name": name, **result}
-    finally:
-        await client.aclose()
-    return out
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    async def prepare(client: Client, log: Any) -> str:
+        return await groupware.fill(
+            client, "AddressBook", "ContactCard", "inAddressBook", "addressBookIds",
+            lambda: generate(args.count, args.seed), args.count, log,
+        )  # fmt: skip
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--url", default="http://127.0.0.1:8765")
-    p.add_argument("--user", default="bench")
-    p.add_argument("--password", default="bench")
-    p.add_argument("--count", type=int, default=10000, help="cards in the address book (10000)")
-    p.add_argument("--seed", type=int, default=9610)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--iterations", type=int, default=300)
-    p.add_argument("--seconds", type=float, default=30)
-    p.add_argument("--json", help="write the results here")
-    p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    return await groupware.run_scenarios(args, USING, prepare, [
+        ("11", "open an address book", open_book),
+        ("12", "search", lambda client, book: search(client)),
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    result = trio.run(main, args)
-    for key in ("11", "12"):
-        s = result[key]
-        print(f"{key} {s['name']:<22} p50 {s['p50_ms']:7.2f} ms  p90 {s['p90_ms']:7.2f}  "
-              f"p99 {s['p99_ms']:7.2f}  {s['x_floor_p50']:6.1f} x floor  errors {s['errors']}")
-    print(f"floor p50 {result['floor']['p50_ms']:.3f} ms")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    options = groupware.parser(__doc__ or "", 10000, 9610, "cards in the address book")
+    groupware.main(options.parse_args(), run, ["11", "12"])

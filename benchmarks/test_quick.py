@@ -169,33 +169,23 @@ def test_quick_mode(bench_server, tmp_path):
 
 
 @pytest.mark.benchmark
-def test_contacts_quick_mode(bench_server, tmp_path):
-    """benchmarks/contacts.py (scenarios 11 and 12) end to end on 500 generated cards: it
-    loads them, runs both scenarios beside the floor and reports no errors."""
+@pytest.mark.parametrize(
+    ("name", "count", "keys"),
+    [("contacts.py", "500", ("11", "12")),  # open an address book, search
+     ("calendars.py", "300", ("13",))],  # the month view
+)  # fmt: skip
+def test_groupware_quick_mode(bench_server, tmp_path, name, count, keys):
+    """benchmarks/contacts.py and calendars.py end to end on a few hundred generated
+    records: they load them, run their scenarios beside the floor and report no errors."""
     url, _pid, server_log = bench_server
-    out = tmp_path / "contacts.json"
+    out = tmp_path / "result.json"
     script(
-        "contacts.py", "--url", url, "--user", "bench", "--password", "bench", "--count", "500",
-        "--warmup", "2", "--iterations", "20", "--seconds", "5", "--json", str(out),
-        timeout=300,
-    )  # fmt: skip
-    result = json.loads(out.read_text())
-    for key in ("11", "12"):
-        assert result[key]["n"] >= 1 and result[key]["errors"] == 0, (key, result[key],
-                                                                       server_log.read_text())
-        assert result[key]["x_floor_p50"] > 0
-
-
-@pytest.mark.benchmark
-def test_calendars_quick_mode(bench_server, tmp_path):
-    """benchmarks/calendars.py (scenario 13, the month view) on 300 generated events."""
-    url, _pid, server_log = bench_server
-    out = tmp_path / "calendars.json"
-    script(
-        "calendars.py", "--url", url, "--user", "bench", "--password", "bench", "--count", "300",
+        name, "--url", url, "--user", "bench", "--password", "bench", "--count", count,
         "--warmup", "2", "--iterations", "12", "--seconds", "5", "--json", str(out),
         timeout=300,
     )  # fmt: skip
     result = json.loads(out.read_text())
-    assert result["13"]["n"] >= 1 and result["13"]["errors"] == 0, (result["13"],
-                                                                     server_log.read_text())
+    for key in keys:
+        assert result[key]["n"] >= 1 and result[key]["errors"] == 0, (key, result[key],
+                                                                       server_log.read_text())
+        assert result[key]["x_floor_p50"] > 0
