@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import objectstore, sharing
 from .datatype import DataType, SetContext, SetError
-from .engine import set_arguments
 from .errors import MethodError
 
 if TYPE_CHECKING:
@@ -65,48 +64,35 @@ def destroy_contents(
     objectstore.record_changes(ctx.db, ctx.account.id, member.name, changes)
 
 
-async def container_set(call: Call, dt: DataType) -> dict[str, Any]:
+async def container_set(
+    call: Call, dt: DataType, remove_argument: str | None = None
+) -> dict[str, Any]:
     """The standard /set of a container type plus ``onSuccessSetIsDefault``, in the same
-    transaction; push tells of the container's state and its member types' (a destroy may
-    have removed members)."""
+    transaction; ``remove_argument`` names its Boolean argument that lets a destroy take
+    the members with it (``onDestroyRemoveContents``: the type's on_destroy reads it and
+    calls :func:`destroy_contents`)."""
     from . import standard
 
-    assert call.account is not None
-    account = call.account
+    if remove_argument is not None:
+        standard.arg(call, remove_argument, "Boolean", False)
     on_success = call.args.get("onSuccessSetIsDefault")
     if on_success is not None and not isinstance(on_success, str):
         raise MethodError("invalidArguments", "onSuccessSetIsDefault must be an Id or null")
-    if_in_state = standard.arg(call, "ifInState", "String|null")
-    create, update, destroy = set_arguments(call)
-    standard.check_read(dt, call)
-    principals = {}
-    if dt.sharing is not None and (create or update):
-        principals = await sharing.resolve_principals(
-            call.host, sharing.share_with_ids(create, update)
-        )
+    request = await standard.set_request(dt, call)
 
     def write(db: Any, careful: bool) -> dict[str, Any]:
-        result = standard.run_set(
-            dt, call, account, db, if_in_state, create, update, destroy, careful, principals
-        )
+        result = request.run(db, careful)
         failed = result["notCreated"] or result["notUpdated"] or result["notDestroyed"]
         if on_success is not None and not failed:
             target = on_success
             if target.startswith("#"):
                 target = result["_created_ids"].get(target[1:], "")
-            _set_default(db, call, dt, account.id, target, result)
-        result["newState"] = str(objectstore.current_modseq(db, account.id, dt.name)[0])
-        states = {m: str(objectstore.current_modseq(db, account.id, m)[0])
-                  for m in call.host.shared_members.get(dt.name, ())}  # fmt: skip
-        return {**result, "_members": states}
+            _set_default(db, call, dt, request.account.id, target, result)
+            result["newState"] = str(objectstore.current_modseq(db, request.account.id,
+                                                                 dt.name)[0])  # fmt: skip
+        return result
 
-    result = await standard.write_set(call.host.store, write)
-    call.request.created_ids.update(result.pop("_created_ids"))
-    states = result.pop("_members")
-    writes = result.pop("_share_writes")
-    await standard.publish_set(call, dt, account.id, result, writes)
-    call.host.push.publish(account.id, states)
-    return result
+    return await request.commit(write)
 
 
 def _set_default(

@@ -15,6 +15,7 @@ import functools
 import itertools
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -814,10 +815,44 @@ async def write_set(store: Any, fn: Callable[[sqlite_utils.Database, bool], T]) 
         return await store.write(lambda db: fn(db, True))
 
 
-async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
-    """RFC 8620 §5.3 /set."""
+@dataclass
+class SetRequest:
+    """A /set's arguments, checked on the event loop (RFC 8620 §5.3), for its write
+    transaction: :meth:`run` is the standard /set in it.  A type whose /set does more
+    (``onSuccessSetIsDefault``, an occurrence's update) wraps ``run`` in a transaction of
+    its own and passes that to :meth:`commit`."""
+
+    dt: DataType
+    call: Call
+    account: Account
+    if_in_state: str | None
+    create: dict[str, Any] | None
+    update: dict[str, Any] | None
+    destroy: list[str] | None
+    principals: dict[str, Any]  # the directory's, for the shareWith keys (it is async)
+
+    def run(self, db: sqlite_utils.Database, careful: bool) -> dict[str, Any]:
+        return run_set(
+            self.dt, self.call, self.account, db, self.if_in_state, self.create, self.update,
+            self.destroy, careful, self.principals,
+        )  # fmt: skip
+
+    async def commit(
+        self, write: Callable[[sqlite_utils.Database, bool], dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Run ``write`` (by default :meth:`run`) in the /set's transaction (write_set);
+        after the commit, record its creation ids for the rest of the request, push what
+        changed (:func:`publish_set`) and answer."""
+        result = await write_set(self.call.host.store, write or self.run)
+        self.call.request.created_ids.update(result.pop("_created_ids"))
+        writes = result.pop("_share_writes")
+        await publish_set(self.call, self.dt, self.account.id, result, writes)
+        return result
+
+
+async def set_request(dt: DataType, call: Call) -> SetRequest:
+    """The arguments of a /set of ``dt``, checked; a method error if they are wrong."""
     assert call.account is not None
-    account = call.account
     if_in_state = arg(call, "ifInState", "String|null")
     create, update, destroy = set_arguments(call)
     sharing.check_shareable(dt, call)
@@ -825,28 +860,26 @@ async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
     if dt.sharing is not None:
         ids = sharing.share_with_ids(create, update)
         principals = await sharing.resolve_principals(call.host, ids)
-    result = await write_set(
-        call.host.store,
-        lambda db, careful: run_set(
-            dt, call, account, db, if_in_state, create, update, destroy, careful, principals
-        ),
-    )
-    call.request.created_ids.update(result.pop("_created_ids"))
-    writes = result.pop("_share_writes")
-    await publish_set(call, dt, account.id, result, writes)
-    return result
+    return SetRequest(dt, call, call.account, if_in_state, create, update, destroy, principals)
+
+
+async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
+    """RFC 8620 §5.3 /set."""
+    return await (await set_request(dt, call)).commit()
 
 
 async def publish_set(
     call: Call, dt: DataType, account: str, result: dict[str, Any], writes: Any
 ) -> None:
-    """Push the new state of a /set; when it changed shares, the states of the member
-    types too (what the sharees see of them changed) and the grantees' notifications."""
+    """Push the new state of a /set.  The states of the member types too when it changed
+    shares (what the sharees see of them changed) or destroyed containers (their members
+    left them, or went with them); and the grantees' notifications."""
     if writes.subscriptions:
         call.host.shares.changed()  # the Session lists accounts by subscription
-    if writes.grantees:
+    members = call.host.shared_members.get(dt.name, ())
+    if writes.grantees or (members and result["destroyed"]):
         states = await call.host.store.read(lambda db: dict(os_.type_states(db, account)))
-        types = [dt.name, *call.host.shared_members.get(dt.name, ())]
+        types = [dt.name, *members]
         call.host.push.publish(account, {t: str(states[t]) for t in types if t in states})
         await sharing.tell_grantees(call.host, writes)
     elif result["newState"] != result["oldState"]:

@@ -14,7 +14,6 @@ from jmap_host import (
     Call,
     DataType,
     FilterCondition,
-    MethodError,
     Property,
     SetContext,
     SetError,
@@ -203,10 +202,7 @@ CALENDAR = DataType(
 async def calendar_set(call: Call) -> dict[str, Any]:
     """§4.3: the standard /set with onDestroyRemoveEvents (read by on_destroy) and
     onSuccessSetIsDefault (jmap_host.containers)."""
-    remove = call.args.get("onDestroyRemoveEvents", False)
-    if not isinstance(remove, bool):
-        raise MethodError("invalidArguments", "onDestroyRemoveEvents must be a Boolean")
-    return await containers.container_set(call, CALENDAR)
+    return await containers.container_set(call, CALENDAR, "onDestroyRemoveEvents")
 
 
 def default_calendar(db: Any, account: str, time_zone: str | None) -> None:

@@ -17,6 +17,7 @@ and hold both (§5.11).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import re
 from typing import Any
@@ -343,17 +344,12 @@ async def event_set(call: Call) -> dict[str, Any]:
     """The standard /set; an instance id's update is an update of that occurrence's override
     on the base event, its destroy the occurrence excluded (§5.9), in the same transaction
     as the rest."""
-    from jmap_host import set_arguments
-
-    assert call.account is not None
-    account = call.account
-    if_in_state = standard.arg(call, "ifInState", "String|null")
-    create, update, destroy = set_arguments(call)
-    sharing.check_shareable(EVENT, call)
+    request = await standard.set_request(EVENT, call)
+    account, update, destroy = request.account, request.update, request.destroy
     instance_updates = {k: v for k, v in (update or {}).items() if INSTANCE.fullmatch(k)}
     instance_destroys = [i for i in destroy or [] if INSTANCE.fullmatch(i)]
     if not instance_updates and not instance_destroys:
-        return await standard.type_set(EVENT, call)
+        return await request.commit()
 
     def write(db: Any, careful: bool) -> dict[str, Any]:
         plain_update = {k: v for k, v in (update or {}).items() if k not in instance_updates}
@@ -393,10 +389,9 @@ async def event_set(call: Call) -> dict[str, Any]:
             owner[key] = base_id
         for base_id, value in overrides.items():
             plain_update.setdefault(base_id, {})["recurrenceOverrides"] = value or None
-        result = standard.run_set(
-            EVENT, call, account, db, if_in_state, create, plain_update or None,
-            plain_destroy or None, careful,
-        )  # fmt: skip
+        plain = dataclasses.replace(request, update=plain_update or None,
+                                    destroy=plain_destroy or None)  # fmt: skip
+        result = plain.run(db, careful)
         updated = dict(result["updated"] or {})
         not_updated = dict(result["notUpdated"] or {})
         destroyed = list(result["destroyed"] or [])
@@ -423,8 +418,4 @@ async def event_set(call: Call) -> dict[str, Any]:
                       destroyed=destroyed or None, notDestroyed=not_destroyed or None)
         return result
 
-    result = await standard.write_set(call.host.store, write)
-    call.request.created_ids.update(result.pop("_created_ids"))
-    writes = result.pop("_share_writes")
-    await standard.publish_set(call, EVENT, account.id, result, writes)
-    return result
+    return await request.commit(write)

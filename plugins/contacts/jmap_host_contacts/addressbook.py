@@ -13,7 +13,6 @@ from jmap_host import (
     Call,
     DataType,
     FilterCondition,
-    MethodError,
     Property,
     SetContext,
     Sharing,
@@ -69,10 +68,7 @@ ADDRESS_BOOK = DataType(
 async def address_book_set(call: Call) -> dict[str, Any]:
     """§2.3: the standard /set with onDestroyRemoveContents (read by on_destroy) and
     onSuccessSetIsDefault (jmap_host.containers)."""
-    remove = call.args.get("onDestroyRemoveContents", False)
-    if not isinstance(remove, bool):
-        raise MethodError("invalidArguments", "onDestroyRemoveContents must be a Boolean")
-    return await containers.container_set(call, ADDRESS_BOOK)
+    return await containers.container_set(call, ADDRESS_BOOK, "onDestroyRemoveContents")
 
 
 def default_address_book(db: Any, account: str) -> None:

@@ -471,6 +471,35 @@ async def test_changes_are_pushed(tmp_path):
         assert changes["created"] == [card["id"]]
 
 
+async def test_destroying_a_book_with_its_cards_pushes_the_card_state(tmp_path):
+    """RFC 9610 §2.3 onDestroyRemoveContents destroys the cards too, so RFC 8620 §7: the
+    stream hears the new ContactCard state as well as AddressBook's."""
+    import json
+
+    async with running_server(write_config(tmp_path)) as server:
+        alice = await connect(server)
+        made = await alice.ok("AddressBook/set", create={"w": {"name": "Work"}})
+        work = made["created"]["w"]["id"]
+        await alice.create({"addressBookIds": {work: True}})
+        before = (await alice.ok("ContactCard/get", ids=[]))["state"]
+        url = "/jmap/eventsource/?types=ContactCard,AddressBook&closeafter=no&ping=0"
+        async with server.client("alice") as listener, listener.stream("GET", url) as stream:
+            await trio.sleep(0.1)
+            gone = await alice.ok("AddressBook/set", destroy=[work], onDestroyRemoveContents=True)
+            assert gone["destroyed"] == [work]
+            after = (await alice.ok("ContactCard/get", ids=[]))["state"]
+            assert after != before
+            heard: dict[str, str] = {}
+            with trio.fail_after(5):
+                async for chunk in stream.aiter_text():
+                    for line in chunk.splitlines():
+                        if line.startswith("data: "):
+                            heard.update(json.loads(line[6:])["changed"].get(ALICE, {}))
+                    if heard.get("ContactCard") == after:
+                        break
+        assert heard["AddressBook"] == gone["newState"]
+
+
 async def test_jmaplib_creates_finds_updates_and_deletes_cards(tmp_path):
     """An unmodified client from the registries (jmaplib, RFC 9610 support)."""
     from jmap.auth import BasicAuth
