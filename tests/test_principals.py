@@ -11,7 +11,7 @@ from typing import Any
 import trio
 
 from jmap_host import account_id_for
-from jmap_host.testing import api, running_server, write_config
+from jmap_host.testing import AccountClient, api, running_server, write_config
 
 EXAMPLE_ON = False  # (tests/conftest.py: the example plugin stays off)
 
@@ -38,22 +38,14 @@ ALICE, BOB, SALES = (account_id_for(n) for n in ("alice", "bob", "sales"))
 PROJECTOR, ROOM = account_id_for("projector"), account_id_for("room-4b")
 
 
-async def call(client: Any, name: str, **args: Any) -> tuple[str, dict[str, Any]]:
-    reply = await api(client, [[name, {"accountId": ALICE, **args}, "c"]], USING)
-    answered, result, _ = reply["methodResponses"][0]
-    return answered, result
-
-
 async def ok(client: Any, name: str, **args: Any) -> dict[str, Any]:
-    answered, result = await call(client, name, **args)
-    assert answered == name, result
-    return result
+    return await AccountClient(client, ALICE, USING).ok(name, **args)
 
 
 async def error(client: Any, name: str, **args: Any) -> str:
-    answered, result = await call(client, name, **args)
-    assert answered == "error", result
-    return str(result["type"])
+    result = await AccountClient(client, ALICE, USING).call(name, **args)
+    assert "error" in result, result
+    return str(result["error"]["type"])
 
 
 async def test_session_names_the_principal_account_and_every_owner(tmp_path):
