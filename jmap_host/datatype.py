@@ -25,7 +25,7 @@ NOTE = DataType(
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -158,9 +158,6 @@ class SetContext:
     datatype: DataType
     host: Any
     args: dict[str, Any] = field(default_factory=dict)  # the method call's arguments
-    # The method ("Foo/set", "Foo/copy": then args["fromAccountId"] is an account the
-    # caller may read, checked by the host).
-    call_name: str = ""
 
 
 @dataclass
@@ -245,6 +242,16 @@ class DataType:
     # only (ContactCard ("uid",), CalendarEvent ("uid", "recurrenceId"); nulls compare
     # equal); a second is the SetError alreadyExists with the other's existingId.
     unique: tuple[tuple[str, ...], ...] = ()
+    # Blob ids inside the type's JSON values, beside its BlobId properties (RFC 8620 §6):
+    # embedded_blobs(record) -> [(path, blob id)], the path from the record's top
+    # ("media/m1/blobId": JSContact Media, JSCalendar attachment Links).  The host treats
+    # them as it does BlobId values: one the client puts in a record must be a blob the
+    # user may use in the account (else invalidProperties naming the path's property; a
+    # blob a hook writes is its own), the record keeps a reference to each (the upload
+    # sweeper keeps them, Blob/lookup finds the record), a /copy makes the original's the
+    # target account's.  It gets records as the client sent them: skip what is not well
+    # formed (the type's hooks report that).  Needs whole records on update.
+    embedded_blobs: Callable[[dict[str, Any]], Iterable[tuple[str, str]]] | None = None
 
     def __post_init__(self) -> None:
         if self.sharing is not None:
@@ -273,6 +280,8 @@ class DataType:
                     raise ValueError(f"{self.name}: index on unknown property {name}")
         if self.derived and self.update_reads is not None:
             raise ValueError(f"{self.name}: derived columns need whole records (update_reads)")
+        if self.embedded_blobs is not None and self.update_reads is not None:
+            raise ValueError(f"{self.name}: embedded_blobs needs whole records (update_reads)")
         if self.quota_octets is not None and self.quota_octets not in self.by_name:
             raise ValueError(f"{self.name}: quota_octets names unknown property")
         for names in self.unique:
@@ -289,6 +298,24 @@ class DataType:
         if unknown:
             raise ValueError(f"{self.name}: unknown standard methods {unknown}")
         self.filters_by_name = {f.name: f for f in self.filters}
+
+    @property
+    def has_blobs(self) -> bool:
+        """Do the type's records name blobs (BlobId properties or embedded_blobs)?"""
+        return self.embedded_blobs is not None or any(
+            p.base_type == "BlobId" for p in self.properties
+        )
+
+    def blobs(self, record: dict[str, Any]) -> list[tuple[str, str]]:
+        """(path, blob id) of every blob the record names: BlobId properties, embedded."""
+        found = [
+            (p.name, record[p.name])
+            for p in self.properties
+            if p.base_type == "BlobId" and isinstance(record.get(p.name), str)
+        ]
+        if self.embedded_blobs is not None:
+            found += [(path, b) for path, b in self.embedded_blobs(record) if isinstance(b, str)]
+        return found
 
     @property
     def shareable(self) -> bool:

@@ -155,7 +155,7 @@ class Host:
                     )
                 self.datatypes[dt.name] = (dt, cap.urn)
                 lookup = dt.blob_lookup
-                if lookup is None and any(p.base_type == "BlobId" for p in dt.properties):
+                if lookup is None and dt.has_blobs:
                     lookup = default_blob_lookup(dt)
                 if lookup is not None:
                     self.blob_lookups[dt.name] = (cap.urn, lookup)

@@ -338,9 +338,7 @@ class SetRun:
         self.call = call
         self.account = account
         self.db = db
-        self.ctx = SetContext(
-            db, account, call.request.principal, dt, call.host, call.args, call.name
-        )
+        self.ctx = SetContext(db, account, call.request.principal, dt, call.host, call.args)
         # A working copy: the request's map learns the new ids only once the transaction
         # has committed, so a rolled-back /set leaves no creation id pointing nowhere.
         self.created_ids = dict(call.request.created_ids)
@@ -468,13 +466,23 @@ class SetRun:
         remove = getattr(blobs, "remove_blob_references", None)
         if add is None or remove is None:
             return
-        if not any(p.base_type == "BlobId" for p in self.dt.properties):
-            return  # (a type keeping its own references, e.g. inside JSON: its hooks do)
+        if not self.dt.has_blobs:
+            return  # (a type keeping its own references: its hooks do, as Email's)
         ref = f"{self.dt.name}:{record['id']}"
         remove(self.db, self.account.id, ref)
-        for prop in self.dt.properties:
-            if prop.base_type == "BlobId" and record.get(prop.name):
-                add(self.db, self.account.id, record[prop.name], ref)
+        for blob_id in dict.fromkeys(b for _, b in self.dt.blobs(record)):
+            add(self.db, self.account.id, blob_id, ref)
+
+    def check_embedded_blobs(self, record: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """The blob ids the client put inside the record's JSON values (those ``old`` did
+        not name already) must be blobs the user may use here (DataType.embedded_blobs)."""
+        if self.dt.embedded_blobs is None:
+            return
+        had = {b for _, b in self.dt.blobs(old)} if old is not None else set()
+        for path, blob_id in self.dt.embedded_blobs(record):
+            if isinstance(blob_id, str) and blob_id not in had and not self.blob_ok(blob_id):
+                raise SetError("invalidProperties", f"{path}: no such blob",
+                               properties=[path.split("/", 1)[0]])  # fmt: skip
 
     def allowed(self, operation: str) -> None:
         if self.dt.access is not None and not self.dt.access(
@@ -520,6 +528,7 @@ class SetRun:
             if dt.shared_through.property is not None:
                 self._check_containers(record)
             sharing.check_member_write(dt, self.access, "create", None, record)
+        self.check_embedded_blobs(record, None)
         if dt.on_create is not None:
             dt.on_create(self.ctx, record)
         self._check_unique(record)
@@ -641,6 +650,7 @@ class SetRun:
             sharing.check_member_write(dt, self.access, "update", current, record)
         # What the hook itself changes is reported back; without a hook nothing is.  Hooks
         # assign the properties they change (plugin guide), so a shallow copy tells.
+        self.check_embedded_blobs(record, current)
         before_hook = dict(record) if dt.on_update is not None else record
         if dt.on_update is not None:
             dt.on_update(self.ctx, current, record)
@@ -656,7 +666,9 @@ class SetRun:
         self._check_unique(record, names)
         self._own_write(lambda: os_.update_record(self.db, dt, self.account.id, record, names))
         self._changes.append((record_id, "updated"))
-        if any(p.base_type == "BlobId" for p in differ):
+        if any(p.base_type == "BlobId" for p in differ) or (
+            dt.embedded_blobs is not None and dt.blobs(record) != dt.blobs(current)
+        ):
             self.sync_blob_refs(record)
         if dt.sharing is not None:
             sharing.record_share(self.db, self.ctx, dt, current, record, self.share_writes)
@@ -1086,9 +1098,8 @@ def grant_blobs(
     add = getattr(blobs, "add_blob_reference", None)
     if add is None:
         return
-    for prop in dt.properties:
-        if prop.base_type == "BlobId" and record.get(prop.name):
-            add(db, target, record[prop.name], f"copy:{source}")
+    for _, blob_id in dt.blobs(record):
+        add(db, target, blob_id, f"copy:{source}")
 
 
 # -- /query and /queryChanges --------------------------------------------------------------

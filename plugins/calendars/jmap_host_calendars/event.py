@@ -4,9 +4,10 @@ through their Calendars; this module adds JSCalendar 2.0 validation (jscalendar.
 server-set properties (uid when missing, created, updated, isOrigin), utcStart/utcEnd, and
 the §5.11.1 filters that do not need the recurrence expanded.
 
-CalendarEvent/get and /query are query.py's (occurrences, time ranges).  Not yet (issue
-15): updating occurrences by their ids, per-user event properties, mayWriteOwn,
-scheduling, alerts and notifications.
+CalendarEvent/get, /query and /set are query.py's (occurrences, time ranges, updating an
+occurrence by its id).  Attachments by blobId (§5.3) are the host's embedded_blobs.  Not
+yet (issue 15): per-user event properties, mayWriteOwn, scheduling, alerts and
+notifications.
 """
 
 from __future__ import annotations
@@ -230,6 +231,8 @@ EVENT = DataType(
     open_properties=jscalendar.keepable,
     # §5: an id is one uid and recurrenceId in the account.
     unique=(("uid", "recurrenceId"),),
+    # §5.3 attachments by blobId: the host checks, references and copies them.
+    embedded_blobs=jscalendar.link_blobs,
     shared_through=SharedThrough(
         container="Calendar", property="calendarIds",
         add="mayWriteAll", remove="mayWriteAll", update="mayWriteAll",

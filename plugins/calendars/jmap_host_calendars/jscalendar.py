@@ -247,6 +247,27 @@ def validate_event(event: dict[str, Any]) -> None:
 UTC = dt.UTC
 
 
+def link_blobs(event: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(path, blobId) of every Link that names a blob (JMAP Calendars §5.3: an attachment
+    by blobId instead of href), wherever a Link may be: the event's, its locations' and
+    participants', and inside the patches of recurrenceOverrides and localizations (whose
+    keys are paths: "links/l1/blobId").  For DataType.embedded_blobs."""
+    found: list[tuple[str, Any]] = []
+
+    def walk(segments: list[str], value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str):
+                    walk([*segments, *key.split("/")], item)
+        elif len(segments) >= 3 and segments[-1] == "blobId" and segments[-3] == "links":
+            found.append(("/".join(segments), value))
+
+    for name, value in event.items():
+        if isinstance(value, dict):
+            walk([name], value)
+    return found
+
+
 def to_utc(local: dt.datetime, zone: str | None) -> dt.datetime:
     """A LocalDateTime in ``zone`` (None: floating, taken as UTC) as an aware UTC datetime.
     In a discontinuity the offset before the transition applies (§1.5.5): zoneinfo's

@@ -1,7 +1,8 @@
 """JMAP for Calendars (draft-ietf-jmap-calendars), the part served so far, at the wire: the
 capability (§1.5.1), Calendars (§4: the default calendar, every property's rules,
 onSuccessSetIsDefault, sharing with CalendarRights and a sharee's own per-user properties,
-a free/busy-only share that shows nothing) and ParticipantIdentities (§3)."""
+a free/busy-only share that shows nothing), ParticipantIdentities (§3) and CalendarEvents
+(§5: JSCalendar, attachments as blobs, filters and sorts, recurrences, occurrences)."""
 
 from __future__ import annotations
 
@@ -279,6 +280,49 @@ async def test_events_are_jscalendar(tmp_path):
                 prop, error)
         missing = await alice.ok("CalendarEvent/set", create={"e": {"calendarIds": {cal: True}}})
         assert missing["notCreated"]["e"]["properties"] == ["start"]
+
+
+async def test_attachments_are_blobs(tmp_path):
+    """§5.3: a Link may name a blob of the account by blobId instead of href (RFC 8620 §6):
+    one the user cannot use there (unknown, or another account's) is invalidProperties
+    naming the property the Link is in; the event references its blobs, so Blob/lookup
+    finds it (RFC 9404 §4.3) until it is destroyed."""
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        blobs = AccountClient(alice.http, ALICE, [*USING, "urn:ietf:params:jmap:blob"])
+        [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
+        cal = {calendar["id"]: True}
+        agenda = await alice.upload(b"%PDF-1.4 agenda", "application/pdf")
+        bobs = await bob.upload(b"bob's notes", "text/plain")
+        link = {"rel": "enclosure", "contentType": "application/pdf"}
+        made = await alice.ok("CalendarEvent/set", create={"m": {
+            "calendarIds": cal, "start": "2026-06-01T10:00:00",
+            "links": {"a": {**link, "blobId": agenda}}}})  # fmt: skip
+        event_id = made["created"]["m"]["id"]
+        got = (await alice.ok("CalendarEvent/get", ids=[event_id], properties=["links"]))
+        assert got["list"][0]["links"]["a"]["blobId"] == agenda
+        found = await blobs.ok("Blob/lookup", typeNames=["CalendarEvent"], ids=[agenda])
+        assert found["list"][0]["matchedIds"]["CalendarEvent"] == [event_id]
+        for blob_id in ("Gnope", bobs):
+            bad = await alice.ok("CalendarEvent/set", create={"b": {
+                "calendarIds": cal, "start": "2026-06-01T10:00:00",
+                "links": {"a": {**link, "blobId": blob_id}}}})  # fmt: skip
+            error = bad["notCreated"]["b"]
+            assert error["type"] == "invalidProperties" and error["properties"] == ["links"]
+        patched = await alice.ok("CalendarEvent/set", update={event_id: {
+            "participants": {"p1": {"name": "Bob", "links": {"n": {"blobId": bobs}}}}}})
+        error = patched["notUpdated"][event_id]
+        assert error["type"] == "invalidProperties" and error["properties"] == ["participants"]
+        override = await alice.ok("CalendarEvent/set", update={event_id: {
+            "recurrenceRule": {"frequency": "daily", "count": 3},
+            "recurrenceOverrides": {"2026-06-02T10:00:00": {"links/a/blobId": bobs}}}})
+        error = override["notUpdated"][event_id]
+        assert error["type"] == "invalidProperties"
+        assert error["properties"] == ["recurrenceOverrides"]
+        await alice.ok("CalendarEvent/set", destroy=[event_id])
+        found = await blobs.ok("Blob/lookup", typeNames=["CalendarEvent"], ids=[agenda])
+        assert found["list"][0]["matchedIds"]["CalendarEvent"] == []
 
 
 async def test_event_filters_sorts_and_calendar_destroy(tmp_path):

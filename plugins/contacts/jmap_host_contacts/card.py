@@ -22,14 +22,10 @@ from jmap_host import (
     SetContext,
     SetError,
     SharedThrough,
-    add_blob_reference,
-    blob_refs,
-    blob_visible,
     dates,
     jsobject,
     objectstore,
     read_blob,
-    remove_blob_references,
     textsearch,
     write_blob,
 )
@@ -144,15 +140,13 @@ def image_type(data: bytes) -> str | None:
     return None
 
 
-def _media(ctx: SetContext, record: dict[str, Any]) -> list[str]:
+def _media(ctx: SetContext, record: dict[str, Any]) -> None:
     """Media blobs (RFC 9610 §3): a ``data:`` URI is stored as a blob and named by blobId;
-    a blobId must be one the user may use; a photo or logo must be an image.  Returns the
-    blob ids the card references."""
+    a photo or logo must be an image.  (That a blobId the client names is one the user
+    may use, and the references, are the host's: ``embedded_blobs``.)"""
     media = record.get("media")
     if not isinstance(media, dict):
-        return []
-    blobs: list[str] = []
-    made: set[str] = set()  # blobs written here from data: URIs (the card's own)
+        return
     changed = {}
     for key, item in media.items():
         if not isinstance(item, dict):
@@ -164,23 +158,11 @@ def _media(ctx: SetContext, record: dict[str, Any]) -> list[str]:
             data, media_type = _data_uri(uri, where)
             item.pop("uri")
             item["blobId"] = write_blob(ctx.host, data)
-            made.add(item["blobId"])
             item.setdefault("mediaType", media_type)
             changed[key] = item
         blob_id = item.get("blobId")
-        if blob_id is None:
+        if not isinstance(blob_id, str):
             continue
-        # A /copy brings its blobs from the account it reads (the host checked the caller
-        # may read it): the reference this card adds makes them the target's too.
-        source = ctx.args.get("fromAccountId")
-        if not isinstance(blob_id, str) or (
-            blob_id not in made
-            and not blob_visible(ctx.db, ctx.account.id, blob_id, ctx.principal.name)
-            and not (isinstance(source, str) and ctx.call_name.endswith("/copy")
-                     and blob_visible(ctx.db, source, blob_id, ctx.principal.name))
-        ):  # fmt: skip
-            raise SetError("invalidProperties", f"{where}/blobId: no such blob",
-                           properties=["media"])  # fmt: skip
         if item.get("kind") in IMAGE_KINDS:
             kind = image_type(read_blob(ctx.host, blob_id) or b"")
             if kind is None:
@@ -190,10 +172,17 @@ def _media(ctx: SetContext, record: dict[str, Any]) -> list[str]:
             if "mediaType" not in item:
                 item["mediaType"] = kind
                 changed[key] = item
-        blobs.append(blob_id)
     if changed:
         record["media"] = {**media, **changed}
-    return blobs
+
+
+def media_blobs(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The blobs a card's Media name (DataType.embedded_blobs)."""
+    media = record.get("media")
+    if not isinstance(media, dict):
+        return []
+    return [(f"media/{key}/blobId", item.get("blobId"))
+            for key, item in media.items() if isinstance(item, dict)]  # fmt: skip
 
 
 def _data_uri(uri: str, where: str) -> tuple[bytes, str]:
@@ -215,13 +204,6 @@ def _data_uri(uri: str, where: str) -> tuple[bytes, str]:
     return data, media_type
 
 
-def _references(ctx: SetContext, record: dict[str, Any], blobs: list[str]) -> None:
-    ref = f"ContactCard:{record['id']}"
-    remove_blob_references(ctx.db, ctx.account.id, ref)
-    for blob_id in dict.fromkeys(blobs):
-        add_blob_reference(ctx.db, ctx.account.id, blob_id, ref)
-
-
 def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
     if not record.get("uid"):
         record["uid"] = f"urn:uuid:{uuid.uuid4()}"
@@ -231,7 +213,7 @@ def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
     if not record.get("updated"):
         record["updated"] = now
     _validate(record)
-    _references(ctx, record, _media(ctx, record))
+    _media(ctx, record)
 
 
 def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -240,13 +222,8 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
     if new.get("updated") == old.get("updated"):
         new["updated"] = dates.utcdate()  # RFC 9553 §2.1.10: when the card was last modified
     _validate(new)
-    blobs = _media(ctx, new)
     if new.get("media") != old.get("media"):
-        _references(ctx, new, blobs)
-
-
-def _blob_lookup(db: Any, account: str, blob_ids: list[str]) -> dict[str, list[str]]:
-    return blob_refs(db, account, blob_ids, ("ContactCard:",))
+        _media(ctx, new)
 
 
 CARD = DataType(
@@ -306,7 +283,7 @@ CARD = DataType(
     },
     open_properties=jscontact.keepable,
     unique=(("uid",),),  # RFC 9610 §3: one card per uid in an account
-    blob_lookup=_blob_lookup,
+    embedded_blobs=media_blobs,  # the host checks, references and copies them
     shared_through=SharedThrough(
         container="AddressBook", property="addressBookIds",
         add="mayWrite", remove="mayWrite", update="mayWrite",
