@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 import orjson
 import trio
 
-from . import sharing, streamtoken
+from . import streamtoken
 from .http import Request, Response, json_response, problem_response
 from .numbers import parse_digits
-from .push import StateMap, current_states, decode_event_id, diff, encode_event_id, state_change
-from .session import accounts_for
+from .push import StateMap, decode_event_id, diff, encode_event_id, state_change
+from .session import push_scope
 
 MIN_PING = 1
 MAX_PING = 300
@@ -67,18 +67,14 @@ async def stream(request: Request) -> Response:
         types = {t.strip() for t in types_text.split(",") if t.strip()}
         if not types:
             return problem_response(400, "types must be '*' or a comma-separated list")
-    usable = await accounts_for(host, request.principal)
-    accounts = list(usable)
-    only = sharing.push_types(host, usable)
+    accounts, only = await push_scope(host, request.principal)
     last_id = request.header("last-event-id")
     previous = decode_event_id(last_id) if last_id else None
 
     async def events() -> AsyncIterator[bytes]:
         with host.push.subscribe(accounts, types, only) as subscriber:
             # Subscribe before reading the states, so no change falls between the two.
-            seen: StateMap = await host.store.read(
-                lambda db: current_states(db, accounts, types, only)
-            )
+            seen: StateMap = await host.store.read(subscriber.current)
             yield b": jmap-host event stream\n\n"
             if previous is not None:
                 missed = diff({a: s for a, s in previous.items() if a in accounts}, seen)

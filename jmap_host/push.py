@@ -45,6 +45,11 @@ class Subscriber:
         self.pending: StateMap = {}
         self._wake = trio.Event()
 
+    def current(self, db: Any) -> StateMap:
+        """The states this subscriber may hear of now (read after subscribing, so that
+        no change falls between the two)."""
+        return current_states(db, self.accounts, self.types, self.only)
+
     def offer(self, account: str, changed: dict[str, str]) -> None:
         allowed = self.only.get(account)
         wanted = {

@@ -33,14 +33,14 @@ import h11
 import sqlite_utils
 import trio
 
-from . import dates, sharing, webpush
+from . import dates, webpush
 from .capabilities import Call, Capability, Method
 from .config_schema import Bool, Context, Duration, Int, Invalid, Key, Secret, Str
 from .datatype import SetError
 from .engine import check_get_size, set_arguments
 from .errors import MethodError
 from .push import state_change
-from .session import accounts_for
+from .session import push_scope
 from .standard import is_id, value_ok
 
 if TYPE_CHECKING:
@@ -674,10 +674,9 @@ class PushService:
             if principal is None:
                 await self.destroy(row["id"], "its user no longer exists")
                 return
-            accounts = await accounts_for(self.host, principal)
+            accounts, only = await push_scope(self.host, principal)
             types = set(json.loads(row["types"])) if row["types"] is not None else None
             deadline = trio.current_time() + (row["expires"] - time.time())
-            only = sharing.push_types(self.host, accounts)
             with self.host.push.subscribe(accounts, types, only) as subscriber:
                 with trio.move_on_at(deadline):
                     while True:

@@ -50,6 +50,16 @@ async def accounts_for(host: Host, principal: Principal) -> dict[str, Account]:
     return accounts
 
 
+async def push_scope(host: Host, principal: Principal) -> tuple[list[str], dict[str, set[str]]]:
+    """What a push channel of the user follows (EventSource, WebSocket, a
+    PushSubscription): the ids of their accounts, and for each shared one the only types
+    it may tell of (sharing.push_types), for ``host.push.subscribe``."""
+    from .sharing import push_types
+
+    accounts = await accounts_for(host, principal)
+    return list(accounts), push_types(host, accounts)
+
+
 def account_capabilities(
     host: Host, account: Account, viewer_account: str | None = None
 ) -> dict[str, Any]:

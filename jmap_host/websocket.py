@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from . import sharing, streamtoken
+from . import streamtoken
 from .auth import Authenticator, AuthFailure
 from .directory import DirectoryUnavailable, Principal
 from .engine import execute, parse_request
@@ -50,8 +50,8 @@ from .errors import RequestError
 from .http import REASONS, Receive, Request, Response, Scope, Send, dumps, json_response
 from .jsonparse import NotIJSON, loads
 from .limits import LimitExceeded
-from .push import StateMap, current_states, decode_event_id, diff, encode_event_id, state_change
-from .session import accounts_for
+from .push import StateMap, decode_event_id, diff, encode_event_id, state_change
+from .session import accounts_for, push_scope
 from .store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -390,14 +390,10 @@ class Connection:
     ) -> None:
         host = self.host
         with trio.CancelScope() as scope:
-            usable = await accounts_for(host, self.principal)
-            accounts = list(usable)
-            only = sharing.push_types(host, usable)
+            accounts, only = await push_scope(host, self.principal)
             with host.push.subscribe(accounts, types, only) as subscriber:
                 # Subscribe before reading the states, so no change falls between the two.
-                seen: StateMap = await host.store.read(
-                    lambda db: current_states(db, accounts, types, only)
-                )
+                seen: StateMap = await host.store.read(subscriber.current)
                 if push_state is not None:
                     previous = decode_event_id(push_state) or {}
                     missed = diff({a: s for a, s in previous.items() if a in accounts}, seen)
