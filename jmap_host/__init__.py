@@ -72,7 +72,7 @@ from .messaging import MailReceiver, MailTransport, NoMailTransport
 from .numbers import parse_digits
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
-from .principals import PRINCIPALS, PRINCIPALS_OWNER, principals_capability
+from .principals import PRINCIPALS, PRINCIPALS_OWNER, principals_capability, visible_principals
 from .pushsubscription import push_capabilities, push_config_keys, push_subscription_methods
 from .quota import (
     QUOTA,
@@ -203,6 +203,7 @@ __all__ = [
     "tokens",
     "validators",
     "verify_password",
+    "visible_principals",
     "websocket_capability",
     "write_blob",
 ]

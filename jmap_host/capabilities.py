@@ -106,8 +106,15 @@ class Capability:
     datatypes: list[DataType] = field(default_factory=list)
     # principal(host, principal) -> this capability's entry in the Principal's
     # ``capabilities`` (RFC 9670 §2; the calendars capability puts its accountId there), or
-    # None.
-    principal: Callable[[Host, Principal], dict[str, Any] | None] | None = None
+    # None.  A function with a third parameter gets the viewer's RequestContext too (what
+    # the entry says may depend on who asks: JMAP Calendars §2.1 mayGetAvailability).
+    principal: Callable[..., dict[str, Any] | None] | None = None
+    # Extra Principal/query FilterCondition properties (RFC 9670 §2.4) served when this
+    # capability is in the request's ``using``: {name: test(principal object, value) ->
+    # bool}; a test raises MethodError("invalidArguments") for a bad value.
+    principal_filters: dict[str, Callable[[dict[str, Any], Any], bool]] = field(
+        default_factory=dict
+    )
     # Whether the capability is offered in accounts shared with the user (RFC 9670):
     # None decides by its data types (listed when one is shareable, DataType.sharing or
     # shared_through); the host's blob management says True (its methods follow the

@@ -23,7 +23,9 @@ digest of what the user sees: the same state means nothing changed, any other
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -113,6 +115,12 @@ def _overlays(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
     return {r[0]: {"name": r[1], "description": r[2], "timeZone": r[3], "desc": r[4]} for r in rows}
 
 
+@functools.cache
+def _takes_viewer(fn: Any) -> bool:
+    """Whether a Capability.principal function takes the viewer (a third parameter)."""
+    return len(inspect.signature(fn).parameters) >= 3
+
+
 def principal_object(
     host: Host,
     principal: Principal,
@@ -134,7 +142,10 @@ def principal_object(
     capabilities: dict[str, Any] = {}
     for urn, cap in host.capabilities.items():
         if cap.principal is not None:
-            value = cap.principal(host, principal)
+            if _takes_viewer(cap.principal):
+                value = cap.principal(host, principal, ctx)
+            else:
+                value = cap.principal(host, principal)
             if value is not None:
                 capabilities[urn] = value
     obj = {
@@ -186,8 +197,20 @@ def _contains(haystack: Any, needle: str) -> bool:
     return isinstance(haystack, str) and needle.casefold() in haystack.casefold()
 
 
-def _test(principal: dict[str, Any], name: str, value: Any) -> bool:
-    """One FilterCondition property of §2.4.1."""
+def _plugin_filters(call: Call) -> dict[str, Any]:
+    """The FilterCondition properties capabilities in ``using`` add (principal_filters)."""
+    found: dict[str, Any] = {}
+    for urn in call.request.using:
+        cap = call.host.capabilities.get(urn)
+        if cap is not None:
+            found.update(cap.principal_filters)
+    return found
+
+
+def _test(principal: dict[str, Any], name: str, value: Any, extra: Any = None) -> bool:
+    """One FilterCondition property of §2.4.1 (or a capability's, ``extra``)."""
+    if extra and name in extra:
+        return bool(extra[name](principal, value))
     if name == "accountIds":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise MethodError("invalidArguments", "filter accountIds must be a String[]")
@@ -205,9 +228,10 @@ async def principal_query(call: Call) -> dict[str, Any]:
     """§2.4: filters accountIds, email, name, text, type and timeZone; sorts on name,
     email and type (by name when none is given)."""
     state, objects = await _principals(call)
+    extra = _plugin_filters(call)
     return memquery.query_answer(
-        call, state, objects, _test,
-        ("accountIds", "email", "name", "text", "type", "timeZone"),
+        call, state, objects, functools.partial(_test, extra=extra),
+        ("accountIds", "email", "name", "text", "type", "timeZone", *extra),
         {
             "name": lambda p: p["name"].casefold(),
             "email": lambda p: (p["email"] or "").casefold(),

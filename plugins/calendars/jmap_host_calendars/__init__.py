@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from jmap_host import Account, Capability, Host, Method, hookimpl
+from jmap_host import Account, Capability, Host, MailReceiver, Method, hookimpl
 
+from .availability import availability_capability, principal_entry
 from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
 from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
@@ -55,8 +56,18 @@ def register_capabilities(host: Host) -> list[Capability]:
                 Method("CalendarEvent/set", event_set, writes=True),
             ],
             datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY],
-        )
+            principal=principal_entry,  # §2.1
+        ),
+        availability_capability(),  # §1.5.2, §2.2, §2.3
     ]
+
+
+@hookimpl
+def register_mail_receivers(host: Host) -> list[MailReceiver]:
+    """iMIP in (§5.9.2): invitations, replies and cancellations delivered by mail."""
+    from .imip import receive
+
+    return [MailReceiver("calendars-imip", receive)]
 
 
 @hookimpl

@@ -1,13 +1,13 @@
 """CalendarEvents (draft-ietf-jmap-calendars §5), declared once as a data type: the host
 provides CalendarEvent/get, /changes, /set, /copy, /query and /queryChanges, shared
 through their Calendars; this module adds JSCalendar 2.0 validation (jscalendar.py), the
-server-set properties (uid when missing, created, updated, isOrigin), utcStart/utcEnd, and
+server-set properties (uid when missing, created, updated, isOrigin and
+organizerCalendarAddress with scheduling.py), utcStart/utcEnd, and
 the §5.11.1 filters that do not need the recurrence expanded.
 
 CalendarEvent/get, /query and /set are query.py's (occurrences, time ranges, updating an
 occurrence by its id).  Attachments by blobId (§5.3) are the host's embedded_blobs.  Not
-yet (issue 15): per-user event properties, mayWriteOwn, scheduling, alerts and
-notifications.
+yet (issue 15): per-user event properties, mayWriteOwn, alerts and notifications.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from jmap_host import (
     textsearch,
 )
 
-from . import jscalendar
+from . import jscalendar, scheduling
 
 # The JSCalendar Event properties stored as their own columns; anything else keepable is an
 # open property.
@@ -128,13 +128,19 @@ def _privacy(ctx: SetContext, record: dict[str, Any]) -> None:
                        "with you (JMAP Calendars §5.9)", properties=["privacy"])  # fmt: skip
 
 
+def _origin(ctx: SetContext, record: dict[str, Any]) -> bool:
+    return scheduling.is_origin(record, scheduling.identity_addresses(ctx.db, ctx.account.id)[0])
+
+
 def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
     if not record.get("uid"):
         record["uid"] = str(uuid.uuid4())
-    # §5.9: this server is the origin of what it stores: updated is its own time; a
-    # created later than that is too.
+    scheduling.choose_organizer(ctx.db, ctx.account.id, None, record)  # §5.9
+    # §5.9: where this server is the origin, updated is its own time; a created later
+    # than that is too.  An invitee's copy keeps the organizer's (scheduling needs it).
     now = dates.utcdate()
-    record["updated"] = now
+    if _origin(ctx, record) or not record.get("updated"):
+        record["updated"] = now
     if not record.get("created") or record["created"] > now:
         record["created"] = now
     _privacy(ctx, record)
@@ -147,22 +153,26 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
     if old.get("isDraft") is False and new.get("isDraft"):
         raise SetError("invalidProperties", "isDraft cannot become true again (§5)",
                        properties=["isDraft"])  # fmt: skip
-    new["updated"] = dates.utcdate()  # §5.9: the origin's time, whatever the client sent
-    changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
-    if changed - NOT_SEQUENCED and (new.get("sequence") or 0) <= (old.get("sequence") or 0):
-        new["sequence"] = (old.get("sequence") or 0) + 1  # §5.9
+    scheduling.choose_organizer(ctx.db, ctx.account.id, old, new)  # §5.9
+    if _origin(ctx, old):  # §5.9: only the origin sets updated and moves sequence
+        new["updated"] = dates.utcdate()  # (the origin's time, whatever the client sent)
+        changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+        if changed - NOT_SEQUENCED and (new.get("sequence") or 0) <= (old.get("sequence") or 0):
+            new["sequence"] = (old.get("sequence") or 0) + 1
     _privacy(ctx, new)
     _validate(new)
 
 
 def compute(db: Any, account: str, records: list[dict[str, Any]], names: list[str]) -> None:
     """utcStart and utcEnd (§5: computed when fetched, from the time zone data now); isOrigin
-    (no organizer, or one of the account's: here, every event this server stores)."""
+    (no organizer, or one of the account's ParticipantIdentities, scheduling.py)."""
     times: dict[str, dict[str, Any]] = {}
-    if "utcStart" in names or "utcEnd" in names:  # (one read for all of them)
+    if "utcStart" in names or "utcEnd" in names or "isOrigin" in names:  # (one read)
         found = objectstore.read_records(db, EVENT, account, [r["id"] for r in records],
-                                         ["start", "timeZone", "duration"])  # fmt: skip
+                                         ["start", "timeZone", "duration",
+                                          "organizerCalendarAddress"])  # fmt: skip
         times = {r["id"]: r for r in found}
+    mine = scheduling.identity_addresses(db, account)[0] if "isOrigin" in names else set()
     for record in records:
         span = jscalendar.utc_span(times[record["id"]]) if record["id"] in times else None
         if "utcStart" in names:
@@ -170,7 +180,7 @@ def compute(db: Any, account: str, records: list[dict[str, Any]], names: list[st
         if "utcEnd" in names:
             record["utcEnd"] = span[1] if span else None
         if "isOrigin" in names:
-            record["isOrigin"] = True
+            record["isOrigin"] = scheduling.is_origin(times.get(record["id"]) or {}, mine)
         if "baseEventId" in names:
             record["baseEventId"] = None
 

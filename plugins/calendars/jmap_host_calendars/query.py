@@ -24,7 +24,7 @@ from typing import Any
 
 from jmap_host import Call, MethodError, objectstore, sharing, standard
 
-from . import jscalendar, recur
+from . import jscalendar, recur, scheduling
 from .event import EVENT
 
 MAX_EXPANDED_DAYS = 400  # the account capability's maxExpandedQueryDuration, P400D
@@ -345,11 +345,24 @@ async def event_set(call: Call) -> dict[str, Any]:
     on the base event, its destroy the occurrence excluded (§5.9), in the same transaction
     as the rest."""
     request = await standard.set_request(EVENT, call)
+    if scheduling.send_argument(call):  # §5.9.2: with the iTIP messages, in the same write
+        return await scheduling.commit_with_messages(request, _writer, _base_of, EVENT)
+    return await request.commit(_writer(request))
+
+
+def _base_of(key: str) -> str:
+    match = INSTANCE.fullmatch(key)
+    return match["base"] if match else key
+
+
+def _writer(request: standard.SetRequest) -> Any:
+    """The /set's write transaction: the standard one, or with its occurrences' updates
+    and destroys turned into the base events' overrides."""
     account, update, destroy = request.account, request.update, request.destroy
     instance_updates = {k: v for k, v in (update or {}).items() if INSTANCE.fullmatch(k)}
     instance_destroys = [i for i in destroy or [] if INSTANCE.fullmatch(i)]
     if not instance_updates and not instance_destroys:
-        return await request.commit()
+        return request.run
 
     def write(db: Any, careful: bool) -> dict[str, Any]:
         plain_update = {k: v for k, v in (update or {}).items() if k not in instance_updates}
@@ -418,4 +431,4 @@ async def event_set(call: Call) -> dict[str, Any]:
                       destroyed=destroyed or None, notDestroyed=not_destroyed or None)
         return result
 
-    return await request.commit(write)
+    return write

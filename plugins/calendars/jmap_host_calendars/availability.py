@@ -1,0 +1,288 @@
+"""Free/busy (draft-ietf-jmap-calendars §1.5.2, §2): the
+``urn:ietf:params:jmap:principals:availability`` capability with Principal/getAvailability
+(§2.2), the calendars entry of a Principal's ``capabilities`` (§2.1), and the Principal/query
+``calendarAddress`` condition (§2.3).
+
+Principal/getAvailability reads the Principal's own account: the calendars the Principal
+subscribes to with includeInAvailability "all" or "attending" on which the user holds
+mayReadFreeBusy (all of them in the user's own account), their events overlapping the
+window (recurrences expanded with recur.py) that are not secret, not free, not
+cancelled, and (for "attending") that the Principal accepted or tentatively accepted.
+Each becomes a BusyPeriod; with showDetails, an event not private in a calendar the user
+may read items of carries the event and its accountId.  The periods without an event are
+merged and split so that none overlap nor touch with the same busyStatus, the stronger
+status winning where they overlap (confirmed > unavailable > tentative).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import itertools
+import json
+from typing import Any
+
+from jmap_host import (
+    Call,
+    Capability,
+    Host,
+    Method,
+    MethodError,
+    Principal,
+    dates,
+    objectstore,
+    sharing,
+    visible_principals,
+)
+
+from . import jscalendar, recur
+from .calendar import CALENDAR
+from .event import EVENT
+from .identity import normalise
+
+AVAILABILITY = "urn:ietf:params:jmap:principals:availability"
+CALENDARS = "urn:ietf:params:jmap:calendars"
+MAX_DAYS = 400
+MAX_AVAILABILITY_DURATION = f"P{MAX_DAYS}D"
+RANK = {"confirmed": 3, "unavailable": 2, "tentative": 1}  # §2.2's order
+
+
+def _utc(call: Call, name: str) -> dt.datetime:
+    value = call.args.get(name)
+    if not isinstance(value, str) or not dates.is_utcdate(value):
+        raise MethodError("invalidArguments", f"{name} must be a UTCDateTime")
+    return dt.datetime.fromtimestamp(dates.epoch(value), dt.UTC)
+
+
+def free_busy_rights(db: Any, host: Host, account: str, user: Principal) -> dict[str, dict]:
+    """{calendar id: rights} the user holds in ``account`` (every right in their own),
+    free/busy-only shares included (sharing hides those from Calendar/get, §4.1)."""
+    if account == user.account_id:
+        ids = [c["id"] for c in objectstore.read_records(db, CALENDAR, account, None, [])]
+        return {i: {"mayReadFreeBusy": True, "mayReadItems": True} for i in ids}
+    rows = db.execute(
+        f"SELECT record, rights FROM [{sharing.SHARE_TABLE}] WHERE account = ? AND type = ? "
+        "AND grantee IN (SELECT value FROM json_each(?))",
+        [account, CALENDAR.name, json.dumps(list(sharing.grantee_ids(user)))],
+    ).fetchall()
+    out: dict[str, dict[str, bool]] = {}
+    for record, rights in rows:  # (a user's and their groups' together)
+        mine = out.setdefault(record, {})
+        for right, value in json.loads(rights).items():
+            mine[right] = bool(mine.get(right)) or bool(value)
+    return out
+
+
+def may_get_availability(host: Host, principal: Principal, user: Principal) -> bool:
+    if principal.account_id == user.account_id:
+        return True
+    rights = host.store.read_sync(
+        lambda db: free_busy_rights(db, host, principal.account_id, user))
+    return any(r.get("mayReadFreeBusy") for r in rights.values())
+
+
+def principal_entry(host: Host, principal: Principal, request: Any = None) -> dict[str, Any]:
+    """§2.1: the Principal's ``urn:ietf:params:jmap:calendars`` capability, as the user of
+    ``request`` sees it."""
+    entry: dict[str, Any] = {"accountId": None, "mayGetAvailability": False,
+                             "mayShareWith": False}  # fmt: skip
+    if principal.emails:
+        entry["calendarAddress"] = f"mailto:{principal.emails[0]}"
+    if request is None:
+        return entry
+    user = request.principal
+    account = request.accounts.get(principal.account_id)
+    if account is not None and CALENDARS in request.account_capabilities.get(account.id, {}):
+        entry["accountId"] = account.id
+    entry["mayGetAvailability"] = may_get_availability(host, principal, user)
+    entry["mayShareWith"] = principal.account_id != user.account_id
+    return entry
+
+
+def _attendance(event: dict[str, Any], addresses: set[str]) -> str | None:
+    """The Principal's participationStatus in ``event`` (None: not a participant)."""
+    for participant in (event.get("participants") or {}).values():
+        address = participant.get("calendarAddress") if isinstance(participant, dict) else None
+        if isinstance(address, str) and normalise(address) in addresses:
+            return str(participant.get("participationStatus", "needs-action"))
+    return None
+
+
+def _busy_status(event: dict[str, Any], attendance: str | None) -> str:
+    status = event.get("status", "confirmed")
+    # (an event without participants is the Principal's own: they attend it)
+    attending = attendance == "accepted" or (attendance is None and not event.get("participants"))
+    if status == "confirmed" and attending:
+        return "confirmed"
+    if status == "tentative" or attendance == "tentative":
+        return "tentative"
+    return "unavailable"
+
+
+def _occurrence(base: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
+    from .query import _apply  # (a JSCalendar PatchObject, as CalendarEvent/get applies it)
+
+    if not patch:
+        return base
+    event = copy.deepcopy(base)
+    for pointer, value in patch.items():
+        _apply(event, pointer, value)
+    return event
+
+
+def _text(moment: dt.datetime) -> str:
+    return jscalendar.utc_text(moment)
+
+
+def busy_periods(
+    db: Any, host: Host, principal: Principal, user: Principal, low: dt.datetime,
+    high: dt.datetime, details: bool, properties: list[str] | None,
+) -> list[dict[str, Any]]:
+    """§2.2's BusyPeriods of ``principal`` in [low, high) as ``user`` may see them."""
+    account = principal.account_id
+    rights = free_busy_rights(db, host, account, user)
+    addresses = {f"mailto:{e.lower()}" for e in principal.emails}
+    calendars = {}
+    for calendar in objectstore.read_records(db, CALENDAR, account, None,
+                                             ["isSubscribed", "includeInAvailability"]):
+        mode = calendar.get("includeInAvailability", "all")
+        got = rights.get(calendar["id"], {})
+        if calendar.get("isSubscribed", True) and mode in ("all", "attending") and \
+                got.get("mayReadFreeBusy"):  # fmt: skip
+            calendars[calendar["id"]] = (mode, got)
+    if not calendars:
+        return []
+    column = objectstore.column(EVENT.by_name["calendarIds"])
+    rows = db.execute(
+        f"SELECT id FROM [{EVENT.table}] WHERE account = ? AND EXISTS (SELECT 1 FROM "
+        f"json_each([{column}]) WHERE key IN (SELECT value FROM json_each(?)))",
+        [account, json.dumps(list(calendars))],
+    ).fetchall()
+    events = objectstore.read_records(db, EVENT, account, [r[0] for r in rows])
+    periods: list[dict[str, Any]] = []
+    for event in events:
+        if event.get("privacy") == "secret":
+            continue
+        mine = [calendars[c] for c in event.get("calendarIds") or {} if c in calendars]
+        try:
+            found = recur.occurrences(event, low, high, principal.time_zone or "Etc/UTC")
+        except recur.CannotExpand:
+            continue  # (what cannot be expanded cannot be shown busy either)
+        for occurrence in found:
+            one = _occurrence(event, occurrence.patch)
+            if one.get("freeBusyStatus", "busy") != "busy" or one.get("status") == "cancelled":
+                continue
+            attendance = _attendance(one, addresses)
+            if not any(mode == "all" or attendance in ("accepted", "tentative")
+                       for mode, _ in mine):  # fmt: skip
+                continue
+            period: dict[str, Any] = {
+                "utcStart": _text(max(occurrence.start, low)),
+                "utcEnd": _text(min(occurrence.end, high)),
+                "busyStatus": _busy_status(one, attendance),
+                "event": None, "accountId": None,
+            }  # fmt: skip
+            readable = any(got.get("mayReadItems") for _, got in mine)
+            if details and readable and one.get("privacy") != "private":
+                shown = {**one, "id": event["id"]}
+                if recur.is_recurring(event):
+                    shown.update(recurrenceId=occurrence.recurrence_id,
+                                 start=occurrence.recurrence_id,
+                                 recurrenceRule=None, recurrenceOverrides=None)  # fmt: skip
+                if properties is not None:
+                    shown = {k: v for k, v in shown.items() if k in properties}
+                period.update(event=shown, accountId=account)
+            periods.append(period)
+    return _merged(periods)
+
+
+def _merged(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """§2.2: the periods without an event merged and split: no overlaps, no touching
+    neighbours of one status, the strongest status where they overlap."""
+    plain = [p for p in periods if p["event"] is None]
+    kept = [p for p in periods if p["event"] is not None]
+    cuts = sorted({p[k] for p in plain for k in ("utcStart", "utcEnd")})
+    merged: list[dict[str, Any]] = []
+    for start, end in itertools.pairwise(cuts):
+        over = [p["busyStatus"] for p in plain if p["utcStart"] <= start and p["utcEnd"] >= end
+                and p["utcStart"] < end]  # fmt: skip
+        if not over:
+            continue
+        status = max(over, key=RANK.__getitem__)
+        last = merged[-1] if merged else None
+        if last is not None and last["utcEnd"] == start and last["busyStatus"] == status:
+            last["utcEnd"] = end
+        else:
+            merged.append({"utcStart": start, "utcEnd": end, "busyStatus": status,
+                           "event": None, "accountId": None})  # fmt: skip
+    # (instantaneous periods cut nothing: kept as they are, once)
+    for p in plain:
+        if p["utcStart"] == p["utcEnd"] and not any(
+            m["utcStart"] <= p["utcStart"] < m["utcEnd"] for m in merged
+        ):
+            merged.append(p)
+    return sorted(kept + merged, key=lambda p: (p["utcStart"], p["utcEnd"]))
+
+
+async def principal_get_availability(call: Call) -> dict[str, Any]:
+    """§2.2 Principal/getAvailability."""
+    host, user = call.host, call.request.principal
+    principal_id = call.args.get("id")
+    if not isinstance(principal_id, str):
+        raise MethodError("invalidArguments", "id must be a Principal id")
+    low, high = _utc(call, "utcStart"), _utc(call, "utcEnd")
+    if high <= low:
+        raise MethodError("invalidArguments", "utcEnd must be after utcStart")
+    details = call.args.get("showDetails", False)
+    if not isinstance(details, bool):
+        raise MethodError("invalidArguments", "showDetails must be a Boolean")
+    properties = call.args.get("eventProperties")
+    if properties is not None and (not isinstance(properties, list)
+                                   or not all(isinstance(p, str) for p in properties)):
+        raise MethodError("invalidArguments", "eventProperties must be a String[] or null")
+    visible = await visible_principals(host, user, call.request.accounts)
+    principal = next((p for p in visible if p.account_id == principal_id), None)
+    if principal is None:
+        raise MethodError("notFound", "no Principal with this id that you may see")
+    if high - low > dt.timedelta(days=MAX_DAYS):
+        raise MethodError("tooLarge", f"at most {MAX_AVAILABILITY_DURATION} at once")
+    if not await host.store.read(
+        lambda db: principal.account_id == user.account_id
+        or any(r.get("mayReadFreeBusy") for r in
+               free_busy_rights(db, host, principal.account_id, user).values())
+    ):  # fmt: skip
+        raise MethodError("forbidden", "you may not see this Principal's availability")
+    found = await host.store.read(
+        lambda db: busy_periods(db, host, principal, user, low, high, details, properties),
+        inline=False,
+    )
+    return {"list": found}
+
+
+def availability_capability() -> Capability:
+    """§1.5.2: in the accounts that hold the Principals (the user's personal one)."""
+
+    def account(host: Host, account: Any) -> dict[str, Any] | None:
+        if not account.is_personal:
+            return None
+        return {"maxAvailabilityDuration": MAX_AVAILABILITY_DURATION}
+
+    return Capability(
+        urn=AVAILABILITY,
+        session={},
+        account=account,
+        methods=[Method("Principal/getAvailability", principal_get_availability)],
+        in_shared_accounts=False,
+        principal_filters={"calendarAddress": calendar_address_filter},
+    )
+
+
+def calendar_address_filter(principal: dict[str, Any], value: Any) -> bool:
+    """§2.3: ``value`` is a calendarAddress of the Principal (one of its addresses)."""
+    if not isinstance(value, str):
+        raise MethodError("invalidArguments", "filter calendarAddress must be a String")
+    entry = (principal.get("capabilities") or {}).get(CALENDARS) or {}
+    mine = {normalise(a) for a in [entry.get("calendarAddress")] if isinstance(a, str)}
+    if isinstance(principal.get("email"), str):
+        mine.add(normalise(f"mailto:{principal['email']}"))
+    return normalise(value) in mine

@@ -1,0 +1,274 @@
+"""iMIP (RFC 6047): iTIP messages (RFC 5546) as mail, out and in, for draft-ietf-jmap-
+calendars §5.9.2.
+
+Out: :func:`enqueue` writes a scheduling.Message as a multipart/alternative message (a
+text/plain summary, then ``text/calendar; method=...``, RFC 6047 §2.4) and queues it with
+jmap_host.messaging inside the /set's transaction.  The iCalendar is ical.py's.
+
+In: :func:`receive` is the plugin's jmap_host.MailReceiver, called in the write
+transaction of every local delivery.  For each text/calendar part:
+
+- **REQUEST**: creates or updates the invitee's copy in their default calendar (isOrigin
+  is then false: the organizer is not theirs), their own participants at needs-action
+  when new; an update keeps their per-user properties, calendars and answers;
+- **REPLY**: on the organizer's copy, the replying participant's participationStatus,
+  scheduleSequence and scheduleUpdated (§5.2.1, §5.2.2), unless older than the last
+  applied;
+- **CANCEL**: the invitee's copy (or the occurrences named) becomes cancelled.
+
+Spoofing (§9.2): mail's From can say anything, so what a message may change is tied to
+what is stored.  A REQUEST or CANCEL is applied only when the message's From address is
+the event's ``organizerCalendarAddress`` (for an existing copy, the stored one: nobody
+else can take an event over, and a message claiming to come from the account itself is
+ignored), and only to an account that is one of its participants; a REPLY only when From
+is the address of the participant it changes, on an event this account organizes, and it
+changes nothing but that participant's answer (status, scheduleSequence,
+scheduleUpdated).  A SEQUENCE older than the copy's (or, for a REPLY, the participant's
+scheduleSequence) is ignored.  The envelope sender is not compared (forwarding, SRS and
+bounce addresses legitimately differ); DKIM and S/MIME are not checked here: the MTA in
+front should (the operator guide says so).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import email
+import email.policy
+import logging
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
+
+from jmap_host import Host, Principal, dates, messaging, objectstore
+
+from . import jscalendar
+from .calendar import CALENDAR, default_calendar
+from .event import EVENT
+from .identity import default_identities, normalise
+
+log = logging.getLogger("jmap_host_calendars.imip")
+METHODS = ("REQUEST", "REPLY", "CANCEL")
+
+
+def mailto(address: str) -> str:
+    """The mail address of a ``mailto:`` calendar address."""
+    return address.split(":", 1)[1].split("?", 1)[0]
+
+
+def build(message: Any) -> bytes:
+    """The RFC 5322 message of a scheduling.Message."""
+    from . import ical
+
+    events = message.events
+    title = next((e.get("title") for e in events if e.get("title")), "") or "(no title)"
+    verb = {"REQUEST": "Invitation", "CANCEL": "Cancelled", "REPLY": "Reply"}[message.method]
+    if message.method == "REPLY":
+        status = next(iter((events[0].get("participants") or {}).values()), {})
+        verb = f"Reply ({status.get('participationStatus', 'needs-action')})"
+    mail = EmailMessage()
+    mail["From"] = mailto(message.sender)
+    mail["To"] = ", ".join(mailto(a) for a in message.recipients)
+    mail["Subject"] = f"{verb}: {title}"
+    mail["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    mail["Message-ID"] = make_msgid(domain=mailto(message.sender).rpartition("@")[2] or None)
+    start = events[0].get("start", "")
+    mail.set_content(f"{verb}: {title}\n{start} {events[0].get('timeZone') or ''}\n")
+    data = ical.to_ical(events, method=message.method)
+    mail.add_alternative(data.decode("utf-8"), subtype="calendar",
+                         params={"method": message.method})  # fmt: skip
+    return bytes(mail.as_bytes(policy=email.policy.SMTP))
+
+
+def enqueue(db: Any, host: Host, sender: Principal, message: Any) -> None:
+    """Queue ``message`` (a scheduling.Message) inside ``db``'s transaction."""
+    data = build(message)
+    messaging.enqueue(db, host, sender, mailto(message.sender),
+                      [mailto(a) for a in message.recipients], data)  # fmt: skip
+
+
+# -- receiving ---------------------------------------------------------------------------------
+
+
+def calendar_parts(raw: bytes) -> tuple[str | None, list[tuple[str | None, bytes]]]:
+    """(the From address, [(the part's method parameter, its bytes)]) of a message."""
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    sender = parseaddr(str(parsed.get("From", "")))[1] or None
+    parts = []
+    for part in parsed.walk():
+        if part.get_content_type() == "text/calendar":
+            method = part.get_param("method")
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                parts.append((str(method).upper() if method else None, payload))
+    return sender, parts
+
+
+def receive(
+    db: Any, host: Host, principal: Principal, raw: bytes, envelope_from: str | None
+) -> list[str] | None:
+    """The MailReceiver: apply the iTIP in ``raw`` to ``principal``'s account."""
+    from . import ical
+
+    sender, parts = calendar_parts(raw)
+    if not parts or sender is None:
+        return None
+    account = principal.account_id
+    default_calendar(db, account, principal.time_zone)
+    default_identities(db, account, principal)
+    from .scheduling import identity_addresses
+
+    mine, _ = identity_addresses(db, account)
+    changed = False
+    for part_method, data in parts:
+        try:
+            method, events = ical.from_ical(data)
+        except Exception as exc:  # (whatever the iCalendar is, the mail stays delivered)
+            log.info("iMIP part not understood: %s", exc)
+            continue
+        method = (method or part_method or "").upper()
+        if method not in METHODS:
+            continue
+        for event in events:
+            apply = {"REQUEST": _request, "REPLY": _reply, "CANCEL": _cancel}[method]
+            changed |= apply(db, account, event, f"mailto:{sender}".lower(), mine)
+    return [EVENT.name] if changed else None
+
+
+def _find(db: Any, account: str, uid: str) -> dict[str, Any] | None:
+    rows = db.execute(
+        f"SELECT id FROM [{EVENT.table}] WHERE account = ? AND [p_uid] = ?", [account, uid]
+    ).fetchall()
+    found = objectstore.read_records(db, EVENT, account, [r[0] for r in rows])
+    return next((r for r in found if not r.get("recurrenceId")), None)
+
+
+def _mine_in(event: dict[str, Any], mine: set[str]) -> list[str]:
+    return [pid for pid, p in (event.get("participants") or {}).items()
+            if isinstance(p, dict) and isinstance(p.get("calendarAddress"), str)
+            and normalise(p["calendarAddress"]) in mine]  # fmt: skip
+
+
+def _write(db: Any, account: str, record: dict[str, Any], created: bool) -> None:
+    if created:
+        objectstore.insert_record(db, EVENT, account, record)
+    else:
+        objectstore.update_record(db, EVENT, account, record)
+    objectstore.record_change(db, account, EVENT.name, record["id"],
+                              "created" if created else "updated")  # fmt: skip
+
+
+def _organizer(event: dict[str, Any]) -> str | None:
+    value = event.get("organizerCalendarAddress")
+    return normalise(value) if isinstance(value, str) else None
+
+
+def _request(db: Any, account: str, event: dict[str, Any], sender: str, mine: set[str]) -> bool:
+    """RFC 5546 §3.2.2 REQUEST: the invitee's copy, created or updated."""
+    organizer = _organizer(event)
+    if organizer is None or organizer != sender or organizer in mine:
+        log.info("iMIP REQUEST from %s for an event organized by %s ignored", sender, organizer)
+        return False
+    ours = _mine_in(event, mine)
+    if not ours or not event.get("uid"):
+        return False  # (not addressed to this account's participants)
+    existing = _find(db, account, event["uid"])
+    if existing is not None:
+        if _organizer(existing) != organizer:
+            return False  # §9.2: someone else's event
+        if (event.get("sequence") or 0) < (existing.get("sequence") or 0):
+            return False  # an older update, delivered late
+    record = {k: copy.deepcopy(v) for k, v in event.items() if k != "method"}
+    if existing is None:
+        calendars = objectstore.read_records(db, CALENDAR, account, None, ["isDefault"])
+        default = next((c["id"] for c in calendars if c.get("isDefault")), None)
+        if default is None:
+            return False
+        record.update(id=objectstore.new_id(), calendarIds={default: True}, isDraft=False)
+        for pid in ours:  # §5.9.2: what the invitee has not answered yet
+            record["participants"][pid]["participationStatus"] = "needs-action"
+        record.setdefault("created", dates.utcdate())
+    else:
+        record["id"] = existing["id"]
+        for name in ("calendarIds", "isDraft", "keywords", "color", "freeBusyStatus",
+                     "useDefaultAlerts", "alerts", "created"):  # fmt: skip
+            if name in existing:
+                record[name] = existing[name]
+        for pid in ours:  # (their answer stands until they change it)
+            was = ((existing.get("participants") or {}).get(pid) or {})
+            if "participationStatus" in was:
+                record["participants"][pid]["participationStatus"] = was["participationStatus"]
+    try:
+        jscalendar.validate_event({k: v for k, v in record.items()
+                                   if k not in ("id", "calendarIds", "isDraft")})  # fmt: skip
+    except jscalendar.Invalid as exc:
+        log.info("iMIP REQUEST with an invalid event ignored: %s", exc)
+        return False
+    if existing is not None:
+        for name in set(existing) - set(record):
+            record[name] = None
+    _write(db, account, record, existing is None)
+    return True
+
+
+def _reply(db: Any, account: str, event: dict[str, Any], sender: str, mine: set[str]) -> bool:
+    """RFC 5546 §3.2.3 REPLY on the organizer's copy: one participant's answer."""
+    existing = _find(db, account, event.get("uid") or "")
+    if existing is None or _organizer(existing) not in mine:
+        return False  # (not an event this account organizes)
+    if event.get("recurrenceId"):
+        return False  # (an answer for one occurrence: not applied, see the docstring)
+    sequence = event.get("sequence") or 0
+    updated = event.get("updated")
+    changed = False
+    participants = dict(existing.get("participants") or {})
+    for reply in (event.get("participants") or {}).values():
+        address = reply.get("calendarAddress") if isinstance(reply, dict) else None
+        if not isinstance(address, str) or normalise(address) != sender:
+            continue  # §9.2: only the sender's own answer
+        for pid, stored in participants.items():
+            stored_address = stored.get("calendarAddress") if isinstance(stored, dict) else None
+            if not isinstance(stored_address, str) or normalise(stored_address) != sender:
+                continue
+            last = stored.get("scheduleSequence", 0)
+            if sequence < last:
+                continue
+            if sequence == last and updated and stored.get("scheduleUpdated") and \
+                    updated < stored["scheduleUpdated"]:  # fmt: skip
+                continue  # §5.2.2: an older response of the same sequence
+            status = reply.get("participationStatus", "needs-action")
+            new = {**stored, "participationStatus": status, "scheduleSequence": sequence}
+            if updated:
+                new["scheduleUpdated"] = updated
+            participants[pid] = new
+            changed = True
+    if not changed:
+        return False
+    existing["participants"] = participants
+    _write(db, account, existing, False)
+    return True
+
+
+def _cancel(db: Any, account: str, event: dict[str, Any], sender: str, mine: set[str]) -> bool:
+    """RFC 5546 §3.2.5 CANCEL: the invitee's copy, or the occurrences named, cancelled."""
+    existing = _find(db, account, event.get("uid") or "")
+    if existing is None:
+        return False
+    organizer = _organizer(existing)
+    if organizer is None or organizer != sender or organizer in mine:
+        return False  # §9.2: only the stored organizer cancels
+    if (event.get("sequence") or 0) < (existing.get("sequence") or 0):
+        return False
+    rid = event.get("recurrenceId")
+    if rid and (existing.get("recurrenceRule") or existing.get("recurrenceOverrides")):
+        overrides = dict(existing.get("recurrenceOverrides") or {})
+        overrides[rid] = {**(overrides.get(rid) or {}), "status": "cancelled"}
+        existing["recurrenceOverrides"] = overrides
+    else:
+        existing["status"] = "cancelled"
+    existing["sequence"] = max(existing.get("sequence") or 0, event.get("sequence") or 0)
+    _write(db, account, existing, False)
+    return True
+
+
+__all__ = ["build", "calendar_parts", "enqueue", "receive"]

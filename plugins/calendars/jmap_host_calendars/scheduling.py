@@ -1,0 +1,358 @@
+"""Scheduling (draft-ietf-jmap-calendars §5.9, §5.9.2): who is the origin of an event,
+the organizer address the server chooses, and the iTIP messages (RFC 5546) a
+CalendarEvent/set with ``sendSchedulingMessages`` sends as iMIP mail (imip.py) through
+the host's messaging service.
+
+- **Origin** (§5, isOrigin): an event is this account's when it has no
+  organizerCalendarAddress or that address is one of the account's ParticipantIdentities;
+  otherwise the organizer is elsewhere and this is an invitee's copy.
+- **REQUEST** (§5.9.2.1), origin only: on create, and on an update of anything but the
+  per-user properties (§5.4), to every participant but the account's own addresses.
+- **CANCEL** (§5.9.2.2), origin only: to a participant removed; to everyone when the event
+  is destroyed or an occurrence is excluded (then without a REQUEST for that change alone).
+- **REPLY** (§5.9.2.3), not the origin: to the organizer, for each participant that is one
+  of the user's identities whose participationStatus changed to anything but
+  needs-action (or was created so, or destroyed when it was not).
+
+The messages are queued inside the /set's transaction (jmap_host.messaging.enqueue), so
+they leave if and only if the change committed.  A record whose recipients include one
+without a ``mailto:`` address, or any when no plugin sends mail, is rejected with
+noSupportedScheduleMethods (§5.9) and the rest of the /set is run again without it.
+Not done: per-occurrence messages for participants invited to single occurrences only.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jmap_host import messaging, objectstore, standard
+
+from .identity import PARTICIPANT_IDENTITY, normalise
+
+# §5.4: per-user properties (and the JMAP ones that are not the event's content): a
+# change of only these sends no REQUEST.
+PER_USER = {"keywords", "color", "freeBusyStatus", "useDefaultAlerts", "alerts"}
+NOT_CONTENT = PER_USER | {"calendarIds", "isDraft", "updated", "sequence", "id"}
+# What of a stored record is JMAP's, not the JSCalendar Event's (left out of iTIP).
+JMAP_ONLY = ("id", "calendarIds", "isDraft", "isOrigin", "baseEventId", "utcStart", "utcEnd",
+             "keywords", "color", "useDefaultAlerts", "alerts")  # fmt: skip
+
+
+class Unschedulable(Exception):
+    """A recipient this server cannot send to (§5.9 noSupportedScheduleMethods)."""
+
+
+@dataclass
+class Message:
+    """One iTIP message: its method, the events as sent (one, or the occurrences a
+    CANCEL names), who sends and who gets it (calendar addresses)."""
+
+    method: str
+    events: list[dict[str, Any]]
+    sender: str
+    recipients: list[str]
+
+
+def identity_addresses(db: Any, account: str) -> tuple[set[str], str | None]:
+    """The account's ParticipantIdentity addresses (normalised) and its default one."""
+    found = objectstore.read_records(db, PARTICIPANT_IDENTITY, account, None,
+                                     ["calendarAddress", "isDefault"])  # fmt: skip
+    default = next((r["calendarAddress"] for r in found if r.get("isDefault")), None)
+    if default is None and found:
+        default = found[0]["calendarAddress"]
+    return {normalise(r["calendarAddress"]) for r in found}, default
+
+
+def is_origin(record: dict[str, Any], mine: set[str]) -> bool:
+    """§5 isOrigin: no organizer, or one of the account's addresses."""
+    organizer = record.get("organizerCalendarAddress")
+    return not organizer or normalise(organizer) in mine
+
+
+def choose_organizer(db: Any, account: str, old: dict[str, Any] | None,
+                     new: dict[str, Any]) -> None:  # fmt: skip
+    """§5.9: creating an event with participants, or adding the first ones, sets
+    organizerCalendarAddress when the client did not: the owner participant's address
+    when it is one of the user's, else the user's default identity."""
+    if new.get("organizerCalendarAddress") or not new.get("participants"):
+        return
+    if old is not None and old.get("participants"):
+        return
+    mine, default = identity_addresses(db, account)
+    for participant in new["participants"].values():
+        address = participant.get("calendarAddress") if isinstance(participant, dict) else None
+        if (participant.get("roles") or {}).get("owner") and address and normalise(address) in mine:
+            new["organizerCalendarAddress"] = address
+            return
+    if default is not None:
+        new["organizerCalendarAddress"] = default
+
+
+def _participants(record: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in ((record or {}).get("participants") or {}).items()
+            if isinstance(v, dict)}  # fmt: skip
+
+
+def _address(participant: dict[str, Any]) -> str | None:
+    address = participant.get("calendarAddress")
+    return normalise(address) if isinstance(address, str) else None
+
+
+def _excluded(record: dict[str, Any] | None) -> set[str]:
+    return {rid for rid, patch in ((record or {}).get("recurrenceOverrides") or {}).items()
+            if patch == {"excluded": True}}  # fmt: skip
+
+
+def itip_event(record: dict[str, Any], method: str) -> dict[str, Any]:
+    """The JSCalendar Event of a stored record as iTIP carries it (RFC 5546: the
+    METHOD is the message's; per-user and JMAP properties are the account's own)."""
+    event = {k: copy.deepcopy(v) for k, v in record.items() if k not in JMAP_ONLY}
+    event.setdefault("@type", "Event")
+    if method == "CANCEL":
+        event["status"] = "cancelled"
+    return event
+
+
+def _recipients_of(record: dict[str, Any], mine: set[str]) -> dict[str, str | None]:
+    """{participant id: calendar address or None} of everyone but the user (§5.9.2)."""
+    out: dict[str, str | None] = {}
+    for pid, participant in _participants(record).items():
+        address = _address(participant)
+        if address is not None and address in mine:
+            continue
+        out[pid] = participant.get("calendarAddress")
+    return out
+
+
+def _only(event: dict[str, Any], keep: set[str]) -> dict[str, Any]:
+    """The event with only the participants ``keep`` (hideAttendees, REPLY)."""
+    event = dict(event)
+    event["participants"] = {k: v for k, v in _participants(event).items() if k in keep}
+    return event
+
+
+def plan(
+    old: dict[str, Any] | None, new: dict[str, Any] | None, mine: set[str]
+) -> list[Message]:
+    """The iTIP messages a change from ``old`` to ``new`` (None: created / destroyed)
+    sends (§5.9.2)."""
+    current = new if new is not None else old
+    assert current is not None
+    if current.get("isDraft") or (new is None and old is not None and old.get("isDraft")):
+        return []  # (a draft is nobody's business yet)
+    if is_origin(old if old is not None else current, mine):
+        return _as_organizer(old, new, mine)
+    return _as_attendee(old, new, mine)
+
+
+def _as_organizer(
+    old: dict[str, Any] | None, new: dict[str, Any] | None, mine: set[str]
+) -> list[Message]:
+    base = new if new is not None else old
+    assert base is not None
+    sender = base.get("organizerCalendarAddress")
+    if not sender:
+        return []  # (no organizer: nobody was ever invited)
+    messages: list[Message] = []
+    hide = bool(base.get("hideAttendees"))
+
+    def send(method: str, record: dict[str, Any], pids: dict[str, str | None],
+             occurrences: set[str] | None = None) -> None:  # fmt: skip
+        if not pids:
+            return
+        missing = [p for p, a in pids.items() if not a or not a.lower().startswith("mailto:")]
+        if missing:
+            raise Unschedulable(f"participants {', '.join(sorted(missing))} have no mailto: "
+                                "calendarAddress to send to")  # fmt: skip
+        event = itip_event(record, method)
+        events = [event]
+        if occurrences:  # a CANCEL of occurrences names each (RFC 5546 §3.2.5 RECURRENCE-ID)
+            single = {k: v for k, v in event.items()
+                      if k not in ("recurrenceRule", "recurrenceOverrides")}  # fmt: skip
+            events = [{**single, "recurrenceId": rid, "start": rid} for rid in sorted(occurrences)]
+        if hide:  # §5.9.2.1: each recipient sees itself as the only attendee
+            own = {p for p, v in _participants(record).items() if (_address(v) or "") in mine}
+            for pid, address in pids.items():
+                messages.append(Message(method, [_only(e, own | {pid}) for e in events], sender,
+                                        [str(address)]))  # fmt: skip
+        else:
+            messages.append(Message(method, events, sender, [str(a) for a in pids.values()]))
+
+    if new is None:  # destroyed
+        assert old is not None
+        send("CANCEL", old, _recipients_of(old, mine))
+        return messages
+    now = _recipients_of(new, mine)
+    if old is None:
+        send("REQUEST", new, now)
+        return messages
+    before = _recipients_of(old, mine)
+    kept = {normalise(a) for a in now.values() if a}
+    removed = {p: a for p, a in before.items() if not a or normalise(a) not in kept}
+    send("CANCEL", old, removed)
+    changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)} - NOT_CONTENT
+    newly_excluded = _excluded(new) - _excluded(old)
+    if newly_excluded:
+        send("CANCEL", new, now, newly_excluded)  # §5.9.2.2: the occurrences, to everyone
+        overrides_only = changed <= {"recurrenceOverrides"}
+        rest_old = {k: v for k, v in (old.get("recurrenceOverrides") or {}).items()
+                    if k not in newly_excluded}  # fmt: skip
+        rest_new = {k: v for k, v in (new.get("recurrenceOverrides") or {}).items()
+                    if k not in newly_excluded}  # fmt: skip
+        if overrides_only and rest_old == rest_new:
+            return messages
+    if changed or (old.get("isDraft") and not new.get("isDraft")):
+        send("REQUEST", new, now)
+    return messages
+
+
+def _as_attendee(
+    old: dict[str, Any] | None, new: dict[str, Any] | None, mine: set[str]
+) -> list[Message]:
+    base = new if new is not None else old
+    assert base is not None
+    organizer = base.get("organizerCalendarAddress")
+    if not isinstance(organizer, str):
+        return []
+    messages: list[Message] = []
+    for pid, participant in _participants(base).items():
+        address = _address(participant)
+        if address is None or address not in mine:
+            continue
+        status_now = participant.get("participationStatus", "needs-action")
+        before = _participants(old).get(pid, {}) if old is not None else None
+        status_before = (before or {}).get("participationStatus", "needs-action")
+        if new is None:
+            if status_now == "needs-action":
+                continue
+            status_now = "declined"  # (the invitee removed it from their calendar)
+        elif old is not None and status_now == status_before:
+            continue
+        if status_now == "needs-action":
+            continue
+        if not organizer.lower().startswith("mailto:"):
+            raise Unschedulable("the organizer has no mailto: address to reply to")
+        event = _only(itip_event(base, "REPLY"), {pid})
+        event["participants"][pid] = {**event["participants"][pid],
+                                      "participationStatus": status_now}  # fmt: skip
+        messages.append(Message("REPLY", [event], str(participant["calendarAddress"]),
+                                [organizer]))  # fmt: skip
+    return messages
+
+
+# -- CalendarEvent/set with sendSchedulingMessages -------------------------------------------
+
+
+class _Rejected(Exception):
+    """Records whose messages cannot be sent: roll back, run the /set again without them."""
+
+    def __init__(self, keys: dict[tuple[str, str], str]):
+        self.keys = keys
+
+
+Writer = Callable[[Any], Callable[[Any, bool], dict[str, Any]]]
+
+
+async def commit_with_messages(
+    request: Any, writer: Writer, base_of: Callable[[str], str], event_type: Any
+) -> dict[str, Any]:
+    """Commit the /set ``request`` (``writer(request)`` is its write transaction) and
+    queue the §5.9.2 messages of what it changed in the same transaction.  ``base_of``
+    maps an id of the /set (an occurrence's too) to the stored event's.  A record that
+    cannot be scheduled fails alone: the transaction rolls back and runs without it."""
+    rejected: dict[tuple[str, str], str] = {}
+    while True:
+        try:
+            result = await request.commit(
+                _scheduled(request, writer(request), base_of, event_type))
+        except _Rejected as exc:
+            rejected.update(exc.keys)
+            request = _without(request, exc.keys)
+            continue
+        return _with_rejections(result, rejected)
+
+
+def _scheduled(
+    request: Any, write: Callable[[Any, bool], dict[str, Any]], base_of: Callable[[str], str],
+    event_type: Any,
+) -> Callable[[Any, bool], dict[str, Any]]:
+    host = request.call.host
+    account = request.account
+
+    def scheduled(db: Any, careful: bool) -> dict[str, Any]:
+        mine, _ = identity_addresses(db, account.id)
+        keys = [*(request.update or {}), *(request.destroy or [])]
+        # ("#c1" keys are creation references: the records are new, nothing before)
+        bases = {k: base_of(k) for k in keys if not k.startswith("#")}
+        before = {r["id"]: r for r in objectstore.read_records(
+            db, event_type, account.id, list(set(bases.values())))}  # fmt: skip
+        result = write(db, careful)
+        created = {cid: r["id"] for cid, r in (result["created"] or {}).items()}
+        changed = {k: bases.get(k, k) for k in result["updated"] or {}}
+        gone = {k: bases.get(k, k) for k in result["destroyed"] or []}
+        after_ids = {*created.values(), *changed.values()}
+        after = {r["id"]: r for r in objectstore.read_records(
+            db, event_type, account.id, list(after_ids))}  # fmt: skip
+        pairs: dict[str, tuple[list[tuple[str, str]], Any, Any]] = {}
+        for cid, rid in created.items():
+            pairs.setdefault(rid, ([], None, after.get(rid)))[0].append(("create", cid))
+        for key, rid in changed.items():
+            entry = pairs.setdefault(rid, ([], before.get(rid), after.get(rid)))
+            entry[0].append(("update", key))
+        for key, rid in gone.items():
+            if rid in after_ids:  # (an occurrence destroyed: its base was updated)
+                entry = pairs.setdefault(rid, ([], before.get(rid), after.get(rid)))
+                entry[0].append(("update", key))
+                continue
+            entry = pairs.setdefault(rid, ([], before.get(rid), None))
+            entry[0].append(("destroy", key))
+        bad: dict[tuple[str, str], str] = {}
+        outgoing: list[Message] = []
+        for where, old, new in pairs.values():
+            if old is None and new is None:
+                continue
+            try:
+                messages = plan(old, new, mine)
+                if messages and not messaging.can_send(host):
+                    raise Unschedulable("this server sends no mail (the mail plugin is "
+                                        "not enabled)")  # fmt: skip
+            except Unschedulable as exc:
+                for kind_key in where:
+                    bad[kind_key] = str(exc)
+                continue
+            outgoing += messages
+        if bad:
+            raise _Rejected(bad)
+        from . import imip  # (imip.py reads events: event.py needs this module first)
+
+        for message in outgoing:
+            imip.enqueue(db, host, account.owner, message)
+        return result
+
+    return scheduled
+
+
+def _without(request: Any, keys: dict[tuple[str, str], str]) -> Any:
+    create = {k: v for k, v in (request.create or {}).items() if ("create", k) not in keys}
+    update = {k: v for k, v in (request.update or {}).items() if ("update", k) not in keys}
+    destroy = [k for k in request.destroy or [] if ("destroy", k) not in keys]
+    return dataclasses.replace(request, create=create or None, update=update or None,
+                               destroy=destroy or None)  # fmt: skip
+
+
+def _with_rejections(result: dict[str, Any], rejected: dict[tuple[str, str], str]) -> dict:
+    names = {"create": "notCreated", "update": "notUpdated", "destroy": "notDestroyed"}
+    for (kind, key), why in rejected.items():
+        failed = dict(result.get(names[kind]) or {})
+        failed[key] = {"type": "noSupportedScheduleMethods", "description": why}
+        result[names[kind]] = failed
+    return result
+
+
+def send_argument(call: Any) -> bool:
+    """§5.9: sendSchedulingMessages, a Boolean, false by default."""
+    return bool(standard.arg(call, "sendSchedulingMessages", "Boolean", False))
