@@ -1,0 +1,248 @@
+"""Scheduling at the wire (draft-ietf-jmap-calendars §5.9, §5.9.2, §5.2): CalendarEvent/set
+with sendSchedulingMessages sends iTIP (RFC 5546) as iMIP mail (RFC 6047) through the mail
+plugin (jmap_host.messaging), and iMIP arriving for a local user updates their calendar.
+
+alice organizes, bob (local) is invited: bob's Inbox gets the REQUEST and his calendar the
+event (isOrigin false, needs-action); bob accepts with sendSchedulingMessages and alice's
+copy shows it (scheduleSequence, §5.2.1); alice destroys the event and bob's copy is
+cancelled.  An external attendee's message goes to the relay; an address that is not
+mailto:, or a server without the mail plugin, is noSupportedScheduleMethods (§5.9)."""
+
+from __future__ import annotations
+
+import socketserver
+import threading
+from typing import Any
+
+import pytest
+import trio
+
+from jmap_host import account_id_for
+from jmap_host.testing import AccountClient, running_server, write_config
+
+CORE = "urn:ietf:params:jmap:core"
+CALENDARS = "urn:ietf:params:jmap:calendars"
+MAIL = "urn:ietf:params:jmap:mail"
+USING = [CORE, CALENDARS, MAIL]
+ALICE, BOB = account_id_for("alice"), account_id_for("bob")
+OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
+
+
+class Sink:
+    """A relay on 127.0.0.1 that accepts every message and keeps it."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.wfile.write(b"220 sink\r\n")
+                rcpts: list[str] = []
+                while line := self.rfile.readline():
+                    verb = line[:4].upper()
+                    if verb == b"RCPT":
+                        rcpts.append(line.decode().split(":", 1)[1].strip().strip("<>"))
+                    if verb == b"DATA":
+                        self.wfile.write(b"354 go\r\n")
+                        data = b""
+                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                            data += chunk
+                        sink.messages.append((rcpts, data))
+                        rcpts = []
+                    if verb == b"QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    if verb != b"DATA":
+                        self.wfile.write(b"250 ok\r\n")
+                    else:
+                        self.wfile.write(b"250 queued\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def sink():
+    server = Sink()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def config(tmp_path: Any, port: int) -> Any:
+    return write_config(tmp_path, OPT_IN + f"""
+        [plugins.mail.smtp]
+        host = "127.0.0.1"
+        port = {port}
+        security = "none"
+        timeout = "5s"
+        """)  # fmt: skip
+
+
+async def connect(server: Any, user: str, account: str) -> AccountClient:
+    http = server.client(user)
+    await http.__aenter__()
+    return AccountClient(http, account, USING)
+
+
+async def eventually(check: Any, timeout: float = 15.0) -> Any:
+    with trio.fail_after(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await trio.sleep(0.05)
+
+
+async def by_uid(client: AccountClient, uid: str) -> dict[str, Any] | None:
+    ids = (await client.ok("CalendarEvent/query", filter={"uid": uid}))["ids"]
+    if not ids:
+        return None
+    [event] = (await client.ok("CalendarEvent/get", ids=ids))["list"]
+    return event
+
+
+async def inbox_subjects(client: AccountClient) -> list[str]:
+    ids = (await client.ok("Email/query", sort=[{"property": "receivedAt"}]))["ids"]
+    found = (await client.ok("Email/get", ids=ids, properties=["subject"]))["list"]
+    return [e["subject"] for e in found]
+
+
+EVENT = {
+    "calendarIds": None,  # (the creator's default calendar, filled in)
+    "uid": "meeting-1@example.org",
+    "title": "Planning",
+    "start": "2030-03-02T10:00:00",
+    "timeZone": "Europe/Berlin",
+    "duration": "PT1H",
+    "participants": {
+        "a": {"calendarAddress": "mailto:alice@example.org", "name": "Alice",
+              "roles": {"owner": True, "attendee": True}, "participationStatus": "accepted"},
+        "b": {"calendarAddress": "mailto:bob@example.org", "name": "Bob",
+              "roles": {"attendee": True}, "participationStatus": "needs-action",
+              "expectReply": True},
+    },
+}  # fmt: skip
+
+
+async def default_calendar(client: AccountClient) -> str:
+    calendars = (await client.ok("Calendar/get", ids=None))["list"]
+    return next(c["id"] for c in calendars if c["isDefault"])
+
+
+async def test_invitation_accepted_and_cancelled_between_local_users(tmp_path, sink):
+    """§5.9: the server sets organizerCalendarAddress when participants are added;
+    §5.9.2.1 REQUEST to bob (not to alice's own address); iMIP in: bob's copy in his
+    default calendar, isOrigin false, needs-action; §5.9.2.3 REPLY when bob accepts:
+    alice's copy has bob accepted with scheduleSequence (§5.2.1) and scheduleUpdated
+    (§5.2.2); §5.9.2.2 CANCEL when alice destroys it: bob's copy is cancelled."""
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        await bob.ok("Calendar/get", ids=None)  # (bob has logged in once)
+        event = {**EVENT, "calendarIds": {await default_calendar(alice): True}}
+        created = await alice.ok("CalendarEvent/set", create={"e": event},
+                                 sendSchedulingMessages=True)  # fmt: skip
+        assert "e" in (created["created"] or {}), created
+        mine = await by_uid(alice, EVENT["uid"])
+        assert mine is not None
+        assert mine["organizerCalendarAddress"] == "mailto:alice@example.org"
+        assert mine["isOrigin"] is True
+
+        # bob's Inbox gets the invitation, his calendar the event.
+        copy = await eventually(lambda: by_uid(bob, EVENT["uid"]))
+        assert copy["isOrigin"] is False
+        assert copy["calendarIds"] == {await default_calendar(bob): True}
+        assert copy["title"] == "Planning" and copy["start"] == "2030-03-02T10:00:00"
+        assert copy["organizerCalendarAddress"] == "mailto:alice@example.org"
+        [bob_pid] = [p for p, v in copy["participants"].items()
+                     if v["calendarAddress"] == "mailto:bob@example.org"]  # fmt: skip
+        assert copy["participants"][bob_pid]["participationStatus"] == "needs-action"
+        subjects = await inbox_subjects(bob)
+        assert any(s.startswith("Invitation: Planning") for s in subjects), subjects
+        assert sink.messages == []  # (both are local: nothing went to the relay)
+
+        # bob accepts: a REPLY to alice, whose copy now says so.
+        answered = await bob.ok("CalendarEvent/set", update={copy["id"]: {
+            f"participants/{bob_pid}/participationStatus": "accepted"}},
+            sendSchedulingMessages=True)  # fmt: skip
+        assert copy["id"] in (answered["updated"] or {}), answered
+
+        async def accepted() -> dict[str, Any] | None:
+            now = await by_uid(alice, EVENT["uid"])
+            bob_there = (now or {}).get("participants", {}).get("b", {})
+            return now if bob_there.get("participationStatus") == "accepted" else None
+
+        mine = await eventually(accepted)
+        assert mine["participants"]["b"]["scheduleSequence"] == mine["sequence"]
+        assert "scheduleUpdated" in mine["participants"]["b"]
+        assert mine["participants"]["a"]["participationStatus"] == "accepted"
+        assert any(s.startswith("Reply (accepted)") for s in await inbox_subjects(alice))
+
+        # alice cancels: bob's copy becomes cancelled.
+        gone = await alice.ok("CalendarEvent/set", destroy=[mine["id"]],
+                              sendSchedulingMessages=True)  # fmt: skip
+        assert gone["destroyed"] == [mine["id"]]
+
+        async def cancelled() -> dict[str, Any] | None:
+            now = await by_uid(bob, EVENT["uid"])
+            return now if now and now.get("status") == "cancelled" else None
+
+        await eventually(cancelled)
+        assert any(s.startswith("Cancelled: Planning") for s in await inbox_subjects(bob))
+
+
+async def test_external_attendee_and_unschedulable_recipients(tmp_path, sink):
+    """§5.9.2: an attendee elsewhere gets the REQUEST through the relay; §5.9: a
+    participant whose calendarAddress is not mailto: makes the record fail with
+    noSupportedScheduleMethods (and nothing of it is stored), the rest of the /set
+    succeeds; without sendSchedulingMessages nothing is sent."""
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        calendar = await default_calendar(alice)
+        outside = {**EVENT, "uid": "outside-1", "calendarIds": {calendar: True},
+                   "participants": {**EVENT["participants"], "b": {
+                       "calendarAddress": "mailto:carol@example.net",
+                       "roles": {"attendee": True}}}}  # fmt: skip
+        phone = {**EVENT, "uid": "phone-1", "calendarIds": {calendar: True},
+                 "participants": {**EVENT["participants"], "b": {
+                     "calendarAddress": "tel:+15555550100", "roles": {"attendee": True}}}}
+        quiet = {**outside, "uid": "quiet-1"}
+        result = await alice.ok("CalendarEvent/set", create={"out": outside, "tel": phone},
+                                sendSchedulingMessages=True)  # fmt: skip
+        assert set(result["created"] or {}) == {"out"}, result
+        assert result["notCreated"]["tel"]["type"] == "noSupportedScheduleMethods"
+        assert await by_uid(alice, "phone-1") is None
+
+        async def relayed() -> Any:
+            return sink.messages
+
+        [(rcpts, data)] = await eventually(relayed)
+        assert rcpts == ["carol@example.net"]
+        assert b"method=REQUEST" in data or b'method="REQUEST"' in data
+        assert b"BEGIN:VCALENDAR" in data and b"UID:outside-1" in data
+
+        await alice.ok("CalendarEvent/set", create={"q": quiet})  # (no messages asked for)
+        await trio.sleep(0.5)
+        assert len(sink.messages) == 1
+
+
+async def test_no_mail_plugin_is_no_supported_schedule_methods(tmp_path):
+    """§5.9: with the mail plugin disabled the server can send to nobody: a create that
+    asks for scheduling messages is noSupportedScheduleMethods; without asking it works."""
+    path = write_config(tmp_path, '[plugins]\nopt-in = ["calendars"]\ndisabled = ["mail"]\n')
+    async with running_server(path) as server:
+        alice = await connect(server, "alice", ALICE)
+        alice.using = [CORE, CALENDARS]
+        event = {**EVENT, "calendarIds": {await default_calendar(alice): True}}
+        result = await alice.ok("CalendarEvent/set", create={"e": event},
+                                sendSchedulingMessages=True)  # fmt: skip
+        assert result["created"] is None
+        assert result["notCreated"]["e"]["type"] == "noSupportedScheduleMethods"
+        plain = await alice.ok("CalendarEvent/set", create={"e": event})
+        assert "e" in plain["created"]
+        bad = await alice.call("CalendarEvent/set", create={}, sendSchedulingMessages="yes")
+        assert bad["error"]["type"] == "invalidArguments"
