@@ -104,12 +104,12 @@ def _attendance(event: dict[str, Any], addresses: set[str]) -> str | None:
     for participant in (event.get("participants") or {}).values():
         address = participant.get("calendarAddress") if isinstance(participant, dict) else None
         if isinstance(address, str) and normalise(address) in addresses:
-            return str(participant.get("participationStatus", "needs-action"))
+            return str(participant.get("participationStatus") or "needs-action")
     return None
 
 
 def _busy_status(event: dict[str, Any], attendance: str | None) -> str:
-    status = event.get("status", "confirmed")
+    status = event.get("status") or "confirmed"
     # (an event without participants is the Principal's own: they attend it)
     attending = attendance == "accepted" or (attendance is None and not event.get("participants"))
     if status == "confirmed" and attending:
@@ -145,9 +145,9 @@ def busy_periods(
     calendars = {}
     for calendar in objectstore.read_records(db, CALENDAR, account, None,
                                              ["isSubscribed", "includeInAvailability"]):
-        mode = calendar.get("includeInAvailability", "all")
+        mode = calendar.get("includeInAvailability") or "all"
         got = rights.get(calendar["id"], {})
-        if calendar.get("isSubscribed", True) and mode in ("all", "attending") and \
+        if calendar.get("isSubscribed") is not False and mode in ("all", "attending") and \
                 got.get("mayReadFreeBusy"):  # fmt: skip
             calendars[calendar["id"]] = (mode, got)
     if not calendars:
@@ -170,7 +170,8 @@ def busy_periods(
             continue  # (what cannot be expanded cannot be shown busy either)
         for occurrence in found:
             one = _occurrence(event, occurrence.patch)
-            if one.get("freeBusyStatus", "busy") != "busy" or one.get("status") == "cancelled":
+            # (stored null is the default: busy, confirmed)
+            if (one.get("freeBusyStatus") or "busy") != "busy" or one.get("status") == "cancelled":
                 continue
             attendance = _attendance(one, addresses)
             if not any(mode == "all" or attendance in ("accepted", "tentative")
