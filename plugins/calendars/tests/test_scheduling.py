@@ -246,3 +246,92 @@ async def test_no_mail_plugin_is_no_supported_schedule_methods(tmp_path):
         assert "e" in plain["created"]
         bad = await alice.call("CalendarEvent/set", create={}, sendSchedulingMessages="yes")
         assert bad["error"]["type"] == "invalidArguments"
+
+
+LMTP = '\n[server.listener."lmtp"]\nbind = ["127.0.0.1:0"]\nprotocol = "lmtp"\n'
+
+
+def imip(method: str, sender: str, to: str, ical: str) -> bytes:
+    """An iMIP message as another server would send it (RFC 6047 §2.4)."""
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: iTIP\r\nMessage-ID: <{method}-{sender}>\r\n"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: text/calendar; method={method}; charset="utf-8"\r\n\r\n'
+        + ical.replace("\n", "\r\n")
+    ).encode()
+
+
+def vcalendar(method: str, body: str) -> str:
+    return (f"BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//other//EN\nMETHOD:{method}\n"
+            f"BEGIN:VEVENT\nUID:ext-1@example.net\nDTSTAMP:20300101T000000Z\n{body}"
+            "END:VEVENT\nEND:VCALENDAR\n")  # fmt: skip
+
+
+async def test_imip_by_lmtp_from_another_server(tmp_path, sink):
+    """iMIP in by LMTP (RFC 6047 over the mail plugin's delivery): carol, elsewhere,
+    invites bob (REQUEST: his copy, isOrigin false) and a message from anyone else is
+    not applied (§9.2: only the event's organizer changes or cancels it; CANCEL makes it
+    cancelled); carol answers alice's invitation (REPLY on the organizer's copy, §5.2:
+    scheduleSequence), a REPLY about carol sent by someone else and an older one are not
+    applied."""
+    from jmap_host_mail.testing import lmtp_deliver
+
+    path = config(tmp_path, sink.port)
+    path.write_text(path.read_text() + LMTP)
+    async with running_server(path) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        request = vcalendar("REQUEST", (
+            "SEQUENCE:0\nSUMMARY:Offsite\nDTSTART:20300405T090000Z\nDURATION:PT2H\n"
+            "ORGANIZER;CN=Carol:mailto:carol@example.net\n"
+            "ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.org\n"))
+        spoofed = request.replace("SUMMARY:Offsite", "SUMMARY:Hijacked").replace(
+            "SEQUENCE:0", "SEQUENCE:5")
+        await lmtp_deliver(server, "bob@example.org",
+                           imip("REQUEST", "carol@example.net", "bob@example.org", request),
+                           mail_from="carol@example.net")  # fmt: skip
+        copy = await by_uid(bob, "ext-1@example.net")
+        assert copy is not None and copy["title"] == "Offsite" and copy["isOrigin"] is False
+        [pid] = [p for p, v in copy["participants"].items()
+                 if v.get("calendarAddress") == "mailto:bob@example.org"]  # fmt: skip
+        assert copy["participants"][pid]["participationStatus"] == "needs-action"
+        await lmtp_deliver(server, "bob@example.org",
+                           imip("REQUEST", "mallory@example.net", "bob@example.org", spoofed),
+                           mail_from="mallory@example.net")  # fmt: skip
+        cancel = vcalendar("CANCEL", "SEQUENCE:1\nORGANIZER:mailto:carol@example.net\n"
+                           "ATTENDEE:mailto:bob@example.org\nSTATUS:CANCELLED\n")
+        await lmtp_deliver(server, "bob@example.org",
+                           imip("CANCEL", "mallory@example.net", "bob@example.org", cancel))
+        copy = await by_uid(bob, "ext-1@example.net")
+        assert copy["title"] == "Offsite" and copy.get("status") in (None, "confirmed")
+        await lmtp_deliver(server, "bob@example.org",
+                           imip("CANCEL", "carol@example.net", "bob@example.org", cancel),
+                           mail_from="carol@example.net")  # fmt: skip
+        assert (await by_uid(bob, "ext-1@example.net"))["status"] == "cancelled"
+
+        # carol answers alice's invitation.
+        event = {**EVENT, "uid": "ext-1@example.net",
+                 "calendarIds": {await default_calendar(alice): True},
+                 "participants": {**EVENT["participants"], "b": {
+                     "calendarAddress": "mailto:carol@example.net",
+                     "roles": {"attendee": True}, "participationStatus": "needs-action"}}}
+        await alice.ok("CalendarEvent/set", create={"e": event}, sendSchedulingMessages=True)
+        reply = vcalendar("REPLY", (
+            "SEQUENCE:0\nDTSTART:20300302T090000Z\nORGANIZER:mailto:alice@example.org\n"
+            "ATTENDEE;PARTSTAT=TENTATIVE:mailto:carol@example.net\n"))
+        older = reply.replace("PARTSTAT=TENTATIVE", "PARTSTAT=DECLINED").replace(
+            "DTSTAMP:20300101T000000Z", "DTSTAMP:20291201T000000Z")
+        for sender in ("mallory@example.net", "carol@example.net"):
+            await lmtp_deliver(server, "alice@example.org",
+                               imip("REPLY", sender, "alice@example.org",
+                                    reply.replace("TENTATIVE", "ACCEPTED")
+                                    if sender.startswith("mallory") else reply),
+                               mail_from=sender)  # fmt: skip
+        await lmtp_deliver(server, "alice@example.org",
+                           imip("REPLY", "carol@example.net", "alice@example.org", older),
+                           mail_from="carol@example.net")  # fmt: skip
+        mine = await by_uid(alice, "ext-1@example.net")
+        carol = mine["participants"]["b"]
+        assert carol["participationStatus"] == "tentative"
+        assert carol["scheduleSequence"] == 0
+        assert carol["scheduleUpdated"] == "2030-01-01T00:00:00Z"
