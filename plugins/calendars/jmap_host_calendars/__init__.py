@@ -3,10 +3,11 @@ capability on the host's standard methods and sharing service.
 
 Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3) and CalendarEvent
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
-and its instance ids in /get and /set) are served; per-user event properties,
-mayWriteOwn, scheduling, alerts (§6), notifications (§7), Principal/getAvailability and
-CalendarEvent/parse are not yet, so a client is not offered a half capability unless the
-operator asks: ``[plugins] opt-in = ["calendars"]``.
+and its instance ids in /get and /set), scheduling (§5.9.2: iTIP as iMIP through
+jmap_host.messaging, scheduling.py, imip.py) and Principal/getAvailability (§2,
+availability.py) are served; per-user event properties, mayWriteOwn, alerts (§6),
+notifications (§7) and CalendarEvent/parse are not yet, so a client is not offered a half
+capability unless the operator asks: ``[plugins] opt-in = ["calendars"]``.
 """
 
 from __future__ import annotations
