@@ -294,7 +294,9 @@ def _scheduled(
         created = {cid: r["id"] for cid, r in (result["created"] or {}).items()}
         changed = {k: bases.get(k, k) for k in result["updated"] or {}}
         gone = {k: bases.get(k, k) for k in result["destroyed"] or []}
-        after_ids = {*created.values(), *changed.values()}
+        # (an occurrence destroyed is its base event updated: an exclusion added)
+        after_ids = {*created.values(), *changed.values(),
+                     *(rid for key, rid in gone.items() if rid != key)}  # fmt: skip
         after = {r["id"]: r for r in objectstore.read_records(
             db, event_type, account.id, list(after_ids))}  # fmt: skip
         pairs: dict[str, tuple[list[tuple[str, str]], Any, Any]] = {}
@@ -304,7 +306,7 @@ def _scheduled(
             entry = pairs.setdefault(rid, ([], before.get(rid), after.get(rid)))
             entry[0].append(("update", key))
         for key, rid in gone.items():
-            if rid in after_ids:  # (an occurrence destroyed: its base was updated)
+            if rid != key:  # (an occurrence destroyed: its base was updated)
                 entry = pairs.setdefault(rid, ([], before.get(rid), after.get(rid)))
                 entry[0].append(("update", key))
                 continue

@@ -182,6 +182,24 @@ async def test_invitation_accepted_and_cancelled_between_local_users(tmp_path, s
         assert mine["participants"]["a"]["participationStatus"] == "accepted"
         assert any(s.startswith("Reply (accepted)") for s in await inbox_subjects(alice))
 
+        # alice moves it (§5.9.2.1: a REQUEST): bob's copy follows, his answer kept; a
+        # per-user change alone (§5.4: keywords) sends nothing.
+        moved = await alice.ok("CalendarEvent/set", update={mine["id"]: {
+            "title": "Planning (moved)", "start": "2030-03-02T11:00:00"}},
+            sendSchedulingMessages=True)  # fmt: skip
+        assert mine["id"] in moved["updated"]
+
+        async def followed() -> dict[str, Any] | None:
+            now = await by_uid(bob, EVENT["uid"])
+            return now if now and now["title"] == "Planning (moved)" else None
+
+        copy = await eventually(followed)
+        assert copy["start"] == "2030-03-02T11:00:00" and copy["sequence"] == 1
+        assert copy["participants"][bob_pid]["participationStatus"] == "accepted"
+        count = len(await inbox_subjects(bob))
+        await alice.ok("CalendarEvent/set", update={mine["id"]: {"keywords": {"x": True}}},
+                       sendSchedulingMessages=True)  # fmt: skip
+
         # alice cancels: bob's copy becomes cancelled.
         gone = await alice.ok("CalendarEvent/set", destroy=[mine["id"]],
                               sendSchedulingMessages=True)  # fmt: skip
@@ -192,7 +210,8 @@ async def test_invitation_accepted_and_cancelled_between_local_users(tmp_path, s
             return now if now and now.get("status") == "cancelled" else None
 
         await eventually(cancelled)
-        assert any(s.startswith("Cancelled: Planning") for s in await inbox_subjects(bob))
+        subjects = await inbox_subjects(bob)
+        assert [s.split(":")[0] for s in subjects[count:]] == ["Cancelled"], subjects
 
 
 async def test_external_attendee_and_unschedulable_recipients(tmp_path, sink):
@@ -228,6 +247,18 @@ async def test_external_attendee_and_unschedulable_recipients(tmp_path, sink):
         await alice.ok("CalendarEvent/set", create={"q": quiet})  # (no messages asked for)
         await trio.sleep(0.5)
         assert len(sink.messages) == 1
+
+        # §5.9.2.2: carol removed gets a CANCEL (and nobody is left to get a REQUEST).
+        out_id = result["created"]["out"]["id"]
+        await alice.ok("CalendarEvent/set", update={out_id: {"participants/b": None}},
+                       sendSchedulingMessages=True)  # fmt: skip
+
+        async def cancelled() -> Any:
+            return sink.messages[1:]
+
+        [(rcpts, data)] = await eventually(cancelled)
+        assert rcpts == ["carol@example.net"]
+        assert b"METHOD:CANCEL" in data and b"STATUS:CANCELLED" in data
 
 
 async def test_no_mail_plugin_is_no_supported_schedule_methods(tmp_path):
@@ -335,3 +366,32 @@ async def test_imip_by_lmtp_from_another_server(tmp_path, sink):
         assert carol["participationStatus"] == "tentative"
         assert carol["scheduleSequence"] == 0
         assert carol["scheduleUpdated"] == "2030-01-01T00:00:00Z"
+
+
+async def test_occurrence_excluded_is_cancelled_for_the_invitee(tmp_path, sink):
+    """§5.9.2.2: an exclusion added to recurrenceOverrides (an occurrence's id destroyed,
+    §5.9) sends a CANCEL of that occurrence alone (RECURRENCE-ID): bob's copy keeps the
+    series and marks that occurrence cancelled."""
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        await bob.ok("Calendar/get", ids=None)
+        series = {**EVENT, "uid": "weekly-1", "recurrenceRule": {"frequency": "weekly"},
+                  "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
+        made = await alice.ok("CalendarEvent/set", create={"s": series},
+                              sendSchedulingMessages=True)  # fmt: skip
+        base = made["created"]["s"]["id"]
+        await eventually(lambda: by_uid(bob, "weekly-1"))
+        gone = await alice.ok("CalendarEvent/set", destroy=[f"{base}.20300309T100000"],
+                              sendSchedulingMessages=True)  # fmt: skip
+        assert gone["destroyed"] == [f"{base}.20300309T100000"], gone
+
+        async def cancelled() -> Any:
+            now = await by_uid(bob, "weekly-1")
+            overrides = (now or {}).get("recurrenceOverrides") or {}
+            patch = overrides.get("2030-03-09T10:00:00") or {}
+            return now if patch.get("status") == "cancelled" else None
+
+        copy = await eventually(cancelled)
+        assert copy.get("status") in (None, "confirmed")
+        assert copy["recurrenceRule"]["frequency"] == "weekly"
