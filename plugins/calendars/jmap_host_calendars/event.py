@@ -129,6 +129,8 @@ def _privacy(ctx: SetContext, record: dict[str, Any]) -> None:
 
 
 def _origin(ctx: SetContext, record: dict[str, Any]) -> bool:
+    if not record.get("organizerCalendarAddress"):
+        return True  # (without reading the identities: most events have no organizer)
     return scheduling.is_origin(record, scheduling.identity_addresses(ctx.db, ctx.account.id)[0])
 
 
