@@ -395,3 +395,45 @@ async def test_occurrence_excluded_is_cancelled_for_the_invitee(tmp_path, sink):
         copy = await eventually(cancelled)
         assert copy.get("status") in (None, "confirmed")
         assert copy["recurrenceRule"]["frequency"] == "weekly"
+
+
+async def test_hidden_attendees_and_an_invitee_who_removes_the_event(tmp_path, sink):
+    """§5.9.2.1: with hideAttendees each recipient gets a message naming no other
+    attendee; §5.9.2.3: an invitee destroying an event they had answered sends a REPLY
+    (declined), which the organizer's copy shows."""
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        await bob.ok("Calendar/get", ids=None)
+        calendar = {await default_calendar(alice): True}
+        people = {
+            **EVENT["participants"],
+            "c": {"calendarAddress": "mailto:carol@example.net", "roles": {"attendee": True}},
+            "d": {"calendarAddress": "mailto:dave@example.net", "roles": {"attendee": True}},
+        }
+        hidden = {**EVENT, "uid": "hidden-1", "hideAttendees": True, "calendarIds": calendar,
+                  "participants": people}  # fmt: skip
+        await alice.ok("CalendarEvent/set", create={"h": hidden}, sendSchedulingMessages=True)
+
+        async def both() -> Any:
+            return len(sink.messages) == 2 and sink.messages
+
+        messages = dict((tuple(r), d) for r, d in await eventually(both))
+        assert set(messages) == {("carol@example.net",), ("dave@example.net",)}
+        assert b"dave@" not in messages[("carol@example.net",)]
+        assert b"carol@" not in messages[("dave@example.net",)]
+        assert b"bob@" not in messages[("carol@example.net",)]
+
+        # bob accepts, then removes the event from his calendar: alice sees him decline.
+        copy = await eventually(lambda: by_uid(bob, "hidden-1"))
+        [pid] = [p for p, v in copy["participants"].items()
+                 if v["calendarAddress"] == "mailto:bob@example.org"]  # fmt: skip
+        await bob.ok("CalendarEvent/set", update={copy["id"]: {
+            f"participants/{pid}/participationStatus": "accepted"}})  # (no REPLY asked for)
+        await bob.ok("CalendarEvent/set", destroy=[copy["id"]], sendSchedulingMessages=True)
+
+        async def declined() -> Any:
+            now = await by_uid(alice, "hidden-1")
+            return (now["participants"]["b"].get("participationStatus") == "declined") and now
+
+        await eventually(declined)
