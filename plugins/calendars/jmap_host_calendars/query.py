@@ -24,7 +24,7 @@ from typing import Any
 
 from jmap_host import Call, MethodError, objectstore, sharing, standard
 
-from . import jscalendar, recur, scheduling
+from . import jscalendar, recur, scheduling, timeline
 from .event import EVENT
 
 MAX_EXPANDED_DAYS = 400  # the account capability's maxExpandedQueryDuration, P400D
@@ -105,7 +105,7 @@ async def event_query(call: Call) -> dict[str, Any]:
 
     def read(db: Any) -> dict[str, Any]:
         nonlocal where
-        modseq, _ = objectstore.current_modseq(db, account, EVENT.name)
+        modseq, low_modseq = objectstore.current_modseq(db, account, EVENT.name)
         access = sharing.access_for(db, call)
         if access is not None:
             where = standard.and_where(where, sharing.visible_where(EVENT, access))
@@ -113,7 +113,8 @@ async def event_query(call: Call) -> dict[str, Any]:
             where = standard.and_where(where, _span_condition(low, high))
         ids = objectstore.query_ids(db, EVENT, account, where, order)
         if timed or expand:
-            ids = _in_range(db, account, ids, low, high, zone, expand)
+            series = timeline.timeline(db, EVENT, account, modseq, low_modseq).events
+            ids = _in_range(db, account, ids, low, high, zone, expand, series)
         out = _window(ids, position, anchor, anchor_offset, limit)
         result: dict[str, Any] = {
             "accountId": account, "queryState": str(modseq),
@@ -141,16 +142,19 @@ def _span_condition(low: dt.datetime, high: dt.datetime) -> tuple[str, list[Any]
 
 def _in_range(
     db: Any, account: str, ids: list[str], low: dt.datetime, high: dt.datetime, zone: str,
-    expand: bool,
+    expand: bool, series: dict[str, timeline.Series],
 ) -> list[str]:
     """The ids (in their order; with ``expand``, the occurrences' in time order) of the
     events with an occurrence in [low, high).  A one-off event in a time zone is judged by
-    its stored UTC span; only recurring and floating ones are expanded."""
+    its stored UTC span; a recurring one by its kept occurrences (``series``, the account's
+    timeline) when they reach ``high``; only the others (floating, or past the horizon) are
+    expanded here."""
     start_col = objectstore.derived_column("utc-start")
     end_col = objectstore.derived_column("utc-end")
     flag_col = objectstore.derived_column("expand")
     lo, hi = jscalendar.utc_text(low), jscalendar.utc_text(high)
     fixed: dict[str, str] = {}
+    kept_series: dict[str, timeline.Series] = {}
     to_expand: list[str] = []
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
@@ -160,34 +164,43 @@ def _in_range(
             [account, *chunk],
         ).fetchall()
         for event_id, flag, begin, end in rows:
-            if flag:
-                to_expand.append(event_id)
+            if int(flag):  # (a derived column is TEXT: "0" or "1")
+                held = series.get(event_id)
+                if held is not None and held.covers(high):
+                    kept_series[event_id] = held
+                else:
+                    to_expand.append(event_id)
             elif begin is not None and begin < hi and (end > lo or (end == begin and begin >= lo)):
                 fixed[event_id] = begin
     records = {r["id"]: r for r in objectstore.read_records(
-        db, EVENT, account, to_expand, ["start", "timeZone", "duration", "recurrenceRule",
-                                        "recurrenceOverrides"])}  # fmt: skip
+        db, EVENT, account, to_expand, list(timeline.TIMING))}  # fmt: skip
     kept: list[str] = []
     instances: list[tuple[dt.datetime, str]] = []
     for event_id in ids:
         if event_id in fixed:
             kept.append(event_id)
             if expand:
-                moment = dt.datetime.strptime(fixed[event_id], "%Y-%m-%dT%H:%M:%SZ")
-                instances.append((moment.replace(tzinfo=dt.UTC), event_id))
+                # (the stored UTCDate, "...Z": fromisoformat reads it, aware, since 3.11)
+                instances.append((dt.datetime.fromisoformat(fixed[event_id]), event_id))
             continue
-        event = records.get(event_id)
-        if event is None:
-            continue
-        try:
-            found = recur.occurrences(event, low, high, zone)
-        except recur.CannotExpand as exc:
-            raise MethodError("cannotCalculateOccurrences", str(exc)) from None
+        held = kept_series.get(event_id)
+        if held is not None:
+            found = held.between(low, high)
+            recurring = True  # (a Series is kept only for a recurring event)
+        else:
+            event = records.get(event_id)
+            if event is None:
+                continue
+            try:
+                found = recur.occurrences(event, low, high, zone)
+            except recur.CannotExpand as exc:
+                raise MethodError("cannotCalculateOccurrences", str(exc)) from None
+            recurring = recur.is_recurring(event)
         if not found:
             continue
         kept.append(event_id)
         if expand:
-            if recur.is_recurring(event):
+            if recurring:
                 instances += [(o.start, instance_id(event_id, o.recurrence_id)) for o in found]
             else:
                 instances.append((found[0].start, event_id))
@@ -260,6 +273,9 @@ def _expand_once(base: dict[str, Any] | None, rids: list[str]) -> dict[str, Any]
     either side of them), or None when it cannot be expanded."""
     if base is None or not recur.is_recurring(base):
         return None
+    held = timeline.series_for(base)
+    if not held.live and held.until is None:  # (all its occurrences are kept)
+        return held.by_rid
     zone = base.get("timeZone")
     overrides = base.get("recurrenceOverrides") or {}
     locals_ = [jscalendar.local_datetime(r) for r in rids]
@@ -268,6 +284,8 @@ def _expand_once(base: dict[str, Any] | None, rids: list[str]) -> dict[str, Any]
         if isinstance(moved, str):
             locals_.append(jscalendar.local_datetime(moved))
     moments = [jscalendar.to_utc(local, zone) for local in locals_]
+    if held.covers(max(moments) + dt.timedelta(days=1)):
+        return held.by_rid
     try:
         found = recur.occurrences(base, min(moments) - dt.timedelta(days=1),
                                   max(moments) + dt.timedelta(days=1), zone or "Etc/UTC")
@@ -295,7 +313,9 @@ def _occurrence(
             return None
     else:
         patch = match.patch
-    record = {k: copy.deepcopy(v) for k, v in base.items()
+    # (a patch changes the occurrence's own copy; without one, the base's values are shared:
+    # nothing changes them before they are sent)
+    record = {k: copy.deepcopy(v) if patch else v for k, v in base.items()
               if k not in ("recurrenceRule", "recurrenceOverrides")}  # fmt: skip
     record["start"] = rid
     for pointer, value in (patch or {}).items():
@@ -304,7 +324,10 @@ def _occurrence(
     # §5.7: an instance's recurrenceRule and recurrenceOverrides are null.
     record.update(recurrenceRule=None, recurrenceOverrides=None)
     if "utcStart" in record or "utcEnd" in record:  # (the occurrence's own, not the base's)
-        span = jscalendar.utc_span(record)
+        if match is not None and "timeZone" not in (patch or {}):  # (expanded: known)
+            span = (jscalendar.utc_text(match.start), jscalendar.utc_text(match.end))
+        else:
+            span = jscalendar.utc_span(record)
         for name, value in zip(("utcStart", "utcEnd"), span or (None, None), strict=True):
             if name in record:
                 record[name] = value

@@ -159,3 +159,20 @@ def _check_steps(event: dict[str, Any], start: dt.datetime, until: dt.datetime) 
 
 def is_recurring(event: dict[str, Any]) -> bool:
     return bool(event.get("recurrenceRule") or event.get("recurrenceOverrides"))
+
+
+def last_start(event: dict[str, Any], most: int) -> dt.datetime | None:
+    """The local start of the rule's last occurrence (overrides aside), or None when the
+    rule has no end or more than ``most`` occurrences (or cannot be expanded)."""
+    rule_json = event.get("recurrenceRule") or {}
+    if rule_json.get("until") is not None:
+        return jscalendar.local_datetime(rule_json["until"])
+    if rule_json.get("count") is None or rule_json["count"] > most:
+        return None
+    start = jscalendar.local_datetime(event["start"])
+    try:
+        rule = _rule(event, start)
+    except CannotExpand:
+        return None
+    produced = list(rule) if rule is not None else []
+    return max([start, *produced])

@@ -1,0 +1,124 @@
+"""The kept occurrences (timeline.py) answer exactly what expanding the event for each query
+answers (recur.py: JSCalendar 2.0 §3.3, draft-ietf-jmap-calendars §5.11), and a query sees
+a change to a series made after the occurrences were kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+from jmap_host_calendars import recur, timeline
+
+from jmap_host import account_id_for
+from jmap_host.testing import AccountClient, running_server, write_config
+
+ALICE = account_id_for("alice")
+OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
+USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
+ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
+
+
+def _events(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    found = []
+    for i in range(n):
+        start = dt.datetime(2026, 1, 1) + dt.timedelta(hours=rng.randrange(24 * 365))
+        rule: dict[str, Any] = {"frequency": rng.choice(["daily", "weekly", "monthly"])}
+        ending = rng.choice(["count", "until", "never"])
+        if ending == "count":
+            rule["count"] = rng.randrange(1, 60)
+        elif ending == "until":
+            rule["until"] = (start + dt.timedelta(days=rng.randrange(1, 400))).isoformat()
+        if rng.random() < 0.3:
+            rule["byDay"] = [{"day": d} for d in rng.sample(["mo", "we", "fr", "su"], 2)]
+        event: dict[str, Any] = {
+            "id": f"e{i}", "start": start.isoformat(), "timeZone": rng.choice(ZONES),
+            "duration": rng.choice(["PT0S", "PT45M", "PT3H", "P1D", "P2DT1H"]),
+            "recurrenceRule": rule,
+        }  # fmt: skip
+        if rng.random() < 0.5:  # overrides: exclusions, moves (far too), added dates
+            overrides: dict[str, Any] = {}
+            for k in range(rng.randrange(1, 4)):
+                at = start + dt.timedelta(days=rng.randrange(0, 200))
+                key = at.replace(hour=start.hour, minute=start.minute).isoformat()
+                overrides[key] = rng.choice([
+                    {"excluded": True}, {},
+                    {"start": (at + dt.timedelta(days=rng.randrange(-90, 90))).isoformat()},
+                    {"duration": "PT5H", "title": f"moved {k}"},
+                ])  # fmt: skip
+            event["recurrenceOverrides"] = overrides
+        found.append(event)
+    return found
+
+
+def test_kept_occurrences_are_the_expanded_ones():
+    """For random series (counts, untils, no end; byDay; exclusions, moved and added
+    occurrences; zero and multi-day lengths; four zones across their DST changes) and
+    random windows, Series.between gives recur.occurrences' answer, occurrence for
+    occurrence."""
+    rng = random.Random(20261203)
+    for event in _events(rng, 150):
+        held = timeline.series_for(event)
+        assert not held.live
+        for _ in range(8):
+            low = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(
+                hours=rng.randrange(24 * 500))  # fmt: skip
+            high = low + dt.timedelta(hours=rng.randrange(1, 24 * 40))
+            if not held.covers(high):
+                continue
+            assert held.between(low, high) == recur.occurrences(event, low, high, "Etc/UTC")
+
+
+def test_what_is_expanded_live():
+    """Floating events (their UTC time is the query's zone's) and rules expanded only over
+    a window are not kept; a rule with no end is kept up to the horizon only."""
+    floating = {"id": "f", "start": "2026-01-01T09:00:00",
+                "recurrenceRule": {"frequency": "daily"}}  # fmt: skip
+    assert timeline.series_for(floating).live
+    fast = {"id": "s", "start": "2026-01-01T09:00:00", "timeZone": "Europe/Paris",
+            "recurrenceRule": {"frequency": "minutely"}}  # fmt: skip
+    assert timeline.series_for(fast).live
+    endless = {"id": "d", "start": "2026-01-01T09:00:00", "timeZone": "Europe/Paris",
+               "recurrenceRule": {"frequency": "weekly"}}  # fmt: skip
+    held = timeline.series_for(endless)
+    assert held.until is not None and not held.covers(held.until + dt.timedelta(days=1))
+    counted = {**endless, "id": "c", "recurrenceRule": {"frequency": "weekly", "count": 3}}
+    assert timeline.series_for(counted).until is None
+
+
+async def test_a_query_sees_the_series_as_it_is_now(tmp_path):
+    """§5.11: after the occurrences of a series were kept by one query, an update to its
+    rule, an override, another event's creation and a destroy all show in the next one."""
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+        http = server.client("alice")
+        await http.__aenter__()
+        alice = AccountClient(http, ALICE, USING)
+        [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
+        cal = {calendar["id"]: True}
+        made = await alice.ok("CalendarEvent/set", create={"w": {
+            "calendarIds": cal, "title": "Weekly", "start": "2026-06-01T10:00:00",
+            "timeZone": "Europe/Paris", "recurrenceRule": {"frequency": "weekly"}}})  # fmt: skip
+        weekly = made["created"]["w"]["id"]
+        june = {"after": "2026-06-01T00:00:00", "before": "2026-07-01T00:00:00"}
+
+        async def june_ids() -> list[str]:
+            return (await alice.ok("CalendarEvent/query", filter=june,
+                                   expandRecurrences=True))["ids"]  # fmt: skip
+
+        assert len(await june_ids()) == 5  # 1, 8, 15, 22, 29 June
+        await alice.ok("CalendarEvent/set", update={weekly: {
+            "recurrenceRule": {"frequency": "weekly", "interval": 2}}})  # fmt: skip
+        assert len(await june_ids()) == 3  # 1, 15, 29
+        await alice.ok("CalendarEvent/set", update={
+            f"{weekly}.20260615T100000": {"start": "2026-07-02T10:00:00"}})  # fmt: skip
+        assert [i[-15:] for i in await june_ids()] == ["20260601T100000", "20260629T100000"]
+        more = await alice.ok("CalendarEvent/set", create={"d": {
+            "calendarIds": cal, "title": "Daily", "start": "2026-06-28T08:00:00",
+            "timeZone": "Asia/Tokyo", "recurrenceRule": {"frequency": "daily"}}})  # fmt: skip
+        daily = more["created"]["d"]["id"]
+        ids = await june_ids()
+        # (08:00 in Tokyo is 23:00Z the day before: 1 July's is still in June in UTC)
+        assert [i[-15:] for i in ids if i.startswith(daily)] == [
+            "20260628T080000", "20260629T080000", "20260630T080000", "20260701T080000"]
+        await alice.ok("CalendarEvent/set", destroy=[weekly])
+        assert all(i.startswith(daily) for i in await june_ids())
