@@ -4,9 +4,10 @@ capability on the host's standard methods and sharing service.
 Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3) and CalendarEvent
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
 and its instance ids in /get and /set) are served; per-user event properties,
-mayWriteOwn, scheduling, alerts (§6), notifications (§7), Principal/getAvailability and
-CalendarEvent/parse are not yet, so a client is not offered a half capability unless the
-operator asks: ``[plugins] opt-in = ["calendars"]``.
+mayWriteOwn, scheduling, alerts (§6), notifications (§7) and Principal/getAvailability
+are not yet, so a client is not offered a half capability unless the operator asks:
+``[plugins] opt-in = ["calendars"]``.  CalendarEvent/parse (§5.13) and ``jmap-host
+calendars import|export`` read and write iCalendar (ical.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from jmap_host import Account, Capability, Host, Method, hookimpl
 from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
 from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
+from .parse import CALENDARS_PARSE, calendar_event_parse
 from .query import event_get, event_query, event_set
 
 JMAP_HOST_OPT_IN = True
@@ -55,8 +57,25 @@ def register_capabilities(host: Host) -> list[Capability]:
                 Method("CalendarEvent/set", event_set, writes=True),
             ],
             datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY],
-        )
+        ),
+        # §1.5.3: an empty object in the session and in each account.
+        Capability(
+            urn=CALENDARS_PARSE,
+            session={},
+            account=lambda host, account: {},
+            primary=False,
+            methods=[Method("CalendarEvent/parse", calendar_event_parse)],
+            in_shared_accounts=True,
+        ),
     ]
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """``jmap-host calendars import|export`` (commands.py)."""
+    from . import commands
+
+    commands.register_commands(cli)
 
 
 @hookimpl
