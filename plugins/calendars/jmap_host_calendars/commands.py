@@ -11,7 +11,9 @@ events the server refuses are skipped with its reason.
 
 from __future__ import annotations
 
+import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,12 @@ def import_events(
 
     parsed = ical.read_calendar(data)  # (NotICalendar for the caller)
     counts: dict[str, Any] = {"created": 0, "updated": 0, "skipped": list(parsed.skipped)}
+
+    for event in parsed.events:
+        if not event.get("uid"):
+            # The same VEVENT always gets the same uid: importing it again finds it.
+            text = json.dumps(event, sort_keys=True)
+            event["uid"] = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, text)}"
 
     async def run() -> None:
         session = Session(host, principal)

@@ -514,8 +514,10 @@ def read_calendar(data: bytes | str) -> Parsed:
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 parsed.skipped.append(f"VEVENT {component.get('UID', '')}: {exc}")
                 continue
-            if recurrence_id is None:
-                uid = event.get("uid") or ""
+            if recurrence_id is None and not event.get("uid"):
+                order.append(event)  # (nothing to fold into it: UID is mandatory)
+            elif recurrence_id is None:
+                uid = event["uid"]
                 if uid in masters:
                     parsed.skipped.append(f"VEVENT {uid}: a second master for its UID")
                     continue

@@ -563,3 +563,13 @@ async def test_calendar_event_parse(tmp_path):
             plain = AccountClient(http, ALICE, [CORE, CALENDARS])
             refused = await plain.call("CalendarEvent/parse", blobIds=[mine])
             assert refused["error"]["type"] == "unknownMethod"
+
+
+def test_events_without_uid_stay_apart():
+    """RFC 5545 makes UID mandatory; two VEVENTs without one are two events, not one event
+    and a "second master" (the import command then gives each a uid of its content)."""
+    text = ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:20260101T100000Z\r\nEND:VEVENT\r\n"
+            "BEGIN:VEVENT\r\nDTSTART:20260102T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    _, events = ical.from_ical(text)
+    assert [(e["start"], e["timeZone"]) for e in events] == [
+        ("2026-01-01T10:00:00", "Etc/UTC"), ("2026-01-02T10:00:00", "Etc/UTC")]
