@@ -462,6 +462,9 @@ async def test_import_get_export_round_trip(tmp_path):
                                   ))["ids"]  # fmt: skip
             [sync] = (await alice.ok("CalendarEvent/get", ids=ids))["list"]
             assert "iCalComponent" not in sync  # §5.7
+            # Written by the standard /set: in the change log like a client's creates.
+            changes = await alice.ok("CalendarEvent/changes", sinceState="0")
+            assert len(changes["created"]) == 4 and ids[0] in changes["created"]
             _, [expected, *_] = ical.from_ical(AWKWARD)
             for name in ("title", "start", "timeZone", "duration", "recurrenceRule",
                          "recurrenceOverrides", "participants", "alerts", "keywords",
