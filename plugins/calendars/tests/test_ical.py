@@ -62,11 +62,12 @@ DESCRIPTION:Agenda:\\n1. numbers\\, 2. plans; 3. rest
 LOCATION:Room 101
 URL:https://example.com/sync
 ATTACH;FMTTYPE=application/pdf;FILENAME=agenda.pdf:https://example.com/agenda.pdf
-ORGANIZER;CN=Alice Example:mailto:alice@example.org
+ORGANIZER;CN=Alice Example;X-ORG-ID=7:mailto:alice@example.org
 ATTENDEE;CN=Alice Example;PARTSTAT=ACCEPTED:mailto:alice@example.org
 ATTENDEE;CN="Bob, the Builder";PARTSTAT=NEEDS-ACTION;RSVP=TRUE;CUTYPE=INDIVIDUAL:
  mailto:bob@example.com
-ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=TENTATIVE;CN=Carol:mailto:carol@example.net
+ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=TENTATIVE;CN=Carol;X-NUM-GUESTS=2;
+ SCHEDULE-STATUS=2.0:mailto:carol@example.net
 ATTENDEE;CUTYPE=ROOM;ROLE=NON-PARTICIPANT;CN=Room 101:mailto:room101@example.com
 STATUS:CONFIRMED
 TRANSP:OPAQUE
@@ -111,11 +112,12 @@ DESCRIPTION:Agenda:\\n1. numbers\\, 2. plans; 3. rest
 LOCATION:Room 101
 URL:https://example.com/sync
 ATTACH;FMTTYPE=application/pdf;FILENAME=agenda.pdf:https://example.com/agenda.pdf
-ORGANIZER;CN=Alice Example:mailto:alice@example.org
+ORGANIZER;CN=Alice Example;X-ORG-ID=7:mailto:alice@example.org
 ATTENDEE;CN=Alice Example;PARTSTAT=ACCEPTED:mailto:alice@example.org
 ATTENDEE;CN="Bob, the Builder";PARTSTAT=DECLINED;RSVP=TRUE;CUTYPE=INDIVIDUAL:
  mailto:bob@example.com
-ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=TENTATIVE;CN=Carol:mailto:carol@example.net
+ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=TENTATIVE;CN=Carol;X-NUM-GUESTS=2;
+ SCHEDULE-STATUS=2.0:mailto:carol@example.net
 ATTENDEE;CUTYPE=ROOM;ROLE=NON-PARTICIPANT;CN=Room 101:mailto:room101@example.com
 STATUS:CONFIRMED
 TRANSP:OPAQUE
@@ -313,6 +315,11 @@ def test_mapping_to_jscalendar():
         "expectReply": True,
     }  # fmt: skip
     assert people["mailto:carol@example.net"]["roles"] == {"attendee": True, "optional": True}
+    # (parameters a Participant has no property for)
+    assert people["mailto:carol@example.net"]["iCalParameters"] == {
+        "attendee": {"x-num-guests": "2", "schedule-status": "2.0"}}
+    assert people["mailto:alice@example.org"]["iCalParameters"] == {
+        "organizer": {"x-org-id": "7"}}
     assert people["mailto:room101@example.com"]["kind"] == "location"
     assert people["mailto:room101@example.com"]["roles"] == {"informational": True}
     display, email = sync["alerts"].values()
