@@ -786,10 +786,11 @@ def _people(vevent: icalendar.Event, event: dict[str, Any]) -> None:
             params["SENT-BY"] = participant["sentBy"]
         if organizer is None and roles.get("owner"):
             organizer = address
-        if participant.get("email") and address.lower() != f"mailto:{participant['email']}".lower():
-            params["EMAIL"] = participant["email"]
+        email = participant.get("email")
+        if email and address.lower() != f"mailto:{email}".lower():
+            params["EMAIL"] = email
         kept = participant.get("iCalParameters") or {}
-        if address == organizer:
+        if address == organizer and "ORGANIZER" not in vevent:
             extra = {str(k).upper(): v for k, v in (kept.get("organizer") or {}).items()}
             vevent.add("ORGANIZER", prop.vCalAddress(address), parameters={**params, **extra})
         if set(roles) - {"owner"}:
