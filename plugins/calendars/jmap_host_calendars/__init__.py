@@ -5,9 +5,10 @@ Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3) and 
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
 and its instance ids in /get and /set), scheduling (§5.9.2: iTIP as iMIP through
 jmap_host.messaging, scheduling.py, imip.py) and Principal/getAvailability (§2,
-availability.py) are served; per-user event properties, mayWriteOwn, alerts (§6),
-notifications (§7) and CalendarEvent/parse are not yet, so a client is not offered a half
-capability unless the operator asks: ``[plugins] opt-in = ["calendars"]``.
+availability.py) are served; per-user event properties, mayWriteOwn, alerts (§6) and
+notifications (§7) are not yet, so a client is not offered a half capability unless the
+operator asks: ``[plugins] opt-in = ["calendars"]``.  CalendarEvent/parse (§5.13) and
+``jmap-host calendars import|export`` read and write iCalendar (ical.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .availability import availability_capability, principal_entry
 from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
 from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
+from .parse import CALENDARS_PARSE, calendar_event_parse
 from .query import event_get, event_query, event_set
 
 JMAP_HOST_OPT_IN = True
@@ -60,6 +62,15 @@ def register_capabilities(host: Host) -> list[Capability]:
             principal=principal_entry,  # §2.1
         ),
         availability_capability(),  # §1.5.2, §2.2, §2.3
+        # §1.5.3: an empty object in the session and in each account.
+        Capability(
+            urn=CALENDARS_PARSE,
+            session={},
+            account=lambda host, account: {},
+            primary=False,
+            methods=[Method("CalendarEvent/parse", calendar_event_parse)],
+            in_shared_accounts=True,
+        ),
     ]
 
 
@@ -69,6 +80,14 @@ def register_mail_receivers(host: Host) -> list[MailReceiver]:
     from .imip import receive
 
     return [MailReceiver("calendars-imip", receive)]
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """``jmap-host calendars import|export`` (commands.py)."""
+    from . import commands
+
+    commands.register_commands(cli)
 
 
 @hookimpl

@@ -17,8 +17,9 @@ properties (X- ones included) and components of a VEVENT as its ``iCalComponent`
 those of a VALARM as its Alert's: a jCal component (RFC 7265 §3.2)
 ``[name, [properties], [components]]`` whose properties are
 ``[name, {parameters}, "unknown", "the iCalendar value text"]`` (jCal's "unknown" type,
-§5: the value as it was).  JMAP for Calendars §5.7 returns ``iCalComponent`` only when it
-is asked for.
+§5: the value as it was).  The ORGANIZER's and ATTENDEEs' parameters a Participant has no
+property for are kept as its ``iCalParameters`` (``{"attendee": {jCal parameters}}``).
+JMAP for Calendars §5.7 returns ``iCalComponent`` only when it is asked for.
 
 The public API, also used for iMIP: ``to_ical(events, method)``, ``from_ical(data)``
 (and ``read_calendar``, which also says what it left out and why); bad input raises
@@ -280,6 +281,30 @@ def _participant(address: str, params: Any) -> dict[str, Any]:
     return participant
 
 
+# The ATTENDEE and ORGANIZER parameters a Participant converts (when their values map).
+PARTICIPANT_PARAMETERS = {"CN", "EMAIL", "CUTYPE", "SENT-BY", "ROLE", "PARTSTAT", "RSVP"}
+
+
+def _other_parameters(participant: dict[str, Any], name: str, params: Any) -> None:
+    """Keep the parameters the Participant has no property for (X-NUM-GUESTS,
+    SCHEDULE-STATUS, DELEGATED-TO, DIR, LANGUAGE...), and those whose value did not map,
+    as ``iCalParameters`` of the property (jCal parameters, RFC 7265 §3.5)."""
+    converted = {k for k in PARTICIPANT_PARAMETERS if k in params}
+    if str(params.get("CUTYPE", "INDIVIDUAL")).upper() not in CUTYPE:
+        converted.discard("CUTYPE")
+    if str(params.get("ROLE", "REQ-PARTICIPANT")).upper() not in ROLE_TO_ROLES:
+        converted.discard("ROLE")
+    if str(params.get("PARTSTAT", "ACCEPTED")).upper() not in PARTSTAT:
+        converted.discard("PARTSTAT")
+    if name == "ORGANIZER":
+        converted &= {"CN", "EMAIL", "SENT-BY"}
+    others = _jcal_params({k: v for k, v in params.items() if k.upper() not in converted})
+    if others:
+        kept = dict(participant.get("iCalParameters") or {})
+        kept[name.lower()] = others
+        participant["iCalParameters"] = kept
+
+
 def _attendee(participant: dict[str, Any], params: Any) -> None:
     role = str(params.get("ROLE", "REQ-PARTICIPANT")).upper()
     participant["roles"] = {**participant.get("roles", {}),
@@ -397,6 +422,7 @@ def _event(vevent: Component, prodid: str | None) -> tuple[dict[str, Any], When 
             address = str(value)
             key = _id(address.lower())
             participant = participants.setdefault(key, _participant(address, value.params))
+            _other_parameters(participant, name, value.params)
             if name == "ORGANIZER":
                 event["organizerCalendarAddress"] = address
                 participant["roles"] = {**participant.get("roles", {}), "owner": True}
@@ -514,8 +540,10 @@ def read_calendar(data: bytes | str) -> Parsed:
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 parsed.skipped.append(f"VEVENT {component.get('UID', '')}: {exc}")
                 continue
-            if recurrence_id is None:
-                uid = event.get("uid") or ""
+            if recurrence_id is None and not event.get("uid"):
+                order.append(event)  # (nothing to fold into it: UID is mandatory)
+            elif recurrence_id is None:
+                uid = event["uid"]
                 if uid in masters:
                     parsed.skipped.append(f"VEVENT {uid}: a second master for its UID")
                     continue
@@ -758,8 +786,13 @@ def _people(vevent: icalendar.Event, event: dict[str, Any]) -> None:
             params["SENT-BY"] = participant["sentBy"]
         if organizer is None and roles.get("owner"):
             organizer = address
-        if address == organizer:
-            vevent.add("ORGANIZER", prop.vCalAddress(address), parameters=dict(params))
+        email = participant.get("email")
+        if email and address.lower() != f"mailto:{email}".lower():
+            params["EMAIL"] = email
+        kept = participant.get("iCalParameters") or {}
+        if address == organizer and "ORGANIZER" not in vevent:
+            extra = {str(k).upper(): v for k, v in (kept.get("organizer") or {}).items()}
+            vevent.add("ORGANIZER", prop.vCalAddress(address), parameters={**params, **extra})
         if set(roles) - {"owner"}:
             kind = participant.get("kind")
             if kind:
@@ -774,6 +807,7 @@ def _people(vevent: icalendar.Event, event: dict[str, Any]) -> None:
                 params["PARTSTAT"] = participant["participationStatus"].upper()
             if participant.get("expectReply") is not None:
                 params["RSVP"] = "TRUE" if participant["expectReply"] else "FALSE"
+            params.update({str(k).upper(): v for k, v in (kept.get("attendee") or {}).items()})
             vevent.add("ATTENDEE", prop.vCalAddress(address), parameters=params)
     if organizer and "ORGANIZER" not in vevent:
         vevent.add("ORGANIZER", prop.vCalAddress(organizer))

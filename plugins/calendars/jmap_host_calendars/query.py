@@ -227,6 +227,15 @@ def _window(
 
 
 async def event_get(call: Call) -> dict[str, Any]:
+    """§5.7: iCalComponent only when asked for by name."""
+    result = await _event_get(call)
+    if call.args.get("properties") is None:
+        for record in result["list"]:
+            record.pop("iCalComponent", None)
+    return result
+
+
+async def _event_get(call: Call) -> dict[str, Any]:
     """The standard /get, and for instance ids the occurrence they name (§5.5)."""
     ids = call.args.get("ids")
     if not isinstance(ids, list):

@@ -14,11 +14,17 @@ parameters, a property this plugin does not convert (GEO) and an unknown compone
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from typing import Any
 
 import icalendar
 import pytest
+import trio
 from jmap_host_calendars import ical, jscalendar
+
+from jmap_host import account_id_for
+from jmap_host.testing import AccountClient, running_server, write_config
 
 AWKWARD = """\
 BEGIN:VCALENDAR
@@ -56,11 +62,12 @@ DESCRIPTION:Agenda:\\n1. numbers\\, 2. plans; 3. rest
 LOCATION:Room 101
 URL:https://example.com/sync
 ATTACH;FMTTYPE=application/pdf;FILENAME=agenda.pdf:https://example.com/agenda.pdf
-ORGANIZER;CN=Alice Example:mailto:alice@example.org
+ORGANIZER;CN=Alice Example;X-ORG-ID=7:mailto:alice@example.org
 ATTENDEE;CN=Alice Example;PARTSTAT=ACCEPTED:mailto:alice@example.org
 ATTENDEE;CN="Bob, the Builder";PARTSTAT=NEEDS-ACTION;RSVP=TRUE;CUTYPE=INDIVIDUAL:
  mailto:bob@example.com
-ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=TENTATIVE;CN=Carol:mailto:carol@example.net
+ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=TENTATIVE;CN=Carol;X-NUM-GUESTS=2;
+ SCHEDULE-STATUS=2.0:mailto:carol@example.net
 ATTENDEE;CUTYPE=ROOM;ROLE=NON-PARTICIPANT;CN=Room 101:mailto:room101@example.com
 STATUS:CONFIRMED
 TRANSP:OPAQUE
@@ -105,11 +112,12 @@ DESCRIPTION:Agenda:\\n1. numbers\\, 2. plans; 3. rest
 LOCATION:Room 101
 URL:https://example.com/sync
 ATTACH;FMTTYPE=application/pdf;FILENAME=agenda.pdf:https://example.com/agenda.pdf
-ORGANIZER;CN=Alice Example:mailto:alice@example.org
+ORGANIZER;CN=Alice Example;X-ORG-ID=7:mailto:alice@example.org
 ATTENDEE;CN=Alice Example;PARTSTAT=ACCEPTED:mailto:alice@example.org
 ATTENDEE;CN="Bob, the Builder";PARTSTAT=DECLINED;RSVP=TRUE;CUTYPE=INDIVIDUAL:
  mailto:bob@example.com
-ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=TENTATIVE;CN=Carol:mailto:carol@example.net
+ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=TENTATIVE;CN=Carol;X-NUM-GUESTS=2;
+ SCHEDULE-STATUS=2.0:mailto:carol@example.net
 ATTENDEE;CUTYPE=ROOM;ROLE=NON-PARTICIPANT;CN=Room 101:mailto:room101@example.com
 STATUS:CONFIRMED
 TRANSP:OPAQUE
@@ -243,12 +251,17 @@ def events_of(text: bytes | str) -> dict[tuple[str, Any], dict[str, Any]]:
     return found
 
 
-def assert_same_events(before: bytes | str, after: bytes | str) -> None:
-    """Every VEVENT of ``before`` is in ``after`` with the same properties and components."""
+def assert_same_events(
+    before: bytes | str, after: bytes | str, created_by_server: bool = False
+) -> None:
+    """Every VEVENT of ``before`` is in ``after`` with the same properties and components
+    (with ``created_by_server``, a CREATED the server gave what had none, §5.9, aside)."""
     old, new = events_of(before), events_of(after)
     assert set(old) == set(new)
     for key in old:
         for name in set(old[key]["props"]) | set(new[key]["props"]):
+            if created_by_server and name == "CREATED" and name not in old[key]["props"]:
+                continue
             assert old[key]["props"].get(name) == new[key]["props"].get(name), (key, name)
         assert old[key]["subs"] == new[key]["subs"], key
 
@@ -302,6 +315,11 @@ def test_mapping_to_jscalendar():
         "expectReply": True,
     }  # fmt: skip
     assert people["mailto:carol@example.net"]["roles"] == {"attendee": True, "optional": True}
+    # (parameters a Participant has no property for)
+    assert people["mailto:carol@example.net"]["iCalParameters"] == {
+        "attendee": {"x-num-guests": "2", "schedule-status": "2.0"}}
+    assert people["mailto:alice@example.org"]["iCalParameters"] == {
+        "organizer": {"x-org-id": "7"}}
     assert people["mailto:room101@example.com"]["kind"] == "location"
     assert people["mailto:room101@example.com"]["roles"] == {"informational": True}
     display, email = sync["alerts"].values()
@@ -409,3 +427,159 @@ def test_what_is_not_an_event_is_reported():
     parsed = ical.read_calendar(text)
     assert (parsed.method, parsed.events, parsed.skipped) == (
         "publish", [], ["a VTODO is not an event"])  # fmt: skip
+
+
+# -- at the wire, and the command line -----------------------------------------------------
+
+CORE = "urn:ietf:params:jmap:core"
+CALENDARS = "urn:ietf:params:jmap:calendars"
+PARSE = "urn:ietf:params:jmap:calendars:parse"
+OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
+ALICE, BOB = account_id_for("alice"), account_id_for("bob")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "jmap_host", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+async def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return await trio.to_thread.run_sync(lambda: cli(*args))
+
+
+async def test_import_get_export_round_trip(tmp_path):
+    """``jmap-host calendars import`` (a progress bar; one event per UID, the override
+    folded in), the events at the wire (§5.7: iCalComponent only when asked for), and
+    ``export``: every VEVENT property of the awkward file comes back.  Importing again
+    changes nothing (idempotent by uid); a changed file updates in place; what is not an
+    event, or what the server refuses, is skipped with the reason."""
+    config = write_config(tmp_path, OPT_IN)
+    source = tmp_path / "awkward.ics"
+    source.write_bytes(AWKWARD.encode())
+    first = await run_cli("calendars", "import", "-c", str(config), "--account", "alice",
+                          str(source))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "4 events created, 0 updated, 0 skipped" in first.stdout
+    assert "importing" in first.stderr  # the progress bar
+    async with running_server(config) as server:
+        async with server.client("alice") as http:
+            alice = AccountClient(http, ALICE, [CORE, CALENDARS])
+            ids = (await alice.ok("CalendarEvent/query", filter={"uid": "weekly-sync@example.com"},
+                                  ))["ids"]  # fmt: skip
+            [sync] = (await alice.ok("CalendarEvent/get", ids=ids))["list"]
+            assert "iCalComponent" not in sync  # §5.7
+            # Written by the standard /set: in the change log like a client's creates.
+            changes = await alice.ok("CalendarEvent/changes", sinceState="0")
+            assert len(changes["created"]) == 4 and ids[0] in changes["created"]
+            _, [expected, *_] = ical.from_ical(AWKWARD)
+            for name in ("title", "start", "timeZone", "duration", "recurrenceRule",
+                         "recurrenceOverrides", "participants", "alerts", "keywords",
+                         "privacy", "organizerCalendarAddress", "links", "locations",
+                         "created", "sequence"):  # fmt: skip
+                assert sync[name] == expected[name], name
+            asked = (await alice.ok("CalendarEvent/get", ids=ids,
+                                    properties=["iCalComponent"]))["list"]  # fmt: skip
+            assert asked == [{"id": ids[0], "iCalComponent": expected["iCalComponent"]}]
+            # The occurrence moved by the override, in Berlin's summer time.
+            moved = await alice.ok("CalendarEvent/query", expandRecurrences=True, filter={
+                "after": "2026-04-03T00:00:00", "before": "2026-04-04T00:00:00"})  # fmt: skip
+            [occurrence] = (await alice.ok("CalendarEvent/get", ids=moved["ids"],
+                                           properties=["title", "utcStart"]))["list"]  # fmt: skip
+            assert occurrence["title"] == "Weekly sync (moved)"
+            assert occurrence["utcStart"] == "2026-04-03T08:00:00Z"
+        target = tmp_path / "out.ics"
+        out = await run_cli("calendars", "export", "-c", str(config), "--account", "alice",
+                            str(target))  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert "5 VEVENTs exported" in out.stdout and "exporting" in out.stderr
+    assert_same_events(AWKWARD, target.read_bytes(), created_by_server=True)
+
+    again = cli("calendars", "import", "-c", str(config), "--account", "alice", str(source))
+    assert "0 events created, 0 updated, 4 skipped" in again.stdout, again.stderr
+    assert "skipped holidays@example.com: already there, unchanged" in again.stderr
+    changed = AWKWARD.replace("SUMMARY:Holidays", "SUMMARY:Winter holidays").replace(
+        "END:VCALENDAR", "BEGIN:VTODO\r\nUID:t1\r\nEND:VTODO\r\nBEGIN:VEVENT\r\nUID:bad\r\n"
+        "DTSTAMP:20260301T100000Z\r\nSUMMARY:no start\r\nEND:VEVENT\r\nEND:VCALENDAR")
+    source.write_bytes(changed.encode())
+    third = cli("calendars", "import", "-c", str(config), "--account", "alice", str(source))
+    assert "0 events created, 1 updated, 5 skipped" in third.stdout, third.stderr
+    assert "skipped a VTODO is not an event" in third.stderr
+    assert "skipped bad: invalidProperties" in third.stderr
+    other = tmp_path / "other.ics"
+    calendar_only = cli("calendars", "export", "-c", str(config), "--account", "alice",
+                        "--calendar", "nope", str(other))  # fmt: skip
+    assert calendar_only.returncode == 1 and "no calendar 'nope'" in calendar_only.stderr
+    (tmp_path / "junk.ics").write_bytes(b"hello")
+    junk = cli("calendars", "import", "-c", str(config), "--account", "alice",
+               str(tmp_path / "junk.ics"))  # fmt: skip
+    assert junk.returncode == 1 and "not iCalendar" in junk.stderr
+    async with running_server(config) as server:
+        async with server.client("alice") as http:
+            alice = AccountClient(http, ALICE, [CORE, CALENDARS])
+            found = await alice.ok("CalendarEvent/query", filter={"uid": "holidays@example.com"})
+            [holidays] = (await alice.ok("CalendarEvent/get", ids=found["ids"]))["list"]
+            assert holidays["title"] == "Winter holidays" and holidays["sequence"] == 1
+            everything = await alice.ok("CalendarEvent/query")
+            assert len(everything["ids"]) == 4  # nothing doubled
+
+
+async def test_calendar_event_parse(tmp_path):
+    """§5.13 CalendarEvent/parse, §1.5.3 its capability (an empty object in the session and
+    the account): a blob's events (one per UID, overrides folded in, the METHOD as
+    ``method``), the metadata properties null when asked for, ``properties``; a blob that
+    is no iCalendar, or holds no event, notParsable; another account's blob and an unknown
+    id notFound; nothing stored."""
+    invitation = AWKWARD.replace("PRODID:-//Example Corp//Awkward Calendar 1.0//EN",
+                                 "PRODID:x\r\nMETHOD:REQUEST")  # fmt: skip
+    todo = b"BEGIN:VCALENDAR\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+        async with server.client("alice") as http, server.client("bob") as bob_http:
+            alice = AccountClient(http, ALICE, [CORE, CALENDARS, PARSE])
+            bob = AccountClient(bob_http, BOB, [CORE, CALENDARS, PARSE])
+            session = (await http.get("/jmap/session")).json()
+            assert session["capabilities"][PARSE] == {}
+            assert session["accounts"][ALICE]["accountCapabilities"][PARSE] == {}
+            mine = await alice.upload(invitation.encode(), "text/calendar")
+            junk = await alice.upload(b"hello", "text/calendar")
+            tasks = await alice.upload(todo, "text/calendar")
+            theirs = await bob.upload(AWKWARD.encode(), "text/calendar")
+            result = await alice.ok("CalendarEvent/parse",
+                                    blobIds=[mine, junk, tasks, theirs, "Gnope"])  # fmt: skip
+            assert result["notParsable"] == [junk, tasks]
+            assert sorted(result["notFound"]) == sorted([theirs, "Gnope"])
+            events = result["parsed"][mine]
+            assert [e["uid"] for e in events] == ["weekly-sync@example.com",
+                                                  "holidays@example.com", "lunch@example.com",
+                                                  "flight@example.com"]  # fmt: skip
+            assert all(e["method"] == "request" for e in events)
+            assert "iCalComponent" not in events[0]  # (as CalendarEvent/get, §5.7)
+            _, expected = ical.from_ical(AWKWARD)
+            assert events[0]["recurrenceOverrides"] == expected[0]["recurrenceOverrides"]
+            some = await alice.ok("CalendarEvent/parse", blobIds=[mine], properties=[
+                "id", "baseEventId", "calendarIds", "isDraft", "isOrigin", "title",
+                "utcStart", "iCalComponent"])  # fmt: skip
+            first = some["parsed"][mine][0]
+            assert first == {"id": None, "baseEventId": None, "calendarIds": None,
+                             "isDraft": None, "isOrigin": None, "title": "Weekly sync",
+                             "utcStart": "2026-03-20T08:00:00Z",
+                             "iCalComponent": expected[0]["iCalComponent"]}  # fmt: skip
+            assert (some["notFound"], some["notParsable"]) == (None, None)
+            bad = await alice.call("CalendarEvent/parse", blobIds=[mine], properties=["Title"])
+            assert bad["error"]["type"] == "invalidArguments"
+            # Parsing stores nothing.
+            assert (await alice.ok("CalendarEvent/query"))["ids"] == []
+            # The method needs its own capability in "using".
+            plain = AccountClient(http, ALICE, [CORE, CALENDARS])
+            refused = await plain.call("CalendarEvent/parse", blobIds=[mine])
+            assert refused["error"]["type"] == "unknownMethod"
+
+
+def test_events_without_uid_stay_apart():
+    """RFC 5545 makes UID mandatory; two VEVENTs without one are two events, not one event
+    and a "second master" (the import command then gives each a uid of its content)."""
+    text = ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:20260101T100000Z\r\nEND:VEVENT\r\n"
+            "BEGIN:VEVENT\r\nDTSTART:20260102T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    _, events = ical.from_ical(text)
+    assert [(e["start"], e["timeZone"]) for e in events] == [
+        ("2026-01-01T10:00:00", "Etc/UTC"), ("2026-01-02T10:00:00", "Etc/UTC")]
