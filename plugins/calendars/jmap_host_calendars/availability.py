@@ -152,11 +152,14 @@ def busy_periods(
             calendars[calendar["id"]] = (mode, got)
     if not calendars:
         return []
+    from .query import _span_condition  # (one-off events out of the window stay in SQL)
+
     column = objectstore.column(EVENT.by_name["calendarIds"])
+    span, span_params = _span_condition(low, high)
     rows = db.execute(
         f"SELECT id FROM [{EVENT.table}] WHERE account = ? AND EXISTS (SELECT 1 FROM "
-        f"json_each([{column}]) WHERE key IN (SELECT value FROM json_each(?)))",
-        [account, json.dumps(list(calendars))],
+        f"json_each([{column}]) WHERE key IN (SELECT value FROM json_each(?))) AND {span}",
+        [account, json.dumps(list(calendars)), *span_params],
     ).fetchall()
     events = objectstore.read_records(db, EVENT, account, [r[0] for r in rows])
     periods: list[dict[str, Any]] = []

@@ -42,10 +42,11 @@ from typing import Any
 
 from jmap_host import Host, Principal, dates, messaging, objectstore
 
-from . import jscalendar
+from . import ical, jscalendar
 from .calendar import CALENDAR, default_calendar
 from .event import EVENT
 from .identity import default_identities, normalise
+from .scheduling import identity_addresses
 
 log = logging.getLogger("jmap_host_calendars.imip")
 METHODS = ("REQUEST", "REPLY", "CANCEL")
@@ -58,8 +59,6 @@ def mailto(address: str) -> str:
 
 def build(message: Any) -> bytes:
     """The RFC 5322 message of a scheduling.Message."""
-    from . import ical
-
     events = message.events
     title = next((e.get("title") for e in events if e.get("title")), "") or "(no title)"
     verb = {"REQUEST": "Invitation", "CANCEL": "Cancelled", "REPLY": "Reply"}[message.method]
@@ -108,16 +107,12 @@ def receive(
     db: Any, host: Host, principal: Principal, raw: bytes, envelope_from: str | None
 ) -> list[str] | None:
     """The MailReceiver: apply the iTIP in ``raw`` to ``principal``'s account."""
-    from . import ical
-
     sender, parts = calendar_parts(raw)
     if not parts or sender is None:
         return None
     account = principal.account_id
     default_calendar(db, account, principal.time_zone)
     default_identities(db, account, principal)
-    from .scheduling import identity_addresses
-
     mine, _ = identity_addresses(db, account)
     changed = False
     for part_method, data in parts:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jmap_host import messaging, objectstore, standard
+from jmap_host import dates, messaging, objectstore, standard
 
 from .identity import PARTICIPANT_IDENTITY, normalise
 
@@ -90,6 +90,15 @@ def choose_organizer(db: Any, account: str, old: dict[str, Any] | None,
             return
     if default is not None:
         new["organizerCalendarAddress"] = default
+
+
+def mailable(address: str | None) -> bool:
+    """Whether iMIP can reach ``address``: a ``mailto:`` URI of one mail address."""
+    if not address or not address.lower().startswith("mailto:"):
+        return False
+    mail = address[7:].split("?", 1)[0]
+    local, _, domain = mail.rpartition("@")
+    return bool(local) and "." in domain and not any(c.isspace() for c in mail)
 
 
 def _participants(record: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -164,7 +173,7 @@ def _as_organizer(
              occurrences: set[str] | None = None) -> None:  # fmt: skip
         if not pids:
             return
-        missing = [p for p, a in pids.items() if not a or not a.lower().startswith("mailto:")]
+        missing = [p for p, a in pids.items() if not mailable(a)]
         if missing:
             raise Unschedulable(f"participants {', '.join(sorted(missing))} have no mailto: "
                                 "calendarAddress to send to")  # fmt: skip
@@ -234,11 +243,14 @@ def _as_attendee(
             continue
         if status_now == "needs-action":
             continue
-        if not organizer.lower().startswith("mailto:"):
+        if not mailable(organizer) or not mailable(participant.get("calendarAddress")):
             raise Unschedulable("the organizer has no mailto: address to reply to")
         event = _only(itip_event(base, "REPLY"), {pid})
         event["participants"][pid] = {**event["participants"][pid],
                                       "participationStatus": status_now}  # fmt: skip
+        # (RFC 5546 §3.2.3: DTSTAMP is when the reply was made; the organizer orders
+        # replies of one SEQUENCE by it, §5.2.2 scheduleUpdated)
+        event["updated"] = dates.utcdate()
         messages.append(Message("REPLY", [event], str(participant["calendarAddress"]),
                                 [organizer]))  # fmt: skip
     return messages
@@ -312,8 +324,9 @@ def _scheduled(
                 continue
             entry = pairs.setdefault(rid, ([], before.get(rid), None))
             entry[0].append(("destroy", key))
+        from . import imip  # (imip.py reads events: event.py needs this module first)
+
         bad: dict[tuple[str, str], str] = {}
-        outgoing: list[Message] = []
         for where, old, new in pairs.values():
             if old is None and new is None:
                 continue
@@ -322,17 +335,13 @@ def _scheduled(
                 if messages and not messaging.can_send(host):
                     raise Unschedulable("this server sends no mail (the mail plugin is "
                                         "not enabled)")  # fmt: skip
-            except Unschedulable as exc:
+                for message in messages:  # (rolled back with the rest if any is bad)
+                    imip.enqueue(db, host, account.owner, message)
+            except (Unschedulable, ValueError) as exc:  # (ValueError: the transport's)
                 for kind_key in where:
                     bad[kind_key] = str(exc)
-                continue
-            outgoing += messages
         if bad:
             raise _Rejected(bad)
-        from . import imip  # (imip.py reads events: event.py needs this module first)
-
-        for message in outgoing:
-            imip.enqueue(db, host, account.owner, message)
         return result
 
     return scheduled
