@@ -55,9 +55,10 @@ def _utc(call: Call, name: str) -> dt.datetime:
 
 
 def free_busy_rights(db: Any, host: Host, account: str, user: Principal) -> dict[str, dict]:
-    """{calendar id: rights} the user holds in ``account`` (every right in their own),
-    free/busy-only shares included (sharing hides those from Calendar/get, §4.1)."""
-    if account == user.account_id:
+    """{calendar id: rights} the user holds in ``account`` (every right in their own and
+    their groups'), free/busy-only shares included (sharing hides those from
+    Calendar/get, §4.1)."""
+    if account in sharing.grantee_ids(user):
         ids = [c["id"] for c in objectstore.read_records(db, CALENDAR, account, None, [])]
         return {i: {"mayReadFreeBusy": True, "mayReadItems": True} for i in ids}
     rows = db.execute(
@@ -74,7 +75,7 @@ def free_busy_rights(db: Any, host: Host, account: str, user: Principal) -> dict
 
 
 def may_get_availability(host: Host, principal: Principal, user: Principal) -> bool:
-    if principal.account_id == user.account_id:
+    if principal.account_id in sharing.grantee_ids(user):
         return True
     rights = host.store.read_sync(
         lambda db: free_busy_rights(db, host, principal.account_id, user))
@@ -251,7 +252,7 @@ async def principal_get_availability(call: Call) -> dict[str, Any]:
     if high - low > dt.timedelta(days=MAX_DAYS):
         raise MethodError("tooLarge", f"at most {MAX_AVAILABILITY_DURATION} at once")
     if not await host.store.read(
-        lambda db: principal.account_id == user.account_id
+        lambda db: principal.account_id in sharing.grantee_ids(user)
         or any(r.get("mayReadFreeBusy") for r in
                free_busy_rights(db, host, principal.account_id, user).values())
     ):  # fmt: skip

@@ -17,7 +17,7 @@ CALENDARS = "urn:ietf:params:jmap:calendars"
 PRINCIPALS = "urn:ietf:params:jmap:principals"
 AVAILABILITY = "urn:ietf:params:jmap:principals:availability"
 USING = [CORE, CALENDARS, PRINCIPALS, AVAILABILITY]
-ALICE, BOB = account_id_for("alice"), account_id_for("bob")
+ALICE, BOB, SALES = account_id_for("alice"), account_id_for("bob"), account_id_for("sales")
 OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
 RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate",
           "mayRSVP", "mayShare", "mayDelete")  # fmt: skip
@@ -189,6 +189,11 @@ async def test_principal_capability_and_calendar_address_filter(tmp_path):
                                   "calendarAddress": "mailto:alice@example.org"}  # fmt: skip
         assert entries[BOB] == {"accountId": None, "mayGetAvailability": False,
                                 "mayShareWith": True, "calendarAddress": "mailto:bob@example.org"}
+        # (alice is a member of sales: its account is hers too)
+        sales = (await alice.ok("Principal/get", ids=[SALES]))["list"][0]
+        assert sales["capabilities"][CALENDARS]["mayGetAvailability"] is True
+        assert sales["capabilities"][CALENDARS]["accountId"] == SALES
+        assert (await alice.ok("Principal/getAvailability", id=SALES, **DAY))["list"] == []
         calendars = (await bob.ok("Calendar/get", ids=None))["list"]
         bob.account = BOB
         await bob.ok("Calendar/set", update={calendars[0]["id"]: {
