@@ -437,3 +437,28 @@ async def test_hidden_attendees_and_an_invitee_who_removes_the_event(tmp_path, s
             return (now["participants"]["b"].get("participationStatus") == "declined") and now
 
         await eventually(declined)
+
+
+async def test_imip_by_jmap_host_deliver_updates_the_organizers_copy(tmp_path, sink):
+    """The pipe alternative to LMTP (``jmap-host deliver``, the same delivery function):
+    dave's REPLY updates alice's copy (§5.9.2.3 received, §5.2.1 scheduleSequence)."""
+    from jmap_host_mail.delivery import deliver_command
+
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        event = {**EVENT, "uid": "piped-1", "sequence": 3,
+                 "calendarIds": {await default_calendar(alice): True},
+                 "participants": {**EVENT["participants"], "b": {
+                     "calendarAddress": "mailto:dave@example.net",
+                     "roles": {"attendee": True}, "participationStatus": "needs-action"}}}
+        await alice.ok("CalendarEvent/set", create={"e": event})
+        reply = vcalendar("REPLY", (
+            "SEQUENCE:3\nDTSTART:20300302T090000Z\nORGANIZER:mailto:alice@example.org\n"
+            "ATTENDEE;PARTSTAT=DECLINED:mailto:dave@example.net\n")).replace(
+            "ext-1@example.net", "piped-1")
+        status, _ = await deliver_command(
+            server.host, ["alice@example.org"],
+            imip("REPLY", "dave@example.net", "alice@example.org", reply), "dave@example.net")
+        assert status == 0
+        dave = (await by_uid(alice, "piped-1"))["participants"]["b"]
+        assert dave["participationStatus"] == "declined" and dave["scheduleSequence"] == 3
