@@ -9,7 +9,8 @@ the host's messaging service.
 - **REQUEST** (§5.9.2.1), origin only: on create, and on an update of anything but the
   per-user properties (§5.4), to every participant but the account's own addresses.
 - **CANCEL** (§5.9.2.2), origin only: to a participant removed; to everyone when the event
-  is destroyed or an occurrence is excluded (then without a REQUEST for that change alone).
+  is destroyed, an occurrence is excluded or an added one removed (then without a REQUEST
+  for that change alone).
 - **REPLY** (§5.9.2.3), not the origin: to the organizer, for each participant that is one
   of the user's identities whose participationStatus changed to anything but
   needs-action (or was created so, or destroyed when it was not).
@@ -25,12 +26,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from jmap_host import dates, messaging, objectstore, standard
 
+from . import jscalendar, recur
 from .identity import PARTICIPANT_IDENTITY, normalise
 
 # §5.4: per-user properties (and the JMAP ones that are not the event's content): a
@@ -114,6 +117,24 @@ def _address(participant: dict[str, Any]) -> str | None:
 def _excluded(record: dict[str, Any] | None) -> set[str]:
     return {rid for rid, patch in ((record or {}).get("recurrenceOverrides") or {}).items()
             if patch == {"excluded": True}}  # fmt: skip
+
+
+def _added_removed(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
+    """The override keys gone from ``new`` that its recurrence does not produce: added
+    occurrences (RDATEs) removed."""
+    removed = {k for k, p in (old.get("recurrenceOverrides") or {}).items()
+               if p != {"excluded": True}} - set(new.get("recurrenceOverrides") or {})
+    found = set()
+    for key in removed:
+        try:
+            moment = jscalendar.to_utc(jscalendar.local_datetime(key), new.get("timeZone"))
+            around = recur.occurrences(new, moment - dt.timedelta(days=1),
+                                       moment + dt.timedelta(days=1), "Etc/UTC")
+        except (recur.CannotExpand, ValueError):
+            continue
+        if key not in {o.recurrence_id for o in around}:
+            found.add(key)
+    return found
 
 
 def itip_event(record: dict[str, Any], method: str) -> dict[str, Any]:
@@ -204,16 +225,18 @@ def _as_organizer(
     removed = {p: a for p, a in before.items() if not a or normalise(a) not in kept}
     send("CANCEL", old, removed)
     changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)} - NOT_CONTENT
-    newly_excluded = _excluded(new) - _excluded(old)
-    if newly_excluded:
-        send("CANCEL", new, now, newly_excluded)  # §5.9.2.2: the occurrences, to everyone
+    # §5.9.2.2: occurrences the rule makes that are now excluded, and added ones (not the
+    # rule's) removed from the overrides: a CANCEL of them, to everyone.
+    gone = (_excluded(new) - _excluded(old)) | _added_removed(old, new)
+    if gone:
+        send("CANCEL", new, now, gone)
         overrides_only = changed <= {"recurrenceOverrides"}
         rest_old = {k: v for k, v in (old.get("recurrenceOverrides") or {}).items()
-                    if k not in newly_excluded}  # fmt: skip
+                    if k not in gone}  # fmt: skip
         rest_new = {k: v for k, v in (new.get("recurrenceOverrides") or {}).items()
-                    if k not in newly_excluded}  # fmt: skip
+                    if k not in gone}  # fmt: skip
         if overrides_only and rest_old == rest_new:
-            return messages
+            return messages  # (no REQUEST for that change alone, §5.9.2.1)
     if changed or (old.get("isDraft") and not new.get("isDraft")):
         send("REQUEST", new, now)
     return messages

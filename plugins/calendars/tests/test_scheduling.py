@@ -370,13 +370,14 @@ async def test_imip_by_lmtp_from_another_server(tmp_path, sink):
 
 async def test_occurrence_excluded_is_cancelled_for_the_invitee(tmp_path, sink):
     """§5.9.2.2: an exclusion added to recurrenceOverrides (an occurrence's id destroyed,
-    §5.9) sends a CANCEL of that occurrence alone (RECURRENCE-ID): bob's copy keeps the
-    series and marks that occurrence cancelled."""
+    §5.9), and an added occurrence removed from them, send a CANCEL of that occurrence
+    alone (RECURRENCE-ID): bob's copy keeps the series and marks that one cancelled."""
     async with running_server(config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)
         series = {**EVENT, "uid": "weekly-1", "recurrenceRule": {"frequency": "weekly"},
+                  "recurrenceOverrides": {"2030-03-10T15:00:00": {"title": "Extra"}},
                   "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
         made = await alice.ok("CalendarEvent/set", create={"s": series},
                               sendSchedulingMessages=True)  # fmt: skip
@@ -395,6 +396,19 @@ async def test_occurrence_excluded_is_cancelled_for_the_invitee(tmp_path, sink):
         copy = await eventually(cancelled)
         assert copy.get("status") in (None, "confirmed")
         assert copy["recurrenceRule"]["frequency"] == "weekly"
+        assert copy["recurrenceOverrides"]["2030-03-10T15:00:00"]["title"] == "Extra"
+
+        # The added occurrence removed from the overrides: a CANCEL of it alone.
+        await alice.ok("CalendarEvent/set", update={base: {
+            "recurrenceOverrides/2030-03-10T15:00:00": None}}, sendSchedulingMessages=True)
+
+        async def extra_cancelled() -> Any:
+            now = await by_uid(bob, "weekly-1")
+            patch = ((now or {}).get("recurrenceOverrides") or {}).get("2030-03-10T15:00:00")
+            return now if (patch or {}).get("status") == "cancelled" else None
+
+        copy = await eventually(extra_cancelled)
+        assert copy.get("status") in (None, "confirmed")
 
 
 async def test_hidden_attendees_and_an_invitee_who_removes_the_event(tmp_path, sink):
