@@ -10,11 +10,13 @@ transaction of every local delivery.  For each text/calendar part:
 
 - **REQUEST**: creates or updates the invitee's copy in their default calendar (isOrigin
   is then false: the organizer is not theirs), their own participants at needs-action
-  when new; an update keeps their per-user properties, calendars and answers;
-- **REPLY**: on the organizer's copy, the replying participant's participationStatus,
-  scheduleSequence and scheduleUpdated (§5.2.1, §5.2.2), unless older than the last
-  applied;
-- **CANCEL**: the invitee's copy (or the occurrences named) becomes cancelled.
+  when new; an update keeps their per-user properties, calendars and answers; an
+  invitation to single occurrences is a copy of each (its recurrenceId set);
+- **REPLY**: on the organizer's copy (with a RECURRENCE-ID: in that occurrence's
+  override), the replying participant's participationStatus, scheduleSequence and
+  scheduleUpdated (§5.2.1, §5.2.2), unless older than the last applied;
+- **CANCEL**: the invitee's copy (or the occurrence named: its own copy, or its override
+  in the series) becomes cancelled.
 
 Spoofing (§9.2): mail's From can say anything, so what a message may change is tied to
 what is stored.  A REQUEST or CANCEL is applied only when the message's From address is
@@ -46,7 +48,7 @@ from . import ical, jscalendar
 from .calendar import CALENDAR, default_calendar
 from .event import EVENT
 from .identity import default_identities, normalise
-from .scheduling import identity_addresses
+from .scheduling import identity_addresses, occurrence_participants, rule_makes
 
 log = logging.getLogger("jmap_host_calendars.imip")
 METHODS = ("REQUEST", "REPLY", "CANCEL")
@@ -130,12 +132,14 @@ def receive(
     return [EVENT.name] if changed else None
 
 
-def _find(db: Any, account: str, uid: str) -> dict[str, Any] | None:
+def _find(db: Any, account: str, uid: str, rid: str | None = None) -> dict[str, Any] | None:
+    """The account's event ``uid`` (the series), or its copy of occurrence ``rid`` alone
+    (an invitation to single occurrences, §5.9.2.1)."""
     rows = db.execute(
         f"SELECT id FROM [{EVENT.table}] WHERE account = ? AND [p_uid] = ?", [account, uid]
     ).fetchall()
     found = objectstore.read_records(db, EVENT, account, [r[0] for r in rows])
-    return next((r for r in found if not r.get("recurrenceId")), None)
+    return next((r for r in found if (r.get("recurrenceId") or None) == rid), None)
 
 
 def _mine_in(event: dict[str, Any], mine: set[str]) -> list[str]:
@@ -167,7 +171,7 @@ def _request(db: Any, account: str, event: dict[str, Any], sender: str, mine: se
     ours = _mine_in(event, mine)
     if not ours or not event.get("uid"):
         return False  # (not addressed to this account's participants)
-    existing = _find(db, account, event["uid"])
+    existing = _find(db, account, event["uid"], event.get("recurrenceId"))
     if existing is not None:
         if _organizer(existing) != organizer:
             return False  # §9.2: someone else's event
@@ -207,16 +211,49 @@ def _request(db: Any, account: str, event: dict[str, Any], sender: str, mine: se
 
 
 def _reply(db: Any, account: str, event: dict[str, Any], sender: str, mine: set[str]) -> bool:
-    """RFC 5546 §3.2.3 REPLY on the organizer's copy: one participant's answer."""
+    """RFC 5546 §3.2.3 REPLY on the organizer's copy: one participant's answer, for the
+    event or (with a RECURRENCE-ID) for one occurrence, in its override."""
     existing = _find(db, account, event.get("uid") or "")
     if existing is None or _organizer(existing) not in mine:
         return False  # (not an event this account organizes)
-    if event.get("recurrenceId"):
-        return False  # (an answer for one occurrence: not applied, see the docstring)
+    rid = event.get("recurrenceId")
+    overrides = dict(existing.get("recurrenceOverrides") or {})
+    patch: dict[str, Any] = {}
+    if rid:
+        patch = dict(overrides.get(rid) or {})
+        if patch == {"excluded": True} or (rid not in overrides
+                                           and not rule_makes(existing, rid)):  # fmt: skip
+            return False  # (no such occurrence)
+        participants = occurrence_participants(existing, patch)
+    else:
+        participants = dict(existing.get("participants") or {})
+    answered = _answered(participants, event, sender)
+    if not answered:
+        return False
+    if not rid:
+        existing["participants"] = {**participants, **answered}
+    else:
+        for pid, participant in answered.items():
+            if isinstance(patch.get("participants"), dict):
+                patch["participants"] = {**patch["participants"], pid: participant}
+                continue
+            for pointer in [p for p in patch if p.startswith(f"participants/{pid}/")]:
+                del patch[pointer]  # (pointers of a PatchObject may not overlap)
+            patch[f"participants/{pid}"] = participant
+        overrides[rid] = patch
+        existing["recurrenceOverrides"] = overrides
+    _write(db, account, existing, False)
+    return True
+
+
+def _answered(
+    participants: dict[str, Any], event: dict[str, Any], sender: str
+) -> dict[str, dict[str, Any]]:
+    """{participant id: the participant with the sender's answer} (§5.2: with
+    scheduleSequence and scheduleUpdated), unless the answer is older than the last."""
     sequence = event.get("sequence") or 0
     updated = event.get("updated")
-    changed = False
-    participants = dict(existing.get("participants") or {})
+    out: dict[str, dict[str, Any]] = {}
     for reply in (event.get("participants") or {}).values():
         address = reply.get("calendarAddress") if isinstance(reply, dict) else None
         if not isinstance(address, str) or normalise(address) != sender:
@@ -232,21 +269,20 @@ def _reply(db: Any, account: str, event: dict[str, Any], sender: str, mine: set[
                     updated < stored["scheduleUpdated"]:  # fmt: skip
                 continue  # §5.2.2: an older response of the same sequence
             status = reply.get("participationStatus", "needs-action")
-            new = {**stored, "participationStatus": status, "scheduleSequence": sequence}
+            answer = {**stored, "participationStatus": status, "scheduleSequence": sequence}
             if updated:
-                new["scheduleUpdated"] = updated
-            participants[pid] = new
-            changed = True
-    if not changed:
-        return False
-    existing["participants"] = participants
-    _write(db, account, existing, False)
-    return True
+                answer["scheduleUpdated"] = updated
+            out[pid] = answer
+    return out
 
 
 def _cancel(db: Any, account: str, event: dict[str, Any], sender: str, mine: set[str]) -> bool:
     """RFC 5546 §3.2.5 CANCEL: the invitee's copy, or the occurrences named, cancelled."""
-    existing = _find(db, account, event.get("uid") or "")
+    rid = event.get("recurrenceId")
+    # (the copy of that occurrence alone, else the series it is one of)
+    existing = _find(db, account, event.get("uid") or "", rid) if rid else None
+    if existing is None:
+        existing = _find(db, account, event.get("uid") or "")
     if existing is None:
         return False
     organizer = _organizer(existing)
@@ -254,8 +290,8 @@ def _cancel(db: Any, account: str, event: dict[str, Any], sender: str, mine: set
         return False  # §9.2: only the stored organizer cancels
     if (event.get("sequence") or 0) < (existing.get("sequence") or 0):
         return False
-    rid = event.get("recurrenceId")
-    if rid and (existing.get("recurrenceRule") or existing.get("recurrenceOverrides")):
+    if rid and not existing.get("recurrenceId") and (
+            existing.get("recurrenceRule") or existing.get("recurrenceOverrides")):  # fmt: skip
         overrides = dict(existing.get("recurrenceOverrides") or {})
         overrides[rid] = {**(overrides.get(rid) or {}), "status": "cancelled"}
         existing["recurrenceOverrides"] = overrides

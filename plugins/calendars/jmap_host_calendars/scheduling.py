@@ -19,7 +19,8 @@ The messages are queued inside the /set's transaction (jmap_host.messaging.enque
 they leave if and only if the change committed.  A record whose recipients include one
 without a ``mailto:`` address, or any when no plugin sends mail, is rejected with
 noSupportedScheduleMethods (§5.9) and the rest of the /set is run again without it.
-Not done: per-occurrence messages for participants invited to single occurrences only.
+A participant is sent only the occurrences they are in (§5.9.2.1): the others excluded,
+or, when they are not in the event itself, their occurrences alone (RECURRENCE-ID).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,19 +124,8 @@ def _excluded(record: dict[str, Any] | None) -> set[str]:
 def _added_removed(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
     """The override keys gone from ``new`` that its recurrence does not produce: added
     occurrences (RDATEs) removed."""
-    removed = {k for k, p in (old.get("recurrenceOverrides") or {}).items()
-               if p != {"excluded": True}} - set(new.get("recurrenceOverrides") or {})
-    found = set()
-    for key in removed:
-        try:
-            moment = jscalendar.to_utc(jscalendar.local_datetime(key), new.get("timeZone"))
-            around = recur.occurrences(new, moment - dt.timedelta(days=1),
-                                       moment + dt.timedelta(days=1), "Etc/UTC")
-        except (recur.CannotExpand, ValueError):
-            continue
-        if key not in {o.recurrence_id for o in around}:
-            found.add(key)
-    return found
+    removed = set(_patches(old)) - set(new.get("recurrenceOverrides") or {})
+    return {key for key in removed if not rule_makes(new, key)}
 
 
 def itip_event(record: dict[str, Any], method: str) -> dict[str, Any]:
@@ -148,20 +139,115 @@ def itip_event(record: dict[str, Any], method: str) -> dict[str, Any]:
 
 
 def _recipients_of(record: dict[str, Any], mine: set[str]) -> dict[str, str | None]:
-    """{participant id: calendar address or None} of everyone but the user (§5.9.2)."""
+    """{key: calendar address or None} of everyone but the user (§5.9.2), in the event and
+    in its occurrences (a participant may be invited to some only); the key is the
+    normalised address (``#id`` for a participant without one)."""
     out: dict[str, str | None] = {}
-    for pid, participant in _participants(record).items():
-        address = _address(participant)
-        if address is not None and address in mine:
+    for patch in [None, *_patches(record).values()]:
+        for pid, participant in occurrence_participants(record, patch).items():
+            address = _address(participant)
+            if address is not None and address in mine:
+                continue
+            out.setdefault(address or f"#{pid}", participant.get("calendarAddress"))
+    return out
+
+
+def _patches(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The overrides of occurrences that exist (not the exclusions)."""
+    return {k: p for k, p in (record.get("recurrenceOverrides") or {}).items()
+            if isinstance(p, dict) and p != {"excluded": True}}  # fmt: skip
+
+
+def occurrence_participants(
+    record: dict[str, Any], patch: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """The participants of the event, or of the occurrence ``patch`` overrides."""
+    if not patch:
+        return _participants(record)
+    from .query import _apply  # (the plugin's one JSCalendar PatchObject application)
+
+    view = {"participants": copy.deepcopy(record.get("participants") or {})}
+    for pointer, value in patch.items():
+        if pointer == "participants" or pointer.startswith("participants/"):
+            _apply(view, pointer, value)
+    return _participants(view)
+
+
+def rule_makes(record: dict[str, Any], key: str) -> bool:
+    """Whether the recurrence rule of ``record`` makes the occurrence ``key``."""
+    if not record.get("recurrenceRule"):
+        return False
+    bare = {k: v for k, v in record.items() if k != "recurrenceOverrides"}
+    try:
+        moment = jscalendar.to_utc(jscalendar.local_datetime(key), record.get("timeZone"))
+        around = recur.occurrences(bare, moment - dt.timedelta(days=1),
+                                   moment + dt.timedelta(days=1), "Etc/UTC")
+    except (recur.CannotExpand, ValueError):
+        return False
+    return key in {o.recurrence_id for o in around}
+
+
+def _standalone(event: dict[str, Any], key: str, patch: dict[str, Any] | None) -> dict:
+    """One occurrence of ``event`` as its own event (RFC 5546: a RECURRENCE-ID VEVENT)."""
+    from .query import _apply
+
+    single = {k: copy.deepcopy(v) for k, v in event.items()
+              if k not in ("recurrenceRule", "recurrenceOverrides")}  # fmt: skip
+    single.update(recurrenceId=key, start=key)
+    for pointer, value in (patch or {}).items():
+        _apply(single, pointer, value)
+    return single
+
+
+def _has(participants: dict[str, dict], key: str) -> bool:
+    return any((_address(p) or f"#{pid}") == key for pid, p in participants.items())
+
+
+def _view(events: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """What of ``events`` the recipient ``key`` is sent (§5.9.2.1): a recurring event with
+    the occurrences they are not in excluded (or left out, when the rule does not make
+    them); only their occurrences when they are not in the event itself."""
+    out: list[dict[str, Any]] = []
+    for event in events:
+        if event.get("recurrenceId") and not event.get("recurrenceRule"):
+            if _has(_participants(event), key):
+                out.append(event)
             continue
-        out[pid] = participant.get("calendarAddress")
+        patches = _patches(event)
+        if _has(_participants(event), key):
+            overrides = dict(event.get("recurrenceOverrides") or {})
+            for k, patch in patches.items():
+                if not _has(occurrence_participants(event, patch), key):
+                    if rule_makes(event, k):
+                        overrides[k] = {"excluded": True}
+                    else:
+                        overrides.pop(k)
+            out.append({**event, "recurrenceOverrides": overrides or None})
+            continue
+        out += [_standalone(event, k, patch) for k, patch in sorted(patches.items())
+                if _has(occurrence_participants(event, patch), key)]  # fmt: skip
     return out
 
 
 def _only(event: dict[str, Any], keep: set[str]) -> dict[str, Any]:
-    """The event with only the participants ``keep`` (hideAttendees, REPLY)."""
+    """The event with only the participants whose key is in ``keep`` (hideAttendees,
+    REPLY), in its overrides too."""
+    def kept(participants: Any) -> dict[str, Any]:
+        return {pid: p for pid, p in (participants or {}).items() if isinstance(p, dict)
+                and (_address(p) or f"#{pid}") in keep}  # fmt: skip
+
     event = dict(event)
-    event["participants"] = {k: v for k, v in _participants(event).items() if k in keep}
+    event["participants"] = kept(event.get("participants"))
+    ids = set(event["participants"])
+    overrides = {}
+    for k, patch in (event.get("recurrenceOverrides") or {}).items():
+        if isinstance(patch, dict):
+            patch = {p: (kept(v) if p == "participants" else v) for p, v in patch.items()
+                     if not p.startswith("participants/") or p.split("/")[1] in ids
+                     or (isinstance(v, dict) and (_address(v) or "") in keep)}  # fmt: skip
+        overrides[k] = patch
+    if overrides:
+        event["recurrenceOverrides"] = overrides
     return event
 
 
@@ -190,27 +276,30 @@ def _as_organizer(
     messages: list[Message] = []
     hide = bool(base.get("hideAttendees"))
 
-    def send(method: str, record: dict[str, Any], pids: dict[str, str | None],
+    def send(method: str, record: dict[str, Any], to: dict[str, str | None],
              occurrences: set[str] | None = None) -> None:  # fmt: skip
-        if not pids:
+        if not to:
             return
-        missing = [p for p, a in pids.items() if not mailable(a)]
+        missing = [k for k, a in to.items() if not mailable(a)]
         if missing:
             raise Unschedulable(f"participants {', '.join(sorted(missing))} have no mailto: "
                                 "calendarAddress to send to")  # fmt: skip
         event = itip_event(record, method)
         events = [event]
         if occurrences:  # a CANCEL of occurrences names each (RFC 5546 §3.2.5 RECURRENCE-ID)
-            single = {k: v for k, v in event.items()
-                      if k not in ("recurrenceRule", "recurrenceOverrides")}  # fmt: skip
-            events = [{**single, "recurrenceId": rid, "start": rid} for rid in sorted(occurrences)]
-        if hide:  # §5.9.2.1: each recipient sees itself as the only attendee
-            own = {p for p, v in _participants(record).items() if (_address(v) or "") in mine}
-            for pid, address in pids.items():
-                messages.append(Message(method, [_only(e, own | {pid}) for e in events], sender,
-                                        [str(address)]))  # fmt: skip
-        else:
-            messages.append(Message(method, events, sender, [str(a) for a in pids.values()]))
+            patches = _patches(record)
+            events = [_standalone(event, rid, patches.get(rid)) for rid in sorted(occurrences)]
+        groups: dict[str, tuple[list[dict[str, Any]], list[str]]] = {}
+        for key, address in to.items():
+            view = _view(events, key)
+            if hide:  # §5.9.2.1: each recipient sees itself as the only attendee
+                view = [_only(e, mine | {key}) for e in view]
+            if not view:
+                continue
+            text = json.dumps(view, sort_keys=True)
+            groups.setdefault(text, (view, []))[1].append(str(address))
+        for view, addresses in groups.values():
+            messages.append(Message(method, view, sender, addresses))
 
     if new is None:  # destroyed
         assert old is not None
@@ -221,15 +310,13 @@ def _as_organizer(
         send("REQUEST", new, now)
         return messages
     before = _recipients_of(old, mine)
-    kept = {normalise(a) for a in now.values() if a}
-    removed = {p: a for p, a in before.items() if not a or normalise(a) not in kept}
-    send("CANCEL", old, removed)
+    send("CANCEL", old, {k: a for k, a in before.items() if k not in now})
     changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)} - NOT_CONTENT
     # §5.9.2.2: occurrences the rule makes that are now excluded, and added ones (not the
     # rule's) removed from the overrides: a CANCEL of them, to everyone.
     gone = (_excluded(new) - _excluded(old)) | _added_removed(old, new)
     if gone:
-        send("CANCEL", new, now, gone)
+        send("CANCEL", old, {k: a for k, a in before.items() if k in now}, gone)
         overrides_only = changed <= {"recurrenceOverrides"}
         rest_old = {k: v for k, v in (old.get("recurrenceOverrides") or {}).items()
                     if k not in gone}  # fmt: skip
@@ -268,7 +355,7 @@ def _as_attendee(
             continue
         if not mailable(organizer) or not mailable(participant.get("calendarAddress")):
             raise Unschedulable("the organizer has no mailto: address to reply to")
-        event = _only(itip_event(base, "REPLY"), {pid})
+        event = _only(itip_event(base, "REPLY"), {address})
         event["participants"][pid] = {**event["participants"][pid],
                                       "participationStatus": status_now}  # fmt: skip
         # (RFC 5546 §3.2.3: DTSTAMP is when the reply was made; the organizer orders

@@ -476,3 +476,55 @@ async def test_imip_by_jmap_host_deliver_updates_the_organizers_copy(tmp_path, s
         assert status == 0
         dave = (await by_uid(alice, "piped-1"))["participants"]["b"]
         assert dave["participationStatus"] == "declined" and dave["scheduleSequence"] == 3
+
+
+async def test_participants_get_only_their_occurrences(tmp_path, sink):
+    """§5.9.2.1: carol, invited to one occurrence only, is sent that occurrence alone
+    (RECURRENCE-ID, no RRULE); bob, removed from another by its override, gets the series
+    with that occurrence excluded; carol's REPLY for her occurrence lands in its override
+    on alice's copy (§5.9.2.3)."""
+    from jmap_host_mail.testing import lmtp_deliver
+
+    path = config(tmp_path, sink.port)
+    path.write_text(path.read_text() + LMTP)
+    async with running_server(path) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        await bob.ok("Calendar/get", ids=None)
+        carol = {"calendarAddress": "mailto:carol@example.net", "roles": {"attendee": True}}
+        series = {**EVENT, "uid": "series-2", "recurrenceRule": {"frequency": "weekly"},
+                  "recurrenceOverrides": {
+                      "2030-03-16T10:00:00": {"participants/c": carol},
+                      "2030-03-23T10:00:00": {"participants/b": None},
+                  }, "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
+        made = await alice.ok("CalendarEvent/set", create={"s": series},
+                              sendSchedulingMessages=True)  # fmt: skip
+        assert "s" in made["created"], made
+
+        async def relayed() -> Any:
+            return sink.messages
+
+        [(rcpts, data)] = await eventually(relayed)
+        assert rcpts == ["carol@example.net"]
+        text = data.replace(b"\r\n ", b"").decode()
+        assert "RECURRENCE-ID;TZID=Europe/Berlin:20300316T100000" in text
+        assert "RRULE" not in text and text.count("BEGIN:VEVENT") == 1
+
+        copy = await eventually(lambda: by_uid(bob, "series-2"))
+        assert copy["recurrenceOverrides"]["2030-03-23T10:00:00"] == {"excluded": True}
+        added = copy["recurrenceOverrides"]["2030-03-16T10:00:00"]  # (bob sees carol there)
+        assert [p["calendarAddress"] for p in added.values()] == ["mailto:carol@example.net"]
+
+        reply = vcalendar("REPLY", (
+            "SEQUENCE:0\nRECURRENCE-ID;TZID=Europe/Berlin:20300316T100000\n"
+            "DTSTART;TZID=Europe/Berlin:20300316T100000\nORGANIZER:mailto:alice@example.org\n"
+            "ATTENDEE;PARTSTAT=ACCEPTED:mailto:carol@example.net\n")).replace(
+            "ext-1@example.net", "series-2")
+        await lmtp_deliver(server, "alice@example.org",
+                           imip("REPLY", "carol@example.net", "alice@example.org", reply),
+                           mail_from="carol@example.net")  # fmt: skip
+        mine = await by_uid(alice, "series-2")
+        patch = mine["recurrenceOverrides"]["2030-03-16T10:00:00"]
+        assert patch["participants/c"]["participationStatus"] == "accepted"
+        assert patch["participants/c"]["scheduleSequence"] == 0
+        assert "participationStatus" not in mine["participants"].get("c", {})
