@@ -338,31 +338,50 @@ def _as_attendee(
     if not isinstance(organizer, str):
         return []
     messages: list[Message] = []
-    for pid, participant in _participants(base).items():
-        address = _address(participant)
-        if address is None or address not in mine:
-            continue
-        status_now = participant.get("participationStatus", "needs-action")
-        before = _participants(old).get(pid, {}) if old is not None else None
-        status_before = (before or {}).get("participationStatus", "needs-action")
-        if new is None:
-            if status_now == "needs-action":
-                continue
-            status_now = "declined"  # (the invitee removed it from their calendar)
-        elif old is not None and status_now == status_before:
-            continue
-        if status_now == "needs-action":
-            continue
+
+    def reply(event: dict[str, Any], pid: str, participant: dict[str, Any], status: str) -> None:
         if not mailable(organizer) or not mailable(participant.get("calendarAddress")):
             raise Unschedulable("the organizer has no mailto: address to reply to")
-        event = _only(itip_event(base, "REPLY"), {address})
+        event = _only(event, {str(_address(participant))})
         event["participants"][pid] = {**event["participants"][pid],
-                                      "participationStatus": status_now}  # fmt: skip
+                                      "participationStatus": status}  # fmt: skip
         # (RFC 5546 §3.2.3: DTSTAMP is when the reply was made; the organizer orders
         # replies of one SEQUENCE by it, §5.2.2 scheduleUpdated)
         event["updated"] = dates.utcdate()
         messages.append(Message("REPLY", [event], str(participant["calendarAddress"]),
                                 [organizer]))  # fmt: skip
+
+    def status_of(participants: dict[str, dict[str, Any]], pid: str) -> str:
+        return str((participants.get(pid) or {}).get("participationStatus") or "needs-action")
+
+    now_base = _participants(base)
+    old_base = _participants(old)
+    ours = [pid for pid, p in now_base.items() if (_address(p) or "") in mine]
+    for pid in ours:
+        status_now = status_of(now_base, pid)
+        if new is None:
+            if status_now == "needs-action":
+                continue
+            status_now = "declined"  # (the invitee removed it from their calendar)
+        elif old is not None and status_now == status_of(old_base, pid):
+            continue
+        if status_now != "needs-action":
+            reply(itip_event(base, "REPLY"), pid, now_base[pid], status_now)
+    if new is None or old is None:
+        return messages
+    # §5.9.2.3: an answer for one occurrence only (set in its override) is a REPLY for
+    # that recurrence id alone.
+    old_patches, new_patches = _patches(old), _patches(new)
+    for key, patch in sorted(new_patches.items()):
+        occurrence = occurrence_participants(new, patch)
+        before = occurrence_participants(old, old_patches.get(key))
+        for pid, participant in occurrence.items():
+            if (_address(participant) or "") not in mine:
+                continue
+            status = status_of(occurrence, pid)
+            if status in ("needs-action", status_of(before, pid), status_of(now_base, pid)):
+                continue
+            reply(_standalone(itip_event(new, "REPLY"), key, patch), pid, participant, status)
     return messages
 
 

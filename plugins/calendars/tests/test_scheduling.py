@@ -528,3 +528,33 @@ async def test_participants_get_only_their_occurrences(tmp_path, sink):
         assert patch["participants/c"]["participationStatus"] == "accepted"
         assert patch["participants/c"]["scheduleSequence"] == 0
         assert "participationStatus" not in mine["participants"].get("c", {})
+
+
+async def test_an_answer_for_one_occurrence(tmp_path, sink):
+    """§5.9.2.3: bob declining one occurrence of a series (its instance id updated, §5.9)
+    sends a REPLY for that recurrence id alone; alice's copy has it in that override, the
+    series' answer unchanged."""
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        await bob.ok("Calendar/get", ids=None)
+        series = {**EVENT, "uid": "series-3", "recurrenceRule": {"frequency": "weekly"},
+                  "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
+        await alice.ok("CalendarEvent/set", create={"s": series}, sendSchedulingMessages=True)
+        copy = await eventually(lambda: by_uid(bob, "series-3"))
+        [pid] = [p for p, v in copy["participants"].items()
+                 if v["calendarAddress"] == "mailto:bob@example.org"]  # fmt: skip
+        one = f"{copy['id']}.20300309T100000"
+        answered = await bob.ok("CalendarEvent/set", update={one: {
+            f"participants/{pid}/participationStatus": "declined"}},
+            sendSchedulingMessages=True)  # fmt: skip
+        assert one in answered["updated"], answered
+
+        async def in_override() -> Any:
+            mine = await by_uid(alice, "series-3")
+            patch = (mine.get("recurrenceOverrides") or {}).get("2030-03-09T10:00:00") or {}
+            return patch.get("participants/b", {}).get("participationStatus") == "declined" \
+                and mine  # fmt: skip
+
+        mine = await eventually(in_override)
+        assert mine["participants"]["b"]["participationStatus"] == "needs-action"
