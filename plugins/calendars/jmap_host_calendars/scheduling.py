@@ -38,10 +38,6 @@ from jmap_host import dates, messaging, objectstore, standard
 from . import jscalendar, recur
 from .identity import PARTICIPANT_IDENTITY, normalise
 
-# §5.4: per-user properties (and the JMAP ones that are not the event's content): a
-# change of only these sends no REQUEST.
-PER_USER = {"keywords", "color", "freeBusyStatus", "useDefaultAlerts", "alerts"}
-NOT_CONTENT = PER_USER | {"calendarIds", "isDraft", "updated", "sequence", "id"}
 # What of a stored record is JMAP's, not the JSCalendar Event's (left out of iTIP).
 JMAP_ONLY = ("id", "calendarIds", "isDraft", "isOrigin", "baseEventId", "utcStart", "utcEnd",
              "keywords", "color", "useDefaultAlerts", "alerts")  # fmt: skip
@@ -311,7 +307,11 @@ def _as_organizer(
         return messages
     before = _recipients_of(old, mine)
     send("CANCEL", old, {k: a for k, a in before.items() if k not in now})
-    changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)} - NOT_CONTENT
+    # §5.9.2.1: what moves "sequence" (event.py: not the per-user properties of §5.4,
+    # calendarIds, isDraft) is what a REQUEST tells
+    from .event import NOT_SEQUENCED
+
+    changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)} - NOT_SEQUENCED
     # §5.9.2.2: occurrences the rule makes that are now excluded, and added ones (not the
     # rule's) removed from the overrides: a CANCEL of them, to everyone.
     gone = (_excluded(new) - _excluded(old)) | _added_removed(old, new)
