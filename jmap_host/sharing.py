@@ -359,14 +359,33 @@ def load_access(db: sqlite_utils.Database, host: Host, account: Account, princip
     return access
 
 
-def access_for(db: sqlite_utils.Database, call: Call) -> Access | None:
+def access_for(
+    db: sqlite_utils.Database, call: Call, dt: DataType | None = None
+) -> Access | None:
     """The caller's access to the call's account, or None when they have every right (their
     own account, a group's).  Read in the call's transaction, so it agrees with the
-    records read beside it."""
+    records read beside it.  For a DataType.per_principal ``dt`` there is always one: each
+    user sees only their own records."""
     account = call.account
-    if account is None or not account.shared:
+    if account is None:
         return None
+    if not account.shared:
+        return own_access(call.host, account, call.request.principal, dt)
     return load_access(db, call.host, account, call.request.principal)
+
+
+def own_access(host: Host, account: Account, principal: Principal, dt: DataType | None):
+    """In a user's own account: None (every right), but for a per_principal type an Access
+    that shows them only their own records."""
+    if dt is None or dt.per_principal is None:
+        return None
+    return Access(host, account.id, principal.account_id, principal.name, (principal.account_id,))
+
+
+def column_for(derived: str) -> str:
+    from .objectstore import derived_column
+
+    return derived_column(derived)
 
 
 def push_types(host: Host, accounts: dict[str, Account]) -> dict[str, set[str]]:
@@ -399,6 +418,8 @@ def visible_where(dt: DataType, access: Access | None) -> tuple[str, list[Any]]:
     if access is None:
         return "1", []
     host = access.host
+    if dt.per_principal is not None:
+        return f"[{column_for(dt.per_principal)}] = ?", [access.grantee]
     if dt.sharing is not None:
         ids = _ids_json(list(access.containers(dt.name)))
         return "id IN (SELECT value FROM json_each(?))", [ids]
@@ -594,6 +615,7 @@ class ShareWrites:
 
     grantees: set[str] = field(default_factory=set)
     subscriptions: bool = False  # a sharee's isSubscribed changed (their Session may)
+    changed_types: set[str] = field(default_factory=set)  # SetContext.changed_types
 
 
 def check_container_write(
@@ -802,6 +824,29 @@ def record_share(
             "newRights": new_rights,
             "name": name,
         })  # fmt: skip
+
+
+def sharees(
+    db: sqlite_utils.Database, dt: DataType, account: str, record_ids: list[str]
+) -> list[tuple[str, str, dict[str, bool], dict[str, Any]]]:
+    """(container id, grantee, rights, the grantee's per-user values with the defaults)
+    of each share of these containers: whom a change in them concerns (a calendar's
+    CalendarEventNotifications)."""
+    assert dt.sharing is not None
+    rows = db.execute(
+        f"SELECT s.record, s.grantee, s.rights, u.subscribed, u.prefs FROM [{SHARE_TABLE}] s "
+        f"LEFT JOIN [{SUBSCRIPTION_TABLE}] u ON u.account = s.account AND u.type = s.type "
+        "AND u.record = s.record AND u.principal = s.grantee "
+        "WHERE s.account = ? AND s.type = ? AND s.record IN (SELECT value FROM json_each(?))",
+        [account, dt.name, json.dumps(record_ids)],
+    ).fetchall()
+    out = []
+    for record, grantee, rights, subscribed, prefs in rows:
+        values = {**dt.sharing.per_user_defaults, **(json.loads(prefs) if prefs else {})}
+        if subscribed is not None:
+            values["isSubscribed"] = bool(subscribed)
+        out.append((str(record), str(grantee), json.loads(rights), values))
+    return out
 
 
 def epoch(db: sqlite_utils.Database, access: Access, type_name: str) -> int:

@@ -202,7 +202,7 @@ async def type_get(dt: DataType, call: Call) -> dict[str, Any]:
 
     def read(db: sqlite_utils.Database) -> tuple[int, list[dict[str, Any]]]:
         modseq, _ = os_.current_modseq(db, account, dt.name)
-        access = sharing.access_for(db, call)
+        access = sharing.access_for(db, call, dt)
         if ids is None:
             if not dt.get_all:
                 raise MethodError("invalidArguments", f"{dt.name}/get needs ids")
@@ -316,7 +316,7 @@ async def type_changes(dt: DataType, call: Call) -> dict[str, Any]:
     def read(db: sqlite_utils.Database) -> tuple[dict[str, str], int, bool]:
         check_since(db, account, dt, since)
         assert since is not None
-        access = sharing.access_for(db, call)
+        access = sharing.access_for(db, call, dt)
         if access is not None and since < sharing.epoch(db, access, dt.name):
             raise MethodError(
                 "cannotCalculateChanges", "what is shared with you changed since; refetch"
@@ -369,10 +369,11 @@ class SetRun:
         self.access = (
             sharing.load_access(db, call.host, account, call.request.principal)
             if account.shared
-            else None
+            else sharing.own_access(call.host, account, call.request.principal, dt)
         )
         self.principals: dict[str, Any] = {}
         self.share_writes = sharing.ShareWrites()
+        self.share_writes.changed_types = self.ctx.changed_types  # (the hooks' other types)
 
     def finish(self) -> None:
         """Record this run's changes (the type's new state); call once, at the end."""
@@ -938,7 +939,8 @@ class SetRequest:
         result = await write_set(self.call.host.store, write or self.run)
         self.call.request.created_ids.update(result.pop("_created_ids"))
         writes = result.pop("_share_writes")
-        await publish_set(self.call, self.dt, self.account.id, result, writes)
+        await publish_set(self.call, self.dt, self.account.id, result, writes,
+                          writes.changed_types)  # fmt: skip
         return result
 
 
@@ -961,17 +963,20 @@ async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
 
 
 async def publish_set(
-    call: Call, dt: DataType, account: str, result: dict[str, Any], writes: Any
+    call: Call, dt: DataType, account: str, result: dict[str, Any], writes: Any,
+    others: Iterable[str] = (),
 ) -> None:
     """Push the new state of a /set.  The states of the member types too when it changed
     shares (what the sharees see of them changed) or destroyed containers (their members
-    left them, or went with them); and the grantees' notifications."""
+    left them, or went with them), and of the ``others`` its hooks wrote
+    (SetContext.changed_types); and the grantees' notifications."""
     if writes.subscriptions:
         call.host.shares.changed()  # the Session lists accounts by subscription
     members = call.host.shared_members.get(dt.name, ())
-    if writes.grantees or (members and result["destroyed"]):
+    others = [t for t in others if t != dt.name]
+    if writes.grantees or (members and result["destroyed"]) or others:
         states = await call.host.store.read(lambda db: dict(os_.type_states(db, account)))
-        types = [dt.name, *members]
+        types = [dt.name, *members, *others]
         call.host.push.publish(account, {t: str(states[t]) for t in types if t in states})
         await sharing.tell_grantees(call.host, writes)
     elif result["newState"] != result["oldState"]:
@@ -1308,7 +1313,7 @@ async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
     def read(db: sqlite_utils.Database) -> dict[str, Any]:
         nonlocal where
         modseq, _ = os_.current_modseq(db, account, dt.name)
-        access = sharing.access_for(db, call)
+        access = sharing.access_for(db, call, dt)
         if access is not None:
             where = and_where(where, sharing.visible_where(dt, access))
         total = None
@@ -1326,7 +1331,9 @@ async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
         out: dict[str, Any] = {
             "accountId": account,
             "queryState": str(modseq),
-            "canCalculateChanges": access is None,
+            # (a user's own records of a per_principal type: their own results)
+            "canCalculateChanges": access is None
+            or (dt.per_principal is not None and not call.account.shared),
             "position": start,
             "ids": page,
         }
@@ -1403,8 +1410,10 @@ async def type_query_changes(dt: DataType, call: Call) -> dict[str, Any]:
     where, order, mutable = compile_query(dt, call.args.get("filter"), call.args.get("sort"))
 
     def read(db: sqlite_utils.Database) -> dict[str, Any]:
+        access = sharing.access_for(db, call, dt)
+        seen = where if access is None else and_where(where, sharing.visible_where(dt, access))
         return query_changes_result(
-            db, dt, call, since, mutable, lambda: os_.query_ids(db, dt, account, where, order)
+            db, dt, call, since, mutable, lambda: os_.query_ids(db, dt, account, seen, order)
         )
 
     return await call.host.store.read(read)
