@@ -18,6 +18,7 @@ from jmap_host import Account, Capability, Host, Method, hookimpl
 from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
 from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
+from .notification import CALENDAR_EVENT_NOTIFICATION
 from .query import event_get, event_query, event_set
 
 JMAP_HOST_OPT_IN = True
@@ -54,7 +55,7 @@ def register_capabilities(host: Host) -> list[Capability]:
                 Method("CalendarEvent/query", event_query),
                 Method("CalendarEvent/set", event_set, writes=True),
             ],
-            datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY],
+            datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY, CALENDAR_EVENT_NOTIFICATION],
         )
     ]
 

@@ -28,7 +28,7 @@ from jmap_host import (
     textsearch,
 )
 
-from . import jscalendar, peruser
+from . import jscalendar, notification, peruser
 
 # The JSCalendar Event properties stored as their own columns; anything else keepable is an
 # open property.
@@ -142,6 +142,7 @@ def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
         record["created"] = now
     _privacy(ctx, record)
     _validate(record)
+    notification.event_changed(ctx, "created", None, record)
 
 
 def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -156,6 +157,11 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
         new["sequence"] = (old.get("sequence") or 0) + 1  # §5.9
     _privacy(ctx, new)
     _validate(new)
+    notification.event_changed(ctx, "updated", old, new)
+
+
+def on_destroy(ctx: SetContext, record: dict[str, Any]) -> None:
+    notification.event_changed(ctx, "destroyed", record, None)
 
 
 def compute(db: Any, account: str, records: list[dict[str, Any]], names: list[str]) -> None:
@@ -215,6 +221,7 @@ EVENT = DataType(
     ],
     on_create=on_create,
     on_update=on_update,
+    on_destroy=on_destroy,
     compute=compute,
     default_sort=("start",),
     methods=("changes", "copy", "queryChanges"),  # get, query, set: query.py
