@@ -117,6 +117,27 @@ async def test_per_user_properties_are_each_users_own(tmp_path):
         assert bad["notUpdated"][event_id]["type"] == "invalidProperties"
 
 
+async def test_a_sharees_new_event_keeps_their_values(tmp_path):
+    """§5.4: the per-user values bob gives when he creates an event are his; alice (and
+    any other user) starts with the defaults; a destroyed event's per-user values go."""
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
+        event_id = await create(bob, event(team, keywords={"bob": True}, color="blue",
+                                           recurrenceRule={"frequency": "daily", "count": 2},
+                                           recurrenceOverrides={"2026-06-02T09:00:00": {
+                                               "title": "Two", "color": "red"}}))  # fmt: skip
+        bobs = await get(bob, event_id)
+        assert bobs["keywords"] == {"bob": True} and bobs["color"] == "blue"
+        assert bobs["recurrenceOverrides"]["2026-06-02T09:00:00"] == {"title": "Two",
+                                                                      "color": "red"}
+        alices = await get(alice, event_id)
+        assert alices["keywords"] is None and alices["color"] is None
+        assert alices["recurrenceOverrides"] == {"2026-06-02T09:00:00": {"title": "Two"}}
+        bad = await bob.ok("CalendarEvent/set", create={"x": event(team, alerts={"a": 1})})
+        assert bad["notCreated"]["x"]["type"] == "invalidProperties"
+        assert (await bob.ok("CalendarEvent/set", destroy=[event_id]))["destroyed"] == [event_id]
+
+
 async def test_per_user_needs_may_update_private(tmp_path):
     """§4 mayUpdatePrivate: "The user may modify per-user properties ... on all events in
     the calendar": with mayReadItems alone bob may not (his view of the account is
