@@ -1,12 +1,13 @@
 """The calendars plugin: draft-ietf-jmap-calendars' ``urn:ietf:params:jmap:calendars``
 capability on the host's standard methods and sharing service.
 
-Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3) and CalendarEvent
+Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3), CalendarEvent
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
-and its instance ids in /get and /set) are served; per-user event properties,
-mayWriteOwn, scheduling, alerts (§6), notifications (§7), Principal/getAvailability and
-CalendarEvent/parse are not yet, so a client is not offered a half capability unless the
-operator asks: ``[plugins] opt-in = ["calendars"]``.
+and its instance ids in /get and /set; per-user properties, every CalendarRight, privacy,
+the /get arguments and utcStart/utcEnd on /set: peruser.py, settimes.py) and
+CalendarEventNotification (§7, notification.py) are served; scheduling, alerts (§6),
+Principal/getAvailability and CalendarEvent/parse are not yet, so a client is not offered
+a half capability unless the operator asks: ``[plugins] opt-in = ["calendars"]``.
 """
 
 from __future__ import annotations
