@@ -10,10 +10,11 @@ they see of a private event (``restrict``), and the CalendarEvent/get arguments 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
-from jmap_host import Access, SetError, objectstore
+from jmap_host import Access, DataType, FilterCondition, SetError, objectstore
 
 from . import jscalendar
 
@@ -170,6 +171,33 @@ def restrict(db: Any, access: Access, records: list[dict[str, Any]]) -> None:
                 if isinstance(patch, dict) else patch
                 for rid, patch in overrides.items()
             } or None  # fmt: skip
+
+
+_SHAREE_TYPES: dict[str, DataType] = {}
+
+
+def sharee_filters(event: DataType) -> DataType:
+    """The event type as a sharee's /query compiles it: a text condition (title,
+    description, location, owner, attendee, text) never matches a "private" event, whose
+    details they may not see (§5.7), so a search cannot tell what is in one."""
+    from .event import TEXT_FILTERS
+
+    def hide(cond: FilterCondition) -> FilterCondition:
+        inner = cond.sql
+        if cond.name not in TEXT_FILTERS or inner is None:
+            return cond
+
+        def sql(value: Any) -> tuple[str, list[Any]]:
+            where, params = inner(value)
+            return f"({where}) AND [p_privacy] IS NOT 'private'", params
+
+        return dataclasses.replace(cond, sql=sql)
+
+    if event.name not in _SHAREE_TYPES:  # (built once: /query asks on every call)
+        _SHAREE_TYPES[event.name] = dataclasses.replace(
+            event, filters=[hide(c) for c in event.filters]
+        )
+    return _SHAREE_TYPES[event.name]
 
 
 def reduce_participants(record: dict[str, Any], mine: set[str]) -> None:

@@ -91,7 +91,10 @@ async def event_query(call: Call) -> dict[str, Any]:
     standard.check_read(EVENT, call)
     rest, after, before, zone, expand = _range(call)
     sort = call.args.get("sort")
-    where, order, _ = standard.compile_query(EVENT, rest, sort)
+    shared = call.account.shared
+    where, order, _ = standard.compile_query(
+        peruser.sharee_filters(EVENT) if shared else EVENT, rest, sort
+    )
     if expand and any(c["property"] != "start" for c in standard.check_sort(sort)):
         raise MethodError("unsupportedSort", "expanded occurrences sort by start only")
     position = standard.arg(call, "position", "Int", 0)

@@ -225,6 +225,11 @@ async def test_private_and_secret_events(tmp_path):
         assert (await bob.ok("CalendarEvent/get", ids=[secret]))["notFound"] == [secret]
         ids = (await bob.ok("CalendarEvent/query"))["ids"]
         assert secret not in ids and {private, public} <= set(ids)
+        # a search cannot tell what a private event holds, nor find a secret one
+        for condition in ({"text": "doctor"}, {"location": "Clinic"}, {"title": "Surprise"}):
+            assert (await bob.ok("CalendarEvent/query", filter=condition))["ids"] == []
+        assert (await alice.ok("CalendarEvent/query", filter={"text": "doctor"}))["ids"] == [
+            private]  # fmt: skip
         gone = await bob.ok("CalendarEvent/set", update={secret: {"title": "x"}},
                             destroy=[secret])  # fmt: skip
         assert gone["notDestroyed"][secret]["type"] == "notFound"
