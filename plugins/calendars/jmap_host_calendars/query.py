@@ -479,6 +479,10 @@ def _with_instances(
         base_id, rid = m["base"], _recurrence_id(m["rid"])
         if base_id not in overrides:
             found = objectstore.read_records(db, EVENT, account.id, [base_id])
+            if found and account.shared:  # (a sharee's overrides: their per-user values)
+                access = sharing.load_access(db, request.call.host, account,
+                                             request.call.request.principal)  # fmt: skip
+                sharing.present(db, EVENT, access, found, account.id)
             if not found or not recur.is_recurring(found[0]):
                 failed[key] = {"type": "notFound"}
                 continue

@@ -115,6 +115,16 @@ async def test_per_user_properties_are_each_users_own(tmp_path):
         assert (await bob.ok("CalendarEvent/changes", sinceState=state))["updated"] == [event_id]
         bad = await bob.ok("CalendarEvent/set", update={event_id: {"alerts": {"x": 5}}})
         assert bad["notUpdated"][event_id]["type"] == "invalidProperties"
+        # an occurrence by its instance id (§5.9): bob's per-occurrence colour is his
+        instance = f"{event_id}.20260604T090000"
+        await bob.ok("CalendarEvent/set", update={instance: {"color": "teal"}})
+        assert (await get(bob, instance))["color"] == "teal"
+        bobs = (await get(bob, event_id))["recurrenceOverrides"]
+        assert bobs["2026-06-03T09:00:00"] == {"freeBusyStatus": "free"}  # (kept)
+        alices = (await get(alice, event_id))["recurrenceOverrides"]
+        assert "2026-06-04T09:00:00" not in alices
+        assert alices["2026-06-02T09:00:00"] == {"title": "Long standup", "color": "green"}
+        assert "2026-06-02T09:00:00" not in bobs or "color" not in bobs["2026-06-02T09:00:00"]
 
 
 async def test_a_sharees_new_event_keeps_their_values(tmp_path):
