@@ -190,7 +190,8 @@ async def test_may_write_own(tmp_path):
 
 async def test_may_rsvp(tmp_path):
     """§4 mayRSVP: bob may change his own participant's participationStatus (also in an
-    override), nothing else, nor another participant's."""
+    override), nothing else, nor another participant's; add himself with mayInviteSelf
+    (§5.1.1) and others with mayInviteOthers (§5.1.2), as attendees only."""
     async with running_server(write_config(tmp_path, OPT_IN)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True, mayRSVP=True)
         event_id = await create(alice, event(
@@ -205,9 +206,24 @@ async def test_may_rsvp(tmp_path):
         seen = await get(alice, event_id)
         assert seen["participants"]["b"]["participationStatus"] == "accepted"
         for patch in ({"participants/c/participationStatus": "declined"},
-                      {"participants/b/name": "Robert"}, {"title": "Bob's"}):  # fmt: skip
+                      {"participants/b/name": "Robert"}, {"title": "Bob's"},
+                      {"participants/d": {**CAROL, "name": "Dan"}}):  # fmt: skip
             refused = await bob.ok("CalendarEvent/set", update={event_id: patch})
             assert refused["notUpdated"][event_id]["type"] == "forbidden", patch
+        # §5.1.1 mayInviteSelf: he may add himself, as an attendee only
+        open_event = await create(alice, event(team, mayInviteSelf=True,
+                                               participants={"a": ALICE_OWNER}))  # fmt: skip
+        chair = {**BOB_ATTENDEE, "roles": {"attendee": True, "chair": True}}
+        refused = await bob.ok("CalendarEvent/set", update={open_event: {"participants/b": chair}})
+        assert refused["notUpdated"][open_event]["type"] == "forbidden"
+        joined = await bob.ok("CalendarEvent/set", update={open_event: {
+            "participants/b": BOB_ATTENDEE}})  # fmt: skip
+        assert open_event in joined["updated"], joined
+        # §5.1.2 mayInviteOthers: a participant may add other attendees
+        others = await create(alice, event(team, mayInviteOthers=True,
+                                           participants={"a": ALICE_OWNER, "b": BOB_ATTENDEE}))
+        invited = await bob.ok("CalendarEvent/set", update={others: {"participants/c": CAROL}})
+        assert others in invited["updated"], invited
 
 
 async def test_private_and_secret_events(tmp_path):
