@@ -1,14 +1,16 @@
 """The calendars plugin: draft-ietf-jmap-calendars' ``urn:ietf:params:jmap:calendars``
 capability on the host's standard methods and sharing service.
 
-Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3) and CalendarEvent
+Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3), CalendarEvent
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
-and its instance ids in /get and /set), scheduling (§5.9.2: iTIP as iMIP through
+and its instance ids in /get and /set; per-user properties, every CalendarRight, privacy,
+the /get arguments and utcStart/utcEnd on /set: peruser.py, settimes.py),
+CalendarEventNotification (§7, notification.py), scheduling (§5.9.2: iTIP as iMIP through
 jmap_host.messaging, scheduling.py, imip.py) and Principal/getAvailability (§2,
-availability.py) are served; per-user event properties, mayWriteOwn, alerts (§6) and
-notifications (§7) are not yet, so a client is not offered a half capability unless the
-operator asks: ``[plugins] opt-in = ["calendars"]``.  CalendarEvent/parse (§5.13) and
-``jmap-host calendars import|export`` read and write iCalendar (ical.py).
+availability.py) are served; alerts (§6) are not yet, so a client is not offered a half
+capability unless the operator asks: ``[plugins] opt-in = ["calendars"]``.
+CalendarEvent/parse (§5.13) and ``jmap-host calendars import|export`` read and write
+iCalendar (ical.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .availability import availability_capability, principal_entry
 from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
 from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
+from .notification import CALENDAR_EVENT_NOTIFICATION
 from .parse import CALENDARS_PARSE, calendar_event_parse
 from .query import event_get, event_query, event_set
 
@@ -58,7 +61,7 @@ def register_capabilities(host: Host) -> list[Capability]:
                 Method("CalendarEvent/query", event_query),
                 Method("CalendarEvent/set", event_set, writes=True),
             ],
-            datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY],
+            datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY, CALENDAR_EVENT_NOTIFICATION],
             principal=principal_entry,  # §2.1
         ),
         availability_capability(),  # §1.5.2, §2.2, §2.3
