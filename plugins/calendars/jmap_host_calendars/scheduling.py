@@ -248,17 +248,20 @@ def _only(event: dict[str, Any], keep: set[str]) -> dict[str, Any]:
 
 
 def plan(
-    old: dict[str, Any] | None, new: dict[str, Any] | None, mine: set[str]
+    old: dict[str, Any] | None, new: dict[str, Any] | None, mine: set[str],
+    users: set[str] | None = None,
 ) -> list[Message]:
     """The iTIP messages a change from ``old`` to ``new`` (None: created / destroyed)
-    sends (§5.9.2)."""
+    sends (§5.9.2).  ``mine``: the account's addresses (who is the origin, who gets
+    nothing); ``users``: the acting user's too (in an account shared with them, their own
+    participants are the ones they answer for, §5.9.2.3)."""
     current = new if new is not None else old
     assert current is not None
     if current.get("isDraft") or (new is None and old is not None and old.get("isDraft")):
         return []  # (a draft is nobody's business yet)
     if is_origin(old if old is not None else current, mine):
         return _as_organizer(old, new, mine)
-    return _as_attendee(old, new, mine)
+    return _as_attendee(old, new, mine | (users or set()))
 
 
 def _as_organizer(
@@ -426,6 +429,8 @@ def _scheduled(
 
     def scheduled(db: Any, careful: bool) -> dict[str, Any]:
         mine, _ = identity_addresses(db, account.id)
+        user = request.call.request.principal  # (who acts: a sharee in a shared account)
+        users = identity_addresses(db, user.account_id)[0] if account.shared else set()
         keys = [*(request.update or {}), *(request.destroy or [])]
         # ("#c1" keys are creation references: the records are new, nothing before)
         bases = {k: base_of(k) for k in keys if not k.startswith("#")}
@@ -460,12 +465,12 @@ def _scheduled(
             if old is None and new is None:
                 continue
             try:
-                messages = plan(old, new, mine)
+                messages = plan(old, new, mine, users)
                 if messages and not messaging.can_send(host):
                     raise Unschedulable("this server sends no mail (the mail plugin is "
                                         "not enabled)")  # fmt: skip
                 for message in messages:  # (rolled back with the rest if any is bad)
-                    imip.enqueue(db, host, account.owner, message)
+                    imip.enqueue(db, host, user, message)
             except (Unschedulable, ValueError) as exc:  # (ValueError: the transport's)
                 for kind_key in where:
                     bad[kind_key] = str(exc)

@@ -558,3 +558,41 @@ async def test_an_answer_for_one_occurrence(tmp_path, sink):
 
         mine = await eventually(in_override)
         assert mine["participants"]["b"]["participationStatus"] == "needs-action"
+
+
+async def test_a_sharee_answers_for_themselves(tmp_path, sink):
+    """§5.9.2.3 in a calendar shared with the user (§4 mayWriteAll): the REPLY is for the
+    user's own participant (their ParticipantIdentity, not the owner's), from them, to the
+    organizer elsewhere."""
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        calendar = await default_calendar(alice)
+        rights = dict.fromkeys(("mayReadFreeBusy", "mayReadItems", "mayWriteAll",
+                                "mayRSVP"), True)  # fmt: skip
+        await alice.ok("Calendar/set", update={calendar: {"shareWith": {BOB: rights}}})
+        invited = {**EVENT, "uid": "org-elsewhere", "calendarIds": {calendar: True},
+                   "organizerCalendarAddress": "mailto:erin@example.net",
+                   "participants": {
+                       "e": {"calendarAddress": "mailto:erin@example.net",
+                             "roles": {"owner": True}},
+                       "a": {"calendarAddress": "mailto:alice@example.org",
+                             "roles": {"attendee": True}},
+                       "b": {"calendarAddress": "mailto:bob@example.org",
+                             "roles": {"attendee": True}}}}  # fmt: skip
+        made = await alice.ok("CalendarEvent/set", create={"i": invited})
+        event_id = made["created"]["i"]["id"]
+        assert (await by_uid(alice, "org-elsewhere"))["isOrigin"] is False
+        bob = await connect(server, "bob", ALICE)  # (in alice's account, shared with him)
+        answered = await bob.ok("CalendarEvent/set", update={event_id: {
+            "participants/b/participationStatus": "accepted"}}, sendSchedulingMessages=True)
+        assert event_id in answered["updated"], answered
+
+        async def relayed() -> Any:
+            return sink.messages
+
+        [(rcpts, data)] = await eventually(relayed)
+        assert rcpts == ["erin@example.net"]
+        text = data.replace(b"\r\n ", b"").decode()
+        assert "METHOD:REPLY" in text and "From: bob@example.org" in text
+        assert "PARTSTAT=ACCEPTED:mailto:bob@example.org" in text
+        assert "alice@example.org" not in text.split("BEGIN:VCALENDAR")[1]
