@@ -28,7 +28,9 @@ changes nothing but that participant's answer (status, scheduleSequence,
 scheduleUpdated).  A SEQUENCE older than the copy's (or, for a REPLY, the participant's
 scheduleSequence) is ignored.  The envelope sender is not compared (forwarding, SRS and
 bounce addresses legitimately differ); DKIM and S/MIME are not checked here: the MTA in
-front should (the operator guide says so).
+front should (the operator guide says so).  Spam (§9.4): a message the spam filter in
+front flagged (``X-Spam-Flag: YES``, ``X-Spam-Status: Yes``) changes no calendar, and an
+invitation's alerts are dropped for the invitee's default alerts (useDefaultAlerts).
 """
 
 from __future__ import annotations
@@ -91,10 +93,20 @@ def enqueue(db: Any, host: Host, sender: Principal, message: Any) -> None:
 # -- receiving ---------------------------------------------------------------------------------
 
 
+def is_spam(parsed: Any) -> bool:
+    """§9.4: the spam filter in front said so (SpamAssassin's and rspamd's headers)."""
+    flag = str(parsed.get("X-Spam-Flag", "")).strip().lower()
+    status = str(parsed.get("X-Spam-Status", "")).strip().lower()
+    return flag == "yes" or status.startswith("yes")
+
+
 def calendar_parts(raw: bytes) -> tuple[str | None, list[tuple[str | None, bytes]]]:
-    """(the From address, [(the part's method parameter, its bytes)]) of a message."""
+    """(the From address, [(the part's method parameter, its bytes)]) of a message; no
+    parts for one the spam filter flagged (§9.4: not added to a calendar by itself)."""
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     sender = parseaddr(str(parsed.get("From", "")))[1] or None
+    if is_spam(parsed):
+        return sender, []
     parts = []
     for part in parsed.walk():
         if part.get_content_type() == "text/calendar":
@@ -178,12 +190,18 @@ def _request(db: Any, account: str, event: dict[str, Any], sender: str, mine: se
         if (event.get("sequence") or 0) < (existing.get("sequence") or 0):
             return False  # an older update, delivered late
     record = {k: copy.deepcopy(v) for k, v in event.items() if k != "method"}
+    # §9.4: the sender's alerts are not the invitee's; their default alerts apply instead
+    record.pop("alerts", None)
+    for patch in (record.get("recurrenceOverrides") or {}).values():
+        for pointer in [p for p in patch or {} if p == "alerts" or p.startswith("alerts/")]:
+            del patch[pointer]
     if existing is None:
         calendars = objectstore.read_records(db, CALENDAR, account, None, ["isDefault"])
         default = next((c["id"] for c in calendars if c.get("isDefault")), None)
         if default is None:
             return False
-        record.update(id=objectstore.new_id(), calendarIds={default: True}, isDraft=False)
+        record.update(id=objectstore.new_id(), calendarIds={default: True}, isDraft=False,
+                      useDefaultAlerts=True)  # fmt: skip
         for pid in ours:  # §5.9.2: what the invitee has not answered yet
             record["participants"][pid]["participationStatus"] = "needs-action"
         record.setdefault("created", dates.utcdate())

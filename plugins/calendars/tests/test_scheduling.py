@@ -304,7 +304,8 @@ async def test_imip_by_lmtp_from_another_server(tmp_path, sink):
     not applied (§9.2: only the event's organizer changes or cancels it; CANCEL makes it
     cancelled); carol answers alice's invitation (REPLY on the organizer's copy, §5.2:
     scheduleSequence), a REPLY about carol sent by someone else and an older one are not
-    applied."""
+    applied.  §9.4: a message flagged as spam adds nothing; the invitation's alerts are
+    replaced by the invitee's defaults."""
     from jmap_host_mail.testing import lmtp_deliver
 
     path = config(tmp_path, sink.port)
@@ -318,11 +319,18 @@ async def test_imip_by_lmtp_from_another_server(tmp_path, sink):
             "ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.org\n"))
         spoofed = request.replace("SUMMARY:Offsite", "SUMMARY:Hijacked").replace(
             "SEQUENCE:0", "SEQUENCE:5")
+        flagged = b"X-Spam-Flag: YES\r\n" + imip("REQUEST", "carol@example.net",
+                                                  "bob@example.org", request)
+        await lmtp_deliver(server, "bob@example.org", flagged, mail_from="carol@example.net")
+        assert await by_uid(bob, "ext-1@example.net") is None  # (§9.4: spam adds nothing)
+        with_alarm = request.replace("END:VEVENT", "BEGIN:VALARM\nACTION:DISPLAY\n"
+                                     "TRIGGER:-PT5M\nEND:VALARM\nEND:VEVENT")
         await lmtp_deliver(server, "bob@example.org",
-                           imip("REQUEST", "carol@example.net", "bob@example.org", request),
+                           imip("REQUEST", "carol@example.net", "bob@example.org", with_alarm),
                            mail_from="carol@example.net")  # fmt: skip
         copy = await by_uid(bob, "ext-1@example.net")
         assert copy is not None and copy["title"] == "Offsite" and copy["isOrigin"] is False
+        assert not copy.get("alerts") and copy["useDefaultAlerts"] is True  # (§9.4)
         [pid] = [p for p, v in copy["participants"].items()
                  if v.get("calendarAddress") == "mailto:bob@example.org"]  # fmt: skip
         assert copy["participants"][pid]["participationStatus"] == "needs-action"
