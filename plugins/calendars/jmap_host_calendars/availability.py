@@ -74,17 +74,10 @@ def free_busy_rights(db: Any, host: Host, account: str, user: Principal) -> dict
     return out
 
 
-def may_get_availability(host: Host, principal: Principal, user: Principal) -> bool:
-    if principal.account_id in sharing.grantee_ids(user):
-        return True
-    rights = host.store.read_sync(
-        lambda db: free_busy_rights(db, host, principal.account_id, user))
-    return any(r.get("mayReadFreeBusy") for r in rights.values())
-
-
 def principal_entry(host: Host, principal: Principal, request: Any = None) -> dict[str, Any]:
     """§2.1: the Principal's ``urn:ietf:params:jmap:calendars`` capability, as the user of
-    ``request`` sees it."""
+    ``request`` sees it: accountId when they may read some of its calendar data (not only
+    free/busy), mayGetAvailability when they may read free/busy of one of its calendars."""
     entry: dict[str, Any] = {"accountId": None, "mayGetAvailability": False,
                              "mayShareWith": False}  # fmt: skip
     if principal.emails:
@@ -92,11 +85,17 @@ def principal_entry(host: Host, principal: Principal, request: Any = None) -> di
     if request is None:
         return entry
     user = request.principal
-    account = request.accounts.get(principal.account_id)
-    if account is not None and CALENDARS in request.account_capabilities.get(account.id, {}):
-        entry["accountId"] = account.id
-    entry["mayGetAvailability"] = may_get_availability(host, principal, user)
     entry["mayShareWith"] = principal.account_id != user.account_id
+    account = request.accounts.get(principal.account_id)
+    if account is None or CALENDARS not in request.account_capabilities.get(account.id, {}):
+        return entry  # (nothing of theirs is shared with the user: no read needed)
+    if account.id in sharing.grantee_ids(user):
+        entry.update(accountId=account.id, mayGetAvailability=True)
+        return entry
+    rights = host.store.read_sync(lambda db: free_busy_rights(db, host, account.id, user))
+    entry["mayGetAvailability"] = any(r.get("mayReadFreeBusy") for r in rights.values())
+    if any(v for r in rights.values() for name, v in r.items() if name != "mayReadFreeBusy"):
+        entry["accountId"] = account.id
     return entry
 
 

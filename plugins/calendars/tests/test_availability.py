@@ -197,6 +197,11 @@ async def test_principal_capability_and_calendar_address_filter(tmp_path):
         calendars = (await bob.ok("Calendar/get", ids=None))["list"]
         bob.account = BOB
         await bob.ok("Calendar/set", update={calendars[0]["id"]: {
+            "shareWith": {ALICE: rights("mayReadFreeBusy")}}})  # fmt: skip
+        got = await alice.ok("Principal/get", ids=[BOB])  # (free/busy alone: no account)
+        assert got["list"][0]["capabilities"][CALENDARS]["mayGetAvailability"] is True
+        assert got["list"][0]["capabilities"][CALENDARS]["accountId"] is None
+        await bob.ok("Calendar/set", update={calendars[0]["id"]: {
             "shareWith": {ALICE: rights("mayReadFreeBusy", "mayReadItems")}}})  # fmt: skip
         got = await alice.ok("Principal/get", ids=[BOB])
         assert got["list"][0]["capabilities"][CALENDARS]["mayGetAvailability"] is True
