@@ -15,6 +15,7 @@ from typing import Any
 
 from jmap_host import Account, Capability, Host, Method, hookimpl
 
+from . import alerts
 from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
 from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
@@ -55,6 +56,8 @@ def register_capabilities(host: Host) -> list[Capability]:
                 Method("CalendarEvent/set", event_set, writes=True),
             ],
             datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY],
+            # §6.4: clients register for CalendarAlert pushes (alerts.py fires them).
+            push_types={alerts.PUSH_TYPE: alerts.EVENT_NAME},
         )
     ]
 
@@ -68,6 +71,23 @@ def account_provisioned(host: Host, account: Account) -> Any:
         default_identities(db, account.id, account.owner)
 
     return host.store.write(write)
+
+
+@hookimpl
+def migrations(host: Host) -> list[Any]:
+    return [alerts.migrations]  # (the data types' tables are the host's to create)
+
+
+@hookimpl
+def config_keys() -> list[tuple[str, Any]]:
+    return [*alerts.config_keys()]
+
+
+@hookimpl
+def startup(host: Host) -> None:
+    """The alert scheduler (§6, alerts.py) runs in the server's background nursery."""
+    if host.nursery is not None:
+        host.nursery.start_soon(alerts.run_scheduler, host)
 
 
 __all__ = ["CALENDARS"]
