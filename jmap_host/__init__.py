@@ -11,6 +11,7 @@ from . import (
     dates,
     jsobject,
     memquery,
+    messaging,
     objectstore,
     sharing,
     standard,
@@ -67,6 +68,7 @@ from .errors import MethodError, RequestError
 from .hookspecs import hookimpl
 from .host import Host, Limits, StartupError, load_host
 from .http import ASGIApp, Receive, Request, Response, Scope, Send, json_response, problem_response
+from .messaging import MailReceiver, MailTransport, NoMailTransport
 from .numbers import parse_digits
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
@@ -120,9 +122,12 @@ __all__ = [
     "Key",
     "Limits",
     "List",
+    "MailReceiver",
+    "MailTransport",
     "Map",
     "Method",
     "MethodError",
+    "NoMailTransport",
     "OverQuota",
     "Principal",
     "Property",
@@ -177,6 +182,7 @@ __all__ = [
     "load_host",
     "looks_like_unknown_hash",
     "memquery",
+    "messaging",
     "name_problem",
     "objectstore",
     "parse_digits",

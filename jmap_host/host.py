@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from . import messaging
 from .auth import Authenticator
 from .capabilities import CORE, Account, Capability, Method
 from .config import Config, build_schema, check_plugins_table, read_toml, validate
@@ -136,6 +137,8 @@ class Host:
             self.store.add_migrations(migration_set)
         self._build_routes()
         self._build_directories()
+        # Mail for plugins (jmap_host.messaging): the transport and the receivers.
+        self.messaging = messaging.build(self.pm, self)
 
     # -- registries ----------------------------------------------------------------------
 
