@@ -26,28 +26,46 @@ when it is at most ``catch-up`` late; later than that it is dropped (logged).  A
 ``max-per-minute`` alerts fire per user (§9.3.2); past that they are recorded as dropped.
 
 Push: ``host.push.publish_object(owner, "CalendarAlert", ...)`` to the account's owner
-only; a "display" alert (or a vendor action) is pushed; an "email" alert is not pushed
-(§6: clients MUST NOT act on it) and, since the host has no mail-sending service for
-plugins yet, is recorded as ``email-unsent`` and logged.  Alerts of sharees (per-user
-alerts in calendars shared with them, §5.4) are not fired yet.
+only; a "display" alert (or a vendor action) is pushed.  An "email" alert is not pushed
+(§6: clients MUST NOT act on it): a plain-text reminder is queued through the host's
+messaging service (jmap_host.messaging, the mail plugin's queue) from and to the owner's
+first address, the directory's and so verified (§9.3.2), in the same transaction that
+records the firing; then its ``acknowledged`` is set on the event (JSCalendar §3.5.1: at
+once for an action that gives no feedback), by a CalendarEvent/set as the owner.  Without
+a mail transport or an address it is recorded as ``email-unsent`` and logged.  Alerts of
+sharees (per-user alerts in calendars shared with them, §5.4) are not fired yet.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import email.policy
+import email.utils
 import logging
 import re
 import time
 import zoneinfo
 from collections import deque
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 import sqlite_utils
 import trio
 
-from jmap_host import Duration, Host, Int, Key, account_owners, objectstore
+from jmap_host import (
+    Duration,
+    Host,
+    Int,
+    Key,
+    NoMailTransport,
+    Principal,
+    account_owners,
+    execute,
+    messaging,
+    objectstore,
+)
 
 from . import jscalendar, recur
 from .calendar import CALENDAR
@@ -385,6 +403,16 @@ class Scheduler:
                      d.account, now - d.at)  # fmt: skip
         candidates = sorted(d for d in due if now - d.at <= self.catch_up)
         stamp = jscalendar.utc_text(now)
+        if not candidates:
+            return
+        mailing = {d.account for d in candidates if d.action == "email"}
+        senders: dict[str, Principal] = {}  # owner name -> Principal, for email alerts
+        if mailing:
+            names = await self.host.store.read(lambda db: account_owners(db, mailing))
+            for name in set(names.values()):
+                principal = await self.host.directory.principal(name)
+                if principal is not None and principal.emails:
+                    senders[name] = principal
 
         def write(db: sqlite_utils.Database) -> list[tuple[Due, str, str]]:
             owners = account_owners(db, {d.account for d in candidates})
@@ -398,6 +426,8 @@ class Scheduler:
                 if exists or owner is None:
                     continue
                 outcome = self._outcome(d, owner)
+                if outcome == "email":
+                    outcome = self._mail(db, d, senders.get(owner), now)
                 db[FIRED].insert({
                     "account": d.account, "event": d.event_id, "recurrence_id": d.recurrence_id,
                     "alert": d.alert_id, "trigger_at": d.key[4], "principal": owner,
@@ -409,15 +439,21 @@ class Scheduler:
             db.execute(f"DELETE FROM [{FIRED}] WHERE trigger_at < ?", [oldest])
             return done
 
-        if not candidates:
-            return
         for d, owner, outcome in await self.host.store.write(write):
             if outcome == "pushed":
                 self.host.push.publish_object(owner, PUSH_TYPE, d.push_object())
                 self.fired += 1
+            elif outcome == "emailed":
+                self.fired += 1
+                try:
+                    await self._acknowledge(senders[owner], d, stamp)
+                except Exception:  # (the mail is queued all the same; it fired once)
+                    log.exception("email alert %s of event %s not acknowledged", d.alert_id,
+                                  d.event_id)  # fmt: skip
             elif outcome == "email-unsent":
-                log.warning("email alert %s of event %s in %s not sent: no mail service for "
-                            "plugins", d.alert_id, d.event_id, d.account)  # fmt: skip
+                log.warning("email alert %s of event %s in %s not sent: no mail transport "
+                            "or no address for %s", d.alert_id, d.event_id, d.account,
+                            owner)  # fmt: skip
             elif outcome == "rate-limited":
                 log.warning("alert %s of event %s in %s dropped: more than %d alerts a "
                             "minute for %s", d.alert_id, d.event_id, d.account,
@@ -432,7 +468,84 @@ class Scheduler:
         if len(recent) >= self.max_per_minute:
             return "rate-limited"
         recent.append(clock)
-        return "email-unsent" if d.action == "email" else "pushed"
+        return "email" if d.action == "email" else "pushed"
+
+    def _mail(
+        self, db: sqlite_utils.Database, d: Due, sender: Principal | None, now: dt.datetime
+    ) -> str:
+        """Queue the reminder of an email alert in this transaction (§6); the outcome."""
+        if sender is None or not messaging.can_send(self.host):
+            return "email-unsent"
+        found = objectstore.read_records(db, EVENT, d.account, [d.event_id],
+                                         ["title", "start", "timeZone"])  # fmt: skip
+        if not found:
+            return "email-unsent"
+        address = sender.emails[0]
+        try:
+            messaging.enqueue(db, self.host, sender, address, [address],
+                              reminder(found[0], d, address, now))  # fmt: skip
+        except (NoMailTransport, ValueError) as exc:
+            log.warning("email alert %s of event %s not queued: %s", d.alert_id, d.event_id,
+                        exc)  # fmt: skip
+            return "email-unsent"
+        return "emailed"
+
+    async def _acknowledge(self, owner: Principal, d: Due, stamp: str) -> None:
+        """JSCalendar §3.5.1: an email alert is acknowledged once sent, on the base event
+        (§6.2: no recurrence override), a default alert copied onto the event to hold it."""
+        call = ["CalendarEvent/get", {"accountId": d.account, "ids": [d.event_id],
+                                      "properties": ["alerts", "useDefaultAlerts",
+                                                     "calendarIds"]}, "g"]  # fmt: skip
+        using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
+        got = await execute(self.host, owner, {"using": using, "methodCalls": [call]},
+                            "http://localhost")  # fmt: skip
+        listed = got["methodResponses"][0][1].get("list") or []
+        if not listed:
+            return
+        alerts = dict(listed[0].get("alerts") or {})
+        current = alerts.get(d.alert_id)
+        if current is None:  # a default alert (§6.1): copied, to hold its acknowledged time
+            ids = list(listed[0].get("calendarIds") or {})
+            call = ["Calendar/get", {"accountId": d.account, "ids": ids, "properties": [
+                "defaultAlertsWithTime", "defaultAlertsWithoutTime"]}, "c"]  # fmt: skip
+            got = await execute(self.host, owner, {"using": using, "methodCalls": [call]},
+                                "http://localhost")  # fmt: skip
+            defaults = {k: v for c in got["methodResponses"][0][1].get("list") or []
+                        for p in ("defaultAlertsWithTime", "defaultAlertsWithoutTime")
+                        for k, v in (c.get(p) or {}).items()}  # fmt: skip
+            current = defaults.get(d.alert_id)
+            if current is None:
+                return
+        alerts[d.alert_id] = {**current, "acknowledged": stamp}
+        update = [
+            "CalendarEvent/set",
+            {"accountId": d.account, "update": {d.event_id: {"alerts": alerts}}},
+            "s",
+        ]
+        result = await execute(self.host, owner, {"using": using, "methodCalls": [update]},
+                               "http://localhost")  # fmt: skip
+        answer = result["methodResponses"][0][1]
+        if d.event_id not in (answer.get("updated") or {}):
+            log.warning("email alert %s of event %s not acknowledged: %s", d.alert_id,
+                        d.event_id, answer)  # fmt: skip
+
+
+def reminder(event: dict[str, Any], d: Due, address: str, now: dt.datetime) -> bytes:
+    """The plain-text reminder mail of an email alert (its content is ours to choose, §6),
+    from and to the user, marked auto-generated (RFC 3834) so no vacation reply answers."""
+    title = event.get("title") or "(untitled event)"
+    start = d.recurrence_id or event.get("start") or ""
+    zone = event.get("timeZone")
+    when = start.replace("T", " ") + (f" ({zone})" if zone else "")
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = address
+    message["To"] = address
+    message["Subject"] = f"Reminder: {title}"
+    message["Date"] = email.utils.format_datetime(now)
+    message["Message-ID"] = email.utils.make_msgid(domain=address.rpartition("@")[2] or None)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(f"Reminder: {title}\nWhen: {when}\n")
+    return message.as_bytes()
 
 
 async def run_scheduler(host: Host) -> None:

@@ -202,7 +202,7 @@ async def test_which_alerts_fire(tmp_path):
                          "useDefaultAlerts": True},
                 absolute=event_due(now + dt.timedelta(days=1), home, {"abs": {
                     "@type": "Alert", "trigger": {"@type": "AbsoluteTrigger", "when": utc(ago)}}}),
-                end=event_due(ago - dt.timedelta(minutes=75), home, {"end": end_alert}),  # (ends then)
+                end=event_due(ago - dt.timedelta(minutes=75), home, {"end": end_alert}),
             )  # fmt: skip
             by_id = {v["id"]: k for k, v in created.items()}
             await stream.wait_alerts(5)
@@ -319,3 +319,38 @@ async def test_rate_limit_per_user(tmp_path):
             await trio.sleep(0.3)
             assert len(stream.alerts()) == 2
         assert sorted(o for *_, o in rows) == ["pushed", "pushed", "rate-limited"]
+
+
+async def test_email_alert_mails_the_user_and_is_acknowledged(tmp_path):
+    """§6: an "email" alert is not pushed to clients (they MUST NOT act on it); the server
+    mails the user, at their own (directory, so verified, §9.3.2) address, through the
+    host's messaging service; JSCalendar §3.5.1: its acknowledged is then set at once, on
+    the base event, and ``sequence`` does not move (§5.9)."""
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+        alice = await connect(server, "alice", ALICE)
+        mail = AccountClient(alice.http, ALICE, [CORE, "urn:ietf:params:jmap:mail"])
+        calendar = await default_calendar(alice)
+        async with streams(server, "alice", "*") as (stream,):
+            due = dt.datetime.now(UTC) + dt.timedelta(seconds=1)
+            created = await create_events(alice, e=event_due(
+                due, calendar, {"m": alert(action="email")}, title="Dentist"))  # fmt: skip
+            event_id = created["e"]["id"]
+            with trio.fail_after(8):
+                while True:
+                    found = await mail.ok("Email/query", filter={"subject": "Dentist"})
+                    if found["ids"]:
+                        break
+                    await trio.sleep(0.2)
+            [message] = (await mail.ok("Email/get", ids=found["ids"],
+                                       properties=["subject", "from", "to"]))["list"]  # fmt: skip
+            assert message["subject"] == "Reminder: Dentist"
+            assert message["from"][0]["email"] == "alice@example.org"
+            assert message["to"][0]["email"] == "alice@example.org"
+            with trio.fail_after(5):
+                while True:
+                    [event] = (await alice.ok("CalendarEvent/get", ids=[event_id]))["list"]
+                    if event["alerts"]["m"].get("acknowledged"):
+                        break
+                    await trio.sleep(0.2)
+            assert event["sequence"] == 0 and event["recurrenceOverrides"] is None
+            assert stream.alerts() == []
