@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import open_websocket_url
 
 from jmap_host import account_id_for
@@ -354,3 +356,95 @@ async def test_email_alert_mails_the_user_and_is_acknowledged(tmp_path):
                     await trio.sleep(0.2)
             assert event["sequence"] == 0 and event["recurrenceOverrides"] is None
             assert stream.alerts() == []
+
+
+@asynccontextmanager
+async def push_receiver():
+    """A push endpoint on 127.0.0.1 that hands over the JSON bodies POSTed to it."""
+    send, receive = trio.open_memory_channel[dict](100)
+
+    async def app(scope: Any, rx: Any, tx: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await rx())["type"] != "lifespan.shutdown":
+                await tx({"type": "lifespan.startup.complete"})
+            await tx({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await rx()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        send.send_nowait(json.loads(body))
+        await tx({"type": "http.response.start", "status": 201, "headers": []})
+        await tx({"type": "http.response.body", "body": b""})
+
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(lambda task_status: hypercorn_serve(
+            app, config, shutdown_trigger=shutdown.wait, task_status=task_status))  # fmt: skip
+        try:
+            yield binds[0] + "/push", receive
+        finally:
+            shutdown.set()
+
+
+async def test_due_alert_delivered_to_push_subscription(tmp_path):
+    """§6.4, RFC 8620 §7.2: a verified PushSubscription whose types include CalendarAlert
+    gets the CalendarAlert object POSTed; one for other types does not."""
+    allow = '[jmap.push]\nallow-private-targets = true\nretry-delay = "0.05s"\n'
+    async with running_server(write_config(tmp_path, OPT_IN + allow)) as server, \
+            push_receiver() as (url, received), push_receiver() as (other_url, other):
+        alice = await connect(server, "alice", ALICE)
+        calendar = await default_calendar(alice)
+        for target, types in ((url, ["CalendarAlert"]), (other_url, ["CalendarEvent"])):
+            made = await alice.ok("PushSubscription/set", create={"k": {
+                "deviceClientId": "d1", "url": target, "types": types}})  # fmt: skip
+            sub_id = made["created"]["k"]["id"]
+            with trio.fail_after(5):
+                verification = await (received if target == url else other).receive()
+            await alice.ok("PushSubscription/set", update={sub_id: {
+                "verificationCode": verification["verificationCode"]}})  # fmt: skip
+        due = dt.datetime.now(UTC) + dt.timedelta(seconds=2)
+        created = await create_events(alice, e=event_due(due, calendar))
+        with trio.fail_after(6):
+            pushed = await received.receive()
+        assert pushed == {"@type": "CalendarAlert", "accountId": ALICE,
+                          "calendarEventId": created["e"]["id"], "uid": created["e"]["uid"],
+                          "recurrenceId": None, "alertId": "a1"}  # fmt: skip
+        with trio.fail_after(2):  # (the other hears of the CalendarEvent change only)
+            assert (await other.receive())["@type"] == "StateChange"
+        with trio.move_on_after(0.5):
+            extra = await other.receive()
+            raise AssertionError(f"unexpected push: {extra}")
+
+
+def test_trigger_times_follow_the_events_time_zone_across_dst():
+    """JSCalendar §3.5.1 over §3.3: a weekly Sunday 09:00 Europe/Berlin event's -PT15M alert
+    is at 07:45Z in winter and 06:45Z on 29 March 2026, the day summer time begins (the
+    recurrence expanded in local time, recur.py); a -P1D offset is a nominal day in that
+    zone (09:00 local the day before), -PT24H exact time; end-relative counts from each
+    occurrence's end.  The scheduler's own computation, called directly: waiting for a DST
+    change at the wire is not an option."""
+    from jmap_host_calendars.alerts import event_triggers
+
+    event = {"id": "e1", "uid": "u1", "start": "2026-03-22T09:00:00", "timeZone": "Europe/Berlin",
+             "duration": "PT1H", "recurrenceRule": {"frequency": "weekly", "count": 2},
+             "alerts": {"q": alert(), "exact": alert("-PT24H"), "nominal": alert("-P1D"),
+                        "end": {"trigger": {"offset": "PT0S", "relativeTo": "end"}}}}  # fmt: skip
+    low, high = dt.datetime(2026, 3, 1, tzinfo=UTC), dt.datetime(2026, 4, 30, tzinfo=UTC)
+    found = sorted(event_triggers(ALICE, event, [], "Etc/UTC", low, high))
+    got = {(d.recurrence_id, d.alert_id): utc(d.at) for d in found}
+    assert got == {
+        ("2026-03-22T09:00:00", "q"): "2026-03-22T07:45:00Z",  # CET, UTC+1
+        ("2026-03-29T09:00:00", "q"): "2026-03-29T06:45:00Z",  # CEST, UTC+2
+        ("2026-03-22T09:00:00", "exact"): "2026-03-21T08:00:00Z",
+        ("2026-03-29T09:00:00", "exact"): "2026-03-28T07:00:00Z",  # 24 hours before
+        ("2026-03-22T09:00:00", "nominal"): "2026-03-21T08:00:00Z",
+        ("2026-03-29T09:00:00", "nominal"): "2026-03-28T08:00:00Z",  # 09:00 CET the day before
+        ("2026-03-22T09:00:00", "end"): "2026-03-22T09:00:00Z",
+        ("2026-03-29T09:00:00", "end"): "2026-03-29T08:00:00Z",
+    }
