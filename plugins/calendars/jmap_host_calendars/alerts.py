@@ -62,6 +62,7 @@ from jmap_host import (
     NoMailTransport,
     Principal,
     account_owners,
+    dates,
     execute,
     messaging,
     objectstore,
@@ -99,7 +100,7 @@ def create_fired(db: sqlite_utils.Database) -> None:
             "trigger_at": str,  # UTCDateTime
             "principal": str,
             "fired_at": str,
-            "outcome": str,  # pushed, late, email-unsent, rate-limited
+            "outcome": str,  # pushed, emailed, email-unsent, rate-limited, no-user
         },
         pk=("account", "event", "recurrence_id", "alert", "trigger_at"),
     )
@@ -254,9 +255,8 @@ def event_triggers(
         trigger = alert.get("trigger")
         if not isinstance(trigger, dict) or trigger.get("@type") != "AbsoluteTrigger":
             continue
-        try:
-            at = dt.datetime.strptime(trigger["when"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        except (KeyError, TypeError, ValueError):
+        at = _moment(trigger.get("when"))
+        if at is None:
             continue
         if not (low <= at < high) or _acknowledged(alert, at):
             continue
@@ -289,10 +289,20 @@ def _occurrence_at(event: dict[str, Any], at: dt.datetime, zone: str) -> str:
     return found[0].recurrence_id if found else ""
 
 
+def _moment(value: Any) -> dt.datetime | None:
+    """A UTCDateTime (fractional seconds allowed) as an aware datetime, or None."""
+    if not isinstance(value, str) or not value.endswith("Z"):
+        return None
+    try:
+        return dates.to_datetime(value).astimezone(UTC)
+    except ValueError:
+        return None
+
+
 def _acknowledged(alert: dict[str, Any], at: dt.datetime) -> bool:
     """§6.2: acknowledged at or after the trigger time."""
-    when = alert.get("acknowledged")
-    return isinstance(when, str) and when >= jscalendar.utc_text(at)
+    when = _moment(alert.get("acknowledged"))
+    return when is not None and when >= at
 
 
 def _action(alert: dict[str, Any]) -> str:
@@ -403,31 +413,35 @@ class Scheduler:
                      d.account, now - d.at)  # fmt: skip
         candidates = sorted(d for d in due if now - d.at <= self.catch_up)
         stamp = jscalendar.utc_text(now)
+
+        def fresh(db: sqlite_utils.Database) -> tuple[list[Due], dict[str, str]]:
+            """The candidates not fired yet (the usual case after a re-read: none, and no
+            write), and the accounts' owners."""
+            return ([d for d in candidates if not _fired(db, d)],
+                    account_owners(db, {d.account for d in candidates}))  # fmt: skip
+
         if not candidates:
             return
-        mailing = {d.account for d in candidates if d.action == "email"}
-        senders: dict[str, Principal] = {}  # owner name -> Principal, for email alerts
-        if mailing:
-            names = await self.host.store.read(lambda db: account_owners(db, mailing))
-            for name in set(names.values()):
-                principal = await self.host.directory.principal(name)
-                if principal is not None and principal.emails:
-                    senders[name] = principal
+        candidates, owners = await self.host.store.read(fresh)
+        if not candidates:
+            return
+        # Alerts are the user's (§5.4): an account whose owner is no individual user (a
+        # group's) has no one to alert, and mail goes only to a user's own address.
+        users: dict[str, Principal] = {}
+        for name in set(owners.values()):
+            principal = await self.host.directory.principal(name)
+            if principal is not None and principal.kind == "individual":
+                users[name] = principal
 
         def write(db: sqlite_utils.Database) -> list[tuple[Due, str, str]]:
-            owners = account_owners(db, {d.account for d in candidates})
             done: list[tuple[Due, str, str]] = []
             for d in candidates:
-                exists = db.execute(
-                    f"SELECT 1 FROM [{FIRED}] WHERE account = ? AND event = ? AND "
-                    "recurrence_id = ? AND alert = ? AND trigger_at = ?", list(d.key),
-                ).fetchone()  # fmt: skip
                 owner = owners.get(d.account)
-                if exists or owner is None:
+                if owner is None or _fired(db, d):
                     continue
-                outcome = self._outcome(d, owner)
+                outcome = self._outcome(d, owner) if owner in users else "no-user"
                 if outcome == "email":
-                    outcome = self._mail(db, d, senders.get(owner), now)
+                    outcome = self._mail(db, d, users[owner], now)
                 db[FIRED].insert({
                     "account": d.account, "event": d.event_id, "recurrence_id": d.recurrence_id,
                     "alert": d.alert_id, "trigger_at": d.key[4], "principal": owner,
@@ -446,7 +460,7 @@ class Scheduler:
             elif outcome == "emailed":
                 self.fired += 1
                 try:
-                    await self._acknowledge(senders[owner], d, stamp)
+                    await self._acknowledge(users[owner], d, stamp)
                 except Exception:  # (the mail is queued all the same; it fired once)
                     log.exception("email alert %s of event %s not acknowledged", d.alert_id,
                                   d.event_id)  # fmt: skip
@@ -470,11 +484,9 @@ class Scheduler:
         recent.append(clock)
         return "email" if d.action == "email" else "pushed"
 
-    def _mail(
-        self, db: sqlite_utils.Database, d: Due, sender: Principal | None, now: dt.datetime
-    ) -> str:
+    def _mail(self, db: sqlite_utils.Database, d: Due, sender: Principal, now: dt.datetime) -> str:
         """Queue the reminder of an email alert in this transaction (§6); the outcome."""
-        if sender is None or not messaging.can_send(self.host):
+        if not sender.emails or not messaging.can_send(self.host):
             return "email-unsent"
         found = objectstore.read_records(db, EVENT, d.account, [d.event_id],
                                          ["title", "start", "timeZone"])  # fmt: skip
@@ -546,6 +558,14 @@ def reminder(event: dict[str, Any], d: Due, address: str, now: dt.datetime) -> b
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(f"Reminder: {title}\nWhen: {when}\n")
     return message.as_bytes()
+
+
+def _fired(db: sqlite_utils.Database, d: Due) -> bool:
+    found = db.execute(
+        f"SELECT 1 FROM [{FIRED}] WHERE account = ? AND event = ? AND recurrence_id = ? "
+        "AND alert = ? AND trigger_at = ?", list(d.key),
+    ).fetchone()  # fmt: skip
+    return found is not None
 
 
 async def run_scheduler(host: Host) -> None:
