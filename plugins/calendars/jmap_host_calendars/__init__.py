@@ -20,6 +20,7 @@ from . import alerts
 from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
 from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
+from .notification import CALENDAR_EVENT_NOTIFICATION
 from .query import event_get, event_query, event_set
 
 JMAP_HOST_OPT_IN = True
@@ -56,7 +57,7 @@ def register_capabilities(host: Host) -> list[Capability]:
                 Method("CalendarEvent/query", event_query),
                 Method("CalendarEvent/set", event_set, writes=True),
             ],
-            datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY],
+            datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY, CALENDAR_EVENT_NOTIFICATION],
             # §6.4: clients register for CalendarAlert pushes (alerts.py fires them).
             push_types={alerts.PUSH_TYPE: alerts.EVENT_NAME},
         )
