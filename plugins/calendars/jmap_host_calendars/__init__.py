@@ -4,7 +4,7 @@ capability on the host's standard methods and sharing service.
 Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3) and CalendarEvent
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
 and its instance ids in /get and /set) are served, and alerts (§6) fire as CalendarAlert
-pushes and reminder mail (alerts.py; the account owner's, not yet sharees'); per-user
+pushes and reminder mail (alerts.py; each user's own, sharees' too); per-user
 event properties, mayWriteOwn, scheduling, notifications (§7), Principal/getAvailability
 and CalendarEvent/parse are not yet, so a client is not offered a half capability unless the
 operator asks: ``[plugins] opt-in = ["calendars"]``.

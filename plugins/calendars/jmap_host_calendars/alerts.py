@@ -2,7 +2,12 @@
 CalendarAlert (§6.4) to the user's push channels when an alert of one of their events comes
 due.
 
-Which alerts (§6, §6.1): the events in at least one Calendar the owner is subscribed to
+Whose (§5.4: alerts are per-user): the account owner's, and each sharee's own (the
+calendars shared with them that they subscribed to, their per-user ``alerts`` and
+``useDefaultAlerts`` and default alerts, as jmap_host.sharing presents the account to
+them; a share with a group alerts no one yet).
+
+Which alerts (§6, §6.1): the events in at least one Calendar the user is subscribed to
 (``isSubscribed``), drafts left out; an event's ``alerts``, or with ``useDefaultAlerts``
 the ``defaultAlertsWithTime`` (``defaultAlertsWithoutTime`` when ``showWithoutTime``) of
 all its Calendars, with the event's own ``acknowledged`` times for those ids and its
@@ -18,27 +23,27 @@ When: the scheduler indexes the trigger times in ``[now - catch-up, now + horizo
 every account, sleeps until the next one, and is woken early by any Calendar or
 CalendarEvent change (the push hub's ``watch``: only the changed accounts are indexed
 again); the whole index is rebuilt every half horizon.  Each alert fires once: the firing
-(account, event, recurrenceId, alert id, trigger time) is recorded in
+(account, user, event, recurrenceId, alert id, trigger time) is recorded in
 ``calendars_alert_fired`` in the same transaction that decides it, before it is pushed,
 so a restart never fires it again (at most once: a crash between the commit and the push
 loses that one push).  An alert that came due while the server was down fires late, once,
 when it is at most ``catch-up`` late; later than that it is dropped (logged).  At most
 ``max-per-minute`` alerts fire per user (§9.3.2); past that they are recorded as dropped.
 
-Push: ``host.push.publish_object(owner, "CalendarAlert", ...)`` to the account's owner
-only; a "display" alert (or a vendor action) is pushed.  An "email" alert is not pushed
+Push: ``host.push.publish_object(user, "CalendarAlert", ...)`` to the alerted user only;
+a "display" alert (or a vendor action) is pushed.  An "email" alert is not pushed
 (§6: clients MUST NOT act on it): a plain-text reminder is queued through the host's
-messaging service (jmap_host.messaging, the mail plugin's queue) from and to the owner's
+messaging service (jmap_host.messaging, the mail plugin's queue) from and to the user's
 first address, the directory's and so verified (§9.3.2), in the same transaction that
 records the firing; then its ``acknowledged`` is set on the event (JSCalendar §3.5.1: at
-once for an action that gives no feedback), by a CalendarEvent/set as the owner.  Without
-a mail transport or an address it is recorded as ``email-unsent`` and logged.  Alerts of
-sharees (per-user alerts in calendars shared with them, §5.4) are not fired yet.
+once for an action that gives no feedback), by a CalendarEvent/set as the user.  Without
+a mail transport or an address it is recorded as ``email-unsent`` and logged.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import email.policy
 import email.utils
@@ -55,6 +60,7 @@ import sqlite_utils
 import trio
 
 from jmap_host import (
+    Account,
     Duration,
     Host,
     Int,
@@ -66,6 +72,7 @@ from jmap_host import (
     execute,
     messaging,
     objectstore,
+    sharing,
 )
 
 from . import jscalendar, recur
@@ -94,6 +101,7 @@ def create_fired(db: sqlite_utils.Database) -> None:
     db[FIRED].create(
         {
             "account": str,
+            "user": str,  # the alerted sharee's account id; "" for the account's owner
             "event": str,
             "recurrence_id": str,  # "" for an event that does not recur
             "alert": str,
@@ -102,7 +110,7 @@ def create_fired(db: sqlite_utils.Database) -> None:
             "fired_at": str,
             "outcome": str,  # pushed, emailed, email-unsent, rate-limited, no-user
         },
-        pk=("account", "event", "recurrence_id", "alert", "trigger_at"),
+        pk=("account", "user", "event", "recurrence_id", "alert", "trigger_at"),
     )
     db[FIRED].create_index(["trigger_at"])
 
@@ -130,10 +138,11 @@ class Due:
     alert_id: str
     uid: str
     action: str
+    user: str = ""  # the alerted sharee's account id; "" for the account's owner
 
     @property
-    def key(self) -> tuple[str, str, str, str, str]:
-        return (self.account, self.event_id, self.recurrence_id, self.alert_id,
+    def key(self) -> tuple[str, str, str, str, str, str]:
+        return (self.account, self.user, self.event_id, self.recurrence_id, self.alert_id,
                 jscalendar.utc_text(self.at))  # fmt: skip
 
     def push_object(self) -> dict[str, Any]:
@@ -310,26 +319,72 @@ def _action(alert: dict[str, Any]) -> str:
     return action if isinstance(action, str) else "display"
 
 
+CALENDAR_PROPERTIES = ["isSubscribed", "timeZone", "defaultAlertsWithTime",
+                       "defaultAlertsWithoutTime"]  # fmt: skip
+
+
 def account_due(
     db: sqlite_utils.Database, account: str, low: dt.datetime, high: dt.datetime
 ) -> list[Due]:
     """Every alert firing of ``account`` due in [low, high), for its owner (§6: events in
     calendars the owner is subscribed to)."""
-    calendars = {c["id"]: c for c in objectstore.read_records(
-        db, CALENDAR, account, None,
-        ["isSubscribed", "timeZone", "defaultAlertsWithTime", "defaultAlertsWithoutTime"],
-    )}  # fmt: skip
-    subscribed = {i for i, c in calendars.items() if c.get("isSubscribed", True)}
+    calendars = objectstore.read_records(db, CALENDAR, account, None, CALENDAR_PROPERTIES)
+    events = objectstore.read_records(db, EVENT, account, None, READ_PROPERTIES)
+    return _dues(account, "", calendars, events, low, high)
+
+
+def sharee_due(
+    db: sqlite_utils.Database, access: Any, low: dt.datetime, high: dt.datetime
+) -> list[Due]:
+    """The alert firings due in [low, high) of a sharee (``access``, sharing.load_access)
+    in the shared account: their own alerts (§5.4, per-user) of the events they see, in
+    the calendars they subscribed to, with their own default alerts (§4.3)."""
+    account = access.account
+    calendars = objectstore.read_records(db, CALENDAR, account, access.readable(CALENDAR),
+                                         CALENDAR_PROPERTIES)  # fmt: skip
+    sharing.present(db, CALENDAR, access, calendars)  # (their isSubscribed, default alerts)
+    where, params = sharing.visible_where(EVENT, access)
+    ids = [str(r[0]) for r in db.execute(
+        f"SELECT id FROM [{EVENT.table}] WHERE account = ? AND ({where})", [account, *params],
+    ).fetchall()]  # fmt: skip
+    events = objectstore.read_records(db, EVENT, account, ids, READ_PROPERTIES)
+    sharing.present(db, EVENT, access, events)  # (their alerts; private events reduced)
+    return _dues(account, access.grantee, calendars, events, low, high)
+
+
+def _dues(
+    account: str,
+    user: str,
+    calendars: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    low: dt.datetime,
+    high: dt.datetime,
+) -> list[Due]:
+    by_id = {c["id"]: c for c in calendars}
+    subscribed = {i for i, c in by_id.items() if c.get("isSubscribed", True)}
     if not subscribed:
         return []
     out: list[Due] = []
-    for event in objectstore.read_records(db, EVENT, account, None, READ_PROPERTIES):
-        ids = [i for i in (event.get("calendarIds") or {}) if i in calendars]
+    for event in events:
+        ids = [i for i in (event.get("calendarIds") or {}) if i in by_id]
         if event.get("isDraft") or not subscribed.intersection(ids):
             continue
-        mine = [calendars[i] for i in ids]
+        mine = [by_id[i] for i in ids]
         zone = next((c["timeZone"] for c in mine if c.get("timeZone")), None) or "Etc/UTC"
-        out += event_triggers(account, event, mine, zone, low, high)
+        found = event_triggers(account, event, mine, zone, low, high)
+        out += [dataclasses.replace(d, user=user) for d in found] if user else found
+    return out
+
+
+def sharee_grants(db: sqlite_utils.Database, accounts: set[str] | None) -> dict[str, set[str]]:
+    """{account: the account ids of those it shares a Calendar with} (of ``accounts``, or
+    of every account)."""
+    rows = db.execute(f"SELECT DISTINCT account, grantee FROM [{sharing.SHARE_TABLE}] "
+                      "WHERE type = ?", [CALENDAR.name]).fetchall()  # fmt: skip
+    out: dict[str, set[str]] = {}
+    for account, grantee in rows:
+        if accounts is None or account in accounts:
+            out.setdefault(str(account), set()).add(str(grantee))
     return out
 
 
@@ -382,28 +437,61 @@ class Scheduler:
     async def _pass(self, changed: set[str] | None) -> None:
         now = dt.datetime.now(UTC)
         low = now - self.catch_up
+        which: set[str] | None = set(changed or ())  # the accounts to read again; None: all
         if changed is None or now >= self.refresh_at:
+            which = None
             self.window_end = now + self.horizon
             self.refresh_at = now + self.horizon / 2
+        if which is None or which:
             end = self.window_end
+            sharees = await self._sharees(which)
 
-            def everything(db: sqlite_utils.Database) -> dict[str, list[Due]]:
-                return {a: account_due(db, a, low, end) for a in event_accounts(db)}
+            def read(db: sqlite_utils.Database) -> dict[str, list[Due]]:
+                accounts = event_accounts(db) if which is None else sorted(which)
+                out = {a: account_due(db, a, low, end) for a in accounts}
+                for account, entries in sharees.items():
+                    for shared, principal in entries:
+                        access = sharing.load_access(db, self.host, shared, principal)
+                        out.setdefault(account, []).extend(sharee_due(db, access, low, end))
+                return out
 
-            self.index = await self.host.store.read(everything, inline=False)
-        elif changed:
-            end = self.window_end
-
-            def some(db: sqlite_utils.Database) -> dict[str, list[Due]]:
-                return {a: account_due(db, a, low, end) for a in changed}
-
-            self.index.update(await self.host.store.read(some, inline=False))
+            found = await self.host.store.read(read, inline=False)
+            self.index = found if which is None else {**self.index, **found}
         due = [d for dues in self.index.values() for d in dues if d.at <= now]
         if due:
             await self.fire(due, now)
             gone = {d.key for d in due}
             self.index = {a: [d for d in dues if d.key not in gone]
                           for a, dues in self.index.items()}  # fmt: skip
+
+    async def _sharees(
+        self, accounts: set[str] | None
+    ) -> dict[str, list[tuple[Account, Principal]]]:
+        """The sharees to alert in ``accounts`` (None: every account): the individual
+        users a Calendar of it is shared with, each with the account as they see it."""
+
+        def read(db: sqlite_utils.Database) -> tuple[dict[str, set[str]], dict[str, str]]:
+            grants = sharee_grants(db, accounts)
+            return grants, account_owners(db, {g for gs in grants.values() for g in gs})
+
+        grants, names = await self.host.store.read(read)
+        seen: dict[str, dict[str, tuple[Account, Principal]]] = {}
+        out: dict[str, list[tuple[Account, Principal]]] = {}
+        for account, grantees in grants.items():
+            for grantee in sorted(grantees):
+                name = names.get(grantee)
+                if name is None:
+                    continue  # (a group's grant: its members are not alerted yet)
+                if name not in seen:
+                    principal = await self.host.directory.principal(name)
+                    seen[name] = {}
+                    if principal is not None and principal.kind == "individual":
+                        shared = await sharing.shared_accounts(self.host, principal)
+                        seen[name] = {a.id: (a, principal) for a in shared}
+                entry = seen[name].get(account)
+                if entry is not None:
+                    out.setdefault(account, []).append(entry)
+        return out
 
     async def fire(self, due: list[Due], now: dt.datetime) -> None:
         """Record, then push, the firings not recorded yet (§6.4)."""
@@ -418,7 +506,7 @@ class Scheduler:
             """The candidates not fired yet (the usual case after a re-read: none, and no
             write), and the accounts' owners."""
             return ([d for d in candidates if not _fired(db, d)],
-                    account_owners(db, {d.account for d in candidates}))  # fmt: skip
+                    account_owners(db, {d.user or d.account for d in candidates}))  # fmt: skip
 
         if not candidates:
             return
@@ -436,15 +524,16 @@ class Scheduler:
         def write(db: sqlite_utils.Database) -> list[tuple[Due, str, str]]:
             done: list[tuple[Due, str, str]] = []
             for d in candidates:
-                owner = owners.get(d.account)
+                owner = owners.get(d.user or d.account)  # (whom it alerts)
                 if owner is None or _fired(db, d):
                     continue
                 outcome = self._outcome(d, owner) if owner in users else "no-user"
                 if outcome == "email":
                     outcome = self._mail(db, d, users[owner], now)
                 db[FIRED].insert({
-                    "account": d.account, "event": d.event_id, "recurrence_id": d.recurrence_id,
-                    "alert": d.alert_id, "trigger_at": d.key[4], "principal": owner,
+                    "account": d.account, "user": d.user, "event": d.event_id,
+                    "recurrence_id": d.recurrence_id, "alert": d.alert_id,
+                    "trigger_at": d.key[5], "principal": owner,
                     "fired_at": stamp, "outcome": outcome,
                 })  # fmt: skip
                 done.append((d, owner, outcome))
@@ -562,8 +651,8 @@ def reminder(event: dict[str, Any], d: Due, address: str, now: dt.datetime) -> b
 
 def _fired(db: sqlite_utils.Database, d: Due) -> bool:
     found = db.execute(
-        f"SELECT 1 FROM [{FIRED}] WHERE account = ? AND event = ? AND recurrence_id = ? "
-        "AND alert = ? AND trigger_at = ?", list(d.key),
+        f"SELECT 1 FROM [{FIRED}] WHERE account = ? AND user = ? AND event = ? AND "
+        "recurrence_id = ? AND alert = ? AND trigger_at = ?", list(d.key),
     ).fetchone()  # fmt: skip
     return found is not None
 

@@ -453,3 +453,40 @@ def test_trigger_times_follow_the_events_time_zone_across_dst():
         ("2026-03-22T09:00:00", "end"): "2026-03-22T09:00:00Z",
         ("2026-03-29T09:00:00", "end"): "2026-03-29T08:00:00Z",
     }
+
+
+async def test_sharees_own_alerts_fire_for_them(tmp_path):
+    """§5.4: alerts are per-user: in a calendar shared with bob, alice's alert fires for
+    alice, bob's own alert (his per-user ``alerts``) for bob, with the shared account's id
+    (§6.4); §6 and §4: only in a calendar bob subscribed to (a sharee starts
+    unsubscribed)."""
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+        alice = await connect(server, "alice", ALICE)
+        await connect(server, "bob", BOB)
+        bob = await connect(server, "bob", ALICE)  # (bob in alice's account)
+        made = await alice.ok("Calendar/set", create={"t": {"name": "Team"},
+                                                      "o": {"name": "Other"}})  # fmt: skip
+        team, other = made["created"]["t"]["id"], made["created"]["o"]["id"]
+        granted = {"mayReadItems": True, "mayUpdatePrivate": True}
+        await alice.ok("Calendar/set", update={c: {"shareWith": {BOB: granted}}
+                                               for c in (team, other)})  # fmt: skip
+        subscribed = await bob.ok("Calendar/set", update={team: {"isSubscribed": True}})
+        assert team in subscribed["updated"], subscribed
+        async with streams(server, "alice", "CalendarAlert") as (alices,), \
+                streams(server, "bob", "CalendarAlert") as (bobs,):  # fmt: skip
+            due = dt.datetime.now(UTC) + dt.timedelta(seconds=3)
+            created = await create_events(alice, t=event_due(due, team),
+                                          o=event_due(due, other))  # fmt: skip
+            mine = {"b1": alert()}
+            result = await bob.ok("CalendarEvent/set", update={
+                created[k]["id"]: {"alerts": mine} for k in ("t", "o")})  # fmt: skip
+            assert len(result["updated"]) == 2, result
+            alice_got = await alices.wait_alerts(2)
+            [bob_got] = await bobs.wait_alerts(1)
+            await trio.sleep(0.5)
+            assert sorted((a["calendarEventId"], a["alertId"]) for a in alice_got) == sorted(
+                [(created["t"]["id"], "a1"), (created["o"]["id"], "a1")])
+            assert bob_got == {"@type": "CalendarAlert", "accountId": ALICE,
+                               "calendarEventId": created["t"]["id"], "uid": created["t"]["uid"],
+                               "recurrenceId": None, "alertId": "b1"}  # fmt: skip
+            assert len(bobs.alerts()) == 1 and len(alices.alerts()) == 2
