@@ -490,3 +490,41 @@ async def test_sharees_own_alerts_fire_for_them(tmp_path):
                                "calendarEventId": created["t"]["id"], "uid": created["t"]["uid"],
                                "recurrenceId": None, "alertId": "b1"}  # fmt: skip
             assert len(bobs.alerts()) == 1 and len(alices.alerts()) == 2
+
+
+async def test_acknowledge_and_snooze_by_occurrence_id_stay_on_the_base_event(tmp_path):
+    """§6.2: setting acknowledged MUST NOT create a recurrence override, even when a
+    client sends it with an occurrence's id (§5.9 instance ids): it goes to the base
+    event's alert; so do a snooze alert (§6.3) and its removal; an alert the occurrence
+    already overrides is acknowledged in its override."""
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+        alice = await connect(server, "alice", ALICE)
+        calendar = await default_calendar(alice)
+        series = {"calendarIds": {calendar: True}, "title": "Daily", "timeZone": "Etc/UTC",
+                  "start": "2030-01-01T09:00:00", "duration": "PT1H",
+                  "recurrenceRule": {"frequency": "daily"}, "alerts": {"a1": alert()},
+                  "recurrenceOverrides": {"2030-01-05T09:00:00": {
+                      "alerts/a1/trigger/offset": "-PT5M"}}}  # fmt: skip
+        event_id = (await create_events(alice, s=series))["s"]["id"]
+        second = f"{event_id}.20300102T090000"
+        snooze = {"@type": "Alert", "trigger": {"@type": "AbsoluteTrigger",
+                                                "when": "2030-01-02T08:55:00Z"},
+                  "relatedTo": {"a1": {"@type": "Relation", "relation": {"snooze": True}}}}
+        result = await alice.ok("CalendarEvent/set", update={second: {
+            "alerts/a1/acknowledged": "2030-01-02T08:45:10Z", "alerts/z": snooze}})  # fmt: skip
+        assert second in result["updated"], result
+        [base] = (await alice.ok("CalendarEvent/get", ids=[event_id]))["list"]
+        assert base["alerts"]["a1"]["acknowledged"] == "2030-01-02T08:45:10Z"
+        assert base["alerts"]["z"] == snooze and base["sequence"] == 0
+        assert base["recurrenceOverrides"] == series["recurrenceOverrides"]  # (no new one)
+        await alice.ok("CalendarEvent/set", update={second: {"alerts/z": None}})
+        [base] = (await alice.ok("CalendarEvent/get", ids=[event_id]))["list"]
+        assert set(base["alerts"]) == {"a1"}
+        assert base["recurrenceOverrides"] == series["recurrenceOverrides"]
+        fifth = f"{event_id}.20300105T090000"
+        await alice.ok("CalendarEvent/set", update={fifth: {
+            "alerts/a1/acknowledged": "2030-01-05T08:55:10Z"}})  # fmt: skip
+        [base] = (await alice.ok("CalendarEvent/get", ids=[event_id]))["list"]
+        assert base["alerts"]["a1"]["acknowledged"] == "2030-01-02T08:45:10Z"
+        assert base["recurrenceOverrides"]["2030-01-05T09:00:00"] == {
+            "alerts/a1/trigger/offset": "-PT5M", "alerts/a1/acknowledged": "2030-01-05T08:55:10Z"}
