@@ -546,11 +546,28 @@ class SetRun:
                 self._check_containers(record)
             sharing.check_member_write(dt, self.access, "create", None, record, self.db)
         self.check_embedded_blobs(record, None)
+        through = dt.shared_through
+        own: dict[str, Any] | None = None
+        if through is not None and through.per_user and self.access is not None:
+            # A sharee's per-user values are theirs: the record starts with the defaults.
+            shared, own = sharing.split_per_user(through, record)
+            record.clear()
+            record.update(sharing.view_per_user(dt, shared | dict.fromkeys(through.per_user), None,
+                                                True))  # fmt: skip
         if dt.on_create is not None:
             dt.on_create(self.ctx, record)
         self._check_unique(record)
         self._own_write(lambda: os_.insert_record(self.db, dt, self.account.id, record))
         self._changes.append((record["id"], "created"))
+        if own is not None and self.access is not None:
+            assert through is not None
+            view = sharing.join_per_user(through, sharing.split_per_user(through, record)[0],
+                                         own, None)  # fmt: skip
+            if through.validate_per_user is not None:
+                through.validate_per_user(view)
+            sharing.set_member_prefs(self.db, dt, self.account.id, self.access.grantee,
+                                     record["id"], sharing.split_per_user(through, view)[1],
+                                     None)  # fmt: skip
         self.sync_blob_refs(record)
         if dt.sharing is not None:
             sharing.record_share(self.db, self.ctx, dt, None, record, self.share_writes)

@@ -1,13 +1,14 @@
 """The calendars plugin: draft-ietf-jmap-calendars' ``urn:ietf:params:jmap:calendars``
 capability on the host's standard methods and sharing service.
 
-Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3) and CalendarEvent
+Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3), CalendarEvent
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
-and its instance ids in /get and /set) are served, and alerts (§6) fire as CalendarAlert
-pushes and reminder mail (alerts.py; each user's own, sharees' too); per-user
-event properties, mayWriteOwn, scheduling, notifications (§7), Principal/getAvailability
-and CalendarEvent/parse are not yet, so a client is not offered a half capability unless the
-operator asks: ``[plugins] opt-in = ["calendars"]``.
+and its instance ids in /get and /set; per-user properties, every CalendarRight, privacy,
+the /get arguments and utcStart/utcEnd on /set: peruser.py, settimes.py),
+CalendarEventNotification (§7, notification.py) and alerts (§6: CalendarAlert pushes and
+reminder mail, each user's own, alerts.py) are served; scheduling,
+Principal/getAvailability and CalendarEvent/parse are not yet, so a client is not offered
+a half capability unless the operator asks: ``[plugins] opt-in = ["calendars"]``.
 """
 
 from __future__ import annotations

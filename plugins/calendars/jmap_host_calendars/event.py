@@ -79,6 +79,12 @@ OVERRIDDEN = {"title": ("title",), "description": ("description",),
               "attendee": ("participants",), "text": None}  # fmt: skip
 
 
+def _derived_name(name: str) -> str:
+    """A text condition's derived column; "text" renamed when keywords left it (§5.4), so
+    that the rows stored before are filled in again (plugin guide: derived columns)."""
+    return "f:text-shared" if name == "text" else f"f:{name}"
+
+
 def _derived_text(name: str) -> Any:
     read = TEXT_FILTERS[name]
     tops = OVERRIDDEN[name]
@@ -215,7 +221,7 @@ EVENT = DataType(
         FilterCondition("uid", "uid"),
         *(
             FilterCondition(name, "title", "custom", value_type="String",
-                            sql=textsearch.condition("calendars_event", f"f:{name}"))
+                            sql=textsearch.condition("calendars_event", _derived_name(name)))
             for name in TEXT_FILTERS
         ),
     ],
@@ -229,7 +235,7 @@ EVENT = DataType(
         "utc-start": _utc_start,
         "utc-end": _utc_end,
         "expand": _expand,
-        **{f"f:{name}": _derived_text(name) for name in TEXT_FILTERS},
+        **{_derived_name(name): _derived_text(name) for name in TEXT_FILTERS},
     },
     # §5.11.2: start (in time: the UTC start), uid, recurrenceId, created, updated.
     sort_sql={

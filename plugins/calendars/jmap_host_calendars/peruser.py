@@ -10,10 +10,11 @@ they see of a private event (``restrict``), and the CalendarEvent/get arguments 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
-from jmap_host import Access, SetError, objectstore
+from jmap_host import Access, DataType, FilterCondition, SetError, objectstore
 
 from . import jscalendar
 
@@ -96,13 +97,33 @@ def _without_rsvp(event: dict[str, Any], mine: set[str]) -> dict[str, Any]:
     return out
 
 
+def _without_invited(old: dict[str, Any], new: dict[str, Any], mine: set[str]) -> dict:
+    """``new`` without the participants mayRSVP lets the user add (§4, §5.1.1, §5.1.2):
+    themselves as an attendee when the event has mayInviteSelf; other attendees when it
+    has mayInviteOthers and they are already a participant.  Roles: attendee alone."""
+    before = old.get("participants") or {}
+    after = new.get("participants")
+    if not isinstance(after, dict):
+        return new
+    am_in = any(_is_mine(p, mine) for p in before.values())
+    kept = {}
+    for pid, p in after.items():
+        added = pid not in before and isinstance(p, dict) and p.get("roles") == {"attendee": True}
+        if added and ((old.get("mayInviteSelf") and _is_mine(p, mine))
+                      or (old.get("mayInviteOthers") and am_in)):  # fmt: skip
+            continue
+        kept[pid] = p
+    return {**new, "participants": kept or (None if old.get("participants") is None else {})}
+
+
 def check_sharee(
     db: Any, access: Access, operation: str, old: dict | None, new: dict | None
 ) -> None:
     """What a sharee may write of an event (SharedThrough.check_sharee), by the rights of
     its calendars (§4): mayWriteAll anything; mayWriteOwn events they own or that have no
     owner (and so create only such, and give ownership away); mayUpdatePrivate their
-    per-user values on any event; mayRSVP their own participants' replies.  A "private"
+    per-user values on any event; mayRSVP their own participants' replies (and adding
+    themselves or others as attendees when the event allows it).  A "private"
     event only the calendar's owner may change (§5.9: forbidden, per-user values too)."""
     calendars = access.containers("Calendar")
     if old is not None and old.get("privacy") == "private":
@@ -141,7 +162,7 @@ def check_sharee(
     others = {k for k in set(old) | set(new) if k != "calendarIds" and old.get(k) != new.get(k)}
     if not others or all(_may_write(r, old, mine) for r in rights(before)):
         return
-    if _without_rsvp(old, mine) == _without_rsvp(new, mine) and all(
+    if _without_rsvp(old, mine) == _without_rsvp(_without_invited(old, new, mine), mine) and all(
         r.get("mayRSVP") for r in rights(before)
     ):
         return
@@ -170,6 +191,33 @@ def restrict(db: Any, access: Access, records: list[dict[str, Any]]) -> None:
                 if isinstance(patch, dict) else patch
                 for rid, patch in overrides.items()
             } or None  # fmt: skip
+
+
+_SHAREE_TYPES: dict[str, DataType] = {}
+
+
+def sharee_filters(event: DataType) -> DataType:
+    """The event type as a sharee's /query compiles it: a text condition (title,
+    description, location, owner, attendee, text) never matches a "private" event, whose
+    details they may not see (§5.7), so a search cannot tell what is in one."""
+    from .event import TEXT_FILTERS
+
+    def hide(cond: FilterCondition) -> FilterCondition:
+        inner = cond.sql
+        if cond.name not in TEXT_FILTERS or inner is None:
+            return cond
+
+        def sql(value: Any) -> tuple[str, list[Any]]:
+            where, params = inner(value)
+            return f"({where}) AND [p_privacy] IS NOT 'private'", params
+
+        return dataclasses.replace(cond, sql=sql)
+
+    if event.name not in _SHAREE_TYPES:  # (built once: /query asks on every call)
+        _SHAREE_TYPES[event.name] = dataclasses.replace(
+            event, filters=[hide(c) for c in event.filters]
+        )
+    return _SHAREE_TYPES[event.name]
 
 
 def reduce_participants(record: dict[str, Any], mine: set[str]) -> None:

@@ -91,7 +91,10 @@ async def event_query(call: Call) -> dict[str, Any]:
     standard.check_read(EVENT, call)
     rest, after, before, zone, expand = _range(call)
     sort = call.args.get("sort")
-    where, order, _ = standard.compile_query(EVENT, rest, sort)
+    shared = call.account.shared
+    where, order, _ = standard.compile_query(
+        peruser.sharee_filters(EVENT) if shared else EVENT, rest, sort
+    )
     if expand and any(c["property"] != "start" for c in standard.check_sort(sort)):
         raise MethodError("unsupportedSort", "expanded occurrences sort by start only")
     position = standard.arg(call, "position", "Int", 0)
@@ -500,6 +503,10 @@ def _with_instances(
         base_id, rid = m["base"], _recurrence_id(m["rid"])
         if base_id not in overrides:
             found = objectstore.read_records(db, EVENT, account.id, [base_id])
+            if found and account.shared:  # (a sharee's overrides: their per-user values)
+                access = sharing.load_access(db, request.call.host, account,
+                                             request.call.request.principal)  # fmt: skip
+                sharing.present(db, EVENT, access, found, account.id)
             if not found or not recur.is_recurring(found[0]):
                 failed[key] = {"type": "notFound"}
                 continue

@@ -115,6 +115,37 @@ async def test_per_user_properties_are_each_users_own(tmp_path):
         assert (await bob.ok("CalendarEvent/changes", sinceState=state))["updated"] == [event_id]
         bad = await bob.ok("CalendarEvent/set", update={event_id: {"alerts": {"x": 5}}})
         assert bad["notUpdated"][event_id]["type"] == "invalidProperties"
+        # an occurrence by its instance id (§5.9): bob's per-occurrence colour is his
+        instance = f"{event_id}.20260604T090000"
+        await bob.ok("CalendarEvent/set", update={instance: {"color": "teal"}})
+        assert (await get(bob, instance))["color"] == "teal"
+        bobs = (await get(bob, event_id))["recurrenceOverrides"]
+        assert bobs["2026-06-03T09:00:00"] == {"freeBusyStatus": "free"}  # (kept)
+        alices = (await get(alice, event_id))["recurrenceOverrides"]
+        assert "2026-06-04T09:00:00" not in alices
+        assert alices["2026-06-02T09:00:00"] == {"title": "Long standup", "color": "green"}
+        assert "2026-06-02T09:00:00" not in bobs or "color" not in bobs["2026-06-02T09:00:00"]
+
+
+async def test_a_sharees_new_event_keeps_their_values(tmp_path):
+    """§5.4: the per-user values bob gives when he creates an event are his; alice (and
+    any other user) starts with the defaults; a destroyed event's per-user values go."""
+    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
+        event_id = await create(bob, event(team, keywords={"bob": True}, color="blue",
+                                           recurrenceRule={"frequency": "daily", "count": 2},
+                                           recurrenceOverrides={"2026-06-02T09:00:00": {
+                                               "title": "Two", "color": "red"}}))  # fmt: skip
+        bobs = await get(bob, event_id)
+        assert bobs["keywords"] == {"bob": True} and bobs["color"] == "blue"
+        assert bobs["recurrenceOverrides"]["2026-06-02T09:00:00"] == {"title": "Two",
+                                                                      "color": "red"}
+        alices = await get(alice, event_id)
+        assert alices["keywords"] is None and alices["color"] is None
+        assert alices["recurrenceOverrides"] == {"2026-06-02T09:00:00": {"title": "Two"}}
+        bad = await bob.ok("CalendarEvent/set", create={"x": event(team, alerts={"a": 1})})
+        assert bad["notCreated"]["x"]["type"] == "invalidProperties"
+        assert (await bob.ok("CalendarEvent/set", destroy=[event_id]))["destroyed"] == [event_id]
 
 
 async def test_per_user_needs_may_update_private(tmp_path):
@@ -159,7 +190,8 @@ async def test_may_write_own(tmp_path):
 
 async def test_may_rsvp(tmp_path):
     """§4 mayRSVP: bob may change his own participant's participationStatus (also in an
-    override), nothing else, nor another participant's."""
+    override), nothing else, nor another participant's; add himself with mayInviteSelf
+    (§5.1.1) and others with mayInviteOthers (§5.1.2), as attendees only."""
     async with running_server(write_config(tmp_path, OPT_IN)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True, mayRSVP=True)
         event_id = await create(alice, event(
@@ -174,9 +206,24 @@ async def test_may_rsvp(tmp_path):
         seen = await get(alice, event_id)
         assert seen["participants"]["b"]["participationStatus"] == "accepted"
         for patch in ({"participants/c/participationStatus": "declined"},
-                      {"participants/b/name": "Robert"}, {"title": "Bob's"}):  # fmt: skip
+                      {"participants/b/name": "Robert"}, {"title": "Bob's"},
+                      {"participants/d": {**CAROL, "name": "Dan"}}):  # fmt: skip
             refused = await bob.ok("CalendarEvent/set", update={event_id: patch})
             assert refused["notUpdated"][event_id]["type"] == "forbidden", patch
+        # §5.1.1 mayInviteSelf: he may add himself, as an attendee only
+        open_event = await create(alice, event(team, mayInviteSelf=True,
+                                               participants={"a": ALICE_OWNER}))  # fmt: skip
+        chair = {**BOB_ATTENDEE, "roles": {"attendee": True, "chair": True}}
+        refused = await bob.ok("CalendarEvent/set", update={open_event: {"participants/b": chair}})
+        assert refused["notUpdated"][open_event]["type"] == "forbidden"
+        joined = await bob.ok("CalendarEvent/set", update={open_event: {
+            "participants/b": BOB_ATTENDEE}})  # fmt: skip
+        assert open_event in joined["updated"], joined
+        # §5.1.2 mayInviteOthers: a participant may add other attendees
+        others = await create(alice, event(team, mayInviteOthers=True,
+                                           participants={"a": ALICE_OWNER, "b": BOB_ATTENDEE}))
+        invited = await bob.ok("CalendarEvent/set", update={others: {"participants/c": CAROL}})
+        assert others in invited["updated"], invited
 
 
 async def test_private_and_secret_events(tmp_path):
@@ -204,6 +251,11 @@ async def test_private_and_secret_events(tmp_path):
         assert (await bob.ok("CalendarEvent/get", ids=[secret]))["notFound"] == [secret]
         ids = (await bob.ok("CalendarEvent/query"))["ids"]
         assert secret not in ids and {private, public} <= set(ids)
+        # a search cannot tell what a private event holds, nor find a secret one
+        for condition in ({"text": "doctor"}, {"location": "Clinic"}, {"title": "Surprise"}):
+            assert (await bob.ok("CalendarEvent/query", filter=condition))["ids"] == []
+        assert (await alice.ok("CalendarEvent/query", filter={"text": "doctor"}))["ids"] == [
+            private]  # fmt: skip
         gone = await bob.ok("CalendarEvent/set", update={secret: {"title": "x"}},
                             destroy=[secret])  # fmt: skip
         assert gone["notDestroyed"][secret]["type"] == "notFound"
