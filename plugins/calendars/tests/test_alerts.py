@@ -528,3 +528,27 @@ async def test_acknowledge_and_snooze_by_occurrence_id_stay_on_the_base_event(tm
         assert base["alerts"]["a1"]["acknowledged"] == "2030-01-02T08:45:10Z"
         assert base["recurrenceOverrides"]["2030-01-05T09:00:00"] == {
             "alerts/a1/trigger/offset": "-PT5M", "alerts/a1/acknowledged": "2030-01-05T08:55:10Z"}
+
+
+def test_push_type_names_are_checked_at_start_up(tmp_path):
+    """Capability.push_types: the calendars plugin declares CalendarAlert (§6.4, sent on an
+    event source as calendarAlert); another plugin declaring it again, a data type's name,
+    or an event name already taken is a start-up error, not a silent clash."""
+    from jmap_host import Capability, StartupError, hookimpl, load_host
+
+    config = write_config(tmp_path, OPT_IN)
+    assert load_host(config).push_types == {"CalendarAlert": "calendarAlert"}
+    for declared in ({"CalendarAlert": "other"}, {"CalendarEvent": "event"},
+                     {"Other": "calendarAlert"}, {"Other": "state"}):  # fmt: skip
+
+        class Clash:
+            @hookimpl
+            def register_capabilities(self, host: Any, declared: Any = declared) -> Any:
+                return [Capability(urn="https://test.example/clash", push_types=declared)]
+
+        try:
+            load_host(config, extra_plugins=[("clash", Clash())])
+        except StartupError as exc:
+            assert "push type" in str(exc) or "event name" in str(exc)
+        else:
+            raise AssertionError(f"{declared} was accepted")
