@@ -11,6 +11,7 @@ from . import (
     dates,
     jsobject,
     memquery,
+    messaging,
     objectstore,
     sharing,
     standard,
@@ -67,10 +68,12 @@ from .errors import MethodError, RequestError
 from .hookspecs import hookimpl
 from .host import Host, Limits, StartupError, load_host
 from .http import ASGIApp, Receive, Request, Response, Scope, Send, json_response, problem_response
+from .messaging import MailReceiver, MailTransport, NoMailTransport
 from .numbers import parse_digits
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
 from .principals import PRINCIPALS, PRINCIPALS_OWNER, principals_capability
+from .push import account_owners
 from .pushsubscription import push_capabilities, push_config_keys, push_subscription_methods
 from .quota import (
     QUOTA,
@@ -119,9 +122,12 @@ __all__ = [
     "Key",
     "Limits",
     "List",
+    "MailReceiver",
+    "MailTransport",
     "Map",
     "Method",
     "MethodError",
+    "NoMailTransport",
     "OverQuota",
     "Principal",
     "Property",
@@ -148,6 +154,7 @@ __all__ = [
     "TableList",
     "account_id_for",
     "account_limits",
+    "account_owners",
     "accounts_for",
     "add_blob_reference",
     "add_blob_references",
@@ -175,6 +182,7 @@ __all__ = [
     "load_host",
     "looks_like_unknown_hash",
     "memquery",
+    "messaging",
     "name_problem",
     "objectstore",
     "parse_digits",

@@ -60,6 +60,10 @@ def destroy_contents(
             from .blobs import remove_blob_references
 
             remove_blob_references(ctx.db, ctx.account.id, f"{member.name}:{record['id']}")
+            if member.shared_through is not None and member.shared_through.per_user:
+                from .sharing import drop_member_prefs  # (its users' own values go too)
+
+                drop_member_prefs(ctx.db, member, ctx.account.id, record["id"])
             changes.append((record["id"], "destroyed"))
     objectstore.record_changes(ctx.db, ctx.account.id, member.name, changes)
 

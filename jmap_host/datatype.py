@@ -158,6 +158,9 @@ class SetContext:
     datatype: DataType
     host: Any
     args: dict[str, Any] = field(default_factory=dict)  # the method call's arguments
+    # Other types a hook wrote records of (their change log too): their new states are
+    # pushed after the commit, with this type's.
+    changed_types: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -252,6 +255,12 @@ class DataType:
     # target account's.  It gets records as the client sent them: skip what is not well
     # formed (the type's hooks report that).  Needs whole records on update.
     embedded_blobs: Callable[[dict[str, Any]], Iterable[tuple[str, str]]] | None = None
+    # Records each for one user (CalendarEventNotification, kept in the account of the
+    # event for each user it concerns): the name of a ``derived`` column holding the
+    # Principal id a record is for.  Every standard method shows a user only their own,
+    # in the account's owner's view and in a shared account alike (where the type is then
+    # served); the plugin writes the records, with the id under that key.
+    per_principal: str | None = None
 
     def __post_init__(self) -> None:
         if self.sharing is not None:
@@ -320,7 +329,11 @@ class DataType:
     @property
     def shareable(self) -> bool:
         """Is the type served in accounts shared with the user (a container or a member)?"""
-        return self.sharing is not None or self.shared_through is not None
+        return (
+            self.sharing is not None
+            or self.shared_through is not None
+            or self.per_principal is not None
+        )
 
     def is_open(self, name: str) -> bool:
         """Is ``name`` an undeclared property this open type keeps?"""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .config_schema import Key
     from .directory import DirectoryType
     from .host import Host
+    from .messaging import MailReceiver, MailTransport
     from .routes import Protocol, Route
 
 hookspec = pluggy.HookspecMarker("jmap_host")
@@ -151,4 +152,31 @@ def shutdown(host: Host) -> Any:
 
     May return an awaitable, which the host awaits.  Called in reverse plugin order; an
     exception is logged and does not stop other plugins' shutdown.
+    """
+
+
+@hookspec
+def register_mail_transport(host: Host) -> MailTransport | None:
+    """Return the :class:`jmap_host.MailTransport` that sends mail for every plugin, or None.
+
+    The mail plugin returns one: ``enqueue(db, host, sender, mail_from, recipients,
+    message)`` puts an RFC 5322 message on its durable outbound queue inside the caller's
+    write transaction; once that commits, local recipients get it in their Inbox (their
+    vacation reply, quota and push apply) and the others through the relay.  Other plugins
+    send with ``jmap_host.messaging.send`` / ``enqueue`` and never call the transport
+    themselves.  Two plugins returning a transport is a start-up error.  Called once.
+    """
+
+
+@hookspec
+def register_mail_receivers(host: Host) -> list[MailReceiver]:
+    """Return :class:`jmap_host.MailReceiver` objects: code to run on every message
+    delivered to a local account.
+
+    ``receive(db, host, principal, message, envelope_from)`` runs inside the delivery's
+    write transaction, after the message is stored (so what it writes commits with it),
+    in a savepoint of its own: an exception is logged and the message is delivered all
+    the same.  It returns the names of the data types it changed in the account, for push.
+    The calendars plugin reads iMIP (RFC 6047) messages this way.  A receiver name
+    registered twice is a start-up error.  Called once.
     """

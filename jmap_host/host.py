@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from . import messaging
 from .auth import Authenticator
 from .capabilities import CORE, Account, Capability, Method
 from .config import Config, build_schema, check_plugins_table, read_toml, validate
@@ -136,6 +137,8 @@ class Host:
             self.store.add_migrations(migration_set)
         self._build_routes()
         self._build_directories()
+        # Mail for plugins (jmap_host.messaging): the transport and the receivers.
+        self.messaging = messaging.build(self.pm, self)
 
     # -- registries ----------------------------------------------------------------------
 
@@ -168,6 +171,17 @@ class Host:
                 self.methods[method.name] = (method, cap.urn)
         if CORE not in self.capabilities:
             raise StartupError(f"no active plugin provides {CORE} (is jmap-host-core installed?)")
+        # Push pseudo-types (Capability.push_types): name → EventSource event name.
+        self.push_types: dict[str, str] = {}
+        for cap in self.capabilities.values():
+            for name, event in cap.push_types.items():
+                if name in self.push_types or name in self.datatypes:
+                    raise StartupError(
+                        f"push type {name} of {cap.plugin!r} is already a push or data type"
+                    )
+                if event in ("state", "ping") or event in self.push_types.values():
+                    raise StartupError(f"EventSource event name {event!r} is already taken")
+                self.push_types[name] = event
         # What sharing (jmap_host.sharing) asks on every request, known once: the shareable
         # types, each container's member types, and the capabilities shared accounts offer.
         self.shareable_types = frozenset(n for n, (dt, _) in self.datatypes.items() if dt.shareable)

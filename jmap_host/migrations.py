@@ -9,7 +9,7 @@ from .objectstore import create_changelog
 from .principals import create_overlay_table
 from .pushsubscription import create_push_tables
 from .quota import create_usage_table
-from .sharing import add_share_prefs, create_share_tables
+from .sharing import add_share_prefs, create_member_prefs, create_share_tables
 from .tokens import create_app_passwords
 
 ACCOUNT_TABLE = "host_account"
@@ -31,3 +31,4 @@ host_migrations(name="quota_usage")(create_usage_table)
 host_migrations(name="principals")(create_overlay_table)
 host_migrations(name="sharing")(create_share_tables)
 host_migrations(name="share_prefs")(add_share_prefs)
+host_migrations(name="member_prefs")(create_member_prefs)

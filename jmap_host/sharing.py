@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 SHARE_TABLE = "host_share"
 SUBSCRIPTION_TABLE = "host_share_subscription"
 EPOCH_TABLE = "host_share_epoch"
+MEMBER_PREFS_TABLE = "host_member_prefs"
 NOTIFICATION_TYPE = "ShareNotification"
 # The most ShareNotifications kept per user (§3 allows a limit): the oldest go first.
 MAX_NOTIFICATIONS = 1000
@@ -117,9 +118,20 @@ class SharedThrough:
     ``check_update(rights_of_its_containers, old, new)`` may raise SetError.
 
     A type whose visibility is not a property (mail's Thread: visible through its Emails)
-    gives ``visible_sql(readable_ids_json) -> (SQL condition, params)`` and
-    ``restrict(db, access, records)`` to hide what the sharee may not see inside visible
-    records; such a type is read-only in shared accounts.
+    gives ``visible_sql(readable_ids_json) -> (SQL condition, params)``; such a type is
+    read-only in shared accounts.  ``restrict(db, access, records)`` hides what the sharee
+    may not see inside visible records (any member type).
+
+    ``per_user`` names the member's per-user properties (a CalendarEvent's keywords,
+    color, alerts...): each user of the account sees and sets their own value; the stored
+    record holds the account's (its owner's), a sharee starts with
+    ``per_user_defaults[name]`` or the property's default.  ``per_user_patches`` names
+    properties holding maps of PatchObjects (recurrenceOverrides) whose pointers into a
+    per-user property are per user too.  ``per_user_updated`` names the last-modified
+    property: a write of per-user properties alone stores the writer's own time, and
+    /get answers the later of theirs and the record's.  ``validate_per_user(view)``
+    checks a sharee's whole view after their change (SetError).  A per-user change is
+    not a change of the record: it is in the writer's /changes only.
     """
 
     container: str
@@ -130,6 +142,19 @@ class SharedThrough:
     check_update: Callable[[list[dict[str, bool]], dict, dict], None] | None = None
     visible_sql: Callable[[str], tuple[str, list[Any]]] | None = None
     restrict: Callable[[Any, Access, list[dict[str, Any]]], None] | None = None
+    # Per-user properties of members (see "Per-user member properties" below).
+    per_user: tuple[str, ...] = ()
+    per_user_defaults: dict[str, Any] = field(default_factory=dict)
+    per_user_patches: tuple[str, ...] = ()
+    per_user_updated: str | None = None
+    validate_per_user: Callable[[dict[str, Any]], None] | None = None
+    # Every write of a sharee (operation create, update, destroy or "per-user"), after the
+    # host refused containers they cannot see: decides the rights instead of add, remove,
+    # update, check_update (``check_sharee(db, access, operation, old, new)``).
+    check_sharee: Callable[[Any, Access, str, dict | None, dict | None], None] | None = None
+    # An SQL condition (on the member's table) for the members only the account's owner
+    # (and whoever has every right in it) sees: to a sharee they do not exist.
+    owner_only_sql: str | None = None
 
 
 @dataclass
@@ -334,14 +359,33 @@ def load_access(db: sqlite_utils.Database, host: Host, account: Account, princip
     return access
 
 
-def access_for(db: sqlite_utils.Database, call: Call) -> Access | None:
+def access_for(
+    db: sqlite_utils.Database, call: Call, dt: DataType | None = None
+) -> Access | None:
     """The caller's access to the call's account, or None when they have every right (their
     own account, a group's).  Read in the call's transaction, so it agrees with the
-    records read beside it."""
+    records read beside it.  For a DataType.per_principal ``dt`` there is always one: each
+    user sees only their own records."""
     account = call.account
-    if account is None or not account.shared:
+    if account is None:
         return None
+    if not account.shared:
+        return own_access(call.host, account, call.request.principal, dt)
     return load_access(db, call.host, account, call.request.principal)
+
+
+def own_access(host: Host, account: Account, principal: Principal, dt: DataType | None):
+    """In a user's own account: None (every right), but for a per_principal type an Access
+    that shows them only their own records."""
+    if dt is None or dt.per_principal is None:
+        return None
+    return Access(host, account.id, principal.account_id, principal.name, (principal.account_id,))
+
+
+def column_for(derived: str) -> str:
+    from .objectstore import derived_column
+
+    return derived_column(derived)
 
 
 def push_types(host: Host, accounts: dict[str, Account]) -> dict[str, set[str]]:
@@ -374,6 +418,8 @@ def visible_where(dt: DataType, access: Access | None) -> tuple[str, list[Any]]:
     if access is None:
         return "1", []
     host = access.host
+    if dt.per_principal is not None:
+        return f"[{column_for(dt.per_principal)}] = ?", [access.grantee]
     if dt.sharing is not None:
         ids = _ids_json(list(access.containers(dt.name)))
         return "id IN (SELECT value FROM json_each(?))", [ids]
@@ -386,10 +432,10 @@ def visible_where(dt: DataType, access: Access | None) -> tuple[str, list[Any]]:
         return through.visible_sql(readable)
     prop = dt.by_name[through.property]  # type: ignore[index]
     col = f"[{dt.table}].[{column(prop)}]"
-    return (
-        f"EXISTS (SELECT 1 FROM json_each({col}) WHERE key IN (SELECT value FROM json_each(?)))",
-        [readable],
-    )
+    where = f"EXISTS (SELECT 1 FROM json_each({col}) WHERE key IN (SELECT value FROM json_each(?)))"
+    if through.owner_only_sql is not None:
+        where = f"{where} AND NOT ({through.owner_only_sql})"
+    return where, [readable]
 
 
 def visible_ids(
@@ -411,7 +457,10 @@ def visible_ids(
     return found
 
 
-def present(db: Any, dt: DataType, access: Access | None, records: list[dict[str, Any]]) -> None:
+def present(
+    db: Any, dt: DataType, access: Access | None, records: list[dict[str, Any]],
+    account: str | None = None,
+) -> None:
     """Make records (already known visible) what the caller may see of them: ``myRights``
     of a container, a sharee's per-user values, no ``shareWith`` without the right to
     change it, no hidden parent; a member's containers only those the sharee sees."""
@@ -441,6 +490,12 @@ def present(db: Any, dt: DataType, access: Access | None, records: list[dict[str
                 record[parent] = None
         return
     through = dt.shared_through
+    if through is not None and through.per_user:
+        # (the account's own users: their per-user updated times; sharees: their values)
+        where = access.account if access is not None else account
+        viewer = access.grantee if access is not None else account
+        if where is not None and viewer is not None:
+            present_per_user(db, dt, where, viewer, access is not None, records)
     if access is None or through is None:
         return
     if through.property is not None:
@@ -560,6 +615,7 @@ class ShareWrites:
 
     grantees: set[str] = field(default_factory=set)
     subscriptions: bool = False  # a sharee's isSubscribed changed (their Session may)
+    changed_types: set[str] = field(default_factory=set)  # SetContext.changed_types
 
 
 def check_container_write(
@@ -620,15 +676,22 @@ def check_member_write(
     operation: str,
     old: dict[str, Any] | None,
     new: dict[str, Any] | None,
+    db: Any = None,
 ) -> None:
     """May the caller create, update (``new`` already merged with what they cannot see,
-    :func:`merge_hidden`) or destroy this member?  SetError if not."""
+    :func:`merge_hidden`) or destroy this member?  SetError if not.  ``operation``
+    "per-user": a change of the sharee's own per-user values alone (``new`` their view
+    after it): SharedThrough.check_sharee decides, or nobody needs a right."""
     through = dt.shared_through
     assert through is not None
     if access is None:
         return
     if through.property is None:
         raise SetError("forbidden", f"{dt.name} is read-only in a shared account")
+    if operation == "per-user":
+        if through.check_sharee is not None:
+            through.check_sharee(db, access, operation, old, new)
+        return
     prop = through.property
     seen = access.containers(through.container)
     if operation == "create":
@@ -637,12 +700,18 @@ def check_member_write(
         if hidden:
             raise SetError("invalidProperties", f"{prop}: no such {through.container}",
                            properties=[prop])  # fmt: skip
+        if through.check_sharee is not None:
+            through.check_sharee(db, access, operation, None, new)
+            return
         if not targets or not all(seen[i].get(through.add or "") for i in targets):
             raise SetError("forbidden", f"you may not add to that {through.container}")
         return
     assert old is not None
     before = old.get(prop) or {}
     if operation == "destroy":
+        if through.check_sharee is not None:
+            through.check_sharee(db, access, operation, old, None)
+            return
         if not before or not all(seen.get(i, {}).get(through.remove or "") for i in before):
             raise SetError("forbidden", f"you may not remove this {dt.name}")
         return
@@ -654,6 +723,10 @@ def check_member_write(
     if hidden:
         raise SetError("invalidProperties", f"{prop}: no such {through.container}",
                        properties=[prop])  # fmt: skip
+    if through.check_sharee is not None:
+        if old != new:
+            through.check_sharee(db, access, operation, old, new)
+        return
     if not all(seen[i].get(through.add or "") for i in added):
         raise SetError("forbidden", f"you may not add to that {through.container}")
     if not all(seen.get(i, {}).get(through.remove or "") for i in removed):
@@ -753,6 +826,29 @@ def record_share(
         })  # fmt: skip
 
 
+def sharees(
+    db: sqlite_utils.Database, dt: DataType, account: str, record_ids: list[str]
+) -> list[tuple[str, str, dict[str, bool], dict[str, Any]]]:
+    """(container id, grantee, rights, the grantee's per-user values with the defaults)
+    of each share of these containers: whom a change in them concerns (a calendar's
+    CalendarEventNotifications)."""
+    assert dt.sharing is not None
+    rows = db.execute(
+        f"SELECT s.record, s.grantee, s.rights, u.subscribed, u.prefs FROM [{SHARE_TABLE}] s "
+        f"LEFT JOIN [{SUBSCRIPTION_TABLE}] u ON u.account = s.account AND u.type = s.type "
+        "AND u.record = s.record AND u.principal = s.grantee "
+        "WHERE s.account = ? AND s.type = ? AND s.record IN (SELECT value FROM json_each(?))",
+        [account, dt.name, json.dumps(record_ids)],
+    ).fetchall()
+    out = []
+    for record, grantee, rights, subscribed, prefs in rows:
+        values = {**dt.sharing.per_user_defaults, **(json.loads(prefs) if prefs else {})}
+        if subscribed is not None:
+            values["isSubscribed"] = bool(subscribed)
+        out.append((str(record), str(grantee), json.loads(rights), values))
+    return out
+
+
 def epoch(db: sqlite_utils.Database, access: Access, type_name: str) -> int:
     """The state of ``type_name`` when the sharee's view of the account last changed."""
     row = db.execute(
@@ -786,6 +882,180 @@ def set_per_user(
     if subscribed is not None:
         mine["isSubscribed"] = subscribed
     access.prefs.setdefault(dt.name, {})[record_id] = mine
+
+
+# -- per-user member properties (SharedThrough.per_user) ------------------------------------
+
+
+def create_member_prefs(db: sqlite_utils.Database) -> None:
+    """Host migration "member_prefs": each user's own values of a member's per-user
+    properties (JSON; null for the account's own users, whose values are the record's),
+    the time and modseq of their last per-user write."""
+    db[MEMBER_PREFS_TABLE].create(
+        {"account": str, "type": str, "record": str, "principal": str, "prefs": str,
+         "updated": str, "modseq": int},
+        pk=("account", "type", "record", "principal"),
+    )  # fmt: skip
+    db[MEMBER_PREFS_TABLE].create_index(["account", "type", "principal", "modseq"])
+
+
+def _per_user_pointer(through: SharedThrough, pointer: str) -> bool:
+    return pointer.split("/", 1)[0].replace("~1", "/").replace("~0", "~") in through.per_user
+
+
+def split_per_user(through: SharedThrough, record: dict[str, Any]) -> tuple[dict, dict]:
+    """(the record without its per-user values, those values): the per-user properties
+    and, in each ``per_user_patches`` map, the pointers into them (an entry left empty by
+    that goes with them)."""
+    shared = {k: v for k, v in record.items() if k not in through.per_user}
+    mine: dict[str, Any] = {k: record[k] for k in through.per_user if k in record}
+    for name in through.per_user_patches:
+        value = record.get(name)
+        if not isinstance(value, dict):
+            continue
+        kept: dict[str, Any] = {}
+        own: dict[str, Any] = {}
+        for key, patch in value.items():
+            if not isinstance(patch, dict):
+                kept[key] = patch
+                continue
+            left = {p: v for p, v in patch.items() if not _per_user_pointer(through, p)}
+            taken = {p: v for p, v in patch.items() if _per_user_pointer(through, p)}
+            if left or not taken:
+                kept[key] = left
+            if taken:
+                own[key] = taken
+        shared[name] = kept or None
+        if own:
+            mine[name] = own
+    return shared, mine
+
+
+def join_per_user(
+    through: SharedThrough, shared: dict[str, Any], mine: dict[str, Any], before: dict | None
+) -> dict[str, Any]:
+    """The record of ``shared`` values with ``mine`` per-user ones (split_per_user's
+    inverse).  An entry of a patches map that held per-user pointers only comes back
+    unless ``before`` (the shared values the writer saw) had it and ``shared`` dropped it."""
+    record = dict(shared)
+    record.update((k, v) for k, v in mine.items() if k in through.per_user)
+    for name in through.per_user_patches:
+        own = mine.get(name)
+        if not own or name not in record:
+            continue
+        merged = {k: dict(v) if isinstance(v, dict) else v
+                  for k, v in (record.get(name) or {}).items()}  # fmt: skip
+        seen = (before or {}).get(name) or {}
+        for key, patch in own.items():
+            if key in merged and isinstance(merged[key], dict):
+                merged[key].update(patch)
+            elif key not in merged and key not in seen:
+                merged[key] = dict(patch)
+        record[name] = merged or None
+    return record
+
+
+def member_prefs(
+    db: sqlite_utils.Database, dt: DataType, account: str, principal: str, ids: list[str]
+) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
+    """{record id: (the user's per-user values or None, their per-user updated time)}."""
+    found: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
+    for start in range(0, len(ids), 500):
+        rows = db.execute(
+            f"SELECT record, prefs, updated FROM [{MEMBER_PREFS_TABLE}] WHERE account = ? "
+            "AND type = ? AND principal = ? AND record IN (SELECT value FROM json_each(?))",
+            [account, dt.name, principal, json.dumps(ids[start : start + 500])],
+        ).fetchall()
+        for record, prefs, updated in rows:
+            found[str(record)] = (json.loads(prefs) if prefs else None, updated)
+    return found
+
+
+def view_per_user(
+    dt: DataType, record: dict[str, Any], prefs: dict[str, Any] | None, sharee: bool
+) -> dict[str, Any]:
+    """A sharee's view of a stored record: their own per-user values (``prefs``), else the
+    defaults; the account's own users (``sharee`` false) see the record's."""
+    through = dt.shared_through
+    assert through is not None
+    if not sharee:
+        return record
+    shared, _ = split_per_user(through, record)
+    own = {}
+    for name in through.per_user:
+        if name in record:
+            default = dt.by_name[name].default if name in dt.by_name else None
+            own[name] = (prefs or {}).get(name, through.per_user_defaults.get(name, default))
+    for name in through.per_user_patches:
+        if name in record and (prefs or {}).get(name):
+            own[name] = prefs[name]  # type: ignore[index]
+    view = join_per_user(through, shared, own, None)
+    return view
+
+
+def present_per_user(
+    db: sqlite_utils.Database, dt: DataType, account: str, viewer: str, sharee: bool,
+    records: list[dict[str, Any]],
+) -> None:
+    """Make each record the ``viewer``'s view of it (view_per_user), with the later of
+    their per-user ``updated`` and the record's."""
+    through = dt.shared_through
+    if through is None or not through.per_user or not records:
+        return
+    prefs = member_prefs(db, dt, account, viewer, [r["id"] for r in records])
+    for index, record in enumerate(records):
+        values, updated = prefs.get(record["id"], (None, None))
+        view = view_per_user(dt, record, values, sharee)
+        stamp = through.per_user_updated
+        if stamp and stamp in view and updated and (view[stamp] or "") < updated:
+            view[stamp] = updated
+        if view is not record:
+            record.clear()
+            record.update(view)
+        records[index] = record
+
+
+def set_member_prefs(
+    db: sqlite_utils.Database, dt: DataType, account: str, principal: str, record_id: str,
+    values: dict[str, Any] | None, updated: str | None,
+) -> int:
+    """Store a user's per-user write of a member (``values`` None: the account's own user,
+    whose values are in the record): a new state of the type, the change theirs alone."""
+    from . import objectstore
+
+    modseq = objectstore.bump_modseq(db, account, dt.name)
+    db.execute(
+        f"INSERT INTO [{MEMBER_PREFS_TABLE}] (account, type, record, principal, prefs, "
+        "updated, modseq) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account, type, record, "
+        "principal) DO UPDATE SET prefs = excluded.prefs, updated = excluded.updated, "
+        "modseq = excluded.modseq",
+        [account, dt.name, record_id, principal,
+         None if values is None else json.dumps(values), updated, modseq],
+    )  # fmt: skip
+    return modseq
+
+
+def drop_member_prefs(db: sqlite_utils.Database, dt: DataType, account: str, record_id: str):
+    """A destroyed member's per-user values go with it."""
+    db.execute(
+        f"DELETE FROM [{MEMBER_PREFS_TABLE}] WHERE account = ? AND type = ? AND record = ?",
+        [account, dt.name, record_id],
+    )
+
+
+def per_user_changes(
+    db: sqlite_utils.Database, dt: DataType, account: str, principal: str, since: int
+) -> list[tuple[int, str, str]]:
+    """(modseq, record id, "updated") of ``principal``'s own per-user writes after
+    ``since``, oldest first: their /changes merges these into the account's log."""
+    if dt.shared_through is None or not dt.shared_through.per_user:
+        return []
+    rows = db.execute(
+        f"SELECT modseq, record FROM [{MEMBER_PREFS_TABLE}] WHERE account = ? AND type = ? "
+        "AND principal = ? AND modseq > ? ORDER BY modseq",
+        [account, dt.name, principal, since],
+    ).fetchall()
+    return [(int(m), str(r), "updated") for m, r in rows]
 
 
 def inherit_share(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import heapq
 import itertools
 import re
 from collections.abc import Callable, Iterable
@@ -201,7 +202,7 @@ async def type_get(dt: DataType, call: Call) -> dict[str, Any]:
 
     def read(db: sqlite_utils.Database) -> tuple[int, list[dict[str, Any]]]:
         modseq, _ = os_.current_modseq(db, account, dt.name)
-        access = sharing.access_for(db, call)
+        access = sharing.access_for(db, call, dt)
         if ids is None:
             if not dt.get_all:
                 raise MethodError("invalidArguments", f"{dt.name}/get needs ids")
@@ -218,7 +219,7 @@ async def type_get(dt: DataType, call: Call) -> dict[str, Any]:
                 seen = sharing.visible_ids(db, dt, access, account, wanted)
                 wanted = [i for i in wanted if i in seen]
         records = os_.read_records(db, dt, account, wanted, properties)
-        sharing.present(db, dt, access, records)
+        sharing.present(db, dt, access, records, account)
         return modseq, records
 
     modseq, records = await call.host.store.read(read)
@@ -234,26 +235,36 @@ async def type_get(dt: DataType, call: Call) -> dict[str, Any]:
 # -- /changes ------------------------------------------------------------------------------
 
 
-def collect_changes(
-    db: sqlite_utils.Database, account: str, dt: DataType, since: int, max_ids: int
-) -> tuple[dict[str, str], int, bool]:
-    """Walk the log after ``since``, coalescing per id (§5.2), taking at most ``max_ids``
-    distinct ids.  Returns ({id: created|updated|destroyed|gone}, new modseq, more)."""
-    modseq, _ = os_.current_modseq(db, account, dt.name)
-    first: dict[str, str] = {}
-    last: dict[str, str] = {}
+def _log_rows(
+    db: sqlite_utils.Database, account: str, dt: DataType, since: int
+) -> Iterable[tuple[int, str, str]]:
     position = since
     while True:
         rows = os_.changes_since(db, account, dt.name, position, 1000)
         if not rows:
-            break
-        for row_modseq, record_id, kind in rows:
-            if record_id not in first:
-                if len(first) >= max_ids:
-                    return _coalesce(first, last), position, True
-                first[record_id] = kind
-            last[record_id] = kind
-            position = row_modseq
+            return
+        yield from rows
+        position = rows[-1][0]
+
+
+def collect_changes(
+    db: sqlite_utils.Database, account: str, dt: DataType, since: int, max_ids: int,
+    own: Iterable[tuple[int, str, str]] = (),
+) -> tuple[dict[str, str], int, bool]:
+    """Walk the log after ``since``, coalescing per id (§5.2), taking at most ``max_ids``
+    distinct ids.  Returns ({id: created|updated|destroyed|gone}, new modseq, more).
+    ``own``: the caller's own change rows (their per-user writes, oldest first), merged in."""
+    modseq, _ = os_.current_modseq(db, account, dt.name)
+    first: dict[str, str] = {}
+    last: dict[str, str] = {}
+    position = since
+    for row_modseq, record_id, kind in heapq.merge(_log_rows(db, account, dt, since), own):
+        if record_id not in first:
+            if len(first) >= max_ids:
+                return _coalesce(first, last), position, True
+            first[record_id] = kind
+        last[record_id] = kind
+        position = row_modseq
     return _coalesce(first, last), modseq, False
 
 
@@ -305,12 +316,14 @@ async def type_changes(dt: DataType, call: Call) -> dict[str, Any]:
     def read(db: sqlite_utils.Database) -> tuple[dict[str, str], int, bool]:
         check_since(db, account, dt, since)
         assert since is not None
-        access = sharing.access_for(db, call)
+        access = sharing.access_for(db, call, dt)
         if access is not None and since < sharing.epoch(db, access, dt.name):
             raise MethodError(
                 "cannotCalculateChanges", "what is shared with you changed since; refetch"
             )
-        changes, new_modseq, more = collect_changes(db, account, dt, since, limit)
+        viewer = access.grantee if access is not None else account
+        own = sharing.per_user_changes(db, dt, account, viewer, since)
+        changes, new_modseq, more = collect_changes(db, account, dt, since, limit, own)
         if access is not None:
             changes = shared_changes(db, dt, access, account, changes)
         return changes, new_modseq, more
@@ -356,10 +369,11 @@ class SetRun:
         self.access = (
             sharing.load_access(db, call.host, account, call.request.principal)
             if account.shared
-            else None
+            else sharing.own_access(call.host, account, call.request.principal, dt)
         )
         self.principals: dict[str, Any] = {}
         self.share_writes = sharing.ShareWrites()
+        self.share_writes.changed_types = self.ctx.changed_types  # (the hooks' other types)
 
     def finish(self) -> None:
         """Record this run's changes (the type's new state); call once, at the end."""
@@ -370,7 +384,10 @@ class SetRun:
         """What updates with these patches read of their records: the type's
         ``update_reads``, the properties the patches touch and the BlobId properties
         (None: the whole record)."""
-        if self.dt.update_reads is None or self.access is not None:
+        through = self.dt.shared_through
+        if self.dt.update_reads is None or self.access is not None or (
+            through is not None and through.per_user  # (split into shared and per-user)
+        ):
             return None
         wanted = dict.fromkeys(self.dt.update_reads)
         wanted.update((p.name, None) for p in self.dt.properties if p.base_type == "BlobId")
@@ -527,13 +544,30 @@ class SetRun:
         if dt.shared_through is not None:
             if dt.shared_through.property is not None:
                 self._check_containers(record)
-            sharing.check_member_write(dt, self.access, "create", None, record)
+            sharing.check_member_write(dt, self.access, "create", None, record, self.db)
         self.check_embedded_blobs(record, None)
+        through = dt.shared_through
+        own: dict[str, Any] | None = None
+        if through is not None and through.per_user and self.access is not None:
+            # A sharee's per-user values are theirs: the record starts with the defaults.
+            shared, own = sharing.split_per_user(through, record)
+            record.clear()
+            record.update(sharing.view_per_user(dt, shared | dict.fromkeys(through.per_user), None,
+                                                True))  # fmt: skip
         if dt.on_create is not None:
             dt.on_create(self.ctx, record)
         self._check_unique(record)
         self._own_write(lambda: os_.insert_record(self.db, dt, self.account.id, record))
         self._changes.append((record["id"], "created"))
+        if own is not None and self.access is not None:
+            assert through is not None
+            view = sharing.join_per_user(through, sharing.split_per_user(through, record)[0],
+                                         own, None)  # fmt: skip
+            if through.validate_per_user is not None:
+                through.validate_per_user(view)
+            sharing.set_member_prefs(self.db, dt, self.account.id, self.access.grantee,
+                                     record["id"], sharing.split_per_user(through, view)[1],
+                                     None)  # fmt: skip
         self.sync_blob_refs(record)
         if dt.sharing is not None:
             sharing.record_share(self.db, self.ctx, dt, None, record, self.share_writes)
@@ -541,7 +575,7 @@ class SetRun:
         if computed and dt.compute is not None:
             dt.compute(self.db, self.account.id, [record], computed)
         if dt.shareable:
-            sharing.present(self.db, dt, self.access, [record])
+            sharing.present(self.db, dt, self.access, [record], self.account.id)
         return {k: v for k, v in record.items() if k not in given or k in normalized}
 
     def _share_with(
@@ -619,7 +653,30 @@ class SetRun:
             touches_share = any(k == "shareWith" or k.startswith("shareWith/") for k in patch)
             if touches_share and not self.access.right(dt.name, record_id, dt.sharing.share_right):
                 raise SetError("forbidden", f"you may not change who shares this {dt.name}")
-        record, touched = apply_patch(dt, current, patch)
+        through = dt.shared_through
+        view: dict[str, Any] | None = None  # (a per-user type: the writer's view after it)
+        if through is not None and through.per_user and self.access is not None:
+            # The patch is of the sharee's view (their per-user values); what of it is not
+            # per-user goes onto the record, which keeps the account's own values.
+            grantee = self.access.grantee
+            mine = sharing.member_prefs(self.db, dt, self.account.id, grantee, [record_id])
+            before = sharing.view_per_user(dt, current, mine.get(record_id, (None, None))[0], True)
+            view, touched = apply_patch(dt, before, patch)
+            seen, _ = sharing.split_per_user(through, before)
+            shared, _ = sharing.split_per_user(through, view)
+            _, owners = sharing.split_per_user(through, current)
+            record = sharing.join_per_user(through, shared, owners, seen)
+            if sharing.split_per_user(through, before)[1] == sharing.split_per_user(
+                through, view
+            )[1]:
+                view = None  # (their own values did not change)
+        else:
+            record, touched = apply_patch(dt, current, patch)
+            if through is not None and through.per_user:
+                old_shared, old_mine = sharing.split_per_user(through, current)
+                new_shared, new_mine = sharing.split_per_user(through, record)
+                if old_mine != new_mine and old_shared == new_shared:
+                    view = record
         if dt.shared_through is not None:
             sharing.merge_hidden(dt, self.access, current, record)
         errors = [
@@ -647,7 +704,15 @@ class SetRun:
             prop = dt.shared_through.property
             if prop is not None and record.get(prop) != current.get(prop):
                 self._check_containers(record)
-            sharing.check_member_write(dt, self.access, "update", current, record)
+            sharing.check_member_write(dt, self.access, "update", current, record, self.db)
+        if view is not None:
+            assert through is not None
+            if self.access is not None:
+                self.check_values(view, [n for n in touched if n in through.per_user
+                                         and n in dt.by_name])  # fmt: skip
+            written = self._per_user(record_id, current, view, record)
+            if written is not None:
+                return written
         # What the hook itself changes is reported back; without a hook nothing is.  Hooks
         # assign the properties they change (plugin guide), so a shallow copy tells.
         self.check_embedded_blobs(record, current)
@@ -676,6 +741,37 @@ class SetRun:
         changed.update((n, record[n]) for n in normalized if n not in changed)
         return changed or None
 
+    def _per_user(
+        self, record_id: str, current: dict[str, Any], view: dict[str, Any], record: dict
+    ) -> dict[str, Any] | None:
+        """A write that changed the writer's per-user values (SharedThrough.per_user),
+        ``view`` being what they see after it: checked and stored as theirs, with their
+        own ``updated`` time, in their /changes only.  When it changed nothing else of the
+        record, it is the whole update: its answer is returned (else None, and the update
+        goes on with the record's other changes)."""
+        dt = self.dt
+        through = dt.shared_through
+        assert through is not None
+        if through.validate_per_user is not None:
+            through.validate_per_user(view)
+        sharing.check_member_write(dt, self.access, "per-user", current, view, self.db)
+        stamp = dates.utcdate() if through.per_user_updated else None
+        alone = record == current if self.access is not None else True
+        if self.access is not None:
+            _, values = sharing.split_per_user(through, view)
+            viewer = self.access.grantee
+        else:  # the account's own user: their values are the record's
+            values, viewer = None, self.account.id
+            if alone:
+                names = [k for k in record if record.get(k) != current.get(k)]
+                self._own_write(
+                    lambda: os_.update_record(self.db, dt, self.account.id, record, names)
+                )
+        if not alone:
+            return None
+        sharing.set_member_prefs(self.db, dt, self.account.id, viewer, record_id, values, stamp)
+        return {through.per_user_updated: stamp} if stamp and through.per_user_updated else None
+
     def destroy(self, record_id: str) -> None:
         self._visible(record_id)
         current = self.load(record_id)
@@ -685,7 +781,9 @@ class SetRun:
         if self.dt.sharing is not None:
             sharing.check_container_write(self.dt, self.access, "destroy", current, None)
         if self.dt.shared_through is not None:
-            sharing.check_member_write(self.dt, self.access, "destroy", current, None)
+            sharing.check_member_write(self.dt, self.access, "destroy", current, None, self.db)
+            if self.dt.shared_through.per_user:
+                sharing.drop_member_prefs(self.db, self.dt, self.account.id, record_id)
         if self.dt.on_destroy is not None:
             self.dt.on_destroy(self.ctx, current)
         self._own_write(lambda: os_.delete_record(self.db, self.dt, self.account.id, record_id))
@@ -858,7 +956,8 @@ class SetRequest:
         result = await write_set(self.call.host.store, write or self.run)
         self.call.request.created_ids.update(result.pop("_created_ids"))
         writes = result.pop("_share_writes")
-        await publish_set(self.call, self.dt, self.account.id, result, writes)
+        await publish_set(self.call, self.dt, self.account.id, result, writes,
+                          writes.changed_types)  # fmt: skip
         return result
 
 
@@ -881,17 +980,20 @@ async def type_set(dt: DataType, call: Call) -> dict[str, Any]:
 
 
 async def publish_set(
-    call: Call, dt: DataType, account: str, result: dict[str, Any], writes: Any
+    call: Call, dt: DataType, account: str, result: dict[str, Any], writes: Any,
+    others: Iterable[str] = (),
 ) -> None:
     """Push the new state of a /set.  The states of the member types too when it changed
     shares (what the sharees see of them changed) or destroyed containers (their members
-    left them, or went with them); and the grantees' notifications."""
+    left them, or went with them), and of the ``others`` its hooks wrote
+    (SetContext.changed_types); and the grantees' notifications."""
     if writes.subscriptions:
         call.host.shares.changed()  # the Session lists accounts by subscription
     members = call.host.shared_members.get(dt.name, ())
-    if writes.grantees or (members and result["destroyed"]):
+    others = [t for t in others if t != dt.name]
+    if writes.grantees or (members and result["destroyed"]) or others:
         states = await call.host.store.read(lambda db: dict(os_.type_states(db, account)))
-        types = [dt.name, *members]
+        types = [dt.name, *members, *others]
         call.host.push.publish(account, {t: str(states[t]) for t in types if t in states})
         await sharing.tell_grantees(call.host, writes)
     elif result["newState"] != result["oldState"]:
@@ -1228,7 +1330,7 @@ async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
     def read(db: sqlite_utils.Database) -> dict[str, Any]:
         nonlocal where
         modseq, _ = os_.current_modseq(db, account, dt.name)
-        access = sharing.access_for(db, call)
+        access = sharing.access_for(db, call, dt)
         if access is not None:
             where = and_where(where, sharing.visible_where(dt, access))
         total = None
@@ -1246,7 +1348,9 @@ async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
         out: dict[str, Any] = {
             "accountId": account,
             "queryState": str(modseq),
-            "canCalculateChanges": access is None,
+            # (a user's own records of a per_principal type: their own results)
+            "canCalculateChanges": access is None
+            or (dt.per_principal is not None and not call.account.shared),
             "position": start,
             "ids": page,
         }
@@ -1323,8 +1427,10 @@ async def type_query_changes(dt: DataType, call: Call) -> dict[str, Any]:
     where, order, mutable = compile_query(dt, call.args.get("filter"), call.args.get("sort"))
 
     def read(db: sqlite_utils.Database) -> dict[str, Any]:
+        access = sharing.access_for(db, call, dt)
+        seen = where if access is None else and_where(where, sharing.visible_where(dt, access))
         return query_changes_result(
-            db, dt, call, since, mutable, lambda: os_.query_ids(db, dt, account, where, order)
+            db, dt, call, since, mutable, lambda: os_.query_ids(db, dt, account, seen, order)
         )
 
     return await call.host.store.read(read)

@@ -1,12 +1,14 @@
 """The calendars plugin: draft-ietf-jmap-calendars' ``urn:ietf:params:jmap:calendars``
 capability on the host's standard methods and sharing service.
 
-Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3) and CalendarEvent
+Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3), CalendarEvent
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
-and its instance ids in /get and /set) are served; per-user event properties,
-mayWriteOwn, scheduling, alerts (§6), notifications (§7), Principal/getAvailability and
-CalendarEvent/parse are not yet, so a client is not offered a half capability unless the
-operator asks: ``[plugins] opt-in = ["calendars"]``.
+and its instance ids in /get and /set; per-user properties, every CalendarRight, privacy,
+the /get arguments and utcStart/utcEnd on /set: peruser.py, settimes.py),
+CalendarEventNotification (§7, notification.py) and alerts (§6: CalendarAlert pushes and
+reminder mail, each user's own, alerts.py) are served; scheduling,
+Principal/getAvailability and CalendarEvent/parse are not yet, so a client is not offered
+a half capability unless the operator asks: ``[plugins] opt-in = ["calendars"]``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 
 from jmap_host import Account, Capability, Host, Method, hookimpl
 
+from . import alerts
 from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
 from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
+from .notification import CALENDAR_EVENT_NOTIFICATION
 from .query import event_get, event_query, event_set
 
 JMAP_HOST_OPT_IN = True
@@ -54,7 +58,9 @@ def register_capabilities(host: Host) -> list[Capability]:
                 Method("CalendarEvent/query", event_query),
                 Method("CalendarEvent/set", event_set, writes=True),
             ],
-            datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY],
+            datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY, CALENDAR_EVENT_NOTIFICATION],
+            # §6.4: clients register for CalendarAlert pushes (alerts.py fires them).
+            push_types={alerts.PUSH_TYPE: alerts.EVENT_NAME},
         )
     ]
 
@@ -68,6 +74,23 @@ def account_provisioned(host: Host, account: Account) -> Any:
         default_identities(db, account.id, account.owner)
 
     return host.store.write(write)
+
+
+@hookimpl
+def migrations(host: Host) -> list[Any]:
+    return [alerts.migrations]  # (the data types' tables are the host's to create)
+
+
+@hookimpl
+def config_keys() -> list[tuple[str, Any]]:
+    return [*alerts.config_keys()]
+
+
+@hookimpl
+def startup(host: Host) -> None:
+    """The alert scheduler (§6, alerts.py) runs in the server's background nursery."""
+    if host.nursery is not None:
+        host.nursery.start_soon(alerts.run_scheduler, host)
 
 
 __all__ = ["CALENDARS"]

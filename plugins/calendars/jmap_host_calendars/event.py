@@ -6,8 +6,8 @@ the §5.11.1 filters that do not need the recurrence expanded.
 
 CalendarEvent/get, /query and /set are query.py's (occurrences, time ranges, updating an
 occurrence by its id).  Attachments by blobId (§5.3) are the host's embedded_blobs.  Not
-yet (issue 15): per-user event properties, mayWriteOwn, scheduling, alerts and
-notifications.
+yet (issue 15): scheduling and alerts.  Per-user properties, rights and privacy:
+peruser.py; notifications: notification.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from jmap_host import (
     textsearch,
 )
 
-from . import jscalendar
+from . import jscalendar, notification, peruser
 
 # The JSCalendar Event properties stored as their own columns; anything else keepable is an
 # open property.
@@ -67,14 +67,22 @@ TEXT_FILTERS = {
     "text": lambda r: [r.get("title") or "", r.get("description") or "", *_locations(r),
                        *textsearch.strings(r.get("participants")),
                        *textsearch.strings(r.get("virtualLocations")),
-                       *(r.get("keywords") or {}), *(r.get("categories") or {})],  # (sets)
+                       *(r.get("categories") or {})],  # (a set)
 }  # fmt: skip
+# (keywords are per-user, §5.4: the one text column of an event cannot hold each user's,
+# so no user's keywords are searched; see the operator guide.)
 
 # What of an override's patch each condition also reads (§5.11.1: "or the overridden ...
 # property of a recurrence"); None: everything.
 OVERRIDDEN = {"title": ("title",), "description": ("description",),
               "location": ("locations",), "owner": ("participants",),
               "attendee": ("participants",), "text": None}  # fmt: skip
+
+
+def _derived_name(name: str) -> str:
+    """A text condition's derived column; "text" renamed when keywords left it (§5.4), so
+    that the rows stored before are filled in again (plugin guide: derived columns)."""
+    return "f:text-shared" if name == "text" else f"f:{name}"
 
 
 def _derived_text(name: str) -> Any:
@@ -85,7 +93,8 @@ def _derived_text(name: str) -> Any:
         found = [s for s in read(record) if s]
         for patch in (record.get("recurrenceOverrides") or {}).values():
             for pointer, value in (patch or {}).items() if isinstance(patch, dict) else ():
-                if tops is None or pointer.split("/")[0] in tops:
+                top = pointer.split("/")[0]
+                if (tops is None and top not in peruser.PER_USER) or (tops and top in tops):
                     found += textsearch.strings(value)
         return textsearch.folded(found)
 
@@ -139,6 +148,7 @@ def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
         record["created"] = now
     _privacy(ctx, record)
     _validate(record)
+    notification.event_changed(ctx, "created", None, record)
 
 
 def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -153,6 +163,11 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
         new["sequence"] = (old.get("sequence") or 0) + 1  # §5.9
     _privacy(ctx, new)
     _validate(new)
+    notification.event_changed(ctx, "updated", old, new)
+
+
+def on_destroy(ctx: SetContext, record: dict[str, Any]) -> None:
+    notification.event_changed(ctx, "destroyed", record, None)
 
 
 def compute(db: Any, account: str, records: list[dict[str, Any]], names: list[str]) -> None:
@@ -206,12 +221,13 @@ EVENT = DataType(
         FilterCondition("uid", "uid"),
         *(
             FilterCondition(name, "title", "custom", value_type="String",
-                            sql=textsearch.condition("calendars_event", f"f:{name}"))
+                            sql=textsearch.condition("calendars_event", _derived_name(name)))
             for name in TEXT_FILTERS
         ),
     ],
     on_create=on_create,
     on_update=on_update,
+    on_destroy=on_destroy,
     compute=compute,
     default_sort=("start",),
     methods=("changes", "copy", "queryChanges"),  # get, query, set: query.py
@@ -219,7 +235,7 @@ EVENT = DataType(
         "utc-start": _utc_start,
         "utc-end": _utc_end,
         "expand": _expand,
-        **{f"f:{name}": _derived_text(name) for name in TEXT_FILTERS},
+        **{_derived_name(name): _derived_text(name) for name in TEXT_FILTERS},
     },
     # §5.11.2: start (in time: the UTC start), uid, recurrenceId, created, updated.
     sort_sql={
@@ -236,5 +252,11 @@ EVENT = DataType(
     shared_through=SharedThrough(
         container="Calendar", property="calendarIds",
         add="mayWriteAll", remove="mayWriteAll", update="mayWriteAll",
+        # §5.4 per-user properties, also inside overrides; §4 rights and §5.7/§5.9 privacy
+        # (peruser.py): "secret" events do not exist for sharees.
+        per_user=peruser.PER_USER, per_user_patches=("recurrenceOverrides",),
+        per_user_updated="updated", validate_per_user=_validate,
+        check_sharee=peruser.check_sharee, restrict=peruser.restrict,
+        owner_only_sql="[p_privacy] IS 'secret'",
     ),
 )  # fmt: skip

@@ -22,9 +22,9 @@ import datetime as dt
 import re
 from typing import Any
 
-from jmap_host import Call, MethodError, objectstore, sharing, standard
+from jmap_host import Call, MethodError, SetError, objectstore, sharing, standard
 
-from . import jscalendar, recur, timeline
+from . import jscalendar, peruser, recur, settimes, timeline
 from .event import EVENT
 
 MAX_EXPANDED_DAYS = 400  # the account capability's maxExpandedQueryDuration, P400D
@@ -91,7 +91,10 @@ async def event_query(call: Call) -> dict[str, Any]:
     standard.check_read(EVENT, call)
     rest, after, before, zone, expand = _range(call)
     sort = call.args.get("sort")
-    where, order, _ = standard.compile_query(EVENT, rest, sort)
+    shared = call.account.shared
+    where, order, _ = standard.compile_query(
+        peruser.sharee_filters(EVENT) if shared else EVENT, rest, sort
+    )
     if expand and any(c["property"] != "start" for c in standard.check_sort(sort)):
         raise MethodError("unsupportedSort", "expanded occurrences sort by start only")
     position = standard.arg(call, "position", "Int", 0)
@@ -226,24 +229,57 @@ def _window(
 # -- CalendarEvent/get of occurrences ---------------------------------------------------------
 
 
+def _get_arguments(call: Call) -> tuple[dt.datetime | None, dt.datetime | None, bool, str]:
+    """§5.7's extra arguments: recurrenceOverridesAfter/Before, reduceParticipants,
+    timeZone; and utcStart/utcEnd never with recurrenceOverrides."""
+    bounds = []
+    for name in ("recurrenceOverridesAfter", "recurrenceOverridesBefore"):
+        value = standard.arg(call, name, "UTCDate|null")
+        bounds.append(None if value is None else
+                      dt.datetime.fromisoformat(value.replace("Z", "+00:00")))  # fmt: skip
+    reduce = standard.arg(call, "reduceParticipants", "Boolean", False)
+    zone = standard.arg(call, "timeZone", "String", "Etc/UTC")
+    try:
+        jscalendar.check(zone, "TimeZoneId", "/timeZone")
+    except jscalendar.Invalid:
+        raise MethodError("invalidArguments", "timeZone must be an IANA time zone") from None
+    properties = call.args.get("properties")
+    if isinstance(properties, list) and "recurrenceOverrides" in properties and (
+        "utcStart" in properties or "utcEnd" in properties
+    ):
+        raise MethodError("invalidArguments", "utcStart/utcEnd cannot be fetched with "
+                          "recurrenceOverrides (JMAP Calendars §5.7)")  # fmt: skip
+    return bounds[0], bounds[1], reduce, zone
+
+
 async def event_get(call: Call) -> dict[str, Any]:
-    """The standard /get, and for instance ids the occurrence they name (§5.5)."""
+    """The standard /get, and for instance ids the occurrence they name (§5.5); then what
+    §5.7 asks of each: hideAttendees, reduceParticipants, the overrides in a range, floating
+    events' UTC times in the timeZone argument."""
+    after, before, reduce, zone = _get_arguments(call)
     ids = call.args.get("ids")
-    if not isinstance(ids, list):
-        return await standard.type_get(EVENT, call)
-    instances = {i: m for i in ids if isinstance(i, str) and (m := INSTANCE.fullmatch(i))}
-    if not instances:
-        return await standard.type_get(EVENT, call)
+    instances = {}
+    if isinstance(ids, list):
+        instances = {i: m for i in ids if isinstance(i, str) and (m := INSTANCE.fullmatch(i))}
     bases = list(dict.fromkeys(m["base"] for m in instances.values()))
-    plain = [i for i in ids if i not in instances]
+    plain = [i for i in ids if i not in instances] if isinstance(ids, list) else ids
     properties = call.args.get("properties")
     wanted = None
     if isinstance(properties, list):
         wanted = list(dict.fromkeys([*properties, "start", "timeZone", "duration",
-                                     "recurrenceOverrides", "recurrenceRule"]))  # fmt: skip
-    sub = standard.Call(call.name, {**call.args, "ids": plain + bases, "properties": wanted},
+                                     "recurrenceOverrides", "recurrenceRule", "participants",
+                                     "hideAttendees"]))  # fmt: skip
+    args = {k: v for k, v in call.args.items() if k not in (
+        "recurrenceOverridesAfter", "recurrenceOverridesBefore", "reduceParticipants",
+        "timeZone")}  # fmt: skip
+    sub = standard.Call(call.name, {**args, "ids": plain + bases if isinstance(plain, list)
+                                    else plain,
+                                    "properties": wanted},
                         call.call_id, call.request, call.account)  # fmt: skip
     result = await standard.type_get(EVENT, sub)
+    mine = await call.host.store.read(
+        lambda db: peruser.identities(db, call.request.principal.account_id)
+    )
     by_id = {r["id"]: r for r in result["list"]}
     # Each base expanded once, over the span of its requested occurrences.
     spans: dict[str, list[str]] = {}
@@ -251,7 +287,7 @@ async def event_get(call: Call) -> dict[str, Any]:
         spans.setdefault(match["base"], []).append(_recurrence_id(match["rid"]))
     expanded = {base: _expand_once(by_id.get(base), rids) for base, rids in spans.items()}
     out, not_found = [], []
-    for requested in ids:
+    for requested in ids if isinstance(ids, list) else list(by_id):
         match = instances.get(requested)
         if match is None:
             record = by_id.get(requested)
@@ -261,6 +297,14 @@ async def event_get(call: Call) -> dict[str, Any]:
         if record is None:
             not_found.append(requested)
             continue
+        # (an occurrence is its own top-level dict, but may share the base's values: what
+        # follows replaces values, never changes them in place)
+        if reduce or peruser.hides_attendees(record, mine):
+            peruser.reduce_participants(record, mine)
+        if after is not None or before is not None:
+            peruser.overrides_between(record, after, before, zone)
+        if "utcStart" in record or "utcEnd" in record:
+            peruser.floating_span(record, zone)
         if isinstance(properties, list):
             record = {k: v for k, v in record.items() if k == "id" or k in properties
                       or (k == "baseEventId" and match is not None)}  # fmt: skip
@@ -366,79 +410,180 @@ def _apply(record: dict[str, Any], pointer: str, value: Any) -> None:
 async def event_set(call: Call) -> dict[str, Any]:
     """The standard /set; an instance id's update is an update of that occurrence's override
     on the base event, its destroy the occurrence excluded (§5.9), in the same transaction
-    as the rest."""
+    as the rest; utcStart/utcEnd given become start/duration (settimes.py)."""
     request = await standard.set_request(EVENT, call)
+    if not _needs_own_write(request):
+        return await request.commit()
+
+    def write(db: Any, careful: bool) -> dict[str, Any]:
+        account = request.account.id
+        refused: dict[str, tuple[str, dict[str, Any]]] = {}
+        extra: dict[str, dict[str, Any]] = {}
+        creates: dict[str, Any] = {}
+        for creation_id, obj in (request.create or {}).items():
+            try:
+                creates[creation_id] = translated = (
+                    settimes.translate(db, account, obj, None) if isinstance(obj, dict) else obj
+                )
+            except SetError as exc:
+                refused[creation_id] = ("notCreated", exc.to_json())
+                continue
+            if isinstance(obj, dict):
+                extra[creation_id] = settimes.server_set(obj, translated)
+        updates: dict[str, Any] = {}
+        for key, patch in (request.update or {}).items():
+            if not isinstance(patch, dict) or not any(
+                k.split("/")[0] in settimes.NAMES or k.startswith("recurrenceOverrides")
+                for k in patch
+            ):
+                updates[key] = patch
+                continue
+            try:
+                if INSTANCE.fullmatch(key):  # (an occurrence's update is its override's)
+                    settimes.translate(db, account, {"recurrenceOverrides": {"": patch}}, {})
+                    updates[key] = patch
+                    continue
+                found = objectstore.read_records(db, EVENT, account, [key],
+                                                 ["start", "timeZone", "calendarIds"])
+                updates[key] = translated = settimes.translate(
+                    db, account, patch, found[0] if found else {})  # fmt: skip
+                extra[key] = settimes.server_set(patch, translated)
+            except SetError as exc:
+                refused[key] = ("notUpdated", exc.to_json())
+        plain = dataclasses.replace(request, create=creates or None, update=updates or None)
+        result = _instances_write(plain, db, careful)
+        for key, (side, error) in refused.items():
+            result[side] = {**(result.get(side) or {}), key: error}
+        for side in ("created", "updated"):
+            for key, entry in (result.get(side) or {}).items():
+                wanted = extra.get(key)
+                if wanted:
+                    result[side][key] = {**wanted, **(entry or {})}
+        return result
+
+    return await request.commit(write)
+
+
+def _needs_own_write(request: standard.SetRequest) -> bool:
+    """Instance ids, or utcStart/utcEnd given: the /set runs event_set's own write."""
+    if any(INSTANCE.fullmatch(i) for i in [*(request.update or {}), *(request.destroy or [])]):
+        return True
+    given = [*(request.create or {}).values(), *(request.update or {}).values()]
+    return any(isinstance(obj, dict) and any(
+        k.split("/")[0] in settimes.NAMES or k.startswith("recurrenceOverrides") for k in obj)
+        for obj in given)  # fmt: skip
+
+
+def _instances_write(request: standard.SetRequest, db: Any, careful: bool) -> dict[str, Any]:
+    """The /set in its transaction, with instance ids' updates and destroys made those of
+    their base events' overrides."""
     account, update, destroy = request.account, request.update, request.destroy
     instance_updates = {k: v for k, v in (update or {}).items() if INSTANCE.fullmatch(k)}
     instance_destroys = [i for i in destroy or [] if INSTANCE.fullmatch(i)]
     if not instance_updates and not instance_destroys:
-        return await request.commit()
+        return request.run(db, careful)
+    return _with_instances(request, db, careful, account, update, destroy, instance_updates,
+                           instance_destroys)  # fmt: skip
 
-    def write(db: Any, careful: bool) -> dict[str, Any]:
-        plain_update = {k: v for k, v in (update or {}).items() if k not in instance_updates}
-        plain_destroy = [i for i in destroy or [] if i not in instance_destroys]
-        overrides: dict[str, dict[str, Any]] = {}  # base id -> its new recurrenceOverrides
-        bases: dict[str, dict[str, Any]] = {}
-        owner: dict[str, str] = {}  # instance id -> base id
-        failed: dict[str, dict[str, Any]] = {}
-        for key in [*instance_updates, *instance_destroys]:
-            m = INSTANCE.fullmatch(key)
-            assert m is not None
-            base_id, rid = m["base"], _recurrence_id(m["rid"])
-            if base_id not in overrides:
-                found = objectstore.read_records(db, EVENT, account.id, [base_id])
-                if not found or not recur.is_recurring(found[0]):
-                    failed[key] = {"type": "notFound"}
-                    continue
-                overrides[base_id] = dict(found[0].get("recurrenceOverrides") or {})
-                bases[base_id] = found[0]
-            if _occurrence(bases[base_id], key, m["rid"]) is None:
-                failed[key] = {"type": "notFound"}  # not an occurrence of the series
+
+def _alert_on_base(pointer: str, value: Any, override: dict[str, Any], base: dict) -> bool:
+    """§6.2, §6.3: acknowledging an occurrence's alert, adding a snooze alert and removing
+    one MUST NOT create a recurrence override: they go to the base event's alerts, unless
+    the occurrence already overrides that alert."""
+    tokens = pointer.split("/")
+    if tokens[0] != "alerts" or len(tokens) not in (2, 3):
+        return False
+    alert_id = tokens[1]
+    if any(k == "alerts" or k == f"alerts/{alert_id}" or k.startswith(f"alerts/{alert_id}/")
+           for k in override):  # fmt: skip
+        return False
+    if len(tokens) == 3:
+        return tokens[2] == "acknowledged"
+
+    def snooze(alert: Any) -> bool:
+        relations = (alert or {}).get("relatedTo") if isinstance(alert, dict) else None
+        return isinstance(relations, dict) and any(
+            isinstance(r, dict) and (r.get("relation") or {}).get("snooze")
+            for r in relations.values()
+        )
+
+    return snooze(value) or (value is None and snooze((base.get("alerts") or {}).get(alert_id)))
+
+
+def _with_instances(
+    request: standard.SetRequest, db: Any, careful: bool, account: Any, update: Any,
+    destroy: Any, instance_updates: dict[str, Any], instance_destroys: list[str],
+) -> dict[str, Any]:
+    plain_update = {k: v for k, v in (update or {}).items() if k not in instance_updates}
+    plain_destroy = [i for i in destroy or [] if i not in instance_destroys]
+    overrides: dict[str, dict[str, Any]] = {}  # base id -> its new recurrenceOverrides
+    bases: dict[str, dict[str, Any]] = {}
+    owner: dict[str, str] = {}  # instance id -> base id
+    failed: dict[str, dict[str, Any]] = {}
+    for key in [*instance_updates, *instance_destroys]:
+        m = INSTANCE.fullmatch(key)
+        assert m is not None
+        base_id, rid = m["base"], _recurrence_id(m["rid"])
+        if base_id not in overrides:
+            found = objectstore.read_records(db, EVENT, account.id, [base_id])
+            if found and account.shared:  # (a sharee's overrides: their per-user values)
+                access = sharing.load_access(db, request.call.host, account,
+                                             request.call.request.principal)  # fmt: skip
+                sharing.present(db, EVENT, access, found, account.id)
+            if not found or not recur.is_recurring(found[0]):
+                failed[key] = {"type": "notFound"}
                 continue
-            if key in instance_updates:
-                patch = instance_updates[key]
-                if not isinstance(patch, dict):
-                    failed[key] = {"type": "invalidPatch"}
+            overrides[base_id] = dict(found[0].get("recurrenceOverrides") or {})
+            bases[base_id] = found[0]
+        if _occurrence(bases[base_id], key, m["rid"]) is None:
+            failed[key] = {"type": "notFound"}  # not an occurrence of the series
+            continue
+        if key in instance_updates:
+            patch = instance_updates[key]
+            if not isinstance(patch, dict):
+                failed[key] = {"type": "invalidPatch"}
+                continue
+            current = dict(overrides[base_id].get(rid) or {})
+            if current == {"excluded": True}:
+                failed[key] = {"type": "notFound"}
+                continue
+            for pointer, value in patch.items():
+                if _alert_on_base(pointer, value, current, bases[base_id]):
+                    plain_update.setdefault(base_id, {})[pointer] = value
                     continue
-                current = dict(overrides[base_id].get(rid) or {})
-                if current == {"excluded": True}:
-                    failed[key] = {"type": "notFound"}
-                    continue
-                for pointer, value in patch.items():
-                    current[pointer] = value  # (a JSCalendar PatchObject pointer, §1.5.9)
+                current[pointer] = value  # (a JSCalendar PatchObject pointer, §1.5.9)
+            if current or rid in overrides[base_id]:
                 overrides[base_id][rid] = current
+        else:
+            overrides[base_id][rid] = {"excluded": True}
+        owner[key] = base_id
+    for base_id, value in overrides.items():
+        plain_update.setdefault(base_id, {})["recurrenceOverrides"] = value or None
+    plain = dataclasses.replace(request, update=plain_update or None,
+                                destroy=plain_destroy or None)  # fmt: skip
+    result = plain.run(db, careful)
+    updated = dict(result["updated"] or {})
+    not_updated = dict(result["notUpdated"] or {})
+    destroyed = list(result["destroyed"] or [])
+    not_destroyed = dict(result["notDestroyed"] or {})
+    for key, base_id in owner.items():
+        ok = base_id in updated
+        if key in instance_updates:
+            if ok:
+                updated[key] = None
             else:
-                overrides[base_id][rid] = {"excluded": True}
-            owner[key] = base_id
-        for base_id, value in overrides.items():
-            plain_update.setdefault(base_id, {})["recurrenceOverrides"] = value or None
-        plain = dataclasses.replace(request, update=plain_update or None,
-                                    destroy=plain_destroy or None)  # fmt: skip
-        result = plain.run(db, careful)
-        updated = dict(result["updated"] or {})
-        not_updated = dict(result["notUpdated"] or {})
-        destroyed = list(result["destroyed"] or [])
-        not_destroyed = dict(result["notDestroyed"] or {})
-        for key, base_id in owner.items():
-            ok = base_id in updated
-            if key in instance_updates:
-                if ok:
-                    updated[key] = None
-                else:
-                    not_updated[key] = not_updated.get(base_id, {"type": "notFound"})
-            elif ok:
-                destroyed.append(key)
-            else:
-                not_destroyed[key] = not_updated.get(base_id, {"type": "notFound"})
-        for key, error in failed.items():
-            (not_updated if key in instance_updates else not_destroyed)[key] = error
-        for base_id in overrides:  # (the base events changed only for their instances)
-            if base_id not in (update or {}) and base_id in updated:
-                del updated[base_id]
-            if base_id not in (update or {}):
-                not_updated.pop(base_id, None)
-        result.update(updated=updated or None, notUpdated=not_updated or None,
-                      destroyed=destroyed or None, notDestroyed=not_destroyed or None)
-        return result
-
-    return await request.commit(write)
+                not_updated[key] = not_updated.get(base_id, {"type": "notFound"})
+        elif ok:
+            destroyed.append(key)
+        else:
+            not_destroyed[key] = not_updated.get(base_id, {"type": "notFound"})
+    for key, error in failed.items():
+        (not_updated if key in instance_updates else not_destroyed)[key] = error
+    for base_id in overrides:  # (the base events changed only for their instances)
+        if base_id not in (update or {}) and base_id in updated:
+            del updated[base_id]
+        if base_id not in (update or {}):
+            not_updated.pop(base_id, None)
+    result.update(updated=updated or None, notUpdated=not_updated or None,
+                  destroyed=destroyed or None, notDestroyed=not_destroyed or None)
+    return result

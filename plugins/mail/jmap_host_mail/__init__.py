@@ -92,6 +92,16 @@ def startup(host: Host) -> None:
 
 
 @hookimpl
+def register_mail_transport(host: Host) -> Any:
+    """Mail for other plugins (jmap_host.messaging) goes on the outbound queue."""
+    from jmap_host import MailTransport
+
+    from .submission import transport_enqueue
+
+    return MailTransport(enqueue=transport_enqueue)
+
+
+@hookimpl
 def register_protocols() -> list[Any]:
     """``protocol = "lmtp"``: delivery from an MTA (lmtp.py)."""
     from .lmtp import lmtp_protocol

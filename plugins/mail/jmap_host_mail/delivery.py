@@ -8,8 +8,10 @@ usable by anything else that delivers locally (EmailSubmission to a local recipi
 - :func:`deliver` provisions the account if its owner never logged in, checks the quota
   (``Principal.quota``, octets, against the sizes of the Emails stored in the account),
   prepends ``Return-Path`` and ``Received``, stores the message in the Inbox with
-  ``email.ingest`` in one durable write transaction, publishes the new states for push and
-  hands the message to the VacationResponse auto-reply hook when that module exists.
+  ``email.ingest`` in one durable write transaction, with the host's mail receivers
+  (``jmap_host.messaging``: a calendar reading iMIP) in the same transaction, publishes the
+  new states for push and hands the message to the VacationResponse auto-reply hook when
+  that module exists.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
-from jmap_host import Account, Host, Principal, limits_for, objectstore, quota_usage
+from jmap_host import Account, Host, Principal, limits_for, messaging, objectstore, quota_usage
 from jmap_host import OverQuota as QuotaExceeded
 
 from . import email
@@ -159,17 +161,25 @@ async def deliver(
 
     limits = limits_for(host, principal)
 
+    changed: set[str] = set()
+
     def write(db: Any) -> dict[str, Any]:
+        changed.clear()  # (a retried transaction starts again)
         try:
-            return email.ingest(
+            record = email.ingest(
                 db, host, account, message, {inbox_id(db, account): True}, {},
                 limits=limits, incoming=True,
             )  # fmt: skip
         except QuotaExceeded:
             raise OverQuota(f"{recipient.address}: mailbox full") from None
+        # Other plugins' receivers (jmap_host.messaging: iMIP for calendars), in this
+        # transaction: what they write commits with the message.
+        changed.update(messaging.received(db, host, principal, message, envelope_from))
+        return record
 
     record = await host.store.write(write)
     await email.publish(host, account)
+    await messaging.publish(host, account, changed)
     log.info(
         "delivered %s to %s (account %s, %d octets, from <%s>)",
         record["id"],

@@ -55,6 +55,7 @@ from jmap_host import (
     Property,
     SetContext,
     SetError,
+    messaging,
     objectstore,
     read_blob,
     standard,
@@ -169,6 +170,7 @@ class Pending:
 
     resolved: dict[str, Principal | None] = field(default_factory=dict)
     delivered_accounts: set[str] = field(default_factory=set)
+    receiver_changes: dict[str, set[str]] = field(default_factory=dict)  # (messaging)
     email_of: dict[str, str] = field(default_factory=dict)  # submission id -> emailId
 
 
@@ -225,13 +227,19 @@ def inbox_of(db: Any, host: Host, principal: Principal) -> str:
 
 
 def deliver_local(
-    db: Any, host: Host, principal: Principal, data: bytes, mail_from: str, recipient: str
+    db: Any, host: Host, principal: Principal, data: bytes, mail_from: str, recipient: str,
+    changed: set[str] | None = None,
 ) -> Reply:
     """Store ``data`` in the Inbox of ``principal``'s account (inside the caller's write
-    transaction) and queue its vacation reply, if any."""
+    transaction), tell the host's mail receivers (jmap_host.messaging; the data types they
+    changed are added to ``changed``, to push after the commit) and queue its vacation
+    reply, if any."""
     account = principal.account_id
     message = f"Return-Path: <{mail_from}>\r\n".encode() + data
     ingest(db, host, account, message, {inbox_of(db, host, principal): True}, {})
+    touched = messaging.received(db, host, principal, message, mail_from)
+    if changed is not None:
+        changed.update(touched)
     parsed = parse_message(message)
     reply = auto_reply(db, host, account, parsed, message, recipient, mail_from=mail_from)
     if reply is not None:
@@ -288,6 +296,19 @@ def enqueue(
         }
     )  # fmt: skip
     _kick_from_thread(host)
+
+
+def transport_enqueue(
+    db: Any, host: Host, sender: Principal, mail_from: str, recipients: list[str], data: bytes
+) -> None:
+    """jmap_host.messaging's transport: another plugin's message on the outbound queue,
+    sent as ``sender`` once the caller's transaction commits; the queue runner delivers
+    to local recipients (deliver_local) and relays the others, as for an EmailSubmission
+    without its record."""
+    bad = [a for a in [mail_from, *recipients] if not _valid_address(a)]
+    if bad:
+        raise ValueError(f"not a mail address: {', '.join(bad)}")
+    enqueue(db, host, sender.account_id, mail_from, recipients, data)
 
 
 def _update_submission(
@@ -358,11 +379,14 @@ async def _send_row(host: Host, row: dict[str, Any]) -> None:
             remote.append(rcpt)
             continue
         try:
+            changed: set[str] = set()
             results[rcpt] = await host.store.write(
-                lambda db, p=principal, r=rcpt: deliver_local(db, host, p, data, mail_from, r)
-            )
+                lambda db, p=principal, r=rcpt, c=changed: deliver_local(
+                    db, host, p, data, mail_from, r, c)
+            )  # fmt: skip
             local.add(rcpt)
             await publish(host, principal.account_id)
+            await messaging.publish(host, principal.account_id, changed)
         except Exception as exc:  # a failed local delivery is retried like a remote one
             log.exception("local delivery to %s failed", rcpt)
             results[rcpt] = Reply(451, f"451 4.3.0 local delivery failed: {exc}")
@@ -545,7 +569,8 @@ def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
     for rcpt, principal in local.items():
         acct = principal.account_id
         if acct not in delivered:
-            delivered[acct] = deliver_local(db, host, principal, data, mail_from, rcpt)
+            changed = pending.receiver_changes.setdefault(acct, set())
+            delivered[acct] = deliver_local(db, host, principal, data, mail_from, rcpt, changed)
             pending.delivered_accounts.add(acct)
         status[rcpt] = {"smtpReply": delivered[acct].text, "delivered": "yes",
                         "displayed": "unknown"}  # fmt: skip
@@ -659,6 +684,7 @@ async def submission_set(call: Call) -> list[tuple[str, dict[str, Any]]]:
     kick(host)
     for account in pending.delivered_accounts:
         await publish(host, account)
+        await messaging.publish(host, account, pending.receiver_changes.get(account, ()))
     responses: list[tuple[str, dict[str, Any]]] = [(call.name, result)]
     successes = _success_ids(result)
     updates: dict[str, Any] = {}
@@ -740,4 +766,5 @@ __all__ = [
     "run_outbound",
     "submission_account_capability",
     "submission_methods",
+    "transport_enqueue",
 ]

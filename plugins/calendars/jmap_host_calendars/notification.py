@@ -1,0 +1,193 @@
+"""CalendarEventNotifications (draft-ietf-jmap-calendars §7): a standard data type (/get,
+/changes, /set that only destroys, /query by after, before, type and calendarEventIds
+sorted by created, /queryChanges).
+
+A notification is written in the transaction of the event's change, in the event's
+account, for each user of its calendars who did not make the change: the account's owner
+and every sharee who may read the calendar and is subscribed to it (§7: "calendars that
+the user is subscribed to"; a sharee starts unsubscribed, §4).  The host keeps one record
+per user it is for (DataType.per_principal): each user, the owner and the sharees of the
+account alike, sees and dismisses only their own.  A sharee gets none for a "secret" event
+(it does not exist for them, §5.7) and of a "private" one only its time and metadata.
+Per-user properties are no part of a notification (§7: it "does not have any per-user
+data"), nor are per-user changes (they change nothing of the event for anybody else).
+At most MAX_NOTIFICATIONS are kept per user in an account: the oldest go first (§7).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jmap_host import (
+    DataType,
+    FilterCondition,
+    Property,
+    SetContext,
+    dates,
+    objectstore,
+    sharing,
+)
+
+from . import peruser
+
+NOTIFICATION_TYPE = "CalendarEventNotification"
+MAX_NOTIFICATIONS = 500  # per user and account (§7: the server MAY limit them)
+FOR = "for"  # the derived column naming the Principal a notification is for
+# Not part of a notification's event: computed at fetch time, or per-user (§5.4).
+LEFT_OUT = {"id", "utcStart", "utcEnd", "isOrigin", "baseEventId", *peruser.PER_USER}
+
+
+def _access(account: Any, principal: Any, operation: str) -> bool:
+    return operation in ("read", "destroy")  # §7.3: created by the server only
+
+
+def _event_ids(value: Any) -> tuple[str, list[Any]]:
+    if value is None:
+        return "1", []
+    return "[p_calendarEventId] IN (SELECT value FROM json_each(?))", [json.dumps(value)]
+
+
+CALENDAR_EVENT_NOTIFICATION = DataType(
+    name=NOTIFICATION_TYPE,
+    table="calendars_event_notification",
+    properties=[
+        Property("created", "UTCDate", server_set=True, immutable=True, sortable=True),
+        Property("changedBy", "Object", server_set=True, immutable=True),
+        Property("type", "String", server_set=True, immutable=True, indexed=True),
+        Property("calendarEventId", "Id", server_set=True, immutable=True, indexed=True),
+        Property("isDraft", "Boolean|null", server_set=True, immutable=True),
+        Property("event", "Object", server_set=True, immutable=True),
+        Property("eventPatch", "Object|null", server_set=True, immutable=True),
+    ],
+    filters=[
+        FilterCondition("after", "created", "ge", value_type="UTCDate"),
+        FilterCondition("before", "created", "lt", value_type="UTCDate"),
+        FilterCondition("type", "type"),
+        FilterCondition("calendarEventIds", "calendarEventId", "custom", value_type="Id[]|null",
+                        sql=_event_ids),
+    ],
+    access=_access,
+    default_sort=("created",),
+    methods=("get", "changes", "set", "query", "queryChanges"),  # §7.1-§7.5
+    derived={FOR: lambda record: record.get(f"_{FOR}")},
+    per_principal=FOR,
+)
+
+
+def _event_of(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in LEFT_OUT}
+
+
+def _patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """A PatchObject (RFC 8620 §5.3) from ``before`` to ``after``: the top-level properties
+    that differ, one level into objects (an event's participants, locations...)."""
+    patch: dict[str, Any] = {}
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            for key in sorted(set(old) | set(new)):
+                if old.get(key) != new.get(key):
+                    escaped = key.replace("~", "~0").replace("/", "~1")
+                    patch[f"{name}/{escaped}"] = new.get(key)
+        else:
+            patch[name] = new
+    return patch
+
+
+def _recipients(ctx: SetContext, calendar_ids: set[str]) -> dict[str, bool]:
+    """{principal id: is a sharee} of the users to tell: the account's owner if a calendar
+    of the event is subscribed, and each sharee who may read one and is subscribed to it."""
+    from .calendar import CALENDAR
+
+    account = ctx.account.id
+    found: dict[str, bool] = {}
+    calendars = objectstore.read_records(ctx.db, CALENDAR, account, sorted(calendar_ids),
+                                         ["isSubscribed"])  # fmt: skip
+    if any(c.get("isSubscribed") for c in calendars):
+        found[ctx.account.owner.account_id] = False
+    for _, grantee, rights, values in sharing.sharees(ctx.db, CALENDAR, account,
+                                                      sorted(calendar_ids)):  # fmt: skip
+        if rights.get("mayReadItems") and values.get("isSubscribed"):
+            found[grantee] = True
+    found.pop(ctx.principal.account_id, None)  # (not for their own change)
+    return found
+
+
+def _changed_by(ctx: SetContext) -> dict[str, Any]:
+    by = ctx.principal
+    from .identity import PARTICIPANT_IDENTITY
+
+    mine = objectstore.read_records(ctx.db, PARTICIPANT_IDENTITY, by.account_id, None,
+                                    ["calendarAddress", "isDefault"])  # fmt: skip
+    mine.sort(key=lambda i: not i.get("isDefault"))
+    address = mine[0]["calendarAddress"] if mine else (
+        f"mailto:{by.emails[0]}" if by.emails else None)  # fmt: skip
+    return {"name": by.description or by.name, "email": by.emails[0] if by.emails else None,
+            "principalId": by.account_id, "calendarAddress": address,
+            "comment": None}  # fmt: skip
+
+
+def event_changed(
+    ctx: SetContext, kind: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> None:
+    """Write the notifications of one created, updated or destroyed event (the event's
+    hooks call this, in the /set's transaction)."""
+    record = after if after is not None else before
+    assert record is not None
+    calendar_ids = set((before or {}).get("calendarIds") or {}) | set(
+        (after or {}).get("calendarIds") or {})  # fmt: skip
+    recipients = _recipients(ctx, calendar_ids)
+    if not recipients:
+        return
+    changed_by = _changed_by(ctx)
+    now = dates.utcdate()
+    for principal_id, sharee in recipients.items():
+        old = _event_of(before) if before is not None else None
+        new = _event_of(after) if after is not None else None
+        if sharee:
+            if any((e or {}).get("privacy") == "secret" for e in (before, after)):
+                continue  # (§5.7: it does not exist for them)
+            mine = peruser.identities(ctx.db, principal_id)
+            for event in (old, new):
+                if event is None:
+                    continue
+                if event.get("privacy") == "private":
+                    for name in [k for k in event if k not in peruser.PRIVATE_VISIBLE]:
+                        del event[name]
+                if peruser.hides_attendees(event, mine):
+                    peruser.reduce_participants(event, mine)
+        notification = {
+            "id": objectstore.new_id(),
+            "created": now,
+            "changedBy": changed_by,
+            "type": kind,
+            "calendarEventId": record["id"],
+            "isDraft": bool(record.get("isDraft")) if kind != "destroyed" else None,
+            "event": new if kind == "created" else old,
+            "eventPatch": _patch(old or {}, new or {}) if kind == "updated" else None,
+            f"_{FOR}": principal_id,
+        }
+        if kind == "updated" and not notification["eventPatch"]:
+            continue  # (nothing they may see changed)
+        _write(ctx, principal_id, notification)
+
+
+def _write(ctx: SetContext, principal_id: str, notification: dict[str, Any]) -> None:
+    """Store one notification, dropping that user's oldest past MAX_NOTIFICATIONS."""
+    dt = CALENDAR_EVENT_NOTIFICATION
+    account = ctx.account.id
+    objectstore.insert_record(ctx.db, dt, account, notification)
+    objectstore.record_change(ctx.db, account, dt.name, notification["id"], "created")
+    ctx.changed_types.add(dt.name)
+    column = objectstore.derived_column(FOR)
+    over = ctx.db.execute(
+        f"SELECT id FROM [{dt.table}] WHERE account = ? AND [{column}] = ? "
+        "ORDER BY rowid DESC LIMIT -1 OFFSET ?",
+        [account, principal_id, MAX_NOTIFICATIONS],
+    ).fetchall()
+    for (old_id,) in over:
+        objectstore.delete_record(ctx.db, dt, account, old_id)
+        objectstore.record_change(ctx.db, account, dt.name, old_id, "destroyed")
