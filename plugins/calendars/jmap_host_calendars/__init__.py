@@ -5,10 +5,11 @@ Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3), Cal
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
 and its instance ids in /get and /set; per-user properties, every CalendarRight, privacy,
 the /get arguments and utcStart/utcEnd on /set: peruser.py, settimes.py),
-CalendarEventNotification (§7, notification.py) and alerts (§6: CalendarAlert pushes and
-reminder mail, each user's own, alerts.py) are served; scheduling,
-Principal/getAvailability and CalendarEvent/parse are not yet, so a client is not offered
-a half capability unless the operator asks: ``[plugins] opt-in = ["calendars"]``.
+CalendarEventNotification (§7, notification.py), alerts (§6: CalendarAlert pushes and
+reminder mail, each user's own, alerts.py), CalendarEvent/parse (§5.13) and ``jmap-host
+calendars import|export`` (iCalendar: ical.py) are served; scheduling and
+Principal/getAvailability are not yet, so a client is not offered a half capability
+unless the operator asks: ``[plugins] opt-in = ["calendars"]``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
 from .identity import PARTICIPANT_IDENTITY, default_identities, identity_set
 from .notification import CALENDAR_EVENT_NOTIFICATION
+from .parse import CALENDARS_PARSE, calendar_event_parse
 from .query import event_get, event_query, event_set
 
 JMAP_HOST_OPT_IN = True
@@ -61,8 +63,25 @@ def register_capabilities(host: Host) -> list[Capability]:
             datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY, CALENDAR_EVENT_NOTIFICATION],
             # §6.4: clients register for CalendarAlert pushes (alerts.py fires them).
             push_types={alerts.PUSH_TYPE: alerts.EVENT_NAME},
-        )
+        ),
+        # §1.5.3: an empty object in the session and in each account.
+        Capability(
+            urn=CALENDARS_PARSE,
+            session={},
+            account=lambda host, account: {},
+            primary=False,
+            methods=[Method("CalendarEvent/parse", calendar_event_parse)],
+            in_shared_accounts=True,
+        ),
     ]
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """``jmap-host calendars import|export`` (commands.py)."""
+    from . import commands
+
+    commands.register_commands(cli)
 
 
 @hookimpl

@@ -253,6 +253,15 @@ def _get_arguments(call: Call) -> tuple[dt.datetime | None, dt.datetime | None, 
 
 
 async def event_get(call: Call) -> dict[str, Any]:
+    """§5.7: iCalComponent only when asked for by name."""
+    result = await _event_get(call)
+    if call.args.get("properties") is None:
+        for record in result["list"]:
+            record.pop("iCalComponent", None)
+    return result
+
+
+async def _event_get(call: Call) -> dict[str, Any]:
     """The standard /get, and for instance ids the occurrence they name (§5.5); then what
     §5.7 asks of each: hideAttendees, reduceParticipants, the overrides in a range, floating
     events' UTC times in the timeZone argument."""
