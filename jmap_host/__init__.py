@@ -73,6 +73,7 @@ from .numbers import parse_digits
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
 from .principals import PRINCIPALS, PRINCIPALS_OWNER, principals_capability, visible_principals
+from .push import account_owners
 from .pushsubscription import push_capabilities, push_config_keys, push_subscription_methods
 from .quota import (
     QUOTA,
@@ -153,6 +154,7 @@ __all__ = [
     "TableList",
     "account_id_for",
     "account_limits",
+    "account_owners",
     "accounts_for",
     "add_blob_reference",
     "add_blob_references",

@@ -120,4 +120,10 @@ class Capability:
     # shared_through); the host's blob management says True (its methods follow the
     # sharee's access to blobs).
     in_shared_accounts: bool | None = None
+    # Push pseudo-types (RFC 8620 §7 types that name no data type): pseudo-type name → the
+    # EventSource event name its objects are sent as, e.g. {"CalendarAlert":
+    # "calendarAlert"} (draft-ietf-jmap-calendars §6.4).  Clients ask for them in an event
+    # source's ``types``, a WebSocketPushEnable's ``dataTypes`` and a PushSubscription's
+    # ``types``; the plugin publishes them with ``host.push.publish_object``.
+    push_types: dict[str, str] = field(default_factory=dict)
     plugin: str = field(default="", compare=False)

@@ -5,7 +5,11 @@
 event carries a StateChange (§7.1) with an ``id`` that encodes every state the stream has
 seen, so a client reconnecting with ``Last-Event-ID`` is sent what it missed at once.  A
 ``ping`` event carries ``interval`` and no id, and is sent whenever ``ping`` seconds pass
-without an event.  ``X-Accel-Buffering: no`` keeps nginx from buffering the stream.
+without an event.  A push pseudo-type a plugin declares (``Capability.push_types``, e.g.
+``CalendarAlert``) that ``types`` names, or ``*``, arrives as an event of its declared name
+(``calendarAlert``) with the object as data and no id (it is not state: a reconnecting
+client is not sent it again); ``closeafter=state`` does not close on it.
+``X-Accel-Buffering: no`` keeps nginx from buffering the stream.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import trio
 from . import streamtoken
 from .http import Request, Response, json_response, problem_response
 from .numbers import parse_digits
-from .push import StateMap, decode_event_id, diff, encode_event_id, state_change
+from .push import PushObject, StateMap, decode_event_id, diff, encode_event_id, state_change
 from .session import push_scope
 
 MIN_PING = 1
@@ -68,11 +72,13 @@ async def stream(request: Request) -> Response:
         if not types:
             return problem_response(400, "types must be '*' or a comma-separated list")
     accounts, only = await push_scope(host, request.principal)
+    user = request.principal.name
     last_id = request.header("last-event-id")
     previous = decode_event_id(last_id) if last_id else None
 
     async def events() -> AsyncIterator[bytes]:
-        with host.push.subscribe(accounts, types, only) as subscriber:
+        events_for = host.push_types
+        with host.push.subscribe(accounts, types, only, user) as subscriber:
             # Subscribe before reading the states, so no change falls between the two.
             seen: StateMap = await host.store.read(subscriber.current)
             yield b": jmap-host event stream\n\n"
@@ -84,8 +90,14 @@ async def stream(request: Request) -> Response:
                         return
             while True:
                 changed: StateMap = {}
+                objects: list[PushObject] = []
                 with trio.move_on_after(interval if interval else float("inf")):
                     changed = diff(seen, await subscriber.wait())
+                    objects = subscriber.take_objects()
+                for type_name, obj in objects:
+                    yield _event(events_for.get(type_name, type_name), obj)
+                if objects and not changed:
+                    continue
                 if not changed:
                     if interval:
                         yield _event("ping", {"interval": interval})

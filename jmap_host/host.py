@@ -171,6 +171,17 @@ class Host:
                 self.methods[method.name] = (method, cap.urn)
         if CORE not in self.capabilities:
             raise StartupError(f"no active plugin provides {CORE} (is jmap-host-core installed?)")
+        # Push pseudo-types (Capability.push_types): name → EventSource event name.
+        self.push_types: dict[str, str] = {}
+        for cap in self.capabilities.values():
+            for name, event in cap.push_types.items():
+                if name in self.push_types or name in self.datatypes:
+                    raise StartupError(
+                        f"push type {name} of {cap.plugin!r} is already a push or data type"
+                    )
+                if event in ("state", "ping") or event in self.push_types.values():
+                    raise StartupError(f"EventSource event name {event!r} is already taken")
+                self.push_types[name] = event
         # What sharing (jmap_host.sharing) asks on every request, known once: the shareable
         # types, each container's member types, and the capabilities shared accounts offer.
         self.shareable_types = frozenset(n for n, (dt, _) in self.datatypes.items() if dt.shareable)

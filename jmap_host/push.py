@@ -7,6 +7,14 @@ keeps a pending StateChange that new changes merge into, and an event that wakes
 slow reader never makes publishing wait or lose a change, it gets the newest states
 coalesced (RFC 8620 §7.1 lets the server amalgamate changes).
 
+Plugins may also declare *push pseudo-types* (``Capability.push_types``, e.g. the
+calendars plugin's ``CalendarAlert``, draft-ietf-jmap-calendars §6.4): objects that are not
+state changes but are pushed, as they are, to one user (``publish_object(principal, type,
+obj)``).  A subscriber takes them with :meth:`Subscriber.take_objects` after each wake;
+a subscriber whose types are None (``*``, null) hears of every pseudo-type too.  At most
+``MAX_PENDING_OBJECTS`` wait per subscriber: past that the oldest are dropped (a reader
+that far behind is not reading).
+
 This hub is in-process.  It is the seam for several nodes (ARCHITECTURE.md): a shared
 implementation would carry ``publish`` over PostgreSQL LISTEN/NOTIFY or similar; nothing
 outside this module assumes one process.
@@ -26,6 +34,8 @@ import trio
 from . import objectstore
 
 StateMap = dict[str, dict[str, str]]  # account id → {type name → state}
+PushObject = tuple[str, dict[str, Any]]  # (pseudo-type name, the object pushed)
+MAX_PENDING_OBJECTS = 1000
 
 
 class Subscriber:
@@ -36,13 +46,19 @@ class Subscriber:
         accounts: Iterable[str],
         types: set[str] | None,
         only: dict[str, set[str]] | None = None,
+        principal: str | None = None,
     ):
         self.accounts = set(accounts)
+        # The user listening (Principal.name): pseudo-type objects published to them reach
+        # this subscriber; None hears none.
+        self.principal = principal
         self.types = types  # None: every type
         # Per account, the only types it may hear of (an account shared with the user:
         # its shared types, sharing.push_types); an account not in it: every type.
         self.only = only or {}
         self.pending: StateMap = {}
+        self.objects: list[PushObject] = []
+        self.dropped = 0  # objects dropped because too many were waiting
         self._wake = trio.Event()
 
     def current(self, db: Any) -> StateMap:
@@ -61,8 +77,26 @@ class Subscriber:
             self.pending.setdefault(account, {}).update(wanted)
             self._wake.set()
 
+    def offer_object(self, type_name: str, obj: dict[str, Any]) -> bool:
+        """Queue ``obj`` if this subscriber asked for its pseudo-type; whether it did."""
+        if self.types is not None and type_name not in self.types:
+            return False
+        if len(self.objects) >= MAX_PENDING_OBJECTS:
+            del self.objects[0]
+            self.dropped += 1
+        self.objects.append((type_name, obj))
+        self._wake.set()
+        return True
+
+    def take_objects(self) -> list[PushObject]:
+        """The pseudo-type objects published since the last call, oldest first.  Call it
+        right after :meth:`wait` (no checkpoint between): wait wakes for them too."""
+        taken, self.objects = self.objects, []
+        return taken
+
     async def wait(self) -> StateMap:
-        """Wait for changes; return them all, coalesced, and start collecting anew."""
+        """Wait for changes or objects; return the changes, coalesced (possibly none, when
+        only objects came: take those with :meth:`take_objects`), and start anew."""
         await self._wake.wait()
         return self.take()
 
@@ -72,9 +106,33 @@ class Subscriber:
         return taken
 
 
+class Watcher:
+    """A listener to changes of some types in every account (see :meth:`PushHub.watch`)."""
+
+    def __init__(self, types: set[str]):
+        self.types = types
+        self.changed: set[str] = set()
+        self._wake = trio.Event()
+
+    def offer(self, account: str, changed: dict[str, str]) -> None:
+        if not self.types.isdisjoint(changed):
+            self.changed.add(account)
+            self._wake.set()
+
+    async def wait(self) -> set[str]:
+        await self._wake.wait()
+        taken, self.changed = self.changed, set()
+        self._wake = trio.Event()
+        return taken
+
+
 class PushHub:
     def __init__(self) -> None:
         self._by_account: dict[str, set[Subscriber]] = {}
+        self._by_principal: dict[str, set[Subscriber]] = {}
+        # Watchers see every publish of their types in any account (a plugin's background
+        # work that must know when its data changed: the calendars alert scheduler).
+        self._watchers: set[Watcher] = set()
         # The states last published per account that has subscribers: a type whose state
         # did not change is not offered again (publishers send every type's state on each
         # change; waking 9,000 streams that follow only EmailDelivery for an Email change
@@ -89,10 +147,16 @@ class PushHub:
         accounts: Iterable[str],
         types: set[str] | None = None,
         only: dict[str, set[str]] | None = None,
+        principal: str | None = None,
     ) -> Iterator[Subscriber]:
-        subscriber = Subscriber(accounts, types, only)
+        """Follow ``accounts`` (``types`` None: every type; ``only`` per account, as for
+        :class:`Subscriber`) and, with ``principal``, the pseudo-type objects published to
+        that user."""
+        subscriber = Subscriber(accounts, types, only, principal)
         for account in subscriber.accounts:
             self._by_account.setdefault(account, set()).add(subscriber)
+        if principal is not None:
+            self._by_principal.setdefault(principal, set()).add(subscriber)
         self.open += 1
         try:
             yield subscriber
@@ -106,10 +170,18 @@ class PushHub:
                     if not subscribers:
                         del self._by_account[account]
                         self._last.pop(account, None)
+            if principal is not None:
+                mine = self._by_principal.get(principal)
+                if mine is not None:
+                    mine.discard(subscriber)
+                    if not mine:
+                        del self._by_principal[principal]
 
     def publish(self, account: str, changed: dict[str, str]) -> None:
         """Tell every subscriber of ``account`` that these types now have these states;
         types whose state is the one published last time are left out (nothing changed)."""
+        for watcher in list(self._watchers):
+            watcher.offer(account, changed)
         subscribers = self._by_account.get(account)
         if not subscribers:
             return
@@ -120,6 +192,25 @@ class PushHub:
         last.update(fresh)
         for subscriber in list(subscribers):
             subscriber.offer(account, fresh)
+
+    def publish_object(self, principal: str, type_name: str, obj: dict[str, Any]) -> int:
+        """Push ``obj``, an object of the pseudo-type ``type_name`` (one a capability
+        declares in ``push_types``), to every push channel of the user ``principal``
+        (Principal.name) that asked for that type or for every type; returns how many
+        channels took it.  Nothing is stored: a user with no channel open misses it."""
+        subscribers = self._by_principal.get(principal) or set()
+        return sum(subscriber.offer_object(type_name, obj) for subscriber in list(subscribers))
+
+    @contextmanager
+    def watch(self, types: set[str]) -> Iterator[Watcher]:
+        """Hear of every change to these types in any account: ``await watcher.wait()``
+        returns the accounts whose types changed since the last wait."""
+        watcher = Watcher(types)
+        self._watchers.add(watcher)
+        try:
+            yield watcher
+        finally:
+            self._watchers.discard(watcher)
 
     def subscriber_count(self) -> int:
         return len({s for subs in self._by_account.values() for s in subs})
@@ -179,3 +270,23 @@ def diff(old: StateMap, new: StateMap) -> StateMap:
             if old.get(account, {}).get(type_name, "0") != state:
                 out.setdefault(account, {})[type_name] = state
     return out
+
+
+def account_owners(db: Any, accounts: Iterable[str] | None = None) -> dict[str, str]:
+    """The principal (Principal.name) owning each provisioned account (of ``accounts``, or
+    all): whom ``PushHub.publish_object`` is to address for an account's owner."""
+    from .migrations import ACCOUNT_TABLE
+
+    if accounts is None:
+        rows = db.execute(f"SELECT id, principal FROM [{ACCOUNT_TABLE}]").fetchall()
+    else:
+        wanted = list(accounts)
+        rows = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows += db.execute(
+                f"SELECT id, principal FROM [{ACCOUNT_TABLE}] WHERE id IN "
+                f"({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+    return {str(a): str(p) for a, p in rows}

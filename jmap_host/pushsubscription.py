@@ -6,7 +6,9 @@ URL (:mod:`jmap_host.webpush`: https, every resolved address public) and, once t
 transaction has committed, POSTs a ``PushVerification`` to it; nothing else goes to the URL
 until the client has set the matching ``verificationCode``.  Then a worker follows the
 user's accounts on the push hub and POSTs coalesced StateChange objects (filtered by
-``types``), RFC 8291-encrypted when the subscription has ``keys`` and VAPID-signed when the
+``types``; a push pseudo-type a plugin declares, e.g. ``CalendarAlert``, when ``types``
+names it or is null: each such object is POSTed on its own, as published),
+RFC 8291-encrypted when the subscription has ``keys`` and VAPID-signed when the
 operator configured ``jmap.push.vapid.private-key``.  Delivery runs in the server's
 background nursery (:func:`run_push_service`): a change never waits for a push.
 
@@ -677,16 +679,22 @@ class PushService:
             accounts, only = await push_scope(self.host, principal)
             types = set(json.loads(row["types"])) if row["types"] is not None else None
             deadline = trio.current_time() + (row["expires"] - time.time())
-            with self.host.push.subscribe(accounts, types, only) as subscriber:
+            user = principal.name
+            with self.host.push.subscribe(accounts, types, only, user) as subscriber:
                 with trio.move_on_at(deadline):
                     while True:
                         changed = await subscriber.wait()
+                        objects = subscriber.take_objects()
                         if await self.host.directory.principal(row["principal"]) is None:
                             await self.destroy(row["id"], "its user no longer exists")
                             return
-                        outcome = await self._deliver(row, state_change(changed), "state")
-                        if outcome == "gone":
-                            return
+                        for type_name, obj in objects:
+                            if await self._deliver(row, obj, type_name) == "gone":
+                                return
+                        if changed:
+                            outcome = await self._deliver(row, state_change(changed), "state")
+                            if outcome == "gone":
+                                return
             self.wake()  # expired: the sweeper removes it
 
     async def _deliver(self, row: dict[str, Any], obj: dict[str, Any], kind: str) -> str:

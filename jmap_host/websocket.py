@@ -28,7 +28,9 @@ every type) and replaces an earlier subscription; each StateChange carries a ``p
 that encodes every state the connection has seen (the same encoding as EventSource event
 ids), so an enable with ``pushState`` is sent what changed since, at once (a ``pushState``
 that cannot be decoded counts as having seen nothing: every current state is sent).
-``WebSocketPushDisable`` ends the subscription.
+``WebSocketPushDisable`` ends the subscription.  A push pseudo-type a plugin declares
+(``Capability.push_types``, e.g. ``CalendarAlert``) that ``dataTypes`` names, or null,
+arrives as its own message: the object as published (its ``@type`` says what it is).
 
 The connection ends when the client closes it, or with 1001 (Going Away) when the server
 shuts down.
@@ -391,7 +393,8 @@ class Connection:
         host = self.host
         with trio.CancelScope() as scope:
             accounts, only = await push_scope(host, self.principal)
-            with host.push.subscribe(accounts, types, only) as subscriber:
+            user = self.principal.name
+            with host.push.subscribe(accounts, types, only, user) as subscriber:
                 # Subscribe before reading the states, so no change falls between the two.
                 seen: StateMap = await host.store.read(subscriber.current)
                 if push_state is not None:
@@ -402,6 +405,8 @@ class Connection:
                 task_status.started(scope)
                 while True:
                     changed = diff(seen, await subscriber.wait())
+                    for _type_name, obj in subscriber.take_objects():
+                        await self.send_json(obj)
                     if not changed:
                         continue
                     for account, states in changed.items():

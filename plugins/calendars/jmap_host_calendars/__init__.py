@@ -5,12 +5,12 @@ Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3), Cal
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
 and its instance ids in /get and /set; per-user properties, every CalendarRight, privacy,
 the /get arguments and utcStart/utcEnd on /set: peruser.py, settimes.py),
-CalendarEventNotification (§7, notification.py), scheduling (§5.9.2: iTIP as iMIP through
-jmap_host.messaging, scheduling.py, imip.py) and Principal/getAvailability (§2,
-availability.py) are served; alerts (§6) are not yet, so a client is not offered a half
-capability unless the operator asks: ``[plugins] opt-in = ["calendars"]``.
-CalendarEvent/parse (§5.13) and ``jmap-host calendars import|export`` read and write
-iCalendar (ical.py).
+CalendarEventNotification (§7, notification.py), alerts (§6: CalendarAlert pushes and
+reminder mail, each user's own, alerts.py), scheduling (§5.9.2: iTIP as iMIP through
+jmap_host.messaging, scheduling.py, imip.py), Principal/getAvailability (§2,
+availability.py), CalendarEvent/parse (§5.13) and ``jmap-host calendars import|export``
+(iCalendar: ical.py) are served.  It stays opt-in until it is declared complete:
+``[plugins] opt-in = ["calendars"]``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from jmap_host import Account, Capability, Host, MailReceiver, Method, hookimpl
 
+from . import alerts
 from .availability import availability_capability, principal_entry
 from .calendar import CALENDAR, calendar_set, default_calendar
 from .event import EVENT
@@ -63,6 +64,8 @@ def register_capabilities(host: Host) -> list[Capability]:
             ],
             datatypes=[CALENDAR, EVENT, PARTICIPANT_IDENTITY, CALENDAR_EVENT_NOTIFICATION],
             principal=principal_entry,  # §2.1
+            # §6.4: clients register for CalendarAlert pushes (alerts.py fires them).
+            push_types={alerts.PUSH_TYPE: alerts.EVENT_NAME},
         ),
         availability_capability(),  # §1.5.2, §2.2, §2.3
         # §1.5.3: an empty object in the session and in each account.
@@ -102,6 +105,23 @@ def account_provisioned(host: Host, account: Account) -> Any:
         default_identities(db, account.id, account.owner)
 
     return host.store.write(write)
+
+
+@hookimpl
+def migrations(host: Host) -> list[Any]:
+    return [alerts.migrations]  # (the data types' tables are the host's to create)
+
+
+@hookimpl
+def config_keys() -> list[tuple[str, Any]]:
+    return [*alerts.config_keys()]
+
+
+@hookimpl
+def startup(host: Host) -> None:
+    """The alert scheduler (§6, alerts.py) runs in the server's background nursery."""
+    if host.nursery is not None:
+        host.nursery.start_soon(alerts.run_scheduler, host)
 
 
 __all__ = ["CALENDARS"]

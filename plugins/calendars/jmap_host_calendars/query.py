@@ -306,8 +306,8 @@ async def _event_get(call: Call) -> dict[str, Any]:
         if record is None:
             not_found.append(requested)
             continue
-        if match is not None:
-            record = copy.deepcopy(record)
+        # (an occurrence is its own top-level dict, but may share the base's values: what
+        # follows replaces values, never changes them in place)
         if reduce or peruser.hides_attendees(record, mine):
             peruser.reduce_participants(record, mine)
         if after is not None or before is not None:
@@ -508,6 +508,30 @@ def _instances_write(request: standard.SetRequest, db: Any, careful: bool) -> di
                            instance_destroys)  # fmt: skip
 
 
+def _alert_on_base(pointer: str, value: Any, override: dict[str, Any], base: dict) -> bool:
+    """§6.2, §6.3: acknowledging an occurrence's alert, adding a snooze alert and removing
+    one MUST NOT create a recurrence override: they go to the base event's alerts, unless
+    the occurrence already overrides that alert."""
+    tokens = pointer.split("/")
+    if tokens[0] != "alerts" or len(tokens) not in (2, 3):
+        return False
+    alert_id = tokens[1]
+    if any(k == "alerts" or k == f"alerts/{alert_id}" or k.startswith(f"alerts/{alert_id}/")
+           for k in override):  # fmt: skip
+        return False
+    if len(tokens) == 3:
+        return tokens[2] == "acknowledged"
+
+    def snooze(alert: Any) -> bool:
+        relations = (alert or {}).get("relatedTo") if isinstance(alert, dict) else None
+        return isinstance(relations, dict) and any(
+            isinstance(r, dict) and (r.get("relation") or {}).get("snooze")
+            for r in relations.values()
+        )
+
+    return snooze(value) or (value is None and snooze((base.get("alerts") or {}).get(alert_id)))
+
+
 def _with_instances(
     request: standard.SetRequest, db: Any, careful: bool, account: Any, update: Any,
     destroy: Any, instance_updates: dict[str, Any], instance_destroys: list[str],
@@ -546,8 +570,12 @@ def _with_instances(
                 failed[key] = {"type": "notFound"}
                 continue
             for pointer, value in patch.items():
+                if _alert_on_base(pointer, value, current, bases[base_id]):
+                    plain_update.setdefault(base_id, {})[pointer] = value
+                    continue
                 current[pointer] = value  # (a JSCalendar PatchObject pointer, §1.5.9)
-            overrides[base_id][rid] = current
+            if current or rid in overrides[base_id]:
+                overrides[base_id][rid] = current
         else:
             overrides[base_id][rid] = {"excluded": True}
         owner[key] = base_id

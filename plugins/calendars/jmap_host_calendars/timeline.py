@@ -11,7 +11,8 @@ Two caches, both exact, neither a second source of truth:
 - a :class:`Timeline` per account: {event id: Series} of the account's recurring events
   at a CalendarEvent modseq.  A query reads the modseq in its own read transaction; a
   Timeline behind it is brought up to date from the change log (the events changed since:
-  re-read, re-keyed), or rebuilt when the log no longer reaches back (compaction).  Several
+  re-read, re-keyed; and those whose owner changed only their per-user values, which
+  write no change row), or rebuilt when the log no longer reaches back (compaction).  Several
   processes each keep their own; the modseq makes each one exact.
 
 A Series stops at a horizon (now + HORIZON_YEARS when built) and holds at most
@@ -31,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from jmap_host import objectstore
+from jmap_host import objectstore, sharing
 
 from . import jscalendar, recur
 
@@ -147,6 +148,10 @@ def timeline(db: Any, event_type: Any, account: str, modseq: int, low: int) -> T
     if current is not None and low <= current.modseq < modseq:
         changed = {i for _, i, _ in objectstore.changes_since(
             db, account, event_type.name, current.modseq, modseq - current.modseq)}  # fmt: skip
+        # The owner's per-user writes change the record with no change row of the account's
+        # (per-occurrence ones are in recurrenceOverrides): their own rows say which.
+        changed |= {i for _, i, _ in sharing.per_user_changes(
+            db, event_type, account, account, current.modseq)}  # fmt: skip
         events = {k: v for k, v in current.events.items() if k not in changed}
         events.update(_read(db, event_type, account, sorted(changed)))
     else:

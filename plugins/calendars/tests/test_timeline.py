@@ -112,6 +112,12 @@ async def test_a_query_sees_the_series_as_it_is_now(tmp_path):
         await alice.ok("CalendarEvent/set", update={
             f"{weekly}.20260615T100000": {"start": "2026-07-02T10:00:00"}})  # fmt: skip
         assert [i[-15:] for i in await june_ids()] == ["20260601T100000", "20260629T100000"]
+        # A per-user value alone (§5.4: the owner's are the record's, with no change row of
+        # the account's) at a date the rule does not produce adds that occurrence.
+        await alice.ok("CalendarEvent/set", update={weekly: {
+            "recurrenceOverrides/2026-06-17T10:00:00": {"color": "red"}}})  # fmt: skip
+        assert [i[-15:] for i in await june_ids()] == [
+            "20260601T100000", "20260617T100000", "20260629T100000"]
         more = await alice.ok("CalendarEvent/set", create={"d": {
             "calendarIds": cal, "title": "Daily", "start": "2026-06-28T08:00:00",
             "timeZone": "Asia/Tokyo", "recurrenceRule": {"frequency": "daily"}}})  # fmt: skip
