@@ -415,7 +415,10 @@ async def commit_with_messages(
                 _scheduled(request, writer(request), base_of, event_type))
         except _Rejected as exc:
             rejected.update(exc.keys)
-            request = _without(request, exc.keys)
+            fewer = _without(request, exc.keys)
+            if fewer == request:  # (a key not of this /set: never loop)
+                raise RuntimeError(f"cannot leave out {sorted(exc.keys)}") from None
+            request = fewer
             continue
         return _with_rejections(result, rejected)
 
@@ -431,33 +434,41 @@ def _scheduled(
         mine, _ = identity_addresses(db, account.id)
         user = request.call.request.principal  # (who acts: a sharee in a shared account)
         users = identity_addresses(db, user.account_id)[0] if account.shared else set()
+        # The ids the /set names (a "#c1" is a creation id of an earlier call, or of this
+        # /set: then there is nothing before) and the stored event each is (an occurrence's
+        # id: its base event's).
+        earlier = request.call.request.created_ids
+
+        def resolved(key: str, created: dict[str, str]) -> str:
+            return created.get(key[1:], key) if key.startswith("#") else key
+
         keys = [*(request.update or {}), *(request.destroy or [])]
-        # ("#c1" keys are creation references: the records are new, nothing before)
-        bases = {k: base_of(k) for k in keys if not k.startswith("#")}
+        bases = {resolved(k, earlier): base_of(resolved(k, earlier)) for k in keys}
         before = {r["id"]: r for r in objectstore.read_records(
-            db, event_type, account.id, list(set(bases.values())))}  # fmt: skip
+            db, event_type, account.id, [b for b in set(bases.values()) if b[0] != "#"])}
         result = write(db, careful)
+        ids = {**earlier, **result.get("_created_ids", {})}
+        asked = {("update", resolved(k, ids)): k for k in request.update or {}}
+        asked.update({("destroy", resolved(k, ids)): k for k in request.destroy or []})
         created = {cid: r["id"] for cid, r in (result["created"] or {}).items()}
-        changed = {k: bases.get(k, k) for k in result["updated"] or {}}
-        gone = {k: bases.get(k, k) for k in result["destroyed"] or []}
+        changed = {k: base_of(k) for k in result["updated"] or {}}
+        gone = {k: base_of(k) for k in result["destroyed"] or []}
         # (an occurrence destroyed is its base event updated: an exclusion added)
         after_ids = {*created.values(), *changed.values(),
                      *(rid for key, rid in gone.items() if rid != key)}  # fmt: skip
         after = {r["id"]: r for r in objectstore.read_records(
             db, event_type, account.id, list(after_ids))}  # fmt: skip
+        # {event id: ([(the /set's list, the key it was asked with)], before, after)}
         pairs: dict[str, tuple[list[tuple[str, str]], Any, Any]] = {}
         for cid, rid in created.items():
             pairs.setdefault(rid, ([], None, after.get(rid)))[0].append(("create", cid))
         for key, rid in changed.items():
             entry = pairs.setdefault(rid, ([], before.get(rid), after.get(rid)))
-            entry[0].append(("update", key))
+            entry[0].append(("update", asked.get(("update", key), key)))
         for key, rid in gone.items():
-            if rid != key:  # (an occurrence destroyed: its base was updated)
-                entry = pairs.setdefault(rid, ([], before.get(rid), after.get(rid)))
-                entry[0].append(("update", key))
-                continue
-            entry = pairs.setdefault(rid, ([], before.get(rid), None))
-            entry[0].append(("destroy", key))
+            kept = after.get(rid) if rid != key else None  # (an occurrence: the series stays)
+            entry = pairs.setdefault(rid, ([], before.get(rid), kept))
+            entry[0].append(("destroy", asked.get(("destroy", key), key)))
         from . import imip  # (imip.py reads events: event.py needs this module first)
 
         bad: dict[tuple[str, str], str] = {}

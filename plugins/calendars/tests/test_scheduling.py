@@ -604,3 +604,45 @@ async def test_a_sharee_answers_for_themselves(tmp_path, sink):
         assert "METHOD:REPLY" in text and "From: bob@example.org" in text
         assert "PARTSTAT=ACCEPTED:mailto:bob@example.org" in text
         assert "alice@example.org" not in text.split("BEGIN:VCALENDAR")[1]
+
+
+async def test_references_and_occurrence_ids_when_scheduling(tmp_path, sink):
+    """§5.9.2 with the /set's other ids: an update of "#c" (created by an earlier call of
+    the request, RFC 8620 §5.3) is a change of that event (a REQUEST), and an
+    occurrence's id destroyed in an event nobody can be sent to is notDestroyed
+    noSupportedScheduleMethods, the series unchanged."""
+    from jmap_host.testing import api
+
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        calendar = {await default_calendar(alice): True}
+        outside = {**EVENT, "uid": "refs-1", "calendarIds": calendar,
+                   "participants": {**EVENT["participants"], "b": {
+                       "calendarAddress": "mailto:carol@example.net",
+                       "roles": {"attendee": True}}}}  # fmt: skip
+        reply = await api(alice.http, [
+            ["CalendarEvent/set", {"accountId": ALICE, "create": {"c": outside}}, "0"],
+            ["CalendarEvent/set", {"accountId": ALICE, "update": {"#c": {"title": "Renamed"}},
+                                   "sendSchedulingMessages": True}, "1"],
+        ], USING)  # fmt: skip
+        second = reply["methodResponses"][1][1]
+        assert second["updated"] and not second.get("notUpdated"), second
+
+        async def relayed() -> Any:
+            return sink.messages
+
+        [(rcpts, data)] = await eventually(relayed)
+        assert rcpts == ["carol@example.net"] and b"SUMMARY:Renamed" in data
+
+        phone = {**EVENT, "uid": "refs-2", "calendarIds": calendar,
+                 "recurrenceRule": {"frequency": "daily"},
+                 "participants": {**EVENT["participants"], "b": {
+                     "calendarAddress": "tel:+15555550100", "roles": {"attendee": True}}}}
+        made = await alice.ok("CalendarEvent/set", create={"p": phone})
+        one = f"{made['created']['p']['id']}.20300303T100000"
+        refused = await alice.ok("CalendarEvent/set", destroy=[one],
+                                 sendSchedulingMessages=True)  # fmt: skip
+        assert refused["notDestroyed"][one]["type"] == "noSupportedScheduleMethods"
+        assert not refused["destroyed"]
+        series = await by_uid(alice, "refs-2")
+        assert not series.get("recurrenceOverrides")
