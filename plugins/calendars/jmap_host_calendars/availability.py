@@ -186,7 +186,9 @@ def busy_periods(
                 "busyStatus": _busy_status(one, attendance),
                 "event": None, "accountId": None,
             }  # fmt: skip
-            readable = any(got.get("mayReadItems") for _, got in mine)
+            # (§2.2: mayReadItems on any calendar the event is in, relevant or not)
+            readable = any(rights.get(c, {}).get("mayReadItems")
+                           for c in event.get("calendarIds") or {})  # fmt: skip
             if details and readable and one.get("privacy") != "private":
                 shown = {**one, "id": event["id"]}
                 if recur.is_recurring(event):
