@@ -35,7 +35,7 @@ from jmap_host import (
     visible_principals,
 )
 
-from . import jscalendar, recur
+from . import jscalendar, peruser, recur
 from .calendar import CALENDAR
 from .event import EVENT
 from .identity import normalise
@@ -141,7 +141,8 @@ def busy_periods(
     """§2.2's BusyPeriods of ``principal`` in [low, high) as ``user`` may see them."""
     account = principal.account_id
     rights = free_busy_rights(db, host, account, user)
-    addresses = {f"mailto:{e.lower()}" for e in principal.emails}
+    # (the Principal as a participant: their ParticipantIdentities, and their addresses)
+    addresses = peruser.identities(db, account) | {f"mailto:{e.lower()}" for e in principal.emails}
     calendars = {}
     for calendar in objectstore.read_records(db, CALENDAR, account, None,
                                              ["isSubscribed", "includeInAvailability"]):

@@ -142,7 +142,7 @@ def _privacy(ctx: SetContext, record: dict[str, Any]) -> None:
 def _origin(ctx: SetContext, record: dict[str, Any]) -> bool:
     if not record.get("organizerCalendarAddress"):
         return True  # (without reading the identities: most events have no organizer)
-    return scheduling.is_origin(record, scheduling.identity_addresses(ctx.db, ctx.account.id)[0])
+    return scheduling.is_origin(record, peruser.identities(ctx.db, ctx.account.id))
 
 
 def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
@@ -191,7 +191,7 @@ def compute(db: Any, account: str, records: list[dict[str, Any]], names: list[st
                                          ["start", "timeZone", "duration",
                                           "organizerCalendarAddress"])  # fmt: skip
         times = {r["id"]: r for r in found}
-    mine = scheduling.identity_addresses(db, account)[0] if "isOrigin" in names else set()
+    mine = peruser.identities(db, account) if "isOrigin" in names else set()
     for record in records:
         span = jscalendar.utc_span(times[record["id"]]) if record["id"] in times else None
         if "utcStart" in names:

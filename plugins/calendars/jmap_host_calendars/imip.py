@@ -50,7 +50,8 @@ from . import ical, jscalendar
 from .calendar import CALENDAR, default_calendar
 from .event import EVENT
 from .identity import default_identities, normalise
-from .scheduling import identity_addresses, occurrence_participants, rule_makes
+from .peruser import identities
+from .scheduling import occurrence_participants, rule_makes
 
 log = logging.getLogger("jmap_host_calendars.imip")
 METHODS = ("REQUEST", "REPLY", "CANCEL")
@@ -127,7 +128,7 @@ def receive(
     account = principal.account_id
     default_calendar(db, account, principal.time_zone)
     default_identities(db, account, principal)
-    mine, _ = identity_addresses(db, account)
+    mine = identities(db, account)
     changed = False
     for part_method, data in parts:
         try:

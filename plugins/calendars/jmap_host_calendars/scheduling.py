@@ -35,7 +35,7 @@ from typing import Any
 
 from jmap_host import dates, messaging, objectstore, standard
 
-from . import jscalendar, recur
+from . import jscalendar, peruser, recur
 from .identity import PARTICIPANT_IDENTITY, normalise
 
 # What of a stored record is JMAP's, not the JSCalendar Event's (left out of iTIP).
@@ -58,14 +58,12 @@ class Message:
     recipients: list[str]
 
 
-def identity_addresses(db: Any, account: str) -> tuple[set[str], str | None]:
-    """The account's ParticipantIdentity addresses (normalised) and its default one."""
+def default_address(db: Any, account: str) -> str | None:
+    """The calendar address of the account's default ParticipantIdentity (§3)."""
     found = objectstore.read_records(db, PARTICIPANT_IDENTITY, account, None,
                                      ["calendarAddress", "isDefault"])  # fmt: skip
-    default = next((r["calendarAddress"] for r in found if r.get("isDefault")), None)
-    if default is None and found:
-        default = found[0]["calendarAddress"]
-    return {normalise(r["calendarAddress"]) for r in found}, default
+    found.sort(key=lambda r: not r.get("isDefault"))
+    return str(found[0]["calendarAddress"]) if found else None
 
 
 def is_origin(record: dict[str, Any], mine: set[str]) -> bool:
@@ -83,12 +81,13 @@ def choose_organizer(db: Any, account: str, old: dict[str, Any] | None,
         return
     if old is not None and old.get("participants"):
         return
-    mine, default = identity_addresses(db, account)
+    mine = peruser.identities(db, account)
     for participant in new["participants"].values():
         address = participant.get("calendarAddress") if isinstance(participant, dict) else None
         if (participant.get("roles") or {}).get("owner") and address and normalise(address) in mine:
             new["organizerCalendarAddress"] = address
             return
+    default = default_address(db, account)
     if default is not None:
         new["organizerCalendarAddress"] = default
 
@@ -431,9 +430,9 @@ def _scheduled(
     account = request.account
 
     def scheduled(db: Any, careful: bool) -> dict[str, Any]:
-        mine, _ = identity_addresses(db, account.id)
+        mine = peruser.identities(db, account.id)
         user = request.call.request.principal  # (who acts: a sharee in a shared account)
-        users = identity_addresses(db, user.account_id)[0] if account.shared else set()
+        users = peruser.identities(db, user.account_id) if account.shared else set()
         # The ids the /set names (a "#c1" is a creation id of an earlier call, or of this
         # /set: then there is nothing before) and the stored event each is (an occurrence's
         # id: its base event's).
