@@ -12,15 +12,17 @@ the host's messaging service.
   is destroyed, an occurrence is excluded or an added one removed (then without a REQUEST
   for that change alone).
 - **REPLY** (§5.9.2.3), not the origin: to the organizer, for each participant that is one
-  of the user's identities whose participationStatus changed to anything but
-  needs-action (or was created so, or destroyed when it was not).
+  of the user's identities (in a calendar shared with them, their own) whose
+  participationStatus changed to anything but needs-action (or was created so, or
+  destroyed when it was not: declined); for one occurrence when it changed only there.
 
 The messages are queued inside the /set's transaction (jmap_host.messaging.enqueue), so
 they leave if and only if the change committed.  A record whose recipients include one
 without a ``mailto:`` address, or any when no plugin sends mail, is rejected with
 noSupportedScheduleMethods (§5.9) and the rest of the /set is run again without it.
 A participant is sent only the occurrences they are in (§5.9.2.1): the others excluded,
-or, when they are not in the event itself, their occurrences alone (RECURRENCE-ID).
+or, when they are not in the event itself, their occurrences alone (RECURRENCE-ID); with
+hideAttendees each message names no other attendee.  Drafts send nothing.
 """
 
 from __future__ import annotations
