@@ -18,6 +18,10 @@ transaction of every local delivery.  For each text/calendar part:
 - **CANCEL**: the invitee's copy (or the occurrence named: its own copy, or its override
   in the series) becomes cancelled.
 
+Each change is logged for /changes like any other and makes CalendarEventNotifications
+(§7: "if the server chooses to auto-process scheduling requests") for the users of the
+event's calendars, changedBy the sender by address (principalId null: it came by mail).
+
 Spoofing (§9.2): mail's From can say anything, so what a message may change is tied to
 what is stored.  A REQUEST or CANCEL is applied only when the message's From address is
 the event's ``organizerCalendarAddress`` (for an existing copy, the stored one: nobody
@@ -40,13 +44,14 @@ import datetime as dt
 import email
 import email.policy
 import logging
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
 from jmap_host import Host, Principal, dates, messaging, objectstore
 
-from . import ical, jscalendar
+from . import ical, jscalendar, notification
 from .calendar import CALENDAR, default_calendar
 from .event import EVENT
 from .identity import default_identities, normalise
@@ -55,6 +60,17 @@ from .scheduling import occurrence_participants, rule_makes
 
 log = logging.getLogger("jmap_host_calendars.imip")
 METHODS = ("REQUEST", "REPLY", "CANCEL")
+
+
+@dataclass
+class Incoming:
+    """One delivery's iTIP being applied to an account (in the delivery's transaction)."""
+
+    db: Any
+    account: str
+    sender: str  # the From address as a calendar address, mailto:..., lower case
+    mine: set[str]  # the account's ParticipantIdentity addresses
+    types: set[str] = field(default_factory=set)  # the data types it changed
 
 
 def mailto(address: str) -> str:
@@ -128,8 +144,7 @@ def receive(
     account = principal.account_id
     default_calendar(db, account, principal.time_zone)
     default_identities(db, account, principal)
-    mine = identities(db, account)
-    changed = False
+    incoming = Incoming(db, account, f"mailto:{sender}".lower(), identities(db, account))
     for part_method, data in parts:
         try:
             method, events = ical.from_ical(data)
@@ -141,8 +156,8 @@ def receive(
             continue
         for event in events:
             apply = {"REQUEST": _request, "REPLY": _reply, "CANCEL": _cancel}[method]
-            changed |= apply(db, account, event, f"mailto:{sender}".lower(), mine)
-    return [EVENT.name] if changed else None
+            apply(incoming, event)
+    return sorted(incoming.types) or None
 
 
 def _find(db: Any, account: str, uid: str, rid: str | None = None) -> dict[str, Any] | None:
@@ -161,13 +176,25 @@ def _mine_in(event: dict[str, Any], mine: set[str]) -> list[str]:
             and normalise(p["calendarAddress"]) in mine]  # fmt: skip
 
 
-def _write(db: Any, account: str, record: dict[str, Any], created: bool) -> None:
-    if created:
+def _write(incoming: Incoming, record: dict[str, Any], before: dict[str, Any] | None) -> None:
+    """Store the account's new or changed copy (``before``: what it was; None: new), log
+    it for /changes, and notify the users of its calendars (§7: a change "auto-processed"
+    from an iTIP message), by the sender's address."""
+    db, account = incoming.db, incoming.account
+    if before is None:
         objectstore.insert_record(db, EVENT, account, record)
     else:
         objectstore.update_record(db, EVENT, account, record)
     objectstore.record_change(db, account, EVENT.name, record["id"],
-                              "created" if created else "updated")  # fmt: skip
+                              "updated" if before else "created")  # fmt: skip
+    incoming.types.add(EVENT.name)
+    name = next((p.get("name") for p in (record.get("participants") or {}).values()
+                 if isinstance(p, dict) and isinstance(p.get("calendarAddress"), str)
+                 and normalise(p["calendarAddress"]) == incoming.sender), None)  # fmt: skip
+    notification.notify(db, account, account, "updated" if before else "created", before,
+                        {k: v for k, v in record.items() if v is not None},
+                        lambda: notification.by_mail(name, incoming.sender), None,
+                        incoming.types)  # fmt: skip
 
 
 def _organizer(event: dict[str, Any]) -> str | None:
@@ -175,7 +202,8 @@ def _organizer(event: dict[str, Any]) -> str | None:
     return normalise(value) if isinstance(value, str) else None
 
 
-def _request(db: Any, account: str, event: dict[str, Any], sender: str, mine: set[str]) -> bool:
+def _request(incoming: Incoming, event: dict[str, Any]) -> bool:
+    db, account, sender, mine = incoming.db, incoming.account, incoming.sender, incoming.mine
     """RFC 5546 §3.2.2 REQUEST: the invitee's copy, created or updated."""
     organizer = _organizer(event)
     if organizer is None or organizer != sender or organizer in mine:
@@ -225,16 +253,18 @@ def _request(db: Any, account: str, event: dict[str, Any], sender: str, mine: se
     if existing is not None:
         for name in set(existing) - set(record):
             record[name] = None
-    _write(db, account, record, existing is None)
+    _write(incoming, record, existing)
     return True
 
 
-def _reply(db: Any, account: str, event: dict[str, Any], sender: str, mine: set[str]) -> bool:
+def _reply(incoming: Incoming, event: dict[str, Any]) -> bool:
+    db, account, sender, mine = incoming.db, incoming.account, incoming.sender, incoming.mine
     """RFC 5546 §3.2.3 REPLY on the organizer's copy: one participant's answer, for the
     event or (with a RECURRENCE-ID) for one occurrence, in its override."""
     existing = _find(db, account, event.get("uid") or "")
     if existing is None or _organizer(existing) not in mine:
         return False  # (not an event this account organizes)
+    before = dict(existing)  # (what follows replaces its values, never changes them)
     rid = event.get("recurrenceId")
     overrides = dict(existing.get("recurrenceOverrides") or {})
     patch: dict[str, Any] = {}
@@ -261,7 +291,7 @@ def _reply(db: Any, account: str, event: dict[str, Any], sender: str, mine: set[
             patch[f"participants/{pid}"] = participant
         overrides[rid] = patch
         existing["recurrenceOverrides"] = overrides
-    _write(db, account, existing, False)
+    _write(incoming, existing, before)
     return True
 
 
@@ -295,7 +325,8 @@ def _answered(
     return out
 
 
-def _cancel(db: Any, account: str, event: dict[str, Any], sender: str, mine: set[str]) -> bool:
+def _cancel(incoming: Incoming, event: dict[str, Any]) -> bool:
+    db, account, sender, mine = incoming.db, incoming.account, incoming.sender, incoming.mine
     """RFC 5546 §3.2.5 CANCEL: the invitee's copy, or the occurrences named, cancelled."""
     rid = event.get("recurrenceId")
     # (the copy of that occurrence alone, else the series it is one of)
@@ -309,6 +340,7 @@ def _cancel(db: Any, account: str, event: dict[str, Any], sender: str, mine: set
         return False  # §9.2: only the stored organizer cancels
     if (event.get("sequence") or 0) < (existing.get("sequence") or 0):
         return False
+    before = dict(existing)  # (what follows replaces its values, never changes them)
     if rid and not existing.get("recurrenceId") and (
             existing.get("recurrenceRule") or existing.get("recurrenceOverrides")):  # fmt: skip
         overrides = dict(existing.get("recurrenceOverrides") or {})
@@ -317,7 +349,7 @@ def _cancel(db: Any, account: str, event: dict[str, Any], sender: str, mine: set
     else:
         existing["status"] = "cancelled"
     existing["sequence"] = max(existing.get("sequence") or 0, event.get("sequence") or 0)
-    _write(db, account, existing, False)
+    _write(incoming, existing, before)
     return True
 
 

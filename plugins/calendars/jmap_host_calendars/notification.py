@@ -17,6 +17,7 @@ At most MAX_NOTIFICATIONS are kept per user in an account: the oldest go first (
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from jmap_host import (
@@ -97,22 +98,24 @@ def _patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def _recipients(ctx: SetContext, calendar_ids: set[str]) -> dict[str, bool]:
-    """{principal id: is a sharee} of the users to tell: the account's owner if a calendar
-    of the event is subscribed, and each sharee who may read one and is subscribed to it."""
+def _recipients(db: Any, account: str, owner: str, author: str | None,
+                calendar_ids: set[str]) -> dict[str, bool]:  # fmt: skip
+    """{principal id: is a sharee} of the users to tell: the account's ``owner`` if a
+    calendar of the event is subscribed, and each sharee who may read one and is
+    subscribed to it; never the ``author`` of the change."""
     from .calendar import CALENDAR
 
-    account = ctx.account.id
     found: dict[str, bool] = {}
-    calendars = objectstore.read_records(ctx.db, CALENDAR, account, sorted(calendar_ids),
+    calendars = objectstore.read_records(db, CALENDAR, account, sorted(calendar_ids),
                                          ["isSubscribed"])  # fmt: skip
     if any(c.get("isSubscribed") for c in calendars):
-        found[ctx.account.owner.account_id] = False
-    for _, grantee, rights, values in sharing.sharees(ctx.db, CALENDAR, account,
+        found[owner] = False
+    for _, grantee, rights, values in sharing.sharees(db, CALENDAR, account,
                                                       sorted(calendar_ids)):  # fmt: skip
         if rights.get("mayReadItems") and values.get("isSubscribed"):
             found[grantee] = True
-    found.pop(ctx.principal.account_id, None)  # (not for their own change)
+    if author is not None:
+        found.pop(author, None)  # (not for their own change)
     return found
 
 
@@ -135,22 +138,44 @@ def event_changed(
 ) -> None:
     """Write the notifications of one created, updated or destroyed event (the event's
     hooks call this, in the /set's transaction)."""
+    notify(ctx.db, ctx.account.id, ctx.account.owner.account_id, kind, before, after,
+           lambda: _changed_by(ctx), ctx.principal.account_id, ctx.changed_types)  # fmt: skip
+
+
+def by_mail(name: str | None, address: str) -> dict[str, Any]:
+    """changedBy (§7) for a change that came as a scheduling message from ``address`` (a
+    calendar address): by mail, the sender is not known as a principal here."""
+    email = address[len("mailto:"):] if address.lower().startswith("mailto:") else None
+    return {"name": name or email or address, "email": email, "principalId": None,
+            "calendarAddress": address, "comment": None}  # fmt: skip
+
+
+def notify(
+    db: Any, account: str, owner: str, kind: str, before: dict[str, Any] | None,
+    after: dict[str, Any] | None, changed_by: Callable[[], dict[str, Any]],
+    author: str | None, changed_types: set[str],
+) -> None:
+    """Write the notifications of one change of an event in ``account`` (whose owner is
+    ``owner``) made by ``author`` (a principal id; None: nobody here, e.g. an iTIP
+    message; ``changed_by()`` gives the notification's changedBy, read only when someone
+    is to be told), in the caller's transaction; ``changed_types`` gets the notification type
+    when one is written (its state is pushed)."""
     record = after if after is not None else before
     assert record is not None
     calendar_ids = set((before or {}).get("calendarIds") or {}) | set(
         (after or {}).get("calendarIds") or {})  # fmt: skip
-    recipients = _recipients(ctx, calendar_ids)
+    recipients = _recipients(db, account, owner, author, calendar_ids)
     if not recipients:
         return
-    changed_by = _changed_by(ctx)
     now = dates.utcdate()
+    by = changed_by()
     for principal_id, sharee in recipients.items():
         old = _event_of(before) if before is not None else None
         new = _event_of(after) if after is not None else None
         if sharee:
             if any((e or {}).get("privacy") == "secret" for e in (before, after)):
                 continue  # (§5.7: it does not exist for them)
-            mine = peruser.identities(ctx.db, principal_id)
+            mine = peruser.identities(db, principal_id)
             for event in (old, new):
                 if event is None:
                     continue
@@ -162,7 +187,7 @@ def event_changed(
         notification = {
             "id": objectstore.new_id(),
             "created": now,
-            "changedBy": changed_by,
+            "changedBy": by,
             "type": kind,
             "calendarEventId": record["id"],
             "isDraft": bool(record.get("isDraft")) if kind != "destroyed" else None,
@@ -172,22 +197,22 @@ def event_changed(
         }
         if kind == "updated" and not notification["eventPatch"]:
             continue  # (nothing they may see changed)
-        _write(ctx, principal_id, notification)
+        _write(db, account, changed_types, principal_id, notification)
 
 
-def _write(ctx: SetContext, principal_id: str, notification: dict[str, Any]) -> None:
+def _write(db: Any, account: str, changed_types: set[str], principal_id: str,
+           notification: dict[str, Any]) -> None:  # fmt: skip
     """Store one notification, dropping that user's oldest past MAX_NOTIFICATIONS."""
     dt = CALENDAR_EVENT_NOTIFICATION
-    account = ctx.account.id
-    objectstore.insert_record(ctx.db, dt, account, notification)
-    objectstore.record_change(ctx.db, account, dt.name, notification["id"], "created")
-    ctx.changed_types.add(dt.name)
+    objectstore.insert_record(db, dt, account, notification)
+    objectstore.record_change(db, account, dt.name, notification["id"], "created")
+    changed_types.add(dt.name)
     column = objectstore.derived_column(FOR)
-    over = ctx.db.execute(
+    over = db.execute(
         f"SELECT id FROM [{dt.table}] WHERE account = ? AND [{column}] = ? "
         "ORDER BY rowid DESC LIMIT -1 OFFSET ?",
         [account, principal_id, MAX_NOTIFICATIONS],
     ).fetchall()
     for (old_id,) in over:
-        objectstore.delete_record(ctx.db, dt, account, old_id)
-        objectstore.record_change(ctx.db, account, dt.name, old_id, "destroyed")
+        objectstore.delete_record(db, dt, account, old_id)
+        objectstore.record_change(db, account, dt.name, old_id, "destroyed")

@@ -181,6 +181,19 @@ async def test_invitation_accepted_and_cancelled_between_local_users(tmp_path, s
         assert "scheduleUpdated" in mine["participants"]["b"]
         assert mine["participants"]["a"]["participationStatus"] == "accepted"
         assert any(s.startswith("Reply (accepted)") for s in await inbox_subjects(alice))
+        # §7: a change the server made from an iTIP message notifies the user, changedBy
+        # the sender (by address: it came by mail); bob was told of the invitation so.
+        told = (await alice.ok("CalendarEventNotification/get", ids=None))["list"]
+        [reply] = [n for n in told if n["calendarEventId"] == mine["id"]]
+        assert reply["type"] == "updated" and reply["eventPatch"] == {
+            "participants/b": mine["participants"]["b"]}  # fmt: skip
+        assert reply["changedBy"] == {"name": "Bob", "email": "bob@example.org",
+                                      "principalId": None,
+                                      "calendarAddress": "mailto:bob@example.org",
+                                      "comment": None}  # fmt: skip
+        invited = (await bob.ok("CalendarEventNotification/get", ids=None))["list"]
+        assert [(n["type"], n["calendarEventId"], n["changedBy"]["email"])
+                for n in invited] == [("created", copy["id"], "alice@example.org")]
 
         # alice moves it (§5.9.2.1: a REQUEST): bob's copy follows, his answer kept; a
         # per-user change alone (§5.4: keywords) sends nothing.
