@@ -10,8 +10,7 @@ It first fills the account's default calendar with ``--count`` generated events 
 seeded; 10 % recurring: weekly, monthly or daily with a count, in four time zones; the rest
 one-offs spread over 2026), in CalendarEvent/set batches of the server's maxObjectsInSet
 (skipped when they are there).  Figures: p50/p90/p99 and the p50 as a multiple of the
-floor's (benchmarks/floor.py, same run).  jmap-host serves calendars only when the
-configuration opts in (benchmarks/bench.toml does).
+floor's (benchmarks/floor.py, same run).
 
     .venv/bin/jmap-host run -c benchmarks/bench.toml &
     .venv/bin/python benchmarks/calendars.py --count 5000

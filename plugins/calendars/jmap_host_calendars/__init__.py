@@ -1,7 +1,7 @@
 """The calendars plugin: draft-ietf-jmap-calendars' ``urn:ietf:params:jmap:calendars``
 capability on the host's standard methods and sharing service.
 
-Opt-in while it grows (issue 15): Calendar (§4), ParticipantIdentity (§3), CalendarEvent
+Served: Calendar (§4), ParticipantIdentity (§3), CalendarEvent
 (§5: JSCalendar 2.0 validation, time ranges over expanded recurrences, expandRecurrences
 and its instance ids in /get and /set; per-user properties, every CalendarRight, privacy,
 the /get arguments and utcStart/utcEnd on /set: peruser.py, settimes.py),
@@ -9,8 +9,8 @@ CalendarEventNotification (§7, notification.py), alerts (§6: CalendarAlert pus
 reminder mail, each user's own, alerts.py), scheduling (§5.9.2: iTIP as iMIP through
 jmap_host.messaging, scheduling.py, imip.py), Principal/getAvailability (§2,
 availability.py), CalendarEvent/parse (§5.13) and ``jmap-host calendars import|export``
-(iCalendar: ical.py) are served.  It stays opt-in until it is declared complete:
-``[plugins] opt-in = ["calendars"]``.
+(iCalendar: ical.py).  Active in every deployment that installs it, like mail and
+contacts (``[plugins] disabled = ["calendars"]`` leaves it out).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from .notification import CALENDAR_EVENT_NOTIFICATION
 from .parse import CALENDARS_PARSE, calendar_event_parse
 from .query import event_get, event_query, event_set
 
-JMAP_HOST_OPT_IN = True
 CALENDARS = "urn:ietf:params:jmap:calendars"
 # The account capability's limits (§1.5.1).
 MIN_DATE_TIME = "1900-01-01T00:00:00Z"

@@ -27,7 +27,6 @@ CORE = "urn:ietf:params:jmap:core"
 CALENDARS = "urn:ietf:params:jmap:calendars"
 USING = [CORE, CALENDARS]
 ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
 UTC = dt.UTC
 
 
@@ -122,7 +121,7 @@ async def test_due_alert_pushed_on_event_source(tmp_path):
     """§6.4: a stream whose types name CalendarAlert, and one with ``*``, receive the event
     ``calendarAlert`` carrying the CalendarAlert object (with its recurrenceId null for an
     event that does not recur, §8.3); a stream of other types and another user do not."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         await connect(server, "bob", BOB)  # (bob's account provisioned)
         calendar = await default_calendar(alice)
@@ -145,7 +144,7 @@ async def test_due_alert_pushed_on_event_source(tmp_path):
 async def test_due_alert_pushed_on_websocket(tmp_path):
     """RFC 8887 §4.3.5: a connection with WebSocketPushEnable whose dataTypes include
     CalendarAlert (or are null) receives the CalendarAlert object (§6.4) as a message."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         calendar = await default_calendar(alice)
         headers = [(b"authorization", basic("alice")["Authorization"].encode())]
@@ -174,7 +173,7 @@ async def test_which_alerts_fire(tmp_path):
     the event's own alerts ignored; an alert that came due a minute ago (within the
     catch-up window) fires at once, one two hours late is dropped; AbsoluteTrigger fires at
     its time; an end-relative OffsetTrigger counts from the end (JSCalendar §3.5.1)."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         home = await default_calendar(alice)
         now = dt.datetime.now(UTC)
@@ -246,7 +245,7 @@ async def test_recurring_alert_acknowledge_and_snooze(tmp_path):
     adding a snooze alert (AbsoluteTrigger, relatedTo snooze) on the base event is accepted
     without a recurrence override and without moving ``sequence`` (§5.9: alerts are
     per-user); the acknowledged alert does not fire again, the snooze fires at its time."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         calendar = await default_calendar(alice)
         async with streams(server, "alice", "CalendarAlert") as (stream,):
@@ -283,7 +282,7 @@ async def test_recurring_alert_acknowledge_and_snooze(tmp_path):
 async def test_restart_neither_refires_nor_loses(tmp_path):
     """Each alert fires once, recorded durably: after a restart the alert that fired does
     not fire again, and one that came due while the server was down fires late, once."""
-    config = write_config(tmp_path, OPT_IN)
+    config = write_config(tmp_path)
     async with running_server(config) as server:
         alice = await connect(server, "alice", ALICE)
         calendar = await default_calendar(alice)
@@ -314,7 +313,7 @@ async def test_restart_neither_refires_nor_loses(tmp_path):
 async def test_rate_limit_per_user(tmp_path):
     """§9.3.2: at most max-per-minute alerts fire per user; the rest are dropped (and
     recorded, so they do not come back)."""
-    config = write_config(tmp_path, OPT_IN + "[plugins.calendars.alerts]\nmax-per-minute = 2\n")
+    config = write_config(tmp_path, "[plugins.calendars.alerts]\nmax-per-minute = 2\n")
     async with running_server(config) as server:
         alice = await connect(server, "alice", ALICE)
         calendar = await default_calendar(alice)
@@ -333,7 +332,7 @@ async def test_email_alert_mails_the_user_and_is_acknowledged(tmp_path):
     mails the user, at their own (directory, so verified, §9.3.2) address, through the
     host's messaging service; JSCalendar §3.5.1: its acknowledged is then set at once, on
     the base event, and ``sequence`` does not move (§5.9)."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         mail = AccountClient(alice.http, ALICE, [CORE, "urn:ietf:params:jmap:mail"])
         calendar = await default_calendar(alice)
@@ -401,7 +400,7 @@ async def test_due_alert_delivered_to_push_subscription(tmp_path):
     """§6.4, RFC 8620 §7.2: a verified PushSubscription whose types include CalendarAlert
     gets the CalendarAlert object POSTed; one for other types does not."""
     allow = '[jmap.push]\nallow-private-targets = true\nretry-delay = "0.05s"\n'
-    async with running_server(write_config(tmp_path, OPT_IN + allow)) as server, \
+    async with running_server(write_config(tmp_path, allow)) as server, \
             push_receiver() as (url, received), push_receiver() as (other_url, other):
         alice = await connect(server, "alice", ALICE)
         calendar = await default_calendar(alice)
@@ -460,7 +459,7 @@ async def test_sharees_own_alerts_fire_for_them(tmp_path):
     alice, bob's own alert (his per-user ``alerts``) for bob, with the shared account's id
     (§6.4); §6 and §4: only in a calendar bob subscribed to (a sharee starts
     unsubscribed)."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         await connect(server, "bob", BOB)
         bob = await connect(server, "bob", ALICE)  # (bob in alice's account)
@@ -497,7 +496,7 @@ async def test_acknowledge_and_snooze_by_occurrence_id_stay_on_the_base_event(tm
     client sends it with an occurrence's id (§5.9 instance ids): it goes to the base
     event's alert; so do a snooze alert (§6.3) and its removal; an alert the occurrence
     already overrides is acknowledged in its override."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         calendar = await default_calendar(alice)
         series = {"calendarIds": {calendar: True}, "title": "Daily", "timeZone": "Etc/UTC",
@@ -536,7 +535,7 @@ def test_push_type_names_are_checked_at_start_up(tmp_path):
     or an event name already taken is a start-up error, not a silent clash."""
     from jmap_host import Capability, StartupError, hookimpl, load_host
 
-    config = write_config(tmp_path, OPT_IN)
+    config = write_config(tmp_path)
     assert load_host(config).push_types == {"CalendarAlert": "calendarAlert"}
     for declared in ({"CalendarAlert": "other"}, {"CalendarEvent": "event"},
                      {"Other": "calendarAlert"}, {"Other": "state"}):  # fmt: skip

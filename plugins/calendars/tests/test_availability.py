@@ -18,7 +18,6 @@ PRINCIPALS = "urn:ietf:params:jmap:principals"
 AVAILABILITY = "urn:ietf:params:jmap:principals:availability"
 USING = [CORE, CALENDARS, PRINCIPALS, AVAILABILITY]
 ALICE, BOB, SALES = account_id_for("alice"), account_id_for("bob"), account_id_for("sales")
-OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
 RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate",
           "mayRSVP", "mayShare", "mayDelete")  # fmt: skip
 DAY = {"utcStart": "2030-03-04T00:00:00Z", "utcEnd": "2030-03-07T00:00:00Z"}
@@ -110,7 +109,7 @@ async def test_own_availability_follows_the_relevance_rules(tmp_path):
     includeInAvailability all / attending (accepted or tentative only), not secret, busy,
     not cancelled, recurrences expanded with their exclusions; overlapping periods split
     by confirmed > unavailable > tentative."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         session = await alice.session()
         caps = session["accounts"][ALICE]["accountCapabilities"]
@@ -133,7 +132,7 @@ async def test_details_rights_and_errors(tmp_path):
     """§2.2: another user needs mayReadFreeBusy (forbidden otherwise), sees events only
     with showDetails and mayReadItems and never a private one's; eventProperties; an id
     they may not see is notFound, a window past maxAvailabilityDuration tooLarge."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.session()
@@ -178,7 +177,7 @@ async def test_details_rights_and_errors(tmp_path):
 async def test_principal_capability_and_calendar_address_filter(tmp_path):
     """§2.1: accountId (null without access), mayGetAvailability, mayShareWith and
     calendarAddress in a Principal's capabilities; §2.3 Principal/query calendarAddress."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.session()

@@ -15,7 +15,6 @@ CORE = "urn:ietf:params:jmap:core"
 CALENDARS = "urn:ietf:params:jmap:calendars"
 USING = [CORE, CALENDARS]
 ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
 RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate",
           "mayRSVP", "mayShare", "mayDelete")  # fmt: skip
 
@@ -35,9 +34,16 @@ async def connect(server: Any, user: str, account: str) -> Client:
     return Client(http, account)
 
 
-async def test_opt_in_until_complete(tmp_path):
-    """The plugin serves nothing unless the configuration opts in (it is not complete)."""
+async def test_served_unless_disabled(tmp_path):
+    """The plugin is active wherever it is installed (like mail and contacts), and
+    ``[plugins] disabled`` leaves it out."""
     async with running_server(write_config(tmp_path)) as server:
+        alice = await connect(server, "alice", ALICE)
+        session = (await alice.http.get("/jmap/session")).json()
+        assert CALENDARS in session["capabilities"]
+    off = tmp_path / "off"
+    off.mkdir()
+    async with running_server(write_config(off, '[plugins]\ndisabled = ["calendars"]\n')) as server:
         alice = await connect(server, "alice", ALICE)
         session = (await alice.http.get("/jmap/session")).json()
         assert CALENDARS not in session["capabilities"]
@@ -46,7 +52,7 @@ async def test_opt_in_until_complete(tmp_path):
 async def test_capability_default_calendar_and_identities(tmp_path):
     """§1.5.1 account capability; §4: one default calendar per account, every right for
     its owner; §3: a default ParticipantIdentity per address of the user."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         session = (await alice.http.get("/jmap/session")).json()
         assert session["capabilities"][CALENDARS] == {}
@@ -69,7 +75,7 @@ async def test_calendar_properties_are_checked(tmp_path):
     """§4: name (1-255 octets), CSS colours, sortOrder < 2^31, includeInAvailability's
     three values, IANA time zones, default alerts with an OffsetTrigger only and ids
     unique across the account's calendars; isDefault is server-set."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         alert = {"trigger": {"@type": "OffsetTrigger", "offset": "-PT15M"}}
         good = await alice.ok("Calendar/set", create={"w": {
@@ -104,7 +110,7 @@ async def test_calendar_properties_are_checked(tmp_path):
 async def test_on_success_set_is_default(tmp_path):
     """§4.3 onSuccessSetIsDefault: the default moves and both changes are reported; with
     a failure in the /set, it is ignored."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         [first] = (await alice.ok("Calendar/get", ids=None))["list"]
         made = await alice.ok("Calendar/set", create={"n": {"name": "New"}},
@@ -127,7 +133,7 @@ async def test_sharing_a_calendar(tmp_path):
     mayWriteOwn, mayUpdatePrivate and mayRSVP; a sharee starts unsubscribed with
     includeInAvailability none, and their name, color, sortOrder... are their own (§4.3);
     only mayShare changes shareWith; §4.1: a free/busy-only share shows nothing."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         bob_own = await connect(server, "bob", BOB)
         await bob_own.ok("Calendar/get", ids=None)  # (bob's account exists)
@@ -176,7 +182,7 @@ async def test_sharing_a_calendar(tmp_path):
 async def test_participant_identities(tmp_path):
     """§3.3: standard /set with onSuccessSetIsDefault; a mailto: address must be one of the
     account's own (the server may restrict, "forbidden"); a URI is needed."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         made = await alice.ok("ParticipantIdentity/set", create={
             "tel": {"name": "Alice (phone)", "calendarAddress": "tel:+15555550100"},
@@ -229,7 +235,7 @@ async def test_events_are_jscalendar(tmp_path):
     unique; utcStart/utcEnd on request (§5: DST: 09:00 in Berlin on 2026-03-27 is 08:00Z,
     after the change on the 29th 07:00Z); wrong values name their property and pointer;
     RFC 8984's recurrenceRules is obsolete (jscalendarbis A.2.1); method is refused."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
         cal = calendar["id"]
@@ -287,7 +293,7 @@ async def test_attachments_are_blobs(tmp_path):
     one the user cannot use there (unknown, or another account's) is invalidProperties
     naming the property the Link is in; the event references its blobs, so Blob/lookup
     finds it (RFC 9404 §4.3) until it is destroyed."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         blobs = AccountClient(alice.http, ALICE, [*USING, "urn:ietf:params:jmap:blob"])
@@ -329,7 +335,7 @@ async def test_event_filters_sorts_and_calendar_destroy(tmp_path):
     """§5.11.1 inCalendar, uid, text, title, description, location, owner, attendee;
     §5.11.2 sorts on start (in time), uid, created; §4.3 calendarHasEvent and
     onDestroyRemoveEvents."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
         cal = calendar["id"]
@@ -383,7 +389,7 @@ async def test_recurring_events_across_dst_in_two_zones(tmp_path):
     an added date (an override key the rule does not produce) is there; the start counts
     for count even when the rule would not produce it; expandRecurrences gives instance ids
     that CalendarEvent/get answers; ranges past maxExpandedQueryDuration are refused."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
         cal = {calendar["id"]: True}
@@ -462,7 +468,7 @@ async def test_changing_occurrences_and_the_series(tmp_path):
     """§5.9: an update to an instance id updates that occurrence's override on the base
     event; a destroy excludes it; the base event's sequence moves with a change that
     matters (and not with calendarIds or per-user properties); updated is the server's."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
         made = await alice.ok("CalendarEvent/set", create={"w": {
@@ -508,7 +514,7 @@ async def test_jmaplib_creates_lists_queries_and_deletes_events(tmp_path):
     from jmap.auth import BasicAuth
     from jmap.client import JMAPClient
 
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
 
         def run() -> tuple[Any, ...]:
             with JMAPClient.connect(

@@ -434,7 +434,6 @@ def test_what_is_not_an_event_is_reported():
 CORE = "urn:ietf:params:jmap:core"
 CALENDARS = "urn:ietf:params:jmap:calendars"
 PARSE = "urn:ietf:params:jmap:calendars:parse"
-OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
 ALICE, BOB = account_id_for("alice"), account_id_for("bob")
 
 
@@ -454,7 +453,7 @@ async def test_import_get_export_round_trip(tmp_path):
     ``export``: every VEVENT property of the awkward file comes back.  Importing again
     changes nothing (idempotent by uid); a changed file updates in place; what is not an
     event, or what the server refuses, is skipped with the reason."""
-    config = write_config(tmp_path, OPT_IN)
+    config = write_config(tmp_path)
     source = tmp_path / "awkward.ics"
     source.write_bytes(AWKWARD.encode())
     first = await run_cli("calendars", "import", "-c", str(config), "--account", "alice",
@@ -533,7 +532,7 @@ async def test_calendar_event_parse(tmp_path):
     invitation = AWKWARD.replace("PRODID:-//Example Corp//Awkward Calendar 1.0//EN",
                                  "PRODID:x\r\nMETHOD:REQUEST")  # fmt: skip
     todo = b"BEGIN:VCALENDAR\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         async with server.client("alice") as http, server.client("bob") as bob_http:
             alice = AccountClient(http, ALICE, [CORE, CALENDARS, PARSE])
             bob = AccountClient(bob_http, BOB, [CORE, CALENDARS, PARSE])

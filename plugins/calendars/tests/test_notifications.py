@@ -16,7 +16,6 @@ from jmap_host.testing import AccountClient, running_server, write_config
 CALENDARS = "urn:ietf:params:jmap:calendars"
 USING = ["urn:ietf:params:jmap:core", CALENDARS]
 ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
 NOTE = "CalendarEventNotification"
 
 
@@ -50,7 +49,7 @@ async def test_a_sharees_change_notifies_the_owner(tmp_path):
     created, before otherwise) and eventPatch (updated); her own changes make none for
     her, but do for bob, who is subscribed; bob never sees alice's.  Per-user properties
     are no part of them."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, team = await setup(server)
         made = await bob.ok("CalendarEvent/set", create={"e": {
             "calendarIds": {team: True}, "title": "Lunch", "start": "2026-06-01T12:00:00",
@@ -91,7 +90,7 @@ async def test_a_sharees_change_notifies_the_owner(tmp_path):
 
 async def test_set_destroys_only(tmp_path):
     """§7.3: only destroy; create and update are forbidden.  A destroy is in /changes."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, team = await setup(server)
         await bob.ok("CalendarEvent/set", create={"e": {
             "calendarIds": {team: True}, "title": "x", "start": "2026-06-01T12:00:00"}})
@@ -111,7 +110,7 @@ async def test_set_destroys_only(tmp_path):
 async def test_query_filters_sort_and_changes(tmp_path):
     """§7.4.1 after, before, type, calendarEventIds; §7.4.2 sort by created; §7.5
     queryChanges; §7.2 changes; a new notification's state is pushed (RFC 8620 §7)."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, team = await setup(server)
         first = await bob.ok("CalendarEvent/set", create={"e": {
             "calendarIds": {team: True}, "title": "One", "start": "2026-06-01T12:00:00"}})
@@ -147,7 +146,7 @@ async def test_push_tells_the_owner(tmp_path):
     """§7: "Pushed as a state change": alice's EventSource says CalendarEventNotification
     changed when bob's edit wrote her one; "calendarEventNotifications" is a data type of
     the capability (listed in the Session's push types)."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, team = await setup(server)
         session = (await alice.http.get("/jmap/session")).json()
         url = session["eventSourceUrl"].replace("{types}", NOTE).replace(

@@ -17,7 +17,6 @@ from jmap_host.testing import AccountClient, running_server, write_config
 CALENDARS = "urn:ietf:params:jmap:calendars"
 USING = ["urn:ietf:params:jmap:core", CALENDARS]
 ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
 ALICE_OWNER = {"name": "Alice", "roles": {"owner": True, "attendee": True},
                "calendarAddress": "mailto:alice@example.org"}  # fmt: skip
 BOB_ATTENDEE = {"name": "Bob", "roles": {"attendee": True},
@@ -66,7 +65,7 @@ async def test_per_user_properties_are_each_users_own(tmp_path):
     the owner's alone and shows in their /changes only; per-occurrence per-user values
     (inside recurrenceOverrides) are per user too; "updated" is the later of theirs and
     the event's.  §4 mayUpdatePrivate: per-user changes need it (or a write right)."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True, mayUpdatePrivate=True)
         event_id = await create(alice, event(
             team, keywords={"alice": True}, color="red", freeBusyStatus="free",
@@ -130,7 +129,7 @@ async def test_per_user_properties_are_each_users_own(tmp_path):
 async def test_a_sharees_new_event_keeps_their_values(tmp_path):
     """§5.4: the per-user values bob gives when he creates an event are his; alice (and
     any other user) starts with the defaults; a destroyed event's per-user values go."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
         event_id = await create(bob, event(team, keywords={"bob": True}, color="blue",
                                            recurrenceRule={"frequency": "daily", "count": 2},
@@ -153,7 +152,7 @@ async def test_per_user_needs_may_update_private(tmp_path):
     the calendar": with mayReadItems alone bob may not (his view of the account is
     read-only: accountReadOnly, RFC 8620 §5.3); with mayRSVP but not mayUpdatePrivate, his
     per-user change is forbidden."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True)
         event_id = await create(alice, event(team))
         refused = await bob.call("CalendarEvent/set", update={event_id: {"color": "blue"}})
@@ -171,7 +170,7 @@ async def test_may_write_own(tmp_path):
     """§4 mayWriteOwn: bob may create events he owns or with no owner, and change or
     destroy only those (an owner Participant being one of his ParticipantIdentities);
     not alice's."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteOwn=True)
         bob_owner = {**BOB_ATTENDEE, "roles": {"owner": True}}
         his = await create(bob, event(team, participants={"b": bob_owner}))
@@ -192,7 +191,7 @@ async def test_may_rsvp(tmp_path):
     """§4 mayRSVP: bob may change his own participant's participationStatus (also in an
     override), nothing else, nor another participant's; add himself with mayInviteSelf
     (§5.1.1) and others with mayInviteOthers (§5.1.2), as attendees only."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True, mayRSVP=True)
         event_id = await create(alice, event(
             team, participants={"a": ALICE_OWNER, "b": BOB_ATTENDEE, "c": CAROL},
@@ -232,7 +231,7 @@ async def test_private_and_secret_events(tmp_path):
     owner may change it (forbidden, even per-user properties).  "secret": to bob it does
     not exist (notFound, absent from /query; /changes shows it destroyed when it becomes
     secret).  §5.9: a sharee's event must stay public (invalidProperties)."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
         private = await create(alice, event(team, privacy="private", description="doctor",
                                             locations={"l": {"name": "Clinic"}}))  # fmt: skip
@@ -270,7 +269,7 @@ async def test_private_and_secret_events(tmp_path):
 async def test_hide_attendees_and_reduce_participants(tmp_path):
     """§5.1.3 and §5.7: with hideAttendees a user who is not an owner sees the owners and
     themselves only; reduceParticipants asks that of any event (overrides too)."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True)
         people = {"a": ALICE_OWNER, "b": BOB_ATTENDEE, "c": CAROL}
         hidden = await create(alice, event(team, participants=people, hideAttendees=True))
@@ -291,7 +290,7 @@ async def test_get_arguments(tmp_path):
     """§5.7: recurrenceOverridesAfter (on or after) and recurrenceOverridesBefore (before),
     by the recurrence id in UTC; timeZone for a floating event's utcStart/utcEnd;
     utcStart with recurrenceOverrides is invalidArguments."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, _, _, team = await setup(server, mayReadItems=True)
         overrides = {f"2026-06-0{d}T09:00:00": {"title": f"Day {d}"} for d in (2, 3, 4)}
         event_id = await create(alice, event(
@@ -317,7 +316,7 @@ async def test_utc_start_on_set(tmp_path):
     """§5.9: utcStart given is translated into start (in the event's time zone; a floating
     event gets its calendars' time zone, or Etc/UTC), utcEnd into duration; with start /
     duration, or inside recurrenceOverrides, invalidProperties."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice, _, _, team = await setup(server, mayReadItems=True)
         base = {"calendarIds": {team: True}, "title": "Call"}
         made = await alice.ok("CalendarEvent/set", create={

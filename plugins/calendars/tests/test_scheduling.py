@@ -25,7 +25,6 @@ CALENDARS = "urn:ietf:params:jmap:calendars"
 MAIL = "urn:ietf:params:jmap:mail"
 USING = [CORE, CALENDARS, MAIL]
 ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
 
 
 class Sink:
@@ -73,7 +72,7 @@ def sink():
 
 
 def config(tmp_path: Any, port: int) -> Any:
-    return write_config(tmp_path, OPT_IN + f"""
+    return write_config(tmp_path, f"""
         [plugins.mail.smtp]
         host = "127.0.0.1"
         port = {port}
@@ -277,7 +276,7 @@ async def test_external_attendee_and_unschedulable_recipients(tmp_path, sink):
 async def test_no_mail_plugin_is_no_supported_schedule_methods(tmp_path):
     """§5.9: with the mail plugin disabled the server can send to nobody: a create that
     asks for scheduling messages is noSupportedScheduleMethods; without asking it works."""
-    path = write_config(tmp_path, '[plugins]\nopt-in = ["calendars"]\ndisabled = ["mail"]\n')
+    path = write_config(tmp_path, '[plugins]\ndisabled = ["mail"]\n')
     async with running_server(path) as server:
         alice = await connect(server, "alice", ALICE)
         alice.using = [CORE, CALENDARS]

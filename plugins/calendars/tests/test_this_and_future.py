@@ -11,7 +11,6 @@ from jmap_host import account_id_for
 from jmap_host.testing import AccountClient, running_server, write_config
 
 ALICE = account_id_for("alice")
-OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
 
 
@@ -40,7 +39,7 @@ async def test_split_an_event_at_an_occurrence(tmp_path):
     starts at it with the changed title and the rest of the count; relatedTo "next" on the
     original and "first" on the new one (JSCalendar 2.0 §4.1.2: Relation) are stored and
     returned; the occurrences across the DST change are each at 18:00 London time."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
         cal = {calendar["id"]: True}
@@ -96,7 +95,7 @@ async def test_update_the_base_and_override_earlier_occurrences(tmp_path):
     """§5.6.2: the base event takes the change for "this and future" and overrides put the
     earlier occurrences back as they were; each occurrence reads accordingly, at its own
     UTC time on either side of the DST change, and one /set does both."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         alice = await connect(server, "alice", ALICE)
         [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
         made = await alice.ok("CalendarEvent/set", create={

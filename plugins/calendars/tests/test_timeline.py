@@ -14,7 +14,6 @@ from jmap_host import account_id_for
 from jmap_host.testing import AccountClient, running_server, write_config
 
 ALICE = account_id_for("alice")
-OPT_IN = '[plugins]\nopt-in = ["calendars"]\n'
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
 
@@ -89,7 +88,7 @@ def test_what_is_expanded_live():
 async def test_a_query_sees_the_series_as_it_is_now(tmp_path):
     """§5.11: after the occurrences of a series were kept by one query, an update to its
     rule, an override, another event's creation and a destroy all show in the next one."""
-    async with running_server(write_config(tmp_path, OPT_IN)) as server:
+    async with running_server(write_config(tmp_path)) as server:
         http = server.client("alice")
         await http.__aenter__()
         alice = AccountClient(http, ALICE, USING)
