@@ -20,6 +20,7 @@ from . import (
     validators,
 )
 from .blobapi import BLOB, blob_capability, blob_refs
+from .blobparse import parse_blobs
 from .blobs import (
     StagedBlobs,
     add_blob_reference,
@@ -68,6 +69,7 @@ from .errors import MethodError, RequestError
 from .hookspecs import hookimpl
 from .host import Host, Limits, StartupError, load_host
 from .http import ASGIApp, Receive, Request, Response, Scope, Send, json_response, problem_response
+from .local import LocalClient, MethodFailed
 from .messaging import MailReceiver, MailTransport, NoMailTransport
 from .numbers import parse_digits
 from .passwords import hash_password, looks_like_unknown_hash
@@ -122,11 +124,13 @@ __all__ = [
     "Key",
     "Limits",
     "List",
+    "LocalClient",
     "MailReceiver",
     "MailTransport",
     "Map",
     "Method",
     "MethodError",
+    "MethodFailed",
     "NoMailTransport",
     "OverQuota",
     "Principal",
@@ -185,6 +189,7 @@ __all__ = [
     "messaging",
     "name_problem",
     "objectstore",
+    "parse_blobs",
     "parse_digits",
     "principal_for_command",
     "principal_table",

@@ -65,11 +65,12 @@ from jmap_host import (
     Host,
     Int,
     Key,
+    LocalClient,
+    MethodFailed,
     NoMailTransport,
     Principal,
     account_owners,
     dates,
-    execute,
     messaging,
     objectstore,
     sharing,
@@ -594,38 +595,30 @@ class Scheduler:
     async def _acknowledge(self, owner: Principal, d: Due, stamp: str) -> None:
         """JSCalendar §3.5.1: an email alert is acknowledged once sent, on the base event
         (§6.2: no recurrence override), a default alert copied onto the event to hold it."""
-        call = ["CalendarEvent/get", {"accountId": d.account, "ids": [d.event_id],
-                                      "properties": ["alerts", "useDefaultAlerts",
-                                                     "calendarIds"]}, "g"]  # fmt: skip
         using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
-        got = await execute(self.host, owner, {"using": using, "methodCalls": [call]},
-                            "http://localhost")  # fmt: skip
-        listed = got["methodResponses"][0][1].get("list") or []
-        if not listed:
-            return
-        alerts = dict(listed[0].get("alerts") or {})
-        current = alerts.get(d.alert_id)
-        if current is None:  # a default alert (§6.1): copied, to hold its acknowledged time
-            ids = list(listed[0].get("calendarIds") or {})
-            call = ["Calendar/get", {"accountId": d.account, "ids": ids, "properties": [
-                "defaultAlertsWithTime", "defaultAlertsWithoutTime"]}, "c"]  # fmt: skip
-            got = await execute(self.host, owner, {"using": using, "methodCalls": [call]},
-                                "http://localhost")  # fmt: skip
-            defaults = {k: v for c in got["methodResponses"][0][1].get("list") or []
-                        for p in ("defaultAlertsWithTime", "defaultAlertsWithoutTime")
-                        for k, v in (c.get(p) or {}).items()}  # fmt: skip
-            current = defaults.get(d.alert_id)
-            if current is None:
+        client = LocalClient(self.host, owner, using, d.account)
+        try:
+            listed = (await client.call("CalendarEvent/get", ids=[d.event_id], properties=[
+                "alerts", "useDefaultAlerts", "calendarIds"]))["list"]  # fmt: skip
+            if not listed:
                 return
-        alerts[d.alert_id] = {**current, "acknowledged": stamp}
-        update = [
-            "CalendarEvent/set",
-            {"accountId": d.account, "update": {d.event_id: {"alerts": alerts}}},
-            "s",
-        ]
-        result = await execute(self.host, owner, {"using": using, "methodCalls": [update]},
-                               "http://localhost")  # fmt: skip
-        answer = result["methodResponses"][0][1]
+            alerts = dict(listed[0].get("alerts") or {})
+            current = alerts.get(d.alert_id)
+            if current is None:  # a default alert (§6.1): copied, to hold its acknowledged
+                ids = list(listed[0].get("calendarIds") or {})
+                got = await client.call("Calendar/get", ids=ids, properties=[
+                    "defaultAlertsWithTime", "defaultAlertsWithoutTime"])  # fmt: skip
+                defaults = {k: v for c in got["list"]
+                            for p in ("defaultAlertsWithTime", "defaultAlertsWithoutTime")
+                            for k, v in (c.get(p) or {}).items()}  # fmt: skip
+                current = defaults.get(d.alert_id)
+                if current is None:
+                    return
+            alerts[d.alert_id] = {**current, "acknowledged": stamp}
+            answer = await client.call("CalendarEvent/set",
+                                       update={d.event_id: {"alerts": alerts}})  # fmt: skip
+        except MethodFailed as exc:
+            answer = {"error": str(exc)}
         if d.event_id not in (answer.get("updated") or {}):
             log.warning("email alert %s of event %s not acknowledged: %s", d.alert_id,
                         d.event_id, answer)  # fmt: skip

@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from jmap_host import LocalClient, MethodFailed
+
 from . import ical
 
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
@@ -27,23 +29,11 @@ KEPT_ON_UPDATE = {"id", "calendarIds", "isDraft", "isOrigin", "baseEventId", "ut
                   "utcEnd", "uid", "created", "updated", "useDefaultAlerts"}  # fmt: skip
 
 
-class Session:
+class Session(LocalClient):
     """The JMAP API of one account, called in-process as its owner."""
 
     def __init__(self, host: Any, principal: Any):
-        self.host, self.principal = host, principal
-        self.account = principal.account_id
-
-    async def call(self, name: str, **args: Any) -> dict[str, Any]:
-        from jmap_host import execute
-
-        call = [name, {"accountId": self.account, **args}, "c"]
-        request = {"using": USING, "methodCalls": [call]}
-        response = await execute(self.host, self.principal, request, "http://localhost")
-        answered, result, _ = response["methodResponses"][0]
-        if answered != name:
-            raise CommandFailed(f"{name}: {result.get('type')}: {result.get('description', '')}")
-        return result
+        super().__init__(host, principal, USING)
 
     async def calendar(self, wanted: str | None) -> str:
         """The id of the calendar ``wanted`` (it must exist), or of the default one."""
@@ -224,7 +214,7 @@ def register_commands(cli: Any) -> None:
         try:
             counts = import_events(host, principal, Path(path).read_bytes(), calendar,
                                    bar("importing"))  # fmt: skip
-        except (ical.NotICalendar, CommandFailed) as exc:
+        except (ical.NotICalendar, CommandFailed, MethodFailed) as exc:
             click.echo(f"{path}: {exc}", err=True)
             sys.exit(1)
         for reason in counts["skipped"]:
@@ -242,7 +232,7 @@ def register_commands(cli: Any) -> None:
         host, principal = _load(config, name)
         try:
             data = export_events(host, principal, calendar, bar("exporting"))
-        except CommandFailed as exc:
+        except (CommandFailed, MethodFailed) as exc:
             click.echo(str(exc), err=True)
             sys.exit(1)
         Path(path).write_bytes(data)

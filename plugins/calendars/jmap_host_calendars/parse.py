@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import trio
-
-from jmap_host import Call, MethodError, blobs_visible, check_get_size, read_blob, standard
+from jmap_host import Call, MethodError, parse_blobs
 
 from . import ical, jscalendar
 from .event import EVENT
@@ -65,33 +63,10 @@ def _parse(data: bytes) -> list[dict[str, Any]] | None:
 
 async def calendar_event_parse(call: Call) -> dict[str, Any]:
     """§5.13 CalendarEvent/parse."""
-    assert call.account is not None
-    account = call.account.id
-    blob_ids = standard.arg(call, "blobIds", "Id[]")
-    check_get_size(call, blob_ids)
     properties = _properties(call)
-    blob_ids = list(dict.fromkeys(blob_ids))
-    principal = call.request.principal.name
-    host = call.host
-    # (the same blob visibility as every blob method: uploaded by this user into the
-    # account, or referenced by something the account holds)
-    visible = await host.store.read(lambda db: blobs_visible(db, account, blob_ids, principal))
-    parsed: dict[str, list[dict[str, Any]]] = {}
-    not_parsable: list[str] = []
-    not_found = [b for b in blob_ids if b not in visible]
-    for blob_id in (b for b in blob_ids if b in visible):
-        data = await trio.to_thread.run_sync(read_blob, host, blob_id)
-        if data is None:
-            not_found.append(blob_id)
-            continue
-        events = await trio.to_thread.run_sync(_parse, data)
-        if events is None:
-            not_parsable.append(blob_id)
-            continue
-        parsed[blob_id] = [_shape(event, properties) for event in events]
-    return {
-        "accountId": account,
-        "parsed": parsed or None,
-        "notFound": not_found or None,
-        "notParsable": not_parsable or None,
-    }
+
+    def parse(data: bytes) -> list[dict[str, Any]] | None:
+        events = _parse(data)
+        return None if events is None else [_shape(event, properties) for event in events]
+
+    return await parse_blobs(call, parse)

@@ -16,29 +16,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from jmap_host import LocalClient
+
 from . import vcard
 
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:contacts"]
 BATCH = 100  # cards per ContactCard/set
 
 
-class Session:
-    """The JMAP API of one account, called in-process."""
+class Session(LocalClient):
+    """The JMAP API of one account, called in-process as its owner."""
 
     def __init__(self, host: Any, principal: Any):
-        self.host, self.principal = host, principal
-        self.account = principal.account_id
-
-    async def call(self, name: str, **args: Any) -> dict[str, Any]:
-        from jmap_host import execute
-
-        call = [name, {"accountId": self.account, **args}, "c"]
-        request = {"using": USING, "methodCalls": [call]}
-        response = await execute(self.host, self.principal, request, "http://localhost")
-        answered, result, _ = response["methodResponses"][0]
-        if answered != name:
-            raise RuntimeError(f"{name}: {result.get('type')}: {result.get('description', '')}")
-        return result
+        super().__init__(host, principal, USING)
 
     async def book(self, name: str | None) -> str:
         """The id of the address book called ``name`` (created if missing), or the default."""
