@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from jmap_host import LocalClient, MethodFailed
+from jmap_host import LocalClient, MethodFailed, read_blob
 
 from . import ical
 
@@ -187,7 +187,8 @@ def export_events(host: Any, principal: Any, calendar: str | None, bar: Any = No
                     progress.update(len(page))
 
     trio.run(run)
-    return ical.to_ical(out)
+    # (§5.3: whoever reads the file cannot fetch the account's blobs: they go inline)
+    return ical.to_ical(out, blob=lambda blob_id: read_blob(host, blob_id))
 
 
 def register_commands(cli: Any) -> None:

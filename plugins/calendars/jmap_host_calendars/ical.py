@@ -28,10 +28,12 @@ The public API, also used for iMIP: ``to_ical(events, method)``, ``from_ical(dat
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import hashlib
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -824,10 +826,35 @@ def _occurrence(event: dict[str, Any], key: str, patch: dict[str, Any]) -> dict[
     return record
 
 
-def to_ical(events: list[dict[str, Any]], method: str | None = None) -> bytes:
+def _inline_blobs(value: Any, blob: Callable[[str], bytes | None]) -> Any:
+    """``value`` with each Link that names a blob and no href given the blob as a data:
+    URL (JMAP Calendars §5.3: "The server MUST translate this to an embedded data: URL
+    when sending the event to a system that cannot access the blob"), wherever a Link is:
+    the event's, a location's or participant's, inside overrides."""
+    if isinstance(value, list):
+        return [_inline_blobs(v, blob) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _inline_blobs(v, blob) for k, v in value.items()}
+    blob_id = out.get("blobId")
+    if isinstance(blob_id, str) and not out.get("href") and out.get("@type", "Link") == "Link":
+        data = blob(blob_id)
+        if data is not None:
+            kind = out.get("contentType") or "application/octet-stream"
+            out["href"] = f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
+    return out
+
+
+def to_ical(
+    events: list[dict[str, Any]], method: str | None = None,
+    blob: Callable[[str], bytes | None] | None = None,
+) -> bytes:
     """One VCALENDAR of ``events`` (JSCalendar Events): each recurring one as its master
     VEVENT and a VEVENT per overridden occurrence; METHOD when given; a VTIMEZONE for
-    each zone used."""
+    each zone used.  ``blob(id)`` gives a blob's bytes: attachments by blobId then go
+    inline as data: URLs (§5.3); without it they are left out."""
+    if blob is not None:
+        events = [_inline_blobs(event, blob) for event in events]
     calendar = icalendar.Calendar()
     calendar.add("PRODID", PRODID)
     calendar.add("VERSION", "2.0")

@@ -49,7 +49,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
-from jmap_host import Host, Principal, dates, messaging, objectstore
+from jmap_host import Host, Principal, dates, messaging, objectstore, read_blob
 
 from . import ical, jscalendar, notification
 from .calendar import CALENDAR, default_calendar
@@ -78,8 +78,9 @@ def mailto(address: str) -> str:
     return address.split(":", 1)[1].split("?", 1)[0]
 
 
-def build(message: Any) -> bytes:
-    """The RFC 5322 message of a scheduling.Message."""
+def build(message: Any, blob: Any = None) -> bytes:
+    """The RFC 5322 message of a scheduling.Message; ``blob(id)`` reads an attachment's
+    blob (§5.3: the recipient cannot fetch it, so it goes inline as a data: URL)."""
     events = message.events
     title = next((e.get("title") for e in events if e.get("title")), "") or "(no title)"
     verb = {"REQUEST": "Invitation", "CANCEL": "Cancelled", "REPLY": "Reply"}[message.method]
@@ -94,7 +95,7 @@ def build(message: Any) -> bytes:
     mail["Message-ID"] = make_msgid(domain=mailto(message.sender).rpartition("@")[2] or None)
     start = events[0].get("start", "")
     mail.set_content(f"{verb}: {title}\n{start} {events[0].get('timeZone') or ''}\n")
-    data = ical.to_ical(events, method=message.method)
+    data = ical.to_ical(events, method=message.method, blob=blob)
     mail.add_alternative(data.decode("utf-8"), subtype="calendar",
                          params={"method": message.method})  # fmt: skip
     return bytes(mail.as_bytes(policy=email.policy.SMTP))
@@ -102,7 +103,7 @@ def build(message: Any) -> bytes:
 
 def enqueue(db: Any, host: Host, sender: Principal, message: Any) -> None:
     """Queue ``message`` (a scheduling.Message) inside ``db``'s transaction."""
-    data = build(message)
+    data = build(message, lambda blob_id: read_blob(host, blob_id))
     messaging.enqueue(db, host, sender, mailto(message.sender),
                       [mailto(a) for a in message.recipients], data)  # fmt: skip
 

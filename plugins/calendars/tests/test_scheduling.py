@@ -10,6 +10,7 @@ mailto:, or a server without the mail plugin, is noSupportedScheduleMethods (§5
 
 from __future__ import annotations
 
+import base64
 import socketserver
 import threading
 from typing import Any
@@ -658,3 +659,27 @@ async def test_references_and_occurrence_ids_when_scheduling(tmp_path, sink):
         assert not refused["destroyed"]
         series = await by_uid(alice, "refs-2")
         assert not series.get("recurrenceOverrides")
+
+
+async def test_attachments_go_inline_as_data_urls(tmp_path, sink):
+    """§5.3: an attachment by blobId is sent as an embedded data: URL (the recipient
+    cannot fetch the organizer's blob): bob's copy has the bytes, by href, and no blob id
+    of alice's account."""
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        await bob.ok("Calendar/get", ids=None)
+        agenda = b"%PDF-1.4 the agenda\n"
+        blob = await alice.upload(agenda, "application/pdf")
+        calendar = await default_calendar(alice)
+        event = {**EVENT, "uid": "with-agenda", "calendarIds": {calendar: True},
+                 "links": {"l1": {"@type": "Link", "blobId": blob, "rel": "enclosure",
+                                  "contentType": "application/pdf", "title": "agenda.pdf"}}}
+        made = await alice.ok("CalendarEvent/set", create={"e": event},
+                              sendSchedulingMessages=True)  # fmt: skip
+        assert "e" in made["created"], made
+        copy = await eventually(lambda: by_uid(bob, "with-agenda"))
+        [link] = copy["links"].values()
+        assert "blobId" not in link and link["title"] == "agenda.pdf"
+        kind, _, data = link["href"].partition(";base64,")
+        assert kind == "data:application/pdf" and base64.b64decode(data) == agenda
