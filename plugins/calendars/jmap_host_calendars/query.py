@@ -28,6 +28,9 @@ from . import jscalendar, peruser, recur, scheduling, settimes, timeline
 from .event import EVENT
 
 MAX_EXPANDED_DAYS = 400  # the account capability's maxExpandedQueryDuration, P400D
+# The bounds of a time range without after or before (any time the datetime type holds).
+EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
 INSTANCE = re.compile(r"(?P<base>[A-Za-z0-9_-]+)\.(?P<rid>\d{8}T\d{6})")
 
 
@@ -103,8 +106,8 @@ async def event_query(call: Call) -> dict[str, Any]:
     limit = standard.arg(call, "limit", "UnsignedInt|null")
     total_wanted = standard.arg(call, "calculateTotal", "Boolean", False)
     timed = after is not None or before is not None
-    low = after or dt.datetime(1, 1, 2, tzinfo=dt.UTC)
-    high = before or dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
+    low = after or EARLIEST
+    high = before or LATEST
 
     def read(db: Any) -> dict[str, Any]:
         nonlocal where
@@ -195,7 +198,7 @@ def _in_range(
             if event is None:
                 continue
             try:
-                found = recur.occurrences(event, low, high, zone)
+                found = recur.occurrences(event, low, _existence_bound(event, low, high), zone)
             except recur.CannotExpand as exc:
                 raise MethodError("cannotCalculateOccurrences", str(exc)) from None
             recurring = recur.is_recurring(event)
@@ -211,6 +214,26 @@ def _in_range(
         return kept
     instances.sort()
     return [i for _, i in instances]
+
+
+def _existence_bound(event: dict[str, Any], low: dt.datetime, high: dt.datetime) -> dt.datetime:
+    """Where to stop looking for an occurrence of ``event`` after ``low``: ``high``, but for a
+    rule without an end and a range without ``before`` (only whether it has one matters:
+    expandRecurrences needs both bounds) 400 days past the later of ``low`` and its start,
+    or as many periods as it has overrides and two more, whichever is longer: every rule
+    whose occurrences are never further apart than that has one there."""
+    rule = event.get("recurrenceRule") or {}
+    if high != LATEST or not rule or rule.get("count") is not None or rule.get("until"):
+        return high
+    try:
+        start = jscalendar.to_utc(jscalendar.local_datetime(event["start"]),
+                                  event.get("timeZone"))  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        return high
+    periods = len(event.get("recurrenceOverrides") or {}) + 2
+    span = max(dt.timedelta(days=MAX_EXPANDED_DAYS),
+               dt.timedelta(seconds=recur.step(event)) * periods)  # fmt: skip
+    return min(high, recur.shift(max(low, start), span))
 
 
 def _window(
@@ -326,7 +349,8 @@ def _expand_once(base: dict[str, Any] | None, rids: list[str]) -> dict[str, Any]
     either side of them), or None when it cannot be expanded."""
     if base is None or not recur.is_recurring(base):
         return None
-    held = timeline.series_for(base)
+    # (the kept occurrences if a query kept them; never built here, on the event loop)
+    held = timeline.kept(base) or timeline.Series(live=True)
     if not held.live and held.until is None:  # (all its occurrences are kept)
         return held.by_rid
     zone = base.get("timeZone")

@@ -63,6 +63,8 @@ def _rule(event: dict[str, Any], start: dt.datetime) -> rrule.rrule | None:
         kwargs["bymonth"] = [int(m) for m in rule["byMonth"]]
     if rule.get("until"):
         kwargs["until"] = jscalendar.local_datetime(rule["until"])
+    if not _can_produce(kwargs):
+        return None  # (it produces nothing: the start is the only occurrence)
     try:
         plain = rrule.rrule(FREQUENCY[rule["frequency"]], **kwargs)
     except (ValueError, KeyError) as exc:
@@ -76,6 +78,53 @@ def _rule(event: dict[str, Any], start: dt.datetime) -> rrule.rrule | None:
     matches = first == start
     return rrule.rrule(FREQUENCY[rule["frequency"]], count=count if matches else count - 1,
                        **kwargs) if count > (0 if matches else 1) else None  # fmt: skip
+
+
+# The most days each month can have (February: 29, in leap years).
+MONTH_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30,
+              12: 31}  # fmt: skip
+MONTH_STARTS = {m: sum(MONTH_DAYS[k] for k in range(1, m)) for m in MONTH_DAYS}  # leap year
+
+
+def _can_produce(kwargs: dict[str, Any]) -> bool:
+    """Whether a rule can produce any date at all.  dateutil looks for the next match
+    period after period up to the year 9999, whatever ``until`` says, so a rule that can
+    never match (the 30th of February; the 1st day of the year in June) takes seconds of
+    CPU per expansion: such a rule is known here, by its month and day parts, instead."""
+    months = kwargs.get("bymonth") or list(MONTH_DAYS)
+    month_days = kwargs.get("bymonthday")
+    if month_days and not any(abs(d) <= MONTH_DAYS.get(m, 0) for m in months
+                              for d in month_days):  # fmt: skip
+        return False
+    year_days = kwargs.get("byyearday")
+    if year_days and kwargs.get("bymonth"):
+        # (a year day falls in one month, in a common year or a leap one: forwards within
+        # a day of MONTH_STARTS, backwards within a day of 366 minus them)
+        def month_of(day: int) -> set[int]:
+            forward = [day] if day > 0 else [367 + day, 366 + day]
+            return {m for n in forward for m in MONTH_DAYS
+                    if MONTH_STARTS[m] < n <= MONTH_STARTS[m] + MONTH_DAYS[m] + 1}  # fmt: skip
+
+        if not any(month_of(d) & set(months) for d in year_days):
+            return False
+    return True
+
+
+def shift(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """``moment + delta``, held at datetime's limits (a query without after or before
+    has the limits of time as its bounds)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        limit = dt.datetime.max if delta > dt.timedelta(0) else dt.datetime.min
+        return limit.replace(tzinfo=moment.tzinfo)
+
+
+def margin(length: str) -> dt.timedelta:
+    """How far beyond a window an occurrence of duration ``length`` may start and still
+    overlap it: three days (any UTC offset) and the whole duration, its time part too."""
+    days, seconds = jscalendar.duration(length)
+    return dt.timedelta(days=3 + days + -(-seconds // 86400))
 
 
 def occurrences(
@@ -106,9 +155,10 @@ def occurrences(
     rule = _rule(event, start)
     # Local times that surely lie outside the window (three days cover any UTC offset, the
     # duration's days any length; overridden occurrences are looked at wherever they are).
-    days = jscalendar.duration(length)[0]
-    window_end_local = before.replace(tzinfo=None) + dt.timedelta(days=3 + days)
-    window_start_local = after.replace(tzinfo=None) - dt.timedelta(days=3 + days)
+    wider = max([margin(length), *(margin(p["duration"]) for p in overrides.values()
+                                   if isinstance(p, dict) and isinstance(p.get("duration"), str))])
+    window_end_local = shift(before.replace(tzinfo=None), wider)
+    window_start_local = shift(after.replace(tzinfo=None), -wider)
     if rule is None:
         candidates = [start]  # the start alone (then any override dates)
     else:
@@ -120,7 +170,7 @@ def occurrences(
             candidates.insert(0, start)
         moved = [jscalendar.local_datetime(k) for k in overrides]
         candidates += [m for m in moved if (m < window_start_local or m > window_end_local)
-                       and _produces(rule, start, m)]  # fmt: skip
+                       and _produces(event, rule, start, m)]  # fmt: skip
     seen: set[dt.datetime] = set()
     for local in candidates:
         seen.add(local)
@@ -137,20 +187,32 @@ def occurrences(
     return found
 
 
-def _produces(rule: rrule.rrule, start: dt.datetime, local: dt.datetime) -> bool:
-    """Is ``local`` an occurrence of the rule (an override's key far from the window)?"""
-    return local == start or local in rule.between(local, local, inc=True)
+def _produces(
+    event: dict[str, Any], rule: rrule.rrule, start: dt.datetime, local: dt.datetime
+) -> bool:
+    """Is ``local`` an occurrence of the rule (an override's key far from the window)?
+    dateutil walks there from the start: past MAX_STEPS periods it is refused."""
+    if local == start:
+        return True
+    if (local - start).total_seconds() / step(event) > MAX_STEPS:
+        raise CannotExpand(f"more than {MAX_STEPS} occurrences to look at")
+    return local in rule.between(local, local, inc=True)
 
 
 SECONDS = {"yearly": 365 * 86400, "monthly": 28 * 86400, "weekly": 7 * 86400,
            "daily": 86400, "hourly": 3600, "minutely": 60, "secondly": 1}  # fmt: skip
 
 
+def step(event: dict[str, Any]) -> int:
+    """The seconds one period of the event's rule spans, at least."""
+    rule = event.get("recurrenceRule") or {}
+    return SECONDS.get(rule.get("frequency", ""), 86400) * max(1, rule.get("interval", 1))
+
+
 def _check_steps(event: dict[str, Any], start: dt.datetime, until: dt.datetime) -> None:
     """Refuse what would take dateutil more than MAX_STEPS periods to reach the window."""
     rule = event.get("recurrenceRule") or {}
-    step = SECONDS.get(rule.get("frequency", ""), 86400) * max(1, rule.get("interval", 1))
-    periods = (until - start).total_seconds() / step
+    periods = (until - start).total_seconds() / step(event)
     if rule.get("count") is not None:
         periods = min(periods, rule["count"])
     if periods > MAX_STEPS:

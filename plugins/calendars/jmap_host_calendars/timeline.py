@@ -32,13 +32,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from jmap_host import objectstore, sharing
+from jmap_host import expect_long_read, objectstore, sharing
 
 from . import jscalendar, recur
 
 HORIZON_YEARS = 5
 MAX_OCCURRENCES = 5000  # per Series; more and the event is expanded live
-MAX_SERIES = 20_000  # Series kept (all accounts), least recently used first out
+MAX_KEPT = 300_000  # occurrences kept in all (about 300 bytes each), least recently used out
 MAX_TIMELINES = 64  # accounts
 # What decides an event's occurrences (and is read to build its Series).
 TIMING = ("start", "timeZone", "duration", "recurrenceRule", "recurrenceOverrides")
@@ -55,15 +55,20 @@ class Series:
     by_rid: dict[str, recur.Occurrence] = field(default_factory=dict)
     until: dt.datetime | None = None  # None: all of them are here
     longest: dt.timedelta = dt.timedelta(0)  # the longest occurrence (for overlap bounds)
-    live: bool = False
+    live: bool = False  # (also once dropped from the cache: a Timeline may still name it)
 
     def covers(self, high: dt.datetime) -> bool:
         return not self.live and (self.until is None or high <= self.until)
 
+    def drop(self) -> None:
+        """Free its occurrences: whoever still holds it expands the event live."""
+        self.live = True
+        self.occurrences, self.starts, self.by_rid = [], [], {}
+
     def between(self, low: dt.datetime, high: dt.datetime) -> list[recur.Occurrence]:
         """recur.occurrences' answer for [low, high): those overlapping it (a zero-length
         one when it starts inside it)."""
-        first = bisect.bisect_left(self.starts, low - self.longest)
+        first = bisect.bisect_left(self.starts, recur.shift(low, -self.longest))
         last = bisect.bisect_left(self.starts, high)
         return [o for o in self.occurrences[first:last]
                 if o.end > low or (o.start == o.end and o.start >= low)]  # fmt: skip
@@ -76,9 +81,17 @@ def _key(event: dict[str, Any]) -> str:
 def _build(event: dict[str, Any]) -> Series:
     if not event.get("timeZone") or not recur.is_recurring(event):
         return Series(live=True)
+    try:
+        start = jscalendar.local_datetime(event["start"])
+    except (KeyError, TypeError, ValueError):
+        return Series(live=True)
     horizon = dt.datetime.now(dt.UTC).replace(microsecond=0)
     horizon = horizon.replace(year=horizon.year + HORIZON_YEARS, month=1, day=1, hour=0,
                               minute=0, second=0)  # fmt: skip
+    rule = event.get("recurrenceRule") or {}
+    periods = (horizon.replace(tzinfo=None) - start).total_seconds() / recur.step(event)
+    if rule and min(periods, rule.get("count") or periods) > MAX_OCCURRENCES:
+        return Series(live=True)  # (too many to keep: not even expanded to find out)
     try:
         # (from minDateTime: an override may move an occurrence before the start)
         found = recur.occurrences(event, EARLIEST, horizon, "Etc/UTC")
@@ -111,22 +124,37 @@ def _ends_before(event: dict[str, Any], horizon: dt.datetime) -> bool:
 
 _lock = threading.Lock()
 _series: OrderedDict[str, Series] = OrderedDict()
-_timelines: OrderedDict[str, Timeline] = OrderedDict()
+_kept = 0  # occurrences in _series
+_timelines: OrderedDict[tuple[str, str], Timeline] = OrderedDict()
 
 
-def series_for(event: dict[str, Any]) -> Series:
-    """The Series of ``event`` (a record with its id and the TIMING properties)."""
+def kept(event: dict[str, Any]) -> Series | None:
+    """The Series of ``event`` if it is kept already (nothing is built)."""
     key = _key(event)
     with _lock:
         found = _series.get(key)
         if found is not None:
             _series.move_to_end(key)
-            return found
+        return found
+
+
+def series_for(event: dict[str, Any]) -> Series:
+    """The Series of ``event`` (a record with its id and the TIMING properties), built if
+    it is not kept."""
+    global _kept
+    found = kept(event)
+    if found is not None:
+        return found
     built = _build(event)  # (outside the lock: readers run in several threads)
+    key = _key(event)
     with _lock:
-        _series[key] = built
-        while len(_series) > MAX_SERIES:
-            _series.popitem(last=False)
+        if key not in _series:
+            _series[key] = built
+            _kept += len(built.occurrences)
+        while _kept > MAX_KEPT and len(_series) > 1:
+            _, old = _series.popitem(last=False)
+            _kept -= len(old.occurrences)
+            old.drop()
     return built
 
 
@@ -139,10 +167,13 @@ class Timeline:
 def timeline(db: Any, event_type: Any, account: str, modseq: int, low: int) -> Timeline:
     """The account's Timeline at ``modseq`` (the CalendarEvent state this read transaction
     sees; ``low``: the oldest one its change log reaches back to)."""
+    # (per database as well: a process may run several hosts, e.g. tests, and account ids
+    # are the same in each)
+    place = (db.execute("PRAGMA database_list").fetchone()[2], account)
     with _lock:
-        current = _timelines.get(account)
+        current = _timelines.get(place)
         if current is not None:
-            _timelines.move_to_end(account)
+            _timelines.move_to_end(place)
     if current is not None and current.modseq == modseq:
         return current
     if current is not None and low <= current.modseq < modseq:
@@ -158,10 +189,10 @@ def timeline(db: Any, event_type: Any, account: str, modseq: int, low: int) -> T
         events = _read(db, event_type, account, None)
     fresh = Timeline(modseq, events)
     with _lock:
-        held = _timelines.get(account)
+        held = _timelines.get(place)
         if held is None or held.modseq <= modseq:
-            _timelines[account] = fresh
-            _timelines.move_to_end(account)
+            _timelines[place] = fresh
+            _timelines.move_to_end(place)
         while len(_timelines) > MAX_TIMELINES:
             _timelines.popitem(last=False)
     return fresh
@@ -181,4 +212,8 @@ def _read(db: Any, event_type: Any, account: str, ids: list[str] | None) -> dict
             wanted += [r[0] for r in db.execute(
                 f"{sql} AND id IN ({', '.join('?' * len(chunk))})", [*params, *chunk])]  # fmt: skip
     records = objectstore.read_records(db, event_type, account, wanted, list(TIMING))
+    # Building is Python work the read's SQL budget does not see: more than a few series
+    # to build moves the read off the event loop (about 3 ms each, at most).
+    to_build = sum(1 for r in records if kept(r) is None)
+    expect_long_read(db, 0.003 * to_build)
     return {r["id"]: series_for(r) for r in records}

@@ -32,7 +32,7 @@ def _events(rng: random.Random, n: int) -> list[dict[str, Any]]:
             rule["byDay"] = [{"day": d} for d in rng.sample(["mo", "we", "fr", "su"], 2)]
         event: dict[str, Any] = {
             "id": f"e{i}", "start": start.isoformat(), "timeZone": rng.choice(ZONES),
-            "duration": rng.choice(["PT0S", "PT45M", "PT3H", "P1D", "P2DT1H"]),
+            "duration": rng.choice(["PT0S", "PT45M", "PT3H", "P1D", "P2DT1H", "PT120H"]),
             "recurrenceRule": rule,
         }  # fmt: skip
         if rng.random() < 0.5:  # overrides: exclusions, moves (far too), added dates
@@ -127,3 +127,91 @@ async def test_a_query_sees_the_series_as_it_is_now(tmp_path):
             "20260628T080000", "20260629T080000", "20260630T080000", "20260701T080000"]
         await alice.ok("CalendarEvent/set", destroy=[weekly])
         assert all(i.startswith(daily) for i in await june_ids())
+
+
+def test_long_occurrences_written_in_hours():
+    """An occurrence of PT120H (five days written as hours) that began before a window
+    overlaps it: expanding for the window finds it as the kept series does."""
+    event = {"id": "h", "start": "2026-01-05T09:00:00", "timeZone": "Europe/Paris",
+             "duration": "PT120H", "recurrenceRule": {"frequency": "weekly", "count": 3}}
+    low = dt.datetime(2026, 1, 9, tzinfo=dt.UTC)
+    high = low + dt.timedelta(hours=1)
+    found = recur.occurrences(event, low, high, "Etc/UTC")
+    assert [o.recurrence_id for o in found] == ["2026-01-05T09:00:00"]
+    assert timeline.series_for(event).between(low, high) == found
+
+
+def test_rules_that_never_match_and_far_overrides():
+    """JSCalendar §3.3.3: a rule that can produce no date (the 30th of February) leaves
+    the start as the only occurrence, found without walking to the year 9999; an override
+    of a minutely rule a year away is past what is looked at (cannotCalculateOccurrences,
+    draft §5.11) instead of a walk of half a million steps."""
+    never = {"id": "n", "start": "2026-01-01T09:00:00", "timeZone": "Europe/Paris",
+             "recurrenceRule": {"frequency": "daily", "byMonth": ["2"], "byMonthDay": [30],
+                                "count": 2}}  # fmt: skip
+    low, high = dt.datetime(2025, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    assert [o.recurrence_id for o in recur.occurrences(never, low, high, "Etc/UTC")] == [
+        "2026-01-01T09:00:00"]  # fmt: skip
+    june = {**never, "id": "j", "recurrenceRule": {"frequency": "yearly", "byMonth": ["6"],
+                                                   "byYearDay": [1]}}  # fmt: skip
+    assert [o.recurrence_id for o in recur.occurrences(june, low, high, "Etc/UTC")] == [
+        "2026-01-01T09:00:00"]  # fmt: skip
+    leap = {**never, "id": "l", "recurrenceRule": {"frequency": "yearly", "byMonth": ["2"],
+                                                   "byMonthDay": [29]}}  # fmt: skip
+    assert [o.recurrence_id for o in recur.occurrences(leap, low, high, "Etc/UTC")] == [
+        "2026-01-01T09:00:00"]  # (2028 is past the window; the rule can match)
+    far = {"id": "m", "start": "2026-01-01T09:00:00", "timeZone": "Europe/Paris",
+           "recurrenceRule": {"frequency": "minutely"},
+           "recurrenceOverrides": {"2027-01-01T09:00:00": {"title": "x"}}}  # fmt: skip
+    try:
+        recur.occurrences(far, dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                          dt.datetime(2026, 1, 2, tzinfo=dt.UTC), "Etc/UTC")  # fmt: skip
+    except recur.CannotExpand:
+        pass
+    else:
+        raise AssertionError("an override 525,600 steps away was walked to")
+
+
+async def test_a_range_open_on_one_side(tmp_path):
+    """§5.11.1: after alone, or before alone, bound the range on one side only: an
+    endless series, a long one and a floating one are each found (or not) on either side,
+    not refused."""
+    async with running_server(write_config(tmp_path)) as server:
+        http = server.client("alice")
+        await http.__aenter__()
+        alice = AccountClient(http, ALICE, USING)
+        [calendar] = (await alice.ok("Calendar/get", ids=None))["list"]
+        cal = {calendar["id"]: True}
+        made = await alice.ok("CalendarEvent/set", create={
+            "endless": {"calendarIds": cal, "title": "Endless", "start": "2026-06-01T10:00:00",
+                        "timeZone": "Europe/Paris", "recurrenceRule": {"frequency": "weekly"}},
+            "long": {"calendarIds": cal, "title": "Long", "start": "2026-06-01T10:00:00",
+                     "timeZone": "Europe/Paris", "duration": "P2D",
+                     "recurrenceRule": {"frequency": "daily", "count": 3}},
+            "floating": {"calendarIds": cal, "title": "Floating",
+                         "start": "2026-06-01T10:00:00",
+                         "recurrenceRule": {"frequency": "daily", "count": 2}},
+        })  # fmt: skip
+        ids = {k: v["id"] for k, v in made["created"].items()}
+        later = await alice.ok("CalendarEvent/query", filter={"after": "2030-01-01T00:00:00"})
+        assert later["ids"] == [ids["endless"]]
+        earlier = await alice.ok("CalendarEvent/query",
+                                 filter={"before": "2026-06-02T00:00:00"})  # fmt: skip
+        assert set(earlier["ids"]) == set(ids.values())
+        none = await alice.ok("CalendarEvent/query", filter={"before": "2026-01-01T00:00:00"})
+        assert none["ids"] == []
+
+
+def test_the_cache_is_bounded(monkeypatch):
+    """At most MAX_KEPT occurrences are kept: the least recently used series go, and
+    whoever still holds one expands that event per query instead (it covers nothing)."""
+    monkeypatch.setattr(timeline, "MAX_KEPT", 60)
+    weekly = {"start": "2026-01-05T09:00:00", "timeZone": "Europe/Paris",
+              "recurrenceRule": {"frequency": "weekly", "count": 25}}  # fmt: skip
+    first = timeline.series_for({**weekly, "id": "bound-1"})
+    second = timeline.series_for({**weekly, "id": "bound-2"})
+    assert first.covers(dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
+    third = timeline.series_for({**weekly, "id": "bound-3"})
+    assert first.live and not first.occurrences  # dropped: 75 > 60
+    assert not second.live and not third.live
+    assert timeline.kept({**weekly, "id": "bound-1"}) is None
