@@ -655,6 +655,7 @@ class SetRun:
                 raise SetError("forbidden", f"you may not change who shares this {dt.name}")
         through = dt.shared_through
         view: dict[str, Any] | None = None  # (a per-user type: the writer's view after it)
+        store_mine: Callable[[], dict[str, Any] | None] | None = None
         if through is not None and through.per_user and self.access is not None:
             # The patch is of the sharee's view (their per-user values); what of it is not
             # per-user goes onto the record, which keeps the account's own values.
@@ -710,9 +711,9 @@ class SetRun:
             if self.access is not None:
                 self.check_values(view, [n for n in touched if n in through.per_user
                                          and n in dt.by_name])  # fmt: skip
-            written = self._per_user(record_id, current, view, record)
-            if written is not None:
-                return written
+            store_mine = self._per_user(record_id, current, view, record)
+            if self.access is None or record == current:
+                return store_mine()  # (their per-user values alone: the whole update)
         # What the hook itself changes is reported back; without a hook nothing is.  Hooks
         # assign the properties they change (plugin guide), so a shallow copy tells.
         self.check_embedded_blobs(record, current)
@@ -739,16 +740,24 @@ class SetRun:
             sharing.record_share(self.db, self.ctx, dt, current, record, self.share_writes)
         changed = {k: v for k, v in record.items() if v is not (b := before_hook.get(k)) and b != v}
         changed.update((n, record[n]) for n in normalized if n not in changed)
+        if store_mine is not None:
+            # A sharee's patch of shared and per-user properties at once: the record is
+            # written above, their own values here (their per-user time, if later, is the
+            # "updated" their /get answers).
+            for name, stamp in (store_mine() or {}).items():
+                if stamp and (record.get(name) or "") < stamp:
+                    changed[name] = stamp
         return changed or None
 
     def _per_user(
         self, record_id: str, current: dict[str, Any], view: dict[str, Any], record: dict
-    ) -> dict[str, Any] | None:
+    ) -> Callable[[], dict[str, Any] | None]:
         """A write that changed the writer's per-user values (SharedThrough.per_user),
-        ``view`` being what they see after it: checked and stored as theirs, with their
-        own ``updated`` time, in their /changes only.  When it changed nothing else of the
-        record, it is the whole update: its answer is returned (else None, and the update
-        goes on with the record's other changes)."""
+        ``view`` being what they see after it: checked here; the function returned stores
+        them as theirs, with their own ``updated`` time, in their /changes only, and
+        returns the answer of a write of those values alone.  A sharee's write that also
+        changes the record's shared values calls it after writing the record, so that a
+        refused record write stores nothing."""
         dt = self.dt
         through = dt.shared_through
         assert through is not None
@@ -756,21 +765,26 @@ class SetRun:
             through.validate_per_user(view)
         sharing.check_member_write(dt, self.access, "per-user", current, view, self.db)
         stamp = dates.utcdate() if through.per_user_updated else None
-        alone = record == current if self.access is not None else True
         if self.access is not None:
             _, values = sharing.split_per_user(through, view)
             viewer = self.access.grantee
         else:  # the account's own user: their values are the record's
             values, viewer = None, self.account.id
-            if alone:
+
+        def store() -> dict[str, Any] | None:
+            if self.access is None:
                 names = [k for k in record if record.get(k) != current.get(k)]
                 self._own_write(
                     lambda: os_.update_record(self.db, dt, self.account.id, record, names)
                 )
-        if not alone:
+            sharing.set_member_prefs(
+                self.db, dt, self.account.id, viewer, record_id, values, stamp
+            )
+            if stamp and through.per_user_updated:
+                return {through.per_user_updated: stamp}
             return None
-        sharing.set_member_prefs(self.db, dt, self.account.id, viewer, record_id, values, stamp)
-        return {through.per_user_updated: stamp} if stamp and through.per_user_updated else None
+
+        return store
 
     def destroy(self, record_id: str) -> None:
         self._visible(record_id)

@@ -1,0 +1,72 @@
+"""What a sharee's writes and copies may do with an event's per-user properties, at the
+wire (draft-ietf-jmap-calendars §5.4 per-user properties, §5.7 private events, §5.9
+CalendarEvent/set, §5.10 CalendarEvent/copy, §7 CalendarEventNotification; RFC 8620 §5.3
+/set "updated", §5.4 /copy): a mixed patch stores the sharee's own values too, /copy
+from a shared account copies what the sharee sees, a no-op update writes nothing, and a
+user's /changes of notifications names only their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jmap_host import account_id_for
+from jmap_host.testing import AccountClient, running_server, write_config
+
+CALENDARS = "urn:ietf:params:jmap:calendars"
+USING = ["urn:ietf:params:jmap:core", CALENDARS]
+ALICE, BOB = account_id_for("alice"), account_id_for("bob")
+
+
+class Client(AccountClient):
+    def __init__(self, http: Any, account: str):
+        super().__init__(http, account, USING)
+
+
+async def setup(server: Any, **granted: bool) -> tuple[Client, Client, Client, str]:
+    """alice, bob in alice's account, bob in his own, and alice's calendar "Team" shared
+    with bob with ``granted`` rights."""
+    alice = Client(await server.client("alice").__aenter__(), ALICE)
+    bob_own = Client(await server.client("bob").__aenter__(), BOB)
+    await bob_own.ok("Calendar/get", ids=None)  # (bob's account and identities exist)
+    made = await alice.ok("Calendar/set", create={"t": {"name": "Team"}})
+    team = made["created"]["t"]["id"]
+    await alice.ok("Calendar/set", update={team: {"shareWith": {BOB: granted}}})
+    return alice, Client(bob_own.http, ALICE), bob_own, team
+
+
+def event(team: str, **extra: Any) -> dict[str, Any]:
+    return {"calendarIds": {team: True}, "title": "Standup", "start": "2026-06-01T09:00:00",
+            "timeZone": "Europe/Berlin", "duration": "PT15M", **extra}  # fmt: skip
+
+
+async def create(client: Client, obj: dict[str, Any]) -> str:
+    made = await client.ok("CalendarEvent/set", create={"e": obj})
+    assert "e" in made.get("created") or {}, made
+    return made["created"]["e"]["id"]
+
+
+async def get(client: Client, event_id: str, **args: Any) -> dict[str, Any]:
+    found = await client.ok("CalendarEvent/get", ids=[event_id], **args)
+    assert found["list"], found
+    return found["list"][0]
+
+
+async def test_mixed_patch_keeps_sharee_per_user(tmp_path):
+    """§5.4: a sharee's patch that changes shared properties (title) and their own per-user
+    ones (keywords, color) at once stores both: the per-user values as theirs (the owner's
+    stay), in their /changes."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True,
+                                          mayUpdatePrivate=True)  # fmt: skip
+        event_id = await create(alice, event(team, keywords={"alice": True}, color="red"))
+        state = (await bob.ok("CalendarEvent/get", ids=[]))["state"]
+        r = await bob.ok("CalendarEvent/set", update={event_id: {
+            "title": "Renamed", "keywords": {"bob": True}, "color": "blue"}})  # fmt: skip
+        assert event_id in (r.get("updated") or {}), r
+        seen = await get(bob, event_id)
+        assert seen["title"] == "Renamed"
+        assert seen["keywords"] == {"bob": True} and seen["color"] == "blue", seen
+        alices = await get(alice, event_id)
+        assert alices["title"] == "Renamed"
+        assert alices["keywords"] == {"alice": True} and alices["color"] == "red", alices
+        assert (await bob.ok("CalendarEvent/changes", sinceState=state))["updated"] == [event_id]
