@@ -642,6 +642,7 @@ class SetRun:
         if dt.sharing is not None and self.access is not None:
             # A sharee's per-user values (isSubscribed...) are theirs, not the record's.
             mine = {k: v for k, v in patch.items() if k in dt.sharing.per_user}
+            own_values = bool(mine)
             if mine:
                 checked = {**current, **{k: v for k, v in mine.items() if v is not None}}
                 self.check_values(checked, [k for k, v in mine.items() if v is not None])
@@ -653,6 +654,8 @@ class SetRun:
             touches_share = any(k == "shareWith" or k.startswith("shareWith/") for k in patch)
             if touches_share and not self.access.right(dt.name, record_id, dt.sharing.share_right):
                 raise SetError("forbidden", f"you may not change who shares this {dt.name}")
+        else:
+            own_values = False
         through = dt.shared_through
         view: dict[str, Any] | None = None  # (a per-user type: the writer's view after it)
         store_mine: Callable[[], dict[str, Any] | None] | None = None
@@ -706,6 +709,11 @@ class SetRun:
             if prop is not None and record.get(prop) != current.get(prop):
                 self._check_containers(record)
             sharing.check_member_write(dt, self.access, "update", current, record, self.db)
+        if self.access is not None and view is None and not own_values and record == current:
+            # A sharee's update that changes nothing, of the record or of their own values,
+            # writes nothing and runs no hook (no new times, change, notification or
+            # state); RFC 8620 §5.3 lets "updated" be null.  The rights were checked above.
+            return {n: record[n] for n in normalized} or None
         if view is not None:
             assert through is not None
             if self.access is not None:

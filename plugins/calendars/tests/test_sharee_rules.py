@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
+
 from jmap_host import account_id_for
 from jmap_host.testing import AccountClient, running_server, write_config
 
@@ -70,3 +72,34 @@ async def test_mixed_patch_keeps_sharee_per_user(tmp_path):
         assert alices["title"] == "Renamed"
         assert alices["keywords"] == {"alice": True} and alices["color"] == "red", alices
         assert (await bob.ok("CalendarEvent/changes", sinceState=state))["updated"] == [event_id]
+
+
+async def test_noop_patch_by_sharee_writes_nothing(tmp_path):
+    """RFC 8620 §5.3: an update that changes nothing may be answered "updated" with null;
+    a sharee's (§5.9) writes nothing: no new "updated" time or sequence, no change in
+    /changes, no CalendarEventNotification (§7) and no new state.  The rights still
+    apply: a "private" event only the calendar's owner may change (§5.9), so the same
+    no-op patch of one by a sharee is forbidden."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice, bob, _, team = await setup(server, mayReadItems=True, mayUpdatePrivate=True)
+        await alice.ok("Calendar/set", update={team: {"isSubscribed": True}})
+        event_id = await create(alice, event(team))
+        private_id = await create(alice, event(team, privacy="private",
+                                               uid="private-one"))  # fmt: skip
+        first = await get(alice, event_id)
+        state = (await alice.ok("CalendarEvent/get", ids=[]))["state"]
+        notes = (await alice.ok("CalendarEventNotification/get", ids=[]))["state"]
+        await trio.sleep(1.1)  # (so that a new "updated" time would be a later second)
+        r = await bob.ok("CalendarEvent/set", update={event_id: {"title": "Standup"}})
+        assert r["updated"] == {event_id: None}, r
+        assert r["newState"] == r["oldState"] == state, r
+        after = await get(alice, event_id)
+        assert after["updated"] == first["updated"] and after["sequence"] == first["sequence"]
+        changes = await alice.ok("CalendarEvent/changes", sinceState=state)
+        assert changes["updated"] == [] and changes["newState"] == state, changes
+        told = await alice.ok("CalendarEventNotification/changes", sinceState=notes)
+        assert told["created"] == [], told
+        r = await bob.ok("CalendarEvent/set", update={private_id: {"title": "Standup"}})
+        assert r["notUpdated"][private_id]["type"] == "forbidden", r
+        r = await bob.ok("CalendarEvent/set", update={private_id: {}})
+        assert r["notUpdated"][private_id]["type"] == "forbidden", r
