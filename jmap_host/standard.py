@@ -1135,6 +1135,10 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
 
     originals: list[str] = []
     new_ids: dict[str, str] = {}
+    # From a shared account the copy is of what the caller sees: the type's own /get
+    # (per-user values, restrict, a plugin's /get rules) reads it, so /copy never shows
+    # more than /get does.  (The write still checks each is there and visible.)
+    shown = await shown_records(dt, call, source, [o["id"] for o in create.values()])
 
     def write(db: sqlite_utils.Database) -> dict[str, Any]:
         from_modseq, _ = os_.current_modseq(db, source.id, dt.name)
@@ -1154,6 +1158,8 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
                 seen = sharing.load_access(db, call.host, source, call.request.principal)
                 if not sharing.visible_ids(db, dt, seen, source.id, [obj["id"]]):
                     found = []  # what the sharee cannot see does not exist
+                if shown is not None:
+                    found = [shown[obj["id"]]] if found and obj["id"] in shown else []
             if not found:
                 not_created[creation_id] = {"type": "notFound"}
                 continue
@@ -1211,6 +1217,27 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
         except MethodError as exc:
             responses.append(("error", exc.to_json()))
     return responses
+
+
+async def shown_records(
+    dt: DataType, call: Call, source: Account, ids: list[str]
+) -> dict[str, dict[str, Any]] | None:
+    """{id: record} of ``ids`` as the caller's ``Foo/get`` in ``source`` answers them (the
+    type's registered /get, else the standard one), when ``source`` is shared with them;
+    None in their own account, whose stored records are theirs to copy whole."""
+    if not source.shared:
+        return None
+    name = f"{dt.name}/get"
+    registered = call.host.methods.get(name)
+    found: dict[str, dict[str, Any]] = {}
+    wanted = list(dict.fromkeys(ids))
+    step = max(1, call.host.limits.max_objects_in_get)
+    for start in range(0, len(wanted), step):
+        sub = Call(name, {"accountId": source.id, "ids": wanted[start : start + step]},
+                   call.call_id, call.request, source)  # fmt: skip
+        answer = await (registered[0].handler(sub) if registered else type_get(dt, sub))
+        found.update((r["id"], r) for r in answer["list"] if r.get("id") in wanted)
+    return found
 
 
 def grant_blobs(

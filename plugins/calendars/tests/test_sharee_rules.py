@@ -17,6 +17,12 @@ from jmap_host.testing import AccountClient, running_server, write_config
 CALENDARS = "urn:ietf:params:jmap:calendars"
 USING = ["urn:ietf:params:jmap:core", CALENDARS]
 ALICE, BOB = account_id_for("alice"), account_id_for("bob")
+ALICE_OWNER = {"name": "Alice", "roles": {"owner": True, "attendee": True},
+               "calendarAddress": "mailto:alice@example.org"}  # fmt: skip
+BOB_ATTENDEE = {"name": "Bob", "roles": {"attendee": True},
+                "calendarAddress": "mailto:bob@example.org",
+                "participationStatus": "needs-action"}  # fmt: skip
+CAROL = {"name": "Carol", "roles": {"attendee": True}, "calendarAddress": "mailto:c@example.net"}
 
 
 class Client(AccountClient):
@@ -103,3 +109,31 @@ async def test_noop_patch_by_sharee_writes_nothing(tmp_path):
         assert r["notUpdated"][private_id]["type"] == "forbidden", r
         r = await bob.ok("CalendarEvent/set", update={private_id: {}})
         assert r["notUpdated"][private_id]["type"] == "forbidden", r
+
+
+async def test_copy_from_shared_account_copies_what_the_sharee_sees(tmp_path):
+    """§5.10 (RFC 8620 §5.4 /copy) reads the original as the caller's /get shows it: of a
+    "private" event a sharee sees the basic time and metadata alone (§5.7), so its title
+    and the owner's keywords (§5.4: per user, the sharee's own are null) are not copied;
+    of an event with hideAttendees (§5.1.3) only the owners and the sharee themselves."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice, bob, bob_own, team = await setup(server, mayReadItems=True)
+        private_id = await create(alice, event(team, privacy="private", uid="p",
+                                               title="HR: reorganisation",
+                                               keywords={"alice-secret": True}))  # fmt: skip
+        hidden_id = await create(alice, event(team, uid="h", hideAttendees=True, participants={
+            "a": ALICE_OWNER, "b": BOB_ATTENDEE, "c": CAROL}))  # fmt: skip
+        seen = await get(bob, private_id)
+        assert "title" not in seen and "keywords" not in seen, seen
+        assert set((await get(bob, hidden_id))["participants"]) == {"a", "b"}
+        made = await bob_own.ok("Calendar/set", create={"c": {"name": "Bobs"}})
+        mine = made["created"]["c"]["id"]
+        r = await bob_own.ok("CalendarEvent/copy", fromAccountId=ALICE, create={
+            "k": {"id": private_id, "calendarIds": {mine: True}, "privacy": "public"},
+            "h": {"id": hidden_id, "calendarIds": {mine: True}}})  # fmt: skip
+        assert set(r.get("created") or {}) == {"k", "h"}, r
+        copied = await get(bob_own, r["created"]["k"]["id"])
+        assert copied["title"] == "" and not copied["keywords"], copied
+        assert copied["start"] == "2026-06-01T09:00:00"  # (what the sharee sees is copied)
+        copied = await get(bob_own, r["created"]["h"]["id"])
+        assert set(copied["participants"]) == {"a", "b"}, copied["participants"]
