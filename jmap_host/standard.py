@@ -283,9 +283,13 @@ def shared_changes(
 ) -> dict[str, str]:
     """A sharee's view of /changes: a record they cannot see now was destroyed for them
     (it may have left the containers shared with them), or, if it was created since,
-    never happened."""
+    never happened.  Of a DataType.per_principal type a user's view names their own
+    records alone: another user's, even destroyed, never was theirs to see."""
     seen = sharing.visible_ids(db, dt, access, account, list(changes))
     out = {}
+    if dt.per_principal is not None:  # (whose a record is never changes)
+        theirs = os_.destroyed_for(db, dt, account, access.grantee, list(changes))
+        return {i: k for i, k in changes.items() if i in seen or i in theirs}
     for record_id, kind in changes.items():
         if record_id in seen or kind in ("destroyed", "gone"):
             out[record_id] = kind
@@ -1442,6 +1446,8 @@ def query_changes_result(
     modseq = check_since(db, account, dt, since)
     assert since is not None
     changes, _, _ = collect_changes(db, account, dt, since, 10**9)
+    if dt.per_principal is not None:  # (only the user's own records, as in /changes)
+        changes = shared_changes(db, dt, sharing.access_for(db, call, dt), account, changes)
     ids = current_ids()
     index = {record_id: i for i, record_id in enumerate(ids)}
     relevant = {i: k for i, k in changes.items() if k != "gone" and (mutable or k != "updated")}

@@ -137,3 +137,30 @@ async def test_copy_from_shared_account_copies_what_the_sharee_sees(tmp_path):
         assert copied["start"] == "2026-06-01T09:00:00"  # (what the sharee sees is copied)
         copied = await get(bob_own, r["created"]["h"]["id"])
         assert set(copied["participants"]) == {"a", "b"}, copied["participants"]
+
+
+async def test_notification_changes_name_only_the_users_own(tmp_path):
+    """§7: a CalendarEventNotification is for one user; its /changes (§7.2, RFC 8620 §5.2)
+    and /queryChanges (§7.5, RFC 8620 §5.6) name only that user's: another user's
+    notification that they dismissed (destroyed, §7.3) is not in "destroyed" or
+    "removed" (it never was theirs to see), their own dismissed one is."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
+        await bob.ok("Calendar/set", update={team: {"isSubscribed": True}})
+        await create(bob, event(team, uid="by-bob"))  # (alice is told)
+        await create(alice, event(team, uid="by-alice"))  # (bob is told)
+        alices = (await alice.ok("CalendarEventNotification/get", ids=None))["list"]
+        bobs = (await bob.ok("CalendarEventNotification/get", ids=None))["list"]
+        assert len(alices) == 1 and len(bobs) == 1, (alices, bobs)
+        state = (await bob.ok("CalendarEventNotification/get", ids=[]))["state"]
+        query = await alice.ok("CalendarEventNotification/query")
+        assert query["ids"] == [alices[0]["id"]] and query["canCalculateChanges"], query
+        await alice.ok("CalendarEventNotification/set", destroy=[alices[0]["id"]])
+        await bob.ok("CalendarEventNotification/set", destroy=[bobs[0]["id"]])
+        for client, own in ((bob, bobs), (alice, alices)):
+            changes = await client.ok("CalendarEventNotification/changes", sinceState=state)
+            assert changes["destroyed"] == [own[0]["id"]], changes
+            assert changes["created"] == [] and changes["updated"] == [], changes
+        later = await alice.ok("CalendarEventNotification/queryChanges",
+                               sinceQueryState=query["queryState"])  # fmt: skip
+        assert later["removed"] == [alices[0]["id"]] and later["added"] == [], later
