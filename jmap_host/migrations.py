@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from .blobs import create_blob_access, create_blob_table
-from .objectstore import create_changelog
+from .objectstore import create_changelog, create_destroyed_for
 from .principals import create_overlay_table
 from .pushsubscription import create_push_tables
 from .quota import create_usage_table
@@ -32,3 +32,4 @@ host_migrations(name="principals")(create_overlay_table)
 host_migrations(name="sharing")(create_share_tables)
 host_migrations(name="share_prefs")(add_share_prefs)
 host_migrations(name="member_prefs")(create_member_prefs)
+host_migrations(name="destroyed_for")(create_destroyed_for)

@@ -32,6 +32,9 @@ from .dates import instant_key
 MODSEQ_TABLE = "host_modseq"
 OPEN_COLUMN = "x_open"  # an open type's undeclared properties (DataType.open_properties)
 CHANGE_TABLE = "host_change"
+# Whose each destroyed record of a DataType.per_principal type was (its per_principal
+# column), so that /changes and /queryChanges name a destroyed id to its user alone.
+DESTROYED_FOR_TABLE = "host_destroyed_for"
 
 SCALAR_SQL = {
     "String": str,
@@ -149,6 +152,31 @@ def create_changelog(db: sqlite_utils.Database) -> None:
         pk=("account", "type", "modseq"),
     )
     db[CHANGE_TABLE].create_index(["at"])
+
+
+def create_destroyed_for(db: sqlite_utils.Database) -> None:
+    """Host migration "destroyed_for": (account, type, record id) -> the principal a
+    destroyed per_principal record was for; rows go when compaction drops the record's
+    change rows."""
+    db[DESTROYED_FOR_TABLE].create(
+        {"account": str, "type": str, "record": str, "principal": str},
+        pk=("account", "type", "record"),
+    )
+
+
+def destroyed_for(
+    db: sqlite_utils.Database, dt: DataType, account: str, principal: str, ids: list[str]
+) -> set[str]:
+    """Those of ``ids`` that were destroyed records of ``principal`` (per_principal types)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        rows = db.execute(
+            f"SELECT record FROM [{DESTROYED_FOR_TABLE}] WHERE account = ? AND type = ? "
+            "AND principal = ? AND record IN (SELECT value FROM json_each(?))",
+            [account, dt.name, principal, json.dumps(ids[start : start + 500])],
+        ).fetchall()
+        found.update(str(r[0]) for r in rows)
+    return found
 
 
 def create_type_table(db: sqlite_utils.Database, dt: DataType) -> None:
@@ -600,6 +628,13 @@ def _update_statement(
 
 def delete_record(db: sqlite_utils.Database, dt: DataType, account: str, record_id: str) -> None:
     _wrote(db, dt)
+    if dt.per_principal is not None:  # (whose it was: their /changes alone names it)
+        db.execute(
+            f"INSERT OR REPLACE INTO [{DESTROYED_FOR_TABLE}] (account, type, record, principal) "
+            f"SELECT account, ?, id, [{derived_column(dt.per_principal)}] FROM [{dt.table}] "
+            "WHERE account = ? AND id = ?",
+            [dt.name, account, record_id],
+        )
     db.execute(f"DELETE FROM [{dt.table}] WHERE account = ? AND id = ?", [account, record_id])
 
 
@@ -712,6 +747,12 @@ def compact_changes(db: sqlite_utils.Database, older_than: int) -> int:
         db.execute(
             f"DELETE FROM {CHANGE_TABLE} WHERE account = ? AND type = ? AND modseq <= ?",
             [account, type_name, modseq],
+        )
+        db.execute(  # (a destroyed record no change row names is in no /changes now)
+            f"DELETE FROM [{DESTROYED_FOR_TABLE}] WHERE account = ? AND type = ? AND NOT "
+            f"EXISTS (SELECT 1 FROM {CHANGE_TABLE} AS c WHERE c.account = ? AND c.type = ? "
+            f"AND c.id = [{DESTROYED_FOR_TABLE}].record)",
+            [account, type_name, account, type_name],
         )
     return len(rows)
 

@@ -724,8 +724,8 @@ def check_member_write(
         raise SetError("invalidProperties", f"{prop}: no such {through.container}",
                        properties=[prop])  # fmt: skip
     if through.check_sharee is not None:
-        if old != new:
-            through.check_sharee(db, access, operation, old, new)
+        # (also for an update that changes nothing: the type may refuse any, a private event)
+        through.check_sharee(db, access, operation, old, new)
         return
     if not all(seen[i].get(through.add or "") for i in added):
         raise SetError("forbidden", f"you may not add to that {through.container}")

@@ -283,9 +283,13 @@ def shared_changes(
 ) -> dict[str, str]:
     """A sharee's view of /changes: a record they cannot see now was destroyed for them
     (it may have left the containers shared with them), or, if it was created since,
-    never happened."""
+    never happened.  Of a DataType.per_principal type a user's view names their own
+    records alone: another user's, even destroyed, never was theirs to see."""
     seen = sharing.visible_ids(db, dt, access, account, list(changes))
     out = {}
+    if dt.per_principal is not None:  # (whose a record is never changes)
+        theirs = os_.destroyed_for(db, dt, account, access.grantee, list(changes))
+        return {i: k for i, k in changes.items() if i in seen or i in theirs}
     for record_id, kind in changes.items():
         if record_id in seen or kind in ("destroyed", "gone"):
             out[record_id] = kind
@@ -642,6 +646,7 @@ class SetRun:
         if dt.sharing is not None and self.access is not None:
             # A sharee's per-user values (isSubscribed...) are theirs, not the record's.
             mine = {k: v for k, v in patch.items() if k in dt.sharing.per_user}
+            own_values = bool(mine)
             if mine:
                 checked = {**current, **{k: v for k, v in mine.items() if v is not None}}
                 self.check_values(checked, [k for k, v in mine.items() if v is not None])
@@ -653,8 +658,11 @@ class SetRun:
             touches_share = any(k == "shareWith" or k.startswith("shareWith/") for k in patch)
             if touches_share and not self.access.right(dt.name, record_id, dt.sharing.share_right):
                 raise SetError("forbidden", f"you may not change who shares this {dt.name}")
+        else:
+            own_values = False
         through = dt.shared_through
         view: dict[str, Any] | None = None  # (a per-user type: the writer's view after it)
+        store_mine: Callable[[], dict[str, Any] | None] | None = None
         if through is not None and through.per_user and self.access is not None:
             # The patch is of the sharee's view (their per-user values); what of it is not
             # per-user goes onto the record, which keeps the account's own values.
@@ -705,14 +713,19 @@ class SetRun:
             if prop is not None and record.get(prop) != current.get(prop):
                 self._check_containers(record)
             sharing.check_member_write(dt, self.access, "update", current, record, self.db)
+        if self.access is not None and view is None and not own_values and record == current:
+            # A sharee's update that changes nothing, of the record or of their own values,
+            # writes nothing and runs no hook (no new times, change, notification or
+            # state); RFC 8620 §5.3 lets "updated" be null.  The rights were checked above.
+            return {n: record[n] for n in normalized} or None
         if view is not None:
             assert through is not None
             if self.access is not None:
                 self.check_values(view, [n for n in touched if n in through.per_user
                                          and n in dt.by_name])  # fmt: skip
-            written = self._per_user(record_id, current, view, record)
-            if written is not None:
-                return written
+            store_mine = self._per_user(record_id, current, view, record)
+            if self.access is None or record == current:
+                return store_mine()  # (their per-user values alone: the whole update)
         # What the hook itself changes is reported back; without a hook nothing is.  Hooks
         # assign the properties they change (plugin guide), so a shallow copy tells.
         self.check_embedded_blobs(record, current)
@@ -739,16 +752,24 @@ class SetRun:
             sharing.record_share(self.db, self.ctx, dt, current, record, self.share_writes)
         changed = {k: v for k, v in record.items() if v is not (b := before_hook.get(k)) and b != v}
         changed.update((n, record[n]) for n in normalized if n not in changed)
+        if store_mine is not None:
+            # A sharee's patch of shared and per-user properties at once: the record is
+            # written above, their own values here (their per-user time, if later, is the
+            # "updated" their /get answers).
+            for name, stamp in (store_mine() or {}).items():
+                if stamp and (record.get(name) or "") < stamp:
+                    changed[name] = stamp
         return changed or None
 
     def _per_user(
         self, record_id: str, current: dict[str, Any], view: dict[str, Any], record: dict
-    ) -> dict[str, Any] | None:
+    ) -> Callable[[], dict[str, Any] | None]:
         """A write that changed the writer's per-user values (SharedThrough.per_user),
-        ``view`` being what they see after it: checked and stored as theirs, with their
-        own ``updated`` time, in their /changes only.  When it changed nothing else of the
-        record, it is the whole update: its answer is returned (else None, and the update
-        goes on with the record's other changes)."""
+        ``view`` being what they see after it: checked here; the function returned stores
+        them as theirs, with their own ``updated`` time, in their /changes only, and
+        returns the answer of a write of those values alone.  A sharee's write that also
+        changes the record's shared values calls it after writing the record, so that a
+        refused record write stores nothing."""
         dt = self.dt
         through = dt.shared_through
         assert through is not None
@@ -756,21 +777,26 @@ class SetRun:
             through.validate_per_user(view)
         sharing.check_member_write(dt, self.access, "per-user", current, view, self.db)
         stamp = dates.utcdate() if through.per_user_updated else None
-        alone = record == current if self.access is not None else True
         if self.access is not None:
             _, values = sharing.split_per_user(through, view)
             viewer = self.access.grantee
         else:  # the account's own user: their values are the record's
             values, viewer = None, self.account.id
-            if alone:
+
+        def store() -> dict[str, Any] | None:
+            if self.access is None:
                 names = [k for k in record if record.get(k) != current.get(k)]
                 self._own_write(
                     lambda: os_.update_record(self.db, dt, self.account.id, record, names)
                 )
-        if not alone:
+            sharing.set_member_prefs(
+                self.db, dt, self.account.id, viewer, record_id, values, stamp
+            )
+            if stamp and through.per_user_updated:
+                return {through.per_user_updated: stamp}
             return None
-        sharing.set_member_prefs(self.db, dt, self.account.id, viewer, record_id, values, stamp)
-        return {through.per_user_updated: stamp} if stamp and through.per_user_updated else None
+
+        return store
 
     def destroy(self, record_id: str) -> None:
         self._visible(record_id)
@@ -1113,6 +1139,10 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
 
     originals: list[str] = []
     new_ids: dict[str, str] = {}
+    # From a shared account the copy is of what the caller sees: the type's own /get
+    # (per-user values, restrict, a plugin's /get rules) reads it, so /copy never shows
+    # more than /get does.  (The write still checks each is there and visible.)
+    shown = await shown_records(dt, call, source, [o["id"] for o in create.values()])
 
     def write(db: sqlite_utils.Database) -> dict[str, Any]:
         from_modseq, _ = os_.current_modseq(db, source.id, dt.name)
@@ -1132,6 +1162,8 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
                 seen = sharing.load_access(db, call.host, source, call.request.principal)
                 if not sharing.visible_ids(db, dt, seen, source.id, [obj["id"]]):
                     found = []  # what the sharee cannot see does not exist
+                if shown is not None:
+                    found = [shown[obj["id"]]] if found and obj["id"] in shown else []
             if not found:
                 not_created[creation_id] = {"type": "notFound"}
                 continue
@@ -1189,6 +1221,27 @@ async def type_copy(dt: DataType, call: Call) -> list[tuple[str, dict[str, Any]]
         except MethodError as exc:
             responses.append(("error", exc.to_json()))
     return responses
+
+
+async def shown_records(
+    dt: DataType, call: Call, source: Account, ids: list[str]
+) -> dict[str, dict[str, Any]] | None:
+    """{id: record} of ``ids`` as the caller's ``Foo/get`` in ``source`` answers them (the
+    type's registered /get, else the standard one), when ``source`` is shared with them;
+    None in their own account, whose stored records are theirs to copy whole."""
+    if not source.shared:
+        return None
+    name = f"{dt.name}/get"
+    registered = call.host.methods.get(name)
+    found: dict[str, dict[str, Any]] = {}
+    wanted = list(dict.fromkeys(ids))
+    step = max(1, call.host.limits.max_objects_in_get)
+    for start in range(0, len(wanted), step):
+        sub = Call(name, {"accountId": source.id, "ids": wanted[start : start + step]},
+                   call.call_id, call.request, source)  # fmt: skip
+        answer = await (registered[0].handler(sub) if registered else type_get(dt, sub))
+        found.update((r["id"], r) for r in answer["list"] if r.get("id") in wanted)
+    return found
 
 
 def grant_blobs(
@@ -1393,6 +1446,8 @@ def query_changes_result(
     modseq = check_since(db, account, dt, since)
     assert since is not None
     changes, _, _ = collect_changes(db, account, dt, since, 10**9)
+    if dt.per_principal is not None:  # (only the user's own records, as in /changes)
+        changes = shared_changes(db, dt, sharing.access_for(db, call, dt), account, changes)
     ids = current_ids()
     index = {record_id: i for i, record_id in enumerate(ids)}
     relevant = {i: k for i, k in changes.items() if k != "gone" and (mutable or k != "updated")}
