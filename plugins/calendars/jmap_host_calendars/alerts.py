@@ -170,10 +170,26 @@ def shift(moment: dt.datetime, zone: str, offset: str) -> dt.datetime:
     "-P1D" alert is at the same wall-clock time the day before, across DST), then its
     time as exact time."""
     sign, days, seconds = signed_offset(offset)
-    if days:
-        local = moment.astimezone(zoneinfo.ZoneInfo(zone)).replace(tzinfo=None)
-        moment = jscalendar.to_utc(local + dt.timedelta(days=sign * days), zone)
-    return moment + dt.timedelta(seconds=sign * seconds)
+    try:
+        if days:
+            local = moment.astimezone(zoneinfo.ZoneInfo(zone)).replace(tzinfo=None)
+            moment = jscalendar.to_utc(local + dt.timedelta(days=sign * days), zone)
+        return moment + dt.timedelta(seconds=sign * seconds)
+    except OverflowError as exc:  # (outside datetime's years 1 to 9999: it never fires)
+        raise ValueError(f"{offset}: out of range") from exc
+
+
+EARLIEST = dt.datetime.min.replace(tzinfo=UTC) + dt.timedelta(days=3)
+LATEST = dt.datetime.max.replace(tzinfo=UTC) - dt.timedelta(days=3)
+
+
+def _plus(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """``moment + delta`` held within datetime's range (less the days a time zone or a
+    nominal day may add), for the bounds of an expansion window."""
+    try:
+        return min(max(moment + delta, EARLIEST), LATEST)
+    except OverflowError:
+        return EARLIEST if delta < dt.timedelta(0) else LATEST
 
 
 def effective_alerts(
@@ -231,13 +247,18 @@ def event_triggers(
         return []
     recurring = recur.is_recurring(event)
     event_zone = event.get("timeZone") or zone
-    spans = [_reach(a) for a in base.values()] or [(dt.timedelta(0), dt.timedelta(0))]
+    # (an alert whose occurrences would lie past the years a datetime holds never fires,
+    # and must not widen the expansion to those years)
+    spans = [s for s in map(_reach, base.values()) if _reachable(s, low, high)]
+    spans = spans or [(dt.timedelta(0), dt.timedelta(0))]
     earliest = min(s[0] for s in spans)
     latest = max(s[1] for s in spans)
     slack = dt.timedelta(days=1)  # (nominal days across a DST change, overridden alerts)
     try:
-        found = recur.occurrences(event, low - latest - slack, high - earliest + slack, zone)
-    except (recur.CannotExpand, ValueError, KeyError, zoneinfo.ZoneInfoNotFoundError) as exc:
+        found = recur.occurrences(event, _plus(low, -latest - slack),
+                                  _plus(high, -earliest + slack), zone)  # fmt: skip
+    except (recur.CannotExpand, ValueError, KeyError, OverflowError,
+            zoneinfo.ZoneInfoNotFoundError) as exc:  # fmt: skip
         log.info("alerts of event %s in %s not expanded: %s", event["id"], account, exc)
         return []
     out: list[Due] = []
@@ -283,10 +304,19 @@ def _reach(alert: dict[str, Any]) -> tuple[dt.timedelta, dt.timedelta]:
         return dt.timedelta(0), dt.timedelta(0)
     try:
         sign, days, seconds = signed_offset(trigger["offset"])
-    except ValueError:
+        offset = sign * dt.timedelta(days=days, seconds=seconds)
+    except (ValueError, OverflowError):  # (an offset past timedelta's range never fires)
         return dt.timedelta(0), dt.timedelta(0)
-    offset = sign * dt.timedelta(days=days, seconds=seconds)
     return min(offset, dt.timedelta(0)), max(offset, dt.timedelta(0))
+
+
+def _reachable(span: tuple[dt.timedelta, dt.timedelta], low: dt.datetime,
+               high: dt.datetime) -> bool:  # fmt: skip
+    """Whether an occurrence whose trigger is ``span`` from it can be due in [low, high)."""
+    try:
+        return low - span[0] <= LATEST and high - span[1] >= EARLIEST
+    except OverflowError:
+        return False
 
 
 def _occurrence_at(event: dict[str, Any], at: dt.datetime, zone: str) -> str:
@@ -372,7 +402,11 @@ def _dues(
             continue
         mine = [by_id[i] for i in ids]
         zone = next((c["timeZone"] for c in mine if c.get("timeZone")), None) or "Etc/UTC"
-        found = event_triggers(account, event, mine, zone, low, high)
+        try:
+            found = event_triggers(account, event, mine, zone, low, high)
+        except Exception:  # (one event's bad data must not stop every other alert)
+            log.exception("alerts of event %s in %s skipped", event.get("id"), account)
+            continue
         out += [dataclasses.replace(d, user=user) for d in found] if user else found
     return out
 

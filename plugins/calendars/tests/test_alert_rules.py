@@ -1,0 +1,184 @@
+"""Alert firing rules (draft-ietf-jmap-calendars §6, §6.1-§6.4, §9.3.2; JSCalendar Alert
+triggers): an alert no datetime can hold never stops the others, absolute triggers in
+recurrence overrides, the occurrence a snooze is about, caps on the alerts indexed, and
+an email alert's acknowledgement patched alone.
+
+Self-contained (importlib mode): the helpers are copies of test_alerts.py's."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from jmap_host import account_id_for
+from jmap_host.testing import AccountClient, running_server, write_config
+
+CORE = "urn:ietf:params:jmap:core"
+CALENDARS = "urn:ietf:params:jmap:calendars"
+USING = [CORE, CALENDARS]
+ALICE = account_id_for("alice")
+UTC = dt.UTC
+
+
+class Client(AccountClient):
+    def __init__(self, http: Any, account: str):
+        super().__init__(http, account, USING)
+
+
+async def connect(server: Any, user: str, account: str) -> Client:
+    http = server.client(user)
+    await http.__aenter__()
+    return Client(http, account)
+
+
+def local(moment: dt.datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def utc(moment: dt.datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def alert(offset: str = "-PT15M", **more: Any) -> dict[str, Any]:
+    return {"@type": "Alert", "trigger": {"@type": "OffsetTrigger", "offset": offset}, **more}
+
+
+def absolute(when: dt.datetime, **more: Any) -> dict[str, Any]:
+    return {"@type": "Alert", "trigger": {"@type": "AbsoluteTrigger", "when": utc(when)},
+            **more}  # fmt: skip
+
+
+def snooze_of(parent: str, when: dt.datetime) -> dict[str, Any]:
+    return absolute(when, relatedTo={parent: {"@type": "Relation",
+                                              "relation": {"snooze": True}}})  # fmt: skip
+
+
+def event_due(at: dt.datetime, calendar: str, alerts: Any = None, **more: Any) -> dict[str, Any]:
+    """An event in UTC whose alert "a1" (15 minutes before its start) is due at ``at``."""
+    return {"calendarIds": {calendar: True}, "title": "Meeting", "timeZone": "Etc/UTC",
+            "start": local(at + dt.timedelta(minutes=15)), "duration": "PT1H",
+            "alerts": {"a1": alert()} if alerts is None else alerts, **more}  # fmt: skip
+
+
+class EventStream:
+    """An EventSource connection's events, as (name, data), read in the background."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.opened = trio.Event()
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return [data for name, data in self.events if name == "calendarAlert"]
+
+    async def listen(self, http: Any, types: str) -> None:
+        url = f"/jmap/eventsource/?types={types}&closeafter=no&ping=0"
+        async with http.stream("GET", url) as response:
+            assert response.status_code == 200
+            buffer = ""
+            async for chunk in response.aiter_text():
+                buffer += chunk
+                while "\n\n" in buffer:
+                    block, buffer = buffer.split("\n\n", 1)
+                    if block.startswith(":"):
+                        self.opened.set()
+                        continue
+                    fields = dict(line.split(": ", 1) for line in block.split("\n"))
+                    self.events.append((fields["event"], json.loads(fields["data"])))
+
+    async def wait_alerts(self, count: int, timeout: float = 6.0) -> list[dict[str, Any]]:
+        with trio.fail_after(timeout):
+            while len(self.alerts()) < count:
+                await trio.sleep(0.05)
+        return self.alerts()
+
+
+@asynccontextmanager
+async def streams(server: Any, user: str, *types: str):
+    """Open one EventSource per ``types`` as ``user``; yield them once all are subscribed."""
+    opened = [EventStream() for _ in types]
+    async with server.client(user) as http, trio.open_nursery() as nursery:
+        for stream, kind in zip(opened, types, strict=True):
+            nursery.start_soon(stream.listen, http, kind)
+        with trio.fail_after(5):
+            for stream in opened:
+                await stream.opened.wait()
+        yield opened
+        nursery.cancel_scope.cancel()
+
+
+async def default_calendar(client: Client) -> str:
+    [calendar] = (await client.ok("Calendar/get", ids=None))["list"]
+    return calendar["id"]
+
+
+async def create_events(client: Client, **events: dict[str, Any]) -> dict[str, dict]:
+    result = await client.ok("CalendarEvent/set", create=events)
+    assert set(result["created"]) == set(events), result
+    return result["created"]
+
+
+def triggers(event: dict[str, Any], low: dt.datetime, high: dt.datetime) -> list[Any]:
+    from jmap_host_calendars.alerts import event_triggers
+
+    base = {"id": "e1", "uid": "u1", "timeZone": "Etc/UTC", "duration": "PT1H", **event}
+    return sorted(event_triggers(ALICE, base, [], "Etc/UTC", low, high))
+
+
+# -- 1. an alert out of datetime's range ------------------------------------------------------
+
+
+def test_trigger_outside_datetimes_range_never_fires():
+    """JSCalendar Alert OffsetTrigger: an offset is any SignedDuration; one that puts the
+    trigger outside the years a datetime can hold (-P3000000D, P1000000000D, a huge
+    PT..S) never fires, and the event's other alerts still do (§9.3.2: one event must
+    not deny the server's alerts)."""
+    low, high = dt.datetime(2026, 1, 1, tzinfo=UTC), dt.datetime(2026, 1, 3, tzinfo=UTC)
+    alerts = {"far": alert("-P3000000D"), "later": alert("P1000000000D"),
+              "past": alert("P3000000D"), "huge": alert("-PT99999999999999S"),
+              "ok": alert()}  # fmt: skip
+    found = triggers({"start": "2026-01-02T09:00:00", "alerts": alerts}, low, high)
+    assert [(d.alert_id, utc(d.at)) for d in found] == [("ok", "2026-01-02T08:45:00Z")]
+    daily = triggers({"start": "2026-01-01T09:00:00", "alerts": alerts,
+                      "recurrenceRule": {"frequency": "daily"}}, low, high)  # fmt: skip
+    assert {d.alert_id for d in daily} == {"ok"} and len(daily) == 2
+
+
+def test_one_events_failure_skips_that_event_only(monkeypatch):
+    """§9.3.2: an event whose alerts cannot be computed is logged and skipped; the
+    account's other events' alerts are still indexed."""
+    from jmap_host_calendars import alerts as module
+
+    real = module.event_triggers
+
+    def failing(account: str, event: dict[str, Any], *rest: Any) -> list[Any]:
+        if event["id"] == "bad":
+            raise RuntimeError("boom")
+        return real(account, event, *rest)
+
+    monkeypatch.setattr(module, "event_triggers", failing)
+    calendar = {"id": "c1", "isSubscribed": True}
+    events = [{"id": i, "uid": i, "calendarIds": {"c1": True}, "start": "2026-01-02T09:00:00",
+               "timeZone": "Etc/UTC", "duration": "PT1H", "alerts": {"a1": alert()}}
+              for i in ("bad", "good")]  # fmt: skip
+    low, high = dt.datetime(2026, 1, 1, tzinfo=UTC), dt.datetime(2026, 1, 3, tzinfo=UTC)
+    found = module._dues(ALICE, "", [calendar], events, low, high)
+    assert [(d.event_id, d.alert_id) for d in found] == [("good", "a1")]
+
+
+async def test_alert_out_of_range_does_not_stop_the_server_alerts(tmp_path):
+    """§6.4 at the wire: with an event whose alert is -P3000000D (accepted, never due) in
+    the account, another event's alert still fires."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice = await connect(server, "alice", ALICE)
+        calendar = await default_calendar(alice)
+        async with streams(server, "alice", "CalendarAlert") as (stream,):
+            due = dt.datetime.now(UTC) + dt.timedelta(seconds=1)
+            created = await create_events(
+                alice, bad=event_due(due, calendar, {"x": alert("-P3000000D")}),
+                good=event_due(due, calendar))  # fmt: skip
+            [fired] = await stream.wait_alerts(1)
+            assert fired["calendarEventId"] == created["good"]["id"]
