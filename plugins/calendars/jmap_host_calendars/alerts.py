@@ -281,19 +281,39 @@ def event_triggers(
                 continue
             if low <= at < high and not _acknowledged(alert, at):
                 out.append(Due(at, account, event["id"], rid, alert_id, uid, _action(alert)))
-    # AbsoluteTriggers: once per event, whatever its occurrences.
+    # AbsoluteTriggers: once each, wherever the alerts property holding them is (§6.3: a
+    # snooze goes beside the alert it snoozes): the event's own ...
     for alert_id, alert in base.items():
-        trigger = alert.get("trigger")
-        if not isinstance(trigger, dict) or trigger.get("@type") != "AbsoluteTrigger":
+        at = _absolute(alert, low, high)
+        if at is not None:
+            rid = _occurrence_at(event, at, zone) if recurring else ""
+            out.append(Due(at, account, event["id"], rid, alert_id, uid, _action(alert)))
+    # ... and every override's, for its occurrence, wherever that occurrence lies.
+    for rid, patch in overrides.items():
+        if not recurring or not isinstance(patch, dict) or patch.get("excluded") or not any(
+            k.split("/")[0] in ("alerts", "useDefaultAlerts") for k in patch
+        ):
             continue
-        at = _moment(trigger.get("when"))
-        if at is None:
-            continue
-        if not (low <= at < high) or _acknowledged(alert, at):
-            continue
-        rid = _occurrence_at(event, at, zone) if recurring else ""
-        out.append(Due(at, account, event["id"], rid, alert_id, uid, _action(alert)))
+        view = effective_alerts(_occurrence_view(event, patch), calendars)
+        for alert_id, alert in view.items():
+            if base.get(alert_id) == alert:
+                continue  # (the event's own, not overridden: fired above)
+            at = _absolute(alert, low, high)
+            if at is not None:
+                out.append(Due(at, account, event["id"], rid, alert_id, uid, _action(alert)))
     return out
+
+
+def _absolute(alert: dict[str, Any], low: dt.datetime, high: dt.datetime) -> dt.datetime | None:
+    """The time of an AbsoluteTrigger alert if it is due in [low, high) and not
+    acknowledged (§6.2), else None."""
+    trigger = alert.get("trigger")
+    if not isinstance(trigger, dict) or trigger.get("@type") != "AbsoluteTrigger":
+        return None
+    at = _moment(trigger.get("when"))
+    if at is None or not (low <= at < high) or _acknowledged(alert, at):
+        return None
+    return at
 
 
 def _reach(alert: dict[str, Any]) -> tuple[dt.timedelta, dt.timedelta]:

@@ -182,3 +182,27 @@ async def test_alert_out_of_range_does_not_stop_the_server_alerts(tmp_path):
                 good=event_due(due, calendar))  # fmt: skip
             [fired] = await stream.wait_alerts(1)
             assert fired["calendarEventId"] == created["good"]["id"]
+
+
+# -- 2. absolute triggers in overrides --------------------------------------------------------
+
+
+def test_absolute_trigger_in_an_override_fires_for_its_occurrence():
+    """§6.3: a snooze of an overridden alert goes in the same alerts property, the
+    override's; JSCalendar AbsoluteTrigger: it fires once at its time, §6.4 with that
+    occurrence's recurrenceId, whether or not the occurrence is in the window; an
+    override that does not touch the alerts fires nothing of its own."""
+    when = dt.datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+    event = {"start": "2026-01-01T09:00:00", "recurrenceRule": {"frequency": "daily"},
+             "alerts": {"a1": alert()}, "recurrenceOverrides": {
+                 "2026-01-03T09:00:00": {"alerts/a1/trigger/offset": "-PT5M",
+                                         "alerts/a1/acknowledged": utc(when),
+                                         "alerts/z": snooze_of("a1", when)},
+                 "2026-01-04T09:00:00": {"title": "moved"},
+                 "2026-01-05T09:00:00": {"alerts": {"own": absolute(when)}}}}  # fmt: skip
+    low, high = when - dt.timedelta(minutes=1), when + dt.timedelta(minutes=1)
+    found = triggers(event, low, high)
+    assert sorted((d.recurrence_id, d.alert_id, utc(d.at)) for d in found) == [
+        ("2026-01-03T09:00:00", "z", "2026-01-10T12:00:00Z"),
+        ("2026-01-05T09:00:00", "own", "2026-01-10T12:00:00Z"),
+    ]
