@@ -16,8 +16,10 @@ OffsetTrigger (JSCalendar §3.5.1) counts from each occurrence's start or end (t
 recurrence expanded by recur.py in the event's time zone, or for a floating event the
 calendar's, so DST is exact; an offset's days are nominal days in that zone), with each
 occurrence's overridden alerts; an AbsoluteTrigger fires once at its time (in a recurring
-event: for the first occurrence not yet over then).  An alert whose ``acknowledged`` is at
-or after its trigger time does not fire (§6.2); unknown trigger types never fire.
+event: a snooze for the occurrence whose alert it snoozes, §6.3; one in an override for
+that occurrence; another for the first occurrence not yet over then, or the first).  An
+alert whose ``acknowledged`` is at or after its trigger time does not fire (§6.2);
+unknown trigger types never fire.
 
 When: the scheduler indexes the trigger times in ``[now - catch-up, now + horizon]`` over
 every account, sleeps until the next one, and is woken early by any Calendar or
@@ -286,12 +288,15 @@ def event_triggers(
     for alert_id, alert in base.items():
         at = _absolute(alert, low, high)
         if at is not None:
-            rid = _occurrence_at(event, at, zone) if recurring else ""
+            rid = _snoozed_occurrence(event, base, alert, zone) if recurring else ""
             out.append(Due(at, account, event["id"], rid, alert_id, uid, _action(alert)))
     # ... and every override's, for its occurrence, wherever that occurrence lies.
     for rid, patch in overrides.items():
-        if not recurring or not isinstance(patch, dict) or patch.get("excluded") or not any(
-            k.split("/")[0] in ("alerts", "useDefaultAlerts") for k in patch
+        if (
+            not recurring
+            or not isinstance(patch, dict)
+            or patch.get("excluded")
+            or not any(k.split("/")[0] in ("alerts", "useDefaultAlerts") for k in patch)
         ):
             continue
         view = effective_alerts(_occurrence_view(event, patch), calendars)
@@ -339,14 +344,73 @@ def _reachable(span: tuple[dt.timedelta, dt.timedelta], low: dt.datetime,
         return False
 
 
-def _occurrence_at(event: dict[str, Any], at: dt.datetime, zone: str) -> str:
-    """The recurrence id of the first occurrence not over at ``at`` (what a snooze of a
-    recurring event's alert is about), or "" if none within a year."""
+def _snoozed_occurrence(
+    event: dict[str, Any], alerts: dict[str, dict[str, Any]], alert: dict[str, Any],
+    zone: str, depth: int = 0,
+) -> str:  # fmt: skip
+    """The recurrence id an AbsoluteTrigger alert of a recurring event is about (§6.4:
+    never null for a recurring event): for a snooze (§6.3, ``relatedTo`` ``snooze``), the
+    occurrence whose firing of the parent alert it snoozes, the last one due at or before
+    the parent was acknowledged (or the snooze's time); else the first occurrence not
+    over at its time; else the event's first."""
+    at = _moment(alert["trigger"].get("when")) or dt.datetime.now(UTC)
+    parents = [k for k, r in (alert.get("relatedTo") or {}).items() if isinstance(r, dict)
+               and isinstance(r.get("relation"), dict) and r["relation"].get("snooze")]  # fmt: skip
+    parent = next((alerts[k] for k in parents if k in alerts), None)
+    trigger = parent.get("trigger") if parent else None
+    if parent is not None and isinstance(trigger, dict):
+        if trigger.get("@type") == "AbsoluteTrigger" and depth < 8:  # (a snooze's snooze)
+            return _snoozed_occurrence(event, alerts, parent, zone, depth + 1)
+        acked = _moment(parent.get("acknowledged"))
+        found = _last_firing(event, parent, min(at, acked) if acked else at, zone)
+        if found:
+            return found
     try:
-        found = recur.occurrences(event, at, at + dt.timedelta(days=366), zone)
-    except recur.CannotExpand:
+        later = recur.occurrences(event, at, _plus(at, dt.timedelta(days=366)), zone)
+    except (recur.CannotExpand, ValueError, KeyError, OverflowError,
+            zoneinfo.ZoneInfoNotFoundError):  # fmt: skip
+        later = []
+    if later:
+        return later[0].recurrence_id
+    return jscalendar.local_datetime(event["start"]).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _last_firing(event: dict[str, Any], parent: dict[str, Any], before: dt.datetime,
+                 zone: str) -> str:  # fmt: skip
+    """The recurrence id of the last occurrence whose (not overridden) ``parent`` alert
+    came due at or before ``before``, looked for a day back, then a month, then a year;
+    "" if none."""
+    trigger = parent["trigger"]
+    if not isinstance(trigger.get("offset"), str):
         return ""
-    return found[0].recurrence_id if found else ""
+    earliest, latest = _reach(parent)
+    event_zone = event.get("timeZone") or zone
+    for back in (1, 32, 367):
+        try:
+            found = recur.occurrences(
+                event,
+                _plus(before, -latest - dt.timedelta(days=back)),
+                _plus(before, -earliest + dt.timedelta(days=1)),
+                zone,
+            )
+        except (recur.CannotExpand, ValueError, KeyError, OverflowError,
+                zoneinfo.ZoneInfoNotFoundError):  # fmt: skip
+            return ""
+        best: tuple[dt.datetime, str] | None = None
+        for occ in found:
+            if occ.patch and any(k.split("/")[0] in ("alerts", "useDefaultAlerts")
+                                 for k in occ.patch):  # fmt: skip
+                continue  # (its alerts are the override's: a snooze of them is there)
+            relative = occ.end if trigger.get("relativeTo") == "end" else occ.start
+            try:
+                due = shift(relative, event_zone, trigger["offset"])
+            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+                continue
+            if due <= before and (best is None or due > best[0]):
+                best = (due, occ.recurrence_id)
+        if best:
+            return best[1]
+    return ""
 
 
 def _moment(value: Any) -> dt.datetime | None:

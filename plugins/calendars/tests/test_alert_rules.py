@@ -206,3 +206,29 @@ def test_absolute_trigger_in_an_override_fires_for_its_occurrence():
         ("2026-01-03T09:00:00", "z", "2026-01-10T12:00:00Z"),
         ("2026-01-05T09:00:00", "own", "2026-01-10T12:00:00Z"),
     ]
+
+
+# -- 3. the occurrence a snooze is about ------------------------------------------------------
+
+
+def test_snooze_names_the_occurrence_of_its_parent_alert():
+    """§6.3, §6.4: a snooze (AbsoluteTrigger, relatedTo snooze) on a recurring event's
+    base alerts fires with the recurrenceId of the occurrence whose alert it snoozed,
+    even when set after that occurrence is over (not the next one's), and a snooze of a
+    snooze too; an absolute alert of a recurring event never has a null recurrenceId."""
+    start = dt.datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    acked = dt.datetime(2026, 1, 3, 8, 50, tzinfo=UTC)  # (the 3rd's a1 was due at 08:45)
+    late = dt.datetime(2026, 1, 3, 11, 0, tzinfo=UTC)  # (the 3rd's occurrence is over)
+    event = {"start": local(start), "recurrenceRule": {"frequency": "daily"},
+             "alerts": {"a1": alert(acknowledged=utc(acked)), "z": snooze_of("a1", late),
+                        "zz": snooze_of("z", late), "orphan": absolute(late),
+                        "lost": snooze_of("gone", late)}}  # fmt: skip
+    found = triggers(event, late - dt.timedelta(minutes=1), late + dt.timedelta(minutes=1))
+    assert {d.alert_id: d.recurrence_id for d in found} == {
+        "z": "2026-01-03T09:00:00", "zz": "2026-01-03T09:00:00",
+        "orphan": "2026-01-04T09:00:00", "lost": "2026-01-04T09:00:00"}  # fmt: skip
+    ended = {**event, "recurrenceRule": {"frequency": "daily", "count": 2}}
+    ended["alerts"] = {"a1": alert(), "x": absolute(late)}
+    [after_last] = triggers(ended, late - dt.timedelta(minutes=1), late + dt.timedelta(minutes=1))
+    assert after_last.recurrence_id == "2026-01-01T09:00:00"
+    assert after_last.push_object()["recurrenceId"] == "2026-01-01T09:00:00"
