@@ -28,8 +28,11 @@ again); the whole index is rebuilt every half horizon.  Each alert fires once: t
 (account, user, event, recurrenceId, alert id, trigger time) is recorded in
 ``calendars_alert_fired`` in the same transaction that decides it, before it is pushed,
 so a restart never fires it again (at most once: a crash between the commit and the push
-loses that one push).  An alert that came due while the server was down fires late, once,
-when it is at most ``catch-up`` late; later than that it is dropped (logged).  At most
+loses that one push).  At most max-per-minute times the indexed window's minutes firings
+are indexed per event and per user, the earliest (§9.3.2: a minutely event with many
+alerts must not fill memory); an account changed many times in a row is read once.  An
+alert that came due while the server was down fires late, once, when it is at most
+``catch-up`` late; later than that it is dropped (logged).  At most
 ``max-per-minute`` alerts fire per user (§9.3.2); past that they are recorded as dropped.
 
 Push: ``host.push.publish_object(user, "CalendarAlert", ...)`` to the alerted user only;
@@ -94,6 +97,7 @@ READ_PROPERTIES = ["calendarIds", "uid", "isDraft", "start", "timeZone", "durati
                    "showWithoutTime", "recurrenceRule", "recurrenceOverrides",
                    "useDefaultAlerts", "alerts"]  # fmt: skip
 RETRY = 30.0  # seconds before trying again after a failed pass
+DEBOUNCE = 0.25  # seconds of further changes gathered before an account is read again
 
 migrations = sqlite_utils.Migrations("jmap-host-calendars:alerts")
 
@@ -238,8 +242,11 @@ def event_triggers(
     zone: str,
     low: dt.datetime,
     high: dt.datetime,
+    limit: int | None = None,
 ) -> list[Due]:
-    """The alert firings of ``event`` due in [low, high), acknowledged ones left out."""
+    """The alert firings of ``event`` due in [low, high), acknowledged ones left out; with
+    ``limit``, only the earliest ``limit`` (§9.3.2: a frequent recurrence with many alerts
+    is not indexed in full; the occurrences past the last kept are not looked at)."""
     base = effective_alerts(event, calendars)
     overrides = event.get("recurrenceOverrides") or {}
     if not base and not any(
@@ -265,7 +272,14 @@ def event_triggers(
         return []
     out: list[Due] = []
     uid = event.get("uid") or ""
+    cutoff: dt.datetime | None = None  # (with a limit: the latest firing kept so far)
+    nominal = slack if any(_days(a) for a in base.values()) else dt.timedelta(0)
     for occ in found:
+        if limit is not None and len(out) >= (limit if cutoff is None else 2 * limit):
+            out = sorted(out)[:limit]
+            cutoff = out[-1].at
+        if cutoff is not None and _plus(occ.start, earliest - nominal) > cutoff:
+            break  # (occurrences come in order of start: none of the rest is earlier)
         alerts = base if not occ.patch else effective_alerts(
             _occurrence_view(event, occ.patch), calendars)  # fmt: skip
         rid = occ.recurrence_id if recurring else ""
@@ -306,7 +320,18 @@ def event_triggers(
             at = _absolute(alert, low, high)
             if at is not None:
                 out.append(Due(at, account, event["id"], rid, alert_id, uid, _action(alert)))
-    return out
+    return out if limit is None else sorted(out)[:limit]
+
+
+def cap_per_user(index: dict[str, list[Due]], limit: int) -> dict[str, list[Due]]:
+    """The index with at most ``limit`` firings per alerted user (§9.3.2), the earliest,
+    across the accounts they are alerted in."""
+    by_user: dict[str, list[Due]] = {}
+    for dues in index.values():
+        for d in dues:
+            by_user.setdefault(d.user or d.account, []).append(d)
+    kept = {d.key for dues in by_user.values() for d in sorted(dues)[:limit]}
+    return {a: [d for d in dues if d.key in kept] for a, dues in index.items()}
 
 
 def _absolute(alert: dict[str, Any], low: dt.datetime, high: dt.datetime) -> dt.datetime | None:
@@ -333,6 +358,17 @@ def _reach(alert: dict[str, Any]) -> tuple[dt.timedelta, dt.timedelta]:
     except (ValueError, OverflowError):  # (an offset past timedelta's range never fires)
         return dt.timedelta(0), dt.timedelta(0)
     return min(offset, dt.timedelta(0)), max(offset, dt.timedelta(0))
+
+
+def _days(alert: dict[str, Any]) -> int:
+    """The nominal days of an OffsetTrigger's offset (0 for any other trigger)."""
+    trigger = alert.get("trigger")
+    if not isinstance(trigger, dict) or not isinstance(trigger.get("offset"), str):
+        return 0
+    try:
+        return signed_offset(trigger["offset"])[1]
+    except ValueError:
+        return 0
 
 
 def _reachable(span: tuple[dt.timedelta, dt.timedelta], low: dt.datetime,
@@ -439,18 +475,20 @@ CALENDAR_PROPERTIES = ["isSubscribed", "timeZone", "defaultAlertsWithTime",
 
 
 def account_due(
-    db: sqlite_utils.Database, account: str, low: dt.datetime, high: dt.datetime
-) -> list[Due]:
+    db: sqlite_utils.Database, account: str, low: dt.datetime, high: dt.datetime,
+    limit: int | None = None,
+) -> list[Due]:  # fmt: skip
     """Every alert firing of ``account`` due in [low, high), for its owner (§6: events in
     calendars the owner is subscribed to)."""
     calendars = objectstore.read_records(db, CALENDAR, account, None, CALENDAR_PROPERTIES)
     events = objectstore.read_records(db, EVENT, account, None, READ_PROPERTIES)
-    return _dues(account, "", calendars, events, low, high)
+    return _dues(account, "", calendars, events, low, high, limit)
 
 
 def sharee_due(
-    db: sqlite_utils.Database, access: Any, low: dt.datetime, high: dt.datetime
-) -> list[Due]:
+    db: sqlite_utils.Database, access: Any, low: dt.datetime, high: dt.datetime,
+    limit: int | None = None,
+) -> list[Due]:  # fmt: skip
     """The alert firings due in [low, high) of a sharee (``access``, sharing.load_access)
     in the shared account: their own alerts (§5.4, per-user) of the events they see, in
     the calendars they subscribed to, with their own default alerts (§4.3)."""
@@ -464,7 +502,7 @@ def sharee_due(
     ).fetchall()]  # fmt: skip
     events = objectstore.read_records(db, EVENT, account, ids, READ_PROPERTIES)
     sharing.present(db, EVENT, access, events)  # (their alerts; private events reduced)
-    return _dues(account, access.grantee, calendars, events, low, high)
+    return _dues(account, access.grantee, calendars, events, low, high, limit)
 
 
 def _dues(
@@ -474,6 +512,7 @@ def _dues(
     events: list[dict[str, Any]],
     low: dt.datetime,
     high: dt.datetime,
+    limit: int | None = None,
 ) -> list[Due]:
     by_id = {c["id"]: c for c in calendars}
     subscribed = {i for i, c in by_id.items() if c.get("isSubscribed", True)}
@@ -487,7 +526,7 @@ def _dues(
         mine = [by_id[i] for i in ids]
         zone = next((c["timeZone"] for c in mine if c.get("timeZone")), None) or "Etc/UTC"
         try:
-            found = event_triggers(account, event, mine, zone, low, high)
+            found = event_triggers(account, event, mine, zone, low, high, limit)
         except Exception:  # (one event's bad data must not stop every other alert)
             log.exception("alerts of event %s in %s skipped", event.get("id"), account)
             continue
@@ -548,6 +587,16 @@ class Scheduler:
                 changed = set()
                 with trio.move_on_after(max(0.0, delay)):
                     changed = await watcher.wait()
+                if changed:  # (an account changed many times in a row is read once)
+                    with trio.move_on_after(DEBOUNCE):
+                        while True:
+                            changed |= await watcher.wait()
+
+    def limit(self) -> int:
+        """The most firings indexed per event and per user (§9.3.2): as many as the rate
+        limit lets fire over the indexed window (catch-up and horizon)."""
+        minutes = (self.catch_up + self.horizon).total_seconds() / 60
+        return max(1, int(self.max_per_minute * max(1.0, minutes)))
 
     def _next_wake(self) -> dt.datetime:
         upcoming = [d.at for dues in self.index.values() for d in dues]
@@ -563,19 +612,22 @@ class Scheduler:
             self.refresh_at = now + self.horizon / 2
         if which is None or which:
             end = self.window_end
+            limit = self.limit()
             sharees = await self._sharees(which)
 
             def read(db: sqlite_utils.Database) -> dict[str, list[Due]]:
                 accounts = event_accounts(db) if which is None else sorted(which)
-                out = {a: account_due(db, a, low, end) for a in accounts}
+                out = {a: account_due(db, a, low, end, limit) for a in accounts}
                 for account, entries in sharees.items():
                     for shared, principal in entries:
                         access = sharing.load_access(db, self.host, shared, principal)
-                        out.setdefault(account, []).extend(sharee_due(db, access, low, end))
+                        out.setdefault(account, []).extend(
+                            sharee_due(db, access, low, end, limit))  # fmt: skip
                 return out
 
             found = await self.host.store.read(read, inline=False)
-            self.index = found if which is None else {**self.index, **found}
+            merged = found if which is None else {**self.index, **found}
+            self.index = cap_per_user(merged, limit)
         due = [d for dues in self.index.values() for d in dues if d.at <= now]
         if due:
             await self.fire(due, now)

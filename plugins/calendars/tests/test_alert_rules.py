@@ -7,6 +7,7 @@ Self-contained (importlib mode): the helpers are copies of test_alerts.py's."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from contextlib import asynccontextmanager
@@ -232,3 +233,62 @@ def test_snooze_names_the_occurrence_of_its_parent_alert():
     [after_last] = triggers(ended, late - dt.timedelta(minutes=1), late + dt.timedelta(minutes=1))
     assert after_last.recurrence_id == "2026-01-01T09:00:00"
     assert after_last.push_object()["recurrenceId"] == "2026-01-01T09:00:00"
+
+
+# -- 4. caps on the alerts indexed ------------------------------------------------------------
+
+
+def test_firings_indexed_are_capped_per_event_and_per_user():
+    """§9.3.2: a minutely event with 50 alerts defines far more firings than the rate
+    limit lets through; the index holds at most ``limit`` of them per event (the
+    earliest), and at most ``limit`` per
+    alerted user across events and accounts."""
+    from jmap_host_calendars.alerts import cap_per_user, event_triggers
+
+    event = {"start": "2026-01-01T00:00:00", "recurrenceRule": {"frequency": "minutely"},
+             "alerts": {f"a{i}": alert(f"-PT{i}M") for i in range(50)}}  # fmt: skip
+    low, high = dt.datetime(2026, 1, 1, tzinfo=UTC), dt.datetime(2026, 1, 3, tzinfo=UTC)
+    base = {"id": "e1", "uid": "u1", "timeZone": "Etc/UTC", "duration": "PT1M", **event}
+    kept = event_triggers(ALICE, base, [], "Etc/UTC", low, high, 600)
+    everything = event_triggers(ALICE, base, [], "Etc/UTC", low, high)
+    assert len(everything) > 100_000 and len(kept) == 600
+    assert kept == sorted(everything)[:600]
+    as_sharee = [dataclasses.replace(d, account="B", user=ALICE) for d in kept[:400]]
+    index = {ALICE: kept[:400], "B": as_sharee}
+    capped = cap_per_user({ALICE: kept[:400], "C": [dataclasses.replace(d, account="C")
+                                                    for d in kept[400:]]}, 500)  # fmt: skip
+    assert len(capped[ALICE]) == 400 and len(capped["C"]) == 200  # (C's owner: another user)
+    assert cap_per_user({ALICE: kept}, 500)[ALICE] == kept[:500]
+    shared = cap_per_user(index, 500)  # (alice's own 400, and 400 as a sharee in B)
+    assert len(shared[ALICE]) + len(shared["B"]) == 500
+
+
+async def test_an_account_changed_many_times_in_a_row_is_read_once(tmp_path, monkeypatch):
+    """§9.3.2 (load): twenty changes in quick succession to an account's events lead to
+    a few re-reads of its alerts, not twenty; its alert still fires."""
+    from jmap_host_calendars import alerts as module
+
+    reads: list[str] = []
+    real = module.account_due
+
+    def counted(db: Any, account: str, *rest: Any) -> list[Any]:
+        reads.append(account)
+        return real(db, account, *rest)
+
+    monkeypatch.setattr(module, "account_due", counted)
+    async with running_server(write_config(tmp_path)) as server:
+        alice = await connect(server, "alice", ALICE)
+        calendar = await default_calendar(alice)
+        async with streams(server, "alice", "CalendarAlert") as (stream,):
+            due = dt.datetime.now(UTC) + dt.timedelta(seconds=3)
+            created = await create_events(alice, e=event_due(due, calendar))
+            await trio.sleep(0.5)
+            before = len(reads)
+            for i in range(20):
+                await alice.ok("CalendarEvent/set", update={
+                    created["e"]["id"]: {"title": f"t{i}"}})  # fmt: skip
+                await trio.sleep(0.02)
+            await trio.sleep(0.5)
+            assert 1 <= len(reads) - before <= 8, len(reads) - before
+            [fired] = await stream.wait_alerts(1)
+            assert fired["calendarEventId"] == created["e"]["id"]
