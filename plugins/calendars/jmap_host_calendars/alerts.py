@@ -763,35 +763,61 @@ class Scheduler:
         return "emailed"
 
     async def _acknowledge(self, owner: Principal, d: Due, stamp: str) -> None:
-        """JSCalendar §3.5.1: an email alert is acknowledged once sent, on the base event
-        (§6.2: no recurrence override), a default alert copied onto the event to hold it."""
+        """JSCalendar §3.5.1: an email alert is acknowledged once sent, by a patch of its
+        ``acknowledged`` alone (RFC 8620 §5.3 PatchObject: a client's concurrent change to
+        the other alerts is kept): on the base event (§6.2: no new recurrence override),
+        in the occurrence's override when the alert is overridden there, and a default
+        alert copied onto the event to hold it (§6.1)."""
         using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
         client = LocalClient(self.host, owner, using, d.account)
         try:
             listed = (await client.call("CalendarEvent/get", ids=[d.event_id], properties=[
-                "alerts", "useDefaultAlerts", "calendarIds"]))["list"]  # fmt: skip
+                "alerts", "calendarIds", "recurrenceOverrides"]))["list"]  # fmt: skip
             if not listed:
                 return
-            alerts = dict(listed[0].get("alerts") or {})
-            current = alerts.get(d.alert_id)
-            if current is None:  # a default alert (§6.1): copied, to hold its acknowledged
-                ids = list(listed[0].get("calendarIds") or {})
-                got = await client.call("Calendar/get", ids=ids, properties=[
-                    "defaultAlertsWithTime", "defaultAlertsWithoutTime"])  # fmt: skip
-                defaults = {k: v for c in got["list"]
-                            for p in ("defaultAlertsWithTime", "defaultAlertsWithoutTime")
-                            for k, v in (c.get(p) or {}).items()}  # fmt: skip
-                current = defaults.get(d.alert_id)
-                if current is None:
-                    return
-            alerts[d.alert_id] = {**current, "acknowledged": stamp}
-            answer = await client.call("CalendarEvent/set",
-                                       update={d.event_id: {"alerts": alerts}})  # fmt: skip
+            patch = await self._acknowledgement(client, listed[0], d, stamp)
+            if patch is None:
+                return
+            answer = await client.call("CalendarEvent/set", update={d.event_id: patch})
         except MethodFailed as exc:
             answer = {"error": str(exc)}
         if d.event_id not in (answer.get("updated") or {}):
             log.warning("email alert %s of event %s not acknowledged: %s", d.alert_id,
                         d.event_id, answer)  # fmt: skip
+
+    async def _acknowledgement(
+        self, client: LocalClient, event: dict[str, Any], d: Due, stamp: str
+    ) -> dict[str, Any] | None:
+        """The PatchObject that sets ``acknowledged`` of alert ``d`` and nothing else."""
+        token = d.alert_id.replace("~", "~0").replace("/", "~1")  # (RFC 6901)
+        override = (event.get("recurrenceOverrides") or {}).get(d.recurrence_id)
+        if d.recurrence_id and isinstance(override, dict):
+            # (pointers into the override's own PatchObject, whose keys are pointers too)
+            at = f"recurrenceOverrides/{d.recurrence_id.replace('~', '~0')}"
+            alert_key = f"alerts/{d.alert_id}"
+            if isinstance(override.get("alerts"), dict) and d.alert_id in override["alerts"]:
+                return {f"{at}/alerts/{token}/acknowledged": stamp}
+            if isinstance(override.get(alert_key), dict):
+                return {f"{at}/alerts~1{token}/acknowledged": stamp}
+            if any(k.startswith(alert_key + "/") for k in override):
+                return {f"{at}/alerts~1{token}~1acknowledged": stamp}
+        alerts = event.get("alerts")
+        if isinstance(alerts, dict) and isinstance(alerts.get(d.alert_id), dict):
+            return {f"alerts/{token}/acknowledged": stamp}
+        # A default alert (§6.1): copied, to hold its acknowledged.
+        ids = list(event.get("calendarIds") or {})
+        got = await client.call("Calendar/get", ids=ids, properties=[
+            "defaultAlertsWithTime", "defaultAlertsWithoutTime"])  # fmt: skip
+        defaults = {k: v for c in got["list"]
+                    for p in ("defaultAlertsWithTime", "defaultAlertsWithoutTime")
+                    for k, v in (c.get(p) or {}).items()}  # fmt: skip
+        current = defaults.get(d.alert_id)
+        if current is None:
+            return None
+        copied = {**current, "acknowledged": stamp}
+        if isinstance(alerts, dict):
+            return {f"alerts/{token}": copied}
+        return {"alerts": {d.alert_id: copied}}  # (no alerts at all: nothing else to keep)
 
 
 def reminder(event: dict[str, Any], d: Due, address: str, now: dt.datetime) -> bytes:

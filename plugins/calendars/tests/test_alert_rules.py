@@ -292,3 +292,81 @@ async def test_an_account_changed_many_times_in_a_row_is_read_once(tmp_path, mon
             assert 1 <= len(reads) - before <= 8, len(reads) - before
             [fired] = await stream.wait_alerts(1)
             assert fired["calendarEventId"] == created["e"]["id"]
+
+
+# -- 5. an email alert's acknowledgement, patched alone ---------------------------------------
+
+
+async def acknowledged_with_a_race(tmp_path: Any, monkeypatch: Any, make: Any, race: Any):
+    """Run the server; create the event ``make(calendar, due)`` returns; just before the
+    scheduler's acknowledging CalendarEvent/set, apply ``race`` (a client's concurrent
+    patch); return the event once its email alert's acknowledgement is written."""
+    from jmap_host_calendars import alerts as module
+
+    raced = trio.Event()
+    holder: dict[str, Any] = {}
+
+    class Racing(module.LocalClient):  # type: ignore[misc, name-defined]
+        async def call(self, method: str, **arguments: Any) -> Any:
+            if method == "CalendarEvent/set" and not raced.is_set():
+                await holder["alice"].ok("CalendarEvent/set", update={holder["id"]: race})
+                raced.set()
+            return await super().call(method, **arguments)
+
+    monkeypatch.setattr(module, "LocalClient", Racing)
+    async with running_server(write_config(tmp_path)) as server:
+        alice = await connect(server, "alice", ALICE)
+        calendar = await default_calendar(alice)
+        due = dt.datetime.now(UTC) + dt.timedelta(seconds=1)
+        created = await create_events(alice, e=make(calendar, due))
+        holder.update(alice=alice, id=created["e"]["id"])
+        with trio.fail_after(8):
+            await raced.wait()
+        await trio.sleep(0.5)
+        [event] = (await alice.ok("CalendarEvent/get", ids=[holder["id"]]))["list"]
+        return event
+
+
+async def test_email_acknowledgement_keeps_a_concurrent_change(tmp_path, monkeypatch):
+    """§6.2, RFC 8620 §5.3: the server's acknowledgement of a sent email alert patches
+    ``alerts/<id>/acknowledged`` only: an alert a client added meanwhile is kept."""
+    snooze = absolute(dt.datetime(2030, 1, 1, tzinfo=UTC))
+    event = await acknowledged_with_a_race(
+        tmp_path, monkeypatch,
+        lambda calendar, due: event_due(due, calendar, {"m": alert(action="email")}),
+        {"alerts/added": snooze})  # fmt: skip
+    assert set(event["alerts"]) == {"m", "added"}
+    assert event["alerts"]["added"] == snooze
+    assert event["alerts"]["m"]["acknowledged"]
+    assert event["recurrenceOverrides"] is None and event["sequence"] == 0
+
+
+async def test_email_acknowledgement_of_an_overridden_alert_goes_to_its_override(
+    tmp_path, monkeypatch
+):
+    """§6.2: an alert already overridden in ``recurrenceOverrides`` is acknowledged
+    there, not on the base event; the base event's alerts, changed meanwhile by a
+    client, are left as the client made them."""
+    rid: dict[str, str] = {}
+
+    def make(calendar: str, due: dt.datetime) -> dict[str, Any]:
+        series = event_due(
+            due,
+            calendar,
+            {"far": alert("-P300D")},
+            recurrenceRule={"@type": "RecurrenceRule", "frequency": "daily"},
+        )
+        today = series["start"]
+        series["start"] = local(due + dt.timedelta(minutes=15) - dt.timedelta(days=3))
+        rid["today"] = today
+        series["recurrenceOverrides"] = {today: {"alerts/m": alert(action="email")}}
+        return series
+
+    event = await acknowledged_with_a_race(
+        tmp_path, monkeypatch, make, {"alerts/far/trigger/offset": "-P200D"}
+    )
+    assert event["alerts"] == {"far": alert("-P200D")}
+    [override] = event["recurrenceOverrides"].values()
+    assert list(event["recurrenceOverrides"]) == [rid["today"]]
+    assert set(override) == {"alerts/m"}
+    assert override["alerts/m"]["action"] == "email" and override["alerts/m"]["acknowledged"]
