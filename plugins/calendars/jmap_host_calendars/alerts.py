@@ -16,8 +16,10 @@ OffsetTrigger (JSCalendar §3.5.1) counts from each occurrence's start or end (t
 recurrence expanded by recur.py in the event's time zone, or for a floating event the
 calendar's, so DST is exact; an offset's days are nominal days in that zone), with each
 occurrence's overridden alerts; an AbsoluteTrigger fires once at its time (in a recurring
-event: for the first occurrence not yet over then).  An alert whose ``acknowledged`` is at
-or after its trigger time does not fire (§6.2); unknown trigger types never fire.
+event: a snooze for the occurrence whose alert it snoozes, §6.3; one in an override for
+that occurrence; another for the first occurrence not yet over then, or the first).  An
+alert whose ``acknowledged`` is at or after its trigger time does not fire (§6.2);
+unknown trigger types never fire.
 
 When: the scheduler indexes the trigger times in ``[now - catch-up, now + horizon]`` over
 every account, sleeps until the next one, and is woken early by any Calendar or
@@ -26,8 +28,11 @@ again); the whole index is rebuilt every half horizon.  Each alert fires once: t
 (account, user, event, recurrenceId, alert id, trigger time) is recorded in
 ``calendars_alert_fired`` in the same transaction that decides it, before it is pushed,
 so a restart never fires it again (at most once: a crash between the commit and the push
-loses that one push).  An alert that came due while the server was down fires late, once,
-when it is at most ``catch-up`` late; later than that it is dropped (logged).  At most
+loses that one push).  At most max-per-minute times the indexed window's minutes firings
+are indexed per event and per user, the earliest (§9.3.2: a minutely event with many
+alerts must not fill memory); an account changed many times in a row is read once.  An
+alert that came due while the server was down fires late, once, when it is at most
+``catch-up`` late; later than that it is dropped (logged).  At most
 ``max-per-minute`` alerts fire per user (§9.3.2); past that they are recorded as dropped.
 
 Push: ``host.push.publish_object(user, "CalendarAlert", ...)`` to the alerted user only;
@@ -92,6 +97,7 @@ READ_PROPERTIES = ["calendarIds", "uid", "isDraft", "start", "timeZone", "durati
                    "showWithoutTime", "recurrenceRule", "recurrenceOverrides",
                    "useDefaultAlerts", "alerts"]  # fmt: skip
 RETRY = 30.0  # seconds before trying again after a failed pass
+DEBOUNCE = 0.25  # seconds of further changes gathered before an account is read again
 
 migrations = sqlite_utils.Migrations("jmap-host-calendars:alerts")
 
@@ -170,10 +176,26 @@ def shift(moment: dt.datetime, zone: str, offset: str) -> dt.datetime:
     "-P1D" alert is at the same wall-clock time the day before, across DST), then its
     time as exact time."""
     sign, days, seconds = signed_offset(offset)
-    if days:
-        local = moment.astimezone(zoneinfo.ZoneInfo(zone)).replace(tzinfo=None)
-        moment = jscalendar.to_utc(local + dt.timedelta(days=sign * days), zone)
-    return moment + dt.timedelta(seconds=sign * seconds)
+    try:
+        if days:
+            local = moment.astimezone(zoneinfo.ZoneInfo(zone)).replace(tzinfo=None)
+            moment = jscalendar.to_utc(local + dt.timedelta(days=sign * days), zone)
+        return moment + dt.timedelta(seconds=sign * seconds)
+    except OverflowError as exc:  # (outside datetime's years 1 to 9999: it never fires)
+        raise ValueError(f"{offset}: out of range") from exc
+
+
+EARLIEST = dt.datetime.min.replace(tzinfo=UTC) + dt.timedelta(days=3)
+LATEST = dt.datetime.max.replace(tzinfo=UTC) - dt.timedelta(days=3)
+
+
+def _plus(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """``moment + delta`` held within datetime's range (less the days a time zone or a
+    nominal day may add), for the bounds of an expansion window."""
+    try:
+        return min(max(moment + delta, EARLIEST), LATEST)
+    except OverflowError:
+        return EARLIEST if delta < dt.timedelta(0) else LATEST
 
 
 def effective_alerts(
@@ -220,8 +242,11 @@ def event_triggers(
     zone: str,
     low: dt.datetime,
     high: dt.datetime,
+    limit: int | None = None,
 ) -> list[Due]:
-    """The alert firings of ``event`` due in [low, high), acknowledged ones left out."""
+    """The alert firings of ``event`` due in [low, high), acknowledged ones left out; with
+    ``limit``, only the earliest ``limit`` (§9.3.2: a frequent recurrence with many alerts
+    is not indexed in full; the occurrences past the last kept are not looked at)."""
     base = effective_alerts(event, calendars)
     overrides = event.get("recurrenceOverrides") or {}
     if not base and not any(
@@ -231,18 +256,30 @@ def event_triggers(
         return []
     recurring = recur.is_recurring(event)
     event_zone = event.get("timeZone") or zone
-    spans = [_reach(a) for a in base.values()] or [(dt.timedelta(0), dt.timedelta(0))]
+    # (an alert whose occurrences would lie past the years a datetime holds never fires,
+    # and must not widen the expansion to those years)
+    spans = [s for s in map(_reach, base.values()) if _reachable(s, low, high)]
+    spans = spans or [(dt.timedelta(0), dt.timedelta(0))]
     earliest = min(s[0] for s in spans)
     latest = max(s[1] for s in spans)
     slack = dt.timedelta(days=1)  # (nominal days across a DST change, overridden alerts)
     try:
-        found = recur.occurrences(event, low - latest - slack, high - earliest + slack, zone)
-    except (recur.CannotExpand, ValueError, KeyError, zoneinfo.ZoneInfoNotFoundError) as exc:
+        found = recur.occurrences(event, _plus(low, -latest - slack),
+                                  _plus(high, -earliest + slack), zone)  # fmt: skip
+    except (recur.CannotExpand, ValueError, KeyError, OverflowError,
+            zoneinfo.ZoneInfoNotFoundError) as exc:  # fmt: skip
         log.info("alerts of event %s in %s not expanded: %s", event["id"], account, exc)
         return []
     out: list[Due] = []
     uid = event.get("uid") or ""
+    cutoff: dt.datetime | None = None  # (with a limit: the latest firing kept so far)
+    nominal = slack if any(_days(a) for a in base.values()) else dt.timedelta(0)
     for occ in found:
+        if limit is not None and len(out) >= (limit if cutoff is None else 2 * limit):
+            out = sorted(out)[:limit]
+            cutoff = out[-1].at
+        if cutoff is not None and _plus(occ.start, earliest - nominal) > cutoff:
+            break  # (occurrences come in order of start: none of the rest is earlier)
         alerts = base if not occ.patch else effective_alerts(
             _occurrence_view(event, occ.patch), calendars)  # fmt: skip
         rid = occ.recurrence_id if recurring else ""
@@ -260,19 +297,53 @@ def event_triggers(
                 continue
             if low <= at < high and not _acknowledged(alert, at):
                 out.append(Due(at, account, event["id"], rid, alert_id, uid, _action(alert)))
-    # AbsoluteTriggers: once per event, whatever its occurrences.
+    # AbsoluteTriggers: once each, wherever the alerts property holding them is (§6.3: a
+    # snooze goes beside the alert it snoozes): the event's own ...
     for alert_id, alert in base.items():
-        trigger = alert.get("trigger")
-        if not isinstance(trigger, dict) or trigger.get("@type") != "AbsoluteTrigger":
+        at = _absolute(alert, low, high)
+        if at is not None:
+            rid = _snoozed_occurrence(event, base, alert, zone) if recurring else ""
+            out.append(Due(at, account, event["id"], rid, alert_id, uid, _action(alert)))
+    # ... and every override's, for its occurrence, wherever that occurrence lies.
+    for rid, patch in overrides.items():
+        if (
+            not recurring
+            or not isinstance(patch, dict)
+            or patch.get("excluded")
+            or not any(k.split("/")[0] in ("alerts", "useDefaultAlerts") for k in patch)
+        ):
             continue
-        at = _moment(trigger.get("when"))
-        if at is None:
-            continue
-        if not (low <= at < high) or _acknowledged(alert, at):
-            continue
-        rid = _occurrence_at(event, at, zone) if recurring else ""
-        out.append(Due(at, account, event["id"], rid, alert_id, uid, _action(alert)))
-    return out
+        view = effective_alerts(_occurrence_view(event, patch), calendars)
+        for alert_id, alert in view.items():
+            if base.get(alert_id) == alert:
+                continue  # (the event's own, not overridden: fired above)
+            at = _absolute(alert, low, high)
+            if at is not None:
+                out.append(Due(at, account, event["id"], rid, alert_id, uid, _action(alert)))
+    return out if limit is None else sorted(out)[:limit]
+
+
+def cap_per_user(index: dict[str, list[Due]], limit: int) -> dict[str, list[Due]]:
+    """The index with at most ``limit`` firings per alerted user (§9.3.2), the earliest,
+    across the accounts they are alerted in."""
+    by_user: dict[str, list[Due]] = {}
+    for dues in index.values():
+        for d in dues:
+            by_user.setdefault(d.user or d.account, []).append(d)
+    kept = {d.key for dues in by_user.values() for d in sorted(dues)[:limit]}
+    return {a: [d for d in dues if d.key in kept] for a, dues in index.items()}
+
+
+def _absolute(alert: dict[str, Any], low: dt.datetime, high: dt.datetime) -> dt.datetime | None:
+    """The time of an AbsoluteTrigger alert if it is due in [low, high) and not
+    acknowledged (§6.2), else None."""
+    trigger = alert.get("trigger")
+    if not isinstance(trigger, dict) or trigger.get("@type") != "AbsoluteTrigger":
+        return None
+    at = _moment(trigger.get("when"))
+    if at is None or not (low <= at < high) or _acknowledged(alert, at):
+        return None
+    return at
 
 
 def _reach(alert: dict[str, Any]) -> tuple[dt.timedelta, dt.timedelta]:
@@ -283,20 +354,99 @@ def _reach(alert: dict[str, Any]) -> tuple[dt.timedelta, dt.timedelta]:
         return dt.timedelta(0), dt.timedelta(0)
     try:
         sign, days, seconds = signed_offset(trigger["offset"])
-    except ValueError:
+        offset = sign * dt.timedelta(days=days, seconds=seconds)
+    except (ValueError, OverflowError):  # (an offset past timedelta's range never fires)
         return dt.timedelta(0), dt.timedelta(0)
-    offset = sign * dt.timedelta(days=days, seconds=seconds)
     return min(offset, dt.timedelta(0)), max(offset, dt.timedelta(0))
 
 
-def _occurrence_at(event: dict[str, Any], at: dt.datetime, zone: str) -> str:
-    """The recurrence id of the first occurrence not over at ``at`` (what a snooze of a
-    recurring event's alert is about), or "" if none within a year."""
+def _days(alert: dict[str, Any]) -> int:
+    """The nominal days of an OffsetTrigger's offset (0 for any other trigger)."""
+    trigger = alert.get("trigger")
+    if not isinstance(trigger, dict) or not isinstance(trigger.get("offset"), str):
+        return 0
     try:
-        found = recur.occurrences(event, at, at + dt.timedelta(days=366), zone)
-    except recur.CannotExpand:
+        return signed_offset(trigger["offset"])[1]
+    except ValueError:
+        return 0
+
+
+def _reachable(span: tuple[dt.timedelta, dt.timedelta], low: dt.datetime,
+               high: dt.datetime) -> bool:  # fmt: skip
+    """Whether an occurrence whose trigger is ``span`` from it can be due in [low, high)."""
+    try:
+        return low - span[0] <= LATEST and high - span[1] >= EARLIEST
+    except OverflowError:
+        return False
+
+
+def _snoozed_occurrence(
+    event: dict[str, Any], alerts: dict[str, dict[str, Any]], alert: dict[str, Any],
+    zone: str, depth: int = 0,
+) -> str:  # fmt: skip
+    """The recurrence id an AbsoluteTrigger alert of a recurring event is about (§6.4:
+    never null for a recurring event): for a snooze (§6.3, ``relatedTo`` ``snooze``), the
+    occurrence whose firing of the parent alert it snoozes, the last one due at or before
+    the parent was acknowledged (or the snooze's time); else the first occurrence not
+    over at its time; else the event's first."""
+    at = _moment(alert["trigger"].get("when")) or dt.datetime.now(UTC)
+    parents = [k for k, r in (alert.get("relatedTo") or {}).items() if isinstance(r, dict)
+               and isinstance(r.get("relation"), dict) and r["relation"].get("snooze")]  # fmt: skip
+    parent = next((alerts[k] for k in parents if k in alerts), None)
+    trigger = parent.get("trigger") if parent else None
+    if parent is not None and isinstance(trigger, dict):
+        if trigger.get("@type") == "AbsoluteTrigger" and depth < 8:  # (a snooze's snooze)
+            return _snoozed_occurrence(event, alerts, parent, zone, depth + 1)
+        acked = _moment(parent.get("acknowledged"))
+        found = _last_firing(event, parent, min(at, acked) if acked else at, zone)
+        if found:
+            return found
+    try:
+        later = recur.occurrences(event, at, _plus(at, dt.timedelta(days=366)), zone)
+    except (recur.CannotExpand, ValueError, KeyError, OverflowError,
+            zoneinfo.ZoneInfoNotFoundError):  # fmt: skip
+        later = []
+    if later:
+        return later[0].recurrence_id
+    return jscalendar.local_datetime(event["start"]).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _last_firing(event: dict[str, Any], parent: dict[str, Any], before: dt.datetime,
+                 zone: str) -> str:  # fmt: skip
+    """The recurrence id of the last occurrence whose (not overridden) ``parent`` alert
+    came due at or before ``before``, looked for a day back, then a month, then a year;
+    "" if none."""
+    trigger = parent["trigger"]
+    if not isinstance(trigger.get("offset"), str):
         return ""
-    return found[0].recurrence_id if found else ""
+    earliest, latest = _reach(parent)
+    event_zone = event.get("timeZone") or zone
+    for back in (1, 32, 367):
+        try:
+            found = recur.occurrences(
+                event,
+                _plus(before, -latest - dt.timedelta(days=back)),
+                _plus(before, -earliest + dt.timedelta(days=1)),
+                zone,
+            )
+        except (recur.CannotExpand, ValueError, KeyError, OverflowError,
+                zoneinfo.ZoneInfoNotFoundError):  # fmt: skip
+            return ""
+        best: tuple[dt.datetime, str] | None = None
+        for occ in found:
+            if occ.patch and any(k.split("/")[0] in ("alerts", "useDefaultAlerts")
+                                 for k in occ.patch):  # fmt: skip
+                continue  # (its alerts are the override's: a snooze of them is there)
+            relative = occ.end if trigger.get("relativeTo") == "end" else occ.start
+            try:
+                due = shift(relative, event_zone, trigger["offset"])
+            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+                continue
+            if due <= before and (best is None or due > best[0]):
+                best = (due, occ.recurrence_id)
+        if best:
+            return best[1]
+    return ""
 
 
 def _moment(value: Any) -> dt.datetime | None:
@@ -325,18 +475,20 @@ CALENDAR_PROPERTIES = ["isSubscribed", "timeZone", "defaultAlertsWithTime",
 
 
 def account_due(
-    db: sqlite_utils.Database, account: str, low: dt.datetime, high: dt.datetime
-) -> list[Due]:
+    db: sqlite_utils.Database, account: str, low: dt.datetime, high: dt.datetime,
+    limit: int | None = None,
+) -> list[Due]:  # fmt: skip
     """Every alert firing of ``account`` due in [low, high), for its owner (§6: events in
     calendars the owner is subscribed to)."""
     calendars = objectstore.read_records(db, CALENDAR, account, None, CALENDAR_PROPERTIES)
     events = objectstore.read_records(db, EVENT, account, None, READ_PROPERTIES)
-    return _dues(account, "", calendars, events, low, high)
+    return _dues(account, "", calendars, events, low, high, limit)
 
 
 def sharee_due(
-    db: sqlite_utils.Database, access: Any, low: dt.datetime, high: dt.datetime
-) -> list[Due]:
+    db: sqlite_utils.Database, access: Any, low: dt.datetime, high: dt.datetime,
+    limit: int | None = None,
+) -> list[Due]:  # fmt: skip
     """The alert firings due in [low, high) of a sharee (``access``, sharing.load_access)
     in the shared account: their own alerts (§5.4, per-user) of the events they see, in
     the calendars they subscribed to, with their own default alerts (§4.3)."""
@@ -350,7 +502,7 @@ def sharee_due(
     ).fetchall()]  # fmt: skip
     events = objectstore.read_records(db, EVENT, account, ids, READ_PROPERTIES)
     sharing.present(db, EVENT, access, events)  # (their alerts; private events reduced)
-    return _dues(account, access.grantee, calendars, events, low, high)
+    return _dues(account, access.grantee, calendars, events, low, high, limit)
 
 
 def _dues(
@@ -360,6 +512,7 @@ def _dues(
     events: list[dict[str, Any]],
     low: dt.datetime,
     high: dt.datetime,
+    limit: int | None = None,
 ) -> list[Due]:
     by_id = {c["id"]: c for c in calendars}
     subscribed = {i for i, c in by_id.items() if c.get("isSubscribed", True)}
@@ -372,7 +525,11 @@ def _dues(
             continue
         mine = [by_id[i] for i in ids]
         zone = next((c["timeZone"] for c in mine if c.get("timeZone")), None) or "Etc/UTC"
-        found = event_triggers(account, event, mine, zone, low, high)
+        try:
+            found = event_triggers(account, event, mine, zone, low, high, limit)
+        except Exception:  # (one event's bad data must not stop every other alert)
+            log.exception("alerts of event %s in %s skipped", event.get("id"), account)
+            continue
         out += [dataclasses.replace(d, user=user) for d in found] if user else found
     return out
 
@@ -430,6 +587,16 @@ class Scheduler:
                 changed = set()
                 with trio.move_on_after(max(0.0, delay)):
                     changed = await watcher.wait()
+                if changed:  # (an account changed many times in a row is read once)
+                    with trio.move_on_after(DEBOUNCE):
+                        while True:
+                            changed |= await watcher.wait()
+
+    def limit(self) -> int:
+        """The most firings indexed per event and per user (§9.3.2): as many as the rate
+        limit lets fire over the indexed window (catch-up and horizon)."""
+        minutes = (self.catch_up + self.horizon).total_seconds() / 60
+        return max(1, int(self.max_per_minute * max(1.0, minutes)))
 
     def _next_wake(self) -> dt.datetime:
         upcoming = [d.at for dues in self.index.values() for d in dues]
@@ -445,19 +612,22 @@ class Scheduler:
             self.refresh_at = now + self.horizon / 2
         if which is None or which:
             end = self.window_end
+            limit = self.limit()
             sharees = await self._sharees(which)
 
             def read(db: sqlite_utils.Database) -> dict[str, list[Due]]:
                 accounts = event_accounts(db) if which is None else sorted(which)
-                out = {a: account_due(db, a, low, end) for a in accounts}
+                out = {a: account_due(db, a, low, end, limit) for a in accounts}
                 for account, entries in sharees.items():
                     for shared, principal in entries:
                         access = sharing.load_access(db, self.host, shared, principal)
-                        out.setdefault(account, []).extend(sharee_due(db, access, low, end))
+                        out.setdefault(account, []).extend(
+                            sharee_due(db, access, low, end, limit))  # fmt: skip
                 return out
 
             found = await self.host.store.read(read, inline=False)
-            self.index = found if which is None else {**self.index, **found}
+            merged = found if which is None else {**self.index, **found}
+            self.index = cap_per_user(merged, limit)
         due = [d for dues in self.index.values() for d in dues if d.at <= now]
         if due:
             await self.fire(due, now)
@@ -593,35 +763,61 @@ class Scheduler:
         return "emailed"
 
     async def _acknowledge(self, owner: Principal, d: Due, stamp: str) -> None:
-        """JSCalendar §3.5.1: an email alert is acknowledged once sent, on the base event
-        (§6.2: no recurrence override), a default alert copied onto the event to hold it."""
+        """JSCalendar §3.5.1: an email alert is acknowledged once sent, by a patch of its
+        ``acknowledged`` alone (RFC 8620 §5.3 PatchObject: a client's concurrent change to
+        the other alerts is kept): on the base event (§6.2: no new recurrence override),
+        in the occurrence's override when the alert is overridden there, and a default
+        alert copied onto the event to hold it (§6.1)."""
         using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
         client = LocalClient(self.host, owner, using, d.account)
         try:
             listed = (await client.call("CalendarEvent/get", ids=[d.event_id], properties=[
-                "alerts", "useDefaultAlerts", "calendarIds"]))["list"]  # fmt: skip
+                "alerts", "calendarIds", "recurrenceOverrides"]))["list"]  # fmt: skip
             if not listed:
                 return
-            alerts = dict(listed[0].get("alerts") or {})
-            current = alerts.get(d.alert_id)
-            if current is None:  # a default alert (§6.1): copied, to hold its acknowledged
-                ids = list(listed[0].get("calendarIds") or {})
-                got = await client.call("Calendar/get", ids=ids, properties=[
-                    "defaultAlertsWithTime", "defaultAlertsWithoutTime"])  # fmt: skip
-                defaults = {k: v for c in got["list"]
-                            for p in ("defaultAlertsWithTime", "defaultAlertsWithoutTime")
-                            for k, v in (c.get(p) or {}).items()}  # fmt: skip
-                current = defaults.get(d.alert_id)
-                if current is None:
-                    return
-            alerts[d.alert_id] = {**current, "acknowledged": stamp}
-            answer = await client.call("CalendarEvent/set",
-                                       update={d.event_id: {"alerts": alerts}})  # fmt: skip
+            patch = await self._acknowledgement(client, listed[0], d, stamp)
+            if patch is None:
+                return
+            answer = await client.call("CalendarEvent/set", update={d.event_id: patch})
         except MethodFailed as exc:
             answer = {"error": str(exc)}
         if d.event_id not in (answer.get("updated") or {}):
             log.warning("email alert %s of event %s not acknowledged: %s", d.alert_id,
                         d.event_id, answer)  # fmt: skip
+
+    async def _acknowledgement(
+        self, client: LocalClient, event: dict[str, Any], d: Due, stamp: str
+    ) -> dict[str, Any] | None:
+        """The PatchObject that sets ``acknowledged`` of alert ``d`` and nothing else."""
+        token = d.alert_id.replace("~", "~0").replace("/", "~1")  # (RFC 6901)
+        override = (event.get("recurrenceOverrides") or {}).get(d.recurrence_id)
+        if d.recurrence_id and isinstance(override, dict):
+            # (pointers into the override's own PatchObject, whose keys are pointers too)
+            at = f"recurrenceOverrides/{d.recurrence_id.replace('~', '~0')}"
+            alert_key = f"alerts/{d.alert_id}"
+            if isinstance(override.get("alerts"), dict) and d.alert_id in override["alerts"]:
+                return {f"{at}/alerts/{token}/acknowledged": stamp}
+            if isinstance(override.get(alert_key), dict):
+                return {f"{at}/alerts~1{token}/acknowledged": stamp}
+            if any(k.startswith(alert_key + "/") for k in override):
+                return {f"{at}/alerts~1{token}~1acknowledged": stamp}
+        alerts = event.get("alerts")
+        if isinstance(alerts, dict) and isinstance(alerts.get(d.alert_id), dict):
+            return {f"alerts/{token}/acknowledged": stamp}
+        # A default alert (§6.1): copied, to hold its acknowledged.
+        ids = list(event.get("calendarIds") or {})
+        got = await client.call("Calendar/get", ids=ids, properties=[
+            "defaultAlertsWithTime", "defaultAlertsWithoutTime"])  # fmt: skip
+        defaults = {k: v for c in got["list"]
+                    for p in ("defaultAlertsWithTime", "defaultAlertsWithoutTime")
+                    for k, v in (c.get(p) or {}).items()}  # fmt: skip
+        current = defaults.get(d.alert_id)
+        if current is None:
+            return None
+        copied = {**current, "acknowledged": stamp}
+        if isinstance(alerts, dict):
+            return {f"alerts/{token}": copied}
+        return {"alerts": {d.alert_id: copied}}  # (no alerts at all: nothing else to keep)
 
 
 def reminder(event: dict[str, Any], d: Due, address: str, now: dt.datetime) -> bytes:
