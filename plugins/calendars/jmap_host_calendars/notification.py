@@ -35,8 +35,9 @@ from . import peruser
 NOTIFICATION_TYPE = "CalendarEventNotification"
 MAX_NOTIFICATIONS = 500  # per user and account (§7: the server MAY limit them)
 FOR = "for"  # the derived column naming the Principal a notification is for
-# Not part of a notification's event: computed at fetch time, or per-user (§5.4).
-LEFT_OUT = {"id", "utcStart", "utcEnd", "isOrigin", "baseEventId", *peruser.PER_USER}
+# Not part of a notification's event: computed at fetch time (per-user values, §5.4, are
+# split off by the event type's SharedThrough, in overrides too).
+LEFT_OUT = {"id", "utcStart", "utcEnd", "isOrigin", "baseEventId"}
 
 
 def _access(account: Any, principal: Any, operation: str) -> bool:
@@ -77,7 +78,14 @@ CALENDAR_EVENT_NOTIFICATION = DataType(
 
 
 def _event_of(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in LEFT_OUT}
+    """The event as a notification holds it: no per-user values, at the top level or in
+    its overrides (§7: a notification "does not have any per-user data"), nothing
+    computed."""
+    from .event import EVENT
+
+    assert EVENT.shared_through is not None
+    shared, _ = sharing.split_per_user(EVENT.shared_through, record)
+    return {k: v for k, v in shared.items() if k not in LEFT_OUT}
 
 
 def _patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -180,8 +188,7 @@ def notify(
                 if event is None:
                     continue
                 if event.get("privacy") == "private":
-                    for name in [k for k in event if k not in peruser.PRIVATE_VISIBLE]:
-                        del event[name]
+                    peruser.private_view(event)  # (§5.7, as their CalendarEvent/get)
                 if peruser.hides_attendees(event, mine):
                     peruser.reduce_participants(event, mine)
         notification = {

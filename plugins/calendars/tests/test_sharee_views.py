@@ -1,0 +1,83 @@
+"""What a sharee is shown of events outside CalendarEvent/get, at the wire: notifications
+(draft-ietf-jmap-calendars §7, with §5.4 per-user properties and §5.7 privacy), errors of
+CalendarEvent/set on ids they may not see (§5.7 "secret", §5.9 utcStart/utcEnd and
+instance ids), and the events of Principal/getAvailability (§2.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jmap_host import account_id_for
+from jmap_host.testing import AccountClient, running_server, write_config
+
+CORE = "urn:ietf:params:jmap:core"
+CALENDARS = "urn:ietf:params:jmap:calendars"
+PRINCIPALS = "urn:ietf:params:jmap:principals"
+AVAILABILITY = "urn:ietf:params:jmap:principals:availability"
+USING = [CORE, CALENDARS, PRINCIPALS, AVAILABILITY]
+ALICE, BOB = account_id_for("alice"), account_id_for("bob")
+NOTE = "CalendarEventNotification"
+
+
+class Client(AccountClient):
+    def __init__(self, http: Any, account: str):
+        super().__init__(http, account, USING)
+
+
+async def setup(server: Any, **granted: bool) -> tuple[Client, Client, Client, str]:
+    """alice, bob in alice's account, bob in his own, and alice's calendar "Team" shared
+    with bob with ``granted`` rights."""
+    alice = Client(await server.client("alice").__aenter__(), ALICE)
+    bob_own = Client(await server.client("bob").__aenter__(), BOB)
+    await bob_own.ok("Calendar/get", ids=None)  # (bob's account and identities exist)
+    made = await alice.ok("Calendar/set", create={"t": {"name": "Team"}})
+    team = made["created"]["t"]["id"]
+    await alice.ok("Calendar/set", update={team: {"shareWith": {BOB: granted}}})
+    return alice, Client(bob_own.http, ALICE), bob_own, team
+
+
+def event(team: str, **extra: Any) -> dict[str, Any]:
+    return {"calendarIds": {team: True}, "title": "Standup", "start": "2026-06-01T09:00:00",
+            "timeZone": "Europe/Berlin", "duration": "PT15M", **extra}  # fmt: skip
+
+
+async def create(client: Client, obj: dict[str, Any]) -> str:
+    made = await client.ok("CalendarEvent/set", create={"e": obj})
+    assert "e" in made.get("created") or {}, made
+    return made["created"]["e"]["id"]
+
+
+async def new_notes(client: Client, state: str) -> list[dict[str, Any]]:
+    changes = await client.ok(f"{NOTE}/changes", sinceState=state)
+    return (await client.ok(f"{NOTE}/get", ids=changes["created"]))["list"]
+
+
+async def note_state(client: Client) -> str:
+    return str((await client.ok(f"{NOTE}/get", ids=[]))["state"])
+
+
+async def test_notification_event_has_no_per_user_values_nor_private_details(tmp_path):
+    """§7: a notification "does not have any per-user data", so the owner's per-occurrence
+    per-user values (§5.4: inside recurrenceOverrides too) are not in it; §5.7: of a
+    "private" event a sharee's notification shows only what their CalendarEvent/get would,
+    in its overrides as well."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice, bob, _, team = await setup(server, mayReadItems=True, mayUpdatePrivate=True)
+        await bob.ok("Calendar/set", update={team: {"isSubscribed": True}})
+        state = await note_state(bob)
+        rule = {"frequency": "daily", "count": 5}
+        await create(alice, event(team, recurrenceRule=rule, recurrenceOverrides={
+            "2026-06-02T09:00:00": {"title": "Long standup", "color": "green"}}))
+        [public] = await new_notes(bob, state)
+        assert public["event"]["recurrenceOverrides"] == {
+            "2026-06-02T09:00:00": {"title": "Long standup"}}
+        state = await note_state(bob)
+        await create(alice, event(team, privacy="private", recurrenceRule=rule,
+                                  recurrenceOverrides={"2026-06-02T09:00:00": {
+                                      "title": "Secret meeting with HR", "color": "teal",
+                                      "duration": "PT1H"}}))  # fmt: skip
+        [private] = await new_notes(bob, state)
+        shown = private["event"]
+        assert "title" not in shown
+        assert shown["recurrenceOverrides"] == {"2026-06-02T09:00:00": {"duration": "PT1H"}}
+        assert "Secret meeting" not in str(private) and "teal" not in str(private)
