@@ -81,3 +81,37 @@ async def test_notification_event_has_no_per_user_values_nor_private_details(tmp
         assert "title" not in shown
         assert shown["recurrenceOverrides"] == {"2026-06-02T09:00:00": {"duration": "PT1H"}}
         assert "Secret meeting" not in str(private) and "teal" not in str(private)
+
+
+async def test_notification_follows_what_each_sharee_may_read(tmp_path):
+    """§7 with §5.7: an event moved out of the calendar shared with bob into one he may
+    not read is, for him, destroyed: a "destroyed" notification with the event as he knew
+    it, nothing of what it became; moved back in, it is "created" for him; calendarIds
+    only name the calendars he may read.  Alice (the owner) is not told of her own
+    changes; bob, subscribed, is."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice, bob, _, team = await setup(server, mayReadItems=True, mayUpdatePrivate=True)
+        await bob.ok("Calendar/set", update={team: {"isSubscribed": True}})
+        made = await alice.ok("Calendar/set", create={"p": {"name": "Mine"}})
+        mine = made["created"]["p"]["id"]
+        event_id = await create(alice, event(team))
+        state = await note_state(bob)
+        await alice.ok("CalendarEvent/set", update={event_id: {
+            "calendarIds": {mine: True}, "title": "Job interview at competitor"}})
+        assert (await bob.ok("CalendarEvent/get", ids=[event_id]))["notFound"] == [event_id]
+        [gone] = await new_notes(bob, state)
+        assert gone["type"] == "destroyed" and gone["eventPatch"] is None
+        assert gone["event"]["title"] == "Standup"
+        assert gone["event"]["calendarIds"] == {team: True}
+        assert "competitor" not in str(gone) and mine not in str(gone)
+        state = await note_state(bob)
+        await alice.ok("CalendarEvent/set", update={event_id: {
+            "calendarIds": {mine: True, team: True}, "title": "Interview"}})
+        [back] = await new_notes(bob, state)
+        assert back["type"] == "created" and back["event"]["title"] == "Interview"
+        assert back["event"]["calendarIds"] == {team: True}
+        state = await note_state(bob)
+        await alice.ok("CalendarEvent/set", update={event_id: {"title": "Lunch"}})
+        [changed] = await new_notes(bob, state)
+        assert changed["type"] == "updated" and changed["eventPatch"]["title"] == "Lunch"
+        assert changed["event"]["calendarIds"] == {team: True} and mine not in str(changed)
