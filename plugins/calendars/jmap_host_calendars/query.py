@@ -477,12 +477,17 @@ def _writer(request: standard.SetRequest) -> Any:
             if isinstance(obj, dict):
                 extra[creation_id] = settimes.server_set(obj, translated)
         updates: dict[str, Any] = {}
+        # (§5.7: an event the caller may not see is notFound before its times are read)
+        seen = _visible(request, db, [_base_of(k) for k in request.update or {}])
         for key, patch in (request.update or {}).items():
             if not isinstance(patch, dict) or not any(
                 k.split("/")[0] in settimes.NAMES or k.startswith("recurrenceOverrides")
                 for k in patch
             ):
                 updates[key] = patch
+                continue
+            if _base_of(key) not in seen:
+                refused[key] = ("notUpdated", {"type": "notFound"})
                 continue
             try:
                 if INSTANCE.fullmatch(key):  # (an occurrence's update is its override's)
@@ -508,6 +513,13 @@ def _writer(request: standard.SetRequest) -> Any:
         return result
 
     return write
+
+
+def _visible(request: standard.SetRequest, db: Any, ids: list[str]) -> set[str]:
+    """Those of the stored events ``ids`` the caller may see (sharing's rule, with the
+    event type's owner-only one: §5.7 "secret")."""
+    access = sharing.access_for(db, request.call)
+    return sharing.visible_ids(db, EVENT, access, request.account.id, ids)
 
 
 def _needs_own_write(request: standard.SetRequest) -> bool:

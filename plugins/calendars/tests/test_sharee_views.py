@@ -115,3 +115,21 @@ async def test_notification_follows_what_each_sharee_may_read(tmp_path):
         [changed] = await new_notes(bob, state)
         assert changed["type"] == "updated" and changed["eventPatch"]["title"] == "Lunch"
         assert changed["event"]["calendarIds"] == {team: True} and mine not in str(changed)
+
+
+async def test_utc_times_on_an_event_a_sharee_cannot_see_are_not_found(tmp_path):
+    """§5.7: a "secret" event does not exist for a sharee, so CalendarEvent/set's
+    utcStart/utcEnd (§5.9, translated against the event's start) on it answer notFound,
+    whatever the times: an error on them would tell its start."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
+        event_id = await create(alice, event(team, privacy="secret"))
+        assert (await bob.ok("CalendarEvent/get", ids=[event_id]))["notFound"] == [event_id]
+        for end in ("2026-06-01T06:00:00Z", "2026-06-01T08:00:00Z", "nonsense"):
+            r = await bob.ok("CalendarEvent/set", update={event_id: {"utcEnd": end}})
+            assert r["notUpdated"][event_id]["type"] == "notFound", r
+        # (the owner's own, still translated)
+        early = {"utcEnd": "2026-06-01T06:00:00Z"}
+        r = await alice.ok("CalendarEvent/set", update={event_id: early})
+        assert r["notUpdated"][event_id]["type"] == "invalidProperties", r
+
