@@ -578,10 +578,17 @@ def _with_instances(
     bases: dict[str, dict[str, Any]] = {}
     owner: dict[str, str] = {}  # instance id -> base id
     failed: dict[str, dict[str, Any]] = {}
-    for key in [*instance_updates, *instance_destroys]:
+    keys = [*instance_updates, *instance_destroys]
+    # (§5.7: the occurrences of an event the caller may not see are notFound, before
+    # anything of the event or of the patch is looked at)
+    seen = _visible(request, db, [_base_of(k) for k in keys])
+    for key in keys:
         m = INSTANCE.fullmatch(key)
         assert m is not None
         base_id, rid = m["base"], _recurrence_id(m["rid"])
+        if base_id not in seen:
+            failed[key] = {"type": "notFound"}
+            continue
         if base_id not in overrides:
             found = objectstore.read_records(db, EVENT, account.id, [base_id])
             if found and account.shared:  # (a sharee's overrides: their per-user values)

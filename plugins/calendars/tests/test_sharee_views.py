@@ -133,3 +133,23 @@ async def test_utc_times_on_an_event_a_sharee_cannot_see_are_not_found(tmp_path)
         r = await alice.ok("CalendarEvent/set", update={event_id: early})
         assert r["notUpdated"][event_id]["type"] == "invalidProperties", r
 
+
+async def test_instance_ids_of_an_event_a_sharee_cannot_see_are_not_found(tmp_path):
+    """§5.7 and §5.9: updating an occurrence of a "secret" event by its instance id is
+    notFound for a sharee, an occurrence of the series or not, before its patch is
+    looked at: invalidPatch would tell which occurrences it has."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
+        event_id = await create(alice, event(team, privacy="secret",
+                                             recurrenceRule={"frequency": "daily", "count": 3}))
+        for digits in ("20260602T090000", "20260609T090000"):
+            key = f"{event_id}.{digits}"
+            r = await bob.ok("CalendarEvent/set", update={key: "x"})
+            assert r["notUpdated"][key]["type"] == "notFound", r
+            r = await bob.ok("CalendarEvent/set", update={key: {"title": "Mine"}})
+            assert r["notUpdated"][key]["type"] == "notFound", r
+            r = await bob.ok("CalendarEvent/set", destroy=[key])
+            assert r["notDestroyed"][key]["type"] == "notFound", r
+        key = f"{event_id}.20260602T090000"
+        r = await alice.ok("CalendarEvent/set", update={key: "x"})
+        assert r["notUpdated"][key]["type"] == "invalidPatch", r
