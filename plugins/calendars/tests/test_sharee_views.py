@@ -153,3 +153,69 @@ async def test_instance_ids_of_an_event_a_sharee_cannot_see_are_not_found(tmp_pa
         key = f"{event_id}.20260602T090000"
         r = await alice.ok("CalendarEvent/set", update={key: "x"})
         assert r["notUpdated"][key]["type"] == "invalidPatch", r
+
+
+async def test_availability_shows_the_event_as_the_users_get_would(tmp_path):
+    """§2.2: a BusyPeriod's event is "the CalendarEvent representation of the event"
+    (§5), so the asking user's: their own per-user values (§5.4, the defaults), not the owner's
+    keywords and alerts; of a hideAttendees event only its owners and themselves
+    (§5.7); calendarIds only those they see."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice = Client(await server.client("alice").__aenter__(), ALICE)
+        bob_own = Client(await server.client("bob").__aenter__(), BOB)
+        await bob_own.ok("Calendar/get", ids=None)
+        calendars = (await alice.ok("Calendar/get", ids=None))["list"]
+        main = next(c["id"] for c in calendars if c["isDefault"])
+        made = await alice.ok("Calendar/set", create={"p": {"name": "Private"}})
+        hidden = made["created"]["p"]["id"]
+        event_id = await create(alice, {
+            "calendarIds": {main: True, hidden: True}, "title": "Board",
+            "start": "2030-03-05T10:00:00", "duration": "PT1H", "timeZone": "Etc/UTC",
+            "hideAttendees": True, "keywords": {"alice-private-tag": True},
+            "alerts": {"a1": {"trigger": {"@type": "OffsetTrigger", "offset": "-PT15M"}}},
+            "participants": {
+                "o": {"calendarAddress": "mailto:alice@example.org", "roles": {"owner": True}},
+                "b": {"calendarAddress": "mailto:bob@example.org", "roles": {"attendee": True}},
+                "c": {"calendarAddress": "mailto:c@example.net", "roles": {"attendee": True}}},
+        })  # fmt: skip
+        await alice.ok("Calendar/set", update={main: {"shareWith": {BOB: {
+            "mayReadFreeBusy": True, "mayReadItems": True, "mayUpdatePrivate": True}}}})
+        bob = Client(bob_own.http, ALICE)
+        [got] = (await bob.ok("CalendarEvent/get", ids=[event_id]))["list"]
+        window = {"utcStart": "2030-03-04T00:00:00Z", "utcEnd": "2030-03-07T00:00:00Z"}
+        seen = await bob_own.ok("Principal/getAvailability", id=ALICE, showDetails=True,
+                                **window)  # fmt: skip
+        [period] = seen["list"]
+        shown = period["event"]
+        assert sorted(shown["participants"]) == sorted(got["participants"]) == ["b", "o"]
+        assert shown["keywords"] is None and got["keywords"] is None  # (a sharee's default)
+        assert not shown.get("alerts") and not got.get("alerts")
+        assert shown["calendarIds"] == got["calendarIds"] == {main: True}
+        # alice, who owns the event, sees all of it, and her own values
+        mine = await alice.ok("Principal/getAvailability", id=ALICE, showDetails=True,
+                              accountId=ALICE, **window)  # fmt: skip
+        [own] = mine["list"]
+        assert sorted(own["event"]["participants"]) == ["b", "c", "o"]
+        assert own["event"]["keywords"] == {"alice-private-tag": True}
+
+
+async def test_availability_occurrence_holds_the_users_per_occurrence_values(tmp_path):
+    """§2.2 with §5.4: an occurrence's event shows the override's shared values (its
+    title), not the owner's per-occurrence per-user ones (her color for it)."""
+    async with running_server(write_config(tmp_path)) as server:
+        alice, _, bob_own, team = await setup(server, mayReadFreeBusy=True, mayReadItems=True)
+        await create(alice, {
+            "calendarIds": {team: True}, "title": "Daily", "start": "2030-03-04T10:00:00",
+            "duration": "PT1H", "timeZone": "Etc/UTC",
+            "recurrenceRule": {"frequency": "daily", "count": 2},
+            "recurrenceOverrides": {"2030-03-05T10:00:00": {"title": "Long daily",
+                                                            "color": "green"}}})  # fmt: skip
+        window = {"utcStart": "2030-03-04T00:00:00Z", "utcEnd": "2030-03-07T00:00:00Z"}
+        seen = await bob_own.ok("Principal/getAvailability", id=ALICE, showDetails=True,
+                                **window)  # fmt: skip
+        shown = [p["event"] for p in seen["list"]]
+        assert [e["title"] for e in shown] == ["Daily", "Long daily"]
+        assert [e.get("color") for e in shown] == [None, None]
+        mine = await alice.ok("Principal/getAvailability", id=ALICE, showDetails=True,
+                              accountId=ALICE, **window)  # fmt: skip
+        assert [p["event"].get("color") for p in mine["list"]] == [None, "green"]
