@@ -9,7 +9,8 @@ mayReadFreeBusy (all of them in the user's own account), their events overlappin
 window (recurrences expanded with recur.py) that are not secret, not free, not
 cancelled, and (for "attending") that the Principal accepted or tentatively accepted.
 Each becomes a BusyPeriod; with showDetails, an event not private in a calendar the user
-may read items of carries the event and its accountId.  The periods without an event are
+may read items of carries the event (as the user's CalendarEvent/get shows it: their
+per-user values, hideAttendees) and its accountId.  The periods without an event are
 merged and split so that none overlap nor touch with the same busyStatus, the stronger
 status winning where they overlap (confirmed > unavailable > tentative).
 """
@@ -23,6 +24,7 @@ import json
 from typing import Any
 
 from jmap_host import (
+    Account,
     Call,
     Capability,
     Host,
@@ -134,11 +136,28 @@ def _text(moment: dt.datetime) -> str:
     return jscalendar.utc_text(moment)
 
 
+def _as_seen(db: Any, host: Host, account: Account, user: Principal,
+             event: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The stored ``event`` as the user's CalendarEvent/get shows it (§2.2: "the
+    CalendarEvent representation of the event"): their own per-user values (§5.4), only
+    the calendars they see, a private event's time and metadata (§5.7; sharing.present,
+    as /get)."""
+    view = copy.deepcopy(event)
+    access = None
+    if account.id not in sharing.grantee_ids(user):  # (their own account, their group's)
+        access = sharing.load_access(db, host, account, user)
+    sharing.present(db, EVENT, access, [view], account.id)
+    return view
+
+
 def busy_periods(
     db: Any, host: Host, principal: Principal, user: Principal, low: dt.datetime,
     high: dt.datetime, details: bool, properties: list[str] | None,
+    shared: Account | None = None,
 ) -> list[dict[str, Any]]:
-    """§2.2's BusyPeriods of ``principal`` in [low, high) as ``user`` may see them."""
+    """§2.2's BusyPeriods of ``principal`` in [low, high) as ``user`` may see them;
+    ``shared``: the Principal's account as the user's session has it (without it, no
+    event is shown)."""
     account = principal.account_id
     rights = free_busy_rights(db, host, account, user)
     # (the Principal as a participant: their ParticipantIdentities, and their addresses)
@@ -164,9 +183,11 @@ def busy_periods(
     ).fetchall()
     events = objectstore.read_records(db, EVENT, account, [r[0] for r in rows])
     periods: list[dict[str, Any]] = []
+    mine_ids = peruser.identities(db, user.account_id) if details else set()
     for event in events:
         if event.get("privacy") == "secret":
             continue
+        view: dict[str, Any] | None = None  # (the user's view of it, read when shown)
         mine = [calendars[c] for c in event.get("calendarIds") or {} if c in calendars]
         try:
             found = recur.occurrences(event, low, high, principal.time_zone or "Etc/UTC")
@@ -190,13 +211,21 @@ def busy_periods(
             # (§2.2: mayReadItems on any calendar the event is in, relevant or not)
             readable = any(rights.get(c, {}).get("mayReadItems")
                            for c in event.get("calendarIds") or {})  # fmt: skip
-            if details and readable and one.get("privacy") != "private":
-                shown = {**one, "id": event["id"]}
+            if details and readable and shared is not None and one.get("privacy") != "private":
+                if view is None:
+                    view = _as_seen(db, host, shared, user, event)
+                # (the occurrence of the user's view: their per-occurrence values)
+                patch = (view.get("recurrenceOverrides") or {}).get(occurrence.recurrence_id)
+                shown = {**_occurrence(view, patch), "id": event["id"]}
                 if recur.is_recurring(event):
                     shown.update(recurrenceId=occurrence.recurrence_id,
                                  start=occurrence.recurrence_id,
                                  recurrenceRule=None, recurrenceOverrides=None)  # fmt: skip
-                if properties is not None:
+                if peruser.hides_attendees(shown, mine_ids):  # §5.7, as /get
+                    peruser.reduce_participants(shown, mine_ids)
+                if properties is None:
+                    shown.pop("iCalComponent", None)  # (§5.7: only when asked for)
+                else:
                     shown = {k: v for k, v in shown.items() if k in properties}
                 period.update(event=shown, accountId=account)
             periods.append(period)
@@ -260,7 +289,8 @@ async def principal_get_availability(call: Call) -> dict[str, Any]:
     ):  # fmt: skip
         raise MethodError("forbidden", "you may not see this Principal's availability")
     found = await host.store.read(
-        lambda db: busy_periods(db, host, principal, user, low, high, details, properties),
+        lambda db: busy_periods(db, host, principal, user, low, high, details, properties,
+                                call.request.accounts.get(principal.account_id)),
         inline=False,
     )
     return {"list": found}

@@ -7,8 +7,10 @@ account, for each user of its calendars who did not make the change: the account
 and every sharee who may read the calendar and is subscribed to it (§7: "calendars that
 the user is subscribed to"; a sharee starts unsubscribed, §4).  The host keeps one record
 per user it is for (DataType.per_principal): each user, the owner and the sharees of the
-account alike, sees and dismisses only their own.  A sharee gets none for a "secret" event
-(it does not exist for them, §5.7) and of a "private" one only its time and metadata.
+account alike, sees and dismisses only their own.  Each is told of the change as they see the event
+(§5.7): moved out of every calendar a sharee may read, or made "secret", it is destroyed
+for them; moved in, created; its calendarIds are those they may read; of a "private" one
+they see only its time and metadata, of a hideAttendees one only owners and themselves.
 Per-user properties are no part of a notification (§7: it "does not have any per-user
 data"), nor are per-user changes (they change nothing of the event for anybody else).
 At most MAX_NOTIFICATIONS are kept per user in an account: the oldest go first (§7).
@@ -35,8 +37,9 @@ from . import peruser
 NOTIFICATION_TYPE = "CalendarEventNotification"
 MAX_NOTIFICATIONS = 500  # per user and account (§7: the server MAY limit them)
 FOR = "for"  # the derived column naming the Principal a notification is for
-# Not part of a notification's event: computed at fetch time, or per-user (§5.4).
-LEFT_OUT = {"id", "utcStart", "utcEnd", "isOrigin", "baseEventId", *peruser.PER_USER}
+# Not part of a notification's event: computed at fetch time (per-user values, §5.4, are
+# split off by the event type's SharedThrough, in overrides too).
+LEFT_OUT = {"id", "utcStart", "utcEnd", "isOrigin", "baseEventId"}
 
 
 def _access(account: Any, principal: Any, operation: str) -> bool:
@@ -77,7 +80,14 @@ CALENDAR_EVENT_NOTIFICATION = DataType(
 
 
 def _event_of(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in LEFT_OUT}
+    """The event as a notification holds it: no per-user values, at the top level or in
+    its overrides (§7: a notification "does not have any per-user data"), nothing
+    computed."""
+    from .event import EVENT
+
+    assert EVENT.shared_through is not None
+    shared, _ = sharing.split_per_user(EVENT.shared_through, record)
+    return {k: v for k, v in shared.items() if k not in LEFT_OUT}
 
 
 def _patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -99,24 +109,54 @@ def _patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 def _recipients(db: Any, account: str, owner: str, author: str | None,
-                calendar_ids: set[str]) -> dict[str, bool]:  # fmt: skip
-    """{principal id: is a sharee} of the users to tell: the account's ``owner`` if a
-    calendar of the event is subscribed, and each sharee who may read one and is
-    subscribed to it; never the ``author`` of the change."""
+                calendar_ids: set[str]) -> dict[str, set[str] | None]:  # fmt: skip
+    """{principal id: the calendars of ``calendar_ids`` they may read (None: all of them,
+    the account's owner)} of the users to tell: the ``owner`` if one of the calendars is
+    subscribed, and each sharee who may read one and is subscribed to it; never the
+    ``author`` of the change."""
     from .calendar import CALENDAR
 
-    found: dict[str, bool] = {}
+    found: dict[str, set[str] | None] = {}
     calendars = objectstore.read_records(db, CALENDAR, account, sorted(calendar_ids),
                                          ["isSubscribed"])  # fmt: skip
     if any(c.get("isSubscribed") for c in calendars):
-        found[owner] = False
-    for _, grantee, rights, values in sharing.sharees(db, CALENDAR, account,
-                                                      sorted(calendar_ids)):  # fmt: skip
-        if rights.get("mayReadItems") and values.get("isSubscribed"):
-            found[grantee] = True
+        found[owner] = None
+    readable: dict[str, set[str]] = {}
+    told: set[str] = set()
+    for calendar, grantee, rights, values in sharing.sharees(db, CALENDAR, account,
+                                                             sorted(calendar_ids)):  # fmt: skip
+        if rights.get("mayReadItems"):
+            readable.setdefault(grantee, set()).add(calendar)
+            if values.get("isSubscribed"):
+                told.add(grantee)
+    for grantee in told:
+        found.setdefault(grantee, readable[grantee])
     if author is not None:
         found.pop(author, None)  # (not for their own change)
     return found
+
+
+def _seen(db: Any, principal_id: str, readable: set[str] | None,
+          record: dict[str, Any] | None) -> dict[str, Any] | None:  # fmt: skip
+    """The event as the notification shows it to a user who may read ``readable`` of its
+    calendars (None: all, the owner); None when it does not exist for them: in none of
+    those, or "secret" (§5.7).  A sharee sees what their CalendarEvent/get would: only
+    those calendarIds, a private event's time and metadata, hideAttendees."""
+    if record is None:
+        return None
+    event = _event_of(record)
+    if readable is None:
+        return event
+    calendar_ids = {k: v for k, v in (event.get("calendarIds") or {}).items() if k in readable}
+    if not calendar_ids or event.get("privacy") == "secret":
+        return None
+    event["calendarIds"] = calendar_ids
+    if event.get("privacy") == "private":
+        peruser.private_view(event)
+    mine = peruser.identities(db, principal_id)
+    if peruser.hides_attendees(event, mine):
+        peruser.reduce_participants(event, mine)
+    return event
 
 
 def _changed_by(ctx: SetContext) -> dict[str, Any]:
@@ -155,11 +195,13 @@ def notify(
     after: dict[str, Any] | None, changed_by: Callable[[], dict[str, Any]],
     author: str | None, changed_types: set[str],
 ) -> None:
-    """Write the notifications of one change of an event in ``account`` (whose owner is
-    ``owner``) made by ``author`` (a principal id; None: nobody here, e.g. an iTIP
+    """Write the notifications of one change (``kind``) of an event in ``account`` (whose
+    owner is ``owner``) made by ``author`` (a principal id; None: nobody here, e.g. an iTIP
     message; ``changed_by()`` gives the notification's changedBy, read only when someone
     is to be told), in the caller's transaction; ``changed_types`` gets the notification type
-    when one is written (its state is pushed)."""
+    when one is written (its state is pushed).  Each user is told of the change as they see
+    it: an update that takes the event out of all the calendars a sharee may read is
+    "destroyed" for them (with the event as they knew it), one that brings it in "created"."""
     record = after if after is not None else before
     assert record is not None
     calendar_ids = set((before or {}).get("calendarIds") or {}) | set(
@@ -169,33 +211,28 @@ def notify(
         return
     now = dates.utcdate()
     by = changed_by()
-    for principal_id, sharee in recipients.items():
-        old = _event_of(before) if before is not None else None
-        new = _event_of(after) if after is not None else None
-        if sharee:
-            if any((e or {}).get("privacy") == "secret" for e in (before, after)):
-                continue  # (§5.7: it does not exist for them)
-            mine = peruser.identities(db, principal_id)
-            for event in (old, new):
-                if event is None:
-                    continue
-                if event.get("privacy") == "private":
-                    for name in [k for k in event if k not in peruser.PRIVATE_VISIBLE]:
-                        del event[name]
-                if peruser.hides_attendees(event, mine):
-                    peruser.reduce_participants(event, mine)
+    for principal_id, readable in recipients.items():
+        old = _seen(db, principal_id, readable, before)
+        new = _seen(db, principal_id, readable, after)
+        # (§5.7: for each user, the event is created, changed or destroyed as they see it)
+        if old is None and new is None:
+            continue
+        seen_kind = kind if (old is None) == (before is None) and (new is None) == (
+            after is None) else ("created" if new is not None else "destroyed")  # fmt: skip
+        source = after if new is not None else before
+        assert source is not None
         notification = {
             "id": objectstore.new_id(),
             "created": now,
             "changedBy": by,
-            "type": kind,
+            "type": seen_kind,
             "calendarEventId": record["id"],
-            "isDraft": bool(record.get("isDraft")) if kind != "destroyed" else None,
-            "event": new if kind == "created" else old,
-            "eventPatch": _patch(old or {}, new or {}) if kind == "updated" else None,
+            "isDraft": bool(source.get("isDraft")) if seen_kind != "destroyed" else None,
+            "event": new if seen_kind == "created" else old,
+            "eventPatch": _patch(old or {}, new or {}) if seen_kind == "updated" else None,
             f"_{FOR}": principal_id,
         }
-        if kind == "updated" and not notification["eventPatch"]:
+        if seen_kind == "updated" and not notification["eventPatch"]:
             continue  # (nothing they may see changed)
         _write(db, account, changed_types, principal_id, notification)
 

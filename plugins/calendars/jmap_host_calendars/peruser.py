@@ -180,17 +180,23 @@ def restrict(db: Any, access: Access, records: list[dict[str, Any]]) -> None:
     for found in objectstore.read_records(db, EVENT, access.account, unknown, ["privacy"]):
         privacy[found["id"]] = found.get("privacy")
     for record in records:
-        if privacy.get(record["id"]) != "private":
-            continue
-        for name in [k for k in record if k not in PRIVATE_VISIBLE]:
-            del record[name]
-        overrides = record.get("recurrenceOverrides")
-        if isinstance(overrides, dict):
-            record["recurrenceOverrides"] = {
-                rid: {p: v for p, v in patch.items() if p.split("/")[0] in PRIVATE_VISIBLE}
-                if isinstance(patch, dict) else patch
-                for rid, patch in overrides.items()
-            } or None  # fmt: skip
+        if privacy.get(record["id"]) == "private":
+            private_view(record)
+
+
+def private_view(record: dict[str, Any]) -> None:
+    """§5.7: make ``record`` what another user sees of a "private" event: its basic time
+    and metadata alone, in its overrides' patches too (CalendarEvent/get and the event of
+    a sharee's CalendarEventNotification, §7)."""
+    for name in [k for k in record if k not in PRIVATE_VISIBLE]:
+        del record[name]
+    overrides = record.get("recurrenceOverrides")
+    if isinstance(overrides, dict):
+        record["recurrenceOverrides"] = {
+            rid: {p: v for p, v in patch.items() if p.split("/")[0] in PRIVATE_VISIBLE}
+            if isinstance(patch, dict) else patch
+            for rid, patch in overrides.items()
+        } or None  # fmt: skip
 
 
 _SHAREE_TYPES: dict[str, DataType] = {}

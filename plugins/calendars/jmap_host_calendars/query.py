@@ -477,12 +477,17 @@ def _writer(request: standard.SetRequest) -> Any:
             if isinstance(obj, dict):
                 extra[creation_id] = settimes.server_set(obj, translated)
         updates: dict[str, Any] = {}
+        # (§5.7: an event the caller may not see is notFound before its times are read)
+        seen = _visible(request, db, [_base_of(k) for k in request.update or {}])
         for key, patch in (request.update or {}).items():
             if not isinstance(patch, dict) or not any(
                 k.split("/")[0] in settimes.NAMES or k.startswith("recurrenceOverrides")
                 for k in patch
             ):
                 updates[key] = patch
+                continue
+            if _base_of(key) not in seen:
+                refused[key] = ("notUpdated", {"type": "notFound"})
                 continue
             try:
                 if INSTANCE.fullmatch(key):  # (an occurrence's update is its override's)
@@ -508,6 +513,13 @@ def _writer(request: standard.SetRequest) -> Any:
         return result
 
     return write
+
+
+def _visible(request: standard.SetRequest, db: Any, ids: list[str]) -> set[str]:
+    """Those of the stored events ``ids`` the caller may see (sharing's rule, with the
+    event type's owner-only one: §5.7 "secret")."""
+    access = sharing.access_for(db, request.call)
+    return sharing.visible_ids(db, EVENT, access, request.account.id, ids)
 
 
 def _needs_own_write(request: standard.SetRequest) -> bool:
@@ -566,10 +578,17 @@ def _with_instances(
     bases: dict[str, dict[str, Any]] = {}
     owner: dict[str, str] = {}  # instance id -> base id
     failed: dict[str, dict[str, Any]] = {}
-    for key in [*instance_updates, *instance_destroys]:
+    keys = [*instance_updates, *instance_destroys]
+    # (§5.7: the occurrences of an event the caller may not see are notFound, before
+    # anything of the event or of the patch is looked at)
+    seen = _visible(request, db, [_base_of(k) for k in keys])
+    for key in keys:
         m = INSTANCE.fullmatch(key)
         assert m is not None
         base_id, rid = m["base"], _recurrence_id(m["rid"])
+        if base_id not in seen:
+            failed[key] = {"type": "notFound"}
+            continue
         if base_id not in overrides:
             found = objectstore.read_records(db, EVENT, account.id, [base_id])
             if found and account.shared:  # (a sharee's overrides: their per-user values)
