@@ -218,8 +218,11 @@ def busy_periods(
                 patch = (view.get("recurrenceOverrides") or {}).get(occurrence.recurrence_id)
                 shown = {**_occurrence(view, patch), "id": event["id"]}
                 if recur.is_recurring(event):
+                    # (its start: the override's if it moved the occurrence)
+                    moved = (patch or {}).get("start")
                     shown.update(recurrenceId=occurrence.recurrence_id,
-                                 start=occurrence.recurrence_id,
+                                 start=moved if isinstance(moved, str)
+                                 else occurrence.recurrence_id,
                                  recurrenceRule=None, recurrenceOverrides=None)  # fmt: skip
                 if peruser.hides_attendees(shown, mine_ids):  # §5.7, as /get
                     peruser.reduce_participants(shown, mine_ids)
