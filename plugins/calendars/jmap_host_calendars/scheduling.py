@@ -482,8 +482,9 @@ def _scheduled(
                     raise Unschedulable("this server sends no mail (the mail plugin is "
                                         "not enabled)")  # fmt: skip
                 for message in messages:  # (rolled back with the rest if any is bad)
-                    imip.enqueue(db, host, user, message)
-            except (Unschedulable, ValueError) as exc:  # (ValueError: the transport's)
+                    imip.enqueue(db, host, sender_of(message, mine | users, user,
+                                                     account.owner), message)  # fmt: skip
+            except (Unschedulable, messaging.InvalidAddress) as exc:
                 for kind_key in where:
                     bad[kind_key] = str(exc)
         if bad:
@@ -491,6 +492,19 @@ def _scheduled(
         return result
 
     return scheduled
+
+
+def sender_of(message: Message, mine: set[str], *principals: Any) -> Any:
+    """The principal ``message`` is sent as (§9): only as one of the user's (or the
+    account's) identities, and as the principal whose address that is (the host refuses
+    any other From); anything else is Unschedulable."""
+    address = normalise(message.sender)
+    if address in mine and address.startswith("mailto:"):
+        mail = address[7:]
+        for principal in principals:
+            if mail in {e.lower() for e in principal.emails}:
+                return principal
+    raise Unschedulable(f"{message.sender} is not one of your identities to send as")
 
 
 def _without(request: Any, keys: dict[tuple[str, str], str]) -> Any:

@@ -1,0 +1,169 @@
+"""Scheduling rules at the wire (draft-ietf-jmap-calendars §5.9, §5.9.2, §9; RFC 5546,
+RFC 6047): who the server sends as, what a message says, what a CANCEL changes.  Each
+test is a regression test of a reviewer's finding (self-contained: the helpers are
+test_scheduling.py's)."""
+
+from __future__ import annotations
+
+import socketserver
+import threading
+from typing import Any
+
+import pytest
+import trio
+
+from jmap_host import ForbiddenFrom, account_id_for, messaging
+from jmap_host.testing import AccountClient, running_server, write_config
+
+CORE = "urn:ietf:params:jmap:core"
+CALENDARS = "urn:ietf:params:jmap:calendars"
+MAIL = "urn:ietf:params:jmap:mail"
+USING = [CORE, CALENDARS, MAIL]
+ALICE, BOB = account_id_for("alice"), account_id_for("bob")
+
+
+class Sink:
+    """A relay on 127.0.0.1 that accepts every message and keeps it."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.wfile.write(b"220 sink\r\n")
+                rcpts: list[str] = []
+                while line := self.rfile.readline():
+                    verb = line[:4].upper()
+                    if verb == b"RCPT":
+                        rcpts.append(line.decode().split(":", 1)[1].strip().strip("<>"))
+                    if verb == b"DATA":
+                        self.wfile.write(b"354 go\r\n")
+                        data = b""
+                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                            data += chunk
+                        sink.messages.append((rcpts, data))
+                        rcpts = []
+                    if verb == b"QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    if verb != b"DATA":
+                        self.wfile.write(b"250 ok\r\n")
+                    else:
+                        self.wfile.write(b"250 queued\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def sink():
+    server = Sink()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def config(tmp_path: Any, port: int) -> Any:
+    return write_config(tmp_path, f"""
+        [plugins.mail.smtp]
+        host = "127.0.0.1"
+        port = {port}
+        security = "none"
+        timeout = "5s"
+        """)  # fmt: skip
+
+
+async def connect(server: Any, user: str, account: str) -> AccountClient:
+    http = server.client(user)
+    await http.__aenter__()
+    return AccountClient(http, account, USING)
+
+
+async def eventually(check: Any, timeout: float = 15.0) -> Any:
+    with trio.fail_after(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await trio.sleep(0.05)
+
+
+async def by_uid(client: AccountClient, uid: str) -> dict[str, Any] | None:
+    ids = (await client.ok("CalendarEvent/query", filter={"uid": uid}))["ids"]
+    if not ids:
+        return None
+    [event] = (await client.ok("CalendarEvent/get", ids=ids))["list"]
+    return event
+
+
+async def inbox_subjects(client: AccountClient) -> list[str]:
+    ids = (await client.ok("Email/query", sort=[{"property": "receivedAt"}]))["ids"]
+    found = (await client.ok("Email/get", ids=ids, properties=["subject"]))["list"]
+    return [e["subject"] for e in found]
+
+
+EVENT = {
+    "calendarIds": None,  # (the creator's default calendar, filled in)
+    "uid": "meeting-1@example.org",
+    "title": "Planning",
+    "start": "2030-03-02T10:00:00",
+    "timeZone": "Europe/Berlin",
+    "duration": "PT1H",
+    "participants": {
+        "a": {"calendarAddress": "mailto:alice@example.org", "name": "Alice",
+              "roles": {"owner": True, "attendee": True}, "participationStatus": "accepted"},
+        "b": {"calendarAddress": "mailto:bob@example.org", "name": "Bob",
+              "roles": {"attendee": True}, "participationStatus": "needs-action",
+              "expectReply": True},
+    },
+}  # fmt: skip
+
+
+async def default_calendar(client: AccountClient) -> str:
+    calendars = (await client.ok("Calendar/get", ids=None))["list"]
+    return next(c["id"] for c in calendars if c["isDefault"])
+
+
+async def test_the_origin_cannot_make_itself_somebody_else(tmp_path, sink):
+    """§5.9, §9: an event this account organizes (isOrigin) cannot get an
+    organizerCalendarAddress that is not one of its ParticipantIdentities
+    (invalidProperties), so no invitation leaves From somebody else; and the host's
+    mail service refuses a From that is not the sending principal's (as
+    EmailSubmission's forbiddenFrom, RFC 8621 §7.5)."""
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        await bob.ok("Calendar/get", ids=None)
+        cal = await default_calendar(alice)
+        plain = {"calendarIds": {cal: True}, "uid": "spoof-1", "title": "Board meeting",
+                 "start": "2030-03-02T10:00:00", "timeZone": "Europe/Berlin",
+                 "duration": "PT1H"}  # fmt: skip
+        eid = (await alice.ok("CalendarEvent/set", create={"e": plain}))["created"]["e"]["id"]
+        r = await alice.ok("CalendarEvent/set", update={eid: {
+            "organizerCalendarAddress": "mailto:ceo@example.net",
+            "participants": {
+                "c": {"calendarAddress": "mailto:ceo@example.net", "roles": {"owner": True}},
+                "b": {"calendarAddress": "mailto:bob@example.org", "roles": {"attendee": True}},
+                "x": {"calendarAddress": "mailto:victim@example.com",
+                      "roles": {"attendee": True}},
+            }}}, sendSchedulingMessages=True)  # fmt: skip
+        assert r["notUpdated"][eid]["type"] == "invalidProperties"
+        assert r["notUpdated"][eid]["properties"] == ["organizerCalendarAddress"]
+        # (an address of alice's own is fine: the update goes through and is sent)
+        r = await alice.ok("CalendarEvent/set", update={eid: {
+            "participants": {
+                "a": {"calendarAddress": "mailto:alice@example.org", "roles": {"owner": True}},
+                "b": {"calendarAddress": "mailto:bob@example.org", "roles": {"attendee": True}},
+            }}}, sendSchedulingMessages=True)  # fmt: skip
+        assert eid in r["updated"]
+        copy = await eventually(lambda: by_uid(bob, "spoof-1"))
+        assert copy["organizerCalendarAddress"] == "mailto:alice@example.org"
+        host = server.host
+        who = await host.directory.lookup_email("alice@example.org")
+        with pytest.raises(ForbiddenFrom):
+            await messaging.send(host, who, "ceo@example.net", ["bob@example.org"],
+                                 b"From: ceo@example.net\r\nSubject: x\r\n\r\nx\r\n")  # fmt: skip
+
