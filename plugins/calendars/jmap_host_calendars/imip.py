@@ -44,6 +44,7 @@ import datetime as dt
 import email
 import email.policy
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -78,6 +79,20 @@ def mailto(address: str) -> str:
     return address.split(":", 1)[1].split("?", 1)[0]
 
 
+def one_line(text: str) -> str:
+    """``text`` fit for a header (RFC 5322 §2.2: no CR or LF in an unfolded field): each
+    run of line breaks (U+2028, U+2029 too) and other control characters becomes one
+    space.  A title may have several lines; the summary in the body keeps them."""
+    out: list[str] = []
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):  # (U+2028, U+2029 too)
+            if out and out[-1] != " ":
+                out.append(" ")
+            continue
+        out.append(char)
+    return "".join(out).strip()
+
+
 def build(message: Any, blob: Any = None) -> bytes:
     """The RFC 5322 message of a scheduling.Message; ``blob(id)`` reads an attachment's
     blob (§5.3: the recipient cannot fetch it, so it goes inline as a data: URL)."""
@@ -90,7 +105,7 @@ def build(message: Any, blob: Any = None) -> bytes:
     mail = EmailMessage()
     mail["From"] = mailto(message.sender)
     mail["To"] = ", ".join(mailto(a) for a in message.recipients)
-    mail["Subject"] = f"{verb}: {title}"
+    mail["Subject"] = one_line(f"{verb}: {title}")
     mail["Date"] = format_datetime(dt.datetime.now(dt.UTC))
     mail["Message-ID"] = make_msgid(domain=mailto(message.sender).rpartition("@")[2] or None)
     start = events[0].get("start", "")

@@ -167,3 +167,20 @@ async def test_the_origin_cannot_make_itself_somebody_else(tmp_path, sink):
             await messaging.send(host, who, "ceo@example.net", ["bob@example.org"],
                                  b"From: ceo@example.net\r\nSubject: x\r\n\r\nx\r\n")  # fmt: skip
 
+
+async def test_a_title_of_several_lines_is_sent(tmp_path, sink):
+    """§5.9.2.1: an event whose title has line breaks (and other control characters) is
+    still sent (RFC 6047 via RFC 5322 §2.2: the Subject is one line, the breaks become
+    spaces), not refused as noSupportedScheduleMethods."""
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        await bob.ok("Calendar/get", ids=None)
+        event = {**EVENT, "uid": "nl-1", "title": "Planning\r\nRoom 4\tand\x0bmore",
+                 "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
+        r = await alice.ok("CalendarEvent/set", create={"e": event}, sendSchedulingMessages=True)
+        assert "e" in (r["created"] or {}), r
+        subjects = await eventually(lambda: inbox_subjects(bob))
+        assert subjects == ["Invitation: Planning Room 4 and more"]
+        copy = await eventually(lambda: by_uid(bob, "nl-1"))
+        assert copy["title"].replace("\r\n", "\n") == "Planning\nRoom 4\tand\x0bmore"
