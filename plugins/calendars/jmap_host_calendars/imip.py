@@ -16,7 +16,8 @@ transaction of every local delivery.  For each text/calendar part:
   override), the replying participant's participationStatus, scheduleSequence and
   scheduleUpdated (§5.2.1, §5.2.2), unless older than the last applied;
 - **CANCEL**: the invitee's copy (or the occurrence named: its own copy, or its override
-  in the series) becomes cancelled.
+  in the series) becomes cancelled; an occurrence the invitee excluded stays excluded,
+  and one the series neither makes nor overrides is not made up.
 
 Each change is logged for /changes like any other and makes CalendarEventNotifications
 (§7: "if the server chooses to auto-process scheduling requests") for the users of the
@@ -360,7 +361,12 @@ def _cancel(incoming: Incoming, event: dict[str, Any]) -> bool:
     if rid and not existing.get("recurrenceId") and (
             existing.get("recurrenceRule") or existing.get("recurrenceOverrides")):  # fmt: skip
         overrides = dict(existing.get("recurrenceOverrides") or {})
-        overrides[rid] = {**(overrides.get(rid) or {}), "status": "cancelled"}
+        patch = overrides.get(rid)
+        if patch == {"excluded": True}:
+            return False  # (not in this calendar: an exclusion stays one, recur.py)
+        if patch is None and not rule_makes(existing, rid):
+            return False  # (no such occurrence: nothing to cancel, none to make up)
+        overrides[rid] = {**(patch or {}), "status": "cancelled"}
         existing["recurrenceOverrides"] = overrides
     else:
         existing["status"] = "cancelled"

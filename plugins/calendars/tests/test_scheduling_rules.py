@@ -257,3 +257,57 @@ async def test_too_many_busy_periods_is_too_large(tmp_path):
         assert answer["error"]["type"] == "tooLarge"
         short = {"utcStart": "2030-01-01T00:00:00Z", "utcEnd": "2030-01-02T00:00:00Z"}
         assert len((await alice.ok("Principal/getAvailability", id=ALICE, **short))["list"]) == 48
+
+
+async def test_a_cancel_of_one_occurrence_leaves_exclusions_and_makes_none_up(tmp_path, sink):
+    """RFC 5546 §3.2.5 CANCEL with a RECURRENCE-ID (§5.9.2.2): in the invitee's series the
+    occurrence becomes cancelled, but one they excluded stays exactly {"excluded": true}
+    (so it stays out of their calendar, JSCalendar §4.3.5), and a recurrence id the rule
+    does not make and no override has is not added as a new, cancelled occurrence."""
+    from jmap_host_calendars import imip, scheduling
+
+    x, y, z = "2030-03-16T10:00:00", "2030-03-16T11:00:00", "2030-03-23T10:00:00"
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        await bob.ok("Calendar/get", ids=None)
+        series = {**EVENT, "uid": "cancel-1", "recurrenceRule": {"frequency": "weekly"},
+                  "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
+        made = await alice.ok("CalendarEvent/set", create={"s": series},
+                              sendSchedulingMessages=True)  # fmt: skip
+        sid = made["created"]["s"]["id"]
+        copy = await eventually(lambda: by_uid(bob, "cancel-1"))
+        # bob leaves x out of his calendar (his copy only, nothing sent)
+        r = await bob.ok("CalendarEvent/set", update={copy["id"]: {
+            "recurrenceOverrides": {x: {"excluded": True}}}})  # fmt: skip
+        assert copy["id"] in r["updated"], r
+        # alice cancels x and z: two CANCELs to bob
+        r = await alice.ok("CalendarEvent/set", update={sid: {
+            "recurrenceOverrides": {x: {"excluded": True}, z: {"excluded": True}}}},
+            sendSchedulingMessages=True)  # fmt: skip
+        assert sid in r["updated"]
+
+        async def cancelled() -> Any:
+            return len(await inbox_subjects(bob)) == 2 and await by_uid(bob, "cancel-1")
+
+        copy = await eventually(cancelled)
+        assert copy["recurrenceOverrides"][x] == {"excluded": True}
+        assert copy["recurrenceOverrides"][z] == {"status": "cancelled"}
+        # a CANCEL from the organizer of an occurrence the series does not have
+        event = {"@type": "Event", "uid": "cancel-1", "recurrenceId": y, "start": y,
+                 "timeZone": "Europe/Berlin", "duration": "PT1H", "title": "Planning",
+                 "sequence": copy["sequence"], "status": "cancelled",
+                 "organizerCalendarAddress": "mailto:alice@example.org",
+                 "participants": copy["participants"]}  # fmt: skip
+        message = scheduling.Message("CANCEL", [event], "mailto:alice@example.org",
+                                     ["mailto:bob@example.org"])  # fmt: skip
+        who = await server.host.directory.lookup_email("alice@example.org")
+        await messaging.send(server.host, who, "alice@example.org", ["bob@example.org"],
+                             imip.build(message))  # fmt: skip
+
+        async def third() -> Any:
+            return len(await inbox_subjects(bob)) == 3 and await by_uid(bob, "cancel-1")
+
+        copy = await eventually(third)
+        assert sorted(copy["recurrenceOverrides"]) == [x, z]
+        assert copy.get("status") != "cancelled"
