@@ -7,7 +7,8 @@ the host's messaging service.
   organizerCalendarAddress or that address is one of the account's ParticipantIdentities;
   otherwise the organizer is elsewhere and this is an invitee's copy.
 - **REQUEST** (§5.9.2.1), origin only: on create, and on an update of anything but the
-  per-user properties (§5.4), to every participant but the account's own addresses.
+  per-user properties (§5.4; in recurrenceOverrides too, and those never go in a
+  message), to every participant but the account's own addresses.
 - **CANCEL** (§5.9.2.2), origin only: to a participant removed; to everyone when the event
   is destroyed, an occurrence is excluded or an added one removed (then without a REQUEST
   for that change alone).
@@ -248,6 +249,30 @@ def _only(event: dict[str, Any], keep: set[str]) -> dict[str, Any]:
     return event
 
 
+def _per_user(pointer: str) -> bool:
+    """Whether an override's key (a property or a pointer into one) is per-user (§5.4)."""
+    return pointer.split("/", 1)[0] in peruser.PER_USER
+
+
+def shared(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with the per-user properties (§5.4: alerts, keywords, color, ...) left
+    out of its overrides: they are nobody else's, so a change of them sends nothing and
+    no iTIP message carries them (an alert on one occurrence is no VALARM for the
+    attendees).  An override left empty goes when the rule makes that occurrence anyway
+    (an added one stays, as it is)."""
+    overrides = record.get("recurrenceOverrides")
+    if not isinstance(overrides, dict):
+        return record
+    kept: dict[str, Any] = {}
+    for key, patch in overrides.items():
+        if isinstance(patch, dict) and any(_per_user(p) for p in patch):
+            patch = {p: v for p, v in patch.items() if not _per_user(p)}
+            if not patch and rule_makes(record, key):
+                continue
+        kept[key] = patch
+    return {**record, "recurrenceOverrides": kept or None}
+
+
 def plan(
     old: dict[str, Any] | None, new: dict[str, Any] | None, mine: set[str],
     users: set[str] | None = None,
@@ -256,6 +281,8 @@ def plan(
     sends (§5.9.2).  ``mine``: the account's addresses (who is the origin, who gets
     nothing); ``users``: the acting user's too (in an account shared with them, their own
     participants are the ones they answer for, §5.9.2.3)."""
+    old = shared(old) if old is not None else None
+    new = shared(new) if new is not None else None
     current = new if new is not None else old
     assert current is not None
     if current.get("isDraft") or (new is None and old is not None and old.get("isDraft")):

@@ -311,3 +311,43 @@ async def test_a_cancel_of_one_occurrence_leaves_exclusions_and_makes_none_up(tm
         copy = await eventually(third)
         assert sorted(copy["recurrenceOverrides"]) == [x, z]
         assert copy.get("status") != "cancelled"
+
+
+async def test_an_alert_on_one_occurrence_is_nobody_elses(tmp_path, sink):
+    """§5.4, §5.9.2.1: alerts (and the other per-user properties) are the user's own,
+    inside recurrenceOverrides too: adding an alert to one occurrence sends no REQUEST
+    and moves no sequence; a real change of that occurrence is sent without the alert
+    (no VALARM)."""
+    x = "2030-03-16T10:00:00"
+    alert = {"trigger": {"@type": "OffsetTrigger", "offset": "-PT5M"}}
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        series = {**EVENT, "uid": "pu-1", "recurrenceRule": {"frequency": "weekly"},
+                  "participants": {**EVENT["participants"], "b": {
+                      "calendarAddress": "mailto:carol@example.net",
+                      "roles": {"attendee": True}}},
+                  "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
+        made = await alice.ok("CalendarEvent/set", create={"s": series},
+                              sendSchedulingMessages=True)  # fmt: skip
+        sid = made["created"]["s"]["id"]
+
+        async def sent(n: int) -> Any:
+            return len(sink.messages) >= n and sink.messages
+
+        await eventually(lambda: sent(1))
+        r = await alice.ok("CalendarEvent/set", update={sid: {
+            "recurrenceOverrides": {x: {"alerts": {"x": alert}}}}},
+            sendSchedulingMessages=True)  # fmt: skip
+        assert sid in r["updated"]
+        [stored] = (await alice.ok("CalendarEvent/get", ids=[sid]))["list"]
+        assert stored["sequence"] == 0
+        assert stored["recurrenceOverrides"][x]["alerts"]["x"]["trigger"]["offset"] == "-PT5M"
+        r = await alice.ok("CalendarEvent/set", update={sid: {
+            "recurrenceOverrides": {x: {"alerts": {"x": alert}, "title": "Planning (long)"}}}},
+            sendSchedulingMessages=True)  # fmt: skip
+        assert sid in r["updated"]
+        messages = await eventually(lambda: sent(2))
+        await trio.sleep(0.3)  # (nothing else follows)
+        assert len(sink.messages) == 2
+        second = messages[1][1]
+        assert b"Planning (long)" in second and b"VALARM" not in second
