@@ -401,17 +401,23 @@ def _as_attendee(
     if new is None or old is None:
         return messages
     # §5.9.2.3: an answer for one occurrence only (set in its override) is a REPLY for
-    # that recurrence id alone.
+    # that recurrence id alone: whenever the occurrence's answer changed (back to the
+    # series' answer too), but not when it only followed the series' (answered above).
     old_patches, new_patches = _patches(old), _patches(new)
-    for key, patch in sorted(new_patches.items()):
+    for key in sorted(set(old_patches) | set(new_patches)):
+        patch = new_patches.get(key)
+        if patch is None and (key in _excluded(new) or not rule_makes(new, key)):
+            continue  # (the occurrence is gone: no answer for it)
         occurrence = occurrence_participants(new, patch)
         before = occurrence_participants(old, old_patches.get(key))
         for pid, participant in occurrence.items():
             if (_address(participant) or "") not in mine:
                 continue
-            status = status_of(occurrence, pid)
-            if status in ("needs-action", status_of(before, pid), status_of(now_base, pid)):
+            status, was = status_of(occurrence, pid), status_of(before, pid)
+            if status in ("needs-action", was):
                 continue
+            if was == status_of(old_base, pid) and status == status_of(now_base, pid):
+                continue  # (it follows the series: the series' REPLY says it)
             reply(_standalone(itip_event(new, "REPLY"), key, patch), pid, participant, status)
     return messages
 

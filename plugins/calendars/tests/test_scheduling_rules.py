@@ -351,3 +351,54 @@ async def test_an_alert_on_one_occurrence_is_nobody_elses(tmp_path, sink):
         assert len(sink.messages) == 2
         second = messages[1][1]
         assert b"Planning (long)" in second and b"VALARM" not in second
+
+
+async def test_an_occurrence_answer_back_to_the_series_answer_is_sent(tmp_path, sink):
+    """§5.9.2.3: the invitee's answer for one occurrence is a REPLY for that recurrence id
+    whenever the occurrence's answer changes, also back to the series' answer (bob
+    accepts the series, declines one occurrence, then accepts it again: the organizer
+    sees it accepted); one that only follows the series' new answer sends nothing more
+    than the series' REPLY."""
+    x = "2030-03-09T10:00:00"
+    async with running_server(config(tmp_path, sink.port)) as server:
+        alice = await connect(server, "alice", ALICE)
+        bob = await connect(server, "bob", BOB)
+        await bob.ok("Calendar/get", ids=None)
+        series = {**EVENT, "uid": "series-r", "recurrenceRule": {"frequency": "weekly"},
+                  "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
+        await alice.ok("CalendarEvent/set", create={"s": series}, sendSchedulingMessages=True)
+        copy = await eventually(lambda: by_uid(bob, "series-r"))
+        [pid] = [p for p, v in copy["participants"].items()
+                 if v["calendarAddress"] == "mailto:bob@example.org"]  # fmt: skip
+
+        def status_x(event: dict[str, Any]) -> Any:
+            patch = (event.get("recurrenceOverrides") or {}).get(x) or {}
+            return patch.get("participants/b", {}).get("participationStatus")
+
+        async def alice_sees(series_status: str, occurrence_status: Any) -> Any:
+            event = await by_uid(alice, "series-r")
+            return (event["participants"]["b"]["participationStatus"] == series_status
+                    and status_x(event) == occurrence_status)  # fmt: skip
+
+        async def replies() -> int:
+            return sum(s.startswith("Reply") for s in await inbox_subjects(alice))
+
+        await bob.ok("CalendarEvent/set", update={copy["id"]: {
+            f"participants/{pid}/participationStatus": "accepted"}},
+            sendSchedulingMessages=True)  # fmt: skip
+        await eventually(lambda: alice_sees("accepted", None))
+        one = f"{copy['id']}.20300309T100000"
+        for answer in ("declined", "accepted"):
+            r = await bob.ok("CalendarEvent/set", update={one: {
+                f"participants/{pid}/participationStatus": answer}},
+                sendSchedulingMessages=True)  # fmt: skip
+            assert one in r["updated"], r
+            await eventually(lambda a=answer: alice_sees("accepted", a))
+        assert await replies() == 3
+        # the series' answer changes; the occurrence (its own "accepted") stays: one REPLY
+        await bob.ok("CalendarEvent/set", update={copy["id"]: {
+            f"participants/{pid}/participationStatus": "tentative"}},
+            sendSchedulingMessages=True)  # fmt: skip
+        await eventually(lambda: alice_sees("tentative", "accepted"))
+        await trio.sleep(0.3)
+        assert await replies() == 4
