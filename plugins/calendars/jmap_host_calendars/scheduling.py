@@ -17,6 +17,10 @@ the host's messaging service.
   participationStatus changed to anything but needs-action (or was created so, or
   destroyed when it was not: declined); for one occurrence when it changed only there.
 
+Who sends (§9): a message goes only as one of the user's (or the account's) identities,
+as the principal whose address it is (sender_of; the host's messaging refuses any other
+From), and event.py keeps an origin event's organizer one of the account's identities.
+
 The messages are queued inside the /set's transaction (jmap_host.messaging.enqueue), so
 they leave if and only if the change committed.  A record whose recipients include one
 without a ``mailto:`` address, or any when no plugin sends mail, is rejected with
