@@ -70,7 +70,7 @@ from .hookspecs import hookimpl
 from .host import Host, Limits, StartupError, load_host
 from .http import ASGIApp, Receive, Request, Response, Scope, Send, json_response, problem_response
 from .local import LocalClient, MethodFailed
-from .messaging import MailReceiver, MailTransport, NoMailTransport
+from .messaging import ForbiddenFrom, InvalidAddress, MailReceiver, MailTransport, NoMailTransport
 from .numbers import parse_digits
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
@@ -118,9 +118,11 @@ __all__ = [
     "DirectoryUnavailable",
     "Duration",
     "FilterCondition",
+    "ForbiddenFrom",
     "Host",
     "Int",
     "Invalid",
+    "InvalidAddress",
     "Key",
     "Limits",
     "List",

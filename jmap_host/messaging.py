@@ -17,6 +17,13 @@ caller's write transaction, so a message leaves the server if and only if the wr
 caused it (an event saved) committed; nothing is sent for a write that rolled back, and a
 crash after the commit loses nothing (the queue is at-least-once).  :func:`send` is the
 same in a transaction of its own.  Both registries are built once, when the host starts.
+
+Who a message is from: :func:`enqueue` and :func:`send` refuse (:class:`ForbiddenFrom`)
+an envelope ``mail_from`` that is not one of the sending principal's addresses
+(``Principal.emails``, case-insensitively), as EmailSubmission's forbiddenFrom does for a
+client (RFC 8621 §7.5): a plugin cannot be made to send mail as somebody else, whatever
+its callers put in a calendar event.  A transport raises :class:`InvalidAddress` for an
+envelope address it cannot take (syntax); both are ValueErrors.
 """
 
 from __future__ import annotations
@@ -42,6 +49,14 @@ class NoMailTransport(Exception):
     """No active plugin sends mail (is the mail plugin enabled?)."""
 
 
+class InvalidAddress(ValueError):
+    """An envelope address the transport cannot take (not a mail address)."""
+
+
+class ForbiddenFrom(InvalidAddress):
+    """The envelope sender is not one of the sending principal's addresses."""
+
+
 @dataclass
 class MailTransport:
     """How mail leaves the server, provided by one plugin (the mail plugin's).
@@ -50,7 +65,8 @@ class MailTransport:
     RFC 5322 message, CRLF line endings) for the envelope ``mail_from`` / ``recipients``
     inside the caller's write transaction ``db``, as ``sender`` (the Principal whose
     account sends it); once that commits, local recipients get it in their Inbox and the
-    others through the relay.  It raises ``ValueError`` for an envelope it cannot take.
+    others through the relay.  It raises :class:`InvalidAddress` for an envelope it cannot
+take.  (The host has checked that ``mail_from`` is one of ``sender``'s addresses.)
     """
 
     enqueue: Callable[[Any, Host, Principal, str, list[str], bytes], None]
@@ -111,13 +127,22 @@ def enqueue(
 ) -> None:
     """Queue ``message`` for ``recipients`` inside the caller's write transaction ``db``;
     it is sent once that transaction commits (and never if it rolls back).  Raises
-    :class:`NoMailTransport` when no active plugin sends mail."""
+    :class:`NoMailTransport` when no active plugin sends mail, :class:`ForbiddenFrom` when
+    ``mail_from`` is not one of ``sender``'s addresses, :class:`InvalidAddress` for an
+    address the transport cannot take."""
     transport = host.messaging.transport
     if transport is None:
         raise NoMailTransport("no active plugin sends mail (enable the mail plugin)")
+    check_from(sender, mail_from)
     if not recipients:
         return
     transport.enqueue(db, host, sender, mail_from, list(recipients), message)
+
+
+def check_from(sender: Principal, mail_from: str) -> None:
+    """Raise :class:`ForbiddenFrom` unless ``mail_from`` is one of ``sender``'s addresses."""
+    if mail_from.lower() not in {e.lower() for e in sender.emails}:
+        raise ForbiddenFrom(f"{sender.name} may not send as {mail_from!r}")
 
 
 async def send(
@@ -127,6 +152,7 @@ async def send(
     Raises :class:`NoMailTransport` when no active plugin sends mail."""
     if host.messaging.transport is None:
         raise NoMailTransport("no active plugin sends mail (enable the mail plugin)")
+    check_from(sender, mail_from)
     await host.store.write(
         lambda db: enqueue(db, host, sender, mail_from, recipients, message)
     )

@@ -12,11 +12,14 @@ Each becomes a BusyPeriod; with showDetails, an event not private in a calendar 
 may read items of carries the event (as the user's CalendarEvent/get shows it: their
 per-user values, hideAttendees) and its accountId.  The periods without an event are
 merged and split so that none overlap nor touch with the same busyStatus, the stronger
-status winning where they overlap (confirmed > unavailable > tentative).
+status winning where they overlap (confirmed > unavailable > tentative).  An answer of
+more than MAX_BUSY_PERIODS (10,000) periods is refused with tooLarge (§2.2 allows the
+server a limit): ask for a shorter window.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import datetime as dt
 import itertools
@@ -46,6 +49,9 @@ AVAILABILITY = "urn:ietf:params:jmap:principals:availability"
 CALENDARS = "urn:ietf:params:jmap:calendars"
 MAX_DAYS = 400
 MAX_AVAILABILITY_DURATION = f"P{MAX_DAYS}D"
+# The most BusyPeriods one Principal/getAvailability answers (tooLarge past it): what
+# the window and the expansion caps allow is far more than a client can use.
+MAX_BUSY_PERIODS = 10_000
 RANK = {"confirmed": 3, "unavailable": 2, "tentative": 1}  # §2.2's order
 
 
@@ -237,14 +243,27 @@ def busy_periods(
 
 def _merged(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """§2.2: the periods without an event merged and split: no overlaps, no touching
-    neighbours of one status, the strongest status where they overlap."""
+    neighbours of one status, the strongest status where they overlap.  A sweep over
+    the sorted boundaries with a count of open periods per busyStatus: O(n log n).
+    More than MAX_BUSY_PERIODS periods in one answer is tooLarge."""
+    if len(periods) > MAX_BUSY_PERIODS:
+        raise MethodError("tooLarge", f"more than {MAX_BUSY_PERIODS} busy periods: ask for "
+                          "a shorter time range")  # fmt: skip
     plain = [p for p in periods if p["event"] is None]
     kept = [p for p in periods if p["event"] is not None]
-    cuts = sorted({p[k] for p in plain for k in ("utcStart", "utcEnd")})
+    # {boundary: [(status, +1 opens / -1 closes)]} (instantaneous periods cut nothing)
+    changes: dict[str, list[tuple[str, int]]] = {}
+    for p in plain:
+        if p["utcStart"] < p["utcEnd"]:
+            changes.setdefault(p["utcStart"], []).append((p["busyStatus"], 1))
+            changes.setdefault(p["utcEnd"], []).append((p["busyStatus"], -1))
+    open_count = dict.fromkeys(RANK, 0)
     merged: list[dict[str, Any]] = []
+    cuts = sorted(changes)
     for start, end in itertools.pairwise(cuts):
-        over = [p["busyStatus"] for p in plain if p["utcStart"] <= start and p["utcEnd"] >= end
-                and p["utcStart"] < end]  # fmt: skip
+        for status, step in changes[start]:
+            open_count[status] += step
+        over = [status for status, n in open_count.items() if n > 0]
         if not over:
             continue
         status = max(over, key=RANK.__getitem__)
@@ -254,12 +273,13 @@ def _merged(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             merged.append({"utcStart": start, "utcEnd": end, "busyStatus": status,
                            "event": None, "accountId": None})  # fmt: skip
-    # (instantaneous periods cut nothing: kept as they are, once)
+    # (instantaneous periods: kept as they are, once, unless a merged one covers them)
+    starts = [m["utcStart"] for m in merged]
     for p in plain:
-        if p["utcStart"] == p["utcEnd"] and not any(
-            m["utcStart"] <= p["utcStart"] < m["utcEnd"] for m in merged
-        ):
-            merged.append(p)
+        if p["utcStart"] == p["utcEnd"]:
+            n = bisect.bisect_right(starts, p["utcStart"]) - 1
+            if n < 0 or not p["utcStart"] < merged[n]["utcEnd"]:
+                merged.append(p)
     return sorted(kept + merged, key=lambda p: (p["utcStart"], p["utcEnd"]))
 
 

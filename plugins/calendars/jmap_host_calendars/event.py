@@ -145,6 +145,20 @@ def _origin(ctx: SetContext, record: dict[str, Any]) -> bool:
     return scheduling.is_origin(record, peruser.identities(ctx.db, ctx.account.id))
 
 
+def _own_organizer(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """§5.9, §9: the origin's event keeps an organizer that is one of the account's
+    ParticipantIdentities.  Otherwise the owner could make the server send invitations
+    as anybody (the scheduler sends as organizerCalendarAddress) that local invitees
+    would take for the real organizer's."""
+    address = new.get("organizerCalendarAddress")
+    if not address or address == old.get("organizerCalendarAddress"):
+        return
+    if not scheduling.is_origin(new, peruser.identities(ctx.db, ctx.account.id)):
+        raise SetError("invalidProperties", "organizerCalendarAddress must be one of your "
+                       "ParticipantIdentity addresses (JMAP Calendars §5.9)",
+                       properties=["organizerCalendarAddress"])  # fmt: skip
+
+
 def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
     if not record.get("uid"):
         record["uid"] = str(uuid.uuid4())
@@ -169,6 +183,7 @@ def on_update(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None
                        properties=["isDraft"])  # fmt: skip
     scheduling.choose_organizer(ctx.db, ctx.account.id, old, new)  # §5.9
     if _origin(ctx, old):  # §5.9: only the origin sets updated and moves sequence
+        _own_organizer(ctx, old, new)
         new["updated"] = dates.utcdate()  # (the origin's time, whatever the client sent)
         changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
         if changed - NOT_SEQUENCED and (new.get("sequence") or 0) <= (old.get("sequence") or 0):

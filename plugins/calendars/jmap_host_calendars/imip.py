@@ -16,7 +16,8 @@ transaction of every local delivery.  For each text/calendar part:
   override), the replying participant's participationStatus, scheduleSequence and
   scheduleUpdated (§5.2.1, §5.2.2), unless older than the last applied;
 - **CANCEL**: the invitee's copy (or the occurrence named: its own copy, or its override
-  in the series) becomes cancelled.
+  in the series) becomes cancelled; an occurrence the invitee excluded stays excluded,
+  and one the series neither makes nor overrides is not made up.
 
 Each change is logged for /changes like any other and makes CalendarEventNotifications
 (§7: "if the server chooses to auto-process scheduling requests") for the users of the
@@ -44,6 +45,7 @@ import datetime as dt
 import email
 import email.policy
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -78,6 +80,20 @@ def mailto(address: str) -> str:
     return address.split(":", 1)[1].split("?", 1)[0]
 
 
+def one_line(text: str) -> str:
+    """``text`` fit for a header (RFC 5322 §2.2: no CR or LF in an unfolded field): each
+    run of line breaks (U+2028, U+2029 too) and other control characters becomes one
+    space.  A title may have several lines; the summary in the body keeps them."""
+    out: list[str] = []
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):  # (U+2028, U+2029 too)
+            if out and out[-1] != " ":
+                out.append(" ")
+            continue
+        out.append(char)
+    return "".join(out).strip()
+
+
 def build(message: Any, blob: Any = None) -> bytes:
     """The RFC 5322 message of a scheduling.Message; ``blob(id)`` reads an attachment's
     blob (§5.3: the recipient cannot fetch it, so it goes inline as a data: URL)."""
@@ -90,7 +106,7 @@ def build(message: Any, blob: Any = None) -> bytes:
     mail = EmailMessage()
     mail["From"] = mailto(message.sender)
     mail["To"] = ", ".join(mailto(a) for a in message.recipients)
-    mail["Subject"] = f"{verb}: {title}"
+    mail["Subject"] = one_line(f"{verb}: {title}")
     mail["Date"] = format_datetime(dt.datetime.now(dt.UTC))
     mail["Message-ID"] = make_msgid(domain=mailto(message.sender).rpartition("@")[2] or None)
     start = events[0].get("start", "")
@@ -345,7 +361,12 @@ def _cancel(incoming: Incoming, event: dict[str, Any]) -> bool:
     if rid and not existing.get("recurrenceId") and (
             existing.get("recurrenceRule") or existing.get("recurrenceOverrides")):  # fmt: skip
         overrides = dict(existing.get("recurrenceOverrides") or {})
-        overrides[rid] = {**(overrides.get(rid) or {}), "status": "cancelled"}
+        patch = overrides.get(rid)
+        if patch == {"excluded": True}:
+            return False  # (not in this calendar: an exclusion stays one, recur.py)
+        if patch is None and not rule_makes(existing, rid):
+            return False  # (no such occurrence: nothing to cancel, none to make up)
+        overrides[rid] = {**(patch or {}), "status": "cancelled"}
         existing["recurrenceOverrides"] = overrides
     else:
         existing["status"] = "cancelled"

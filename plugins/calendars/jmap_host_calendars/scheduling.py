@@ -7,7 +7,8 @@ the host's messaging service.
   organizerCalendarAddress or that address is one of the account's ParticipantIdentities;
   otherwise the organizer is elsewhere and this is an invitee's copy.
 - **REQUEST** (§5.9.2.1), origin only: on create, and on an update of anything but the
-  per-user properties (§5.4), to every participant but the account's own addresses.
+  per-user properties (§5.4; in recurrenceOverrides too, and those never go in a
+  message), to every participant but the account's own addresses.
 - **CANCEL** (§5.9.2.2), origin only: to a participant removed; to everyone when the event
   is destroyed, an occurrence is excluded or an added one removed (then without a REQUEST
   for that change alone).
@@ -15,6 +16,10 @@ the host's messaging service.
   of the user's identities (in a calendar shared with them, their own) whose
   participationStatus changed to anything but needs-action (or was created so, or
   destroyed when it was not: declined); for one occurrence when it changed only there.
+
+Who sends (§9): a message goes only as one of the user's (or the account's) identities,
+as the principal whose address it is (sender_of; the host's messaging refuses any other
+From), and event.py keeps an origin event's organizer one of the account's identities.
 
 The messages are queued inside the /set's transaction (jmap_host.messaging.enqueue), so
 they leave if and only if the change committed.  A record whose recipients include one
@@ -248,6 +253,30 @@ def _only(event: dict[str, Any], keep: set[str]) -> dict[str, Any]:
     return event
 
 
+def _per_user(pointer: str) -> bool:
+    """Whether an override's key (a property or a pointer into one) is per-user (§5.4)."""
+    return pointer.split("/", 1)[0] in peruser.PER_USER
+
+
+def shared(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with the per-user properties (§5.4: alerts, keywords, color, ...) left
+    out of its overrides: they are nobody else's, so a change of them sends nothing and
+    no iTIP message carries them (an alert on one occurrence is no VALARM for the
+    attendees).  An override left empty goes when the rule makes that occurrence anyway
+    (an added one stays, as it is)."""
+    overrides = record.get("recurrenceOverrides")
+    if not isinstance(overrides, dict):
+        return record
+    kept: dict[str, Any] = {}
+    for key, patch in overrides.items():
+        if isinstance(patch, dict) and any(_per_user(p) for p in patch):
+            patch = {p: v for p, v in patch.items() if not _per_user(p)}
+            if not patch and rule_makes(record, key):
+                continue
+        kept[key] = patch
+    return {**record, "recurrenceOverrides": kept or None}
+
+
 def plan(
     old: dict[str, Any] | None, new: dict[str, Any] | None, mine: set[str],
     users: set[str] | None = None,
@@ -256,6 +285,8 @@ def plan(
     sends (§5.9.2).  ``mine``: the account's addresses (who is the origin, who gets
     nothing); ``users``: the acting user's too (in an account shared with them, their own
     participants are the ones they answer for, §5.9.2.3)."""
+    old = shared(old) if old is not None else None
+    new = shared(new) if new is not None else None
     current = new if new is not None else old
     assert current is not None
     if current.get("isDraft") or (new is None and old is not None and old.get("isDraft")):
@@ -374,17 +405,23 @@ def _as_attendee(
     if new is None or old is None:
         return messages
     # §5.9.2.3: an answer for one occurrence only (set in its override) is a REPLY for
-    # that recurrence id alone.
+    # that recurrence id alone: whenever the occurrence's answer changed (back to the
+    # series' answer too), but not when it only followed the series' (answered above).
     old_patches, new_patches = _patches(old), _patches(new)
-    for key, patch in sorted(new_patches.items()):
+    for key in sorted(set(old_patches) | set(new_patches)):
+        patch = new_patches.get(key)
+        if patch is None and (key in _excluded(new) or not rule_makes(new, key)):
+            continue  # (the occurrence is gone: no answer for it)
         occurrence = occurrence_participants(new, patch)
         before = occurrence_participants(old, old_patches.get(key))
         for pid, participant in occurrence.items():
             if (_address(participant) or "") not in mine:
                 continue
-            status = status_of(occurrence, pid)
-            if status in ("needs-action", status_of(before, pid), status_of(now_base, pid)):
+            status, was = status_of(occurrence, pid), status_of(before, pid)
+            if status in ("needs-action", was):
                 continue
+            if was == status_of(old_base, pid) and status == status_of(now_base, pid):
+                continue  # (it follows the series: the series' REPLY says it)
             reply(_standalone(itip_event(new, "REPLY"), key, patch), pid, participant, status)
     return messages
 
@@ -482,8 +519,9 @@ def _scheduled(
                     raise Unschedulable("this server sends no mail (the mail plugin is "
                                         "not enabled)")  # fmt: skip
                 for message in messages:  # (rolled back with the rest if any is bad)
-                    imip.enqueue(db, host, user, message)
-            except (Unschedulable, ValueError) as exc:  # (ValueError: the transport's)
+                    imip.enqueue(db, host, sender_of(message, mine | users, user,
+                                                     account.owner), message)  # fmt: skip
+            except (Unschedulable, messaging.InvalidAddress) as exc:
                 for kind_key in where:
                     bad[kind_key] = str(exc)
         if bad:
@@ -491,6 +529,19 @@ def _scheduled(
         return result
 
     return scheduled
+
+
+def sender_of(message: Message, mine: set[str], *principals: Any) -> Any:
+    """The principal ``message`` is sent as (§9): only as one of the user's (or the
+    account's) identities, and as the principal whose address that is (the host refuses
+    any other From); anything else is Unschedulable."""
+    address = normalise(message.sender)
+    if address in mine and address.startswith("mailto:"):
+        mail = address[7:]
+        for principal in principals:
+            if mail in {e.lower() for e in principal.emails}:
+                return principal
+    raise Unschedulable(f"{message.sender} is not one of your identities to send as")
 
 
 def _without(request: Any, keys: dict[tuple[str, str], str]) -> Any:

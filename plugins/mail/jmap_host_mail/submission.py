@@ -49,6 +49,7 @@ from jmap_host import (
     DirectoryUnavailable,
     FilterCondition,
     Host,
+    InvalidAddress,
     Method,
     MethodError,
     Principal,
@@ -307,7 +308,7 @@ def transport_enqueue(
     without its record."""
     bad = [a for a in [mail_from, *recipients] if not _valid_address(a)]
     if bad:
-        raise ValueError(f"not a mail address: {', '.join(bad)}")
+        raise InvalidAddress(f"not a mail address: {', '.join(bad)}")
     enqueue(db, host, sender.account_id, mail_from, recipients, data)
 
 
