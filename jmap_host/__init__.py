@@ -51,7 +51,7 @@ from .config_schema import (
     Table,
     TableList,
 )
-from .datatype import DataType, FilterCondition, Property, SetContext, SetError
+from .datatype import DataType, FilterCondition, Property, SetContext, SetError, read_and_destroy
 from .directory import (
     Directory,
     DirectoryType,
@@ -202,6 +202,7 @@ __all__ = [
     "push_subscription_methods",
     "quota_capability",
     "quota_usage",
+    "read_and_destroy",
     "read_blob",
     "remove_blob_references",
     "set_arguments",

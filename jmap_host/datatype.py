@@ -55,6 +55,7 @@ OPERATORS = (
     "hasItem",
     "hasKey",
     "isNull",
+    "in",
     "custom",
 )
 
@@ -114,6 +115,13 @@ class Property:
         return self.type.removesuffix("|null")
 
 
+def read_and_destroy(account: Any, principal: Any, operation: str) -> bool:
+    """A ``DataType.access`` for records only the server creates, which users read and
+    dismiss by destroying (RFC 9670 ShareNotification, JMAP Calendars'
+    CalendarEventNotification): create and update are ``forbidden``."""
+    return operation in ("read", "destroy")
+
+
 @dataclass
 class FilterCondition:
     """A FilterCondition property (RFC 8620 §5.5) and how it tests a record.
@@ -122,9 +130,11 @@ class FilterCondition:
     tests; ``operator`` one of ``equals``, ``notEquals``, ``lt``, ``le``, ``gt``, ``ge``,
     ``contains`` (case-insensitive substring of a String), ``hasItem`` (an array property
     holds the value), ``hasKey`` (a map property has the value as a key, e.g.
-    ``inMailbox``) and ``isNull`` (the value, true or false, says whether the property must
-    be null).  ``value_type`` is the JMAP type the filter value must have (default: the
-    property's type, or its item type for ``hasItem``/``hasKey``).
+    ``inMailbox``), ``isNull`` (the value, true or false, says whether the property must
+    be null) and ``in`` (the property is one of the values, a list; null: any value, e.g.
+    ``calendarEventIds``).  ``value_type`` is the JMAP type the filter value must have
+    (default: the property's type, or its item type for ``hasItem``/``hasKey``, a list of
+    it or null for ``in``).
     """
 
     name: str

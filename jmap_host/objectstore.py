@@ -777,6 +777,12 @@ def compile_condition(dt: DataType, cond: FilterCondition, value: Any) -> tuple[
         return cond.sql(value)
     if op == "isNull":
         return (f"{col} IS NULL" if value else f"{col} IS NOT NULL"), []
+    if op == "in":
+        if value is None:
+            return "1", []
+        if is_date(prop):
+            col, value = f"[{key_column(prop)}]", [instant_key(v) for v in value]
+        return f"{col} IN (SELECT value FROM json_each(?))", [json.dumps(value)]
     if is_date(prop) and op not in ("contains", "hasItem", "hasKey"):
         col, value = f"[{key_column(prop)}]", instant_key(value)  # instants, not text
     if op == "contains":

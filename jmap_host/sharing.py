@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from . import dates
-from .datatype import DataType, FilterCondition, Property, SetError
+from .datatype import DataType, FilterCondition, Property, SetError, read_and_destroy
 
 if TYPE_CHECKING:
     from .capabilities import Account, Call
@@ -1075,10 +1075,6 @@ def inherit_share(
 # -- ShareNotification (RFC 9670 §3) -------------------------------------------------------------
 
 
-def _notification_access(account: Account, principal: Principal, operation: str) -> bool:
-    return operation in ("read", "destroy")  # §3.3: created by the server, destroyed to dismiss
-
-
 # The ShareNotification data type: the host's, in each user's personal account (served by
 # the principals capability).
 SHARE_NOTIFICATION = DataType(
@@ -1100,7 +1096,7 @@ SHARE_NOTIFICATION = DataType(
         FilterCondition("objectType", "objectType"),
         FilterCondition("objectAccountId", "objectAccountId"),
     ],
-    access=_notification_access,
+    access=read_and_destroy,  # §3.3: created by the server, destroyed to dismiss
     default_sort=("created",),
     methods=("get", "changes", "set", "query", "queryChanges"),  # §3.1-§3.5: no /copy
 )

@@ -1310,6 +1310,8 @@ def filter_value(dt: DataType, cond: FilterCondition, value: Any) -> Any:
         elif cond.operator in ("hasItem", "hasKey"):
             m = COMPOUND.fullmatch(prop.base_type)
             expected = m.group("outer") if m else "String"
+        elif cond.operator == "in":
+            expected = f"{prop.base_type}[]|null"
         else:
             expected = prop.base_type
     if not value_ok(expected, value):

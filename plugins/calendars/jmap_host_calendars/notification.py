@@ -18,7 +18,6 @@ At most MAX_NOTIFICATIONS are kept per user in an account: the oldest go first (
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from jmap_host import (
     SetContext,
     dates,
     objectstore,
+    read_and_destroy,
     sharing,
 )
 
@@ -40,16 +40,6 @@ FOR = "for"  # the derived column naming the Principal a notification is for
 # Not part of a notification's event: computed at fetch time (per-user values, §5.4, are
 # split off by the event type's SharedThrough, in overrides too).
 LEFT_OUT = {"id", "utcStart", "utcEnd", "isOrigin", "baseEventId"}
-
-
-def _access(account: Any, principal: Any, operation: str) -> bool:
-    return operation in ("read", "destroy")  # §7.3: created by the server only
-
-
-def _event_ids(value: Any) -> tuple[str, list[Any]]:
-    if value is None:
-        return "1", []
-    return "[p_calendarEventId] IN (SELECT value FROM json_each(?))", [json.dumps(value)]
 
 
 CALENDAR_EVENT_NOTIFICATION = DataType(
@@ -68,10 +58,9 @@ CALENDAR_EVENT_NOTIFICATION = DataType(
         FilterCondition("after", "created", "ge", value_type="UTCDate"),
         FilterCondition("before", "created", "lt", value_type="UTCDate"),
         FilterCondition("type", "type"),
-        FilterCondition("calendarEventIds", "calendarEventId", "custom", value_type="Id[]|null",
-                        sql=_event_ids),
+        FilterCondition("calendarEventIds", "calendarEventId", "in"),
     ],
-    access=_access,
+    access=read_and_destroy,  # §7.3: created by the server only
     default_sort=("created",),
     methods=("get", "changes", "set", "query", "queryChanges"),  # §7.1-§7.5
     derived={FOR: lambda record: record.get(f"_{FOR}")},
