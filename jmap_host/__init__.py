@@ -75,7 +75,7 @@ from .numbers import parse_digits
 from .passwords import hash_password, looks_like_unknown_hash
 from .passwords import verify as verify_password
 from .principals import PRINCIPALS, PRINCIPALS_OWNER, principals_capability, visible_principals
-from .push import account_owners
+from .push import account_owners, publish_states
 from .pushsubscription import push_capabilities, push_config_keys, push_subscription_methods
 from .quota import (
     QUOTA,
@@ -197,6 +197,7 @@ __all__ = [
     "principal_table",
     "principals_capability",
     "problem_response",
+    "publish_states",
     "push_capabilities",
     "push_config_keys",
     "push_subscription_methods",

@@ -95,7 +95,7 @@ async def stream(request: Request) -> Response:
                     changed = diff(seen, await subscriber.wait())
                     objects = subscriber.take_objects()
                 for type_name, obj in objects:
-                    yield _event(events_for.get(type_name, type_name), obj)
+                    yield _event(events_for[type_name], obj)
                 if objects and not changed:
                     continue
                 if not changed:

@@ -182,6 +182,7 @@ class Host:
                 if event in ("state", "ping") or event in self.push_types.values():
                     raise StartupError(f"EventSource event name {event!r} is already taken")
                 self.push_types[name] = event
+        self.push.push_types = frozenset(self.push_types)
         # What sharing (jmap_host.sharing) asks on every request, known once: the shareable
         # types, each container's member types, and the capabilities shared accounts offer.
         self.shareable_types = frozenset(n for n, (dt, _) in self.datatypes.items() if dt.shareable)

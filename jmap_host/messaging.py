@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import objectstore
 from .store import atomically
 
 if TYPE_CHECKING:
@@ -150,9 +149,9 @@ async def send(
 ) -> None:
     """Queue ``message`` in a write transaction of its own: durable when this returns.
     Raises :class:`NoMailTransport` when no active plugin sends mail."""
+    # (said before a write transaction opens; enqueue checks the sender again inside it)
     if host.messaging.transport is None:
         raise NoMailTransport("no active plugin sends mail (enable the mail plugin)")
-    check_from(sender, mail_from)
     await host.store.write(
         lambda db: enqueue(db, host, sender, mail_from, recipients, message)
     )
@@ -163,7 +162,7 @@ def received(
 ) -> set[str]:
     """For the transport: tell every receiver of ``message``, just delivered to
     ``principal``'s account inside ``db``'s write transaction.  Returns the data types the
-    receivers changed; push them with :func:`publish` after the commit."""
+    receivers changed; push them after the commit (jmap_host.publish_states)."""
     changed: set[str] = set()
     for receiver in host.messaging.receivers:
         try:
@@ -175,12 +174,3 @@ def received(
             continue
         changed.update(types or ())
     return changed
-
-
-async def publish(host: Host, account: str, types: Iterable[str]) -> None:
-    """Push the new states of ``types`` in ``account`` (after :func:`received`'s commit)."""
-    wanted = set(types)
-    if not wanted:
-        return
-    states = await host.store.read(lambda db: dict(objectstore.type_states(db, account)))
-    host.push.publish(account, {t: str(states[t]) for t in wanted if t in states})

@@ -58,7 +58,6 @@ class Subscriber:
         self.only = only or {}
         self.pending: StateMap = {}
         self.objects: list[PushObject] = []
-        self.dropped = 0  # objects dropped because too many were waiting
         self._wake = trio.Event()
 
     def current(self, db: Any) -> StateMap:
@@ -82,8 +81,7 @@ class Subscriber:
         if self.types is not None and type_name not in self.types:
             return False
         if len(self.objects) >= MAX_PENDING_OBJECTS:
-            del self.objects[0]
-            self.dropped += 1
+            del self.objects[0]  # (a reader that long behind wants the newest)
         self.objects.append((type_name, obj))
         self._wake.set()
         return True
@@ -129,6 +127,8 @@ class Watcher:
 class PushHub:
     def __init__(self) -> None:
         self._by_account: dict[str, set[Subscriber]] = {}
+        # The pseudo-types capabilities declare (Capability.push_types; set by the host)
+        self.push_types: frozenset[str] = frozenset()
         self._by_principal: dict[str, set[Subscriber]] = {}
         # Watchers see every publish of their types in any account (a plugin's background
         # work that must know when its data changed: the calendars alert scheduler).
@@ -197,7 +197,10 @@ class PushHub:
         """Push ``obj``, an object of the pseudo-type ``type_name`` (one a capability
         declares in ``push_types``), to every push channel of the user ``principal``
         (Principal.name) that asked for that type or for every type; returns how many
-        channels took it.  Nothing is stored: a user with no channel open misses it."""
+        channels took it.  Nothing is stored: a user with no channel open misses it.  A
+        type no capability declares is a ValueError (it would go out under no event name)."""
+        if type_name not in self.push_types:
+            raise ValueError(f"{type_name!r} is not a push type any capability declares")
         subscribers = self._by_principal.get(principal) or set()
         return sum(subscriber.offer_object(type_name, obj) for subscriber in list(subscribers))
 
@@ -280,13 +283,19 @@ def account_owners(db: Any, accounts: Iterable[str] | None = None) -> dict[str, 
     if accounts is None:
         rows = db.execute(f"SELECT id, principal FROM [{ACCOUNT_TABLE}]").fetchall()
     else:
-        wanted = list(accounts)
-        rows = []
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            rows += db.execute(
-                f"SELECT id, principal FROM [{ACCOUNT_TABLE}] WHERE id IN "
-                f"({', '.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
+        rows = db.execute(
+            f"SELECT id, principal FROM [{ACCOUNT_TABLE}] WHERE id IN "
+            "(SELECT value FROM json_each(?))",
+            [json.dumps(list(accounts))],
+        ).fetchall()
     return {str(a): str(p) for a, p in rows}
+
+
+async def publish_states(host: Any, account: str, types: Iterable[str]) -> None:
+    """Push the current states of ``types`` in ``account`` (one read): after a write that
+    changed them outside the standard /set (a delivery, what a hook wrote)."""
+    wanted = set(types)
+    if not wanted:
+        return
+    states = await host.store.read(lambda db: dict(objectstore.type_states(db, account)))
+    host.push.publish(account, {t: str(states[t]) for t in wanted if t in states})

@@ -561,22 +561,14 @@ async def resolve_principals(host: Host, ids: set[str]) -> dict[str, Principal]:
     """{principal id: Principal} for those of ``ids`` the directory knows (shareWith keys
     are checked before the write transaction opens: the directory is async)."""
     from .directory import DirectoryUnavailable
-    from .migrations import ACCOUNT_TABLE
+    from .push import account_owners
 
     if not ids:
         return {}
     wanted = sorted(ids)
-
-    def names(db: sqlite_utils.Database) -> dict[str, str]:
-        rows = db.execute(
-            f"SELECT id, principal FROM [{ACCOUNT_TABLE}] WHERE id IN "
-            "(SELECT value FROM json_each(?))",
-            [json.dumps(wanted)],
-        ).fetchall()
-        return {str(i): str(p) for i, p in rows}
-
     found: dict[str, Principal] = {}
-    for principal_id, name in (await host.store.read(names)).items():
+    owners = await host.store.read(lambda db: account_owners(db, wanted))
+    for principal_id, name in owners.items():
         principal = await host.directory.principal(name)
         if principal is not None and principal.account_id == principal_id:
             found[principal_id] = principal

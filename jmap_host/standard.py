@@ -29,6 +29,7 @@ from .datatype import COMPOUND, DataType, FilterCondition, Property, SetContext,
 from .engine import check_get_size, set_arguments
 from .errors import MethodError
 from .numbers import parse_digits
+from .push import publish_states
 from .store import atomically
 
 T = TypeVar("T")
@@ -1018,9 +1019,7 @@ async def publish_set(
     members = call.host.shared_members.get(dt.name, ())
     others = [t for t in others if t != dt.name]
     if writes.grantees or (members and result["destroyed"]) or others:
-        states = await call.host.store.read(lambda db: dict(os_.type_states(db, account)))
-        types = [dt.name, *members, *others]
-        call.host.push.publish(account, {t: str(states[t]) for t in types if t in states})
+        await publish_states(call.host, account, [dt.name, *members, *others])
         await sharing.tell_grantees(call.host, writes)
     elif result["newState"] != result["oldState"]:
         call.host.push.publish(account, {dt.name: result["newState"]})

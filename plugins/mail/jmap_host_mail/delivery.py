@@ -24,7 +24,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
-from jmap_host import Account, Host, Principal, limits_for, messaging, objectstore, quota_usage
+from jmap_host import Account, Host, Principal, limits_for, objectstore, quota_usage
 from jmap_host import OverQuota as QuotaExceeded
 
 from . import email
@@ -161,25 +161,15 @@ async def deliver(
 
     limits = limits_for(host, principal)
 
-    changed: set[str] = set()
-
-    def write(db: Any) -> dict[str, Any]:
-        changed.clear()  # (a retried transaction starts again)
+    def write(db: Any) -> tuple[dict[str, Any], set[str]]:
         try:
-            record = email.ingest(
-                db, host, account, message, {inbox_id(db, account): True}, {},
-                limits=limits, incoming=True,
-            )  # fmt: skip
+            return email.ingest_delivered(db, host, principal, message, inbox_id(db, account),
+                                          envelope_from, limits)  # fmt: skip
         except QuotaExceeded:
             raise OverQuota(f"{recipient.address}: mailbox full") from None
-        # Other plugins' receivers (jmap_host.messaging: iMIP for calendars), in this
-        # transaction: what they write commits with the message.
-        changed.update(messaging.received(db, host, principal, message, envelope_from))
-        return record
 
-    record = await host.store.write(write)
-    await email.publish(host, account)
-    await messaging.publish(host, account, changed)
+    record, changed = await host.store.write(write)
+    await email.publish(host, account, changed)
     log.info(
         "delivered %s to %s (account %s, %d octets, from <%s>)",
         record["id"],

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -31,6 +32,7 @@ from jmap_host import (
     Host,
     Method,
     MethodError,
+    Principal,
     Property,
     QuotaLimits,
     SetContext,
@@ -48,7 +50,9 @@ from jmap_host import (
     dates,
     expect_long_read,
     limits_for,
+    messaging,
     objectstore,
+    publish_states,
     read_blob,
     remove_blob_references,
     set_arguments,
@@ -429,6 +433,21 @@ def ingest(
     )[0]
 
 
+def ingest_delivered(
+    db: Any, host: Host, principal: Principal, raw: bytes, inbox: str, envelope_from: str | None,
+    limits: QuotaLimits | None = None,
+) -> tuple[dict[str, Any], set[str]]:
+    """The one step of every local delivery (LMTP, ``jmap-host deliver``, a local
+    EmailSubmission, the queue's local recipients), inside the caller's write transaction:
+    ``raw`` stored in ``principal``'s Inbox, then the host's mail receivers told
+    (jmap_host.messaging: what they write commits with the message).  Returns the Email
+    record and the data types the receivers changed, to push after the commit with the
+    mail types (:func:`publish`)."""
+    account = principal.account_id
+    record = ingest(db, host, account, raw, {inbox: True}, {}, limits=limits, incoming=True)
+    return record, messaging.received(db, host, principal, raw, envelope_from)
+
+
 def check_mailboxes_exist(mailbox_ids: dict[str, bool], existing: set[str]) -> None:
     unknown = [m for m in mailbox_ids if m not in existing]
     if unknown:
@@ -609,10 +628,10 @@ store.register_email_handler("remove_from_mailbox", remove_from_mailbox)
 MAIL_TYPES = ("Email", "Thread", "Mailbox", "EmailDelivery", "Quota")
 
 
-async def publish(host: Host, account: str) -> None:
-    """Tell push listeners the new states of the mail types in ``account``."""
-    states = await host.store.read(lambda db: dict(objectstore.type_states(db, account)))
-    host.push.publish(account, {t: str(states[t]) for t in MAIL_TYPES if t in states})
+async def publish(host: Host, account: str, also: Iterable[str] = ()) -> None:
+    """Tell push listeners the new states of the mail types in ``account``, and of the
+    types ``also`` names (what mail receivers changed in the same delivery)."""
+    await publish_states(host, account, [*MAIL_TYPES, *also])
 
 
 # -- Email/get ---------------------------------------------------------------------------------

@@ -56,13 +56,12 @@ from jmap_host import (
     Property,
     SetContext,
     SetError,
-    messaging,
     objectstore,
     read_blob,
     standard,
 )
 
-from .email import EMAIL, ingest, publish, utc_now
+from .email import EMAIL, ingest_delivered, publish, utc_now
 from .identity import IDENTITY, get_identity, may_send_as, provision_identities
 from .mailbox import MAILBOX, default_mailboxes
 from .message import ParsedMessage, parse_message
@@ -228,24 +227,21 @@ def inbox_of(db: Any, host: Host, principal: Principal) -> str:
 
 
 def deliver_local(
-    db: Any, host: Host, principal: Principal, data: bytes, mail_from: str, recipient: str,
-    changed: set[str] | None = None,
-) -> Reply:
+    db: Any, host: Host, principal: Principal, data: bytes, mail_from: str, recipient: str
+) -> tuple[Reply, set[str]]:
     """Store ``data`` in the Inbox of ``principal``'s account (inside the caller's write
-    transaction), tell the host's mail receivers (jmap_host.messaging; the data types they
-    changed are added to ``changed``, to push after the commit) and queue its vacation
-    reply, if any."""
+    transaction, email.ingest_delivered: the host's mail receivers are told) and queue its
+    vacation reply, if any.  Returns the reply and the data types the receivers changed,
+    to push after the commit (email.publish)."""
     account = principal.account_id
     message = f"Return-Path: <{mail_from}>\r\n".encode() + data
-    ingest(db, host, account, message, {inbox_of(db, host, principal): True}, {})
-    touched = messaging.received(db, host, principal, message, mail_from)
-    if changed is not None:
-        changed.update(touched)
+    _, changed = ingest_delivered(db, host, principal, message, inbox_of(db, host, principal),
+                                  mail_from)  # fmt: skip
     parsed = parse_message(message)
     reply = auto_reply(db, host, account, parsed, message, recipient, mail_from=mail_from)
     if reply is not None:
         send_auto_reply(db, host, account, reply)
-    return Reply(250, "250 2.0.0 delivered to the recipient's mailbox")
+    return Reply(250, "250 2.0.0 delivered to the recipient's mailbox"), changed
 
 
 # -- the outbound queue -----------------------------------------------------------------------
@@ -380,14 +376,11 @@ async def _send_row(host: Host, row: dict[str, Any]) -> None:
             remote.append(rcpt)
             continue
         try:
-            changed: set[str] = set()
-            results[rcpt] = await host.store.write(
-                lambda db, p=principal, r=rcpt, c=changed: deliver_local(
-                    db, host, p, data, mail_from, r, c)
+            results[rcpt], changed = await host.store.write(
+                lambda db, p=principal, r=rcpt: deliver_local(db, host, p, data, mail_from, r)
             )  # fmt: skip
             local.add(rcpt)
-            await publish(host, principal.account_id)
-            await messaging.publish(host, principal.account_id, changed)
+            await publish(host, principal.account_id, changed)
         except Exception as exc:  # a failed local delivery is retried like a remote one
             log.exception("local delivery to %s failed", rcpt)
             results[rcpt] = Reply(451, f"451 4.3.0 local delivery failed: {exc}")
@@ -570,8 +563,8 @@ def on_create(ctx: SetContext, record: dict[str, Any]) -> None:
     for rcpt, principal in local.items():
         acct = principal.account_id
         if acct not in delivered:
-            changed = pending.receiver_changes.setdefault(acct, set())
-            delivered[acct] = deliver_local(db, host, principal, data, mail_from, rcpt, changed)
+            delivered[acct], changed = deliver_local(db, host, principal, data, mail_from, rcpt)
+            pending.receiver_changes.setdefault(acct, set()).update(changed)
             pending.delivered_accounts.add(acct)
         status[rcpt] = {"smtpReply": delivered[acct].text, "delivered": "yes",
                         "displayed": "unknown"}  # fmt: skip
@@ -684,8 +677,7 @@ async def submission_set(call: Call) -> list[tuple[str, dict[str, Any]]]:
     host = call.host
     kick(host)
     for account in pending.delivered_accounts:
-        await publish(host, account)
-        await messaging.publish(host, account, pending.receiver_changes.get(account, ()))
+        await publish(host, account, pending.receiver_changes.get(account, ()))
     responses: list[tuple[str, dict[str, Any]]] = [(call.name, result)]
     successes = _success_ids(result)
     updates: dict[str, Any] = {}
