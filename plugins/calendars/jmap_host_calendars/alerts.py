@@ -47,7 +47,6 @@ a mail transport or an address it is recorded as ``email-unsent`` and logged.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import email.policy
@@ -225,14 +224,8 @@ def effective_alerts(
 def _occurrence_view(event: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
     """The alert-related properties of one occurrence: the event's with the override's
     patch of them applied."""
-    from .query import _apply
-
-    view = {k: copy.deepcopy(event.get(k)) for k in ("alerts", "useDefaultAlerts",
-                                                     "showWithoutTime")}  # fmt: skip
-    for pointer, value in (patch or {}).items():
-        if pointer.split("/")[0] in view:
-            _apply(view, pointer, value)
-    return view
+    names = {"alerts", "useDefaultAlerts", "showWithoutTime"}
+    return jscalendar.patched({k: event.get(k) for k in names}, patch, only=names)
 
 
 def event_triggers(

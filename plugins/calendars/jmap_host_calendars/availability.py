@@ -127,15 +127,6 @@ def _busy_status(event: dict[str, Any], attendance: str | None) -> str:
     return "unavailable"
 
 
-def _occurrence(base: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
-    from .query import _apply  # (a JSCalendar PatchObject, as CalendarEvent/get applies it)
-
-    if not patch:
-        return base
-    event = copy.deepcopy(base)
-    for pointer, value in patch.items():
-        _apply(event, pointer, value)
-    return event
 
 
 def _text(moment: dt.datetime) -> str:
@@ -200,7 +191,7 @@ def busy_periods(
         except recur.CannotExpand:
             continue  # (what cannot be expanded cannot be shown busy either)
         for occurrence in found:
-            one = _occurrence(event, occurrence.patch)
+            one = jscalendar.patched(event, occurrence.patch)
             # (stored null is the default: busy, confirmed)
             if (one.get("freeBusyStatus") or "busy") != "busy" or one.get("status") == "cancelled":
                 continue
@@ -222,14 +213,12 @@ def busy_periods(
                     view = _as_seen(db, host, shared, user, event)
                 # (the occurrence of the user's view: their per-occurrence values)
                 patch = (view.get("recurrenceOverrides") or {}).get(occurrence.recurrence_id)
-                shown = {**_occurrence(view, patch), "id": event["id"]}
-                if recur.is_recurring(event):
-                    # (its start: the override's if it moved the occurrence)
-                    moved = (patch or {}).get("start")
-                    shown.update(recurrenceId=occurrence.recurrence_id,
-                                 start=moved if isinstance(moved, str)
-                                 else occurrence.recurrence_id,
-                                 recurrenceRule=None, recurrenceOverrides=None)  # fmt: skip
+                if recur.is_recurring(event):  # (its start: the override's, if it moved)
+                    shown = {**jscalendar.occurrence(view, occurrence.recurrence_id, patch),
+                             "id": event["id"], "recurrenceId": occurrence.recurrence_id,
+                             "recurrenceRule": None, "recurrenceOverrides": None}  # fmt: skip
+                else:
+                    shown = {**jscalendar.patched(view, patch), "id": event["id"]}
                 if peruser.hides_attendees(shown, mine_ids):  # §5.7, as /get
                     peruser.reduce_participants(shown, mine_ids)
                 if properties is None:

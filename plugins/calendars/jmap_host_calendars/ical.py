@@ -29,7 +29,6 @@ The public API, also used for iMIP: ``to_ical(events, method)``, ``from_ical(dat
 from __future__ import annotations
 
 import base64
-import copy
 import datetime as dt
 import hashlib
 import zoneinfo
@@ -815,17 +814,6 @@ def _people(vevent: icalendar.Event, event: dict[str, Any]) -> None:
         vevent.add("ORGANIZER", prop.vCalAddress(organizer))
 
 
-def _occurrence(event: dict[str, Any], key: str, patch: dict[str, Any]) -> dict[str, Any]:
-    from .query import _apply  # (the one PatchObject application of this plugin)
-
-    record = {k: copy.deepcopy(v) for k, v in event.items()
-              if k not in ("recurrenceRule", "recurrenceOverrides")}  # fmt: skip
-    record["start"] = key
-    for pointer, value in patch.items():
-        _apply(record, pointer, value)
-    return record
-
-
 def _inline_blobs(value: Any, blob: Callable[[str], bytes | None]) -> Any:
     """``value`` with each Link that names a blob and no href given the blob as a data:
     URL (JMAP Calendars §5.3: "The server MUST translate this to an embedded data: URL
@@ -870,7 +858,7 @@ def to_ical(
         calendar.add_component(_vevent(event))
         for key, patch in sorted((event.get("recurrenceOverrides") or {}).items()):
             if isinstance(patch, dict) and patch and patch != {"excluded": True}:
-                calendar.add_component(_vevent(_occurrence(event, key, patch), key))
+                calendar.add_component(_vevent(jscalendar.occurrence(event, key, patch), key))
     calendar.add_missing_timezones()
     return bytes(calendar.to_ical())
 

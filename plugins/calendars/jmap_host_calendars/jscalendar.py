@@ -12,6 +12,7 @@ are obsolete in 2.0 (Appendix A.2.1): they are refused, naming ``recurrenceRule`
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import itertools
 import re
@@ -297,3 +298,65 @@ def utc_span(event: dict[str, Any]) -> tuple[str, str] | None:
     except (KeyError, TypeError, ValueError, zoneinfo.ZoneInfoNotFoundError):
         return None
     return utc_text(begin), utc_text(end)
+
+
+# -- PatchObjects (§1.5.9): recurrence overrides and their occurrences ----------------------------
+
+# What an override's patch may not change (JSCalendar 2.0 §3.3.4): ignored in one.
+NOT_OVERRIDDEN = ("uid", "recurrenceId", "recurrenceOverrides", "recurrenceRule", "@type",
+                  "method", "prodId", "relatedTo", "privacy")  # fmt: skip
+
+
+def apply_patch(record: dict[str, Any], pointer: str, value: Any) -> None:
+    """One patch of a JSCalendar PatchObject (§1.5.9), in place: ``value`` at the JSON
+    pointer (null removes; an array member is replaced, never removed)."""
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")]
+    if tokens[0] in NOT_OVERRIDDEN:
+        return
+    target: Any = record
+    for token in tokens[:-1]:
+        if isinstance(target, list) and token.isdigit():
+            target = target[int(token)] if int(token) < len(target) else None
+        elif isinstance(target, dict):
+            target = target.setdefault(token, {})
+        if target is None:
+            return
+    last = tokens[-1]
+    if isinstance(target, dict):
+        if value is None:
+            target.pop(last, None)
+        else:
+            target[last] = value
+    elif isinstance(target, list) and last.isdigit() and int(last) < len(target) and (
+        value is not None
+    ):
+        target[int(last)] = value
+
+
+def patched(
+    record: dict[str, Any], patch: dict[str, Any] | None, only: set[str] | None = None
+) -> dict[str, Any]:
+    """A deep copy of ``record`` with ``patch`` applied (only its pointers into the
+    top-level properties ``only``, when given); ``record`` itself when there is no patch."""
+    if not patch:
+        return record
+    out = copy.deepcopy(record)
+    for pointer, value in patch.items():
+        if only is None or pointer.split("/")[0] in only:
+            apply_patch(out, pointer, value)
+    return out
+
+
+def occurrence(
+    event: dict[str, Any], key: str, patch: dict[str, Any] | None, share: bool = False
+) -> dict[str, Any]:
+    """The occurrence ``key`` (a recurrence id) of ``event`` as an event of its own: the
+    event without its recurrenceRule and recurrenceOverrides, starting at ``key``, with the
+    override's ``patch`` applied.  ``share``: without a patch, the event's values are
+    shared, not copied (for a caller that only reads them)."""
+    single = {k: v for k, v in event.items()
+              if k not in ("recurrenceRule", "recurrenceOverrides")}  # fmt: skip
+    single["start"] = key
+    if not patch and not share:
+        return copy.deepcopy(single)
+    return patched(single, patch)

@@ -16,7 +16,6 @@ and hold both (§5.11).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import re
@@ -390,13 +389,9 @@ def _occurrence(
             return None
     else:
         patch = match.patch
-    # (a patch changes the occurrence's own copy; without one, the base's values are shared:
-    # nothing changes them before they are sent)
-    record = {k: copy.deepcopy(v) if patch else v for k, v in base.items()
-              if k not in ("recurrenceRule", "recurrenceOverrides")}  # fmt: skip
-    record["start"] = rid
-    for pointer, value in (patch or {}).items():
-        _apply(record, pointer, value)
+    # (without a patch the base's values are shared: nothing changes them before they are
+    # sent)
+    record = jscalendar.occurrence(base, rid, patch, share=True)
     record.update(id=requested, baseEventId=base["id"], recurrenceId=rid)
     # §5.7: an instance's recurrenceRule and recurrenceOverrides are null.
     record.update(recurrenceRule=None, recurrenceOverrides=None)
@@ -409,32 +404,6 @@ def _occurrence(
             if name in record:
                 record[name] = value
     return record
-
-
-def _apply(record: dict[str, Any], pointer: str, value: Any) -> None:
-    """One patch of a JSCalendar PatchObject (§1.5.9) onto the occurrence."""
-    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")]
-    if tokens[0] in ("uid", "recurrenceId", "recurrenceOverrides", "recurrenceRule", "@type",
-                     "method", "prodId", "relatedTo", "privacy"):  # fmt: skip
-        return  # §3.3.4: ignored in an override
-    target: Any = record
-    for token in tokens[:-1]:
-        if isinstance(target, list) and token.isdigit():
-            target = target[int(token)] if int(token) < len(target) else None
-        elif isinstance(target, dict):
-            target = target.setdefault(token, {})
-        if target is None:
-            return
-    last = tokens[-1]
-    if isinstance(target, dict):
-        if value is None:
-            target.pop(last, None)
-        else:
-            target[last] = value
-    elif isinstance(target, list) and last.isdigit() and int(last) < len(target) and (
-        value is not None  # (§1.5.9: an array member is replaced, never removed)
-    ):
-        target[int(last)] = value
 
 
 # -- CalendarEvent/set of occurrences (§5.9) --------------------------------------------------

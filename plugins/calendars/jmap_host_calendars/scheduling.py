@@ -166,13 +166,8 @@ def occurrence_participants(
     """The participants of the event, or of the occurrence ``patch`` overrides."""
     if not patch:
         return _participants(record)
-    from .query import _apply  # (the plugin's one JSCalendar PatchObject application)
-
-    view = {"participants": copy.deepcopy(record.get("participants") or {})}
-    for pointer, value in patch.items():
-        if pointer == "participants" or pointer.startswith("participants/"):
-            _apply(view, pointer, value)
-    return _participants(view)
+    view = {"participants": record.get("participants") or {}}
+    return _participants(jscalendar.patched(view, patch, only={"participants"}))
 
 
 def rule_makes(record: dict[str, Any], key: str) -> bool:
@@ -191,14 +186,7 @@ def rule_makes(record: dict[str, Any], key: str) -> bool:
 
 def _standalone(event: dict[str, Any], key: str, patch: dict[str, Any] | None) -> dict:
     """One occurrence of ``event`` as its own event (RFC 5546: a RECURRENCE-ID VEVENT)."""
-    from .query import _apply
-
-    single = {k: copy.deepcopy(v) for k, v in event.items()
-              if k not in ("recurrenceRule", "recurrenceOverrides")}  # fmt: skip
-    single.update(recurrenceId=key, start=key)
-    for pointer, value in (patch or {}).items():
-        _apply(single, pointer, value)
-    return single
+    return {**jscalendar.occurrence(event, key, patch), "recurrenceId": key}
 
 
 def _has(participants: dict[str, dict], key: str) -> bool:
