@@ -639,21 +639,6 @@ def _rrule(rule: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _produced(event: dict[str, Any], key: str) -> bool:
-    """Does the rule (without overrides) produce the occurrence ``key``?  (An override of
-    a date it does not produce is an RDATE too.)"""
-    if not event.get("recurrenceRule"):
-        return False
-    plain = {k: v for k, v in event.items() if k != "recurrenceOverrides"}
-    moment = jscalendar.to_utc(jscalendar.local_datetime(key), event.get("timeZone"))
-    try:
-        found = recur.occurrences(plain, moment, moment + dt.timedelta(seconds=1),
-                                  event.get("timeZone") or "Etc/UTC")  # fmt: skip
-    except recur.CannotExpand:
-        return True
-    return any(o.recurrence_id == key for o in found)
-
-
 def _alarm(alert: dict[str, Any], event: dict[str, Any]) -> icalendar.Alarm:
     alarm = icalendar.Alarm()
     kept = alert.get("iCalComponent")
@@ -700,8 +685,9 @@ def _vevent(
     if recurrence_id is None:
         overrides = event.get("recurrenceOverrides") or {}
         excluded = [k for k, p in overrides.items() if p == {"excluded": True}]
-        added = [k for k, p in overrides.items()
-                 if p != {"excluded": True} and not _produced(event, k)]  # fmt: skip
+        # (an override of a date the rule does not make is an RDATE too)
+        added = [k for k, p in overrides.items() if p != {"excluded": True}
+                 and not recur.makes(event, k, otherwise=True)]  # fmt: skip
         for name, keys in (("EXDATE", excluded), ("RDATE", added)):
             if keys:
                 vevent.add(name, [_moment(k, zone, is_date) for k in sorted(keys)])

@@ -53,12 +53,12 @@ from typing import Any
 
 from jmap_host import Host, Principal, dates, messaging, objectstore, read_blob, standard
 
-from . import ical, jscalendar, notification
+from . import ical, jscalendar, notification, recur
 from .calendar import CALENDAR, default_calendar
 from .event import EVENT
 from .identity import default_identities, normalise
 from .peruser import identities
-from .scheduling import occurrence_participants, rule_makes
+from .scheduling import occurrence_participants
 
 log = logging.getLogger("jmap_host_calendars.imip")
 METHODS = ("REQUEST", "REPLY", "CANCEL")
@@ -287,7 +287,7 @@ def _reply(incoming: Incoming, event: dict[str, Any]) -> bool:
     if rid:
         patch = dict(overrides.get(rid) or {})
         if patch == {"excluded": True} or (rid not in overrides
-                                           and not rule_makes(existing, rid)):  # fmt: skip
+                                           and not recur.makes(existing, rid)):  # fmt: skip
             return False  # (no such occurrence)
         participants = occurrence_participants(existing, patch)
     else:
@@ -363,7 +363,7 @@ def _cancel(incoming: Incoming, event: dict[str, Any]) -> bool:
         patch = overrides.get(rid)
         if patch == {"excluded": True}:
             return False  # (not in this calendar: an exclusion stays one, recur.py)
-        if patch is None and not rule_makes(existing, rid):
+        if patch is None and not recur.makes(existing, rid):
             return False  # (no such occurrence: nothing to cancel, none to make up)
         overrides[rid] = {**(patch or {}), "status": "cancelled"}
         existing["recurrenceOverrides"] = overrides

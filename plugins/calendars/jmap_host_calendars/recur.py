@@ -187,6 +187,21 @@ def occurrences(
     return found
 
 
+def makes(event: dict[str, Any], key: str, otherwise: bool = False) -> bool:
+    """Does the event's recurrence rule make the occurrence ``key`` (a recurrence id), its
+    overrides aside?  The start always is one (§3.3.3.1).  ``otherwise``: the answer when
+    the rule cannot be expanded here (or ``key`` is no LocalDateTime)."""
+    if not event.get("recurrenceRule"):
+        return False
+    try:
+        start = jscalendar.local_datetime(event["start"])
+        local = jscalendar.local_datetime(key)
+        rule = _rule(event, start)
+        return local == start or (rule is not None and _produces(event, rule, start, local))
+    except (CannotExpand, KeyError, TypeError, ValueError):
+        return otherwise
+
+
 def _produces(
     event: dict[str, Any], rule: rrule.rrule, start: dt.datetime, local: dt.datetime
 ) -> bool:

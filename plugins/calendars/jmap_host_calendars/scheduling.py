@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,7 +126,7 @@ def _added_removed(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
     """The override keys gone from ``new`` that its recurrence does not produce: added
     occurrences (RDATEs) removed."""
     removed = set(_patches(old)) - set(new.get("recurrenceOverrides") or {})
-    return {key for key in removed if not rule_makes(new, key)}
+    return {key for key in removed if not recur.makes(new, key)}
 
 
 def itip_event(record: dict[str, Any], method: str) -> dict[str, Any]:
@@ -170,20 +169,6 @@ def occurrence_participants(
     return _participants(jscalendar.patched(view, patch, only={"participants"}))
 
 
-def rule_makes(record: dict[str, Any], key: str) -> bool:
-    """Whether the recurrence rule of ``record`` makes the occurrence ``key``."""
-    if not record.get("recurrenceRule"):
-        return False
-    bare = {k: v for k, v in record.items() if k != "recurrenceOverrides"}
-    try:
-        moment = jscalendar.to_utc(jscalendar.local_datetime(key), record.get("timeZone"))
-        around = recur.occurrences(bare, moment - dt.timedelta(days=1),
-                                   moment + dt.timedelta(days=1), "Etc/UTC")
-    except (recur.CannotExpand, ValueError):
-        return False
-    return key in {o.recurrence_id for o in around}
-
-
 def _standalone(event: dict[str, Any], key: str, patch: dict[str, Any] | None) -> dict:
     """One occurrence of ``event`` as its own event (RFC 5546: a RECURRENCE-ID VEVENT)."""
     return {**jscalendar.occurrence(event, key, patch), "recurrenceId": key}
@@ -208,7 +193,7 @@ def _view(events: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
             overrides = dict(event.get("recurrenceOverrides") or {})
             for k, patch in patches.items():
                 if not _has(occurrence_participants(event, patch), key):
-                    if rule_makes(event, k):
+                    if recur.makes(event, k):
                         overrides[k] = {"excluded": True}
                     else:
                         overrides.pop(k)
@@ -259,7 +244,7 @@ def shared(record: dict[str, Any]) -> dict[str, Any]:
     for key, patch in overrides.items():
         if isinstance(patch, dict) and any(_per_user(p) for p in patch):
             patch = {p: v for p, v in patch.items() if not _per_user(p)}
-            if not patch and rule_makes(record, key):
+            if not patch and recur.makes(record, key):
                 continue
         kept[key] = patch
     return {**record, "recurrenceOverrides": kept or None}
@@ -398,7 +383,7 @@ def _as_attendee(
     old_patches, new_patches = _patches(old), _patches(new)
     for key in sorted(set(old_patches) | set(new_patches)):
         patch = new_patches.get(key)
-        if patch is None and (key in _excluded(new) or not rule_makes(new, key)):
+        if patch is None and (key in _excluded(new) or not recur.makes(new, key)):
             continue  # (the occurrence is gone: no answer for it)
         occurrence = occurrence_participants(new, patch)
         before = occurrence_participants(old, old_patches.get(key))
