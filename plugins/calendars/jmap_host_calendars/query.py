@@ -42,17 +42,23 @@ def _recurrence_id(digits: str) -> str:
     return f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[9:11]}:{d[11:13]}:{d[13:15]}"
 
 
-def _range(call: Call) -> tuple[Any, dt.datetime | None, dt.datetime | None, str, bool]:
-    """(the filter without after/before, after and before in UTC, the time zone, expand)."""
-    filter_ = call.args.get("filter")
-    expand = call.args.get("expandRecurrences", False)
-    zone = call.args.get("timeZone", "Etc/UTC")
-    if not isinstance(expand, bool):
-        raise MethodError("invalidArguments", "expandRecurrences must be a Boolean")
+def _zone(call: Call) -> str:
+    """The timeZone argument of /query and /get (§5.7, §5.11): an IANA time zone."""
+    zone = standard.arg(call, "timeZone", "String", "Etc/UTC")
     try:
         jscalendar.check(zone, "TimeZoneId", "/timeZone")
     except jscalendar.Invalid:
         raise MethodError("invalidArguments", "timeZone must be an IANA time zone") from None
+    return zone
+
+
+def _range(call: Call) -> tuple[Any, dt.datetime | None, dt.datetime | None, str, bool]:
+    """(the filter without after/before, after and before in UTC, the time zone, expand)."""
+    filter_ = call.args.get("filter")
+    expand = call.args.get("expandRecurrences", False)
+    if not isinstance(expand, bool):
+        raise MethodError("invalidArguments", "expandRecurrences must be a Boolean")
+    zone = _zone(call)
 
     def nested(node: Any) -> bool:
         if not isinstance(node, dict):
@@ -260,11 +266,7 @@ def _get_arguments(call: Call) -> tuple[dt.datetime | None, dt.datetime | None, 
         bounds.append(None if value is None else
                       dt.datetime.fromisoformat(value.replace("Z", "+00:00")))  # fmt: skip
     reduce = standard.arg(call, "reduceParticipants", "Boolean", False)
-    zone = standard.arg(call, "timeZone", "String", "Etc/UTC")
-    try:
-        jscalendar.check(zone, "TimeZoneId", "/timeZone")
-    except jscalendar.Invalid:
-        raise MethodError("invalidArguments", "timeZone must be an IANA time zone") from None
+    zone = _zone(call)
     properties = call.args.get("properties")
     if isinstance(properties, list) and "recurrenceOverrides" in properties and (
         "utcStart" in properties or "utcEnd" in properties
@@ -275,18 +277,9 @@ def _get_arguments(call: Call) -> tuple[dt.datetime | None, dt.datetime | None, 
 
 
 async def event_get(call: Call) -> dict[str, Any]:
-    """§5.7: iCalComponent only when asked for by name."""
-    result = await _event_get(call)
-    if call.args.get("properties") is None:
-        for record in result["list"]:
-            record.pop("iCalComponent", None)
-    return result
-
-
-async def _event_get(call: Call) -> dict[str, Any]:
     """The standard /get, and for instance ids the occurrence they name (§5.5); then what
     §5.7 asks of each: hideAttendees, reduceParticipants, the overrides in a range, floating
-    events' UTC times in the timeZone argument."""
+    events' UTC times in the timeZone argument, iCalComponent only when asked for by name."""
     after, before, reduce, zone = _get_arguments(call)
     ids = call.args.get("ids")
     instances = {}
@@ -308,9 +301,14 @@ async def _event_get(call: Call) -> dict[str, Any]:
                                     "properties": wanted},
                         call.call_id, call.request, call.account)  # fmt: skip
     result = await standard.type_get(EVENT, sub)
-    mine = await call.host.store.read(
-        lambda db: peruser.identities(db, call.request.principal.account_id)
-    )
+    mine: set[str] | None = None  # (the user's addresses: read only if participants are cut)
+    if reduce or any(r.get("hideAttendees") or any(
+        isinstance(p, dict) and "hideAttendees" in p
+        for p in (r.get("recurrenceOverrides") or {}).values()
+    ) for r in result["list"]):
+        mine = await call.host.store.read(
+            lambda db: peruser.identities(db, call.request.principal.account_id)
+        )
     by_id = {r["id"]: r for r in result["list"]}
     # Each base expanded once, over the span of its requested occurrences.
     spans: dict[str, list[str]] = {}
@@ -330,7 +328,7 @@ async def _event_get(call: Call) -> dict[str, Any]:
             continue
         # (an occurrence is its own top-level dict, but may share the base's values: what
         # follows replaces values, never changes them in place)
-        if reduce or peruser.hides_attendees(record, mine):
+        if mine is not None and (reduce or peruser.hides_attendees(record, mine)):
             peruser.reduce_participants(record, mine)
         if after is not None or before is not None:
             peruser.overrides_between(record, after, before, zone)
@@ -339,6 +337,8 @@ async def _event_get(call: Call) -> dict[str, Any]:
         if isinstance(properties, list):
             record = {k: v for k, v in record.items() if k == "id" or k in properties
                       or (k == "baseEventId" and match is not None)}  # fmt: skip
+        else:
+            record.pop("iCalComponent", None)  # §5.7: only when asked for by name
         out.append(record)
     return {**result, "list": out, "notFound": not_found}
 
