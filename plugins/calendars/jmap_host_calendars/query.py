@@ -446,20 +446,20 @@ def _writer(request: standard.SetRequest) -> Any:
             if isinstance(obj, dict):
                 extra[creation_id] = settimes.server_set(obj, translated)
         updates: dict[str, Any] = {}
-        # (§5.7: an event the caller may not see is notFound before its times are read)
-        seen = _visible(request, db, [_base_of(k) for k in request.update or {}])
+        # (§5.7: an event the caller may not see is notFound before its times, or the
+        # occurrences it names, are read)
+        seen, access = _visible(request, db, [_base_of(k) for k in
+                                              [*(request.update or {}), *(request.destroy or [])]])
         for key, patch in (request.update or {}).items():
-            if not isinstance(patch, dict) or not any(
-                k.split("/")[0] in settimes.NAMES or k.startswith("recurrenceOverrides")
-                for k in patch
-            ):
+            if not _touches_times(patch):
                 updates[key] = patch
                 continue
             if _base_of(key) not in seen:
                 refused[key] = ("notUpdated", {"type": "notFound"})
                 continue
             try:
-                if INSTANCE.fullmatch(key):  # (an occurrence's update is its override's)
+                if INSTANCE.fullmatch(key):  # (an occurrence's update is its override's:
+                    # translated as one only to refuse utcStart/utcEnd in it, §5.9)
                     settimes.translate(db, account, {"recurrenceOverrides": {"": patch}}, {})
                     updates[key] = patch
                     continue
@@ -471,7 +471,7 @@ def _writer(request: standard.SetRequest) -> Any:
             except SetError as exc:
                 refused[key] = ("notUpdated", exc.to_json())
         plain = dataclasses.replace(request, create=creates or None, update=updates or None)
-        result = _instances_write(plain, db, careful)
+        result = _with_instances(plain, db, careful, seen, access)
         for key, (side, error) in refused.items():
             result[side] = {**(result.get(side) or {}), key: error}
         for side in ("created", "updated"):
@@ -484,11 +484,20 @@ def _writer(request: standard.SetRequest) -> Any:
     return write
 
 
-def _visible(request: standard.SetRequest, db: Any, ids: list[str]) -> set[str]:
+def _visible(
+    request: standard.SetRequest, db: Any, ids: list[str]
+) -> tuple[set[str], sharing.Access | None]:
     """Those of the stored events ``ids`` the caller may see (sharing's rule, with the
-    event type's owner-only one: §5.7 "secret")."""
+    event type's owner-only one: §5.7 "secret"), and the caller's access (None: all)."""
     access = sharing.access_for(db, request.call)
-    return sharing.visible_ids(db, EVENT, access, request.account.id, ids)
+    return sharing.visible_ids(db, EVENT, access, request.account.id, ids), access
+
+
+def _touches_times(obj: Any) -> bool:
+    """Whether a create or patch gives utcStart/utcEnd (or may, inside an override)."""
+    return isinstance(obj, dict) and any(
+        k.split("/")[0] in settimes.NAMES or k.startswith("recurrenceOverrides") for k in obj
+    )
 
 
 def _needs_own_write(request: standard.SetRequest) -> bool:
@@ -496,21 +505,7 @@ def _needs_own_write(request: standard.SetRequest) -> bool:
     if any(INSTANCE.fullmatch(i) for i in [*(request.update or {}), *(request.destroy or [])]):
         return True
     given = [*(request.create or {}).values(), *(request.update or {}).values()]
-    return any(isinstance(obj, dict) and any(
-        k.split("/")[0] in settimes.NAMES or k.startswith("recurrenceOverrides") for k in obj)
-        for obj in given)  # fmt: skip
-
-
-def _instances_write(request: standard.SetRequest, db: Any, careful: bool) -> dict[str, Any]:
-    """The /set in its transaction, with instance ids' updates and destroys made those of
-    their base events' overrides."""
-    account, update, destroy = request.account, request.update, request.destroy
-    instance_updates = {k: v for k, v in (update or {}).items() if INSTANCE.fullmatch(k)}
-    instance_destroys = [i for i in destroy or [] if INSTANCE.fullmatch(i)]
-    if not instance_updates and not instance_destroys:
-        return request.run(db, careful)
-    return _with_instances(request, db, careful, account, update, destroy, instance_updates,
-                           instance_destroys)  # fmt: skip
+    return any(_touches_times(obj) for obj in given)
 
 
 def _alert_on_base(pointer: str, value: Any, override: dict[str, Any], base: dict) -> bool:
@@ -538,20 +533,24 @@ def _alert_on_base(pointer: str, value: Any, override: dict[str, Any], base: dic
 
 
 def _with_instances(
-    request: standard.SetRequest, db: Any, careful: bool, account: Any, update: Any,
-    destroy: Any, instance_updates: dict[str, Any], instance_destroys: list[str],
+    request: standard.SetRequest, db: Any, careful: bool, seen: set[str],
+    access: sharing.Access | None,
 ) -> dict[str, Any]:
+    """The /set in its transaction, with instance ids' updates and destroys made those of
+    their base events' overrides (``seen``: the base events the caller may see; ``access``
+    theirs, whose view of the overrides holds their per-user values)."""
+    account, update, destroy = request.account, request.update, request.destroy
+    instance_updates = {k: v for k, v in (update or {}).items() if INSTANCE.fullmatch(k)}
+    instance_destroys = [i for i in destroy or [] if INSTANCE.fullmatch(i)]
+    if not instance_updates and not instance_destroys:
+        return request.run(db, careful)
     plain_update = {k: v for k, v in (update or {}).items() if k not in instance_updates}
     plain_destroy = [i for i in destroy or [] if i not in instance_destroys]
     overrides: dict[str, dict[str, Any]] = {}  # base id -> its new recurrenceOverrides
     bases: dict[str, dict[str, Any]] = {}
     owner: dict[str, str] = {}  # instance id -> base id
     failed: dict[str, dict[str, Any]] = {}
-    keys = [*instance_updates, *instance_destroys]
-    # (§5.7: the occurrences of an event the caller may not see are notFound, before
-    # anything of the event or of the patch is looked at)
-    seen = _visible(request, db, [_base_of(k) for k in keys])
-    for key in keys:
+    for key in [*instance_updates, *instance_destroys]:
         m = INSTANCE.fullmatch(key)
         assert m is not None
         base_id, rid = m["base"], _recurrence_id(m["rid"])
@@ -560,9 +559,7 @@ def _with_instances(
             continue
         if base_id not in overrides:
             found = objectstore.read_records(db, EVENT, account.id, [base_id])
-            if found and account.shared:  # (a sharee's overrides: their per-user values)
-                access = sharing.load_access(db, request.call.host, account,
-                                             request.call.request.principal)  # fmt: skip
+            if found and account.shared:
                 sharing.present(db, EVENT, access, found, account.id)
             if not found or not recur.is_recurring(found[0]):
                 failed[key] = {"type": "notFound"}
