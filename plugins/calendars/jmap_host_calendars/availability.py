@@ -40,7 +40,7 @@ from jmap_host import (
     visible_principals,
 )
 
-from . import jscalendar, peruser, recur
+from . import identity, jscalendar, peruser, recur
 from .calendar import CALENDAR
 from .event import EVENT
 from .identity import normalise
@@ -158,7 +158,7 @@ def busy_periods(
     account = principal.account_id
     rights = free_busy_rights(db, host, account, user)
     # (the Principal as a participant: their ParticipantIdentities, and their addresses)
-    addresses = peruser.identities(db, account) | {f"mailto:{e.lower()}" for e in principal.emails}
+    addresses = identity.identities(db, account) | {f"mailto:{e.lower()}" for e in principal.emails}
     calendars = {}
     for calendar in objectstore.read_records(db, CALENDAR, account, None,
                                              ["isSubscribed", "includeInAvailability"]):
@@ -180,7 +180,7 @@ def busy_periods(
     ).fetchall()
     events = objectstore.read_records(db, EVENT, account, [r[0] for r in rows])
     periods: list[dict[str, Any]] = []
-    mine_ids = peruser.identities(db, user.account_id) if details else set()
+    mine_ids = identity.identities(db, user.account_id) if details else set()
     for event in events:
         if event.get("privacy") == "secret":
             continue

@@ -30,7 +30,7 @@ from jmap_host import (
     textsearch,
 )
 
-from . import jscalendar, notification, peruser, scheduling
+from . import identity, jscalendar, notification, peruser, scheduling
 
 # The JSCalendar Event properties stored as their own columns; anything else keepable is an
 # open property.
@@ -142,7 +142,7 @@ def _privacy(ctx: SetContext, record: dict[str, Any]) -> None:
 def _origin(ctx: SetContext, record: dict[str, Any]) -> bool:
     if not record.get("organizerCalendarAddress"):
         return True  # (without reading the identities: most events have no organizer)
-    return scheduling.is_origin(record, peruser.identities(ctx.db, ctx.account.id))
+    return scheduling.is_origin(record, identity.identities(ctx.db, ctx.account.id))
 
 
 def _own_organizer(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -153,7 +153,7 @@ def _own_organizer(ctx: SetContext, old: dict[str, Any], new: dict[str, Any]) ->
     address = new.get("organizerCalendarAddress")
     if not address or address == old.get("organizerCalendarAddress"):
         return
-    if not scheduling.is_origin(new, peruser.identities(ctx.db, ctx.account.id)):
+    if not scheduling.is_origin(new, identity.identities(ctx.db, ctx.account.id)):
         raise SetError("invalidProperties", "organizerCalendarAddress must be one of your "
                        "ParticipantIdentity addresses (JMAP Calendars §5.9)",
                        properties=["organizerCalendarAddress"])  # fmt: skip
@@ -206,7 +206,9 @@ def compute(db: Any, account: str, records: list[dict[str, Any]], names: list[st
                                          ["start", "timeZone", "duration",
                                           "organizerCalendarAddress"])  # fmt: skip
         times = {r["id"]: r for r in found}
-    mine = peruser.identities(db, account) if "isOrigin" in names else set()
+    # (the account's addresses only for events with an organizer: most have none)
+    mine = identity.identities(db, account) if "isOrigin" in names and any(
+        t.get("organizerCalendarAddress") for t in times.values()) else set()  # fmt: skip
     for record in records:
         span = jscalendar.utc_span(times[record["id"]]) if record["id"] in times else None
         if "utcStart" in names:

@@ -78,3 +78,19 @@ def default_identities(db: Any, account: str, owner: Any) -> None:
         objectstore.insert_record(db, PARTICIPANT_IDENTITY, account, record)
         changes.append((record["id"], "created"))
     objectstore.record_changes(db, account, PARTICIPANT_IDENTITY.name, changes)
+
+
+def identities(db: Any, principal_account: str) -> set[str]:
+    """The calendar addresses of a user's ParticipantIdentities (§3), normalised: those in
+    their own account (in a shared account, they are still the user's)."""
+    found = objectstore.read_records(db, PARTICIPANT_IDENTITY, principal_account, None,
+                                     ["calendarAddress"])  # fmt: skip
+    return {normalise(r["calendarAddress"]) for r in found if r.get("calendarAddress")}
+
+
+def default_address(db: Any, account: str) -> str | None:
+    """The calendar address of the account's default ParticipantIdentity (§3)."""
+    found = objectstore.read_records(db, PARTICIPANT_IDENTITY, account, None,
+                                     ["calendarAddress", "isDefault"])  # fmt: skip
+    found.sort(key=lambda r: not r.get("isDefault"))
+    return str(found[0]["calendarAddress"]) if found else None

@@ -56,8 +56,7 @@ from jmap_host import Host, Principal, dates, messaging, objectstore, read_blob,
 from . import ical, jscalendar, notification, recur
 from .calendar import CALENDAR, default_calendar
 from .event import EVENT
-from .identity import default_identities, normalise
-from .peruser import identities
+from .identity import default_identities, identities, normalise
 from .scheduling import occurrence_participants
 
 log = logging.getLogger("jmap_host_calendars.imip")

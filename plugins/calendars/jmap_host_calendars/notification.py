@@ -32,7 +32,7 @@ from jmap_host import (
     sharing,
 )
 
-from . import peruser
+from . import identity, peruser
 
 NOTIFICATION_TYPE = "CalendarEventNotification"
 MAX_NOTIFICATIONS = 500  # per user and account (§7: the server MAY limit them)
@@ -142,20 +142,16 @@ def _seen(db: Any, principal_id: str, readable: set[str] | None,
     event["calendarIds"] = calendar_ids
     if event.get("privacy") == "private":
         peruser.private_view(event)
-    mine = peruser.identities(db, principal_id)
-    if peruser.hides_attendees(event, mine):
-        peruser.reduce_participants(event, mine)
+    if event.get("hideAttendees"):  # (the user's addresses read only then)
+        mine = identity.identities(db, principal_id)
+        if peruser.hides_attendees(event, mine):
+            peruser.reduce_participants(event, mine)
     return event
 
 
 def _changed_by(ctx: SetContext) -> dict[str, Any]:
     by = ctx.principal
-    from .identity import PARTICIPANT_IDENTITY
-
-    mine = objectstore.read_records(ctx.db, PARTICIPANT_IDENTITY, by.account_id, None,
-                                    ["calendarAddress", "isDefault"])  # fmt: skip
-    mine.sort(key=lambda i: not i.get("isDefault"))
-    address = mine[0]["calendarAddress"] if mine else (
+    address = identity.default_address(ctx.db, by.account_id) or (
         f"mailto:{by.emails[0]}" if by.emails else None)  # fmt: skip
     return {"name": by.description or by.name, "email": by.emails[0] if by.emails else None,
             "principalId": by.account_id, "calendarAddress": address,

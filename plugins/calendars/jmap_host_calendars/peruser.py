@@ -17,6 +17,7 @@ from typing import Any
 from jmap_host import Access, DataType, FilterCondition, SetError, objectstore
 
 from . import jscalendar
+from .identity import identities, normalise
 
 # §5.4 and §10.8.2: the properties registered "Is Per-User: yes".
 PER_USER = ("keywords", "color", "freeBusyStatus", "useDefaultAlerts", "alerts")
@@ -32,25 +33,11 @@ PRIVATE_VISIBLE = frozenset((
 ))  # fmt: skip
 
 
-def _normalise(address: str) -> str:
-    from .identity import normalise
-
-    return normalise(address)
-
-
-def identities(db: Any, principal_account: str) -> set[str]:
-    """The calendar addresses of a user's ParticipantIdentities (§3), normalised: those in
-    their own account (in a shared account, they are still the user's)."""
-    from .identity import PARTICIPANT_IDENTITY
-
-    found = objectstore.read_records(db, PARTICIPANT_IDENTITY, principal_account, None,
-                                     ["calendarAddress"])  # fmt: skip
-    return {_normalise(r["calendarAddress"]) for r in found if r.get("calendarAddress")}
 
 
 def _is_mine(participant: Any, mine: set[str]) -> bool:
     address = participant.get("calendarAddress") if isinstance(participant, dict) else None
-    return isinstance(address, str) and _normalise(address) in mine
+    return isinstance(address, str) and normalise(address) in mine
 
 
 def _owners(event: dict[str, Any]) -> list[dict[str, Any]]:

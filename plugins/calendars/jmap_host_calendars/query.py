@@ -23,7 +23,7 @@ from typing import Any
 
 from jmap_host import Call, MethodError, SetError, objectstore, sharing, standard
 
-from . import jscalendar, peruser, recur, scheduling, settimes, timeline
+from . import identity, jscalendar, peruser, recur, scheduling, settimes, timeline
 from .event import EVENT
 
 MAX_EXPANDED_DAYS = 400  # the account capability's maxExpandedQueryDuration, P400D
@@ -307,7 +307,7 @@ async def event_get(call: Call) -> dict[str, Any]:
         for p in (r.get("recurrenceOverrides") or {}).values()
     ) for r in result["list"]):
         mine = await call.host.store.read(
-            lambda db: peruser.identities(db, call.request.principal.account_id)
+            lambda db: identity.identities(db, call.request.principal.account_id)
         )
     by_id = {r["id"]: r for r in result["list"]}
     # Each base expanded once, over the span of its requested occurrences.

@@ -42,7 +42,7 @@ from typing import Any
 from jmap_host import dates, messaging, objectstore, standard
 
 from . import jscalendar, peruser, recur
-from .identity import PARTICIPANT_IDENTITY, normalise
+from .identity import default_address, identities, normalise
 
 # What of a stored record is JMAP's, not the JSCalendar Event's (left out of iTIP).
 JMAP_ONLY = ("id", "calendarIds", "isDraft", "isOrigin", "baseEventId", "utcStart", "utcEnd",
@@ -64,14 +64,6 @@ class Message:
     recipients: list[str]
 
 
-def default_address(db: Any, account: str) -> str | None:
-    """The calendar address of the account's default ParticipantIdentity (§3)."""
-    found = objectstore.read_records(db, PARTICIPANT_IDENTITY, account, None,
-                                     ["calendarAddress", "isDefault"])  # fmt: skip
-    found.sort(key=lambda r: not r.get("isDefault"))
-    return str(found[0]["calendarAddress"]) if found else None
-
-
 def is_origin(record: dict[str, Any], mine: set[str]) -> bool:
     """§5 isOrigin: no organizer, or one of the account's addresses."""
     organizer = record.get("organizerCalendarAddress")
@@ -87,7 +79,7 @@ def choose_organizer(db: Any, account: str, old: dict[str, Any] | None,
         return
     if old is not None and old.get("participants"):
         return
-    mine = peruser.identities(db, account)
+    mine = identities(db, account)
     for participant in new["participants"].values():
         address = participant.get("calendarAddress") if isinstance(participant, dict) else None
         if (participant.get("roles") or {}).get("owner") and address and normalise(address) in mine:
@@ -442,9 +434,9 @@ def _scheduled(
     account = request.account
 
     def scheduled(db: Any, careful: bool) -> dict[str, Any]:
-        mine = peruser.identities(db, account.id)
+        mine = identities(db, account.id)
         user = request.call.request.principal  # (who acts: a sharee in a shared account)
-        users = peruser.identities(db, user.account_id) if account.shared else set()
+        users = identities(db, user.account_id) if account.shared else set()
         # The ids the /set names (a "#c1" is a creation id of an earlier call, or of this
         # /set: then there is nothing before) and the stored event each is (an occurrence's
         # id: its base event's).
