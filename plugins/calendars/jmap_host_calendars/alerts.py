@@ -82,6 +82,7 @@ from jmap_host import (
 
 from . import jscalendar, recur
 from .calendar import CALENDAR
+from .calendar import subscribed as calendar_subscribed
 from .event import EVENT
 
 log = logging.getLogger("jmap_host_calendars.alerts")
@@ -508,7 +509,7 @@ def _dues(
     limit: int | None = None,
 ) -> list[Due]:
     by_id = {c["id"]: c for c in calendars}
-    subscribed = {i for i, c in by_id.items() if c.get("isSubscribed", True)}
+    subscribed = {i for i, c in by_id.items() if calendar_subscribed(c)}
     if not subscribed:
         return []
     out: list[Due] = []

@@ -41,7 +41,7 @@ from jmap_host import (
 )
 
 from . import identity, jscalendar, peruser, recur
-from .calendar import CALENDAR
+from .calendar import CALENDAR, subscribed
 from .event import EVENT
 from .identity import normalise
 
@@ -164,7 +164,7 @@ def busy_periods(
                                              ["isSubscribed", "includeInAvailability"]):
         mode = calendar.get("includeInAvailability") or "all"
         got = rights.get(calendar["id"], {})
-        if calendar.get("isSubscribed") is not False and mode in ("all", "attending") and \
+        if subscribed(calendar) and mode in ("all", "attending") and \
                 got.get("mayReadFreeBusy"):  # fmt: skip
             calendars[calendar["id"]] = (mode, got)
     if not calendars:

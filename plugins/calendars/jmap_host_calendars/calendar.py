@@ -199,6 +199,12 @@ CALENDAR = DataType(
 )
 
 
+def subscribed(calendar: dict[str, Any]) -> bool:
+    """Whether the user (whose view of the calendar this is) is subscribed to it (§4:
+    isSubscribed; absent, its default, true: a sharee's view already holds false)."""
+    return calendar.get("isSubscribed") is not False
+
+
 async def calendar_set(call: Call) -> dict[str, Any]:
     """§4.3: the standard /set with onDestroyRemoveEvents (read by on_destroy) and
     onSuccessSetIsDefault (jmap_host.containers)."""

@@ -103,12 +103,12 @@ def _recipients(db: Any, account: str, owner: str, author: str | None,
     the account's owner)} of the users to tell: the ``owner`` if one of the calendars is
     subscribed, and each sharee who may read one and is subscribed to it; never the
     ``author`` of the change."""
-    from .calendar import CALENDAR
+    from .calendar import CALENDAR, subscribed
 
     found: dict[str, set[str] | None] = {}
     calendars = objectstore.read_records(db, CALENDAR, account, sorted(calendar_ids),
                                          ["isSubscribed"])  # fmt: skip
-    if any(c.get("isSubscribed") for c in calendars):
+    if any(subscribed(c) for c in calendars):
         found[owner] = None
     readable: dict[str, set[str]] = {}
     told: set[str] = set()
@@ -116,7 +116,7 @@ def _recipients(db: Any, account: str, owner: str, author: str | None,
                                                              sorted(calendar_ids)):  # fmt: skip
         if rights.get("mayReadItems"):
             readable.setdefault(grantee, set()).add(calendar)
-            if values.get("isSubscribed"):
+            if subscribed(values):
                 told.add(grantee)
     for grantee in told:
         found.setdefault(grantee, readable[grantee])
