@@ -194,6 +194,16 @@ class AccountClient:
         return str(reply.json()["blobId"])
 
 
+async def eventually(check: Any, timeout: float = 15.0) -> Any:
+    """Await ``check()`` every 50 ms until it answers something truthy and return that;
+    fail (``trio.TooSlowError``) after ``timeout`` seconds.  For what the server does in
+    the background (queued mail, deliveries, alerts): generous, as the machine may be busy."""
+    with trio.fail_after(timeout):
+        while not (result := await check()):
+            await trio.sleep(0.05)
+        return result
+
+
 try:
     import pytest
 except ImportError:  # pragma: no cover - the helpers above work without pytest

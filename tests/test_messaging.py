@@ -8,11 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import trio
 
 import jmap_host
 from jmap_host import MailReceiver, MailTransport, StartupError, hookimpl, messaging
-from jmap_host.testing import AccountClient, running_server, write_config
+from jmap_host.testing import AccountClient, eventually, running_server, write_config
 
 BOB = jmap_host.account_id_for("bob")
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
@@ -43,13 +42,6 @@ class SecondTransport:
     @hookimpl
     def register_mail_transport(self, host: Any) -> MailTransport:
         return MailTransport(enqueue=lambda *args: None)
-
-
-async def eventually(check: Any, timeout: float = 10.0) -> Any:
-    with trio.fail_after(timeout):
-        while not (result := await check()):
-            await trio.sleep(0.05)
-        return result
 
 
 async def test_a_plugin_sends_to_a_local_user_and_receivers_see_it(tmp_path):

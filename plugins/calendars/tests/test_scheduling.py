@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from jmap_host import account_id_for
-from jmap_host.testing import AccountClient, running_server, write_config
+from jmap_host.testing import AccountClient, eventually, running_server, write_config
 
 CORE = "urn:ietf:params:jmap:core"
 CALENDARS = "urn:ietf:params:jmap:calendars"
@@ -86,15 +86,6 @@ async def connect(server: Any, user: str, account: str) -> AccountClient:
     http = server.client(user)
     await http.__aenter__()
     return AccountClient(http, account, USING)
-
-
-async def eventually(check: Any, timeout: float = 15.0) -> Any:
-    with trio.fail_after(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await trio.sleep(0.05)
 
 
 async def by_uid(client: AccountClient, uid: str) -> dict[str, Any] | None:

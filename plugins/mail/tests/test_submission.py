@@ -9,10 +9,9 @@ import threading
 from typing import Any
 
 import pytest
-import trio
 from jmap_host_mail.testing import upload
 
-from jmap_host.testing import api, running_server, write_config
+from jmap_host.testing import api, eventually, running_server, write_config
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -184,15 +183,6 @@ def relay_config(tmp_path: Any, port: int) -> Any:
         max-attempts = 2
         """,
     )
-
-
-async def eventually(check: Any, timeout: float = 10.0) -> Any:
-    with trio.fail_after(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await trio.sleep(0.05)
 
 
 async def test_send_local_and_remote_with_on_success_update(tmp_path, sink):
