@@ -9,117 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
-from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
+from jmap_host_calendars.testing import (
+    ALICE,
+    UTC,
+    absolute,
+    alert,
+    connect,
+    create_events,
+    default_calendar,
+    event_due,
+    local,
+    snooze_of,
+    streams,
+    utc,
+)
 
-from jmap_host import account_id_for
-from jmap_host.testing import AccountClient, running_server, write_config
-
-CORE = "urn:ietf:params:jmap:core"
-CALENDARS = "urn:ietf:params:jmap:calendars"
-USING = [CORE, CALENDARS]
-ALICE = account_id_for("alice")
-UTC = dt.UTC
-
-
-class Client(AccountClient):
-    def __init__(self, http: Any, account: str):
-        super().__init__(http, account, USING)
-
-
-async def connect(server: Any, user: str, account: str) -> Client:
-    http = server.client(user)
-    await http.__aenter__()
-    return Client(http, account)
-
-
-def local(moment: dt.datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def utc(moment: dt.datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def alert(offset: str = "-PT15M", **more: Any) -> dict[str, Any]:
-    return {"@type": "Alert", "trigger": {"@type": "OffsetTrigger", "offset": offset}, **more}
-
-
-def absolute(when: dt.datetime, **more: Any) -> dict[str, Any]:
-    return {"@type": "Alert", "trigger": {"@type": "AbsoluteTrigger", "when": utc(when)},
-            **more}  # fmt: skip
-
-
-def snooze_of(parent: str, when: dt.datetime) -> dict[str, Any]:
-    return absolute(when, relatedTo={parent: {"@type": "Relation",
-                                              "relation": {"snooze": True}}})  # fmt: skip
-
-
-def event_due(at: dt.datetime, calendar: str, alerts: Any = None, **more: Any) -> dict[str, Any]:
-    """An event in UTC whose alert "a1" (15 minutes before its start) is due at ``at``."""
-    return {"calendarIds": {calendar: True}, "title": "Meeting", "timeZone": "Etc/UTC",
-            "start": local(at + dt.timedelta(minutes=15)), "duration": "PT1H",
-            "alerts": {"a1": alert()} if alerts is None else alerts, **more}  # fmt: skip
-
-
-class EventStream:
-    """An EventSource connection's events, as (name, data), read in the background."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self.opened = trio.Event()
-
-    def alerts(self) -> list[dict[str, Any]]:
-        return [data for name, data in self.events if name == "calendarAlert"]
-
-    async def listen(self, http: Any, types: str) -> None:
-        url = f"/jmap/eventsource/?types={types}&closeafter=no&ping=0"
-        async with http.stream("GET", url) as response:
-            assert response.status_code == 200
-            buffer = ""
-            async for chunk in response.aiter_text():
-                buffer += chunk
-                while "\n\n" in buffer:
-                    block, buffer = buffer.split("\n\n", 1)
-                    if block.startswith(":"):
-                        self.opened.set()
-                        continue
-                    fields = dict(line.split(": ", 1) for line in block.split("\n"))
-                    self.events.append((fields["event"], json.loads(fields["data"])))
-
-    async def wait_alerts(self, count: int, timeout: float = 6.0) -> list[dict[str, Any]]:
-        with trio.fail_after(timeout):
-            while len(self.alerts()) < count:
-                await trio.sleep(0.05)
-        return self.alerts()
-
-
-@asynccontextmanager
-async def streams(server: Any, user: str, *types: str):
-    """Open one EventSource per ``types`` as ``user``; yield them once all are subscribed."""
-    opened = [EventStream() for _ in types]
-    async with server.client(user) as http, trio.open_nursery() as nursery:
-        for stream, kind in zip(opened, types, strict=True):
-            nursery.start_soon(stream.listen, http, kind)
-        with trio.fail_after(5):
-            for stream in opened:
-                await stream.opened.wait()
-        yield opened
-        nursery.cancel_scope.cancel()
-
-
-async def default_calendar(client: Client) -> str:
-    [calendar] = (await client.ok("Calendar/get", ids=None))["list"]
-    return calendar["id"]
-
-
-async def create_events(client: Client, **events: dict[str, Any]) -> dict[str, dict]:
-    result = await client.ok("CalendarEvent/set", create=events)
-    assert set(result["created"]) == set(events), result
-    return result["created"]
+from jmap_host.testing import running_server, write_config
 
 
 def triggers(event: dict[str, Any], low: dt.datetime, high: dt.datetime) -> list[Any]:

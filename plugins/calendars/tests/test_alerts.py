@@ -17,104 +17,24 @@ from typing import Any
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from jmap_host_calendars.testing import (
+    ALICE,
+    BOB,
+    CORE,
+    UTC,
+    alert,
+    connect,
+    create_events,
+    default_calendar,
+    event_due,
+    local,
+    streams,
+    utc,
+)
 from trio_websocket import open_websocket_url
 
-from jmap_host import account_id_for
 from jmap_host.testing import AccountClient, basic, running_server, write_config
 from jmap_host.websocket import websocket_url
-
-CORE = "urn:ietf:params:jmap:core"
-CALENDARS = "urn:ietf:params:jmap:calendars"
-USING = [CORE, CALENDARS]
-ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-UTC = dt.UTC
-
-
-class Client(AccountClient):
-    def __init__(self, http: Any, account: str):
-        super().__init__(http, account, USING)
-
-
-async def connect(server: Any, user: str, account: str) -> Client:
-    http = server.client(user)
-    await http.__aenter__()
-    return Client(http, account)
-
-
-def local(moment: dt.datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def utc(moment: dt.datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def alert(offset: str = "-PT15M", **more: Any) -> dict[str, Any]:
-    return {"@type": "Alert", "trigger": {"@type": "OffsetTrigger", "offset": offset}, **more}
-
-
-def event_due(at: dt.datetime, calendar: str, alerts: Any = None, **more: Any) -> dict[str, Any]:
-    """An event in UTC whose alert "a1" (15 minutes before its start) is due at ``at``."""
-    return {"calendarIds": {calendar: True}, "title": "Meeting", "timeZone": "Etc/UTC",
-            "start": local(at + dt.timedelta(minutes=15)), "duration": "PT1H",
-            "alerts": {"a1": alert()} if alerts is None else alerts, **more}  # fmt: skip
-
-
-class EventStream:
-    """An EventSource connection's events, as (name, data), read in the background."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self.opened = trio.Event()
-
-    def alerts(self) -> list[dict[str, Any]]:
-        return [data for name, data in self.events if name == "calendarAlert"]
-
-    async def listen(self, http: Any, types: str) -> None:
-        url = f"/jmap/eventsource/?types={types}&closeafter=no&ping=0"
-        async with http.stream("GET", url) as response:
-            assert response.status_code == 200
-            buffer = ""
-            async for chunk in response.aiter_text():
-                buffer += chunk
-                while "\n\n" in buffer:
-                    block, buffer = buffer.split("\n\n", 1)
-                    if block.startswith(":"):
-                        self.opened.set()  # (sent once subscribed)
-                        continue
-                    fields = dict(line.split(": ", 1) for line in block.split("\n"))
-                    self.events.append((fields["event"], json.loads(fields["data"])))
-
-    async def wait_alerts(self, count: int, timeout: float = 6.0) -> list[dict[str, Any]]:
-        with trio.fail_after(timeout):
-            while len(self.alerts()) < count:
-                await trio.sleep(0.05)
-        return self.alerts()
-
-
-@asynccontextmanager
-async def streams(server: Any, user: str, *types: str):
-    """Open one EventSource per ``types`` as ``user``; yield them once all are subscribed."""
-    opened = [EventStream() for _ in types]
-    async with server.client(user) as http, trio.open_nursery() as nursery:
-        for stream, kind in zip(opened, types, strict=True):
-            nursery.start_soon(stream.listen, http, kind)
-        with trio.fail_after(5):
-            for stream in opened:
-                await stream.opened.wait()
-        yield opened
-        nursery.cancel_scope.cancel()
-
-
-async def default_calendar(client: Client) -> str:
-    [calendar] = (await client.ok("Calendar/get", ids=None))["list"]
-    return calendar["id"]
-
-
-async def create_events(client: Client, **events: dict[str, Any]) -> dict[str, dict]:
-    result = await client.ok("CalendarEvent/set", create=events)
-    assert set(result["created"]) == set(events), result
-    return result["created"]
 
 
 async def test_due_alert_pushed_on_event_source(tmp_path):

@@ -7,31 +7,28 @@ Principal/query calendarAddress condition (§2.3)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+from jmap_host_calendars import testing as calendars_testing
+from jmap_host_calendars.testing import (
+    ALICE,
+    AVAILABILITY,
+    BOB,
+    CALENDARS,
+    CORE,
+    PRINCIPALS,
+    rights,
+)
 
 from jmap_host import account_id_for
 from jmap_host.testing import AccountClient, running_server, write_config
 
-CORE = "urn:ietf:params:jmap:core"
-CALENDARS = "urn:ietf:params:jmap:calendars"
-PRINCIPALS = "urn:ietf:params:jmap:principals"
-AVAILABILITY = "urn:ietf:params:jmap:principals:availability"
 USING = [CORE, CALENDARS, PRINCIPALS, AVAILABILITY]
-ALICE, BOB, SALES = account_id_for("alice"), account_id_for("bob"), account_id_for("sales")
-RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate",
-          "mayRSVP", "mayShare", "mayDelete")  # fmt: skip
+SALES = account_id_for("sales")
+connect = functools.partial(calendars_testing.connect, using=USING)
 DAY = {"utcStart": "2030-03-04T00:00:00Z", "utcEnd": "2030-03-07T00:00:00Z"}
 ME = "mailto:alice@example.org"
-
-
-def rights(*names: str) -> dict[str, bool]:
-    return {r: r in names for r in RIGHTS}
-
-
-async def connect(server: Any, user: str, account: str) -> AccountClient:
-    http = server.client(user)
-    await http.__aenter__()
-    return AccountClient(http, account, USING)
 
 
 def event(title: str, start: str, duration: str = "PT1H", **more: Any) -> dict[str, Any]:

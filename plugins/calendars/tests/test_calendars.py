@@ -8,30 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from jmap_host_calendars.testing import (
+    ALICE,
+    BOB,
+    CALENDARS,
+    RIGHTS,
+    USING,
+    Client,
+    connect,
+    rights,
+)
+
 from jmap_host import account_id_for
 from jmap_host.testing import AccountClient, running_server, write_config
-
-CORE = "urn:ietf:params:jmap:core"
-CALENDARS = "urn:ietf:params:jmap:calendars"
-USING = [CORE, CALENDARS]
-ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate",
-          "mayRSVP", "mayShare", "mayDelete")  # fmt: skip
-
-
-def rights(*names: str) -> dict[str, bool]:
-    return {r: r in names for r in RIGHTS}
-
-
-class Client(AccountClient):
-    def __init__(self, http: Any, account: str):
-        super().__init__(http, account, USING)
-
-
-async def connect(server: Any, user: str, account: str) -> Client:
-    http = server.client(user)
-    await http.__aenter__()
-    return Client(http, account)
 
 
 async def test_served_unless_disabled(tmp_path):

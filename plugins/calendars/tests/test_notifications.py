@@ -9,19 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+from jmap_host_calendars.testing import (
+    ALICE,
+    BOB,
+    Client,
+)
 
-from jmap_host import account_id_for
-from jmap_host.testing import AccountClient, running_server, write_config
+from jmap_host.testing import running_server, write_config
 
-CALENDARS = "urn:ietf:params:jmap:calendars"
-USING = ["urn:ietf:params:jmap:core", CALENDARS]
-ALICE, BOB = account_id_for("alice"), account_id_for("bob")
 NOTE = "CalendarEventNotification"
-
-
-class Client(AccountClient):
-    def __init__(self, http: Any, account: str):
-        super().__init__(http, account, USING)
 
 
 async def setup(server: Any) -> tuple[Client, Client, str]:

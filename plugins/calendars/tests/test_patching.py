@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from jmap_host import account_id_for
+from jmap_host_calendars.testing import (
+    ALICE,
+    USING,
+)
+
 from jmap_host.testing import AccountClient, running_server, write_config
 
-ALICE = account_id_for("alice")
-USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
 TOM, ZOE = "dG9tQGZvb2Jhci5xlLmNvbQ", "em9lQGZvb2GFtcGxlLmNvbQ"
 RID = "2025-03-05T09:00:00"
 

@@ -7,56 +7,19 @@ utcEnd given on /set."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
+from jmap_host_calendars.testing import (
+    ALICE_OWNER,
+    BOB,
+    BOB_ATTENDEE,
+    CAROL,
+    create,
+    get,
+    share_team,
+    standup,
+)
 
-from jmap_host import account_id_for
-from jmap_host.testing import AccountClient, running_server, write_config
-
-CALENDARS = "urn:ietf:params:jmap:calendars"
-USING = ["urn:ietf:params:jmap:core", CALENDARS]
-ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-ALICE_OWNER = {"name": "Alice", "roles": {"owner": True, "attendee": True},
-               "calendarAddress": "mailto:alice@example.org"}  # fmt: skip
-BOB_ATTENDEE = {"name": "Bob", "roles": {"attendee": True},
-                "calendarAddress": "mailto:bob@example.org",
-                "participationStatus": "needs-action"}  # fmt: skip
-CAROL = {"name": "Carol", "roles": {"attendee": True}, "calendarAddress": "mailto:c@example.net"}
-
-
-class Client(AccountClient):
-    def __init__(self, http: Any, account: str):
-        super().__init__(http, account, USING)
-
-
-async def setup(server: Any, **granted: bool) -> tuple[Client, Client, Client, str]:
-    """alice, bob in alice's account, bob in his own, and alice's calendar "Team" shared
-    with bob with ``granted`` rights."""
-    alice = Client(await server.client("alice").__aenter__(), ALICE)
-    bob_own = Client(await server.client("bob").__aenter__(), BOB)
-    await bob_own.ok("Calendar/get", ids=None)  # (bob's account and identities exist)
-    made = await alice.ok("Calendar/set", create={"t": {"name": "Team"}})
-    team = made["created"]["t"]["id"]
-    await alice.ok("Calendar/set", update={team: {"shareWith": {BOB: granted}}})
-    return alice, Client(bob_own.http, ALICE), bob_own, team
-
-
-def event(team: str, **extra: Any) -> dict[str, Any]:
-    return {"calendarIds": {team: True}, "title": "Standup", "start": "2026-06-01T09:00:00",
-            "timeZone": "Europe/Berlin", "duration": "PT15M", **extra}  # fmt: skip
-
-
-async def create(client: Client, obj: dict[str, Any]) -> str:
-    made = await client.ok("CalendarEvent/set", create={"e": obj})
-    assert "e" in made.get("created") or {}, made
-    return made["created"]["e"]["id"]
-
-
-async def get(client: Client, event_id: str, **args: Any) -> dict[str, Any]:
-    found = await client.ok("CalendarEvent/get", ids=[event_id], **args)
-    assert found["list"], found
-    return found["list"][0]
+from jmap_host.testing import running_server, write_config
 
 
 async def test_per_user_properties_are_each_users_own(tmp_path):
@@ -66,8 +29,8 @@ async def test_per_user_properties_are_each_users_own(tmp_path):
     (inside recurrenceOverrides) are per user too; "updated" is the later of theirs and
     the event's.  §4 mayUpdatePrivate: per-user changes need it (or a write right)."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, _, team = await setup(server, mayReadItems=True, mayUpdatePrivate=True)
-        event_id = await create(alice, event(
+        alice, bob, _, team = await share_team(server, mayReadItems=True, mayUpdatePrivate=True)
+        event_id = await create(alice, standup(
             team, keywords={"alice": True}, color="red", freeBusyStatus="free",
             alerts={"a": {"trigger": {"offset": "-PT5M"}}},
             recurrenceRule={"frequency": "daily", "count": 5},
@@ -130,8 +93,8 @@ async def test_a_sharees_new_event_keeps_their_values(tmp_path):
     """§5.4: the per-user values bob gives when he creates an event are his; alice (and
     any other user) starts with the defaults; a destroyed event's per-user values go."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
-        event_id = await create(bob, event(team, keywords={"bob": True}, color="blue",
+        alice, bob, _, team = await share_team(server, mayReadItems=True, mayWriteAll=True)
+        event_id = await create(bob, standup(team, keywords={"bob": True}, color="blue",
                                            recurrenceRule={"frequency": "daily", "count": 2},
                                            recurrenceOverrides={"2026-06-02T09:00:00": {
                                                "title": "Two", "color": "red"}}))  # fmt: skip
@@ -142,7 +105,7 @@ async def test_a_sharees_new_event_keeps_their_values(tmp_path):
         alices = await get(alice, event_id)
         assert alices["keywords"] is None and alices["color"] is None
         assert alices["recurrenceOverrides"] == {"2026-06-02T09:00:00": {"title": "Two"}}
-        bad = await bob.ok("CalendarEvent/set", create={"x": event(team, alerts={"a": 1})})
+        bad = await bob.ok("CalendarEvent/set", create={"x": standup(team, alerts={"a": 1})})
         assert bad["notCreated"]["x"]["type"] == "invalidProperties"
         assert (await bob.ok("CalendarEvent/set", destroy=[event_id]))["destroyed"] == [event_id]
 
@@ -153,8 +116,8 @@ async def test_per_user_needs_may_update_private(tmp_path):
     read-only: accountReadOnly, RFC 8620 §5.3); with mayRSVP but not mayUpdatePrivate, his
     per-user change is forbidden."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, _, team = await setup(server, mayReadItems=True)
-        event_id = await create(alice, event(team))
+        alice, bob, _, team = await share_team(server, mayReadItems=True)
+        event_id = await create(alice, standup(team))
         refused = await bob.call("CalendarEvent/set", update={event_id: {"color": "blue"}})
         assert refused["error"]["type"] == "accountReadOnly"
         await alice.ok("Calendar/set", update={team: {"shareWith": {BOB: {
@@ -171,14 +134,14 @@ async def test_may_write_own(tmp_path):
     destroy only those (an owner Participant being one of his ParticipantIdentities);
     not alice's."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteOwn=True)
+        alice, bob, _, team = await share_team(server, mayReadItems=True, mayWriteOwn=True)
         bob_owner = {**BOB_ATTENDEE, "roles": {"owner": True}}
-        his = await create(bob, event(team, participants={"b": bob_owner}))
-        unowned = await create(bob, event(team))
-        theirs = await bob.ok("CalendarEvent/set", create={"x": event(
+        his = await create(bob, standup(team, participants={"b": bob_owner}))
+        unowned = await create(bob, standup(team))
+        theirs = await bob.ok("CalendarEvent/set", create={"x": standup(
             team, participants={"a": ALICE_OWNER})})  # fmt: skip
         assert theirs["notCreated"]["x"]["type"] == "forbidden"
-        alices = await create(alice, event(team, participants={"a": ALICE_OWNER}))
+        alices = await create(alice, standup(team, participants={"a": ALICE_OWNER}))
         changed = await bob.ok("CalendarEvent/set", update={
             his: {"title": "Mine"}, unowned: {"title": "Nobody's"}, alices: {"title": "No"}})
         assert set(changed["updated"]) == {his, unowned}
@@ -192,8 +155,8 @@ async def test_may_rsvp(tmp_path):
     override), nothing else, nor another participant's; add himself with mayInviteSelf
     (§5.1.1) and others with mayInviteOthers (§5.1.2), as attendees only."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, _, team = await setup(server, mayReadItems=True, mayRSVP=True)
-        event_id = await create(alice, event(
+        alice, bob, _, team = await share_team(server, mayReadItems=True, mayRSVP=True)
+        event_id = await create(alice, standup(
             team, participants={"a": ALICE_OWNER, "b": BOB_ATTENDEE, "c": CAROL},
             recurrenceRule={"frequency": "daily", "count": 3},
             recurrenceOverrides={"2026-06-03T09:00:00": {"title": "Last"}}))  # fmt: skip
@@ -210,7 +173,7 @@ async def test_may_rsvp(tmp_path):
             refused = await bob.ok("CalendarEvent/set", update={event_id: patch})
             assert refused["notUpdated"][event_id]["type"] == "forbidden", patch
         # §5.1.1 mayInviteSelf: he may add himself, as an attendee only
-        open_event = await create(alice, event(team, mayInviteSelf=True,
+        open_event = await create(alice, standup(team, mayInviteSelf=True,
                                                participants={"a": ALICE_OWNER}))  # fmt: skip
         chair = {**BOB_ATTENDEE, "roles": {"attendee": True, "chair": True}}
         refused = await bob.ok("CalendarEvent/set", update={open_event: {"participants/b": chair}})
@@ -219,7 +182,7 @@ async def test_may_rsvp(tmp_path):
             "participants/b": BOB_ATTENDEE}})  # fmt: skip
         assert open_event in joined["updated"], joined
         # §5.1.2 mayInviteOthers: a participant may add other attendees
-        others = await create(alice, event(team, mayInviteOthers=True,
+        others = await create(alice, standup(team, mayInviteOthers=True,
                                            participants={"a": ALICE_OWNER, "b": BOB_ATTENDEE}))
         invited = await bob.ok("CalendarEvent/set", update={others: {"participants/c": CAROL}})
         assert others in invited["updated"], invited
@@ -232,11 +195,11 @@ async def test_private_and_secret_events(tmp_path):
     not exist (notFound, absent from /query; /changes shows it destroyed when it becomes
     secret).  §5.9: a sharee's event must stay public (invalidProperties)."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
-        private = await create(alice, event(team, privacy="private", description="doctor",
+        alice, bob, _, team = await share_team(server, mayReadItems=True, mayWriteAll=True)
+        private = await create(alice, standup(team, privacy="private", description="doctor",
                                             locations={"l": {"name": "Clinic"}}))  # fmt: skip
-        secret = await create(alice, event(team, privacy="secret", title="Surprise"))
-        public = await create(alice, event(team))
+        secret = await create(alice, standup(team, privacy="secret", title="Surprise"))
+        public = await create(alice, standup(team))
         seen = await get(bob, private)
         assert "title" not in seen and "description" not in seen and "locations" not in seen
         assert seen["start"] == "2026-06-01T09:00:00" and seen["calendarIds"] == {team: True}
@@ -262,7 +225,7 @@ async def test_private_and_secret_events(tmp_path):
         await alice.ok("CalendarEvent/set", update={public: {"privacy": "secret"}})
         changes = await bob.ok("CalendarEvent/changes", sinceState=state)
         assert changes["destroyed"] == [public]
-        made = await bob.ok("CalendarEvent/set", create={"p": event(team, privacy="private")})
+        made = await bob.ok("CalendarEvent/set", create={"p": standup(team, privacy="private")})
         assert made["notCreated"]["p"]["type"] == "invalidProperties"
 
 
@@ -270,12 +233,12 @@ async def test_hide_attendees_and_reduce_participants(tmp_path):
     """§5.1.3 and §5.7: with hideAttendees a user who is not an owner sees the owners and
     themselves only; reduceParticipants asks that of any event (overrides too)."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, _, team = await setup(server, mayReadItems=True)
+        alice, bob, _, team = await share_team(server, mayReadItems=True)
         people = {"a": ALICE_OWNER, "b": BOB_ATTENDEE, "c": CAROL}
-        hidden = await create(alice, event(team, participants=people, hideAttendees=True))
+        hidden = await create(alice, standup(team, participants=people, hideAttendees=True))
         assert set((await get(bob, hidden))["participants"]) == {"a", "b"}
         assert set((await get(alice, hidden))["participants"]) == {"a", "b", "c"}
-        plain = await create(alice, event(
+        plain = await create(alice, standup(
             team, participants={"b": BOB_ATTENDEE, "c": CAROL},
             recurrenceRule={"frequency": "daily", "count": 3},
             recurrenceOverrides={"2026-06-02T09:00:00": {
@@ -291,16 +254,16 @@ async def test_get_arguments(tmp_path):
     by the recurrence id in UTC; timeZone for a floating event's utcStart/utcEnd;
     utcStart with recurrenceOverrides is invalidArguments."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, _, _, team = await setup(server, mayReadItems=True)
+        alice, _, _, team = await share_team(server, mayReadItems=True)
         overrides = {f"2026-06-0{d}T09:00:00": {"title": f"Day {d}"} for d in (2, 3, 4)}
-        event_id = await create(alice, event(
+        event_id = await create(alice, standup(
             team, recurrenceRule={"frequency": "daily", "count": 5},
             recurrenceOverrides=overrides))  # fmt: skip
         # 09:00 in Berlin is 07:00Z in June
         found = await get(alice, event_id, recurrenceOverridesAfter="2026-06-03T07:00:00Z",
                           recurrenceOverridesBefore="2026-06-04T07:00:00Z")  # fmt: skip
         assert list(found["recurrenceOverrides"]) == ["2026-06-03T09:00:00"]
-        floating = await create(alice, event(team, timeZone=None))
+        floating = await create(alice, standup(team, timeZone=None))
         utc = await get(alice, floating, properties=["utcStart", "utcEnd"],
                         timeZone="America/New_York")  # fmt: skip
         assert (utc["utcStart"], utc["utcEnd"]) == ("2026-06-01T13:00:00Z",
@@ -317,7 +280,7 @@ async def test_utc_start_on_set(tmp_path):
     event gets its calendars' time zone, or Etc/UTC), utcEnd into duration; with start /
     duration, or inside recurrenceOverrides, invalidProperties."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, _, _, team = await setup(server, mayReadItems=True)
+        alice, _, _, team = await share_team(server, mayReadItems=True)
         base = {"calendarIds": {team: True}, "title": "Call"}
         made = await alice.ok("CalendarEvent/set", create={
             "z": {**base, "timeZone": "Europe/Berlin", "utcStart": "2026-06-01T07:00:00Z",

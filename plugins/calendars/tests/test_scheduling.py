@@ -11,117 +11,28 @@ mailto:, or a server without the mail plugin, is noSupportedScheduleMethods (§5
 from __future__ import annotations
 
 import base64
-import socketserver
-import threading
+import functools
 from typing import Any
 
-import pytest
 import trio
+from jmap_host_calendars import testing as calendars_testing
+from jmap_host_calendars.testing import (
+    ALICE,
+    BOB,
+    CALENDARS,
+    CORE,
+    MAIL,
+    MEETING,
+    by_uid,
+    default_calendar,
+    inbox_subjects,
+    relay_config,
+)
 
-from jmap_host import account_id_for
-from jmap_host.testing import AccountClient, eventually, running_server, write_config
+from jmap_host.testing import eventually, running_server, write_config
 
-CORE = "urn:ietf:params:jmap:core"
-CALENDARS = "urn:ietf:params:jmap:calendars"
-MAIL = "urn:ietf:params:jmap:mail"
 USING = [CORE, CALENDARS, MAIL]
-ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-
-
-class Sink:
-    """A relay on 127.0.0.1 that accepts every message and keeps it."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], bytes]] = []
-        sink = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                self.wfile.write(b"220 sink\r\n")
-                rcpts: list[str] = []
-                while line := self.rfile.readline():
-                    verb = line[:4].upper()
-                    if verb == b"RCPT":
-                        rcpts.append(line.decode().split(":", 1)[1].strip().strip("<>"))
-                    if verb == b"DATA":
-                        self.wfile.write(b"354 go\r\n")
-                        data = b""
-                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
-                            data += chunk
-                        sink.messages.append((rcpts, data))
-                        rcpts = []
-                    if verb == b"QUIT":
-                        self.wfile.write(b"221 bye\r\n")
-                        return
-                    if verb != b"DATA":
-                        self.wfile.write(b"250 ok\r\n")
-                    else:
-                        self.wfile.write(b"250 queued\r\n")
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def sink():
-    server = Sink()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
-
-
-def config(tmp_path: Any, port: int) -> Any:
-    return write_config(tmp_path, f"""
-        [plugins.mail.smtp]
-        host = "127.0.0.1"
-        port = {port}
-        security = "none"
-        timeout = "5s"
-        """)  # fmt: skip
-
-
-async def connect(server: Any, user: str, account: str) -> AccountClient:
-    http = server.client(user)
-    await http.__aenter__()
-    return AccountClient(http, account, USING)
-
-
-async def by_uid(client: AccountClient, uid: str) -> dict[str, Any] | None:
-    ids = (await client.ok("CalendarEvent/query", filter={"uid": uid}))["ids"]
-    if not ids:
-        return None
-    [event] = (await client.ok("CalendarEvent/get", ids=ids))["list"]
-    return event
-
-
-async def inbox_subjects(client: AccountClient) -> list[str]:
-    ids = (await client.ok("Email/query", sort=[{"property": "receivedAt"}]))["ids"]
-    found = (await client.ok("Email/get", ids=ids, properties=["subject"]))["list"]
-    return [e["subject"] for e in found]
-
-
-EVENT = {
-    "calendarIds": None,  # (the creator's default calendar, filled in)
-    "uid": "meeting-1@example.org",
-    "title": "Planning",
-    "start": "2030-03-02T10:00:00",
-    "timeZone": "Europe/Berlin",
-    "duration": "PT1H",
-    "participants": {
-        "a": {"calendarAddress": "mailto:alice@example.org", "name": "Alice",
-              "roles": {"owner": True, "attendee": True}, "participationStatus": "accepted"},
-        "b": {"calendarAddress": "mailto:bob@example.org", "name": "Bob",
-              "roles": {"attendee": True}, "participationStatus": "needs-action",
-              "expectReply": True},
-    },
-}  # fmt: skip
-
-
-async def default_calendar(client: AccountClient) -> str:
-    calendars = (await client.ok("Calendar/get", ids=None))["list"]
-    return next(c["id"] for c in calendars if c["isDefault"])
+connect = functools.partial(calendars_testing.connect, using=USING)
 
 
 async def test_invitation_accepted_and_cancelled_between_local_users(tmp_path, sink):
@@ -130,21 +41,21 @@ async def test_invitation_accepted_and_cancelled_between_local_users(tmp_path, s
     default calendar, isOrigin false, needs-action; §5.9.2.3 REPLY when bob accepts:
     alice's copy has bob accepted with scheduleSequence (§5.2.1) and scheduleUpdated
     (§5.2.2); §5.9.2.2 CANCEL when alice destroys it: bob's copy is cancelled."""
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)  # (bob has logged in once)
-        event = {**EVENT, "calendarIds": {await default_calendar(alice): True}}
+        event = {**MEETING, "calendarIds": {await default_calendar(alice): True}}
         created = await alice.ok("CalendarEvent/set", create={"e": event},
                                  sendSchedulingMessages=True)  # fmt: skip
         assert "e" in (created["created"] or {}), created
-        mine = await by_uid(alice, EVENT["uid"])
+        mine = await by_uid(alice, MEETING["uid"])
         assert mine is not None
         assert mine["organizerCalendarAddress"] == "mailto:alice@example.org"
         assert mine["isOrigin"] is True
 
         # bob's Inbox gets the invitation, his calendar the event.
-        copy = await eventually(lambda: by_uid(bob, EVENT["uid"]))
+        copy = await eventually(lambda: by_uid(bob, MEETING["uid"]))
         assert copy["isOrigin"] is False
         assert copy["calendarIds"] == {await default_calendar(bob): True}
         assert copy["title"] == "Planning" and copy["start"] == "2030-03-02T10:00:00"
@@ -163,7 +74,7 @@ async def test_invitation_accepted_and_cancelled_between_local_users(tmp_path, s
         assert copy["id"] in (answered["updated"] or {}), answered
 
         async def accepted() -> dict[str, Any] | None:
-            now = await by_uid(alice, EVENT["uid"])
+            now = await by_uid(alice, MEETING["uid"])
             bob_there = (now or {}).get("participants", {}).get("b", {})
             return now if bob_there.get("participationStatus") == "accepted" else None
 
@@ -194,7 +105,7 @@ async def test_invitation_accepted_and_cancelled_between_local_users(tmp_path, s
         assert mine["id"] in moved["updated"]
 
         async def followed() -> dict[str, Any] | None:
-            now = await by_uid(bob, EVENT["uid"])
+            now = await by_uid(bob, MEETING["uid"])
             return now if now and now["title"] == "Planning (moved)" else None
 
         copy = await eventually(followed)
@@ -210,7 +121,7 @@ async def test_invitation_accepted_and_cancelled_between_local_users(tmp_path, s
         assert gone["destroyed"] == [mine["id"]]
 
         async def cancelled() -> dict[str, Any] | None:
-            now = await by_uid(bob, EVENT["uid"])
+            now = await by_uid(bob, MEETING["uid"])
             return now if now and now.get("status") == "cancelled" else None
 
         await eventually(cancelled)
@@ -223,15 +134,15 @@ async def test_external_attendee_and_unschedulable_recipients(tmp_path, sink):
     participant whose calendarAddress is not mailto: makes the record fail with
     noSupportedScheduleMethods (and nothing of it is stored), the rest of the /set
     succeeds; without sendSchedulingMessages nothing is sent."""
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         calendar = await default_calendar(alice)
-        outside = {**EVENT, "uid": "outside-1", "calendarIds": {calendar: True},
-                   "participants": {**EVENT["participants"], "b": {
+        outside = {**MEETING, "uid": "outside-1", "calendarIds": {calendar: True},
+                   "participants": {**MEETING["participants"], "b": {
                        "calendarAddress": "mailto:carol@example.net",
                        "roles": {"attendee": True}}}}  # fmt: skip
-        phone = {**EVENT, "uid": "phone-1", "calendarIds": {calendar: True},
-                 "participants": {**EVENT["participants"], "b": {
+        phone = {**MEETING, "uid": "phone-1", "calendarIds": {calendar: True},
+                 "participants": {**MEETING["participants"], "b": {
                      "calendarAddress": "tel:+15555550100", "roles": {"attendee": True}}}}
         quiet = {**outside, "uid": "quiet-1"}
         result = await alice.ok("CalendarEvent/set", create={"out": outside, "tel": phone},
@@ -272,7 +183,7 @@ async def test_no_mail_plugin_is_no_supported_schedule_methods(tmp_path):
     async with running_server(path) as server:
         alice = await connect(server, "alice", ALICE)
         alice.using = [CORE, CALENDARS]
-        event = {**EVENT, "calendarIds": {await default_calendar(alice): True}}
+        event = {**MEETING, "calendarIds": {await default_calendar(alice): True}}
         result = await alice.ok("CalendarEvent/set", create={"e": event},
                                 sendSchedulingMessages=True)  # fmt: skip
         assert result["created"] is None
@@ -312,7 +223,7 @@ async def test_imip_by_lmtp_from_another_server(tmp_path, sink):
     replaced by the invitee's defaults."""
     from jmap_host_mail.testing import lmtp_deliver
 
-    path = config(tmp_path, sink.port)
+    path = relay_config(tmp_path, sink.port)
     path.write_text(path.read_text() + LMTP)
     async with running_server(path) as server:
         alice = await connect(server, "alice", ALICE)
@@ -353,9 +264,9 @@ async def test_imip_by_lmtp_from_another_server(tmp_path, sink):
         assert (await by_uid(bob, "ext-1@example.net"))["status"] == "cancelled"
 
         # carol answers alice's invitation.
-        event = {**EVENT, "uid": "ext-1@example.net",
+        event = {**MEETING, "uid": "ext-1@example.net",
                  "calendarIds": {await default_calendar(alice): True},
-                 "participants": {**EVENT["participants"], "b": {
+                 "participants": {**MEETING["participants"], "b": {
                      "calendarAddress": "mailto:carol@example.net",
                      "roles": {"attendee": True}, "participationStatus": "needs-action"}}}
         await alice.ok("CalendarEvent/set", create={"e": event}, sendSchedulingMessages=True)
@@ -384,11 +295,11 @@ async def test_occurrence_excluded_is_cancelled_for_the_invitee(tmp_path, sink):
     """§5.9.2.2: an exclusion added to recurrenceOverrides (an occurrence's id destroyed,
     §5.9), and an added occurrence removed from them, send a CANCEL of that occurrence
     alone (RECURRENCE-ID): bob's copy keeps the series and marks that one cancelled."""
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)
-        series = {**EVENT, "uid": "weekly-1", "recurrenceRule": {"frequency": "weekly"},
+        series = {**MEETING, "uid": "weekly-1", "recurrenceRule": {"frequency": "weekly"},
                   "recurrenceOverrides": {"2030-03-10T15:00:00": {"title": "Extra"}},
                   "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
         made = await alice.ok("CalendarEvent/set", create={"s": series},
@@ -427,17 +338,17 @@ async def test_hidden_attendees_and_an_invitee_who_removes_the_event(tmp_path, s
     """§5.9.2.1: with hideAttendees each recipient gets a message naming no other
     attendee; §5.9.2.3: an invitee destroying an event they had answered sends a REPLY
     (declined), which the organizer's copy shows."""
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)
         calendar = {await default_calendar(alice): True}
         people = {
-            **EVENT["participants"],
+            **MEETING["participants"],
             "c": {"calendarAddress": "mailto:carol@example.net", "roles": {"attendee": True}},
             "d": {"calendarAddress": "mailto:dave@example.net", "roles": {"attendee": True}},
         }
-        hidden = {**EVENT, "uid": "hidden-1", "hideAttendees": True, "calendarIds": calendar,
+        hidden = {**MEETING, "uid": "hidden-1", "hideAttendees": True, "calendarIds": calendar,
                   "participants": people}  # fmt: skip
         await alice.ok("CalendarEvent/set", create={"h": hidden}, sendSchedulingMessages=True)
 
@@ -470,11 +381,11 @@ async def test_imip_by_jmap_host_deliver_updates_the_organizers_copy(tmp_path, s
     dave's REPLY updates alice's copy (§5.9.2.3 received, §5.2.1 scheduleSequence)."""
     from jmap_host_mail.delivery import deliver_command
 
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
-        event = {**EVENT, "uid": "piped-1", "sequence": 3,
+        event = {**MEETING, "uid": "piped-1", "sequence": 3,
                  "calendarIds": {await default_calendar(alice): True},
-                 "participants": {**EVENT["participants"], "b": {
+                 "participants": {**MEETING["participants"], "b": {
                      "calendarAddress": "mailto:dave@example.net",
                      "roles": {"attendee": True}, "participationStatus": "needs-action"}}}
         await alice.ok("CalendarEvent/set", create={"e": event})
@@ -497,14 +408,14 @@ async def test_participants_get_only_their_occurrences(tmp_path, sink):
     on alice's copy (§5.9.2.3)."""
     from jmap_host_mail.testing import lmtp_deliver
 
-    path = config(tmp_path, sink.port)
+    path = relay_config(tmp_path, sink.port)
     path.write_text(path.read_text() + LMTP)
     async with running_server(path) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)
         carol = {"calendarAddress": "mailto:carol@example.net", "roles": {"attendee": True}}
-        series = {**EVENT, "uid": "series-2", "recurrenceRule": {"frequency": "weekly"},
+        series = {**MEETING, "uid": "series-2", "recurrenceRule": {"frequency": "weekly"},
                   "recurrenceOverrides": {
                       "2030-03-16T10:00:00": {"participants/c": carol},
                       "2030-03-23T10:00:00": {"participants/b": None},
@@ -546,11 +457,11 @@ async def test_an_answer_for_one_occurrence(tmp_path, sink):
     """§5.9.2.3: bob declining one occurrence of a series (its instance id updated, §5.9)
     sends a REPLY for that recurrence id alone; alice's copy has it in that override, the
     series' answer unchanged."""
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)
-        series = {**EVENT, "uid": "series-3", "recurrenceRule": {"frequency": "weekly"},
+        series = {**MEETING, "uid": "series-3", "recurrenceRule": {"frequency": "weekly"},
                   "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
         await alice.ok("CalendarEvent/set", create={"s": series}, sendSchedulingMessages=True)
         copy = await eventually(lambda: by_uid(bob, "series-3"))
@@ -576,13 +487,13 @@ async def test_a_sharee_answers_for_themselves(tmp_path, sink):
     """§5.9.2.3 in a calendar shared with the user (§4 mayWriteAll): the REPLY is for the
     user's own participant (their ParticipantIdentity, not the owner's), from them, to the
     organizer elsewhere."""
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         calendar = await default_calendar(alice)
         rights = dict.fromkeys(("mayReadFreeBusy", "mayReadItems", "mayWriteAll",
                                 "mayRSVP"), True)  # fmt: skip
         await alice.ok("Calendar/set", update={calendar: {"shareWith": {BOB: rights}}})
-        invited = {**EVENT, "uid": "org-elsewhere", "calendarIds": {calendar: True},
+        invited = {**MEETING, "uid": "org-elsewhere", "calendarIds": {calendar: True},
                    "organizerCalendarAddress": "mailto:erin@example.net",
                    "participants": {
                        "e": {"calendarAddress": "mailto:erin@example.net",
@@ -617,11 +528,11 @@ async def test_references_and_occurrence_ids_when_scheduling(tmp_path, sink):
     noSupportedScheduleMethods, the series unchanged."""
     from jmap_host.testing import api
 
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         calendar = {await default_calendar(alice): True}
-        outside = {**EVENT, "uid": "refs-1", "calendarIds": calendar,
-                   "participants": {**EVENT["participants"], "b": {
+        outside = {**MEETING, "uid": "refs-1", "calendarIds": calendar,
+                   "participants": {**MEETING["participants"], "b": {
                        "calendarAddress": "mailto:carol@example.net",
                        "roles": {"attendee": True}}}}  # fmt: skip
         reply = await api(alice.http, [
@@ -638,9 +549,9 @@ async def test_references_and_occurrence_ids_when_scheduling(tmp_path, sink):
         [(rcpts, data)] = await eventually(relayed)
         assert rcpts == ["carol@example.net"] and b"SUMMARY:Renamed" in data
 
-        phone = {**EVENT, "uid": "refs-2", "calendarIds": calendar,
+        phone = {**MEETING, "uid": "refs-2", "calendarIds": calendar,
                  "recurrenceRule": {"frequency": "daily"},
-                 "participants": {**EVENT["participants"], "b": {
+                 "participants": {**MEETING["participants"], "b": {
                      "calendarAddress": "tel:+15555550100", "roles": {"attendee": True}}}}
         made = await alice.ok("CalendarEvent/set", create={"p": phone})
         one = f"{made['created']['p']['id']}.20300303T100000"
@@ -656,14 +567,14 @@ async def test_attachments_go_inline_as_data_urls(tmp_path, sink):
     """§5.3: an attachment by blobId is sent as an embedded data: URL (the recipient
     cannot fetch the organizer's blob): bob's copy has the bytes, by href, and no blob id
     of alice's account."""
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)
         agenda = b"%PDF-1.4 the agenda\n"
         blob = await alice.upload(agenda, "application/pdf")
         calendar = await default_calendar(alice)
-        event = {**EVENT, "uid": "with-agenda", "calendarIds": {calendar: True},
+        event = {**MEETING, "uid": "with-agenda", "calendarIds": {calendar: True},
                  "links": {"l1": {"@type": "Link", "blobId": blob, "rel": "enclosure",
                                   "contentType": "application/pdf", "title": "agenda.pdf"}}}
         made = await alice.ok("CalendarEvent/set", create={"e": event},

@@ -5,117 +5,30 @@ test_scheduling.py's)."""
 
 from __future__ import annotations
 
-import socketserver
-import threading
+import functools
 from typing import Any
 
 import pytest
 import trio
+from jmap_host_calendars import testing as calendars_testing
+from jmap_host_calendars.testing import (
+    ALICE,
+    BOB,
+    CALENDARS,
+    CORE,
+    MAIL,
+    MEETING,
+    by_uid,
+    default_calendar,
+    inbox_subjects,
+    relay_config,
+)
 
-from jmap_host import ForbiddenFrom, account_id_for, messaging
-from jmap_host.testing import AccountClient, eventually, running_server, write_config
+from jmap_host import ForbiddenFrom, messaging
+from jmap_host.testing import eventually, running_server, write_config
 
-CORE = "urn:ietf:params:jmap:core"
-CALENDARS = "urn:ietf:params:jmap:calendars"
-MAIL = "urn:ietf:params:jmap:mail"
 USING = [CORE, CALENDARS, MAIL]
-ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-
-
-class Sink:
-    """A relay on 127.0.0.1 that accepts every message and keeps it."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], bytes]] = []
-        sink = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                self.wfile.write(b"220 sink\r\n")
-                rcpts: list[str] = []
-                while line := self.rfile.readline():
-                    verb = line[:4].upper()
-                    if verb == b"RCPT":
-                        rcpts.append(line.decode().split(":", 1)[1].strip().strip("<>"))
-                    if verb == b"DATA":
-                        self.wfile.write(b"354 go\r\n")
-                        data = b""
-                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
-                            data += chunk
-                        sink.messages.append((rcpts, data))
-                        rcpts = []
-                    if verb == b"QUIT":
-                        self.wfile.write(b"221 bye\r\n")
-                        return
-                    if verb != b"DATA":
-                        self.wfile.write(b"250 ok\r\n")
-                    else:
-                        self.wfile.write(b"250 queued\r\n")
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def sink():
-    server = Sink()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
-
-
-def config(tmp_path: Any, port: int) -> Any:
-    return write_config(tmp_path, f"""
-        [plugins.mail.smtp]
-        host = "127.0.0.1"
-        port = {port}
-        security = "none"
-        timeout = "5s"
-        """)  # fmt: skip
-
-
-async def connect(server: Any, user: str, account: str) -> AccountClient:
-    http = server.client(user)
-    await http.__aenter__()
-    return AccountClient(http, account, USING)
-
-
-async def by_uid(client: AccountClient, uid: str) -> dict[str, Any] | None:
-    ids = (await client.ok("CalendarEvent/query", filter={"uid": uid}))["ids"]
-    if not ids:
-        return None
-    [event] = (await client.ok("CalendarEvent/get", ids=ids))["list"]
-    return event
-
-
-async def inbox_subjects(client: AccountClient) -> list[str]:
-    ids = (await client.ok("Email/query", sort=[{"property": "receivedAt"}]))["ids"]
-    found = (await client.ok("Email/get", ids=ids, properties=["subject"]))["list"]
-    return [e["subject"] for e in found]
-
-
-EVENT = {
-    "calendarIds": None,  # (the creator's default calendar, filled in)
-    "uid": "meeting-1@example.org",
-    "title": "Planning",
-    "start": "2030-03-02T10:00:00",
-    "timeZone": "Europe/Berlin",
-    "duration": "PT1H",
-    "participants": {
-        "a": {"calendarAddress": "mailto:alice@example.org", "name": "Alice",
-              "roles": {"owner": True, "attendee": True}, "participationStatus": "accepted"},
-        "b": {"calendarAddress": "mailto:bob@example.org", "name": "Bob",
-              "roles": {"attendee": True}, "participationStatus": "needs-action",
-              "expectReply": True},
-    },
-}  # fmt: skip
-
-
-async def default_calendar(client: AccountClient) -> str:
-    calendars = (await client.ok("Calendar/get", ids=None))["list"]
-    return next(c["id"] for c in calendars if c["isDefault"])
+connect = functools.partial(calendars_testing.connect, using=USING)
 
 
 async def test_the_origin_cannot_make_itself_somebody_else(tmp_path, sink):
@@ -124,7 +37,7 @@ async def test_the_origin_cannot_make_itself_somebody_else(tmp_path, sink):
     (invalidProperties), so no invitation leaves From somebody else; and the host's
     mail service refuses a From that is not the sending principal's (as
     EmailSubmission's forbiddenFrom, RFC 8621 §7.5)."""
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)
@@ -163,11 +76,11 @@ async def test_a_title_of_several_lines_is_sent(tmp_path, sink):
     """§5.9.2.1: an event whose title has line breaks (and other control characters) is
     still sent (RFC 6047 via RFC 5322 §2.2: the Subject is one line, the breaks become
     spaces), not refused as noSupportedScheduleMethods."""
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)
-        event = {**EVENT, "uid": "nl-1", "title": "Planning\r\nRoom 4\tand\x0bmore",
+        event = {**MEETING, "uid": "nl-1", "title": "Planning\r\nRoom 4\tand\x0bmore",
                  "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
         r = await alice.ok("CalendarEvent/set", create={"e": event}, sendSchedulingMessages=True)
         assert "e" in (r["created"] or {}), r
@@ -258,11 +171,11 @@ async def test_a_cancel_of_one_occurrence_leaves_exclusions_and_makes_none_up(tm
     from jmap_host_calendars import imip, scheduling
 
     x, y, z = "2030-03-16T10:00:00", "2030-03-16T11:00:00", "2030-03-23T10:00:00"
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)
-        series = {**EVENT, "uid": "cancel-1", "recurrenceRule": {"frequency": "weekly"},
+        series = {**MEETING, "uid": "cancel-1", "recurrenceRule": {"frequency": "weekly"},
                   "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
         made = await alice.ok("CalendarEvent/set", create={"s": series},
                               sendSchedulingMessages=True)  # fmt: skip
@@ -311,10 +224,10 @@ async def test_an_alert_on_one_occurrence_is_nobody_elses(tmp_path, sink):
     (no VALARM)."""
     x = "2030-03-16T10:00:00"
     alert = {"trigger": {"@type": "OffsetTrigger", "offset": "-PT5M"}}
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
-        series = {**EVENT, "uid": "pu-1", "recurrenceRule": {"frequency": "weekly"},
-                  "participants": {**EVENT["participants"], "b": {
+        series = {**MEETING, "uid": "pu-1", "recurrenceRule": {"frequency": "weekly"},
+                  "participants": {**MEETING["participants"], "b": {
                       "calendarAddress": "mailto:carol@example.net",
                       "roles": {"attendee": True}}},
                   "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
@@ -351,11 +264,11 @@ async def test_an_occurrence_answer_back_to_the_series_answer_is_sent(tmp_path, 
     sees it accepted); one that only follows the series' new answer sends nothing more
     than the series' REPLY."""
     x = "2030-03-09T10:00:00"
-    async with running_server(config(tmp_path, sink.port)) as server:
+    async with running_server(relay_config(tmp_path, sink.port)) as server:
         alice = await connect(server, "alice", ALICE)
         bob = await connect(server, "bob", BOB)
         await bob.ok("Calendar/get", ids=None)
-        series = {**EVENT, "uid": "series-r", "recurrenceRule": {"frequency": "weekly"},
+        series = {**MEETING, "uid": "series-r", "recurrenceRule": {"frequency": "weekly"},
                   "calendarIds": {await default_calendar(alice): True}}  # fmt: skip
         await alice.ok("CalendarEvent/set", create={"s": series}, sendSchedulingMessages=True)
         copy = await eventually(lambda: by_uid(bob, "series-r"))

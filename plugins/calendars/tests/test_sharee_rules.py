@@ -7,56 +7,19 @@ user's /changes of notifications names only their own."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
+from jmap_host_calendars.testing import (
+    ALICE,
+    ALICE_OWNER,
+    BOB_ATTENDEE,
+    CAROL,
+    create,
+    get,
+    share_team,
+    standup,
+)
 
-from jmap_host import account_id_for
-from jmap_host.testing import AccountClient, running_server, write_config
-
-CALENDARS = "urn:ietf:params:jmap:calendars"
-USING = ["urn:ietf:params:jmap:core", CALENDARS]
-ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-ALICE_OWNER = {"name": "Alice", "roles": {"owner": True, "attendee": True},
-               "calendarAddress": "mailto:alice@example.org"}  # fmt: skip
-BOB_ATTENDEE = {"name": "Bob", "roles": {"attendee": True},
-                "calendarAddress": "mailto:bob@example.org",
-                "participationStatus": "needs-action"}  # fmt: skip
-CAROL = {"name": "Carol", "roles": {"attendee": True}, "calendarAddress": "mailto:c@example.net"}
-
-
-class Client(AccountClient):
-    def __init__(self, http: Any, account: str):
-        super().__init__(http, account, USING)
-
-
-async def setup(server: Any, **granted: bool) -> tuple[Client, Client, Client, str]:
-    """alice, bob in alice's account, bob in his own, and alice's calendar "Team" shared
-    with bob with ``granted`` rights."""
-    alice = Client(await server.client("alice").__aenter__(), ALICE)
-    bob_own = Client(await server.client("bob").__aenter__(), BOB)
-    await bob_own.ok("Calendar/get", ids=None)  # (bob's account and identities exist)
-    made = await alice.ok("Calendar/set", create={"t": {"name": "Team"}})
-    team = made["created"]["t"]["id"]
-    await alice.ok("Calendar/set", update={team: {"shareWith": {BOB: granted}}})
-    return alice, Client(bob_own.http, ALICE), bob_own, team
-
-
-def event(team: str, **extra: Any) -> dict[str, Any]:
-    return {"calendarIds": {team: True}, "title": "Standup", "start": "2026-06-01T09:00:00",
-            "timeZone": "Europe/Berlin", "duration": "PT15M", **extra}  # fmt: skip
-
-
-async def create(client: Client, obj: dict[str, Any]) -> str:
-    made = await client.ok("CalendarEvent/set", create={"e": obj})
-    assert "e" in made.get("created") or {}, made
-    return made["created"]["e"]["id"]
-
-
-async def get(client: Client, event_id: str, **args: Any) -> dict[str, Any]:
-    found = await client.ok("CalendarEvent/get", ids=[event_id], **args)
-    assert found["list"], found
-    return found["list"][0]
+from jmap_host.testing import running_server, write_config
 
 
 async def test_mixed_patch_keeps_sharee_per_user(tmp_path):
@@ -64,9 +27,9 @@ async def test_mixed_patch_keeps_sharee_per_user(tmp_path):
     ones (keywords, color) at once stores both: the per-user values as theirs (the owner's
     stay), in their /changes."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True,
+        alice, bob, _, team = await share_team(server, mayReadItems=True, mayWriteAll=True,
                                           mayUpdatePrivate=True)  # fmt: skip
-        event_id = await create(alice, event(team, keywords={"alice": True}, color="red"))
+        event_id = await create(alice, standup(team, keywords={"alice": True}, color="red"))
         state = (await bob.ok("CalendarEvent/get", ids=[]))["state"]
         r = await bob.ok("CalendarEvent/set", update={event_id: {
             "title": "Renamed", "keywords": {"bob": True}, "color": "blue"}})  # fmt: skip
@@ -87,10 +50,10 @@ async def test_noop_patch_by_sharee_writes_nothing(tmp_path):
     apply: a "private" event only the calendar's owner may change (§5.9), so the same
     no-op patch of one by a sharee is forbidden."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, _, team = await setup(server, mayReadItems=True, mayUpdatePrivate=True)
+        alice, bob, _, team = await share_team(server, mayReadItems=True, mayUpdatePrivate=True)
         await alice.ok("Calendar/set", update={team: {"isSubscribed": True}})
-        event_id = await create(alice, event(team))
-        private_id = await create(alice, event(team, privacy="private",
+        event_id = await create(alice, standup(team))
+        private_id = await create(alice, standup(team, privacy="private",
                                                uid="private-one"))  # fmt: skip
         first = await get(alice, event_id)
         state = (await alice.ok("CalendarEvent/get", ids=[]))["state"]
@@ -117,11 +80,11 @@ async def test_copy_from_shared_account_copies_what_the_sharee_sees(tmp_path):
     and the owner's keywords (§5.4: per user, the sharee's own are null) are not copied;
     of an event with hideAttendees (§5.1.3) only the owners and the sharee themselves."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, bob_own, team = await setup(server, mayReadItems=True)
-        private_id = await create(alice, event(team, privacy="private", uid="p",
+        alice, bob, bob_own, team = await share_team(server, mayReadItems=True)
+        private_id = await create(alice, standup(team, privacy="private", uid="p",
                                                title="HR: reorganisation",
                                                keywords={"alice-secret": True}))  # fmt: skip
-        hidden_id = await create(alice, event(team, uid="h", hideAttendees=True, participants={
+        hidden_id = await create(alice, standup(team, uid="h", hideAttendees=True, participants={
             "a": ALICE_OWNER, "b": BOB_ATTENDEE, "c": CAROL}))  # fmt: skip
         seen = await get(bob, private_id)
         assert "title" not in seen and "keywords" not in seen, seen
@@ -145,10 +108,10 @@ async def test_notification_changes_name_only_the_users_own(tmp_path):
     notification that they dismissed (destroyed, §7.3) is not in "destroyed" or
     "removed" (it never was theirs to see), their own dismissed one is."""
     async with running_server(write_config(tmp_path)) as server:
-        alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
+        alice, bob, _, team = await share_team(server, mayReadItems=True, mayWriteAll=True)
         await bob.ok("Calendar/set", update={team: {"isSubscribed": True}})
-        await create(bob, event(team, uid="by-bob"))  # (alice is told)
-        await create(alice, event(team, uid="by-alice"))  # (bob is told)
+        await create(bob, standup(team, uid="by-bob"))  # (alice is told)
+        await create(alice, standup(team, uid="by-alice"))  # (bob is told)
         alices = (await alice.ok("CalendarEventNotification/get", ids=None))["list"]
         bobs = (await bob.ok("CalendarEventNotification/get", ids=None))["list"]
         assert len(alices) == 1 and len(bobs) == 1, (alices, bobs)

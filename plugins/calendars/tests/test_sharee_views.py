@@ -5,46 +5,29 @@ instance ids), and the events of Principal/getAvailability (§2.2)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from jmap_host import account_id_for
-from jmap_host.testing import AccountClient, running_server, write_config
+from jmap_host_calendars.testing import (
+    ALICE,
+    AVAILABILITY,
+    BOB,
+    CALENDARS,
+    CORE,
+    PRINCIPALS,
+    Client,
+    create,
+    share_team,
+    standup,
+)
 
-CORE = "urn:ietf:params:jmap:core"
-CALENDARS = "urn:ietf:params:jmap:calendars"
-PRINCIPALS = "urn:ietf:params:jmap:principals"
-AVAILABILITY = "urn:ietf:params:jmap:principals:availability"
+from jmap_host.testing import running_server, write_config
+
 USING = [CORE, CALENDARS, PRINCIPALS, AVAILABILITY]
-ALICE, BOB = account_id_for("alice"), account_id_for("bob")
+setup = functools.partial(share_team, using=USING)  # (alice shares "Team" with bob)
+
+
 NOTE = "CalendarEventNotification"
-
-
-class Client(AccountClient):
-    def __init__(self, http: Any, account: str):
-        super().__init__(http, account, USING)
-
-
-async def setup(server: Any, **granted: bool) -> tuple[Client, Client, Client, str]:
-    """alice, bob in alice's account, bob in his own, and alice's calendar "Team" shared
-    with bob with ``granted`` rights."""
-    alice = Client(await server.client("alice").__aenter__(), ALICE)
-    bob_own = Client(await server.client("bob").__aenter__(), BOB)
-    await bob_own.ok("Calendar/get", ids=None)  # (bob's account and identities exist)
-    made = await alice.ok("Calendar/set", create={"t": {"name": "Team"}})
-    team = made["created"]["t"]["id"]
-    await alice.ok("Calendar/set", update={team: {"shareWith": {BOB: granted}}})
-    return alice, Client(bob_own.http, ALICE), bob_own, team
-
-
-def event(team: str, **extra: Any) -> dict[str, Any]:
-    return {"calendarIds": {team: True}, "title": "Standup", "start": "2026-06-01T09:00:00",
-            "timeZone": "Europe/Berlin", "duration": "PT15M", **extra}  # fmt: skip
-
-
-async def create(client: Client, obj: dict[str, Any]) -> str:
-    made = await client.ok("CalendarEvent/set", create={"e": obj})
-    assert "e" in made.get("created") or {}, made
-    return made["created"]["e"]["id"]
 
 
 async def new_notes(client: Client, state: str) -> list[dict[str, Any]]:
@@ -66,13 +49,13 @@ async def test_notification_event_has_no_per_user_values_nor_private_details(tmp
         await bob.ok("Calendar/set", update={team: {"isSubscribed": True}})
         state = await note_state(bob)
         rule = {"frequency": "daily", "count": 5}
-        await create(alice, event(team, recurrenceRule=rule, recurrenceOverrides={
+        await create(alice, standup(team, recurrenceRule=rule, recurrenceOverrides={
             "2026-06-02T09:00:00": {"title": "Long standup", "color": "green"}}))
         [public] = await new_notes(bob, state)
         assert public["event"]["recurrenceOverrides"] == {
             "2026-06-02T09:00:00": {"title": "Long standup"}}
         state = await note_state(bob)
-        await create(alice, event(team, privacy="private", recurrenceRule=rule,
+        await create(alice, standup(team, privacy="private", recurrenceRule=rule,
                                   recurrenceOverrides={"2026-06-02T09:00:00": {
                                       "title": "Secret meeting with HR", "color": "teal",
                                       "duration": "PT1H"}}))  # fmt: skip
@@ -94,7 +77,7 @@ async def test_notification_follows_what_each_sharee_may_read(tmp_path):
         await bob.ok("Calendar/set", update={team: {"isSubscribed": True}})
         made = await alice.ok("Calendar/set", create={"p": {"name": "Mine"}})
         mine = made["created"]["p"]["id"]
-        event_id = await create(alice, event(team))
+        event_id = await create(alice, standup(team))
         state = await note_state(bob)
         await alice.ok("CalendarEvent/set", update={event_id: {
             "calendarIds": {mine: True}, "title": "Job interview at competitor"}})
@@ -123,7 +106,7 @@ async def test_utc_times_on_an_event_a_sharee_cannot_see_are_not_found(tmp_path)
     whatever the times: an error on them would tell its start."""
     async with running_server(write_config(tmp_path)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
-        event_id = await create(alice, event(team, privacy="secret"))
+        event_id = await create(alice, standup(team, privacy="secret"))
         assert (await bob.ok("CalendarEvent/get", ids=[event_id]))["notFound"] == [event_id]
         for end in ("2026-06-01T06:00:00Z", "2026-06-01T08:00:00Z", "nonsense"):
             r = await bob.ok("CalendarEvent/set", update={event_id: {"utcEnd": end}})
@@ -140,7 +123,7 @@ async def test_instance_ids_of_an_event_a_sharee_cannot_see_are_not_found(tmp_pa
     looked at: invalidPatch would tell which occurrences it has."""
     async with running_server(write_config(tmp_path)) as server:
         alice, bob, _, team = await setup(server, mayReadItems=True, mayWriteAll=True)
-        event_id = await create(alice, event(team, privacy="secret",
+        event_id = await create(alice, standup(team, privacy="secret",
                                              recurrenceRule={"frequency": "daily", "count": 3}))
         for digits in ("20260602T090000", "20260609T090000"):
             key = f"{event_id}.{digits}"
@@ -161,8 +144,8 @@ async def test_availability_shows_the_event_as_the_users_get_would(tmp_path):
     keywords and alerts; of a hideAttendees event only its owners and themselves
     (§5.7); calendarIds only those they see."""
     async with running_server(write_config(tmp_path)) as server:
-        alice = Client(await server.client("alice").__aenter__(), ALICE)
-        bob_own = Client(await server.client("bob").__aenter__(), BOB)
+        alice = Client(await server.client("alice").__aenter__(), ALICE, USING)
+        bob_own = Client(await server.client("bob").__aenter__(), BOB, USING)
         await bob_own.ok("Calendar/get", ids=None)
         calendars = (await alice.ok("Calendar/get", ids=None))["list"]
         main = next(c["id"] for c in calendars if c["isDefault"])
@@ -180,7 +163,7 @@ async def test_availability_shows_the_event_as_the_users_get_would(tmp_path):
         })  # fmt: skip
         await alice.ok("Calendar/set", update={main: {"shareWith": {BOB: {
             "mayReadFreeBusy": True, "mayReadItems": True, "mayUpdatePrivate": True}}}})
-        bob = Client(bob_own.http, ALICE)
+        bob = Client(bob_own.http, ALICE, USING)
         [got] = (await bob.ok("CalendarEvent/get", ids=[event_id]))["list"]
         window = {"utcStart": "2030-03-04T00:00:00Z", "utcEnd": "2030-03-07T00:00:00Z"}
         seen = await bob_own.ok("Principal/getAvailability", id=ALICE, showDetails=True,

@@ -5,19 +5,12 @@ overrides that restore the earlier occurrences (§5.6.2), both across a DST chan
 
 from __future__ import annotations
 
-from typing import Any
+from jmap_host_calendars.testing import (
+    ALICE,
+    connect,
+)
 
-from jmap_host import account_id_for
-from jmap_host.testing import AccountClient, running_server, write_config
-
-ALICE = account_id_for("alice")
-USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
-
-
-async def connect(server: Any, user: str, account: str) -> AccountClient:
-    http = server.client(user)
-    await http.__aenter__()
-    return AccountClient(http, account, USING)
+from jmap_host.testing import running_server, write_config
 
 # A weekly Monday 18:00 in Europe/London, from 2 March 2026 (GMT) over the change to BST on
 # 29 March: 18:00Z in March, 17:00Z from 30 March.

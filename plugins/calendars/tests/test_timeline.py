@@ -9,12 +9,13 @@ import random
 from typing import Any
 
 from jmap_host_calendars import recur, timeline
+from jmap_host_calendars.testing import (
+    ALICE,
+    USING,
+)
 
-from jmap_host import account_id_for
 from jmap_host.testing import AccountClient, running_server, write_config
 
-ALICE = account_id_for("alice")
-USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
 
 
