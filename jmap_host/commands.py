@@ -4,7 +4,7 @@ the configured host, and the principal a command acts for."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 if TYPE_CHECKING:
     from .directory import Principal
@@ -34,9 +34,14 @@ def host_for_command(config: str | None, package: str, what: str) -> Host:
     return host
 
 
-def principal_for_command(host: Host, name: str) -> Principal | None:
+@overload
+def principal_for_command(host: Host, name: str) -> Principal | None: ...
+@overload
+def principal_for_command(host: Host, name: str, required: Literal[True]) -> Principal: ...
+def principal_for_command(host: Host, name: str, required: bool = False) -> Principal | None:
     """The principal called ``name`` (or receiving mail for it, with an ``@``), its account
-    provisioned; None when the directory has neither.  Runs its own trio loop."""
+    provisioned; None when the directory has neither, or with ``required`` the message
+    "no user or group" and exit status 1.  Runs its own trio loop."""
     import trio
 
     from .capabilities import Account
@@ -55,4 +60,10 @@ def principal_for_command(host: Host, name: str) -> Principal | None:
             await host.provision([account])
         return principal
 
-    return trio.run(find)
+    found = trio.run(find)
+    if found is None and required:
+        import click
+
+        click.echo(f"no user or group {name!r} in the directory", err=True)
+        sys.exit(1)
+    return found

@@ -45,16 +45,10 @@ class Session(LocalClient):
 
 
 def _load(config: str | None, name: str) -> tuple[Any, Any]:
-    import click
-
     from jmap_host import host_for_command, principal_for_command
 
     host = host_for_command(config, __name__.rpartition(".")[0], "contacts")
-    principal = principal_for_command(host, name)
-    if principal is None:
-        click.echo(f"no user or group {name!r} in the directory", err=True)
-        sys.exit(1)
-    return host, principal
+    return host, principal_for_command(host, name, required=True)
 
 
 def import_cards(
