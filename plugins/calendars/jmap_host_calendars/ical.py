@@ -474,39 +474,12 @@ def _event(vevent: Component, prodid: str | None) -> tuple[dict[str, Any], When 
     return event, recurrence_id
 
 
-def _diff(base: Any, other: Any, path: str, patch: dict[str, Any]) -> None:
-    """The PatchObject (JSCalendar §1.5.9) that turns ``base`` into ``other``."""
-    if isinstance(base, dict) and isinstance(other, dict) and path:
-        for key in dict.fromkeys([*base, *other]):
-            pointer = f"{path}/{jscalendar.escape(key)}"
-            if key not in other:
-                patch[pointer] = None
-            elif key not in base:
-                patch[pointer] = other[key]
-            elif base[key] != other[key]:
-                _diff(base[key], other[key], pointer, patch)
-        return
-    if base != other:
-        patch[path] = other
-
-
 def _override_patch(master: dict[str, Any], occurrence: dict[str, Any], key: str) -> dict:
     """What an override VEVENT changes in the occurrence ``key`` of ``master``."""
     base = {k: v for k, v in master.items() if k not in NOT_PATCHED}
     base["start"] = key
     other = {k: v for k, v in occurrence.items() if k not in NOT_PATCHED}
-    patch: dict[str, Any] = {}
-    for name in dict.fromkeys([*base, *other]):
-        if name not in other:
-            patch[name] = None
-        elif name not in base:
-            patch[name] = other[name]
-        elif base[name] != other[name]:
-            if isinstance(base[name], dict) and isinstance(other[name], dict):
-                _diff(base[name], other[name], name, patch)
-            else:
-                patch[name] = other[name]
-    return patch
+    return jscalendar.diff(base, other)
 
 
 def read_calendar(data: bytes | str) -> Parsed:

@@ -360,3 +360,26 @@ def occurrence(
     if not patch and not share:
         return copy.deepcopy(single)
     return patched(single, patch)
+
+
+def diff(
+    before: dict[str, Any], after: dict[str, Any], depth: int | None = None
+) -> dict[str, Any]:
+    """The PatchObject (§1.5.9) that turns ``before`` into ``after``: pointers into the
+    objects both have, ``depth`` levels down at most (None: all the way), a value where
+    they differ, null where ``after`` has none (a null value is no value)."""
+    patch: dict[str, Any] = {}
+
+    def walk(old: dict[str, Any], new: dict[str, Any], path: str, levels: int | None) -> None:
+        for key in dict.fromkeys([*old, *new]):
+            was, now = old.get(key), new.get(key)  # (null is absent: §1.5.9)
+            if was == now:
+                continue
+            pointer = f"{path}/{escape(key)}" if path else escape(key)
+            if isinstance(was, dict) and isinstance(now, dict) and levels != 1:
+                walk(was, now, pointer, None if levels is None else levels - 1)
+            else:
+                patch[pointer] = now
+
+    walk(before, after, "", depth)
+    return patch

@@ -32,7 +32,7 @@ from jmap_host import (
     sharing,
 )
 
-from . import identity, peruser
+from . import identity, jscalendar, peruser
 
 NOTIFICATION_TYPE = "CalendarEventNotification"
 MAX_NOTIFICATIONS = 500  # per user and account (§7: the server MAY limit them)
@@ -79,22 +79,6 @@ def _event_of(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in shared.items() if k not in LEFT_OUT}
 
 
-def _patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """A PatchObject (RFC 8620 §5.3) from ``before`` to ``after``: the top-level properties
-    that differ, one level into objects (an event's participants, locations...)."""
-    patch: dict[str, Any] = {}
-    for name in sorted(set(before) | set(after)):
-        old, new = before.get(name), after.get(name)
-        if old == new:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            for key in sorted(set(old) | set(new)):
-                if old.get(key) != new.get(key):
-                    escaped = key.replace("~", "~0").replace("/", "~1")
-                    patch[f"{name}/{escaped}"] = new.get(key)
-        else:
-            patch[name] = new
-    return patch
 
 
 def _recipients(db: Any, account: str, owner: str, author: str | None,
@@ -214,7 +198,9 @@ def notify(
             "calendarEventId": record["id"],
             "isDraft": bool(source.get("isDraft")) if seen_kind != "destroyed" else None,
             "event": new if seen_kind == "created" else old,
-            "eventPatch": _patch(old or {}, new or {}) if seen_kind == "updated" else None,
+            # (one level into objects: an event's participants, locations...)
+            "eventPatch": jscalendar.diff(old or {}, new or {}, depth=2)
+            if seen_kind == "updated" else None,
             f"_{FOR}": principal_id,
         }
         if seen_kind == "updated" and not notification["eventPatch"]:

@@ -28,8 +28,8 @@ from .event import EVENT
 
 MAX_EXPANDED_DAYS = 400  # the account capability's maxExpandedQueryDuration, P400D
 # The bounds of a time range without after or before (any time the datetime type holds).
-EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
-LATEST = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
+UNBOUNDED_LOW = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+UNBOUNDED_HIGH = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
 INSTANCE = re.compile(r"(?P<base>[A-Za-z0-9_-]+)\.(?P<rid>\d{8}T\d{6})")
 
 
@@ -111,8 +111,8 @@ async def event_query(call: Call) -> dict[str, Any]:
     limit = standard.arg(call, "limit", "UnsignedInt|null")
     total_wanted = standard.arg(call, "calculateTotal", "Boolean", False)
     timed = after is not None or before is not None
-    low = after or EARLIEST
-    high = before or LATEST
+    low = after or UNBOUNDED_LOW
+    high = before or UNBOUNDED_HIGH
 
     def read(db: Any) -> dict[str, Any]:
         nonlocal where
@@ -228,7 +228,7 @@ def _existence_bound(event: dict[str, Any], low: dt.datetime, high: dt.datetime)
     or as many periods as it has overrides and two more, whichever is longer: every rule
     whose occurrences are never further apart than that has one there."""
     rule = event.get("recurrenceRule") or {}
-    if high != LATEST or not rule or rule.get("count") is not None or rule.get("until"):
+    if high != UNBOUNDED_HIGH or not rule or rule.get("count") is not None or rule.get("until"):
         return high
     try:
         start = jscalendar.to_utc(jscalendar.local_datetime(event["start"]),
