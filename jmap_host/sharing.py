@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -327,19 +327,48 @@ async def shared_accounts(host: Host, principal: Principal) -> list[Account]:
     return out
 
 
+def shared_rights(
+    db: sqlite_utils.Database, account: str, principal: Principal, type_name: str | None = None
+) -> dict[str, dict[str, dict[str, bool]]]:
+    """{type: {container id: rights}} that ``account``'s shares give ``principal`` (theirs
+    and their groups', together), of every type or of ``type_name``: all of them, also
+    those that show nothing (a calendar shared for free/busy alone, which
+    :func:`load_access` leaves out)."""
+    sql = (f"SELECT type, record, rights FROM [{SHARE_TABLE}] "
+           "WHERE account = ? AND grantee IN (SELECT value FROM json_each(?))")  # fmt: skip
+    params: list[Any] = [account, json.dumps(list(grantee_ids(principal)))]
+    if type_name is not None:
+        sql += " AND type = ?"
+        params.append(type_name)
+    out: dict[str, dict[str, dict[str, bool]]] = {}
+    for kind, record, rights in db.execute(sql, params).fetchall():
+        mine = out.setdefault(kind, {}).setdefault(record, {})
+        for right, value in json.loads(rights).items():  # a user's, and their groups'
+            mine[right] = bool(mine.get(right)) or bool(value)
+    return out
+
+
+def grantees(
+    db: sqlite_utils.Database, type_name: str, accounts: Iterable[str] | None = None
+) -> dict[str, set[str]]:
+    """{account: the principal ids its containers of ``type_name`` are shared with} (of
+    ``accounts``, or of every account that shares one)."""
+    sql = f"SELECT DISTINCT account, grantee FROM [{SHARE_TABLE}] WHERE type = ?"
+    params: list[Any] = [type_name]
+    if accounts is not None:
+        sql += " AND account IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(list(accounts)))
+    out: dict[str, set[str]] = {}
+    for account, grantee in db.execute(sql, params).fetchall():
+        out.setdefault(str(account), set()).add(str(grantee))
+    return out
+
+
 def load_access(db: sqlite_utils.Database, host: Host, account: Account, principal: Principal):
     """The :class:`Access` of ``principal`` to the shared ``account``, read in ``db``."""
     ids = grantee_ids(principal)
     access = Access(host, account.id, principal.account_id, principal.name, ids)
-    rows = db.execute(
-        f"SELECT type, record, rights FROM [{SHARE_TABLE}] "
-        "WHERE account = ? AND grantee IN (SELECT value FROM json_each(?))",
-        [account.id, json.dumps(list(ids))],
-    ).fetchall()
-    for type_name, record, rights in rows:
-        mine = access.rights.setdefault(type_name, {}).setdefault(record, {})
-        for right, value in json.loads(rights).items():  # a user's, and their groups'
-            mine[right] = bool(mine.get(right)) or bool(value)
+    access.rights = shared_rights(db, account.id, principal)
     for type_name, records in access.rights.items():
         entry = host.datatypes.get(type_name)
         visible_with = entry[0].sharing.visible_with if entry and entry[0].sharing else None

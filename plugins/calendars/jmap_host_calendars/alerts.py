@@ -528,18 +528,6 @@ def _dues(
     return out
 
 
-def sharee_grants(db: sqlite_utils.Database, accounts: set[str] | None) -> dict[str, set[str]]:
-    """{account: the account ids of those it shares a Calendar with} (of ``accounts``, or
-    of every account)."""
-    rows = db.execute(f"SELECT DISTINCT account, grantee FROM [{sharing.SHARE_TABLE}] "
-                      "WHERE type = ?", [CALENDAR.name]).fetchall()  # fmt: skip
-    out: dict[str, set[str]] = {}
-    for account, grantee in rows:
-        if accounts is None or account in accounts:
-            out.setdefault(str(account), set()).add(str(grantee))
-    return out
-
-
 def event_accounts(db: sqlite_utils.Database) -> list[str]:
     """The accounts that have events."""
     rows = db.execute(f"SELECT DISTINCT account FROM [{EVENT.table}]").fetchall()
@@ -636,7 +624,7 @@ class Scheduler:
         users a Calendar of it is shared with, each with the account as they see it."""
 
         def read(db: sqlite_utils.Database) -> tuple[dict[str, set[str]], dict[str, str]]:
-            grants = sharee_grants(db, accounts)
+            grants = sharing.grantees(db, CALENDAR.name, accounts)
             return grants, account_owners(db, {g for gs in grants.values() for g in gs})
 
         grants, names = await self.host.store.read(read)

@@ -69,17 +69,7 @@ def free_busy_rights(db: Any, host: Host, account: str, user: Principal) -> dict
     if account in sharing.grantee_ids(user):
         ids = [c["id"] for c in objectstore.read_records(db, CALENDAR, account, None, [])]
         return {i: {"mayReadFreeBusy": True, "mayReadItems": True} for i in ids}
-    rows = db.execute(
-        f"SELECT record, rights FROM [{sharing.SHARE_TABLE}] WHERE account = ? AND type = ? "
-        "AND grantee IN (SELECT value FROM json_each(?))",
-        [account, CALENDAR.name, json.dumps(list(sharing.grantee_ids(user)))],
-    ).fetchall()
-    out: dict[str, dict[str, bool]] = {}
-    for record, rights in rows:  # (a user's and their groups' together)
-        mine = out.setdefault(record, {})
-        for right, value in json.loads(rights).items():
-            mine[right] = bool(mine.get(right)) or bool(value)
-    return out
+    return sharing.shared_rights(db, account, user, CALENDAR.name).get(CALENDAR.name, {})
 
 
 def principal_entry(host: Host, principal: Principal, request: Any = None) -> dict[str, Any]:
