@@ -490,10 +490,8 @@ def sharee_due(
     calendars = objectstore.read_records(db, CALENDAR, account, access.readable(CALENDAR),
                                          CALENDAR_PROPERTIES)  # fmt: skip
     sharing.present(db, CALENDAR, access, calendars)  # (their isSubscribed, default alerts)
-    where, params = sharing.visible_where(EVENT, access)
-    ids = [str(r[0]) for r in db.execute(
-        f"SELECT id FROM [{EVENT.table}] WHERE account = ? AND ({where})", [account, *params],
-    ).fetchall()]  # fmt: skip
+    ids = objectstore.query_ids(db, EVENT, account, sharing.visible_where(EVENT, access),
+                                "rowid")  # fmt: skip
     events = objectstore.read_records(db, EVENT, account, ids, READ_PROPERTIES)
     sharing.present(db, EVENT, access, events)  # (their alerts; private events reduced)
     return _dues(account, access.grantee, calendars, events, low, high, limit)

@@ -223,4 +223,4 @@ def _write(db: Any, account: str, changed_types: set[str], principal_id: str,
     ).fetchall()
     for (old_id,) in over:
         objectstore.delete_record(db, dt, account, old_id)
-        objectstore.record_change(db, account, dt.name, old_id, "destroyed")
+    objectstore.record_changes(db, account, dt.name, [(i, "destroyed") for (i,) in over])
