@@ -9,11 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from jmap_host_calendars.testing import (
-    ALICE,
-    BOB,
-    Client,
-)
+from jmap_host_calendars import notification
+from jmap_host_calendars.testing import ALICE, BOB, Client, share_team, standup
 
 from jmap_host.testing import running_server, write_config
 
@@ -22,14 +19,7 @@ NOTE = "CalendarEventNotification"
 
 async def setup(server: Any) -> tuple[Client, Client, str]:
     """alice's calendar "Team" shared with bob (mayWriteAll), who subscribed to it."""
-    alice = Client(await server.client("alice").__aenter__(), ALICE)
-    bob_own = Client(await server.client("bob").__aenter__(), BOB)
-    await bob_own.ok("Calendar/get", ids=None)
-    made = await alice.ok("Calendar/set", create={"t": {"name": "Team"}})
-    team = made["created"]["t"]["id"]
-    await alice.ok("Calendar/set", update={team: {"shareWith": {BOB: {
-        "mayReadItems": True, "mayWriteAll": True}}}})  # fmt: skip
-    bob = Client(bob_own.http, ALICE)
+    alice, bob, _, team = await share_team(server, mayReadItems=True, mayWriteAll=True)
     await bob.ok("Calendar/set", update={team: {"isSubscribed": True}})
     return alice, bob, team
 
@@ -155,3 +145,23 @@ async def test_push_tells_the_owner(tmp_path):
                 async for line in lines:
                     if line.startswith("data:") and NOTE in line:
                         break
+
+
+async def test_at_most_so_many_per_user(tmp_path, monkeypatch):
+    """§7: "The server MAY limit the maximum number of notifications it will store for a
+    user. When the limit is reached, any new notification will cause the previously
+    oldest notification to be automatically deleted" (here MAX_NOTIFICATIONS, 2 for the
+    test): the oldest goes, and alice's /changes says it was destroyed."""
+    monkeypatch.setattr(notification, "MAX_NOTIFICATIONS", 2)
+    async with running_server(write_config(tmp_path)) as server:
+        alice, bob, team = await setup(server)
+        state = (await alice.ok(f"{NOTE}/get", ids=[]))["state"]
+        made = {}
+        for title in ("one", "two", "three"):
+            made[title] = (await bob.ok("CalendarEvent/set", create={
+                "e": standup(team, title=title)}))["created"]["e"]["id"]  # fmt: skip
+        kept = await notes(alice, sort=[{"property": "created"}])
+        assert [n["calendarEventId"] for n in kept] == [made["two"], made["three"]]
+        changes = await alice.ok(f"{NOTE}/changes", sinceState=state)
+        assert set(changes["created"]) == {n["id"] for n in kept}
+        assert changes["destroyed"] == []  # (created and destroyed since: not listed)
