@@ -19,14 +19,13 @@ from typing import Any
 
 from jmap_host import LocalClient, MethodFailed, read_blob
 
-from . import ical
+from . import ical, jscalendar
 
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars"]
 BATCH = 100  # events per CalendarEvent/set (and uids per query: under 256 conditions)
 PAGE = 500  # events per CalendarEvent/get on export
 # What an update leaves as it is: the JMAP properties and what the server sets (§5.9).
-KEPT_ON_UPDATE = {"id", "calendarIds", "isDraft", "isOrigin", "baseEventId", "utcStart",
-                  "utcEnd", "uid", "created", "updated", "useDefaultAlerts"}  # fmt: skip
+KEPT_ON_UPDATE = {*jscalendar.JMAP_PROPERTIES, "uid", "created", "updated", "useDefaultAlerts"}
 
 
 class Session(LocalClient):

@@ -39,7 +39,7 @@ MAX_NOTIFICATIONS = 500  # per user and account (§7: the server MAY limit them)
 FOR = "for"  # the derived column naming the Principal a notification is for
 # Not part of a notification's event: computed at fetch time (per-user values, §5.4, are
 # split off by the event type's SharedThrough, in overrides too).
-LEFT_OUT = {"id", "utcStart", "utcEnd", "isOrigin", "baseEventId"}
+LEFT_OUT = jscalendar.JMAP_PROPERTIES - {"calendarIds", "isDraft"}
 
 
 CALENDAR_EVENT_NOTIFICATION = DataType(

@@ -45,8 +45,8 @@ from . import jscalendar, peruser, recur
 from .identity import default_address, identities, normalise
 
 # What of a stored record is JMAP's, not the JSCalendar Event's (left out of iTIP).
-JMAP_ONLY = ("id", "calendarIds", "isDraft", "isOrigin", "baseEventId", "utcStart", "utcEnd",
-             "keywords", "color", "useDefaultAlerts", "alerts")  # fmt: skip
+# Not for an iTIP message: the JMAP properties, and the sender's per-user ones (§5.4).
+JMAP_ONLY = (*jscalendar.JMAP_PROPERTIES, "keywords", "color", "useDefaultAlerts", "alerts")
 
 
 class Unschedulable(Exception):
