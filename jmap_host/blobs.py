@@ -154,7 +154,8 @@ def add_blob_reference(db: sqlite_utils.Database, account_id: str, blob_id: str,
     :func:`blob_visible` for the user making the change in that same transaction.
     Idempotent."""
     db.execute(
-        f"INSERT OR IGNORE INTO [{REF_TABLE}] (account, blob_id, ref) VALUES (?, ?, ?)",
+        f"INSERT INTO [{REF_TABLE}] (account, blob_id, ref) VALUES (?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
         [account_id, blob_id, ref],
     )
 
@@ -164,7 +165,8 @@ def add_blob_references(
 ) -> None:
     """:func:`add_blob_reference` for many (blob id, ref) pairs: one executemany."""
     db.conn.executemany(
-        f"INSERT OR IGNORE INTO [{REF_TABLE}] (account, blob_id, ref) VALUES (?, ?, ?)",
+        f"INSERT INTO [{REF_TABLE}] (account, blob_id, ref) VALUES (?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
         [(account_id, blob_id, ref) for blob_id, ref in refs],
     )
 

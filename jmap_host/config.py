@@ -32,6 +32,7 @@ from .config_schema import (
     Key,
     List,
     Map,
+    Secret,
     Str,
     Table,
     join,
@@ -364,6 +365,14 @@ def build_schema(
                 Table(
                     [
                         Key(
+                            "type",
+                            Choice("sqlite", "postgresql"),
+                            default="sqlite",
+                            doc='the database: "sqlite" (one file under path, one machine) or '
+                            '"postgresql" (a server several nodes share: [storage.postgresql])',
+                        ),
+                        Key("postgresql", postgresql_table(), default={}),
+                        Key(
                             "directory",
                             Str(),
                             default=None,
@@ -505,6 +514,36 @@ def _check_storage_directory(out: dict[str, Any], key: str, ctx: Context) -> Non
             f"no [directory.{name!r}] table is configured" + _did_you_mean(name, directories),
         )
     storage["path"] = str(_resolve(ctx.base_dir, storage.get("path", "jmap-data")))
+    if storage.get("type") == "postgresql" and not storage.get("postgresql", {}).get("url"):
+        ctx.problem("storage.postgresql.url", 'required when storage.type is "postgresql"')
+
+
+def postgresql_table() -> Table:
+    """``[storage.postgresql]``: the server of ``storage.type = "postgresql"``."""
+    return Table(
+        [
+            Key(
+                "url",
+                Secret(non_empty=True),
+                default=None,
+                doc='libpq connection URL, e.g. "postgresql://jmap@db.example/jmap" (a '
+                "password in it, or the whole URL, may come from %{env:...}% or %{file:...}%)",
+            ),
+            Key(
+                "pool-size",
+                Int(min=1, max=1000),
+                default=10,
+                doc="connections this process keeps open to the server at most",
+            ),
+            Key(
+                "statement-timeout",
+                Duration(),
+                default=30.0,
+                doc="longest a statement may run before the server cancels it (the client "
+                "gets serverUnavailable)",
+            ),
+        ]
+    )
 
 
 class _DirectoryKind(Table):

@@ -39,7 +39,7 @@ from .push import PushHub
 from .routes import Protocol, Route
 from .sharing import ShareIndex
 from .standard import standard_methods
-from .store import Store, datatype_migrations
+from .store import datatype_migrations, open_store
 
 log = logging.getLogger("jmap_host")
 
@@ -101,9 +101,7 @@ class Host:
         self.directory_types = directory_types
         self.protocols = protocols
         self.limits = Limits.from_config(config)
-        self.store = Store(
-            config.data["storage"]["path"], busy_timeout=config.data["storage"]["busy-timeout"]
-        )
+        self.store = open_store(config.data["storage"])
         self.store.add_migrations(host_migrations)
         for _plugin, sets in call_for_each(self.pm, "migrations", host=self):
             for migration_set in sets:

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from . import sqldialect
 from .datatype import DataType, FilterCondition, Property
 from .dates import instant_key
 
@@ -249,7 +250,8 @@ def ensure_quota_triggers(db: sqlite_utils.Database, dt: DataType) -> None:
     host_quota_usage, and the Quota state in host_modseq) in step with the type's rows:
     triggers, so that every write of a row, however it is made, moves the usage in the same
     transaction.  Rows stored before the triggers existed are counted once, here."""
-    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    sql = sqldialect.dialect(db)
+    names = sql.trigger_names(db)
     table = dt.table
     col = column(dt.by_name[dt.quota_octets]) if dt.quota_octets else None
 
@@ -257,13 +259,14 @@ def ensure_quota_triggers(db: sqlite_utils.Database, dt: DataType) -> None:
         return (
             f"INSERT INTO host_quota_usage (account, resource, used) VALUES ({account}, "
             f"'{resource}', {amount}) ON CONFLICT (account, resource) DO UPDATE SET "
-            "used = used + excluded.used;"
+            "used = host_quota_usage.used + excluded.used;"
         )
 
     def state(account: str) -> str:
         return (
             f"INSERT INTO {MODSEQ_TABLE} (account, type, modseq, low) VALUES ({account}, "
-            "'Quota', 1, 0) ON CONFLICT (account, type) DO UPDATE SET modseq = modseq + 1;"
+            "'Quota', 1, 0) ON CONFLICT (account, type) DO UPDATE SET "
+            f"modseq = {MODSEQ_TABLE}.modseq + 1;"
         )
 
     on_insert, on_delete, sums = [], [], []
@@ -278,28 +281,25 @@ def ensure_quota_triggers(db: sqlite_utils.Database, dt: DataType) -> None:
     if not sums:
         return
     created = f"quota_{table}_insert" not in names
-    db.execute(
-        f"CREATE TRIGGER IF NOT EXISTS [quota_{table}_insert] AFTER INSERT ON [{table}] "
-        f"BEGIN {' '.join(on_insert)} {state('NEW.account')} END"
+    sql.create_trigger(
+        db, f"quota_{table}_insert", "INSERT", table, [*on_insert, state("NEW.account")]
     )
-    db.execute(
-        f"CREATE TRIGGER IF NOT EXISTS [quota_{table}_delete] AFTER DELETE ON [{table}] "
-        f"BEGIN {' '.join(on_delete)} {state('OLD.account')} END"
+    sql.create_trigger(
+        db, f"quota_{table}_delete", "DELETE", table, [*on_delete, state("OLD.account")]
     )
     if col is not None:
         change = f"coalesce(NEW.[{col}], 0) - coalesce(OLD.[{col}], 0)"
-        db.execute(
-            f"CREATE TRIGGER IF NOT EXISTS [quota_{table}_resize] AFTER UPDATE OF [{col}] "
-            f"ON [{table}] WHEN {change} != 0 "
-            f"BEGIN {add('octets', change, 'NEW.account')} {state('NEW.account')} END"
-        )
+        sql.create_trigger(
+            db, f"quota_{table}_resize", f"UPDATE OF [{col}]", table,
+            [add("octets", change, "NEW.account"), state("NEW.account")], when=f"{change} != 0",
+        )  # fmt: skip
     if created:
         for resource, amount in sums:
             db.execute(
                 "INSERT INTO host_quota_usage (account, resource, used) "
                 f"SELECT account, '{resource}', {amount} FROM [{table}] WHERE true "
                 "GROUP BY account ON CONFLICT (account, resource) DO UPDATE SET "
-                "used = used + excluded.used"
+                "used = host_quota_usage.used + excluded.used"
             )
 
 
@@ -315,7 +315,7 @@ def _add_key_column(
     db.execute(
         f"UPDATE [{dt.table}] SET [{key_column(prop)}] = jmap_instant_key([{column(prop)}]) "
         f"WHERE [{column(prop)}] IS NOT NULL"
-    )
+    )  # (SQLite only: a PostgreSQL store's tables were made with their key columns)
     for index in db[dt.table].indexes:
         if column(prop) in index.columns and index.name.startswith("idx_"):
             db.execute(f"DROP INDEX [{index.name}]")
@@ -553,8 +553,10 @@ def insert_record(db: sqlite_utils.Database, dt: DataType, account: str, record:
     row.update({"account": account, "id": record["id"]})
     cols = ", ".join(f"[{c}]" for c in row)
     marks = ", ".join("?" * len(row))
-    cursor = db.execute(f"INSERT INTO [{dt.table}] ({cols}) VALUES ({marks})", list(row.values()))
-    return int(cursor.lastrowid or 0)
+    cursor = db.execute(
+        f"INSERT INTO [{dt.table}] ({cols}) VALUES ({marks}) RETURNING rowid", list(row.values())
+    )
+    return int(cursor.fetchone()[0])
 
 
 def update_record(
@@ -630,9 +632,10 @@ def delete_record(db: sqlite_utils.Database, dt: DataType, account: str, record_
     _wrote(db, dt)
     if dt.per_principal is not None:  # (whose it was: their /changes alone names it)
         db.execute(
-            f"INSERT OR REPLACE INTO [{DESTROYED_FOR_TABLE}] (account, type, record, principal) "
+            f"INSERT INTO [{DESTROYED_FOR_TABLE}] (account, type, record, principal) "
             f"SELECT account, ?, id, [{derived_column(dt.per_principal)}] FROM [{dt.table}] "
-            "WHERE account = ? AND id = ?",
+            "WHERE account = ? AND id = ? ON CONFLICT (account, type, record) "
+            "DO UPDATE SET principal = excluded.principal",
             [dt.name, account, record_id],
         )
     db.execute(f"DELETE FROM [{dt.table}] WHERE account = ? AND id = ?", [account, record_id])
@@ -667,7 +670,8 @@ def record_change(
     modseq = int(
         db.execute(
             f"INSERT INTO {MODSEQ_TABLE} (account, type, modseq, low) VALUES (?, ?, 1, 0) "
-            "ON CONFLICT (account, type) DO UPDATE SET modseq = modseq + 1 RETURNING modseq",
+            f"ON CONFLICT (account, type) DO UPDATE SET modseq = {MODSEQ_TABLE}.modseq + 1 "
+            "RETURNING modseq",
             [account, type_name],
         ).fetchone()[0]
     )
@@ -685,7 +689,8 @@ def bump_modseq(db: sqlite_utils.Database, account: str, type_name: str) -> int:
     return int(
         db.execute(
             f"INSERT INTO {MODSEQ_TABLE} (account, type, modseq, low) VALUES (?, ?, 1, 0) "
-            "ON CONFLICT (account, type) DO UPDATE SET modseq = modseq + 1 RETURNING modseq",
+            f"ON CONFLICT (account, type) DO UPDATE SET modseq = {MODSEQ_TABLE}.modseq + 1 "
+            "RETURNING modseq",
             [account, type_name],
         ).fetchone()[0]
     )
@@ -703,7 +708,8 @@ def record_changes(
     last = int(
         db.execute(
             f"INSERT INTO {MODSEQ_TABLE} (account, type, modseq, low) VALUES (?, ?, ?, 0) "
-            "ON CONFLICT (account, type) DO UPDATE SET modseq = modseq + ? RETURNING modseq",
+            f"ON CONFLICT (account, type) DO UPDATE SET modseq = {MODSEQ_TABLE}.modseq + ? "
+            "RETURNING modseq",
             [account, type_name, n, n],
         ).fetchone()[0]
     )
@@ -779,7 +785,7 @@ def compile_condition(dt: DataType, cond: FilterCondition, value: Any) -> tuple[
         return (f"{col} IS NULL" if value else f"{col} IS NOT NULL"), []
     if op == "in":
         if value is None:
-            return "1", []
+            return "true", []
         if is_date(prop):
             col, value = f"[{key_column(prop)}]", [instant_key(v) for v in value]
         return f"{col} IN (SELECT value FROM json_each(?))", [json.dumps(value)]
@@ -797,7 +803,7 @@ def compile_condition(dt: DataType, cond: FilterCondition, value: Any) -> tuple[
         op
     ]
     if op == "equals":
-        return f"{col} IS ?", [value]
+        return f"{col} IS NOT DISTINCT FROM ?", [value]
     return f"{col} {sql_op} ?", [value]
 
 
@@ -805,11 +811,11 @@ def compile_filter(dt: DataType, node: Any, compile_value: Any) -> tuple[str, li
     """A FilterOperator/FilterCondition tree to SQL.  ``compile_value(cond, value)`` checks
     a condition's value (raising for a bad one) and returns it."""
     if node is None:
-        return "1", []
+        return "true", []
     if "operator" in node:
         parts = [compile_filter(dt, c, compile_value) for c in node["conditions"]]
         if not parts:
-            return ("1", []) if node["operator"] in ("AND", "NOT") else ("0", [])
+            return ("true", []) if node["operator"] in ("AND", "NOT") else ("false", [])
         joined = {"AND": " AND ", "OR": " OR ", "NOT": " OR "}[node["operator"]]
         sql = joined.join(f"({s})" for s, _ in parts)
         params = [p for _, ps in parts for p in ps]
@@ -823,10 +829,12 @@ def compile_filter(dt: DataType, node: Any, compile_value: Any) -> tuple[str, li
         sql, ps = compile_condition(dt, cond, value)
         clauses.append(sql)
         params += ps
-    return (" AND ".join(f"({c})" for c in clauses) or "1"), params
+    return (" AND ".join(f"({c})" for c in clauses) or "true"), params
 
 
-def compile_sort(dt: DataType, sort: list[dict[str, Any]]) -> str:
+def compile_sort(
+    dt: DataType, sort: list[dict[str, Any]], dialect: sqldialect.Dialect = sqldialect.SQLITE
+) -> str:
     terms = []
     for comparator in sort:
         direction = "ASC" if comparator.get("isAscending", True) else "DESC"
@@ -839,12 +847,11 @@ def compile_sort(dt: DataType, sort: list[dict[str, Any]]) -> str:
             if folded is not None and name == DEFAULT_COLLATION:
                 terms.append(f"{folded} {direction}")
             else:
-                terms.append(f"({expression}) COLLATE {COLLATIONS[name]} {direction}")
+                terms.append(f"{dialect.collate(expression, name)} {direction}")
             continue
         prop = dt.by_name.get(comparator["property"])
         if prop is None or not prop.sortable:
             raise UnsupportedSort(f"cannot sort on {comparator['property']!r}")
-        collate = ""
         if is_date(prop):  # in time order: the key column, whose text order is that
             terms.append(f"[{key_column(prop)}] {direction}")
             continue
@@ -852,8 +859,9 @@ def compile_sort(dt: DataType, sort: list[dict[str, Any]]) -> str:
             name = comparator.get("collation") or DEFAULT_COLLATION
             if name not in COLLATIONS:
                 raise UnsupportedSort(f"unsupported collation {name!r}")
-            collate = f" COLLATE {COLLATIONS[name]}"
-        terms.append(f"[{column(prop)}]{collate} {direction}")
+            terms.append(f"{dialect.collate(f'[{column(prop)}]', name)} {direction}")
+            continue
+        terms.append(f"[{column(prop)}] {direction}")
     # §5.5: the order must be stable between calls; the id breaks every tie.
     terms.append("id ASC")
     return ", ".join(terms)

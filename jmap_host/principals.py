@@ -329,8 +329,11 @@ async def principal_set(call: Call) -> dict[str, Any]:
                 if "timeZone" in values:
                     tz = values["timeZone"] or ""  # "" (not null): set to null by the user
                 db.execute(
-                    f"INSERT OR REPLACE INTO [{OVERLAY_TABLE}] "
-                    "(id, name, description, timeZone, set_description) VALUES (?, ?, ?, ?, ?)",
+                    f"INSERT INTO [{OVERLAY_TABLE}] "
+                    "(id, name, description, timeZone, set_description) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = "
+                    "excluded.description, timeZone = excluded.timeZone, "
+                    "set_description = excluded.set_description",
                     [record_id, name, description, tz, set_desc],
                 )
 

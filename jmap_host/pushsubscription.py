@@ -35,7 +35,7 @@ import h11
 import sqlite_utils
 import trio
 
-from . import dates, webpush
+from . import dates, sqldialect, webpush
 from .capabilities import Call, Capability, Method
 from .config_schema import Bool, Context, Duration, Int, Invalid, Key, Secret, Str
 from .datatype import SetError
@@ -94,22 +94,18 @@ def _rows(db: sqlite_utils.Database, where: str, args: list[Any]) -> list[dict[s
 
 
 def _erase(db: sqlite_utils.Database, ids: list[str]) -> None:
-    """Overwrite, then delete, with secure_delete on so freed pages are zeroed (§7.2: the
-    URL and keys of a destroyed subscription are erased from storage)."""
+    """Overwrite, then delete, with the store erasing freed space (§7.2: the URL and keys
+    of a destroyed subscription are erased from storage; sqldialect.erasing)."""
     if not ids:
         return
     marks = ",".join("?" * len(ids))
-    previous = db.execute("PRAGMA secure_delete").fetchone()[0]
-    db.execute("PRAGMA secure_delete = ON")
-    try:
+    with sqldialect.dialect(db).erasing(db):
         db.execute(
             f"UPDATE {TABLE} SET url = '', p256dh = NULL, auth = NULL, code = '', "
             f"verification_code = NULL WHERE id IN ({marks})",
             ids,
         )
         db.execute(f"DELETE FROM {TABLE} WHERE id IN ({marks})", ids)
-    finally:
-        db.execute(f"PRAGMA secure_delete = {int(previous)}")
 
 
 def _to_json(row: dict[str, Any], properties: list[str]) -> dict[str, Any]:
@@ -631,7 +627,7 @@ class PushService:
 
         def load(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             # RFC 9749 §5: subscriptions made under another VAPID key (or none) are gone.
-            stale = [r["id"] for r in _rows(db, "vapid_key IS NOT ?", [current])]
+            stale = [r["id"] for r in _rows(db, "vapid_key IS DISTINCT FROM ?", [current])]
             expired = [r["id"] for r in _rows(db, "expires <= ?", [time.time()])]
             _erase(db, stale + expired)
             return _rows(db, "1 = 1", [])

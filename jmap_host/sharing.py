@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from . import dates
+from . import dates, sqldialect
 from .datatype import DataType, FilterCondition, Property, SetError, read_and_destroy
 
 if TYPE_CHECKING:
@@ -445,7 +445,7 @@ def visible_where(dt: DataType, access: Access | None) -> tuple[str, list[Any]]:
     from .objectstore import column
 
     if access is None:
-        return "1", []
+        return "true", []
     host = access.host
     if dt.per_principal is not None:
         return f"[{column_for(dt.per_principal)}] = ?", [access.grantee]
@@ -454,7 +454,7 @@ def visible_where(dt: DataType, access: Access | None) -> tuple[str, list[Any]]:
         return "id IN (SELECT value FROM json_each(?))", [ids]
     through = dt.shared_through
     if through is None:
-        return "0", []
+        return "false", []
     container = host.datatypes[through.container][0]
     readable = _ids_json(access.readable(container))
     if through.visible_sql is not None:
@@ -1133,7 +1133,8 @@ def write_notification(db: sqlite_utils.Database, account: str, values: dict[str
     objectstore.insert_record(db, dt, account, record)
     objectstore.record_change(db, account, dt.name, record["id"], "created")
     over = db.execute(
-        f"SELECT id FROM [{dt.table}] WHERE account = ? ORDER BY rowid DESC LIMIT -1 OFFSET ?",
+        f"SELECT id FROM [{dt.table}] WHERE account = ? ORDER BY rowid DESC "
+        + sqldialect.dialect(db).offset(),
         [account, MAX_NOTIFICATIONS],
     ).fetchall()
     for (old_id,) in over:

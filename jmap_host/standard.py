@@ -30,6 +30,7 @@ from .engine import check_get_size, set_arguments
 from .errors import MethodError
 from .numbers import parse_digits
 from .push import publish_states
+from .sqldialect import SQLITE, Dialect
 from .store import atomically
 
 T = TypeVar("T")
@@ -601,7 +602,9 @@ class SetRun:
         for names in self.dt.unique:
             if changed is not None and not set(names) & set(changed):
                 continue
-            terms = " AND ".join(f"[{os_.column(self.dt.by_name[n])}] IS ?" for n in names)
+            terms = " AND ".join(
+                f"[{os_.column(self.dt.by_name[n])}] IS NOT DISTINCT FROM ?" for n in names
+            )
             other = os_.query_ids(
                 self.db, self.dt, self.account.id,
                 (f"{terms} AND id != ?", [*(record.get(n) for n in names), record["id"]]),
@@ -1340,8 +1343,11 @@ def check_sort(sort: Any) -> list[dict[str, Any]]:
     return sort
 
 
-def compile_query(dt: DataType, filter_: Any, sort: Any) -> tuple[tuple[str, list], str, bool]:
-    """(where, order by, mutable): mutable when a filter or sort property can change."""
+def compile_query(
+    dt: DataType, filter_: Any, sort: Any, dialect: Dialect = SQLITE
+) -> tuple[tuple[str, list], str, bool]:
+    """(where, order by, mutable): mutable when a filter or sort property can change.
+    ``dialect``: the store's (``host.store.dialect``), whose collations the sort uses."""
     check_filter(dt, filter_)
     comparators = check_sort(sort) or [{"property": p} for p in dt.default_sort]
     try:
@@ -1349,7 +1355,7 @@ def compile_query(dt: DataType, filter_: Any, sort: Any) -> tuple[tuple[str, lis
     except os_.UnsupportedFilter as exc:
         raise MethodError("unsupportedFilter", str(exc)) from None
     try:
-        order = os_.compile_sort(dt, comparators)
+        order = os_.compile_sort(dt, comparators, dialect)
     except os_.UnsupportedSort as exc:
         raise MethodError("unsupportedSort", str(exc)) from None
     used = {c["property"] for c in comparators} | _filter_properties(dt, filter_)
@@ -1377,7 +1383,9 @@ async def type_query(dt: DataType, call: Call) -> dict[str, Any]:
     anchor_offset = arg(call, "anchorOffset", "Int", 0)
     limit = arg(call, "limit", "UnsignedInt|null")
     calculate_total = arg(call, "calculateTotal", "Boolean", False)
-    where, order, _ = compile_query(dt, call.args.get("filter"), call.args.get("sort"))
+    where, order, _ = compile_query(
+        dt, call.args.get("filter"), call.args.get("sort"), call.host.store.dialect
+    )
     clamped = limit is None or limit > dt.query_limit
     page_size = dt.query_limit if clamped else limit
 
@@ -1480,7 +1488,9 @@ async def type_query_changes(dt: DataType, call: Call) -> dict[str, Any]:
     assert call.account is not None
     account = call.account.id
     since = parse_state(arg(call, "sinceQueryState", "String"))
-    where, order, mutable = compile_query(dt, call.args.get("filter"), call.args.get("sort"))
+    where, order, mutable = compile_query(
+        dt, call.args.get("filter"), call.args.get("sort"), call.host.store.dialect
+    )
 
     def read(db: sqlite_utils.Database) -> dict[str, Any]:
         access = sharing.access_for(db, call, dt)

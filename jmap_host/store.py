@@ -22,6 +22,7 @@ import sqlite_utils
 import trio
 
 from .objectstore import DATE_TYPES, create_type_table, ensure_columns, register_functions
+from .sqldialect import SQLITE
 
 T = TypeVar("T")
 
@@ -66,6 +67,8 @@ def is_busy(exc: sqlite3.Error) -> bool:
 
 class Store:
     """The host database.  Use :meth:`read` and :meth:`write` from async code."""
+
+    dialect = SQLITE
 
     def __init__(self, directory: str | Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
         self.directory = Path(directory)
@@ -282,6 +285,23 @@ class Store:
             if db is not None:
                 db.conn.close()
                 setattr(self._local, name, None)
+
+
+def open_store(storage: dict[str, Any]) -> Any:
+    """The store ``[storage]`` configures: this module's SQLite store, or the
+    PostgreSQL one (jmap_host.pgstore) for ``type = "postgresql"``."""
+    if storage.get("type") == "postgresql":
+        from .pgstore import PgStore
+
+        pg = storage["postgresql"]
+        return PgStore(
+            pg["url"],
+            directory=storage["path"],
+            pool_size=pg["pool-size"],
+            busy_timeout=storage["busy-timeout"],
+            statement_timeout=pg["statement-timeout"],
+        )
+    return Store(storage["path"], busy_timeout=storage["busy-timeout"])
 
 
 def atomically(db: sqlite_utils.Database, fn: Callable[[], T]) -> T:

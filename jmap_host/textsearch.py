@@ -67,7 +67,7 @@ def condition(
     def sql(value: str) -> tuple[str, list[Any]]:
         words = tokens(value) if tokenized else [value]
         if not words:
-            return "1", []
+            return "true", []
         return "(" + " AND ".join(f"instr({column}, ?) > 0" for _ in words) + ")", [
             fold(w) for w in words
         ]

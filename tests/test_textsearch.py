@@ -24,4 +24,4 @@ def test_condition_sql():
     sql, params = textsearch.condition("t", "f:x")('Zoë "new york"')
     assert sql.count("instr([t].[d_f_x], ?) > 0") == 2 and params == ["zoe\u0308", "new york"]
     assert textsearch.condition("t", "f:x", tokenized=False)("a b")[1] == ["a b"]
-    assert textsearch.condition("t", "f:x")("  ") == ("1", [])
+    assert textsearch.condition("t", "f:x")("  ") == ("true", [])

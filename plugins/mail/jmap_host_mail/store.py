@@ -348,7 +348,7 @@ def fts_condition(table: str, column: str | None, text: str) -> tuple[str, list[
     (an Email's index row shares its rowid; see add_new_emails)."""
     query = fts_query(text, column)
     if not query:
-        return "1", []
+        return "true", []
     return _fts_in(table), [query]
 
 
