@@ -2,6 +2,7 @@
 # jmap-host developer entry point.  Works on a fresh Debian machine with Python 3.11:
 #   bash dev.sh serve   set up .venv, then run the server on the embedded default config
 #   bash dev.sh test    set up .venv and Chromium, then run ruff and the whole test suite
+#   bash dev.sh test-postgresql   the test suite on the PostgreSQL storage back end
 #   bash dev.sh setup   only set up .venv (host, every in-repo plugin, test tools)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -40,15 +41,24 @@ setup_ldap() {
   if [ ! -x /usr/sbin/slapd ]; then apt_install slapd ldap-utils; fi
 }
 
+setup_postgresql() {
+  # The PostgreSQL tests (jmap_host.pgcluster) run Debian's server binaries on 127.0.0.1 in a
+  # throw-away cluster of their own; the package's own cluster and service are not used.
+  if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then apt_install postgresql; fi
+}
+
 case "${1:-}" in
   serve)
     shift; setup; exec .venv/bin/jmap-host run "$@" ;;
   test)
-    shift; setup; setup_browser; setup_ldap
+    shift; setup; setup_browser; setup_ldap; setup_postgresql
     .venv/bin/ruff check .
     exec .venv/bin/python -m pytest "$@" ;;
+  test-postgresql)
+    shift; setup; setup_browser; setup_ldap; setup_postgresql
+    exec .venv/bin/python -m pytest --backend=postgresql "$@" ;;
   setup)
     setup ;;
   *)
-    echo "usage: bash dev.sh serve|test|setup" >&2; exit 2 ;;
+    echo "usage: bash dev.sh serve|test|test-postgresql|setup" >&2; exit 2 ;;
 esac

@@ -9,21 +9,36 @@ async def test_greet(tmp_path):
         async with server.client("alice") as client:   # httpx, Basic auth as alice
             response = await client.get("/.well-known/jmap")
 ```
+
+Storage back ends: ``pytest --backend=postgresql`` (or ``JMAP_TEST_BACKEND=postgresql``) runs
+the tests on a throw-away PostgreSQL server (:mod:`jmap_host.pgcluster`, started once per
+session when a test first writes a configuration) instead of SQLite files: every data
+directory that :func:`write_config` names gets a database of its own, dropped when the test
+ends, and the configuration's ``[storage]`` says ``type = "postgresql"`` with its URL.
+``@pytest.mark.backend("sqlite")`` keeps a test to one back end; the ``storage_backend``
+fixture names the one in use.
 """
 
 from __future__ import annotations
 
 import base64
+import os
+import re
+import socket
 import textwrap
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .host import Host, load_host
+
+if TYPE_CHECKING:
+    from .pgcluster import PostgresCluster
 
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 
@@ -60,16 +75,151 @@ description = "Sales"
 """
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+# The PostgreSQL databases of this test session while --backend=postgresql is in force
+# (set by the jmap_storage_session fixture); None on SQLite.
+_postgresql: PostgresDatabases | None = None
+
+
 def write_config(
     directory: Path, extra: str = "", *, base: str | None = None, name: str = "jmap.toml"
 ) -> Path:
     """Write a test configuration into ``directory``: one JMAP listener on 127.0.0.1 with a
     free port, data under ``directory/data``, users alice and bob (passwords in
-    :data:`PASSWORDS`) and the group sales.  ``extra`` TOML is appended."""
-    text = (base if base is not None else BASE_CONFIG).format(data=(directory / "data").as_posix())
+    :data:`PASSWORDS`) and the group sales.  ``extra`` TOML is appended.  On the PostgreSQL
+    back end the data directory's own database is the storage (see :func:`config_text`)."""
+    url = _postgresql.url_for(directory / "data") if _postgresql is not None else None
     path = directory / name
-    path.write_text(text + "\n" + textwrap.dedent(extra), encoding="utf-8")
+    path.write_text(config_text(directory, extra, base=base, postgresql=url), encoding="utf-8")
     return path
+
+
+def config_text(
+    directory: Path, extra: str = "", *, base: str | None = None, postgresql: str | None = None
+) -> str:
+    """The text :func:`write_config` writes.  With a ``postgresql`` URL the storage is that
+    database: ``type = "postgresql"`` heads the first ``[storage]`` table (one is added if
+    there is none) and a ``[storage.postgresql]`` table with the URL is appended.  A
+    configuration that chooses its storage type itself, or is not valid TOML (a test of the
+    configuration errors), is left as it is."""
+    text = (base if base is not None else BASE_CONFIG).format(data=(directory / "data").as_posix())
+    text = text + "\n" + textwrap.dedent(extra)
+    return text if postgresql is None else _with_postgresql(text, postgresql)
+
+
+_STORAGE_HEADER = re.compile(r"^[ \t]*\[[ \t]*storage[ \t]*\][ \t]*(#.*)?$", re.MULTILINE)
+
+
+def _with_postgresql(text: str, url: str) -> str:
+    import tomllib
+
+    try:
+        storage = tomllib.loads(text).get("storage", {})
+    except tomllib.TOMLDecodeError:
+        return text
+    if "type" in storage or "postgresql" in storage:
+        return text
+    header = _STORAGE_HEADER.search(text)
+    if header is None:
+        text = text.rstrip("\n") + '\n\n[storage]\ntype = "postgresql"\n'
+    else:
+        end = header.end()
+        text = text[:end] + '\ntype = "postgresql"' + text[end:]
+    return text.rstrip("\n") + f'\n\n[storage.postgresql]\nurl = "{url}"\n'
+
+
+class PostgresDatabases:
+    """The databases of a ``--backend=postgresql`` session: one per data directory, in a
+    cluster started on first use.  Those made during a test are dropped when it ends
+    (:meth:`end_test`), the others (a module's fixtures) at :meth:`close`.
+
+    CREATE DATABASE takes 0.1 to 0.3 s (it copies template0, some 7 MB, through the WAL),
+    more than many tests: the next database is created in the background while a test runs,
+    so that a configuration is written without waiting, and databases are dropped in the
+    background too (one thread: creating the next waits for the drops before it)."""
+
+    def __init__(self, tmpdir: Path):
+        self.tmpdir = tmpdir
+        self.cluster: PostgresCluster | None = None
+        self.by_directory: dict[Path, str] = {}
+        self.in_test: list[Path] | None = None  # directories given databases in this test
+        self.created = 0
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jmap-pg")
+        self._spare: Future[str] | None = None
+        self._dropping: list[Future[None]] = []
+
+    def url_for(self, data: Path) -> str:
+        name = self.by_directory.get(data)
+        if name is None:
+            name = self._take_spare()
+            self.by_directory[data] = name
+            if self.in_test is not None:
+                self.in_test.append(data)
+        return self._cluster().url(name)
+
+    def _take_spare(self) -> str:
+        spare, self._spare = self._spare, None
+        name = spare.result() if spare is not None else self._create(self._next_name())
+        self._spare = self._background.submit(self._create, self._next_name())
+        return name
+
+    def _next_name(self) -> str:
+        self.created += 1
+        return f"jmap_test_{self.created}"
+
+    def _create(self, name: str) -> str:
+        self._cluster().create_database(name, template="template0")
+        return name
+
+    def _cluster(self) -> PostgresCluster:
+        if self.cluster is None:
+            from .pgcluster import PostgresCluster
+
+            cluster = PostgresCluster(self.tmpdir)
+            cluster.start()
+            self.cluster = cluster
+        return self.cluster
+
+    def begin_test(self) -> None:
+        self.in_test = []
+
+    def end_test(self) -> None:
+        directories, self.in_test = self.in_test or [], None
+        for data in directories:
+            self._drop(data)
+
+    def close(self) -> None:
+        """Drop what is left, wait for the drops, stop the server (whatever failed)."""
+        try:
+            for data in list(self.by_directory):
+                self._drop(data)
+            self._background.shutdown()
+            spare, self._spare = self._spare, None
+            if spare is not None and spare.exception() is None:
+                self._cluster().drop_database(spare.result())
+            dropped, self._dropping = self._dropping, []
+            for drop in dropped:
+                drop.result()  # a database that would not drop: say so at the session's end
+        finally:
+            if self.cluster is not None:
+                self.cluster.stop()
+                self.cluster = None
+
+    def _drop(self, data: Path) -> None:
+        name = self.by_directory.pop(data)
+        assert self.cluster is not None
+        # (Keep only the drops not known to have gone well, for close() to report.)
+        self._dropping = [drop for drop in self._dropping if not drop.done() or drop.exception()]
+        self._dropping.append(self._background.submit(self.cluster.drop_database, name))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers that cannot be
+    asked to bind port 0 and say which they got)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def write_tls_config(directory: Path, extra: str = "") -> tuple[Path, Path]:
@@ -210,6 +360,78 @@ except ImportError:  # pragma: no cover - the helpers above work without pytest
     pytest = None  # type: ignore[assignment]
 
 if pytest is not None:
+
+    def pytest_addoption(parser: pytest.Parser) -> None:
+        parser.getgroup("jmap-host").addoption(
+            "--backend",
+            choices=BACKENDS,
+            default=os.environ.get("JMAP_TEST_BACKEND") or "sqlite",
+            help="the storage back end of the test configurations (default: sqlite, or "
+            "the environment's JMAP_TEST_BACKEND)",
+        )
+
+    def pytest_configure(config: pytest.Config) -> None:
+        config.addinivalue_line(
+            "markers",
+            "backend(*names): run the test only on these storage back ends "
+            f"({', '.join(BACKENDS)}); skipped on the others",
+        )
+        # (An unknown --backend is refused by its choices; the environment's is not.)
+        if config.getoption("backend") not in BACKENDS:
+            raise pytest.UsageError(
+                f"JMAP_TEST_BACKEND={config.getoption('backend')!r}: "
+                f"not one of {', '.join(BACKENDS)}"
+            )
+
+    def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+        backend = config.getoption("backend")
+        for item in items:
+            for marker in item.iter_markers("backend"):
+                unknown = set(marker.args) - set(BACKENDS)
+                if not marker.args or unknown:
+                    raise pytest.UsageError(
+                        f"{item.nodeid}: @pytest.mark.backend names none of {BACKENDS} "
+                        f"({', '.join(sorted(unknown))})"
+                    )
+                if backend not in marker.args:
+                    reason = f"runs only on the {' or '.join(marker.args)} back end"
+                    item.add_marker(pytest.mark.skip(reason=f"{reason}, not {backend}"))
+
+    @pytest.fixture(scope="session")
+    def storage_backend(pytestconfig: pytest.Config) -> str:
+        """The storage back end of this run: "sqlite" or "postgresql" (``--backend``)."""
+        return str(pytestconfig.getoption("backend"))
+
+    @pytest.fixture(scope="session", autouse=True)
+    def jmap_storage_session(
+        storage_backend: str, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[PostgresDatabases | None]:
+        """On PostgreSQL, the session's databases (the server starts when a test first
+        writes a configuration, and stops at the session's end); None on SQLite."""
+        global _postgresql
+        if storage_backend != "postgresql":
+            yield None
+            return
+        databases = PostgresDatabases(tmp_path_factory.mktemp("postgresql"))
+        _postgresql = databases
+        try:
+            yield databases
+        finally:
+            _postgresql = None
+            databases.close()
+
+    @pytest.fixture(autouse=True)
+    def jmap_storage(jmap_storage_session: PostgresDatabases | None) -> Iterator[None]:
+        """On PostgreSQL, a fresh database for each data directory the test's
+        configurations name, dropped when the test ends (after its fixtures' servers)."""
+        if jmap_storage_session is None:
+            yield
+            return
+        jmap_storage_session.begin_test()
+        try:
+            yield
+        finally:
+            jmap_storage_session.end_test()
 
     @pytest.fixture
     def jmap_config(tmp_path: Path) -> Path:
