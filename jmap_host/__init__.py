@@ -90,6 +90,7 @@ from .quota import usage as quota_usage
 from .routes import Protocol, Route
 from .session import accounts_for
 from .sharing import Access, SharedThrough, Sharing
+from .sqldialect import Dialect, dialect
 from .store import StoreUnavailable, atomically, expect_long_read
 from .websocket import WEBSOCKET, websocket_capability
 
@@ -113,6 +114,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "DataType",
+    "Dialect",
     "Directory",
     "DirectoryType",
     "DirectoryUnavailable",
@@ -176,6 +178,7 @@ __all__ = [
     "check_set_size",
     "containers",
     "dates",
+    "dialect",
     "email_problem",
     "execute",
     "expect_long_read",
