@@ -60,7 +60,10 @@ MIGRATION_LOCK = WRITE_LOCK + 1
 
 # -- the common SQL, as PostgreSQL wants it ----------------------------------------------
 
-_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\[([A-Za-z_][A-Za-z0-9_]*)\]|\?|%")
+# (A bracketed name may hold more than a bare identifier's characters: a property column is
+# "p_" and the JSON name, e.g. [p_@type].  Not spaces, commas or quotes: nothing else in
+# the common SQL is a letter in brackets.)
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\[([A-Za-z_][^\]\s,'\"()]*)\]|\?|%")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -121,6 +124,9 @@ class PgConnection:
 
     def __init__(self, conn: psycopg.Connection[Any]):
         self.raw = conn
+        # sqlite3's total_changes: the rows inserted, updated or deleted through this
+        # object (a /set tells by it whether a failed update wrote: standard.run_set).
+        self.total_changes = 0
 
     @property
     def in_transaction(self) -> bool:
@@ -129,12 +135,19 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
         cursor = self.raw.cursor()
         cursor.execute(translate(sql), tuple(params or ()))  # type: ignore[arg-type]
+        self.count_changes(cursor)
         return PgCursor(cursor)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
         cursor = self.raw.cursor()
         cursor.executemany(translate(sql), [tuple(p) for p in seq])  # type: ignore[arg-type]
+        self.count_changes(cursor)
         return PgCursor(cursor)
+
+    def count_changes(self, cursor: psycopg.Cursor[Any]) -> None:
+        verb = (cursor.statusmessage or "").split(" ", 1)[0]
+        if verb in ("INSERT", "UPDATE", "DELETE", "MERGE") and cursor.rowcount > 0:
+            self.total_changes += cursor.rowcount
 
 
 _COLUMN_TYPES: dict[Any, str] = {
@@ -383,6 +396,7 @@ class PgDatabase:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> Iterator[dict[str, Any]]:
         cursor = self.conn.raw.cursor()
         cursor.execute(translate(sql), tuple(params or ()))  # type: ignore[arg-type]
+        self.conn.count_changes(cursor)
         if cursor.description is None:
             return
         names = [c.name for c in cursor.description]
