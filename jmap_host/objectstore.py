@@ -837,7 +837,7 @@ def compile_sort(
 ) -> str:
     terms = []
     for comparator in sort:
-        direction = "ASC" if comparator.get("isAscending", True) else "DESC"
+        direction = dialect.direction(comparator.get("isAscending", True))
         expression = dt.sort_sql.get(comparator["property"])
         if expression is not None:  # a derived sort key (DataType.sort_sql)
             name = comparator.get("collation") or DEFAULT_COLLATION

@@ -45,6 +45,11 @@ class SQLiteDialect:
         """The clause skipping ``?`` rows with no limit (SQLite wants a LIMIT first)."""
         return "LIMIT -1 OFFSET ?"
 
+    def direction(self, ascending: bool) -> str:
+        """An ORDER BY term's direction, with nulls first when ascending (SQLite's order,
+        which JMAP sorts rely on: a record without the value sorts first)."""
+        return "ASC" if ascending else "DESC"
+
     def trigger_names(self, db: Any) -> set[str]:
         return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
 
@@ -96,6 +101,10 @@ class PostgresDialect:
 
     def offset(self) -> str:
         return "OFFSET ?"
+
+    def direction(self, ascending: bool) -> str:
+        # (PostgreSQL puts nulls last when ascending)
+        return "ASC NULLS FIRST" if ascending else "DESC NULLS LAST"
 
     def trigger_names(self, db: Any) -> set[str]:
         return {
