@@ -110,7 +110,7 @@ async def visible_principals(host: Host, user: Principal, accounts: dict[str, Ac
 
 def _overlays(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
     rows = db.execute(
-        f"SELECT id, name, description, timeZone, set_description FROM [{OVERLAY_TABLE}]"
+        f"SELECT id, name, description, [timeZone], set_description FROM [{OVERLAY_TABLE}]"
     ).fetchall()
     return {r[0]: {"name": r[1], "description": r[2], "timeZone": r[3], "desc": r[4]} for r in rows}
 
