@@ -820,7 +820,7 @@ def reminder(event: dict[str, Any], d: Due, address: str, now: dt.datetime) -> b
 
 def _fired(db: sqlite_utils.Database, d: Due) -> bool:
     found = db.execute(
-        f"SELECT 1 FROM [{FIRED}] WHERE account = ? AND user = ? AND event = ? AND "
+        f"SELECT 1 FROM [{FIRED}] WHERE account = ? AND [user] = ? AND event = ? AND "
         "recurrence_id = ? AND alert = ? AND trigger_at = ?", list(d.key),
     ).fetchone()  # fmt: skip
     return found is not None

@@ -288,6 +288,6 @@ EVENT = DataType(
         per_user=peruser.PER_USER, per_user_patches=("recurrenceOverrides",),
         per_user_updated="updated", validate_per_user=_validate,
         check_sharee=peruser.check_sharee, restrict=peruser.restrict,
-        owner_only_sql="[p_privacy] IS 'secret'",
+        owner_only_sql="[p_privacy] IS NOT DISTINCT FROM 'secret'",
     ),
 )  # fmt: skip

@@ -51,7 +51,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
-from jmap_host import Host, Principal, dates, messaging, objectstore, read_blob, standard
+from jmap_host import Host, Principal, dates, dialect, messaging, objectstore, read_blob, standard
 
 from . import ical, jscalendar, notification, recur
 from .calendar import CALENDAR, default_calendar
@@ -179,7 +179,7 @@ def receive(
 def _find(db: Any, account: str, uid: str, rid: str | None = None) -> dict[str, Any] | None:
     """The account's event ``uid`` (the series), or its copy of occurrence ``rid`` alone
     (an invitation to single occurrences, §5.9.2.1)."""
-    where, order, _ = standard.compile_query(EVENT, {"uid": uid}, None)
+    where, order, _ = standard.compile_query(EVENT, {"uid": uid}, None, dialect(db))
     ids = objectstore.query_ids(db, EVENT, account, where, order)
     found = objectstore.read_records(db, EVENT, account, ids)
     return next((r for r in found if (r.get("recurrenceId") or None) == rid), None)

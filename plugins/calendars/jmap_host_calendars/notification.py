@@ -27,6 +27,7 @@ from jmap_host import (
     Property,
     SetContext,
     dates,
+    dialect,
     objectstore,
     read_and_destroy,
     sharing,
@@ -218,7 +219,7 @@ def _write(db: Any, account: str, changed_types: set[str], principal_id: str,
     column = objectstore.derived_column(FOR)
     over = db.execute(
         f"SELECT id FROM [{dt.table}] WHERE account = ? AND [{column}] = ? "
-        "ORDER BY rowid DESC LIMIT -1 OFFSET ?",
+        f"ORDER BY rowid DESC {dialect(db).offset()}",
         [account, principal_id, MAX_NOTIFICATIONS],
     ).fetchall()
     for (old_id,) in over:

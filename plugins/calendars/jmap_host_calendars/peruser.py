@@ -202,7 +202,7 @@ def sharee_filters(event: DataType) -> DataType:
 
         def sql(value: Any) -> tuple[str, list[Any]]:
             where, params = inner(value)
-            return f"({where}) AND [p_privacy] IS NOT 'private'", params
+            return f"({where}) AND [p_privacy] IS DISTINCT FROM 'private'", params
 
         return dataclasses.replace(cond, sql=sql)
 

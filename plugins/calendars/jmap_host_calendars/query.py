@@ -101,7 +101,7 @@ async def event_query(call: Call) -> dict[str, Any]:
     sort = call.args.get("sort")
     shared = call.account.shared
     where, order, _ = standard.compile_query(
-        peruser.sharee_filters(EVENT) if shared else EVENT, rest, sort
+        peruser.sharee_filters(EVENT) if shared else EVENT, rest, sort, call.host.store.dialect
     )
     if expand and any(c["property"] != "start" for c in standard.check_sort(sort)):
         raise MethodError("unsupportedSort", "expanded occurrences sort by start only")
@@ -145,7 +145,7 @@ def _span_condition(low: dt.datetime, high: dt.datetime) -> tuple[str, list[Any]
     end = objectstore.derived_column("utc-end")
     lo, hi = jscalendar.utc_text(low), jscalendar.utc_text(high)
     return (
-        f"([{flag}] = 1 OR ([{start}] < ? AND ([{end}] > ? OR ([{end}] = [{start}] "
+        f"([{flag}] = '1' OR ([{start}] < ? AND ([{end}] > ? OR ([{end}] = [{start}] "
         f"AND [{start}] >= ?))))",
         [hi, lo, lo],
     )

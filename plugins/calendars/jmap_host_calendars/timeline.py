@@ -32,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from jmap_host import expect_long_read, objectstore, sharing
+from jmap_host import dialect, expect_long_read, objectstore, sharing
 
 from . import jscalendar, recur
 
@@ -169,7 +169,7 @@ def timeline(db: Any, event_type: Any, account: str, modseq: int, low: int) -> T
     sees; ``low``: the oldest one its change log reaches back to)."""
     # (per database as well: a process may run several hosts, e.g. tests, and account ids
     # are the same in each)
-    place = (db.execute("PRAGMA database_list").fetchone()[2], account)
+    place = (dialect(db).database_key(db), account)
     with _lock:
         current = _timelines.get(place)
         if current is not None:
@@ -201,7 +201,7 @@ def timeline(db: Any, event_type: Any, account: str, modseq: int, low: int) -> T
 def _read(db: Any, event_type: Any, account: str, ids: list[str] | None) -> dict[str, Series]:
     """{id: Series} of the recurring or floating events among ``ids`` (None: all)."""
     flag = objectstore.derived_column("expand")
-    sql = f"SELECT id FROM [{event_type.table}] WHERE account = ? AND [{flag}] = 1"
+    sql = f"SELECT id FROM [{event_type.table}] WHERE account = ? AND [{flag}] = '1'"
     params: list[Any] = [account]
     wanted: list[str] = []
     if ids is None:
