@@ -124,8 +124,8 @@ class PgConnection:
 
     def __init__(self, conn: psycopg.Connection[Any]):
         self.raw = conn
-        # sqlite3's total_changes: the rows inserted, updated or deleted through this
-        # object (a /set tells by it whether a failed update wrote: standard.run_set).
+        # Rows written by the statements run here, as sqlite3's ``total_changes`` (the
+        # /set machinery compares it to tell whether an update wrote anything).
         self.total_changes = 0
 
     @property
@@ -135,18 +135,18 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
         cursor = self.raw.cursor()
         cursor.execute(translate(sql), tuple(params or ()))  # type: ignore[arg-type]
-        self.count_changes(cursor)
+        self._count(cursor)
         return PgCursor(cursor)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
         cursor = self.raw.cursor()
         cursor.executemany(translate(sql), [tuple(p) for p in seq])  # type: ignore[arg-type]
-        self.count_changes(cursor)
+        self._count(cursor)
         return PgCursor(cursor)
 
-    def count_changes(self, cursor: psycopg.Cursor[Any]) -> None:
-        verb = (cursor.statusmessage or "").split(" ", 1)[0]
-        if verb in ("INSERT", "UPDATE", "DELETE", "MERGE") and cursor.rowcount > 0:
+    def _count(self, cursor: psycopg.Cursor[Any]) -> None:
+        status = (cursor.statusmessage or "").split(" ", 1)[0]
+        if status in ("INSERT", "UPDATE", "DELETE", "MERGE") and cursor.rowcount > 0:
             self.total_changes += cursor.rowcount
 
 
@@ -396,7 +396,6 @@ class PgDatabase:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> Iterator[dict[str, Any]]:
         cursor = self.conn.raw.cursor()
         cursor.execute(translate(sql), tuple(params or ()))  # type: ignore[arg-type]
-        self.conn.count_changes(cursor)
         if cursor.description is None:
             return
         names = [c.name for c in cursor.description]
