@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socketserver
+import subprocess
+import sys
 import threading
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +31,18 @@ UTC = dt.UTC
 # JMAP Calendars §4 CalendarRights.
 RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate",
           "mayRSVP", "mayShare", "mayDelete")  # fmt: skip
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``jmap-host ARGS`` in a process of its own (another node on the same store)."""
+    return subprocess.run(
+        [sys.executable, "-m", "jmap_host", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+async def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """:func:`cli` off the event loop (a server of the test may be serving meanwhile)."""
+    return await trio.to_thread.run_sync(lambda: cli(*args))
 
 
 def rights(*names: str) -> dict[str, bool]:

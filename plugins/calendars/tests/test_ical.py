@@ -14,14 +14,12 @@ parameters, a property this plugin does not convert (GEO) and an unknown compone
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 from typing import Any
 
 import icalendar
 import pytest
-import trio
 from jmap_host_calendars import ical, jscalendar
+from jmap_host_calendars.testing import cli, run_cli
 
 from jmap_host import account_id_for
 from jmap_host.testing import AccountClient, running_server, write_config
@@ -435,16 +433,6 @@ CORE = "urn:ietf:params:jmap:core"
 CALENDARS = "urn:ietf:params:jmap:calendars"
 PARSE = "urn:ietf:params:jmap:calendars:parse"
 ALICE, BOB = account_id_for("alice"), account_id_for("bob")
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "jmap_host", *args], capture_output=True, text=True, timeout=120
-    )
-
-
-async def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return await trio.to_thread.run_sync(lambda: cli(*args))
 
 
 async def test_import_get_export_round_trip(tmp_path):

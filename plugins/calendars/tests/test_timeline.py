@@ -12,6 +12,7 @@ from jmap_host_calendars import recur, timeline
 from jmap_host_calendars.testing import (
     ALICE,
     USING,
+    run_cli,
 )
 
 from jmap_host.testing import AccountClient, running_server, write_config
@@ -128,6 +129,53 @@ async def test_a_query_sees_the_series_as_it_is_now(tmp_path):
             "20260628T080000", "20260629T080000", "20260630T080000", "20260701T080000"]
         await alice.ok("CalendarEvent/set", destroy=[weekly])
         assert all(i.startswith(daily) for i in await june_ids())
+
+
+WEEKLY_ICS = """\
+BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//jmap-host tests//EN
+BEGIN:VEVENT
+UID:weekly@example.com
+DTSTAMP:20260501T100000Z
+DTSTART;TZID=Europe/Paris:20260601T100000
+DURATION:PT1H
+RRULE:FREQ=WEEKLY
+SUMMARY:Weekly
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+async def test_a_change_by_another_process_is_seen(tmp_path):
+    """Several processes (worker processes, nodes on one PostgreSQL database) each keep
+    their own timelines and tell no one what they write: a kept Timeline is checked against
+    the CalendarEvent state its query's read transaction sees.  So a series changed by
+    another process (``jmap-host calendars import`` updating it in place, while this
+    server has its occurrences kept) shows in this server's next query."""
+    config = write_config(tmp_path)
+    source = tmp_path / "weekly.ics"
+    source.write_text(WEEKLY_ICS, encoding="utf-8")
+    args = ("calendars", "import", "-c", str(config), "--account", "alice", str(source))
+    async with running_server(config) as server:
+        async with server.client("alice") as http:
+            alice = AccountClient(http, ALICE, USING)
+            imported = await run_cli(*args)
+            assert "1 events created" in imported.stdout, imported.stderr
+            june = {"after": "2026-06-01T00:00:00", "before": "2026-07-01T00:00:00"}
+
+            async def june_ids() -> list[str]:
+                return (await alice.ok("CalendarEvent/query", filter=june,
+                                       expandRecurrences=True))["ids"]  # fmt: skip
+
+            assert len(await june_ids()) == 5  # 1, 8, 15, 22, 29 June
+            assert any(account == ALICE for _, account in timeline._timelines)  # (kept)
+            source.write_text(WEEKLY_ICS.replace("FREQ=WEEKLY", "FREQ=WEEKLY;INTERVAL=2"),
+                              encoding="utf-8")  # fmt: skip
+            updated = await run_cli(*args)
+            assert "0 events created, 1 updated" in updated.stdout, updated.stderr
+            assert [i[-15:] for i in await june_ids()] == [
+                "20260601T100000", "20260615T100000", "20260629T100000"]  # fmt: skip
 
 
 def test_long_occurrences_written_in_hours():
