@@ -60,7 +60,9 @@ MIGRATION_LOCK = WRITE_LOCK + 1
 
 # -- the common SQL, as PostgreSQL wants it ----------------------------------------------
 
-_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\[([A-Za-z_][A-Za-z0-9_]*)\]|\?|%")
+# A name in brackets starts with a letter or _ (an array subscript, [1], is not one) and
+# may hold what property names do (p_@type).
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\[([A-Za-z_][^\]\['\"\s]*)\]|\?|%")
 
 
 @functools.lru_cache(maxsize=4096)
