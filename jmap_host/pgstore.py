@@ -123,6 +123,9 @@ class PgConnection:
 
     def __init__(self, conn: psycopg.Connection[Any]):
         self.raw = conn
+        # Rows inserted, updated or deleted through this object, as sqlite3's total_changes
+        # (standard.write_set asks whether a failed update wrote anything).
+        self.total_changes = 0
 
     @property
     def in_transaction(self) -> bool:
@@ -131,12 +134,19 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
         cursor = self.raw.cursor()
         cursor.execute(translate(sql), tuple(params or ()))  # type: ignore[arg-type]
+        self._count(cursor)
         return PgCursor(cursor)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
         cursor = self.raw.cursor()
         cursor.executemany(translate(sql), [tuple(p) for p in seq])  # type: ignore[arg-type]
+        self._count(cursor)
         return PgCursor(cursor)
+
+    def _count(self, cursor: psycopg.Cursor[Any]) -> None:
+        tag = cursor.statusmessage or ""
+        if tag.startswith(("INSERT", "UPDATE", "DELETE")) and cursor.rowcount > 0:
+            self.total_changes += cursor.rowcount
 
 
 _COLUMN_TYPES: dict[Any, str] = {
@@ -385,6 +395,7 @@ class PgDatabase:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> Iterator[dict[str, Any]]:
         cursor = self.conn.raw.cursor()
         cursor.execute(translate(sql), tuple(params or ()))  # type: ignore[arg-type]
+        self.conn._count(cursor)
         if cursor.description is None:
             return
         names = [c.name for c in cursor.description]
