@@ -115,10 +115,11 @@ class Host:
         # Shared by every listener: limits are per user, whichever listener they come in by.
         self.api_concurrency = ConcurrencyLimit(self.limits.max_concurrent_requests)
         self.upload_concurrency = ConcurrencyLimit(self.limits.max_concurrent_upload)
-        self.authenticator = Authenticator(self)
         # Events for every node on the same database (the cluster bus: jmap_host.cluster);
-        # the push hub and the share index hear of other nodes' changes through them.
+        # the push hub, the share index and the authenticator hear of other nodes' changes
+        # through them.
         self.events = HostEvents()
+        self.authenticator = Authenticator(self)
         self.push = PushHub(self.events)
         self.events.on_missed(lambda: self.push.resync(self.store))
         # Who shares what with whom (RFC 9670), cached between share changes.

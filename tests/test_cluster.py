@@ -24,7 +24,7 @@ import httpx
 import psycopg
 import pytest
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionRejected, open_websocket_url
 
 from jmap_host.testing import (
     BASE_CONFIG,
@@ -160,6 +160,23 @@ async def test_share_index_is_invalidated_on_every_node(tmp_path):
         before = b.host.shares.generation
         a.host.shares.changed()
         await eventually(holds(lambda: b.host.shares.generation > before))
+
+
+async def test_a_websocket_token_is_good_for_one_handshake_on_any_node(tmp_path):
+    """A one-time WebSocket token used on node A is refused by node B (the use is a host
+    event; a process-local record would let it be replayed on every other node)."""
+    async with two_nodes(tmp_path) as (a, b), a.client("alice") as http_a:
+        token = (await http_a.post("/jmap/ws/token")).json()["accessToken"]
+        page = [(b"origin", b"https://webmail.example")]
+        url_a = f"{websocket_url(a.url)}?accessToken={token}"
+        async with open_websocket_url(url_a, subprotocols=["jmap"], extra_headers=page):
+            pass
+        await eventually(holds(lambda: b.host.authenticator._used_tokens))
+        url_b = f"{websocket_url(b.url)}?accessToken={token}"
+        with pytest.raises(ConnectionRejected) as reused:
+            async with open_websocket_url(url_b, subprotocols=["jmap"], extra_headers=page):
+                pass
+        assert reused.value.status_code == 401
 
 
 async def test_a_dropped_listener_reconnects_and_resynchronises(tmp_path):
