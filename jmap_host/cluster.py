@@ -155,8 +155,8 @@ CHANNEL = "jmap_host_events"
 PAYLOAD_LIMIT = 7999
 PAYLOAD_TABLE = "_jmap_event_payload"
 PAYLOAD_RETENTION = "5 minutes"
-# How long the sender may queue while disconnected before dropping (the others then hear
-# of a gap and resynchronise: nothing is lost that the database does not have).
+# How many messages the sender queues while disconnected before dropping them (the others
+# then hear of a gap and resynchronise: nothing is lost that the database does not have).
 MAX_QUEUED = 10_000
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
 # A dead peer or network is found by TCP keepalives on the listening connection (it sends
@@ -295,11 +295,14 @@ class PgBus:
         arrived without blocking (and raises once the server has gone)."""
         pgconn = conn.pgconn
         while True:
+            # (libpq may hold parsed notifications already: those that came in with the
+            # answer to a statement psycopg ran.)
+            while (notify := pgconn.notifies()) is not None:
+                inbox.append(notify.extra.decode("utf-8"))
             if not inbox:
                 await trio.lowlevel.wait_readable(pgconn.socket)
                 pgconn.consume_input()
-            while (notify := pgconn.notifies()) is not None:
-                inbox.append(notify.extra.decode("utf-8"))
+                continue
             while inbox:
                 message = await self._message(conn, inbox.popleft(), events.node)
                 if message is None:
