@@ -24,10 +24,11 @@ two loses that one event (see docs/architecture.md).
 The transport is a :class:`Bus`.  With one process (the SQLite store) there is none and
 ``emit`` only runs the local handlers.  :class:`PgBus` is PostgreSQL's LISTEN/NOTIFY: one
 connection per node LISTENs on :data:`CHANNEL` (waited on by the event loop itself,
-without a thread), another sends with ``pg_notify``.  A message larger than PostgreSQL's
-8000-byte payload limit is stored in :data:`PAYLOAD_TABLE` and its row id is notified
-instead; receivers read the row (rows older than :data:`PAYLOAD_RETENTION` are deleted
-by later large sends).  A second transport (a local socket between worker processes on
+without a thread), another sends with ``pg_notify``, the messages queued meanwhile
+together in one payload.  A message larger than PostgreSQL's 8000-byte payload limit is
+stored in :data:`PAYLOAD_TABLE` and its row id is notified instead, in the transaction
+that inserts it; receivers read the row (rows older than :data:`PAYLOAD_RETENTION` are
+deleted by later large sends).  A second transport (a local socket between worker processes on
 one machine) implements :class:`Bus` the same way.
 """
 
@@ -39,7 +40,7 @@ import json
 import logging
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -227,7 +228,7 @@ class PgBus:
                     if conn is None:
                         conn = await trio.to_thread.run_sync(self._connect)
                         await trio.to_thread.run_sync(_create_payload_table, conn)
-                    await trio.to_thread.run_sync(_notify_all, conn, batch)
+                    await trio.to_thread.run_sync(_notify_all, conn, node, batch)
                     delay = BACKOFF_FIRST
                 except Exception as exc:
                     log.warning("host events: cannot send (%s); retrying in %.1f s", exc, delay)
@@ -304,35 +305,38 @@ class PgBus:
                 pgconn.consume_input()
                 continue
             while inbox:
-                message = await self._message(conn, inbox.popleft(), events.node)
-                if message is None:
-                    continue
-                if message.get("event") == GAP_EVENT:
-                    await events.missed()
-                else:
-                    events.receive(message)
+                for message in await self._messages(conn, inbox.popleft(), events.node):
+                    if message.get("event") == GAP_EVENT:
+                        await events.missed()
+                    else:
+                        events.receive(message)
 
-    async def _message(
+    async def _messages(
         self, conn: psycopg.Connection[Any], payload: str, node: str
-    ) -> Message | None:
-        """The message of a notification; None for this node's own and for a stored
-        payload already deleted (then this node resynchronises: it missed that one)."""
+    ) -> list[Message]:
+        """The messages of a notification (see :func:`_payloads`): none for this node's
+        own; a gap for a stored payload already deleted (this node was far behind)."""
         try:
-            message = json.loads(payload)
+            notified = json.loads(payload)
         except ValueError:
-            log.warning("host events: a notification that is not JSON, ignored")
-            return None
-        if not isinstance(message, dict) or message.get("node") == node:
-            return None
-        stored = message.get("stored")
-        if stored is None:
-            return message
-        row = await trio.to_thread.run_sync(_stored_payload, conn, int(stored))
-        if row is None:  # (older than PAYLOAD_RETENTION: this node was far behind)
-            log.warning("host events: a stored event was gone before it was read")
-            return {"node": message.get("node"), "event": GAP_EVENT, "data": {}}
-        loaded = json.loads(row)
-        return loaded if isinstance(loaded, dict) else None
+            notified = None
+        if not isinstance(notified, dict):
+            log.warning("host events: a notification that is not ours, ignored")
+            return []
+        sender = notified.get("node")
+        if sender == node:
+            return []
+        batch = notified.get("batch")
+        stored = notified.get("stored")
+        if isinstance(stored, int):
+            row = await trio.to_thread.run_sync(_stored_payload, conn, stored)
+            if row is None:
+                log.warning("host events: a stored event was gone before it was read")
+                return [{"node": sender, "event": GAP_EVENT, "data": {}}]
+            batch = json.loads(row)
+        if not isinstance(batch, list):
+            return []
+        return [{**item, "node": sender} for item in batch if isinstance(item, dict)]
 
 
 def _create_payload_table(conn: psycopg.Connection[Any]) -> None:
@@ -348,26 +352,49 @@ def _create_payload_table(conn: psycopg.Connection[Any]) -> None:
         )
 
 
-def _notify_all(conn: psycopg.Connection[Any], batch: list[Message]) -> None:
-    """One NOTIFY per message, each its own (autocommit) transaction, so that identical
-    payloads are not folded into one as PostgreSQL does within a transaction."""
+def _payloads(node: str, batch: list[Message]) -> Iterator[tuple[str, bool]]:
+    """The notifications that carry ``batch`` (messages of ``node``), as (payload, whether
+    it is too large for a NOTIFY and goes through PAYLOAD_TABLE): consecutive messages
+    share one ``{"node": ..., "batch": [{"event", "data"}...]}`` while it fits (one NOTIFY
+    wakes every listening backend: fewer is cheaper); a stored payload is the batch's
+    list."""
+    head = encode({"node": node, "batch": []})[:-2]  # '{"node":"...","batch":['
+    items: list[str] = []
+    size = len(head) + 2
     for message in batch:
-        payload = encode(message)
-        if len(payload.encode("utf-8")) > PAYLOAD_LIMIT:
-            with conn.transaction():
-                conn.execute(
-                    f"DELETE FROM {PAYLOAD_TABLE} WHERE created < now() - interval "
-                    f"'{PAYLOAD_RETENTION}'"
-                )
-                row = conn.execute(
-                    f"INSERT INTO {PAYLOAD_TABLE} (payload) VALUES (%s) RETURNING id", (payload,)
-                ).fetchone()
-                assert row is not None
-                # (Inside the transaction: delivered only once the row is visible.)
-                payload = encode({"node": message["node"], "stored": row[0]})
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-        else:
+        item = encode({"event": message["event"], "data": message["data"]})
+        length = len(item.encode("utf-8")) + 1
+        if items and size + length > PAYLOAD_LIMIT:
+            yield head + ",".join(items) + "]}", False
+            items, size = [], len(head) + 2
+        if size + length > PAYLOAD_LIMIT:
+            yield "[" + item + "]", True
+            continue
+        items.append(item)
+        size += length
+    if items:
+        yield head + ",".join(items) + "]}", False
+
+
+def _notify_all(conn: psycopg.Connection[Any], node: str, batch: list[Message]) -> None:
+    """Send ``batch``: each notification in its own (autocommit) transaction, so that
+    identical payloads are not folded into one as PostgreSQL does within a transaction."""
+    for payload, large in _payloads(node, batch):
+        if not large:
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+            continue
+        with conn.transaction():
+            conn.execute(
+                f"DELETE FROM {PAYLOAD_TABLE} WHERE created < now() - interval "
+                f"'{PAYLOAD_RETENTION}'"
+            )
+            row = conn.execute(
+                f"INSERT INTO {PAYLOAD_TABLE} (payload) VALUES (%s) RETURNING id", (payload,)
+            ).fetchone()
+            assert row is not None
+            # (Inside the transaction: delivered only once the row is visible.)
+            reference = encode({"node": node, "stored": row[0]})
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, reference))
 
 
 def _stored_payload(conn: psycopg.Connection[Any], row_id: int) -> str | None:

@@ -26,6 +26,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
+from jmap_host.cluster import PAYLOAD_LIMIT
 from jmap_host.testing import (
     BASE_CONFIG,
     AccountClient,
@@ -132,6 +133,19 @@ async def test_events_reach_other_nodes_large_or_small(tmp_path):
         await eventually(holds(lambda: len(heard["b"]) >= 4))
         await trio.sleep(0.1)
         assert heard["b"] == heard["a"] == [{"n": 1}, big, {"n": 2}, {"n": 2}]
+
+        # The payload limit the bus packs messages up to is PostgreSQL's.
+        with psycopg.connect(a.host.store.url, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify('test', %s)", ("x" * PAYLOAD_LIMIT,))
+            with pytest.raises(psycopg.errors.InvalidParameterValue):
+                conn.execute("SELECT pg_notify('test', %s)", ("x" * (PAYLOAD_LIMIT + 1),))
+        # Many at once, of every size, share notifications; all arrive, in order.
+        heard["b"].clear()
+        burst = [{"n": i, "text": "x" * (i * 37 % 9000)} for i in range(200)]
+        for data in burst:
+            a.host.events.emit("test.event", data)
+        await eventually(holds(lambda: len(heard["b"]) >= len(burst)))
+        assert heard["b"] == burst
 
         # The bus's own latency (emit on A to handler on B), for the record.
         arrived = trio.Event()
