@@ -91,16 +91,6 @@ class HostEvents:
         nodes may have been lost: after the bus reconnects."""
         self._missed.append(handler)
 
-    def off(self, name: str, handler: Handler) -> None:
-        """Stop running ``handler`` for ``name`` (work that ends before the host does)."""
-        handlers = self._handlers.get(name, [])
-        if handler in handlers:
-            handlers.remove(handler)
-
-    def off_missed(self, handler: MissedHandler) -> None:
-        if handler in self._missed:
-            self._missed.remove(handler)
-
     def emit(self, name: str, data: dict[str, Any] | None = None) -> None:
         """Run the handlers of ``name`` here, then on every other node."""
         payload = data or {}

@@ -55,11 +55,8 @@ class Subscriber:
         types: set[str] | None,
         only: dict[str, set[str]] | None = None,
         principal: str | None = None,
-        remote: bool = True,
     ):
         self.accounts = set(accounts)
-        # Whether changes made on other nodes reach it (see PushHub.subscribe).
-        self.remote = remote
         # The user listening (Principal.name): pseudo-type objects published to them reach
         # this subscriber; None hears none.
         self.principal = principal
@@ -166,14 +163,11 @@ class PushHub:
         types: set[str] | None = None,
         only: dict[str, set[str]] | None = None,
         principal: str | None = None,
-        *,
-        remote: bool = True,
     ) -> Iterator[Subscriber]:
         """Follow ``accounts`` (``types`` None: every type; ``only`` per account, as for
         :class:`Subscriber`) and, with ``principal``, the pseudo-type objects published to
-        that user.  ``remote=False``: hear only of what is published on this node (work
-        that every node does for its own changes, as PushSubscription delivery)."""
-        subscriber = Subscriber(accounts, types, only, principal, remote)
+        that user."""
+        subscriber = Subscriber(accounts, types, only, principal)
         for account in subscriber.accounts:
             self._by_account.setdefault(account, set()).add(subscriber)
         if principal is not None:
@@ -209,10 +203,9 @@ class PushHub:
     def _remote_state(self, data: dict[str, Any]) -> None:
         account, changed = data.get("account"), data.get("changed")
         if isinstance(account, str) and isinstance(changed, dict):
-            changed = {str(t): str(s) for t, s in changed.items()}
-            self._publish_here(account, changed, remote=True)
+            self._publish_here(account, {str(t): str(s) for t, s in changed.items()})
 
-    def _publish_here(self, account: str, changed: dict[str, str], remote: bool = False) -> None:
+    def _publish_here(self, account: str, changed: dict[str, str]) -> None:
         for watcher in list(self._watchers):
             watcher.offer(account, changed)
         subscribers = self._by_account.get(account)
@@ -224,8 +217,7 @@ class PushHub:
             return
         last.update(fresh)
         for subscriber in list(subscribers):
-            if subscriber.remote or not remote:
-                subscriber.offer(account, fresh)
+            subscriber.offer(account, fresh)
 
     def publish_object(self, principal: str, type_name: str, obj: dict[str, Any]) -> int:
         """Push ``obj``, an object of the pseudo-type ``type_name`` (one a capability
@@ -244,13 +236,11 @@ class PushHub:
     def _remote_object(self, data: dict[str, Any]) -> None:
         principal, type_name, obj = data.get("principal"), data.get("type"), data.get("object")
         if isinstance(principal, str) and type_name in self.push_types and isinstance(obj, dict):
-            self._publish_object_here(principal, str(type_name), obj, remote=True)
+            self._publish_object_here(principal, str(type_name), obj)
 
-    def _publish_object_here(
-        self, principal: str, type_name: str, obj: dict[str, Any], remote: bool = False
-    ) -> int:
-        subscribers = [s for s in self._by_principal.get(principal) or () if s.remote or not remote]
-        return sum(subscriber.offer_object(type_name, obj) for subscriber in subscribers)
+    def _publish_object_here(self, principal: str, type_name: str, obj: dict[str, Any]) -> int:
+        subscribers = self._by_principal.get(principal) or set()
+        return sum(subscriber.offer_object(type_name, obj) for subscriber in list(subscribers))
 
     async def resync(self, store: Any) -> None:
         """Publish here the current states of every account a subscriber follows (and
@@ -262,7 +252,7 @@ class PushHub:
             return
         states = await store.read(lambda db: _all_states(db, accounts))
         for account, changed in states.items():
-            self._publish_here(account, changed, remote=True)
+            self._publish_here(account, changed)
 
     @contextmanager
     def watch(self, types: set[str]) -> Iterator[Watcher]:

@@ -53,7 +53,6 @@ log = logging.getLogger("jmap_host.push")
 VAPID_URN = "urn:ietf:params:jmap:webpush-vapid"
 TABLE = "host_push_subscription"
 CREATIONS = "host_push_creation"
-SUBSCRIPTION_CHANGED = "pushsubscription.changed"  # the host event: reload its worker
 
 PROPERTIES = ("id", "deviceClientId", "url", "keys", "verificationCode", "expires", "types")
 PRIVATE = ("url", "keys")  # §7.2.1: never returned
@@ -505,9 +504,6 @@ async def push_set(call: Call) -> dict[str, Any]:
             service.stop(record_id)
     elif new_rows:
         log.warning("push delivery is not running: no PushVerification sent")
-    # The other nodes' workers (every node delivers the changes made through it).
-    for record_id in [r["id"] for r in changed_rows] + (result["destroyed"] or []):
-        host.events.relay(SUBSCRIPTION_CHANGED, {"id": record_id})
     return result
 
 
@@ -584,14 +580,7 @@ def _verified(row: dict[str, Any]) -> bool:
 
 class PushService:
     """One per serving host: a worker per verified subscription, an expiry sweeper and the
-    PushVerification sends.
-
-    On several nodes (jmap_host.cluster) every node has a worker for every verified
-    subscription, and each worker delivers only the changes published on its own node
-    (``remote=False``): a change is pushed once, by the node that made it, with no
-    election among nodes.  A subscription changed through one node is reloaded on the
-    others (the host event ``pushsubscription.changed``), and all are reloaded after a
-    gap in the events."""
+    PushVerification sends."""
 
     def __init__(self, host: Host, nursery: trio.Nursery):
         self.host = host
@@ -647,41 +636,12 @@ class PushService:
             if _verified(row):
                 self.restart(row)
         _services[self.host] = self
-        events = self.host.events
-        events.on(SUBSCRIPTION_CHANGED, self._changed_elsewhere)
-        events.on_missed(self._reload_all)
         task_status.started()
         try:
             await self._sweep()
         finally:
-            events.off(SUBSCRIPTION_CHANGED, self._changed_elsewhere)
-            events.off_missed(self._reload_all)
             if _services.get(self.host) is self:
                 del _services[self.host]
-
-    def _changed_elsewhere(self, data: dict[str, Any]) -> None:
-        record_id = data.get("id")
-        if isinstance(record_id, str):
-            self.nursery.start_soon(self._reload, [record_id])
-
-    async def _reload(self, ids: list[str] | None) -> None:
-        """Restart the workers of these subscriptions (None: all) from their rows, and
-        stop those whose rows are gone."""
-
-        def rows(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-            if ids is None:
-                return _rows(db, "1 = 1", [])
-            return _rows(db, "id IN (SELECT value FROM json_each(?))", [json.dumps(ids)])
-
-        found = {row["id"]: row for row in await self.host.store.read(rows)}
-        for record_id in list(self.workers) if ids is None else ids:
-            if record_id not in found:
-                self.stop(record_id)
-        for row in found.values():
-            self.restart(row)
-
-    async def _reload_all(self) -> None:
-        await self._reload(None)
 
     async def _sweep(self) -> None:
         """Remove expired subscriptions as they expire."""
@@ -716,8 +676,7 @@ class PushService:
             types = set(json.loads(row["types"])) if row["types"] is not None else None
             deadline = trio.current_time() + (row["expires"] - time.time())
             user = principal.name
-            push = self.host.push
-            with push.subscribe(accounts, types, only, user, remote=False) as subscriber:
+            with self.host.push.subscribe(accounts, types, only, user) as subscriber:
                 with trio.move_on_at(deadline):
                     while True:
                         changed = await subscriber.wait()

@@ -48,20 +48,18 @@ USING = [CORE, EXAMPLE]
 PLUGINS = '[plugins]\nopt-in = ["example"]\ndisabled = ["mail", "calendars", "contacts"]\n'
 
 
-def node_config(directory: Path, name: str, port: int = 0, extra: str = "") -> Path:
+def node_config(directory: Path, name: str, port: int = 0) -> Path:
     """A node's configuration: the data directory (so the database and the blobs) of
     ``directory``, shared by every node written for it, and a port of its own."""
     base = BASE_CONFIG.replace("127.0.0.1:0", f"127.0.0.1:{port}")
-    return write_config(directory, PLUGINS + extra, base=base, name=f"{name}.toml")
+    return write_config(directory, PLUGINS, base=base, name=f"{name}.toml")
 
 
 @asynccontextmanager
-async def two_nodes(
-    directory: Path, extra: str = ""
-) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
+async def two_nodes(directory: Path) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
     async with (
-        running_server(node_config(directory, "a", extra=extra)) as a,
-        running_server(node_config(directory, "b", extra=extra)) as b,
+        running_server(node_config(directory, "a")) as a,
+        running_server(node_config(directory, "b")) as b,
     ):
         assert a.host.events.node != b.host.events.node
         yield a, b
@@ -193,79 +191,6 @@ async def test_a_websocket_token_is_good_for_one_handshake_on_any_node(tmp_path)
             async with open_websocket_url(url_b, subprotocols=["jmap"], extra_headers=page):
                 pass
         assert reused.value.status_code == 401
-
-
-class PushReceiver:
-    """A Web Push endpoint on 127.0.0.1 that keeps the JSON body of every POST."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.url = ""
-
-    async def app(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.bodies.append(json.loads(body))
-        await send({"type": "http.response.start", "status": 201, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    async def serve(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        from hypercorn.config import Config
-        from hypercorn.trio import serve
-
-        config = Config()
-        config.bind = ["127.0.0.1:0"]
-        config.accesslog = None
-        await serve(self.app, config, task_status=task_status)  # type: ignore[arg-type]
-
-
-async def test_a_push_subscription_gets_each_change_once_from_any_node(tmp_path):
-    """RFC 8620 §7.2 on two nodes: a PushSubscription verified through node A is pushed
-    a change made through node B, once (each node delivers its own changes), and one made
-    through A, once; destroyed through B, A stops pushing."""
-    allow = '\n[jmap.push]\nallow-private-targets = true\nretry-delay = "0.05s"\n'
-    receiver = PushReceiver()
-    async with trio.open_nursery() as nursery:
-        [bound] = await nursery.start(receiver.serve)
-        receiver.url = f"{bound}/push"
-        async with (
-            two_nodes(tmp_path, allow) as (a, b),
-            a.client("alice") as http_a,
-            b.client("alice") as http_b,
-        ):
-            on_a, on_b = AccountClient(http_a, "", USING), AccountClient(http_b, "", USING)
-            account = (await on_a.session())["primaryAccounts"][EXAMPLE]
-            on_a.account = on_b.account = account
-            create = {"k": {"deviceClientId": "d", "url": receiver.url}}
-            sub_id = (await on_a.ok("PushSubscription/set", create=create))["created"]["k"]["id"]
-            [verification] = await eventually(holds(lambda: receiver.bodies))
-            code = {sub_id: {"verificationCode": verification["verificationCode"]}}
-            await on_a.ok("PushSubscription/set", update=code)
-            await trio.sleep(0.2)  # (B hears of the verification and starts its worker)
-            for client in (on_b, on_a):
-                receiver.bodies.clear()
-                state = await note_set(client, "pushed")
-                await eventually(holds(lambda: receiver.bodies))
-                await trio.sleep(0.3)  # a duplicate would come meanwhile
-                assert receiver.bodies == [
-                    {"@type": "StateChange", "changed": {account: {"Note": state}}}
-                ]
-            await on_b.ok("PushSubscription/set", destroy=[sub_id])
-            await trio.sleep(0.2)
-            receiver.bodies.clear()
-            await note_set(on_a, "not pushed")
-            await trio.sleep(0.3)
-            assert receiver.bodies == []
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_dropped_listener_reconnects_and_resynchronises(tmp_path):
