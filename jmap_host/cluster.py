@@ -392,9 +392,11 @@ def _stored_payload(conn: psycopg.Connection[Any], row_id: int) -> str | None:
     return None if row is None else str(row[0])
 
 
-def bus_for(store: Any) -> Bus | None:
-    """The bus for the host's store: LISTEN/NOTIFY on PostgreSQL; none for SQLite (one
-    process: the in-process handlers are all there is)."""
-    if getattr(store, "dialect", None) is not None and store.dialect.name == "postgresql":
+def bus_for(host: Any) -> Bus | None:
+    """The bus of ``host``: LISTEN/NOTIFY on the PostgreSQL store; none on SQLite in one
+    process (the in-process handlers are all there is; several worker processes on one
+    machine need a local transport, chosen here)."""
+    store = host.store
+    if store.dialect.name == "postgresql":
         return PgBus(store.url, statement_timeout=store.statement_timeout)
     return None

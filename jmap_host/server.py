@@ -69,7 +69,7 @@ async def serve(
             await host.startup()
             # Several nodes on one PostgreSQL database: other nodes' changes and cache
             # invalidations (jmap_host.cluster), listening before any listener serves.
-            bus = bus_for(host.store)
+            bus = bus_for(host)
             if bus is not None:
                 await background.start(host.events.run, bus)
             # Expired unreferenced uploads (RFC 8620 §6); cancelled with the nursery.
