@@ -222,6 +222,28 @@ async def test_a_dropped_listener_reconnects_and_resynchronises(tmp_path):
                     heard.update((await subscriber.wait()).get(writer.account, {}))
 
 
+async def test_a_sender_that_lost_events_makes_the_others_resynchronise(tmp_path):
+    """Node A's sending connection is terminated: what A sent on it meanwhile may be lost,
+    so A reconnects and announces a gap, and B runs its on_missed handlers."""
+    async with two_nodes(tmp_path) as (a, b):
+        heard: list[dict[str, Any]] = []
+        missed: list[bool] = []
+        b.host.events.on("test.event", heard.append)
+        b.host.events.on_missed(lambda: missed.append(True))
+        a.host.events.emit("test.event", {"n": 1})
+        await eventually(holds(lambda: heard))
+        missed.clear()  # (B receiving: its resynchronisation of start-up is over)
+        with psycopg.connect(a.host.store.url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE "
+                "'SELECT pg_notify%' AND datname = current_database()"
+            )
+        a.host.events.emit("test.event", {"n": 2})  # (on the dead connection: lost)
+        await eventually(holds(lambda: missed))
+        a.host.events.emit("test.event", {"n": 3})
+        await eventually(holds(lambda: heard[-1] == {"n": 3}))
+
+
 # -- three nodes as processes ------------------------------------------------------------
 
 
