@@ -193,6 +193,20 @@ async def test_a_websocket_token_is_good_for_one_handshake_on_any_node(tmp_path)
         assert reused.value.status_code == 401
 
 
+async def test_a_revoked_app_password_stops_working_on_every_node(tmp_path):
+    """App passwords are checked against the database on each use (no cache): revoked
+    through one node, a token is refused by the others at once."""
+    from jmap_host import tokens
+
+    async with two_nodes(tmp_path) as (a, b):
+        made, secret = await trio.to_thread.run_sync(tokens.create, a.host.store, "alice", "t")
+        bearer = {"Authorization": f"Bearer {secret}"}
+        async with b.client(headers=bearer) as http_b:
+            assert (await http_b.get("/jmap/session")).status_code == 200
+            assert await trio.to_thread.run_sync(tokens.revoke, a.host.store, made.id)
+            assert (await http_b.get("/jmap/session")).status_code == 401
+
+
 async def test_a_dropped_listener_reconnects_and_resynchronises(tmp_path):
     """The listening connection of node B is terminated by the server: B listens again,
     its subscribers are sent the states they may have missed meanwhile, and later
