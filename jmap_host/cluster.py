@@ -28,8 +28,10 @@ without a thread), another sends with ``pg_notify``, the messages queued meanwhi
 together in one payload.  A message larger than PostgreSQL's 8000-byte payload limit is
 stored in :data:`PAYLOAD_TABLE` and its row id is notified instead, in the transaction
 that inserts it; receivers read the row (rows older than :data:`PAYLOAD_RETENTION` are
-deleted by later large sends).  A second transport (a local socket between worker processes on
-one machine) implements :class:`Bus` the same way.
+deleted by later large sends).  A sender that may have lost messages (its connection
+failed mid-send, its queue overflowed) first sends :data:`GAP_EVENT`, on which every
+receiver resynchronises.  Another transport (worker processes of one machine on SQLite)
+implements :class:`Bus` the same way and is chosen in :func:`bus_for`.
 """
 
 from __future__ import annotations
