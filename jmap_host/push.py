@@ -21,7 +21,10 @@ hear of each other's changes through the host events (jmap_host.cluster): every
 nodes (events ``push.state`` and ``push.object``), whose hubs deliver it to their own
 subscribers.  When the bus may have lost events (it reconnected), :meth:`PushHub.resync`
 re-reads the states of every followed account and publishes them: streams compare them
-with what they sent, so the worst is a StateChange too many, never one missed.  Nothing
+with what they sent, so the worst is a StateChange too many, never one missed.  (So is
+a relayed state that arrives after a newer one published here, from two writes to one
+account through two nodes within a millisecond: states are opaque, some are digests,
+so the hub cannot tell which is newer; the client's /changes finds nothing new.)  Nothing
 outside this module and jmap_host.cluster knows how many processes there are.
 """
 
