@@ -400,3 +400,12 @@ async def test_a_killed_node_loses_no_acknowledged_write(three_nodes):
             # Still serving: a write and a read.
             state = await note_set(client, f"after the kill, on {node.name}")
             assert (await client.ok("Note/get", ids=[]))["state"] == state
+    # And still pushing to each other: a write through B reaches a stream on C.
+    url = "/jmap/eventsource/?types=Note&closeafter=state&ping=0"
+    async with b.client() as http_b, c.client() as http_c, http_c.stream("GET", url) as stream:
+        chunks = stream.aiter_text()
+        await anext(chunks)  # (subscribed)
+        with trio.fail_after(5):
+            state = await note_set(AccountClient(http_b, account, USING), "pushed")
+            event = await first_state_event(chunks)
+        assert event["changed"] == {account: {"Note": state}}
