@@ -74,6 +74,13 @@ def holds(predicate: Any) -> Any:
     return check
 
 
+async def notes_client(http: httpx.AsyncClient) -> AccountClient:
+    """Alice's Note calls in her own account, through ``http``."""
+    client = AccountClient(http, "", USING)
+    client.account = (await client.session())["primaryAccounts"][EXAMPLE]
+    return client
+
+
 async def note_set(client: AccountClient, title: str) -> str:
     result = await client.ok("Note/set", create={"n": {"title": title}})
     return str(result["newState"])
@@ -97,8 +104,7 @@ async def test_a_change_on_one_node_reaches_a_stream_on_another(tmp_path):
     about the time it takes on one node (printed: the figure of the issue's latency
     target)."""
     async with two_nodes(tmp_path) as (a, b), a.client("alice") as http_a:
-        writer = AccountClient(http_a, "", USING)
-        writer.account = (await writer.session())["primaryAccounts"][EXAMPLE]
+        writer = await notes_client(http_a)
         url = "/jmap/eventsource/?types=Note&closeafter=state&ping=0"
         timings: dict[str, list[float]] = {"same node": [], "other node": []}
         for _ in range(5):
@@ -212,8 +218,7 @@ async def test_a_dropped_listener_reconnects_and_resynchronises(tmp_path):
     its subscribers are sent the states they may have missed meanwhile, and later
     changes on A reach B again."""
     async with two_nodes(tmp_path) as (a, b), a.client("alice") as http_a:
-        writer = AccountClient(http_a, "", USING)
-        writer.account = (await writer.session())["primaryAccounts"][EXAMPLE]
+        writer = await notes_client(http_a)
         bus = b.host.events.bus
         assert bus is not None
         with b.host.push.subscribe([writer.account], {"Note"}) as subscriber:
@@ -329,8 +334,7 @@ async def test_three_nodes_push_to_eventsource_and_websocket(three_nodes):
     and a WebSocket push client of node C (RFC 8887 §4.3.5)."""
     a, b, c = three_nodes
     async with a.client() as http_a, b.client() as http_b:
-        writer = AccountClient(http_a, "", USING)
-        writer.account = (await writer.session())["primaryAccounts"][EXAMPLE]
+        writer = await notes_client(http_a)
         url = "/jmap/eventsource/?types=Note&closeafter=state&ping=0"
         headers = [(b"authorization", basic("alice")["Authorization"].encode())]
         async with (
@@ -379,7 +383,7 @@ async def test_a_killed_node_loses_no_acknowledged_write(three_nodes):
     write it acknowledged is readable through B and C, which go on serving."""
     a, b, c = three_nodes
     async with b.client() as http_b:
-        account = (await AccountClient(http_b, "").session())["primaryAccounts"][EXAMPLE]
+        account = (await notes_client(http_b)).account
     acknowledged: list[str] = []
     stop = threading.Event()
     writer = threading.Thread(target=write_notes, args=(a.url, account, acknowledged, stop))
