@@ -19,6 +19,7 @@ import trio
 from . import messaging
 from .auth import Authenticator
 from .capabilities import CORE, Account, Capability, Method
+from .cluster import HostEvents
 from .config import Config, build_schema, check_plugins_table, read_toml, validate
 from .config_schema import ConfigError, ConfigProblem, Key, Table
 from .datatype import DataType
@@ -114,10 +115,15 @@ class Host:
         # Shared by every listener: limits are per user, whichever listener they come in by.
         self.api_concurrency = ConcurrencyLimit(self.limits.max_concurrent_requests)
         self.upload_concurrency = ConcurrencyLimit(self.limits.max_concurrent_upload)
+        # Events for every node on the same database (the cluster bus: jmap_host.cluster);
+        # the push hub, the share index and the authenticator hear of other nodes' changes
+        # through them.
+        self.events = HostEvents()
         self.authenticator = Authenticator(self)
-        self.push = PushHub()
+        self.push = PushHub(self.events)
+        self.events.on_missed(lambda: self.push.resync(self.store))
         # Who shares what with whom (RFC 9670), cached between share changes.
-        self.shares = ShareIndex()
+        self.shares = ShareIndex(self.events)
         server = config.data["server"]
         self.trusted_proxies = (
             server["proxy"]["trusted-networks"] if server["http"]["use-x-forwarded"] else []

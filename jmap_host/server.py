@@ -20,6 +20,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .app import build_app
 from .blobs import run_sweeper
+from .cluster import bus_for
 from .host import Host
 from .objectstore import compact_changes
 from .pushsubscription import run_push_service
@@ -66,6 +67,11 @@ async def serve(
 
             background.start_soon(announce_closing)
             await host.startup()
+            # Several nodes on one PostgreSQL database: other nodes' changes and cache
+            # invalidations (jmap_host.cluster), listening before any listener serves.
+            bus = bus_for(host)
+            if bus is not None:
+                await background.start(host.events.run, bus)
             # Expired unreferenced uploads (RFC 8620 §6); cancelled with the nursery.
             background.start_soon(run_sweeper, host)
             # PushSubscription deliveries (RFC 8620 §7.2); running before any listener is.
