@@ -66,11 +66,14 @@ async def serve(
 
             background.start_soon(announce_closing)
             await host.startup()
-            # Expired unreferenced uploads (RFC 8620 §6); cancelled with the nursery.
-            background.start_soon(run_sweeper, host)
+            # Expired unreferenced uploads (RFC 8620 §6); cancelled with the nursery.  Jobs
+            # under a lease run in one of the processes sharing the store (leases.py).
+            background.start_soon(host.store.run_leased, "host.blob-sweeper", run_sweeper, host)
             # PushSubscription deliveries (RFC 8620 §7.2); running before any listener is.
             await background.start(run_push_service, host)
-            background.start_soon(compact_change_log, host)
+            background.start_soon(
+                host.store.run_leased, "host.change-compaction", compact_change_log, host
+            )
             background.start_soon(collect_after_disconnects, host)
             background.start_soon(host.store.checkpointer)
             async with trio.open_nursery() as servers:
