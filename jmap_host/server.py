@@ -10,8 +10,9 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -237,6 +238,10 @@ async def _serve_stream(
     async with trio.open_nursery() as nursery:
         listeners = []
         for bind in listener["bind"]:
+            if bind.startswith("fd://"):  # inherited from a supervisor (workers.py)
+                inherited = socket.socket(fileno=int(bind[5:]))  # (family and type found)
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(inherited)))
+                continue
             if bind.startswith("unix:"):
                 listeners.append(await _unix_listener(bind[5:]))
                 continue
@@ -281,7 +286,13 @@ async def _unix_listener(path: str) -> trio.SocketListener:
     return trio.SocketListener(sock)
 
 
-async def run_until_signal(host: Host, on_ready: Callable[[dict[str, list[str]]], None]) -> None:
+async def run_until_signal(
+    host: Host,
+    on_ready: Callable[[dict[str, list[str]]], None],
+    stop_when: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM (or until ``stop_when()`` returns: a worker's
+    supervisor gone)."""
     raise_nofile_limit()
     shutdown = trio.Event()
 
@@ -302,5 +313,12 @@ async def run_until_signal(host: Host, on_ready: Callable[[dict[str, list[str]]]
                     return
 
         nursery.start_soon(watch_signals)
+        if stop_when is not None:
+
+            async def watch_stop() -> None:
+                await stop_when()
+                shutdown.set()
+
+            nursery.start_soon(watch_stop)
         await serve(host, shutdown=shutdown, on_ready=ready)
         nursery.cancel_scope.cancel()
