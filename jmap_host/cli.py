@@ -236,6 +236,71 @@ def migrate(config: str | None) -> None:
     click.echo("\n".join(applied) if applied else "nothing to apply")
 
 
+@cli.group()
+def storage() -> None:
+    """Moving an installation between storage back ends."""
+
+
+@storage.command("copy")
+@click.option(
+    "--from-config",
+    "source",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="configuration of the store to copy (SQLite)",
+)
+@click.option(
+    "--to-config",
+    "target",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="configuration of the store to fill (PostgreSQL)",
+)
+@click.option("--force", is_flag=True, help="replace what the target holds")
+def storage_copy(source: str, target: str, force: bool) -> None:
+    """Copy every table of the host and its plugins, and the blob files, from the store
+    of one configuration into another's (SQLite to PostgreSQL).  Stop the server first."""
+    from .storagecopy import CopyRefused, StoreCopy
+
+    source_host, target_host = _load(source), _load(target)
+    show = lambda item: item  # noqa: E731  (the blob or table being copied)
+    try:
+        copy = StoreCopy.prepare(source_host, target_host, force=force)
+        report = copy.report
+        if report.migrated_source:
+            click.echo(f"source: applied {len(report.migrated_source)} pending migration(s)")
+        if report.skipped:
+            click.echo("not copied (SQLite's own, full-text indexes): " + ", ".join(report.skipped))
+        click.echo(
+            f"{len(report.tables)} tables, {copy.total_rows} rows, "
+            f"{len(copy.blob_files)} blob files"
+        )
+        try:
+            blobs = click.progressbar(
+                copy.blobs(), length=len(copy.blob_files), label="blobs", item_show_func=show
+            )
+            with blobs:
+                for _ in blobs:
+                    pass
+            with click.progressbar(
+                length=copy.total_rows, label="rows ", item_show_func=show
+            ) as bar:
+                for table, rows in copy.rows():
+                    bar.update(rows, table)
+        except BaseException:
+            copy.close()
+            raise
+        report = copy.verify()
+    except CopyRefused as exc:
+        click.echo(f"storage copy: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"copied {sum(s for s, _ in report.counts.values())} rows in {len(report.counts)} "
+        f"tables (counts verified), {report.blobs_copied} blob files "
+        f"({report.blobs_present} already there)"
+    )
+
+
 def main() -> None:
     for plugin in discover():
         fn = getattr(plugin.obj, "register_commands", None)
