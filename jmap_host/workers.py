@@ -143,6 +143,7 @@ class Supervisor:
     processes: dict[int, trio.Process] = field(default_factory=dict)
     stopping: bool = False
     _ready: set[int] = field(default_factory=set)
+    _stopped: trio.Event = field(default_factory=trio.Event)
     _on_ready: Callable[[], None] | None = None
     _nursery: trio.Nursery | None = None
     _lifeline: int = -1
@@ -170,6 +171,7 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
+        self._stopped.set()
         log.warning("%s: stopping %d worker(s)", why, len(self.processes))
         for process in self.processes.values():
             _signal(process, signal.SIGTERM)
@@ -212,7 +214,8 @@ class Supervisor:
                 "" if ready else ", before it was ready",
                 delay,
             )
-            await trio.sleep(delay)
+            with trio.move_on_after(delay):
+                await self._stopped.wait()  # (a stop does not wait for the delay)
             delay = min(delay * 2, BACKOFF_MAX)
 
     async def _run_worker(self, index: int) -> tuple[bool, int]:

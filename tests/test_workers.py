@@ -193,3 +193,24 @@ def test_workers_must_be_a_sensible_integer(tmp_path: Path, workers: object) -> 
     with pytest.raises(ConfigError) as raised:
         load_host(config)
     assert "server.workers" in str(raised.value)
+
+
+async def test_a_stop_does_not_wait_for_a_restart_delay() -> None:
+    supervisor = Supervisor(
+        [sys.executable, "-c", "import sys; sys.exit(3)"], {}, workers=1, backoff_first=60
+    )
+    async with trio.open_nursery() as nursery:
+        finished = trio.Event()
+
+        async def run() -> None:
+            assert await supervisor.run() == 0
+            finished.set()
+
+        nursery.start_soon(run)
+        with trio.fail_after(30):
+            while supervisor._nursery is None or supervisor.processes:
+                await trio.sleep(0.02)  # started, then the worker failed: in the delay
+            await trio.sleep(0.2)
+            supervisor.stop("test")
+        with trio.fail_after(5):
+            await finished.wait()
