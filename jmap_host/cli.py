@@ -271,6 +271,8 @@ def storage_copy(source: str, target: str, force: bool) -> None:
             click.echo(f"source: applied {len(report.migrated_source)} pending migration(s)")
         if report.skipped:
             click.echo("not copied (SQLite's own, full-text indexes): " + ", ".join(report.skipped))
+        if report.left_out:
+            click.echo("left out (--force): " + "; ".join(report.left_out))
         click.echo(
             f"{len(report.tables)} tables, {copy.total_rows} rows, "
             f"{len(copy.blob_files)} blob files"

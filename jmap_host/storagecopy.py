@@ -53,7 +53,8 @@ class TablePlan:
 @dataclass
 class CopyReport:
     tables: list[TablePlan] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # source tables the target lacks
+    skipped: list[str] = field(default_factory=list)  # SQLite's own, full-text indexes
+    left_out: list[str] = field(default_factory=list)  # what --force copied without
     migrated_source: list[str] = field(default_factory=list)
     blobs_copied: int = 0
     blobs_present: int = 0
@@ -101,6 +102,7 @@ class StoreCopy:
         src, dst = source.store.connect(), target.store.connect()
         try:
             report.tables, report.skipped, lost = _plan(src, dst)
+            report.left_out = lost
             if lost and not force:
                 raise CopyRefused(
                     "the target has no place for " + "; ".join(lost) + " (are the same "
@@ -221,7 +223,6 @@ def _plan(src: Any, dst: Any) -> tuple[list[TablePlan], list[str], list[str]]:
         if name not in target_tables:
             if rows:
                 lost.append(f"table {name} ({rows} rows)")
-            skipped.append(name)
             continue
         columns = [r[1] for r in src.execute(f"PRAGMA table_info([{name}])").fetchall()]
         present = set(dst[name].columns_dict)

@@ -117,3 +117,30 @@ async def test_migrate_applies_what_is_pending_once(tmp_path: Path) -> None:
     assert code == 0 and "host:blobs" in output, output
     code, output = await run("migrate", "-c", str(config))
     assert (code, output.strip()) == (0, "nothing to apply")
+
+
+@pytest.mark.backend("postgresql")
+async def test_a_table_the_target_lacks_is_not_lost_silently(tmp_path: Path) -> None:
+    import sqlite3
+
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    old_dir.mkdir()
+    new_dir.mkdir()
+    old = old_dir / "jmap.toml"
+    old.write_text(config_text(old_dir, PLUGINS))
+    new = write_config(new_dir, PLUGINS)
+    code, output = await run("migrate", "-c", str(old))
+    assert code == 0, output
+    with sqlite3.connect(old_dir / "data" / "jmap-host.db") as db:
+        db.execute("CREATE TABLE stray (x TEXT)")  # (a plugin's, not active in new.toml)
+        db.execute("INSERT INTO stray VALUES ('kept?')")
+        db.execute("CREATE VIRTUAL TABLE words USING fts5(text)")  # an index: skipped
+        db.execute("INSERT INTO words VALUES ('hello')")
+    code, output = await run("storage", "copy", "--from-config", str(old), "--to-config", str(new))
+    assert code == 1 and "no place for table stray (1 rows)" in output, output
+    assert "words" not in output.split("no place for")[1]
+    code, output = await run(
+        "storage", "copy", "--from-config", str(old), "--to-config", str(new), "--force"
+    )
+    assert code == 0 and "left out (--force): table stray (1 rows)" in output, output
+    assert "full-text indexes): words, words_config, words_content" in output
