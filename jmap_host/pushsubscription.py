@@ -576,6 +576,7 @@ def push_service(host: Host) -> PushService | None:
 # often its holder reads the table for subscriptions created or changed elsewhere.
 DELIVERY_LEASE = "host.push-delivery"
 RESYNC_INTERVAL = 2.0
+SWEEP_INTERVAL = 60.0  # at the latest; an expiry due sooner wakes the sweeper sooner
 
 
 def _worker_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -606,7 +607,10 @@ class PushService:
         # What each worker was started with: a row changed elsewhere restarts it.
         self.running: dict[str, tuple[Any, ...]] = {}
         self.stats: Counter[str] = Counter()
-        self.resync_interval = RESYNC_INTERVAL
+        # Alone on its store, this process hears of every change through restart(); the
+        # table is read again only for the expiry sweep's sake.
+        alone = host.store.dialect.name == "sqlite" and host.config.data["server"]["workers"] == 1
+        self.resync_interval = SWEEP_INTERVAL if alone else RESYNC_INTERVAL
         self._leading: trio.Nursery | None = None  # the workers', while the lease is ours
         self._wake = trio.Event()
 

@@ -493,7 +493,9 @@ async def test_one_of_two_servers_on_a_store_delivers_and_the_other_takes_over(t
         with trio.fail_after(5):
             while service_a._leading is None:
                 await trio.sleep(0.02)
+        # (Two servers of one process on one store: as if workers; the resync made quick.)
         service_a.resync_interval = 0.05
+        service_a.wake()
         async with running_server(config) as b, b.client("alice") as cb, a.client("alice") as ca:
             b.host.store.leases.poll = 0.05
             service_b = push_service(b.host)
