@@ -401,4 +401,6 @@ def bus_for(host: Any) -> Bus | None:
     store = host.store
     if store.dialect.name == "postgresql":
         return PgBus(store.url, statement_timeout=store.statement_timeout)
-    return None
+    from .localbus import local_bus_for
+
+    return local_bus_for(host)

@@ -41,6 +41,8 @@ from .numbers import parse_digits
 from .quota import config_table as quota_config_table
 
 DEFAULT_CONFIG_NAME = "<embedded default configuration>"
+# [server] workers: more processes than this on one machine only contend for its locks.
+MAX_WORKERS = 64
 
 
 @dataclass
@@ -324,6 +326,13 @@ def build_schema(
                             Map(listener, min_items=1),
                             default=REQUIRED,
                             doc="network listeners",
+                        ),
+                        Key(
+                            "workers",
+                            Int(min=1, max=MAX_WORKERS),
+                            default=1,
+                            doc="processes serving the listeners (more than one: a "
+                            "supervisor starts them and restarts one that dies)",
                         ),
                         Key(
                             "http",

@@ -109,6 +109,8 @@ class Host:
                 self.store.add_migrations(migration_set)
         self._provisioned: set[str] = set()
         self._provision_locks: dict[str, trio.Lock] = {}
+        # False in a worker process ([server] workers): its supervisor migrated, once.
+        self.migrate_at_startup = True
         self.nursery: trio.Nursery | None = None
         # Set when the server starts shutting down: long-lived streams end on it.
         self.closing = trio.Event()
@@ -262,7 +264,8 @@ class Host:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def startup(self) -> None:
-        await trio.to_thread.run_sync(self.store.migrate)
+        if self.migrate_at_startup:
+            await trio.to_thread.run_sync(self.store.migrate)
         for plugin, result in call_for_each(self.pm, "startup", host=self):
             try:
                 if inspect.isawaitable(result):

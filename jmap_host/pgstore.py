@@ -34,7 +34,8 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -46,6 +47,7 @@ import sqlite_utils
 import sqlite_utils.db
 import trio
 
+from .leases import Lease, PgLeases
 from .sqldialect import POSTGRESQL
 from .store import StoreUnavailable
 
@@ -501,6 +503,17 @@ class PgStore:
         self._migrations: list[sqlite_utils.Migrations] = []
         self.inline_reads = False  # every read goes to a worker thread (a network round trip)
         self.background_checkpoint = False
+        # Background jobs that run once across the nodes (leases.py): advisory locks on a
+        # connection of their own, outside the pool.
+        self.leases = PgLeases(url, statement_timeout=statement_timeout)
+
+    def leader(self, name: str) -> AbstractAsyncContextManager[Lease]:
+        """Hold lease ``name`` for the body (jmap_host.leases: once across nodes)."""
+        return self.leases.hold(name)
+
+    async def run_leased(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """``await fn(*args)`` while this process holds lease ``name`` (jmap_host.leases)."""
+        await self.leases.run(name, fn, *args)
 
     # -- connections -------------------------------------------------------------------
 
@@ -628,6 +641,7 @@ class PgStore:
         await trio.sleep_forever()
 
     def close(self) -> None:
+        self.leases.close()
         with self._pool_lock:
             if self._pool is not None:
                 self._pool.close()
