@@ -84,7 +84,10 @@ def set_merged_at(db: Any, rowid: int) -> None:
 async def keep_index_merged(host: Host) -> None:
     """Merge whenever merge_due says so (at start-up if never merged), until cancelled.
     A failure (the database busy past its timeout, say) is logged and the merge tried
-    again later: this task must never take the server down with it."""
+    again later: this task must never take the server down with it.  Only FTS5 has
+    segments: PostgreSQL's GIN index (pgsearch) is kept by the server itself."""
+    if host.store.dialect.name != "sqlite":
+        return
     done: int | None = None
     seen, changed, started_up = -1, time.monotonic(), False
     while True:

@@ -13,7 +13,9 @@ from typing import Any
 
 import sqlite_utils
 
-from jmap_host import SetContext
+from jmap_host import SetContext, dialect
+
+from . import pgsearch
 
 MEMBERSHIP = "mail_email_mailbox"
 
@@ -135,17 +137,19 @@ _ADD = """
     INSERT INTO {threads} (account, mailbox_id, thread_id, emails, unread)
     VALUES ({r}.account, {r}.mailbox_id, {r}.thread_id, 1, {unread})
     ON CONFLICT (account, mailbox_id, thread_id)
-    DO UPDATE SET emails = emails + 1, unread = unread + excluded.unread;
+    DO UPDATE SET emails = {threads}.emails + 1, unread = {threads}.unread + excluded.unread;
     INSERT INTO {mailboxes} (account, mailbox_id, emails, unread_emails, threads, unread_threads)
-    SELECT {r}.account, {r}.mailbox_id, 1, {unread}, t.emails = 1, {unread} AND t.unread = 1
+    SELECT {r}.account, {r}.mailbox_id, 1, {unread},
+      CASE WHEN t.emails = 1 THEN 1 ELSE 0 END,
+      CASE WHEN {r}.unread != 0 AND t.unread = 1 THEN 1 ELSE 0 END
     FROM {threads} t
     WHERE t.account = {r}.account AND t.mailbox_id = {r}.mailbox_id
     AND t.thread_id = {r}.thread_id
     ON CONFLICT (account, mailbox_id) DO UPDATE SET
-      emails = emails + 1,
-      unread_emails = unread_emails + excluded.unread_emails,
-      threads = threads + excluded.threads,
-      unread_threads = unread_threads + excluded.unread_threads;
+      emails = {mailboxes}.emails + 1,
+      unread_emails = {mailboxes}.unread_emails + excluded.unread_emails,
+      threads = {mailboxes}.threads + excluded.threads,
+      unread_threads = {mailboxes}.unread_threads + excluded.unread_threads;
 """
 
 _REMOVE = """
@@ -154,12 +158,13 @@ _REMOVE = """
     UPDATE {mailboxes} SET
       emails = emails - 1,
       unread_emails = unread_emails - {unread},
-      threads = threads - coalesce((SELECT t.emails = 0 FROM {threads} t
-        WHERE t.account = {r}.account AND t.mailbox_id = {r}.mailbox_id
-        AND t.thread_id = {r}.thread_id), 0),
-      unread_threads = unread_threads - ({unread} AND coalesce((SELECT t.unread = 0
+      threads = threads - coalesce((SELECT CASE WHEN t.emails = 0 THEN 1 ELSE 0 END
         FROM {threads} t WHERE t.account = {r}.account AND t.mailbox_id = {r}.mailbox_id
-        AND t.thread_id = {r}.thread_id), 0))
+        AND t.thread_id = {r}.thread_id), 0),
+      unread_threads = unread_threads - (CASE WHEN {r}.unread != 0 AND coalesce((SELECT
+        t.unread = 0 FROM {threads} t WHERE t.account = {r}.account
+        AND t.mailbox_id = {r}.mailbox_id AND t.thread_id = {r}.thread_id), false)
+        THEN 1 ELSE 0 END)
     WHERE account = {r}.account AND mailbox_id = {r}.mailbox_id;
     DELETE FROM {threads} WHERE account = {r}.account AND mailbox_id = {r}.mailbox_id
     AND thread_id = {r}.thread_id AND emails = 0;
@@ -173,30 +178,34 @@ def _steps(template: str, row: str) -> str:
         threads=THREAD_COUNTS,
         mailboxes=MAILBOX_COUNTS,
         r=row,
-        unread=f"(CASE WHEN {row}.unread THEN 1 ELSE 0 END)",
+        unread=f"(CASE WHEN {row}.unread != 0 THEN 1 ELSE 0 END)",
     )
+
+
+def _statements(template: str, row: str) -> list[str]:
+    """The statements of a trigger body (each ending in ``;``) for ``row`` (NEW or OLD)."""
+    return [part.strip() + ";" for part in _steps(template, row).split(";") if part.strip()]
 
 
 def create_count_triggers(db: sqlite_utils.Database) -> None:
     """The triggers that keep THREAD_COUNTS and MAILBOX_COUNTS (see above) in step with
     every insert, delete and update of MEMBERSHIP rows."""
     prefix = "mail_mailbox_counts"
-    db.execute(
-        f"CREATE TRIGGER {prefix}_insert AFTER INSERT ON {MEMBERSHIP} "
-        f"BEGIN {_steps(_ADD, 'NEW')} END"
-    )
-    db.execute(
-        f"CREATE TRIGGER {prefix}_delete AFTER DELETE ON {MEMBERSHIP} "
-        f"BEGIN {_steps(_REMOVE, 'OLD')} END"
-    )
+    sql = dialect(db)
+    sql.create_trigger(db, f"{prefix}_insert", "INSERT", MEMBERSHIP, _statements(_ADD, "NEW"))
+    sql.create_trigger(db, f"{prefix}_delete", "DELETE", MEMBERSHIP, _statements(_REMOVE, "OLD"))
     # An update of a counted column is the old row leaving and the new one arriving.
-    db.execute(
-        f"CREATE TRIGGER {prefix}_update "
-        f"AFTER UPDATE OF account, mailbox_id, thread_id, unread ON {MEMBERSHIP} "
-        "WHEN OLD.account IS NOT NEW.account OR OLD.mailbox_id IS NOT NEW.mailbox_id "
-        "OR OLD.thread_id IS NOT NEW.thread_id "
-        "OR (CASE WHEN OLD.unread THEN 1 ELSE 0 END) <> (CASE WHEN NEW.unread THEN 1 ELSE 0 END) "
-        f"BEGIN {_steps(_REMOVE, 'OLD')} {_steps(_ADD, 'NEW')} END"
+    sql.create_trigger(
+        db,
+        f"{prefix}_update",
+        "UPDATE OF account, mailbox_id, thread_id, unread",
+        MEMBERSHIP,
+        _statements(_REMOVE, "OLD") + _statements(_ADD, "NEW"),
+        when="OLD.account IS DISTINCT FROM NEW.account "
+        "OR OLD.mailbox_id IS DISTINCT FROM NEW.mailbox_id "
+        "OR OLD.thread_id IS DISTINCT FROM NEW.thread_id "
+        "OR (CASE WHEN OLD.unread != 0 THEN 1 ELSE 0 END) "
+        "<> (CASE WHEN NEW.unread != 0 THEN 1 ELSE 0 END)",
     )
 
 
@@ -220,13 +229,14 @@ def create_mailbox_counts(db: sqlite_utils.Database) -> None:
     db.execute(
         f"INSERT INTO {THREAD_COUNTS} (account, mailbox_id, thread_id, emails, unread) "
         "SELECT account, mailbox_id, thread_id, count(*), "
-        f"sum(CASE WHEN unread THEN 1 ELSE 0 END) FROM {MEMBERSHIP} "
+        f"sum(CASE WHEN unread != 0 THEN 1 ELSE 0 END) FROM {MEMBERSHIP} "
         "GROUP BY account, mailbox_id, thread_id"
     )
     db.execute(
         f"INSERT INTO {MAILBOX_COUNTS} "
         "(account, mailbox_id, emails, unread_emails, threads, unread_threads) "
-        "SELECT account, mailbox_id, sum(emails), sum(unread), count(*), sum(unread > 0) "
+        "SELECT account, mailbox_id, sum(emails), sum(unread), count(*), "
+        "sum(CASE WHEN unread > 0 THEN 1 ELSE 0 END) "
         f"FROM {THREAD_COUNTS} GROUP BY account, mailbox_id"
     )
     create_count_triggers(db)
@@ -267,7 +277,11 @@ def create_threads_parts_fts(db: sqlite_utils.Database) -> None:
         pk=("account", "email_id", "part_id"),
     )
     # FTS5 over the searchable text of each Email (RFC 8621 §4.4.1 text, from, to, cc, bcc,
-    # subject, body), kept in the same transaction as the Email itself.
+    # subject, body), kept in the same transaction as the Email itself; PostgreSQL's own
+    # text search on that back end (pgsearch).
+    if dialect(db).name == "postgresql":
+        pgsearch.create_index(db)
+        return
     db.execute(
         f"CREATE VIRTUAL TABLE {FTS} USING fts5(email_id UNINDEXED, account UNINDEXED, "
         "subject, sender, recipients_to, recipients_cc, recipients_bcc, body, "
@@ -517,12 +531,13 @@ def add_new_emails(
     header fields (see header_rows)."""
     conn = db.conn
     conn.executemany(
-        f"INSERT OR IGNORE INTO {THREAD_KEYS} (account, key, thread_id, subject) "
-        "VALUES (?, ?, ?, ?)",
+        f"INSERT INTO {THREAD_KEYS} (account, key, thread_id, subject) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (account, key, thread_id) DO NOTHING",
         thread_keys,
     )
     conn.executemany(
-        f"INSERT OR REPLACE INTO {PARTS} (account, email_id, part_id, blob_id) VALUES (?, ?, ?, ?)",
+        f"INSERT INTO {PARTS} (account, email_id, part_id, blob_id) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (account, email_id, part_id) DO UPDATE SET blob_id = excluded.blob_id",
         parts,
     )
     conn.executemany(
@@ -530,11 +545,14 @@ def add_new_emails(
         "VALUES (?, ?, ?, ?, ?)",
         membership,
     )
-    conn.executemany(
-        f"INSERT INTO {FTS} (rowid, email_id, account, subject, sender, recipients_to, "
-        "recipients_cc, recipients_bcc, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        texts,
-    )
+    if dialect(db).name == "postgresql":
+        pgsearch.add_texts(db, texts)
+    else:
+        conn.executemany(
+            f"INSERT INTO {FTS} (rowid, email_id, account, subject, sender, recipients_to, "
+            "recipients_cc, recipients_bcc, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            texts,
+        )
     conn.executemany(_INSERT_HEADER, headers)
 
 

@@ -214,7 +214,8 @@ def auto_reply(
     if row is not None and now - row[0] < _period(host):
         return None
     db.execute(
-        f"INSERT OR REPLACE INTO {SENT} (account, sender, sent_at) VALUES (?, ?, ?)",
+        f"INSERT INTO {SENT} (account, sender, sent_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (account, sender) DO UPDATE SET sent_at = excluded.sent_at",
         [account_id, key, int(now)],
     )
     return build_reply(db, account_id, vacation, parsed, recipient, sender, now)
