@@ -357,10 +357,18 @@ async def test_reupload_resets_expiry_and_server_sweeps_at_start(tmp_path):
         blob = await upload_blob(alice, own, b"renew me")
         store = server.host.store
 
-        def expires(db):
-            return db[UPLOAD_TABLE].get((own, blob, "alice"))["expires"]
+        def upload_row(db):
+            [row] = db.query(
+                f"SELECT * FROM [{UPLOAD_TABLE}] WHERE account = ? AND blob_id = ? "
+                "AND principal = ?",
+                [own, blob, "alice"],
+            )
+            return row
 
-        row = await store.read(lambda db: db[UPLOAD_TABLE].get((own, blob, "alice")))
+        def expires(db):
+            return upload_row(db)["expires"]
+
+        row = await store.read(upload_row)
         assert row["expires"] - row["created"] == 7200  # storage.blob.upload-expiry
         first = row["expires"]
         await store.write(lambda db: db[UPLOAD_TABLE].update((own, blob, "alice"), {"expires": 5}))
