@@ -296,7 +296,7 @@ def open_blobstore(storage: dict[str, Any], store: Any) -> BlobStore:
 
 def blobstore(host: Host) -> BlobStore:
     """The blob store of ``host``; nothing outside this module asks which one it is."""
-    return host.blobstore  # type: ignore[no-any-return]
+    return host.blobstore
 
 
 def _blob_id(data: bytes) -> str:
