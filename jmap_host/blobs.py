@@ -438,9 +438,10 @@ class DatabaseBlobStore:
     committed before write_blob returns.  An upload's bytes are inserted (from its
     temporary file) before the transaction of its row, as a file is linked, and that
     transaction checks again that they are there.  The transactions of such inserts do
-    not take the write lock: an insert of content-addressed bytes that does nothing when
-    the row exists commutes with every other write, but for the sweeper deleting the row
-    of the same content, which holds the write lock, as the check does.
+    not take the write lock: inserting content-addressed bytes, doing nothing when the row
+    exists, commutes with every other write.  The one write it races with, the sweeper
+    deleting the row of that content, holds the write lock, and so does the transaction
+    naming the blob, which checks again (as for a file).
 
     Ranges are read with ``substring`` of the (uncompressed) value: a download streams
     its slices, a chunk per query, never the whole blob at once."""
