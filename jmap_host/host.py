@@ -18,6 +18,7 @@ import trio
 
 from . import messaging
 from .auth import Authenticator
+from .blobs import open_blobstore
 from .capabilities import CORE, Account, Capability, Method
 from .cluster import HostEvents
 from .config import Config, build_schema, check_plugins_table, read_toml, validate
@@ -104,6 +105,8 @@ class Host:
         self.limits = Limits.from_config(config)
         self.store = open_store(config.data["storage"])
         self.store.add_migrations(host_migrations)
+        # Where blob bytes live (storage.blob.store); only jmap_host.blobs uses it.
+        self.blobstore = open_blobstore(config.data["storage"], self.store)
         for _plugin, sets in call_for_each(self.pm, "migrations", host=self):
             for migration_set in sets:
                 self.store.add_migrations(migration_set)

@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 
-# The event that tells receivers messages were lost (the cluster bus's name for it).
 DATAGRAM_LIMIT = 60_000
 RECEIVE_LIMIT = 256 * 1024
 SEND_TIMEOUT = 1.0

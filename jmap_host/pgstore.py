@@ -404,8 +404,9 @@ class PgDatabase:
 
     dialect = POSTGRESQL
 
-    def __init__(self, conn: psycopg.Connection[Any]):
+    def __init__(self, conn: psycopg.Connection[Any], *, read_only: bool = False):
         self.conn = PgConnection(conn)
+        self.read_only = read_only
         self._tables: set[str] | None = None
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
@@ -503,6 +504,9 @@ class PgStore:
         self._migrations: list[sqlite_utils.Migrations] = []
         self.inline_reads = False  # every read goes to a worker thread (a network round trip)
         self.background_checkpoint = False
+        # The transaction the function of read_sync / write_sync running in this thread is
+        # in (current()).
+        self._running = threading.local()
         # Background jobs that run once across the nodes (leases.py): advisory locks on a
         # connection of their own, outside the pool.
         self.leases = PgLeases(url, statement_timeout=statement_timeout)
@@ -601,27 +605,44 @@ class PgStore:
 
     # -- transactions ------------------------------------------------------------------
 
+    def current(self) -> PgDatabase | None:
+        """The transaction of the read or write function running in this thread, or None
+        (code the function calls that is not given ``db``, e.g. the database blob store,
+        works in it: what it writes commits or rolls back with the rest)."""
+        return getattr(self._running, "db", None)
+
+    def _run(self, fn: Callable[[PgDatabase], T], db: PgDatabase) -> T:
+        previous = self.current()
+        self._running.db = db
+        try:
+            return fn(db)
+        finally:
+            self._running.db = previous
+
     def read_sync(self, fn: Callable[[PgDatabase], T]) -> T:
         """Run ``fn`` in one read-only snapshot transaction."""
         try:
             with self._connection() as conn:
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 try:
-                    return fn(PgDatabase(conn))
+                    return self._run(fn, PgDatabase(conn, read_only=True))
                 finally:
                     _end(conn, "ROLLBACK")
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    def write_sync(self, fn: Callable[[PgDatabase], T]) -> T:
+    def write_sync(self, fn: Callable[[PgDatabase], T], *, lock: bool = True) -> T:
         """Run ``fn`` in one transaction holding the write lock; committed (durable)
-        when this returns, rolled back if ``fn`` raises."""
+        when this returns, rolled back if ``fn`` raises.  ``lock=False``: without the
+        write lock, for a write that commutes with every other (an idempotent insert of
+        content-addressed bytes), so that other writes need not wait for it."""
         try:
             with self._connection() as conn:
                 conn.execute("BEGIN")
                 try:
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                    result = fn(PgDatabase(conn))
+                    if lock:
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    result = self._run(fn, PgDatabase(conn))
                     conn.execute("COMMIT")
                 except BaseException:
                     _end(conn, "ROLLBACK")
@@ -633,8 +654,8 @@ class PgStore:
     async def read(self, fn: Callable[[PgDatabase], T], *, inline: bool = True) -> T:
         return await trio.to_thread.run_sync(self.read_sync, fn)
 
-    async def write(self, fn: Callable[[PgDatabase], T]) -> T:
-        return await trio.to_thread.run_sync(self.write_sync, fn)
+    async def write(self, fn: Callable[[PgDatabase], T], *, lock: bool = True) -> T:
+        return await trio.to_thread.run_sync(functools.partial(self.write_sync, fn, lock=lock))
 
     async def checkpointer(self, interval: float = 0.0) -> None:
         """PostgreSQL checkpoints by itself: nothing to do (the SQLite store's task)."""
