@@ -8,9 +8,9 @@ comes from that session, so the same scripts run against any JMAP server.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -37,6 +37,23 @@ class Session:
     upload_url: str
     event_source_url: str
     core: dict[str, Any] = field(default_factory=dict)
+
+
+def on_node(session: Session, base_url: str) -> Session:
+    """The same session's URLs on another node of the same deployment (several jmap-host
+    nodes on one database, each reached directly rather than through a load balancer)."""
+    node = urlsplit(base_url)
+
+    def moved(url: str) -> str:
+        return urlunsplit(urlsplit(url)._replace(scheme=node.scheme, netloc=node.netloc))
+
+    return replace(
+        session,
+        url=moved(session.url),
+        api_url=moved(session.api_url),
+        upload_url=moved(session.upload_url),
+        event_source_url=moved(session.event_source_url),
+    )
 
 
 def basic_auth(user: str, password: str) -> str:

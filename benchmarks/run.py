@@ -52,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from generate import SEARCH_TERMS, generate  # noqa: E402
-from jmapclient import Client, JMAPError, method_errors, new_http  # noqa: E402
+from jmapclient import Client, JMAPError, method_errors, new_http, on_node  # noqa: E402
 from load import load  # noqa: E402
 from stats import summarize  # noqa: E402
 
@@ -539,20 +539,23 @@ async def open_streams(
 ) -> tuple[list[Stream], dict[str, Any]]:
     """Open ``count`` streams in ``nursery``, at most ``--push-connect-concurrency`` being
     set up at a time (clients reconnecting in waves); wait until each has its response
-    headers and first body bytes (or the bounds pass).  Returns the streams and figures."""
+    headers and first body bytes (or the bounds pass).  Returns the streams and figures.
+    With ``--nodes``, the streams are spread over every node (the changes are made through
+    ``--url``: what reaches the others crossed the nodes' fan-out)."""
+    urls = [url, *(url.replace(args.url.rstrip("/"), n.rstrip("/"), 1) for n in nodes(args))]
     streams = [Stream(tally) for _ in range(count)]
     start = time.perf_counter()
     limiter = trio.Semaphore(args.push_connect_concurrency)
 
-    async def open_one(s: Stream) -> None:
+    async def open_one(i: int, s: Stream) -> None:
         async with limiter:
-            nursery.start_soon(s.run, url, authorization)
+            nursery.start_soon(s.run, urls[i % len(urls)], authorization)
             await s.headers_seen.wait()
 
     with trio.move_on_after(args.push_connect_timeout):
         async with trio.open_nursery() as opening:
-            for s in streams:
-                opening.start_soon(open_one, s)
+            for i, s in enumerate(streams):
+                opening.start_soon(open_one, i, s)
     headers_seconds = time.perf_counter() - start
     # A server may answer the headers before it subscribes the stream: wait for each
     # stream's first body bytes (jmap-host sends a comment line) for a short while.
@@ -854,8 +857,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 async def make_mix(
                     c: int, opened: list[Client] = opened
                 ) -> Callable[[int], Awaitable[None]]:
-                    http = new_http(args.url, args.user, args.password, max_connections=1)
-                    mix_client = Client(http, client.session)
+                    # (with --nodes, client c on node c mod n, as a load balancer spreads them)
+                    bases = [args.url, *nodes(args)]
+                    base = bases[c % len(bases)]
+                    http = new_http(base, args.user, args.password, max_connections=1)
+                    session = client.session if base == args.url else on_node(client.session, base)
+                    mix_client = Client(http, session)
                     opened.append(mix_client)
                     states = list(await scen.states(mix_client))
                     ops = [
@@ -930,6 +937,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- output ----------------------------------------------------------------------------------
+
+
+def nodes(args: argparse.Namespace) -> list[str]:
+    """The further nodes of ``--nodes``."""
+    return [n.strip() for n in args.nodes.split(",") if n.strip()]
 
 
 def delivery_row(label: str, status: str, d: dict[str, Any], note: str) -> tuple:
@@ -1095,6 +1107,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--url", default="http://127.0.0.1:8765", help="server base URL")
+    p.add_argument(
+        "--nodes",
+        default="",
+        help="comma-separated base URLs of further nodes of the same deployment (one "
+        "database): scenario 8's clients and scenario 9's streams are spread over --url and "
+        "these, the changes going through --url",
+    )
     p.add_argument("--user", default="bench")
     p.add_argument("--password", default="bench")
     p.add_argument("--server-pid", type=int, help="server process, for VmRSS (scenario 10)")
@@ -1162,6 +1181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "url": args.url,
+        "nodes": nodes(args),
         "label": args.label,
         "server_pid": args.server_pid,
         "git_commit": git_commit(),

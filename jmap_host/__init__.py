@@ -33,6 +33,7 @@ from .blobs import (
     write_blob,
 )
 from .capabilities import CORE, Account, Call, Capability, Method, RequestContext
+from .cluster import HostEvents
 from .commands import host_for_command, principal_for_command
 from .config_schema import (
     REQUIRED,
@@ -122,6 +123,7 @@ __all__ = [
     "FilterCondition",
     "ForbiddenFrom",
     "Host",
+    "HostEvents",
     "Int",
     "Invalid",
     "InvalidAddress",

@@ -21,7 +21,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .http import Request
 
 CREDENTIAL_CACHE_SECONDS = 60.0
+WEBSOCKET_TOKEN_USED = "auth.websocket-token-used"  # the host event of a token's one use
 VERIFY_CONCURRENCY = max(4, os.cpu_count() or 1)
 
 
@@ -69,9 +70,17 @@ class Authenticator:
         self._failures: dict[str, deque[float]] = {}
         self._cache_key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[float, Principal]] = {}
+        # WebSocket stream tokens already used (by their SHA-256), until they expire; a
+        # use on another node is heard of through the host events (jmap_host.cluster).
         self._used_tokens: dict[str, float] = {}
+        host.events.on(WEBSOCKET_TOKEN_USED, self._token_used_elsewhere)
         self._verifying: dict[bytes, _Verification] = {}
         self._verify_slots = trio.CapacityLimiter(VERIFY_CONCURRENCY)
+
+    def _token_used_elsewhere(self, data: dict[str, Any]) -> None:
+        digest = data.get("digest")
+        if isinstance(digest, str):
+            self._used_tokens[digest] = time.time() + streamtoken.STREAM_TOKEN_SECONDS + 1
 
     def challenge(self, failure: AuthFailure | None = None) -> list[tuple[str, str]]:
         realm = self.realm.replace('"', "")
@@ -156,10 +165,14 @@ class Authenticator:
         if name is not None and scope == streamtoken.WEBSOCKET_SCOPE:
             now = time.time()
             self._used_tokens = {t: e for t, e in self._used_tokens.items() if e > now}
-            if token in self._used_tokens:
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            if digest in self._used_tokens:
                 name = None
             else:
-                self._used_tokens[token] = now + streamtoken.STREAM_TOKEN_SECONDS + 1
+                # Here and on every other node: one handshake on any of them.  (The
+                # others hear of it within a millisecond or so: the same token presented
+                # to two nodes within that time could pass on both.)
+                self.host.events.emit(WEBSOCKET_TOKEN_USED, {"digest": digest})
         try:
             principal = await self.host.directory.principal(name) if name else None
         except DirectoryUnavailable:

@@ -1,10 +1,14 @@
 """Binary data (RFC 8620 §6): upload (§6.1), download (§6.2), Blob/copy (§6.3), expiry.
 
-Storage.  Blobs are content-addressed files under ``<storage.path>/blobs/aa/bb/<sha256>``
-(the blob id is ``"G" + sha256``).  An upload is streamed to ``blobs/tmp``, fsynced, then
-renamed into place and its directory fsynced *inside* the write transaction that inserts the
-row naming it, so an acknowledged upload survives a crash and the sweeper (which deletes
-files inside its own write transaction) can never delete a file a new row is about to name.
+Storage.  Blobs are content-addressed (the blob id is ``"G" + sha256``) and live in the
+blob store ``[storage.blob] store`` chooses (``host.blobstore``; nothing outside this module
+asks which): :class:`DirectoryBlobStore`, files under ``storage.blob.directory`` (default
+``<storage.path>/blobs``), which several nodes may share; or :class:`DatabaseBlobStore`,
+rows of ``host_blob_data`` in PostgreSQL.  Either way a blob is durable before the row
+naming it commits (a file is fsynced and renamed into place inside the write transaction
+that inserts the row; a database row is written in that transaction or before it), so an
+acknowledged upload survives a crash, and the sweeper (which deletes blobs inside its own
+write transaction) can never delete one a new row is about to name.
 
 Access is per account and, for unreferenced blobs, per user (§6, §6.1: "unreferenced blobs
 MUST only be accessible to the uploader, even in shared accounts"):
@@ -22,8 +26,8 @@ nobody learns that someone else's blob exists.
 
 Expiry.  :func:`sweep_blobs` (run every few minutes by :func:`run_sweeper`, which the server
 starts in its background nursery) deletes upload rows that have expired and are not
-referenced in their account, then deletes the file of each such blob that no row in any
-account names any more.  ``storage.blob.upload-expiry`` (default 24h, at least 1h as §6
+referenced in their account, then deletes each such blob that no row in any account names
+any more.  ``storage.blob.upload-expiry`` (default 24h, at least 1h as §6
 requires) sets the lifetime of new uploads.
 """
 
@@ -38,11 +42,11 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote
 
 import sqlite_utils
@@ -56,11 +60,13 @@ from .limits import LimitExceeded
 from .numbers import parse_digits
 from .quota import OverQuota, check_quota, limits_for
 from .session import accounts_for
+from .sqldialect import dialect
 
 if TYPE_CHECKING:
     from .host import Host
 
 log = logging.getLogger("jmap_host.blobs")
+T = TypeVar("T")
 
 # The first migration's table (account, blob_id, type, size, created); the "blob_access"
 # migration moves its rows into UPLOAD_TABLE and drops it.
@@ -259,16 +265,18 @@ def _upload_type(db: sqlite_utils.Database, account_id: str, blob_id: str, princ
     return "application/octet-stream"
 
 
-# -- files -------------------------------------------------------------------------------------
+# -- the blob stores ---------------------------------------------------------------------------
+
+# The bytes of the blobs of the database store (migration "blob_data").
+DATA_TABLE = "host_blob_data"
 
 
-def blob_dir(host: Host) -> Path:
-    return Path(host.config.data["storage"]["path"]) / "blobs"
-
-
-def blob_path(host: Host, blob_id: str) -> Path:
-    digest = blob_id[1:]
-    return blob_dir(host) / digest[:2] / digest[2:4] / digest
+def create_blob_data(db: sqlite_utils.Database) -> None:
+    """Migration "blob_data": the table of ``storage.blob.store = "database"``.  Made on
+    both back ends (the host has one migration set); only that store, on PostgreSQL, fills
+    it.  The values are kept uncompressed, so that a range reads only its slice."""
+    db[DATA_TABLE].create({"id": str, "data": bytes}, pk="id", not_null={"id", "data"})
+    dialect(db).store_uncompressed(db, DATA_TABLE, "data")
 
 
 def upload_expiry(host: Host) -> float:
@@ -276,11 +284,124 @@ def upload_expiry(host: Host) -> float:
     return float(host.config.get("storage.blob.upload-expiry", DEFAULT_UPLOAD_EXPIRY))
 
 
+def open_blobstore(storage: dict[str, Any], store: Any) -> BlobStore:
+    """The blob store ``[storage.blob]`` configures (``store``: the host's database)."""
+    blob = storage["blob"]
+    directory = Path(blob["directory"])
+    if blob["store"] == "database":
+        # (The directory holds only the temporary files of uploads being received.)
+        return DatabaseBlobStore(store, directory / "tmp")
+    return DirectoryBlobStore(directory)
+
+
+def blobstore(host: Host) -> BlobStore:
+    """The blob store of ``host``; nothing outside this module asks which one it is."""
+    return host.blobstore
+
+
+def _blob_id(data: bytes) -> str:
+    return "G" + hashlib.sha256(data).hexdigest()
+
+
+class DirectoryBlobStore:
+    """``store = "directory"``: each blob a file, ``<directory>/aa/bb/<sha256>``, written
+    first to ``<directory>/tmp`` and fsynced.  Every file a row names is durable (content
+    fsynced, then the rename fsynced through its directory) before that row commits.
+
+    Several nodes (or worker processes) may share the directory, e.g. over NFS:
+
+    - a file is only ever written under a temporary name of its own (128 random bits) and
+      gets its final name by a rename or a hard link, both atomic, of a fully written and
+      fsynced file: two writers of the same content each put the same complete file there;
+    - whether a file is there is asked by opening it (:func:`_file_size`): NFS revalidates
+      a name with the server on open (close-to-open consistency), where a stat may answer
+      from the client's cache after another node removed the file;
+    - files are removed only inside a write transaction (the sweeper's), and put in place
+      inside the write transaction that names them, and the store's write lock covers
+      every node (SQLite's file lock, PostgreSQL's advisory lock);
+    - the sweeper removes temporary files not modified for the upload expiry (at least an
+      hour, far above any clock difference between nodes), so never one still being
+      written."""
+
+    # A received upload is fsynced: its temporary file becomes the blob's file.
+    sync_uploads = True
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.tmp_dir = directory / "tmp"
+
+    def path(self, blob_id: str) -> Path:
+        digest = blob_id[1:]
+        return self.directory / digest[:2] / digest[2:4] / digest
+
+    def read(self, blob_id: str) -> bytes | None:
+        try:
+            return self.path(blob_id).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, blob_id: str, data: bytes) -> None:
+        """Inside the write transaction naming the blob: its file, durably."""
+        final = self.path(blob_id)
+        tmp = _stage_file(self.tmp_dir, final, data)
+        if tmp is not None:
+            _commit_file(tmp, final)
+
+    def size_in(self, db: Any, blob_id: str) -> int | None:
+        """Inside a transaction: the blob's size, None if it is not stored."""
+        return _file_size(self.path(blob_id))
+
+    async def size(self, blob_id: str) -> int | None:
+        return await trio.to_thread.run_sync(_file_size, self.path(blob_id))
+
+    async def read_range(self, blob_id: str, first: int, length: int) -> bytes:
+        return await trio.to_thread.run_sync(_read_range, self.path(blob_id), first, length)
+
+    def stream_range(self, blob_id: str, first: int, length: int) -> AsyncIterator[bytes]:
+        return _stream_range(self.path(blob_id), first, length)
+
+    def staging(self) -> _StagedFiles:
+        return _StagedFiles(self)
+
+    async def prepare_upload(self, tmp: Path, blob_id: str) -> bool:
+        """Before the upload's write transaction: the file's durable name is made now (the
+        write lock is then held for the row only), a hard link to the fsynced temporary
+        file, its directory fsynced.  False if the filesystem has no hard links."""
+        return await trio.to_thread.run_sync(_link_durably, tmp, self.path(blob_id))
+
+    def commit_upload(self, db: Any, tmp: Path, blob_id: str, linked: bool) -> None:
+        """Inside the upload's write transaction, before its row: under the write lock the
+        sweeper cannot run, and a file it removed since the link is put back here."""
+        _commit_file(tmp, self.path(blob_id), linked)
+
+    def delete(self, db: Any, blob_id: str) -> bool:
+        """Inside the sweeper's write transaction: remove the blob; False if it was not
+        stored."""
+        try:
+            self.path(blob_id).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _file_size(path: Path) -> int | None:
+    """The size of the file ``path``, None if there is none.  Asked by opening it (see
+    :class:`DirectoryBlobStore`: on NFS a file another node removed must not count)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
 def _commit_file(tmp: Path, final: Path, linked: bool = False) -> None:
     """Inside the write transaction that adds the row naming ``final``: rename ``tmp`` to
     ``final`` and fsync the directory, unless ``linked`` (:func:`_link_durably` gave the
     file that name durably already) and the file is still there."""
-    if linked and final.is_file():
+    if linked and _file_size(final) is not None:
         return
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, final)
@@ -306,6 +427,125 @@ def _link_durably(tmp: Path, final: Path) -> bool:
     return True
 
 
+class DatabaseBlobStore:
+    """``store = "database"``: each blob a row of ``host_blob_data`` in PostgreSQL, so
+    that every node has every blob, and a backup of the database has them too.
+
+    The bytes are written in the transaction of the function running in this thread when
+    there is one (``PgStore.current()``: write_blob and StagedBlobs.place inside the write
+    function that names the blob), so they are durable exactly when the rows naming them
+    commit and gone if it rolls back; outside one, in a small transaction of their own,
+    committed before write_blob returns.  An upload's bytes are inserted (from its
+    temporary file) before the transaction of its row, as a file is linked, and that
+    transaction checks again that they are there.  The transactions of such inserts do
+    not take the write lock: inserting content-addressed bytes, doing nothing when the row
+    exists, commutes with every other write.  The one write it races with, the sweeper
+    deleting the row of that content, holds the write lock, and so does the transaction
+    naming the blob, which checks again (as for a file).
+
+    Ranges are read with ``substring`` of the (uncompressed) value: a download streams
+    its slices, a chunk per query, never the whole blob at once."""
+
+    # The received temporary file is only read back into the insert: no fsync.
+    sync_uploads = False
+
+    def __init__(self, store: Any, tmp_dir: Path) -> None:
+        self.store = store
+        self.tmp_dir = tmp_dir
+
+    def _in_transaction(self, fn: Callable[[Any], T], write: bool) -> T:
+        db = self.store.current()
+        if db is not None and not (write and db.read_only):
+            return fn(db)  # type: ignore[no-any-return]
+        if write:
+            return self.store.write_sync(fn, lock=False)  # type: ignore[no-any-return]
+        return self.store.read_sync(fn)  # type: ignore[no-any-return]
+
+    def read(self, blob_id: str) -> bytes | None:
+        return self._in_transaction(lambda db: _stored_data(db, blob_id), write=False)
+
+    def write(self, blob_id: str, data: bytes) -> None:
+        self._in_transaction(lambda db: _insert_data(db, [(blob_id, data)]), write=True)
+
+    def size_in(self, db: Any, blob_id: str) -> int | None:
+        row = db.execute(
+            f"SELECT octet_length(data) FROM [{DATA_TABLE}] WHERE id = ?", [blob_id]
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    async def size(self, blob_id: str) -> int | None:
+        size: int | None = await self.store.read(lambda db: self.size_in(db, blob_id))
+        return size
+
+    async def read_range(self, blob_id: str, first: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        data: bytes = await self.store.read(lambda db: _data_slice(db, blob_id, first, length))
+        return data
+
+    async def stream_range(self, blob_id: str, first: int, length: int) -> AsyncIterator[bytes]:
+        while length > 0:
+            chunk = await self.read_range(blob_id, first, min(CHUNK, length))
+            if not chunk:
+                return  # swept since the download began: the body ends short
+            first += len(chunk)
+            length -= len(chunk)
+            yield chunk
+
+    def staging(self) -> _StagedRows:
+        return _StagedRows(self)
+
+    async def prepare_upload(self, tmp: Path, blob_id: str) -> None:
+        def insert(db: Any) -> None:
+            if not _stored_ids(db, [blob_id]):  # (same content stored: no bytes to send)
+                _insert_data(db, [(blob_id, tmp.read_bytes())])
+
+        await trio.to_thread.run_sync(lambda: self.store.write_sync(insert, lock=False))
+
+    def commit_upload(self, db: Any, tmp: Path, blob_id: str, prepared: None) -> None:
+        # Under the write lock: the sweeper may have deleted the row of this content since
+        # it was inserted (an older upload of it expired): put it back.
+        if not _stored_ids(db, [blob_id]):
+            _insert_data(db, [(blob_id, tmp.read_bytes())])
+
+    def delete(self, db: Any, blob_id: str) -> bool:
+        return db.execute(f"DELETE FROM [{DATA_TABLE}] WHERE id = ?", [blob_id]).rowcount > 0
+
+
+def _stored_data(db: Any, blob_id: str) -> bytes | None:
+    row = db.execute(f"SELECT data FROM [{DATA_TABLE}] WHERE id = ?", [blob_id]).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def _data_slice(db: Any, blob_id: str, first: int, length: int) -> bytes:
+    row = db.execute(
+        f"SELECT substring(data FROM CAST(? AS INTEGER) FOR CAST(? AS INTEGER)) "
+        f"FROM [{DATA_TABLE}] WHERE id = ?",
+        [first + 1, length, blob_id],
+    ).fetchone()
+    return b"" if row is None else bytes(row[0])
+
+
+def _stored_ids(db: Any, blob_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(blob_ids), 400):
+        chunk = blob_ids[start : start + 400]
+        marks = ", ".join("?" * len(chunk))
+        found.update(_column(db, f"SELECT id FROM [{DATA_TABLE}] WHERE id IN ({marks})", chunk))
+    return found
+
+
+def _insert_data(db: Any, rows: list[tuple[str, bytes]]) -> None:
+    if rows:
+        db.conn.executemany(
+            f"INSERT INTO [{DATA_TABLE}] (id, data) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+            rows,
+        )
+
+
+BlobStore = DirectoryBlobStore | DatabaseBlobStore
+
+
 UPSERT_UPLOAD = (
     f"INSERT INTO [{UPLOAD_TABLE}] (account, blob_id, principal, type, size, created, expires) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account, blob_id, principal) DO UPDATE SET "
@@ -315,15 +555,14 @@ UPSERT_UPLOAD = (
 
 
 def write_blob(host: Host, data: bytes) -> str:
-    """Store ``data`` as a blob (content-addressed, fsynced, renamed into place) and return
-    its id.  Call it inside the write transaction that then records the blob's reference
-    (:func:`add_blob_reference`): the sweeper deletes files in its own write transaction,
-    so the two never interleave.  For plugins that make blobs themselves (mail parts)."""
-    blob_id = "G" + hashlib.sha256(data).hexdigest()
-    final = blob_path(host, blob_id)
-    tmp = _stage_file(blob_dir(host) / "tmp", final, data)
-    if tmp is not None:
-        _commit_file(tmp, final)
+    """Store ``data`` as a blob and return its id (content-addressed).  Call it inside the
+    write transaction that then records the blob's reference (:func:`add_blob_reference`):
+    the blob is durable before that transaction commits (a file: fsynced and renamed into
+    place now; in the database: written in that transaction), and the sweeper, which
+    deletes blobs in its own write transaction, cannot interleave.  For plugins that make
+    blobs themselves (mail parts)."""
+    blob_id = _blob_id(data)
+    blobstore(host).write(blob_id, data)
     return blob_id
 
 
@@ -351,7 +590,7 @@ def _sync_executor() -> ThreadPoolExecutor:
 def _stage_file(tmp_dir: Path, final: Path, data: bytes) -> Path | None:
     """A pool thread's part of :meth:`StagedBlobs.stage`: None if ``final`` exists, else
     ``data`` written to a new file in ``tmp_dir`` and fsynced; returns that file."""
-    if final.is_file():
+    if _file_size(final) is not None:
         return None
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / secrets.token_hex(16)
@@ -367,44 +606,65 @@ def _stage_file(tmp_dir: Path, final: Path, data: bytes) -> Path | None:
 
 
 class StagedBlobs:
-    """Blob files prepared *before* the write transaction that names them, so that writing
-    and fsyncing them overlaps other work (parsing the next message) instead of holding the
-    write lock: :meth:`stage` (any thread, no transaction) hashes the bytes and hands the
-    file to a pool thread, which writes a new file to ``blobs/tmp`` and fsyncs it;
-    :meth:`place` (inside the write transaction) renames the staged files the transaction
-    will name into place and starts the fsyncs of their directories; :meth:`wait` (inside
-    the transaction, after the last row and before the COMMIT) waits for those fsyncs.
-    :meth:`close` (always, after the transaction) waits for anything still running and
-    deletes the staged files that were never placed (records that failed).
+    """Blobs prepared *before* the write transaction that names them, so that writing
+    them overlaps other work (parsing the next message) instead of holding the write lock:
+    :meth:`stage` (any thread, no transaction) hashes the bytes and prepares the blob;
+    :meth:`place` (inside the write transaction) stores the staged blobs the transaction
+    will name; :meth:`wait` (inside the transaction, after the last row and before the
+    COMMIT) waits until they are durable.  :meth:`close` (always, after the transaction)
+    waits for anything still running and drops the staged blobs never placed (records
+    that failed).
 
-    Durability invariant (as for :func:`write_blob`): every blob file
-    a row names is durable (content fsynced before the rename, the rename fsynced through its
-    directory) before that row commits.  A file that already existed at :meth:`stage` is
-    checked again in :meth:`place`, under the write lock (the sweeper deletes files only in
-    its own write transaction), and written there if it has gone."""
+    Durability invariant (as for :func:`write_blob`): every blob a row names is durable
+    before that row commits.  With the directory store, stage() writes and fsyncs a
+    temporary file in a pool thread, place() renames it into place and starts the fsyncs
+    of the directories, which wait() waits for; with the database store, place() inserts
+    the bytes in the transaction itself."""
 
     def __init__(self, host: Host) -> None:
-        self.host = host
-        self._tmp_dir = blob_dir(host) / "tmp"
+        self._staged = blobstore(host).staging()
+
+    def stage(self, data: bytes, blob_id: str | None = None, present: bool = False) -> str:
+        """The blob id of ``data`` (``blob_id`` when the caller knows it already);
+        ``present``: the caller has just read the blob, so it need not be written."""
+        return self._staged.stage(data, blob_id, present)
+
+    def place(self, blob_ids: Any) -> None:
+        """Inside the write transaction: store the (staged) blobs of ``blob_ids``."""
+        self._staged.place(blob_ids)
+
+    def wait(self) -> None:
+        """Inside the write transaction, before COMMIT: every placed blob is durable."""
+        self._staged.wait()
+
+    def close(self) -> None:
+        """After the transaction (committed or not): drop the blobs never placed."""
+        self._staged.close()
+
+
+class _StagedFiles:
+    """:class:`StagedBlobs` of the directory store.  A file that already existed at
+    :meth:`stage` is checked again in :meth:`place`, under the write lock (the sweeper
+    deletes files only in its own write transaction), and written there if it has gone."""
+
+    def __init__(self, store: DirectoryBlobStore) -> None:
+        self.store = store
         # blob id -> (future of the staged file, None: it existed; the bytes)
         self._staged: dict[str, tuple[Any, bytes]] = {}
         self._dir_syncs: list[Any] = []
 
-    def stage(self, data: bytes, blob_id: str | None = None, present: bool = False) -> str:
-        """The blob id of ``data`` (``blob_id`` when the caller knows it already);
-        ``present``: the caller has just read the file, so none is written."""
+    def stage(self, data: bytes, blob_id: str | None, present: bool) -> str:
         if blob_id is None:
-            blob_id = "G" + hashlib.sha256(data).hexdigest()
+            blob_id = _blob_id(data)
         if blob_id not in self._staged:
             future = None
             if not present:
-                final = blob_path(self.host, blob_id)
-                future = _sync_executor().submit(_stage_file, self._tmp_dir, final, data)
+                final = self.store.path(blob_id)
+                future = _sync_executor().submit(_stage_file, self.store.tmp_dir, final, data)
             self._staged[blob_id] = (future, data)
         return blob_id
 
     def place(self, blob_ids: Any) -> None:
-        """Inside the write transaction: put the files of ``blob_ids`` (staged) in place."""
         parents: dict[Path, None] = {}
         try:
             for blob_id in dict.fromkeys(blob_ids):
@@ -413,10 +673,10 @@ class StagedBlobs:
                     raise KeyError(f"blob {blob_id} was not staged")
                 future, data = entry
                 tmp = future.result() if future is not None else None  # bytes durable
-                final = blob_path(self.host, blob_id)
+                final = self.store.path(blob_id)
                 if tmp is None:
-                    if not final.is_file():  # removed since stage(): write it now, durably
-                        write_blob(self.host, data)
+                    if _file_size(final) is None:  # removed since stage(): write it, durably
+                        self.store.write(blob_id, data)
                     continue
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)
@@ -428,13 +688,11 @@ class StagedBlobs:
             self._dir_syncs += [pool.submit(_fsync_path, parent) for parent in parents]
 
     def wait(self) -> None:
-        """Inside the write transaction, before COMMIT: every placed file is durable."""
         syncs, self._dir_syncs = self._dir_syncs, []
         for future in syncs:
             future.result()  # re-raises an OSError: the transaction rolls back
 
     def close(self) -> None:
-        """After the transaction (committed or not): delete the files never placed."""
         for future in self._dir_syncs:
             with contextlib.suppress(OSError):
                 future.result()
@@ -451,15 +709,47 @@ class StagedBlobs:
         self._staged.clear()
 
 
+class _StagedRows:
+    """:class:`StagedBlobs` of the database store: stage() only keeps the bytes; place()
+    inserts those not stored yet, in the transaction that names them (durable with it)."""
+
+    def __init__(self, store: DatabaseBlobStore) -> None:
+        self.store = store
+        self._staged: dict[str, bytes] = {}
+
+    def stage(self, data: bytes, blob_id: str | None, present: bool) -> str:
+        if blob_id is None:
+            blob_id = _blob_id(data)
+        self._staged.setdefault(blob_id, data)
+        return blob_id
+
+    def place(self, blob_ids: Any) -> None:
+        wanted: dict[str, bytes] = {}
+        for blob_id in dict.fromkeys(blob_ids):
+            data = self._staged.pop(blob_id, None)
+            if data is None:
+                raise KeyError(f"blob {blob_id} was not staged")
+            wanted[blob_id] = data
+
+        def insert(db: Any) -> None:
+            stored = _stored_ids(db, list(wanted))
+            _insert_data(db, [(b, data) for b, data in wanted.items() if b not in stored])
+
+        self.store._in_transaction(insert, write=True)
+
+    def wait(self) -> None:
+        pass  # the rows are durable when the transaction commits
+
+    def close(self) -> None:
+        self._staged.clear()
+
+
 def read_blob(host: Host, blob_id: str) -> bytes | None:
     """The bytes of a blob, or None.  No access check: callers check :func:`blob_visible`
     or hold a reference of their own."""
-    if not blob_id.startswith("G") or len(blob_id) != 65:
+    if not BLOB_ID.fullmatch(blob_id):
         return None
-    try:
-        return blob_path(host, blob_id).read_bytes()
-    except FileNotFoundError:
-        return None
+    return blobstore(host).read(blob_id)
 
 
 # -- upload (§6.1) -----------------------------------------------------------------------------
@@ -498,9 +788,10 @@ async def upload(request: Request) -> Response:
         except OverQuota as exc:
             return _over_quota(exc)
     limiter = host.upload_concurrency
+    store = blobstore(host)
     try:
         with limiter.hold(principal.name):
-            stored = await _receive_blob(request, limit)
+            stored = await _receive_blob(request, store, limit)
             if isinstance(stored, Response):
                 return stored
             tmp, blob_id, size = stored
@@ -515,18 +806,13 @@ async def upload(request: Request) -> Response:
                     "created": now,
                     "expires": now + math.ceil(upload_expiry(host)),
                 }
-                final = blob_path(host, blob_id)
-                # The file's durable name is made before the write lock is taken (the lock
-                # is then held for the row only): a hard link to the fsynced temporary
-                # file, its directory fsynced.
-                linked = await trio.to_thread.run_sync(_link_durably, tmp, final)
+                # The bytes are made durable before the write lock is taken (the lock is
+                # then held for the row only), and checked again under it.
+                prepared = await store.prepare_upload(tmp, blob_id)
 
                 def commit(db: sqlite_utils.Database) -> None:
                     check_quota(db, limits, account_id, octets=size)
-                    # Under the write lock the sweeper, which deletes files only inside its
-                    # own write transaction, cannot run: a file it removed since the link
-                    # is put back here, before the row naming it commits.
-                    _commit_file(tmp, final, linked)
+                    store.commit_upload(db, tmp, blob_id, prepared)
                     db.execute(UPSERT_UPLOAD, list(record.values()))
 
                 try:
@@ -545,10 +831,13 @@ async def upload(request: Request) -> Response:
     )
 
 
-async def _receive_blob(request: Request, limit: int) -> tuple[Path, str, int] | Response:
-    """Stream the body to a temporary file, hashing it, and fsync it.  Returns the file,
-    the blob id and the size; the caller moves the file into place."""
-    tmp_dir = blob_dir(request.host) / "tmp"
+async def _receive_blob(
+    request: Request, store: BlobStore, limit: int
+) -> tuple[Path, str, int] | Response:
+    """Stream the body to a temporary file of ``store``, hashing it (and fsync it, if the
+    store keeps the file).  Returns the file, the blob id and the size; the caller stores
+    the blob from it."""
+    tmp_dir = store.tmp_dir
     await trio.Path(tmp_dir).mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / secrets.token_hex(16)
     digest = hashlib.sha256()
@@ -571,7 +860,8 @@ async def _receive_blob(request: Request, limit: int) -> tuple[Path, str, int] |
                 if not message.get("more_body", False):
                     break
             await f.flush()
-            await trio.to_thread.run_sync(os.fsync, f.fileno())
+            if store.sync_uploads:
+                await trio.to_thread.run_sync(os.fsync, f.fileno())
         done = True
     finally:
         if not done and tmp.exists():
@@ -640,12 +930,9 @@ async def download(request: Request) -> Response:
         stored_type = await host.store.read(find)
     finally:
         sharing.CURRENT_SHARE.reset(token)
-    path = blob_path(host, blob_id)
-    try:
-        size = (await trio.Path(path).stat()).st_size if stored_type is not None else -1
-    except FileNotFoundError:
-        size = -1
-    if size < 0:
+    store = blobstore(host)
+    size = await store.size(blob_id) if stored_type is not None else None
+    if size is None:
         return problem_response(404, "no such blob")
     wanted = (request.query.get("type") or [stored_type])[0]
     if not MEDIA_TYPE.fullmatch(wanted):
@@ -687,10 +974,10 @@ async def download(request: Request) -> Response:
     length = last - first + 1
     headers = [("Content-Type", wanted), *headers]
     if length <= CHUNK:
-        data = await trio.to_thread.run_sync(_read_range, path, first, length)
+        data = await store.read_range(blob_id, first, length)
         return Response(status, data, headers=headers)
     headers.append(("Content-Length", str(length)))
-    return Response(status, headers=headers, stream=_stream_range(path, first, length))
+    return Response(status, headers=headers, stream=store.stream_range(blob_id, first, length))
 
 
 def _read_range(path: Path, first: int, length: int) -> bytes:
@@ -744,18 +1031,17 @@ async def blob_copy(call: Call) -> dict[str, Any]:
     to_id = call.account.id
     principal = call.request.principal.name
     expiry = math.ceil(upload_expiry(host))
+    store = blobstore(host)
 
     def copy(db: sqlite_utils.Database) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         copied: dict[str, str] = {}
         not_copied: dict[str, dict[str, str]] = {}
         now = int(time.time())
         for blob_id in dict.fromkeys(blob_ids):
-            path = blob_path(host, blob_id) if BLOB_ID.fullmatch(blob_id) else None
-            if (
-                path is None
-                or not blob_visible(db, from_id, blob_id, principal)
-                or not path.is_file()
-            ):
+            size = None
+            if BLOB_ID.fullmatch(blob_id) and blob_visible(db, from_id, blob_id, principal):
+                size = store.size_in(db, blob_id)
+            if size is None:
                 not_copied[blob_id] = {"type": "notFound"}
                 continue
             db[UPLOAD_TABLE].upsert(
@@ -764,7 +1050,7 @@ async def blob_copy(call: Call) -> dict[str, Any]:
                     "blob_id": blob_id,
                     "principal": principal,
                     "type": _upload_type(db, from_id, blob_id, principal),
-                    "size": path.stat().st_size,
+                    "size": size,
                     "created": now,
                     "expires": now + expiry,
                 },
@@ -798,9 +1084,10 @@ async def sweep_blobs(host: Host, now: float | None = None) -> SweepResult:
     account names any more; and temporary files of uploads abandoned long ago.
 
     ``now`` (seconds since the epoch) defaults to the current time; tests pass a later one.
-    Files are unlinked inside the write transaction, so an upload or Blob/copy of the same
-    content (which commits its row under the same write lock) cannot lose its file."""
+    Blobs are deleted inside the write transaction, so an upload or Blob/copy of the same
+    content (which commits its row under the same write lock) cannot lose its bytes."""
     moment = time.time() if now is None else now
+    store = blobstore(host)
 
     def sweep(db: sqlite_utils.Database) -> SweepResult:
         result = SweepResult()
@@ -823,23 +1110,20 @@ async def sweep_blobs(host: Host, now: float | None = None) -> SweepResult:
                 db, REF_TABLE, "blob_id = ?", [blob_id]
             ):
                 continue
-            path = blob_path(host, blob_id)
-            try:
-                path.unlink()
+            if store.delete(db, blob_id):
                 result.files.append(blob_id)
-            except FileNotFoundError:
-                pass
         return result
 
     result = await host.store.write(sweep)
-    await trio.to_thread.run_sync(_sweep_tmp, blob_dir(host) / "tmp", moment - upload_expiry(host))
+    await trio.to_thread.run_sync(_sweep_tmp, store.tmp_dir, moment - upload_expiry(host))
     if result.rows or result.files:
         log.info("blob sweep: %d expired uploads, %d files removed", result.rows, len(result.files))
     return result
 
 
 def _sweep_tmp(tmp_dir: Path, before: float) -> None:
-    """Remove temporary upload files older than ``before`` (left by a crash mid-upload)."""
+    """Remove temporary files last modified before ``before`` (left by a crash mid-upload;
+    the upload expiry ago: one being written, on any node sharing the directory, is newer)."""
     if not tmp_dir.is_dir():
         return
     for entry in tmp_dir.iterdir():

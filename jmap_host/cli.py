@@ -16,6 +16,7 @@ from .host import Host, StartupError, load_host
 from .passwords import hash_password
 from .plugins import discover, hook_names
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CONFIG_HELP = "TOML configuration file (default: the embedded demo configuration)"
 
 
@@ -37,6 +38,31 @@ def cli() -> None:
     """jmap-host: a plugin-based JMAP server."""
 
 
+def _print_listeners(host: Host, config: str | None, bound: dict[str, list[str]]) -> None:
+    # Every listener, every address it is bound to, and for each JMAP one the session
+    # URL of each address (or the public url, when one is configured).
+    listeners = host.config.data["server"]["listener"]
+    for name, urls in bound.items():
+        protocol = listeners[name]["protocol"]
+        click.echo(f"listener {name!r} ({protocol}): " + ", ".join(urls))
+        if protocol == "jmap":
+            public = listeners[name].get("url")
+            for url in [public] if public else urls:
+                if url.startswith("http"):
+                    click.echo(f"  JMAP session: {url}/.well-known/jmap")
+    if config is None:
+        click.echo(
+            "Demo account: user 'demo', password 'demo' (embedded default configuration), e.g."
+        )
+        click.echo("  curl -u demo:demo http://127.0.0.1:8080/.well-known/jmap")
+    click.echo("Press Ctrl+C to stop.")
+
+
+def _cannot_start(exc: BaseException) -> None:
+    click.echo(f"cannot start: {exc}", err=True)
+    sys.exit(1)
+
+
 @cli.command()
 @click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.option(
@@ -45,38 +71,49 @@ def cli() -> None:
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
-def run(config: str | None, log_level: str) -> None:
+@click.option("--worker", is_flag=True, hidden=True, help="(started by the supervisor)")
+def run(config: str | None, log_level: str, worker: bool) -> None:
     """Serve every configured listener until SIGINT or SIGTERM."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from .workers import WorkerSpec, supervise
+
+    spec = WorkerSpec.from_environment() if worker else None
+    if worker and spec is None:
+        click.echo("--worker: only a supervisor starts workers ([server] workers)", err=True)
+        sys.exit(2)
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     host = _load(config)
     from .server import run_until_signal
 
-    def ready(bound: dict[str, list[str]]) -> None:
-        # Every listener, every address it is bound to, and for each JMAP one the session
-        # URL of each address (or the public url, when one is configured).
-        listeners = host.config.data["server"]["listener"]
-        for name, urls in bound.items():
-            protocol = listeners[name]["protocol"]
-            click.echo(f"listener {name!r} ({protocol}): " + ", ".join(urls))
-            if protocol == "jmap":
-                public = listeners[name].get("url")
-                for url in [public] if public else urls:
-                    if url.startswith("http"):
-                        click.echo(f"  JMAP session: {url}/.well-known/jmap")
-        if config is None:
-            click.echo(
-                "Demo account: user 'demo', password 'demo' (embedded default configuration), e.g."
+    several = spec is not None or host.config.data["server"]["workers"] > 1
+    if several:  # several processes write to one log: each line says which
+        name = f"worker {spec.index}" if spec else "supervisor"
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(
+                logging.Formatter(
+                    LOG_FORMAT.replace(" %(name)s", f" [{name} %(process)d] %(name)s")
+                )
             )
-            click.echo("  curl -u demo:demo http://127.0.0.1:8080/.well-known/jmap")
-        click.echo("Press Ctrl+C to stop.")
+    if spec is None and several:
+        try:
+            status = supervise(
+                host, config, log_level, lambda bound: _print_listeners(host, config, bound)
+            )
+        except OSError as exc:
+            _cannot_start(exc)
+        sys.exit(status)
 
+    def ready(bound: dict[str, list[str]]) -> None:
+        if spec is not None:
+            spec.report_ready()  # the supervisor prints the listeners, once
+        else:
+            _print_listeners(host, config, bound)
+
+    if spec is not None:
+        spec.prepare(host)
     try:
-        trio.run(run_until_signal, host, ready)
+        trio.run(run_until_signal, host, ready, spec.lifeline_ends if spec else None)
     except (OSError, StartupError) as exc:
-        click.echo(f"cannot start: {exc}", err=True)
-        sys.exit(1)
+        _cannot_start(exc)
     except BaseExceptionGroup as group:
         # trio nests errors from the listeners' tasks in exception groups; an address in
         # use or a failing start-up hook is the operator's to fix, not a traceback.
@@ -86,8 +123,7 @@ def run(config: str | None, log_level: str) -> None:
         leaf: BaseException = matched
         while isinstance(leaf, BaseExceptionGroup):
             leaf = leaf.exceptions[0]
-        click.echo(f"cannot start: {leaf}", err=True)
-        sys.exit(1)
+        _cannot_start(leaf)
 
 
 @cli.command("check-config")
@@ -198,6 +234,73 @@ def migrate(config: str | None) -> None:
     host = _load(config)
     applied = host.store.migrate()
     click.echo("\n".join(applied) if applied else "nothing to apply")
+
+
+@cli.group()
+def storage() -> None:
+    """Moving an installation between storage back ends."""
+
+
+@storage.command("copy")
+@click.option(
+    "--from-config",
+    "source",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="configuration of the store to copy (SQLite)",
+)
+@click.option(
+    "--to-config",
+    "target",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="configuration of the store to fill (PostgreSQL)",
+)
+@click.option("--force", is_flag=True, help="replace what the target holds")
+def storage_copy(source: str, target: str, force: bool) -> None:
+    """Copy every table of the host and its plugins, and the blob files, from the store
+    of one configuration into another's (SQLite to PostgreSQL).  Stop the server first."""
+    from .storagecopy import CopyRefused, StoreCopy
+
+    source_host, target_host = _load(source), _load(target)
+    show = lambda item: item  # noqa: E731  (the blob or table being copied)
+    try:
+        copy = StoreCopy.prepare(source_host, target_host, force=force)
+        report = copy.report
+        if report.migrated_source:
+            click.echo(f"source: applied {len(report.migrated_source)} pending migration(s)")
+        if report.skipped:
+            click.echo("not copied (SQLite's own, full-text indexes): " + ", ".join(report.skipped))
+        if report.left_out:
+            click.echo("left out (--force): " + "; ".join(report.left_out))
+        click.echo(
+            f"{len(report.tables)} tables, {copy.total_rows} rows, "
+            f"{len(copy.blob_files)} blob files"
+        )
+        try:
+            blobs = click.progressbar(
+                copy.blobs(), length=len(copy.blob_files), label="blobs", item_show_func=show
+            )
+            with blobs:
+                for _ in blobs:
+                    pass
+            with click.progressbar(
+                length=copy.total_rows, label="rows ", item_show_func=show
+            ) as bar:
+                for table, rows in copy.rows():
+                    bar.update(rows, table)
+        except BaseException:
+            copy.close()
+            raise
+        report = copy.verify()
+    except CopyRefused as exc:
+        click.echo(f"storage copy: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"copied {sum(s for s, _ in report.counts.values())} rows in {len(report.counts)} "
+        f"tables (counts verified), {report.blobs_copied} blob files "
+        f"({report.blobs_present} already there)"
+    )
 
 
 def main() -> None:

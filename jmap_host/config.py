@@ -41,6 +41,8 @@ from .numbers import parse_digits
 from .quota import config_table as quota_config_table
 
 DEFAULT_CONFIG_NAME = "<embedded default configuration>"
+# [server] workers: more processes than this on one machine only contend for its locks.
+MAX_WORKERS = 64
 
 
 @dataclass
@@ -326,6 +328,13 @@ def build_schema(
                             doc="network listeners",
                         ),
                         Key(
+                            "workers",
+                            Int(min=1, max=MAX_WORKERS),
+                            default=1,
+                            doc="processes serving the listeners (more than one: a "
+                            "supervisor starts them and restarts one that dies)",
+                        ),
+                        Key(
                             "http",
                             Table(
                                 [
@@ -411,7 +420,23 @@ def build_schema(
                                         check=_check_upload_expiry,
                                         doc="how long an unreferenced upload is kept "
                                         "(RFC 8620 §6: at least 1h)",
-                                    )
+                                    ),
+                                    Key(
+                                        "store",
+                                        Choice("directory", "database"),
+                                        default="directory",
+                                        doc='where blob bytes live: "directory" (files, '
+                                        'see directory) or "database" (in PostgreSQL, only '
+                                        'with storage.type = "postgresql")',
+                                    ),
+                                    Key(
+                                        "directory",
+                                        Str(non_empty=True),
+                                        default=None,
+                                        doc="the blob files' directory, e.g. a mount the "
+                                        "nodes share (default: blobs under path; relative "
+                                        "to the config file)",
+                                    ),
                                 ]
                             ),
                             default={},
@@ -516,6 +541,25 @@ def _check_storage_directory(out: dict[str, Any], key: str, ctx: Context) -> Non
     storage["path"] = str(_resolve(ctx.base_dir, storage.get("path", "jmap-data")))
     if storage.get("type") == "postgresql" and not storage.get("postgresql", {}).get("url"):
         ctx.problem("storage.postgresql.url", 'required when storage.type is "postgresql"')
+    _check_blob_store(storage, ctx)
+
+
+def _check_blob_store(storage: dict[str, Any], ctx: Context) -> None:
+    """``[storage.blob]``: the database store needs the PostgreSQL one; the directory
+    defaults to ``blobs`` under ``storage.path`` and resolves against the config file."""
+    blob = storage.setdefault("blob", {})
+    store = blob.setdefault("store", "directory")
+    if store == "database" and storage.get("type") != "postgresql":
+        ctx.problem(
+            "storage.blob.store",
+            '"database" keeps blobs in PostgreSQL: it needs storage.type = "postgresql"',
+        )
+    directory = blob.get("directory")
+    if store == "database" and directory is not None:
+        ctx.problem("storage.blob.directory", 'only used with storage.blob.store = "directory"')
+    blob["directory"] = str(
+        _resolve(ctx.base_dir, directory) if directory else Path(storage["path"]) / "blobs"
+    )
 
 
 def postgresql_table() -> Table:

@@ -18,7 +18,9 @@ import trio
 
 from . import messaging
 from .auth import Authenticator
+from .blobs import open_blobstore
 from .capabilities import CORE, Account, Capability, Method
+from .cluster import HostEvents
 from .config import Config, build_schema, check_plugins_table, read_toml, validate
 from .config_schema import ConfigError, ConfigProblem, Key, Table
 from .datatype import DataType
@@ -103,21 +105,30 @@ class Host:
         self.limits = Limits.from_config(config)
         self.store = open_store(config.data["storage"])
         self.store.add_migrations(host_migrations)
+        # Where blob bytes live (storage.blob.store); only jmap_host.blobs uses it.
+        self.blobstore = open_blobstore(config.data["storage"], self.store)
         for _plugin, sets in call_for_each(self.pm, "migrations", host=self):
             for migration_set in sets:
                 self.store.add_migrations(migration_set)
         self._provisioned: set[str] = set()
         self._provision_locks: dict[str, trio.Lock] = {}
+        # False in a worker process ([server] workers): its supervisor migrated, once.
+        self.migrate_at_startup = True
         self.nursery: trio.Nursery | None = None
         # Set when the server starts shutting down: long-lived streams end on it.
         self.closing = trio.Event()
         # Shared by every listener: limits are per user, whichever listener they come in by.
         self.api_concurrency = ConcurrencyLimit(self.limits.max_concurrent_requests)
         self.upload_concurrency = ConcurrencyLimit(self.limits.max_concurrent_upload)
+        # Events for every node on the same database (the cluster bus: jmap_host.cluster);
+        # the push hub, the share index and the authenticator hear of other nodes' changes
+        # through them.
+        self.events = HostEvents()
         self.authenticator = Authenticator(self)
-        self.push = PushHub()
+        self.push = PushHub(self.events)
+        self.events.on_missed(lambda: self.push.resync(self.store))
         # Who shares what with whom (RFC 9670), cached between share changes.
-        self.shares = ShareIndex()
+        self.shares = ShareIndex(self.events)
         server = config.data["server"]
         self.trusted_proxies = (
             server["proxy"]["trusted-networks"] if server["http"]["use-x-forwarded"] else []
@@ -256,7 +267,8 @@ class Host:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def startup(self) -> None:
-        await trio.to_thread.run_sync(self.store.migrate)
+        if self.migrate_at_startup:
+            await trio.to_thread.run_sync(self.store.migrate)
         for plugin, result in call_for_each(self.pm, "startup", host=self):
             try:
                 if inspect.isawaitable(result):

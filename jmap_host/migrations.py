@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from .blobs import create_blob_access, create_blob_table
+from .blobs import create_blob_access, create_blob_data, create_blob_table
 from .objectstore import create_changelog, create_destroyed_for
 from .principals import create_overlay_table
 from .pushsubscription import create_push_tables
@@ -33,3 +33,4 @@ host_migrations(name="sharing")(create_share_tables)
 host_migrations(name="share_prefs")(add_share_prefs)
 host_migrations(name="member_prefs")(create_member_prefs)
 host_migrations(name="destroyed_for")(create_destroyed_for)
+host_migrations(name="blob_data")(create_blob_data)

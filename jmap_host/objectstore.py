@@ -747,8 +747,9 @@ def compact_changes(db: sqlite_utils.Database, older_than: int) -> int:
     ).fetchall()
     for account, type_name, modseq in rows:
         db.execute(
-            f"UPDATE {MODSEQ_TABLE} SET low = max(low, ?) WHERE account = ? AND type = ?",
-            [modseq, account, type_name],
+            f"UPDATE {MODSEQ_TABLE} SET low = CASE WHEN low > ? THEN low ELSE ? END "
+            "WHERE account = ? AND type = ?",
+            [modseq, modseq, account, type_name],
         )
         db.execute(
             f"DELETE FROM {CHANGE_TABLE} WHERE account = ? AND type = ? AND modseq <= ?",

@@ -93,8 +93,12 @@ class PostgresCluster:
     directory) by :meth:`stop` or the end of the ``with``.  ``tmpdir`` holds the server's
     log, ``postgresql.log``, and, when not running as root, the cluster itself."""
 
-    def __init__(self, tmpdir: Path, *, bindir: Path | None = None):
+    def __init__(
+        self, tmpdir: Path, *, bindir: Path | None = None, settings: dict[str, str] | None = None
+    ):
         self.tmpdir = Path(tmpdir)
+        # Server settings over SERVER_SETTINGS (the benchmarks give it more memory).
+        self.settings = settings or {}
         self.bindir = bindir or find_bindir()
         self.user = _unprivileged_user()
         self.log = self.tmpdir / "postgresql.log"
@@ -209,7 +213,7 @@ class PostgresCluster:
         raise RuntimeError(f"postgres did not start:\n{self._log_text()}")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        settings = {**SERVER_SETTINGS, "port": str(self.port)}
+        settings = {**SERVER_SETTINGS, **self.settings, "port": str(self.port)}
         settings["unix_socket_directories"] = str(self.base)
         command = [str(self.bindir / "postgres"), "-D", str(self.data)]
         for key, value in settings.items():

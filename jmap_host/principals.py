@@ -317,7 +317,7 @@ async def principal_set(call: Call) -> dict[str, Any]:
         def write(db: sqlite_utils.Database) -> None:
             for record_id, values in updates.items():
                 row = db.execute(
-                    f"SELECT name, description, timeZone, set_description FROM [{OVERLAY_TABLE}] "
+                    f"SELECT name, description, [timeZone], set_description FROM [{OVERLAY_TABLE}] "
                     "WHERE id = ?",
                     [record_id],
                 ).fetchone()
@@ -330,9 +330,9 @@ async def principal_set(call: Call) -> dict[str, Any]:
                     tz = values["timeZone"] or ""  # "" (not null): set to null by the user
                 db.execute(
                     f"INSERT INTO [{OVERLAY_TABLE}] "
-                    "(id, name, description, timeZone, set_description) VALUES (?, ?, ?, ?, ?) "
+                    "(id, name, description, [timeZone], set_description) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = "
-                    "excluded.description, timeZone = excluded.timeZone, "
+                    "excluded.description, [timeZone] = excluded.[timeZone], "
                     "set_description = excluded.set_description",
                     [record_id, name, description, tz, set_desc],
                 )

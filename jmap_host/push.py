@@ -15,9 +15,17 @@ a subscriber whose types are None (``*``, null) hears of every pseudo-type too. 
 ``MAX_PENDING_OBJECTS`` wait per subscriber: past that the oldest are dropped (a reader
 that far behind is not reading).
 
-This hub is in-process.  It is the seam for several nodes (ARCHITECTURE.md): a shared
-implementation would carry ``publish`` over PostgreSQL LISTEN/NOTIFY or similar; nothing
-outside this module assumes one process.
+The hub's subscribers are in this process; several nodes on one database (PostgreSQL)
+hear of each other's changes through the host events (jmap_host.cluster): every
+``publish`` and ``publish_object`` is delivered here at once and relayed to the other
+nodes (events ``push.state`` and ``push.object``), whose hubs deliver it to their own
+subscribers.  When the bus may have lost events (it reconnected), :meth:`PushHub.resync`
+re-reads the states of every followed account and publishes them: streams compare them
+with what they sent, so the worst is a StateChange too many, never one missed.  (So is
+a relayed state that arrives after a newer one published here, from two writes to one
+account through two nodes within a millisecond: states are opaque, some are digests,
+so the hub cannot tell which is newer; the client's /changes finds nothing new.)  Nothing
+outside this module and jmap_host.cluster knows how many processes there are.
 """
 
 from __future__ import annotations
@@ -26,12 +34,15 @@ import base64
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
 
 from . import objectstore
+
+if TYPE_CHECKING:
+    from .cluster import HostEvents
 
 StateMap = dict[str, dict[str, str]]  # account id → {type name → state}
 PushObject = tuple[str, dict[str, Any]]  # (pseudo-type name, the object pushed)
@@ -125,7 +136,14 @@ class Watcher:
 
 
 class PushHub:
-    def __init__(self) -> None:
+    """The subscribers of this process; with ``events``, also those of the other nodes
+    (see the module's docstring)."""
+
+    def __init__(self, events: HostEvents | None = None) -> None:
+        self._events = events
+        if events is not None:
+            events.on("push.state", self._remote_state)
+            events.on("push.object", self._remote_object)
         self._by_account: dict[str, set[Subscriber]] = {}
         # The pseudo-types capabilities declare (Capability.push_types; set by the host)
         self.push_types: frozenset[str] = frozenset()
@@ -178,8 +196,19 @@ class PushHub:
                         del self._by_principal[principal]
 
     def publish(self, account: str, changed: dict[str, str]) -> None:
-        """Tell every subscriber of ``account`` that these types now have these states;
-        types whose state is the one published last time are left out (nothing changed)."""
+        """Tell every subscriber of ``account``, on every node, that these types now have
+        these states; types whose state is the one published last time are left out
+        (nothing changed)."""
+        self._publish_here(account, changed)
+        if self._events is not None:
+            self._events.relay("push.state", {"account": account, "changed": changed})
+
+    def _remote_state(self, data: dict[str, Any]) -> None:
+        account, changed = data.get("account"), data.get("changed")
+        if isinstance(account, str) and isinstance(changed, dict):
+            self._publish_here(account, {str(t): str(s) for t, s in changed.items()})
+
+    def _publish_here(self, account: str, changed: dict[str, str]) -> None:
         for watcher in list(self._watchers):
             watcher.offer(account, changed)
         subscribers = self._by_account.get(account)
@@ -201,8 +230,32 @@ class PushHub:
         type no capability declares is a ValueError (it would go out under no event name)."""
         if type_name not in self.push_types:
             raise ValueError(f"{type_name!r} is not a push type any capability declares")
+        if self._events is not None:
+            self._events.relay(
+                "push.object", {"principal": principal, "type": type_name, "object": obj}
+            )
+        return self._publish_object_here(principal, type_name, obj)
+
+    def _remote_object(self, data: dict[str, Any]) -> None:
+        principal, type_name, obj = data.get("principal"), data.get("type"), data.get("object")
+        if isinstance(principal, str) and type_name in self.push_types and isinstance(obj, dict):
+            self._publish_object_here(principal, str(type_name), obj)
+
+    def _publish_object_here(self, principal: str, type_name: str, obj: dict[str, Any]) -> int:
         subscribers = self._by_principal.get(principal) or set()
         return sum(subscriber.offer_object(type_name, obj) for subscriber in list(subscribers))
+
+    async def resync(self, store: Any) -> None:
+        """Publish here the current states of every account a subscriber follows (and
+        of every account, when something watches): after events may have been lost."""
+        accounts: list[str] | None = list(self._by_account)
+        if self._watchers:
+            accounts = None  # (a watcher hears of every account)
+        elif not accounts:
+            return
+        states = await store.read(lambda db: _all_states(db, accounts))
+        for account, changed in states.items():
+            self._publish_here(account, changed)
 
     @contextmanager
     def watch(self, types: set[str]) -> Iterator[Watcher]:
@@ -240,6 +293,13 @@ def current_states(
             if (types is None or type_name in types) and (allowed is None or type_name in allowed):
                 out.setdefault(account, {})[type_name] = str(modseq)
     return out
+
+
+def _all_states(db: Any, accounts: list[str] | None) -> StateMap:
+    """The states of every type of ``accounts`` (None: of every provisioned account)."""
+    if accounts is None:
+        accounts = list(account_owners(db))
+    return current_states(db, accounts, None)
 
 
 def encode_event_id(states: StateMap) -> str:

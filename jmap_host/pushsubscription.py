@@ -572,6 +572,18 @@ def push_service(host: Host) -> PushService | None:
     return _services.get(host)
 
 
+# The lease of the subscriptions' workers and sweeper (one process delivers), and how
+# often its holder reads the table for subscriptions created or changed elsewhere.
+DELIVERY_LEASE = "host.push-delivery"
+RESYNC_INTERVAL = 2.0
+SWEEP_INTERVAL = 60.0  # at the latest; an expiry due sooner wakes the sweeper sooner
+
+
+def _worker_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """What a worker depends on: a change to any of it restarts the worker."""
+    return (row["verification_code"], row["expires"], row["types"], row["url"])
+
+
 def _verified(row: dict[str, Any]) -> bool:
     return bool(row.get("verification_code")) and secrets.compare_digest(
         row["verification_code"].encode(), row["code"].encode()
@@ -579,8 +591,12 @@ def _verified(row: dict[str, Any]) -> bool:
 
 
 class PushService:
-    """One per serving host: a worker per verified subscription, an expiry sweeper and the
-    PushVerification sends."""
+    """One per serving host: the PushVerification sends of the subscriptions created
+    through this process, and, in the one process holding the lease
+    :data:`DELIVERY_LEASE` (jmap_host.leases) among those sharing the store, a worker per
+    verified subscription and the expiry sweeper, so that a change is pushed once however
+    many processes serve the accounts.  The leader follows subscriptions created or
+    changed through other processes by reading the table every :attr:`resync_interval`."""
 
     def __init__(self, host: Host, nursery: trio.Nursery):
         self.host = host
@@ -588,12 +604,20 @@ class PushService:
         self.settings = _settings(host)
         self.signer = vapid_signer(host)
         self.workers: dict[str, trio.CancelScope] = {}
+        # What each worker was started with: a row changed elsewhere restarts it.
+        self.running: dict[str, tuple[Any, ...]] = {}
         self.stats: Counter[str] = Counter()
+        # Alone on its store, this process hears of every change through restart(); the
+        # table is read again only for the expiry sweep's sake.
+        alone = host.store.dialect.name == "sqlite" and host.config.data["server"]["workers"] == 1
+        self.resync_interval = SWEEP_INTERVAL if alone else RESYNC_INTERVAL
+        self._leading: trio.Nursery | None = None  # the workers', while the lease is ours
         self._wake = trio.Event()
 
     # -- lifecycle of subscriptions ----------------------------------------------------
 
     def send_verification(self, row: dict[str, Any]) -> None:
+        # (Sent by the process that created the subscription: once, whoever leads.)
         obj = {
             "@type": "PushVerification",
             "pushSubscriptionId": row["id"],
@@ -603,17 +627,30 @@ class PushService:
         self._wake.set()
 
     def restart(self, row: dict[str, Any]) -> None:
+        if self._leading is None:
+            return  # another process delivers: it reads the change at its next resync
         self.stop(row["id"])
         if _verified(row):
             scope = trio.CancelScope()
             self.workers[row["id"]] = scope
-            self.nursery.start_soon(self._worker, row, scope)
+            self.running[row["id"]] = _worker_key(row)
+            self._leading.start_soon(self._worker, row, scope)
         self._wake.set()
 
     def stop(self, record_id: str) -> None:
+        self.running.pop(record_id, None)
         scope = self.workers.pop(record_id, None)
         if scope is not None:
             scope.cancel()
+
+    def _resync(self, rows: list[dict[str, Any]]) -> None:
+        """Workers for exactly the verified subscriptions in ``rows``, as they are now."""
+        verified = {r["id"]: r for r in rows if _verified(r)}
+        for record_id in [i for i in self.workers if i not in verified]:
+            self.stop(record_id)
+        for record_id, row in verified.items():
+            if self.running.get(record_id) != _worker_key(row):
+                self.restart(row)
 
     async def destroy(self, record_id: str, why: str) -> None:
         log.info("push subscription %s destroyed: %s", record_id, why)
@@ -623,6 +660,15 @@ class PushService:
     # -- the loops ---------------------------------------------------------------------
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        _services[self.host] = self
+        task_status.started()
+        try:
+            await self.host.store.run_leased(DELIVERY_LEASE, self._lead)
+        finally:
+            if _services.get(self.host) is self:
+                del _services[self.host]
+
+    async def _lead(self) -> None:
         current = self.signer.application_server_key if self.signer else ""
 
         def load(db: sqlite_utils.Database) -> list[dict[str, Any]]:
@@ -632,33 +678,36 @@ class PushService:
             _erase(db, stale + expired)
             return _rows(db, "1 = 1", [])
 
-        for row in await self.host.store.write(load):
-            if _verified(row):
-                self.restart(row)
-        _services[self.host] = self
-        task_status.started()
         try:
-            await self._sweep()
+            async with trio.open_nursery() as workers:
+                self._leading = workers
+                self._resync(await self.host.store.write(load))
+                await self._sweep()
         finally:
-            if _services.get(self.host) is self:
-                del _services[self.host]
+            self._leading = None
+            self.workers.clear()  # (their nursery is gone: every scope has ended)
+            self.running.clear()
 
     async def _sweep(self) -> None:
-        """Remove expired subscriptions as they expire."""
+        """Remove expired subscriptions as they expire; follow the others' changes."""
         while True:
             now = time.time()
+            rows = await self.host.store.read(lambda db: _rows(db, "1 = 1", []))
+            if any(r["expires"] <= now for r in rows):
 
-            def expire(db: sqlite_utils.Database, now: float = now) -> tuple[list[str], Any]:
-                gone = [r["id"] for r in _rows(db, "expires <= ?", [now])]
-                _erase(db, gone)
-                following = db.execute(f"SELECT min(expires) FROM {TABLE}").fetchone()[0]
-                return gone, following
+                def expire(db: sqlite_utils.Database, now: float = now) -> list[str]:
+                    gone = [r["id"] for r in _rows(db, "expires <= ?", [now])]
+                    _erase(db, gone)
+                    return gone
 
-            gone, following = await self.host.store.write(expire)
-            for record_id in gone:
-                self.stop(record_id)
-                self.stats["expired"] += 1
-            delay = 60.0 if following is None else min(60.0, max(0.05, following - now))
+                gone = set(await self.host.store.write(expire))
+                self.stats["expired"] += len(gone)
+                rows = [r for r in rows if r["id"] not in gone]
+            self._resync(rows)
+            following = min((r["expires"] for r in rows), default=None)
+            delay = self.resync_interval
+            if following is not None:
+                delay = min(delay, max(0.05, following - now))
             with trio.move_on_after(delay):
                 await self._wake.wait()
             self._wake = trio.Event()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -20,6 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .app import build_app
 from .blobs import run_sweeper
+from .cluster import bus_for
 from .host import Host
 from .objectstore import compact_changes
 from .pushsubscription import run_push_service
@@ -66,11 +68,20 @@ async def serve(
 
             background.start_soon(announce_closing)
             await host.startup()
-            # Expired unreferenced uploads (RFC 8620 §6); cancelled with the nursery.
-            background.start_soon(run_sweeper, host)
+            # Several nodes on one PostgreSQL database, or several workers on one machine:
+            # other processes' changes and cache invalidations (jmap_host.cluster), listening
+            # before any listener serves.
+            bus = bus_for(host)
+            if bus is not None:
+                await background.start(host.events.run, bus)
+            # Expired unreferenced uploads (RFC 8620 §6); cancelled with the nursery.  Jobs
+            # under a lease run in one of the processes sharing the store (leases.py).
+            background.start_soon(host.store.run_leased, "host.blob-sweeper", run_sweeper, host)
             # PushSubscription deliveries (RFC 8620 §7.2); running before any listener is.
             await background.start(run_push_service, host)
-            background.start_soon(compact_change_log, host)
+            background.start_soon(
+                host.store.run_leased, "host.change-compaction", compact_change_log, host
+            )
             background.start_soon(collect_after_disconnects, host)
             background.start_soon(host.store.checkpointer)
             async with trio.open_nursery() as servers:
@@ -234,6 +245,10 @@ async def _serve_stream(
     async with trio.open_nursery() as nursery:
         listeners = []
         for bind in listener["bind"]:
+            if bind.startswith("fd://"):  # inherited from a supervisor (workers.py)
+                inherited = socket.socket(fileno=int(bind[5:]))  # (family and type found)
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(inherited)))
+                continue
             if bind.startswith("unix:"):
                 listeners.append(await _unix_listener(bind[5:]))
                 continue
@@ -278,7 +293,13 @@ async def _unix_listener(path: str) -> trio.SocketListener:
     return trio.SocketListener(sock)
 
 
-async def run_until_signal(host: Host, on_ready: Callable[[dict[str, list[str]]], None]) -> None:
+async def run_until_signal(
+    host: Host,
+    on_ready: Callable[[dict[str, list[str]]], None],
+    stop_when: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM (or until ``stop_when()`` returns: a worker's
+    supervisor gone)."""
     raise_nofile_limit()
     shutdown = trio.Event()
 
@@ -299,5 +320,12 @@ async def run_until_signal(host: Host, on_ready: Callable[[dict[str, list[str]]]
                     return
 
         nursery.start_soon(watch_signals)
+        if stop_when is not None:
+
+            async def watch_stop() -> None:
+                await stop_when()
+                shutdown.set()
+
+            nursery.start_soon(watch_stop)
         await serve(host, shutdown=shutdown, on_ready=ready)
         nursery.cancel_scope.cancel()

@@ -49,6 +49,7 @@ from .datatype import DataType, FilterCondition, Property, SetError, read_and_de
 
 if TYPE_CHECKING:
     from .capabilities import Account, Call
+    from .cluster import HostEvents
     from .directory import Principal
     from .host import Host
 
@@ -57,6 +58,7 @@ SUBSCRIPTION_TABLE = "host_share_subscription"
 EPOCH_TABLE = "host_share_epoch"
 MEMBER_PREFS_TABLE = "host_member_prefs"
 NOTIFICATION_TYPE = "ShareNotification"
+SHARES_CHANGED = "sharing.changed"  # the host event of ShareIndex.changed
 # The most ShareNotifications kept per user (§3 allows a limit): the oldest go first.
 MAX_NOTIFICATIONS = 1000
 
@@ -232,14 +234,26 @@ class SharedAccount:
 
 class ShareIndex:
     """The accounts shared with each principal, cached between share changes (every API
-    request asks; shares change rarely).  One process: a share written through this host
-    calls :meth:`changed`; see the operator guide on several nodes."""
+    request asks; shares change rarely).  A share written through this host calls
+    :meth:`changed`, which empties the cache here and, through the host events
+    (``sharing.changed``), on every other node; so does a gap in those events."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: HostEvents | None = None) -> None:
         self.generation = 0
         self._cache: dict[str, tuple[int, list[SharedAccount]]] = {}
+        self._events = events
+        if events is not None:
+            events.on(SHARES_CHANGED, lambda _data: self._forget())
+            events.on_missed(self._forget)
 
     def changed(self) -> None:
+        """Shares were written: forget them on every node."""
+        if self._events is not None:
+            self._events.emit(SHARES_CHANGED)
+        else:
+            self._forget()
+
+    def _forget(self) -> None:
         self.generation += 1
         self._cache.clear()
 

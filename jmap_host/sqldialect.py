@@ -68,6 +68,10 @@ class SQLiteDialect:
     def drop_trigger(self, db: Any, name: str, table: str) -> None:
         db.execute(f"DROP TRIGGER IF EXISTS [{name}]")
 
+    def store_uncompressed(self, db: Any, table: str, column: str) -> None:
+        """Keep the large values of ``column`` uncompressed, so that reading a slice of
+        one (``substring``) reads only its part; SQLite never compresses them."""
+
     def database_key(self, db: Any) -> str:
         """What tells this database from another one in the same process (caches)."""
         return str(db.execute("PRAGMA database_list").fetchone()[2])
@@ -133,6 +137,12 @@ class PostgresDialect:
 
     def drop_trigger(self, db: Any, name: str, table: str) -> None:
         db.execute(f"DROP TRIGGER IF EXISTS [{name}] ON [{table}]")
+
+    def store_uncompressed(self, db: Any, table: str, column: str) -> None:
+        # EXTERNAL: out of line (TOAST) but not compressed; substring() of a compressed
+        # value decompresses everything before the slice, so streaming a blob in ranges
+        # would cost the square of its size.
+        db.execute(f"ALTER TABLE [{table}] ALTER COLUMN [{column}] SET STORAGE EXTERNAL")
 
     def database_key(self, db: Any) -> str:
         row = db.execute("SELECT current_database(), inet_server_port()").fetchone()

@@ -14,13 +14,15 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
 import trio
 
+from .leases import FileLeases, Lease
 from .objectstore import DATE_TYPES, create_type_table, ensure_columns, register_functions
 from .sqldialect import SQLITE
 
@@ -85,6 +87,16 @@ class Store:
         self.background_checkpoint = False
         # Short reads on the event loop's thread (see read()); False: always a worker.
         self.inline_reads = True
+        # Background jobs that run once among the processes sharing this file (leases.py).
+        self.leases = FileLeases(self.directory / "leases")
+
+    def leader(self, name: str) -> AbstractAsyncContextManager[Lease]:
+        """Hold lease ``name`` for the body (jmap_host.leases: once across processes)."""
+        return self.leases.hold(name)
+
+    async def run_leased(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """``await fn(*args)`` while this process holds lease ``name`` (jmap_host.leases)."""
+        await self.leases.run(name, fn, *args)
 
     def connect(self) -> sqlite_utils.Database:
         """This thread's connection (SQLite connections are not shared between threads)."""

@@ -16,7 +16,9 @@ session when a test first writes a configuration) instead of SQLite files: every
 directory that :func:`write_config` names gets a database of its own, dropped when the test
 ends, and the configuration's ``[storage]`` says ``type = "postgresql"`` with its URL.
 ``@pytest.mark.backend("sqlite")`` keeps a test to one back end; the ``storage_backend``
-fixture names the one in use.
+fixture names the one in use.  With it, ``--blob-store=database`` (or
+``JMAP_TEST_BLOB_STORE=database``) also keeps the blobs in that database
+(``[storage.blob] store = "database"``) instead of files.
 """
 
 from __future__ import annotations
@@ -76,10 +78,13 @@ description = "Sales"
 
 
 BACKENDS = ("sqlite", "postgresql")
+BLOB_STORES = ("directory", "database")
 
 # The PostgreSQL databases of this test session while --backend=postgresql is in force
 # (set by the jmap_storage_session fixture); None on SQLite.
 _postgresql: PostgresDatabases | None = None
+# The blob store of the test configurations on PostgreSQL (--blob-store).
+_blob_store = "directory"
 
 
 def write_config(
@@ -91,27 +96,37 @@ def write_config(
     back end the data directory's own database is the storage (see :func:`config_text`)."""
     url = _postgresql.url_for(directory / "data") if _postgresql is not None else None
     path = directory / name
-    path.write_text(config_text(directory, extra, base=base, postgresql=url), encoding="utf-8")
+    text = config_text(directory, extra, base=base, postgresql=url, blob_store=_blob_store)
+    path.write_text(text, encoding="utf-8")
     return path
 
 
 def config_text(
-    directory: Path, extra: str = "", *, base: str | None = None, postgresql: str | None = None
+    directory: Path,
+    extra: str = "",
+    *,
+    base: str | None = None,
+    postgresql: str | None = None,
+    blob_store: str = "directory",
 ) -> str:
     """The text :func:`write_config` writes.  With a ``postgresql`` URL the storage is that
     database: ``type = "postgresql"`` heads the first ``[storage]`` table (one is added if
-    there is none) and a ``[storage.postgresql]`` table with the URL is appended.  A
-    configuration that chooses its storage type itself, or is not valid TOML (a test of the
-    configuration errors), is left as it is."""
+    there is none) and a ``[storage.postgresql]`` table with the URL is appended; with
+    ``blob_store="database"`` too, ``store = "database"`` heads ``[storage.blob]`` (added
+    if there is none).  A configuration that chooses its storage type itself, or is not
+    valid TOML (a test of the configuration errors), is left as it is."""
     text = (base if base is not None else BASE_CONFIG).format(data=(directory / "data").as_posix())
     text = text + "\n" + textwrap.dedent(extra)
-    return text if postgresql is None else _with_postgresql(text, postgresql)
+    return text if postgresql is None else _with_postgresql(text, postgresql, blob_store)
 
 
 _STORAGE_HEADER = re.compile(r"^[ \t]*\[[ \t]*storage[ \t]*\][ \t]*(#.*)?$", re.MULTILINE)
+_BLOB_HEADER = re.compile(
+    r"^[ \t]*\[[ \t]*storage[ \t]*\.[ \t]*blob[ \t]*\][ \t]*(#.*)?$", re.MULTILINE
+)
 
 
-def _with_postgresql(text: str, url: str) -> str:
+def _with_postgresql(text: str, url: str, blob_store: str = "directory") -> str:
     import tomllib
 
     try:
@@ -120,13 +135,19 @@ def _with_postgresql(text: str, url: str) -> str:
         return text
     if "type" in storage or "postgresql" in storage:
         return text
-    header = _STORAGE_HEADER.search(text)
-    if header is None:
-        text = text.rstrip("\n") + '\n\n[storage]\ntype = "postgresql"\n'
-    else:
-        end = header.end()
-        text = text[:end] + '\ntype = "postgresql"' + text[end:]
+    text = _heading(text, _STORAGE_HEADER, "[storage]", 'type = "postgresql"')
+    blob = storage.get("blob", {})
+    if blob_store != "directory" and "store" not in blob and "directory" not in blob:
+        text = _heading(text, _BLOB_HEADER, "[storage.blob]", f'store = "{blob_store}"')
     return text.rstrip("\n") + f'\n\n[storage.postgresql]\nurl = "{url}"\n'
+
+
+def _heading(text: str, header: re.Pattern[str], table: str, line: str) -> str:
+    """``line`` first in the TOML ``table`` of ``text`` (appended if there is none)."""
+    found = header.search(text)
+    if found is None:
+        return text.rstrip("\n") + f"\n\n{table}\n{line}\n"
+    return text[: found.end()] + "\n" + line + text[found.end() :]
 
 
 class PostgresDatabases:
@@ -369,6 +390,14 @@ if pytest is not None:
             help="the storage back end of the test configurations (default: sqlite, or "
             "the environment's JMAP_TEST_BACKEND)",
         )
+        parser.getgroup("jmap-host").addoption(
+            "--blob-store",
+            choices=BLOB_STORES,
+            default=os.environ.get("JMAP_TEST_BLOB_STORE") or "directory",
+            help="with --backend=postgresql, the blob store of the test configurations "
+            "(storage.blob.store; default: directory, or the environment's "
+            "JMAP_TEST_BLOB_STORE)",
+        )
 
     def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line(
@@ -382,6 +411,14 @@ if pytest is not None:
                 f"JMAP_TEST_BACKEND={config.getoption('backend')!r}: "
                 f"not one of {', '.join(BACKENDS)}"
             )
+        global _blob_store
+        _blob_store = config.getoption("blob_store")
+        if _blob_store not in BLOB_STORES:
+            raise pytest.UsageError(
+                f"JMAP_TEST_BLOB_STORE={_blob_store!r}: not one of {', '.join(BLOB_STORES)}"
+            )
+        if _blob_store == "database" and config.getoption("backend") != "postgresql":
+            raise pytest.UsageError("--blob-store=database needs --backend=postgresql")
 
     def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
         backend = config.getoption("backend")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import re
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -166,7 +165,7 @@ async def run_cli(*args: str) -> trio.CompletedProcess:
     )
 
 
-async def test_bearer_app_password_lifecycle(tmp_path: Path) -> None:
+async def test_bearer_app_password_lifecycle(tmp_path: Path, storage_backend: str) -> None:
     """RFC 6750 §2.1: an app password created with ``jmap-host token create`` works as a
     Bearer token against the running server; tampered or revoked tokens are refused."""
     config = write_config(tmp_path)
@@ -186,16 +185,15 @@ async def test_bearer_app_password_lifecycle(tmp_path: Path) -> None:
         secret = token.split("_", 2)[2]
         assert secret not in out
 
-        # Stored hashed: neither the token nor its secret is in the database file.
-        db = sqlite3.connect(tmp_path / "data" / "jmap-host.db")
-        try:
-            rows = db.execute("SELECT * FROM host_app_password").fetchall()
-        finally:
-            db.close()
+        # Stored hashed: neither the token nor its secret is in the database (file).
+        rows = server.host.store.read_sync(
+            lambda db: db.execute("SELECT * FROM host_app_password").fetchall()
+        )
         assert len(rows) == 1
         assert not any(secret in str(value) for value in rows[0])
-        raw = (tmp_path / "data" / "jmap-host.db").read_bytes()
-        assert secret.encode() not in raw
+        if storage_backend == "sqlite":
+            raw = (tmp_path / "data" / "jmap-host.db").read_bytes()
+            assert secret.encode() not in raw
 
         async with server.client(headers={"Authorization": f"Bearer {token}"}) as client:
             response = await client.get("/jmap/session")

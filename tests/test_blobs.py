@@ -307,7 +307,7 @@ async def test_sweep_removes_expired_uploads_and_unnamed_files(jmap_config):
     from jmap_host.blobs import (
         UPLOAD_TABLE,
         add_blob_reference,
-        blob_path,
+        read_blob,
         remove_blob_references,
         sweep_blobs,
     )
@@ -330,8 +330,8 @@ async def test_sweep_removes_expired_uploads_and_unnamed_files(jmap_config):
             later = await sweep_blobs(host, now=now + 25 * 3600)
             assert later.rows == 2  # alice's two uploads; bob's is referenced
             assert later.files == [lonely]
-            assert not blob_path(host, lonely).exists()
-            assert blob_path(host, blob).exists()  # bob's account still names it
+            assert read_blob(host, lonely) is None
+            assert read_blob(host, blob) == b"same bytes"  # bob's account still names it
             async with server.client("alice") as alice:
                 assert (await alice.get(download_url(alice_account, blob))).status_code == 404
             assert (await bob.get(download_url(bob_account, blob))).status_code == 200
@@ -339,7 +339,7 @@ async def test_sweep_removes_expired_uploads_and_unnamed_files(jmap_config):
             await host.store.write(lambda db: remove_blob_references(db, bob_account, "Doc:1"))
             final = await sweep_blobs(host, now=now + 25 * 3600)
             assert final.rows == 1 and final.files == [blob]
-            assert not blob_path(host, blob).exists()
+            assert read_blob(host, blob) is None
             assert (await bob.get(download_url(bob_account, blob))).status_code == 404
             left = await host.store.read(lambda db: db[UPLOAD_TABLE].count)
             assert left == 0
@@ -349,7 +349,7 @@ async def test_reupload_resets_expiry_and_server_sweeps_at_start(tmp_path):
     """§6: re-uploading the same bytes SHOULD reset the expiry; the server runs the sweeper
     in its background from start-up, so an upload that expired while it was down is gone
     once it is back."""
-    from jmap_host.blobs import UPLOAD_TABLE, blob_path
+    from jmap_host.blobs import UPLOAD_TABLE, read_blob
 
     config = write_config(tmp_path, '[storage.blob]\nupload-expiry = "2h"\n')
     async with running_server(config) as server, server.client("alice") as alice:
@@ -357,10 +357,18 @@ async def test_reupload_resets_expiry_and_server_sweeps_at_start(tmp_path):
         blob = await upload_blob(alice, own, b"renew me")
         store = server.host.store
 
-        def expires(db):
-            return db[UPLOAD_TABLE].get((own, blob, "alice"))["expires"]
+        def upload_row(db):
+            [row] = db.query(
+                f"SELECT * FROM [{UPLOAD_TABLE}] WHERE account = ? AND blob_id = ? "
+                "AND principal = ?",
+                [own, blob, "alice"],
+            )
+            return row
 
-        row = await store.read(lambda db: db[UPLOAD_TABLE].get((own, blob, "alice")))
+        def expires(db):
+            return upload_row(db)["expires"]
+
+        row = await store.read(upload_row)
         assert row["expires"] - row["created"] == 7200  # storage.blob.upload-expiry
         first = row["expires"]
         await store.write(lambda db: db[UPLOAD_TABLE].update((own, blob, "alice"), {"expires": 5}))
@@ -368,11 +376,10 @@ async def test_reupload_resets_expiry_and_server_sweeps_at_start(tmp_path):
         assert await store.read(expires) >= first
         # Now let it lapse while the server is down.
         await store.write(lambda db: db[UPLOAD_TABLE].update((own, blob, "alice"), {"expires": 5}))
-        path = blob_path(server.host, blob)
-    assert path.exists()
+        assert read_blob(server.host, blob) == b"renew me"
     async with running_server(config) as server, server.client("alice") as alice:
         with trio.fail_after(5):
-            while path.exists():
+            while read_blob(server.host, blob) is not None:
                 await trio.sleep(0.02)
         assert (await alice.get(download_url(own, blob))).status_code == 404
 
@@ -551,25 +558,34 @@ async def test_core_capability_is_in_account_capabilities(jmap_config):
 
 
 def test_staged_blobs_place_only_what_commits(tmp_path):
-    """StagedBlobs (Email/import): files staged before the write transaction; place() puts
-    in place only the blobs named, rewrites one that vanished since stage(), and close()
-    deletes the staged files never placed, leaving nothing in blobs/tmp."""
-    from types import SimpleNamespace
+    """StagedBlobs (Email/import): blobs staged before the write transaction; place() (in
+    it) stores only the blobs named, rewrites one that vanished since stage(), and close()
+    drops the staged blobs never placed, leaving no temporary file behind."""
+    from jmap_host import load_host
+    from jmap_host.blobs import StagedBlobs, blobstore, read_blob, write_blob
 
-    from jmap_host.blobs import StagedBlobs, blob_dir, blob_path, write_blob
+    host = load_host(write_config(tmp_path))
+    host.store.migrate()
+    try:
+        existing = host.store.write_sync(lambda db: write_blob(host, b"already here"))
+        staged = StagedBlobs(host)
+        kept = staged.stage(b"kept")
+        dropped = staged.stage(b"dropped")
+        assert staged.stage(b"kept") == kept
+        assert staged.stage(b"already here") == existing
+        # e.g. swept between stage() and the transaction
+        assert host.store.write_sync(lambda db: blobstore(host).delete(db, existing))
 
-    host = SimpleNamespace(config=SimpleNamespace(data={"storage": {"path": str(tmp_path)}}))
-    existing = write_blob(host, b"already here")
-    staged = StagedBlobs(host)
-    kept = staged.stage(b"kept")
-    dropped = staged.stage(b"dropped")
-    assert staged.stage(b"kept") == kept
-    assert staged.stage(b"already here") == existing
-    blob_path(host, existing).unlink()  # e.g. swept between stage() and the transaction
-    staged.place([kept, existing, kept])
-    staged.wait()
-    staged.close()
-    assert blob_path(host, kept).read_bytes() == b"kept"
-    assert blob_path(host, existing).read_bytes() == b"already here"
-    assert not blob_path(host, dropped).exists()
-    assert not list((blob_dir(host) / "tmp").iterdir())
+        def place(db):
+            staged.place([kept, existing, kept])
+            staged.wait()
+
+        host.store.write_sync(place)
+        staged.close()
+        assert read_blob(host, kept) == b"kept"
+        assert read_blob(host, existing) == b"already here"
+        assert read_blob(host, dropped) is None
+        tmp_dir = blobstore(host).tmp_dir
+        assert not tmp_dir.exists() or not list(tmp_dir.iterdir())
+    finally:
+        host.store.close()

@@ -242,3 +242,17 @@ def test_backend_marker_skips_on_sqlite(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("--backend=sqlite", "-rs", "-p", "no:randomly")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*runs only on the postgresql back end, not sqlite*"])
+
+
+def test_config_text_with_the_database_blob_store(tmp_path: Path) -> None:
+    # --blob-store=database: store = "database" heads [storage.blob], added if absent; a
+    # configuration that chooses its blob store (or directory) itself is left alone.
+    blob = '[storage.blob]\nupload-expiry = "2h"\n'
+    text = config_text(tmp_path, blob, postgresql=URL, blob_store="database")
+    assert storage_of(text)["blob"] == {"store": "database", "upload-expiry": "2h"}
+    text = config_text(tmp_path, postgresql=URL, blob_store="database")
+    assert storage_of(text)["blob"] == {"store": "database"}
+    own = '[storage.blob]\ndirectory = "/mnt/blobs"\n'
+    text = config_text(tmp_path, own, postgresql=URL, blob_store="database")
+    assert storage_of(text)["blob"] == {"directory": "/mnt/blobs"}
+    assert "blob" not in storage_of(config_text(tmp_path, postgresql=URL))

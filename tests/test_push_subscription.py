@@ -467,3 +467,58 @@ async def test_server_errors_are_retried_with_backoff_and_redirects_not_followed
         await rx.next()
         await rx.nothing(0.3)
         assert push_service(server.host).stats["failed"] == 2
+
+
+async def test_one_of_two_servers_on_a_store_delivers_and_the_other_takes_over(tmp_path):
+    """Two servers on one store (as worker processes or nodes are): the subscription is
+    created and verified through the one that does not hold the delivery lease; the holder
+    picks it up from the table and pushes a change once.  When the holder stops, the other
+    takes the lease over and pushes."""
+    config = write_config(tmp_path, EXAMPLE_ON + ALLOW)
+    async with receiver() as rx, trio.open_nursery() as nursery:
+        stop_a = trio.Event()
+        a_stopped = trio.Event()
+        started: list = []
+
+        async def run_a(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            async with running_server(config) as a:
+                started.append(a)
+                task_status.started()
+                await stop_a.wait()
+            a_stopped.set()
+
+        await nursery.start(run_a)
+        a = started[0]
+        service_a = push_service(a.host)
+        with trio.fail_after(5):
+            while service_a._leading is None:
+                await trio.sleep(0.02)
+        # (Two servers of one process on one store: as if workers; the resync made quick.)
+        service_a.resync_interval = 0.05
+        service_a.wake()
+        async with running_server(config) as b, b.client("alice") as cb, a.client("alice") as ca:
+            b.host.store.leases.poll = 0.05
+            service_b = push_service(b.host)
+            service_b.resync_interval = 0.05
+            account = (await cb.get("/jmap/session")).json()["primaryAccounts"][EXAMPLE]
+            sub_id = (await create(cb, rx.url))["created"]["k"]["id"]
+            code = json.loads((await rx.next())["body"])["verificationCode"]
+            await call(cb, "PushSubscription/set", {"update": {sub_id: {"verificationCode": code}}})
+            with trio.fail_after(5):
+                while sub_id not in service_a.workers:
+                    await trio.sleep(0.02)
+            assert service_b.workers == {}
+            state = await create_note(ca, account, "through a")
+            push = await rx.next()
+            assert json.loads(push["body"])["changed"] == {account: {"Note": state}}
+            await rx.nothing(0.3)
+
+            stop_a.set()
+            await a_stopped.wait()
+            with trio.fail_after(5):
+                while sub_id not in service_b.workers:
+                    await trio.sleep(0.02)
+            state = await create_note(cb, account, "through b")
+            push = await rx.next()
+            assert json.loads(push["body"])["changed"] == {account: {"Note": state}}
+            await rx.nothing(0.3)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
+import psycopg
 import pytest
 
 from jmap_host import objectstore
+from jmap_host.pgstore import WRITE_LOCK, PgStore
 from jmap_host.store import Store, StoreUnavailable
 from jmap_host.testing import BASE_CONFIG, api, running_server, write_config
 
@@ -24,9 +25,18 @@ BUSY_CONFIG = BASE_CONFIG.replace('path = "{data}"', 'path = "{data}"\nbusy-time
 
 
 @contextmanager
-def held(db_path: Path, begin: str):
-    """Another connection holding the database's write lock until the block ends."""
-    other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+def held(store, begin: str):
+    """Another connection holding the database's write lock until the block ends (on
+    PostgreSQL: another node's write transaction, holding the store's write lock)."""
+    if isinstance(store, PgStore):
+        with psycopg.connect(store.url, autocommit=True) as other:
+            other.execute("BEGIN")
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            other.execute("INSERT INTO host_account (id, principal, created) VALUES ('zz', 'z', 0)")
+            yield other
+            other.execute("ROLLBACK")
+        return
+    other = sqlite3.connect(store.path, timeout=0, isolation_level=None)
     try:
         other.execute(begin)
         other.execute("INSERT INTO host_account (id, principal, created) VALUES ('zz', 'z', 0)")
@@ -34,6 +44,13 @@ def held(db_path: Path, begin: str):
         other.execute("ROLLBACK")
     finally:
         other.close()
+
+
+def lock_error(store) -> Exception:
+    """What the store's database raises when it meets a lock it waited for too long."""
+    if isinstance(store, PgStore):
+        return psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
+    return sqlite3.OperationalError("database is locked")
 
 
 def only(response: dict) -> list:
@@ -69,10 +86,10 @@ async def test_a_held_write_lock_is_server_unavailable(tmp_path, begin):
     async with running_server(config) as server, server.client("alice") as client:
         session = (await client.get("/jmap/session")).json()
         account = session["primaryAccounts"][CORE]
-        db_path = server.host.store.path
+        blob_dir = server.host.store.directory / "blobs"
         upload_url = f"/jmap/upload/{account}/"
         blob = (await client.post(upload_url, content=b"before")).json()["blobId"]
-        with held(db_path, begin):
+        with held(server.host.store, begin):
             started = time.monotonic()
             name, args, _ = await note_set(client, account)
             waited = time.monotonic() - started
@@ -107,15 +124,15 @@ async def test_a_held_write_lock_is_server_unavailable(tmp_path, begin):
         assert (await client.post(upload_url, content=b"after")).status_code == 201
         # The failed attempts left nothing behind: one note, one change.
         assert args["newState"] == "1"
-        assert not list((Path(db_path).parent / "blobs" / "tmp").iterdir())
+        assert not list((blob_dir / "tmp").iterdir())
 
 
 async def test_a_lock_met_inside_a_method_is_server_unavailable(tmp_path, monkeypatch):
     """A "database is locked" raised while a method's read or write runs (not at BEGIN)
     becomes serverUnavailable; inside an upload's transaction, 503.  Nothing is written."""
     config = write_config(tmp_path, EXAMPLE_ON, base=BUSY_CONFIG)
-    locked = sqlite3.OperationalError("database is locked")
     async with running_server(config) as server, server.client("alice") as client:
+        locked = lock_error(server.host.store)
         session = (await client.get("/jmap/session")).json()
         account = session["primaryAccounts"][CORE]
 

@@ -120,7 +120,10 @@ def config_keys() -> list[tuple[str, Any]]:
 def startup(host: Host) -> None:
     """The alert scheduler (§6, alerts.py) runs in the server's background nursery."""
     if host.nursery is not None:
-        host.nursery.start_soon(alerts.run_scheduler, host)
+        # Once among the processes sharing the store (a lease), so an alert fires once.
+        host.nursery.start_soon(
+            host.store.run_leased, "calendars.alerts", alerts.run_scheduler, host
+        )
 
 
 __all__ = ["CALENDARS"]

@@ -88,7 +88,8 @@ def config_keys() -> list[tuple[str, Any]]:
 def startup(host: Host) -> None:
     submission_startup(host)  # the outbound queue runner
     if host.nursery is not None:
-        host.nursery.start_soon(keep_index_merged, host)  # the full-text index's segments
+        # The full-text index's segments, merged by one of the processes sharing the store.
+        host.nursery.start_soon(host.store.run_leased, "mail.index-merge", keep_index_merged, host)
 
 
 @hookimpl

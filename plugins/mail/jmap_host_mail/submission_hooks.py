@@ -55,7 +55,10 @@ def submission_provisioning(db: Any, account: Account) -> None:
 
 def submission_startup(host: Host) -> None:
     if host.nursery is not None:
-        host.nursery.start_soon(submission.run_outbound, host)
+        # One sender among the processes sharing the store (a lease: jmap_host.leases).
+        host.nursery.start_soon(
+            host.store.run_leased, "mail.outbound", submission.run_outbound, host
+        )
 
 
 __all__ = [
