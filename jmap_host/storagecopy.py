@@ -70,9 +70,12 @@ class StoreCopy:
     report = copy.verify()                                # the counts compared
     """
 
-    def __init__(self, report: CopyReport, src: Any, dst: Any, blob_files: list[Any]):
+    def __init__(
+        self, report: CopyReport, src: Any, dst: Any, blob_files: list[Any], target: Any
+    ):
         self.report = report
         self.src, self.dst = src, dst
+        self.target = target  # (the target host: its blob store)
         self.blob_files = blob_files
         self.total_rows = sum(t.rows for t in report.tables)
 
@@ -108,7 +111,7 @@ class StoreCopy:
                     "the target has no place for " + "; ".join(lost) + " (are the same "
                     "plugins active in both configurations?); use --force to copy without them"
                 )
-            return cls(report, src, dst, _blob_files(source, target))
+            return cls(report, src, dst, _blob_files(source, target), target)
         except BaseException:
             src.conn.close()
             dst.conn.raw.close()
@@ -117,7 +120,12 @@ class StoreCopy:
     def blobs(self) -> Iterator[str]:
         """Copy the blob files (before the rows that name them); yields each one's name."""
         for source_file, target_file in self.blob_files:
-            if target_file.is_file():
+            if target_file is None:
+                if _copy_blob_to_database(self.target, source_file):
+                    self.report.blobs_copied += 1
+                else:
+                    self.report.blobs_present += 1
+            elif target_file.is_file():
                 self.report.blobs_present += 1
             else:
                 _copy_blob(source_file, target_file)
@@ -194,10 +202,16 @@ def _source_tables(src: Any) -> tuple[list[str], set[str]]:
         for name, _ in rows
         if name in virtual or any(name.startswith(v + "_") for v in virtual)
     }
+    # (The blob store's table is the blob copy's: a SQLite store keeps its blobs in files,
+    # and a row copy would empty the target's table the blob copy filled.)
+    from .blobs import DATA_TABLE
+
     own = [
         name
         for name, _ in rows
-        if not name.startswith("sqlite_") and name != SQLITE_MIGRATIONS and name not in derived
+        if not name.startswith("sqlite_")
+        and name not in (SQLITE_MIGRATIONS, DATA_TABLE)
+        and name not in derived
     ]
     return own, derived
 
@@ -242,20 +256,38 @@ def _plan(src: Any, dst: Any) -> tuple[list[TablePlan], list[str], list[str]]:
 # -- blobs -----------------------------------------------------------------------------------
 
 
-def _blob_files(source: Any, target: Any) -> list[tuple[Path, Path]]:
-    """(source file, target file) of every blob, when the stores' directories differ."""
-    from .blobs import blob_dir
+def _blob_files(source: Any, target: Any) -> list[tuple[Path, Path | None]]:
+    """(source file, target file) of every blob: the target file None when the target
+    keeps blobs in its database (``[storage.blob] store = "database"``); none at all when
+    both stores use the same directory."""
+    from .blobs import DirectoryBlobStore
 
-    here, there = blob_dir(source), blob_dir(target)
-    if not here.is_dir() or (there.exists() and here.resolve() == there.resolve()):
+    if not isinstance(source.blobstore, DirectoryBlobStore):
+        raise CopyRefused("the source must keep its blobs in a directory (SQLite's store)")
+    here = source.blobstore.directory
+    there = getattr(target.blobstore, "directory", None)
+    if not here.is_dir() or (there is not None and there.exists()
+                             and here.resolve() == there.resolve()):  # fmt: skip
         return []
-    files = []
+    files: list[tuple[Path, Path | None]] = []
     for path in sorted(here.rglob("*")):
         relative = path.relative_to(here)
         if relative.parts[0] == "tmp" or not path.is_file():
             continue  # (uploads in progress of a server that was stopped)
-        files.append((path, there / relative))
+        files.append((path, None if there is None else there / relative))
     return files
+
+
+def _copy_blob_to_database(target: Any, source_file: Path) -> bool:
+    """Put the file's bytes in the target's blob table; False if they were there."""
+    blob_id = "G" + source_file.name
+    if target.blobstore.read(blob_id) is not None:
+        return False
+    data = source_file.read_bytes()
+    if hashlib.sha256(data).hexdigest() != source_file.name:
+        raise CopyRefused(f"blob file {source_file} does not hold what its name says")
+    target.blobstore.write(blob_id, data)  # (committed, durable, idempotent)
+    return True
 
 
 def _copy_blob(source_file: Path, target_file: Path) -> None:
