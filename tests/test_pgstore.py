@@ -159,6 +159,7 @@ def test_a_statement_past_the_statement_timeout_is_unavailable(tmp_path: Path):
 
 
 @postgresql
+@pytest.mark.empty_database
 def test_nodes_starting_together_apply_each_migration_once(tmp_path: Path):
     """Three hosts on one new database migrate at once: every migration is applied by
     exactly one of them (an advisory lock), and the database is complete."""

@@ -36,6 +36,7 @@ async def client_of(server) -> AccountClient:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.backend("postgresql")
+@pytest.mark.empty_database
 async def test_a_sqlite_store_copied_to_postgresql_serves_the_same_data(tmp_path: Path) -> None:
     old_dir, new_dir = tmp_path / "old", tmp_path / "new"
     old_dir.mkdir()
@@ -111,6 +112,7 @@ async def test_copy_wants_sqlite_into_postgresql(tmp_path: Path) -> None:
     assert code == 1 and "must be PostgreSQL" in output, output
 
 
+@pytest.mark.empty_database
 async def test_migrate_applies_what_is_pending_once(tmp_path: Path) -> None:
     config = write_config(tmp_path, PLUGINS)
     code, output = await run("migrate", "-c", str(config))
