@@ -121,6 +121,9 @@ class PgConnection:
 
     def __init__(self, conn: psycopg.Connection[Any]):
         self.raw = conn
+        # Rows written by the statements run here, as sqlite3's ``total_changes`` (the
+        # /set machinery compares it to tell whether an update wrote anything).
+        self.total_changes = 0
 
     @property
     def in_transaction(self) -> bool:
@@ -129,12 +132,19 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
         cursor = self.raw.cursor()
         cursor.execute(translate(sql), tuple(params or ()))  # type: ignore[arg-type]
+        self._count(cursor)
         return PgCursor(cursor)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
         cursor = self.raw.cursor()
         cursor.executemany(translate(sql), [tuple(p) for p in seq])  # type: ignore[arg-type]
+        self._count(cursor)
         return PgCursor(cursor)
+
+    def _count(self, cursor: psycopg.Cursor[Any]) -> None:
+        status = (cursor.statusmessage or "").split(" ", 1)[0]
+        if status in ("INSERT", "UPDATE", "DELETE", "MERGE") and cursor.rowcount > 0:
+            self.total_changes += cursor.rowcount
 
 
 _COLUMN_TYPES: dict[Any, str] = {
