@@ -3,7 +3,8 @@ where the SQLite store has an FTS5 table (store.py).  The store module calls the
 ``dialect(db).name`` is "postgresql"; nothing else writes this SQL.
 
 ``mail_fts`` has one row per Email, keyed by the Email row's rowid as the FTS5 table is:
-the body text as indexed (SearchSnippet reads it back, store.indexed_bodies) and one
+the body text as indexed (SearchSnippet reads it back, store.indexed_bodies), the base
+subject (the subject sort's key) and one
 tsvector per searchable field (RFC 8621 §4.4.1 from, to, cc, bcc, subject, body), all in
 one multicolumn GIN index.  The ``text`` filter is the same query on every field (a term
 may match one field and the next term another, as in FTS5, but a phrase lies in one).
@@ -20,6 +21,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from typing import Any
+
+from .message import base_subject
 
 FTS = "mail_fts"
 # The filter's field -> its tsvector column (None: the text filter, every field).
@@ -39,7 +42,8 @@ def create_index(db: Any) -> None:
     words = ", ".join(f"{column} tsvector NOT NULL" for column in FIELDS.values())
     db.execute(
         f'CREATE TABLE {FTS} (rowid BIGINT PRIMARY KEY, email_id TEXT COLLATE "C" NOT NULL, '
-        f'account TEXT COLLATE "C" NOT NULL, body TEXT, {words})'
+        f'account TEXT COLLATE "C" NOT NULL, body TEXT, '
+        f'base_subject TEXT COLLATE "C", {words})'
     )
     db.execute(f"CREATE INDEX {FTS}_email ON {FTS} (account, email_id)")
     db.execute(f"CREATE INDEX {FTS}_words ON {FTS} USING gin ({', '.join(FIELDS.values())})")
@@ -83,13 +87,15 @@ def tsquery(phrase: str) -> str:
 
 def add_texts(db: Any, texts: list[tuple[Any, ...]]) -> None:
     """Index rows for new Emails: (Email rowid, email id, account, subject, from, to, cc,
-    bcc, body), as store.add_new_emails takes them."""
+    bcc, body), as store.add_new_emails takes them.  The row also keeps the Email's base
+    subject, the subject sort's key (store.base_subject_key): PostgreSQL has no Python
+    functions to compute it in a query, and an Email's subject never changes."""
     columns = ", ".join(FIELDS.values())
     marks = ", ".join("?::tsvector" for _ in FIELDS)
     db.conn.executemany(
-        f"INSERT INTO {FTS} (rowid, email_id, account, body, {columns}) "
-        f"VALUES (?, ?, ?, ?, {marks})",
-        [(rowid, email_id, account, fields[-1], *map(tsvector, fields))
+        f"INSERT INTO {FTS} (rowid, email_id, account, body, base_subject, {columns}) "
+        f"VALUES (?, ?, ?, ?, ?, {marks})",
+        [(rowid, email_id, account, fields[-1], base_subject(fields[0]), *map(tsvector, fields))
          for rowid, email_id, account, *fields in texts],
     )  # fmt: skip
 

@@ -5,6 +5,7 @@ candidate and no sort of the whole Mailbox.  Checked on the plan SQLite chooses,
 
 from __future__ import annotations
 
+import pytest
 from jmap_host_mail.email import EMAIL, EmailQuery
 
 from jmap_host.testing import running_server
@@ -21,10 +22,11 @@ def plan(db, account: str, query: EmailQuery) -> list[str]:
     return [row[3] for row in rows]
 
 
+@pytest.mark.backend("sqlite")  # SQLite's EXPLAIN QUERY PLAN
 async def test_open_a_mailbox_reads_one_covering_index_in_order(jmap_config):
     assert ("-receivedAt", "id", "threadId") in EMAIL.indexes
     async with running_server(jmap_config) as server:
-        query = EmailQuery({"inMailbox": "m1"}, OPEN_A_MAILBOX, collapse=True)
+        query = EmailQuery({"inMailbox": "m1"}, OPEN_A_MAILBOX, True, server.host.store.dialect)
         steps = await server.host.store.read(lambda db: plan(db, "a1", query))
     index = "idx_mail_email_desc_k_receivedAt_id_threadId"  # on the instant key
     assert f"SEARCH mail_email USING COVERING INDEX {index} (account=?)" in steps, steps

@@ -15,6 +15,7 @@ from jmap_host_mail import email as email_module
 from jmap_host_mail import index_merge, snippet, store
 from jmap_host_mail.testing import MailClient
 
+from jmap_host.sqldialect import SQLITE
 from jmap_host.testing import api, running_server
 
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
@@ -172,17 +173,18 @@ def test_plan_follows_how_many_match(monkeypatch):
     """The planner (not RFC behaviour: speed only) looks hits up when few Emails match,
     tests each row of the ordered walk when most do, collects the hits in between, and
     never tests row by row when the sort has no index to walk or all rows are wanted."""
-    query = email_module.EmailQuery({"text": "x"}, NEWEST_FIRST, False)
+    query = email_module.EmailQuery({"text": "x"}, NEWEST_FIRST, False, SQLITE)
     for hits, plan in ((0, "hits"), (300, "hits"), (2_000, "walk"), (80_000, "seek")):
         monkeypatch.setattr(store, "fts_estimate", lambda db, q, h=hits: (h, 100_000))
         assert query._plan(None, 50) == plan, hits
     assert query._plan(None, None) == "walk"  # every row wanted (anchor, total)
-    by_subject = email_module.EmailQuery({"text": "x"}, [{"property": "subject"}], False)
+    by_subject = email_module.EmailQuery({"text": "x"}, [{"property": "subject"}], False, SQLITE)
     assert by_subject._plan(None, 50) == "walk"
-    no_text = email_module.EmailQuery({"hasKeyword": "$seen"}, NEWEST_FIRST, False)
+    no_text = email_module.EmailQuery({"hasKeyword": "$seen"}, NEWEST_FIRST, False, SQLITE)
     assert no_text._plan(None, 50) == "walk"
 
 
+@pytest.mark.backend("sqlite")  # FTS5's own
 async def test_fts_estimate(mail, monkeypatch):
     """The hit count is exact below the sample and scaled by the rowid span above it."""
     for n in range(12):
@@ -301,6 +303,7 @@ def test_a_merge_is_due_after_growth_and_quiet():
     assert due(100_000, 110_000, quiet)
 
 
+@pytest.mark.backend("sqlite")  # FTS5's own
 @pytest.mark.parametrize("pages", [1, index_merge.MERGE_PAGES])
 async def test_segments_are_merged_into_one_and_searches_answer_the_same(mail, pages):
     for i in range(5):  # five imports, five write transactions: five segments
@@ -318,6 +321,7 @@ async def test_segments_are_merged_into_one_and_searches_answer_the_same(mail, p
     assert await mail.search({"text": "zeppelin"}) == before
 
 
+@pytest.mark.backend("sqlite")  # FTS5's own
 async def test_the_server_merges_after_growth_and_remembers_where(jmap_config, monkeypatch):
     """keep_index_merged: a database never merged is merged at start-up; after that, new
     mail is merged in once it has grown enough and stopped arriving, and the point reached
@@ -342,6 +346,7 @@ async def test_the_server_merges_after_growth_and_remembers_where(jmap_config, m
         assert not await store.write(index_merge.merge_step)  # one segment: nothing left
 
 
+@pytest.mark.backend("sqlite")  # FTS5's own
 async def test_a_failed_merge_is_logged_and_retried_not_fatal(jmap_config, monkeypatch, caplog):
     """The merge runs in the server's background nursery: an error there (the database
     busy past its timeout, say) must not stop the server; it is logged and tried again."""
