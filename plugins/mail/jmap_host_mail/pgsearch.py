@@ -31,9 +31,13 @@ FIELDS = {
     "recipients_cc": "w_cc", "recipients_bcc": "w_bcc", "body": "w_body",
 }  # fmt: skip
 _WORD = re.compile(r"[^\W_]+")
-# PostgreSQL's limits on a tsvector: positions 1-16383 (a later word keeps 16383, so a
-# phrase past it may match loosely), 256 positions per word, words under 2 KiB, 1 MiB in
-# all.  Words past the size budget are left out of the index (a body over ~100,000 words).
+# PostgreSQL's limits on a tsvector: positions 1-16383, 256 positions per word, words
+# under 2 KiB, 1 MiB in all.  Positions past the first 16383 words start again at 1 (it
+# would keep 16383 for every one of them, and no phrase there would be found): words
+# stay adjacent but at each wrap, at the cost of a phrase whose words happen to lie at
+# the same place of two stretches matching.  A word's 257th and later places are not
+# kept (a phrase with a word that common may be missed there), nor the words past the
+# size budget (a body of some 100,000 different words).
 MAX_POSITION, MAX_POSITIONS, MAX_WORD, MAX_VECTOR = 16383, 256, 2000, 900_000
 
 
@@ -73,7 +77,7 @@ def tsvector(text: str) -> str:
             positions[word] = seen = []
         if len(seen) < MAX_POSITIONS:
             size += 2
-            seen.append(min(n, MAX_POSITION))
+            seen.append((n - 1) % MAX_POSITION + 1)
     return " ".join(
         f"{_quote(w)}:{','.join(map(str, sorted(set(p))))}" for w, p in positions.items()
     )

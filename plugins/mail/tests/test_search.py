@@ -196,6 +196,66 @@ async def test_fts_estimate(mail, monkeypatch):
     assert emails == 12 and 5 <= hits <= 8
 
 
+def message(sender: str, subject: str, body: str) -> bytes:
+    head = f"From: {sender}\r\nTo: Alice <alice@example.org>\r\nSubject: {subject}"
+    return (head + "\r\n\r\n" + body + "\r\n").encode()
+
+
+async def test_text_filters_find_the_same_words_on_every_back_end(mail):
+    """§4.4.1 text, from, to, subject and body: words are letters and digits, matched
+    without regard to case or accents, phrases in order; every term of a filter must be
+    found, each in any field for ``text``.  The same answers from FTS5 (SQLite) and from
+    PostgreSQL's text search (pgsearch), which cut words alike."""
+    ids = {
+        "zurich": await mail.import_(
+            message("Bob <bob@example.org>", "Trip", "Meet me in Zürich, then Genève."),
+            "2024-01-01T00:00:00Z",
+        ),
+        "hello": await mail.import_(
+            message("Carol <carol@example.net>", "Budget", "Hello, World! The budget_v2 is in."),
+            "2024-01-02T00:00:00Z",
+        ),
+        "reversed": await mail.import_(
+            message("Dave <dave@example.com>", "Notes", "world hello; no numbers here"),
+            "2024-01-03T00:00:00Z",
+        ),
+    }
+
+    async def found(filter_: Any) -> set[str]:
+        result = await mail.call("Email/query", filter=filter_)
+        return {name for name, i in ids.items() if i in result["ids"]}
+
+    assert await found({"text": "ZURICH"}) == {"zurich"}  # case and accents
+    assert await found({"body": "geneve zürich"}) == {"zurich"}  # every term, any order
+    assert await found({"text": '"hello world"'}) == {"hello"}  # a phrase: in order
+    assert await found({"text": "hello-world"}) == {"hello"}  # punctuation between words
+    assert await found({"text": "world hello"}) == {"hello", "reversed"}
+    assert await found({"text": "carol budget"}) == {"hello"}  # From and subject
+    assert await found({"subject": "budget"}) == {"hello"}
+    assert await found({"body": "budget"}) == {"hello"}
+    assert await found({"body": "v2"}) == {"hello"}  # "_" separates words
+    assert await found({"from": "bob@example.org"}) == {"zurich"}
+    assert await found({"from": "example"}) == {"zurich", "hello", "reversed"}
+    assert await found({"to": "alice"}) == set(ids)
+    assert await found({"cc": "alice"}) == set()
+    assert await found({"subject": "carol"}) == set()  # only in From
+    assert await found({"text": '"@@@"'}) == set()  # a phrase without a word
+    assert await found({"text": "zur"}) == set()  # whole words only
+
+
+async def test_a_long_body_is_searchable_to_its_end(mail):
+    """Every word and phrase of a body of 25,000 different words is found (PostgreSQL
+    keeps word positions up to 16,383 and a tsvector under 1 MB: pgsearch.tsvector
+    stays within)."""
+    body = " ".join(f"w{n}" for n in range(25_000))
+    email_id = await mail.import_(
+        message("Bob <bob@example.org>", "Long", body), "2024-01-01T00:00:00Z"
+    )
+    for word in ("w0", "w16500", "w24999", '"w24998 w24999"'):
+        assert (await mail.call("Email/query", filter={"body": word}))["ids"] == [email_id], word
+    assert (await mail.call("Email/query", filter={"body": "w25000"}))["ids"] == []
+
+
 # -- §5 SearchSnippet previews from the indexed text ------------------------------------------
 
 
