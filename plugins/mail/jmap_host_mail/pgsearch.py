@@ -55,6 +55,8 @@ def create_index(db: Any) -> None:
 
 def words(text: str) -> list[str]:
     """The words of ``text`` as the index keeps them (see the module docstring)."""
+    if text.isascii():  # (most mail: nothing to decompose, fold or strip beyond lower())
+        return [w for w in _WORD.findall(text.lower()) if len(w) < MAX_WORD]
     decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
     return [w for w in _WORD.findall(bare.casefold()) if len(w.encode()) < MAX_WORD]
