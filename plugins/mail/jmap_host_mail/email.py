@@ -20,6 +20,7 @@ import json
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
@@ -28,6 +29,7 @@ import trio
 from jmap_host import (
     Call,
     DataType,
+    Dialect,
     FilterCondition,
     Host,
     Method,
@@ -48,6 +50,7 @@ from jmap_host import (
     check_get_size,
     check_quota,
     dates,
+    dialect,
     expect_long_read,
     limits_for,
     messaging,
@@ -195,8 +198,19 @@ def _thread_keyword(mode: str) -> Any:
     return condition
 
 
+# The dialect of the store an Email filter is being compiled for (EmailQuery sets it):
+# the text conditions' SQL is the back end's own (store.fts_condition), and the host
+# compiles a custom condition from its value alone.  Unset when the filter is only
+# checked (SearchSnippet/get): SQLite's then (dialect of no connection).
+_FILTER_DIALECT: ContextVar[Dialect | None] = ContextVar("mail_filter_dialect", default=None)
+
+
 def _text(field: str) -> Any:
-    return lambda value: store.fts_condition("mail_email", store.FTS_COLUMNS[field], value)
+    def condition(value: str) -> tuple[str, list[Any]]:
+        sql = _FILTER_DIALECT.get() or dialect(None)
+        return store.fts_condition(sql, "mail_email", store.FTS_COLUMNS[field], value)
+
+    return condition
 
 
 def _header(value: list[str]) -> tuple[str, list[Any]]:
@@ -722,15 +736,16 @@ SORT_OPTIONS = sorted({"receivedAt", "size", "subject", "sentAt", *ADDRESS_SORTS
 THREAD_FILTERS = ("allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword")
 
 
-def _collate(comparator: dict[str, Any]) -> str:
+def _collate(expression: str, comparator: dict[str, Any], sql: Dialect) -> str:
     name = comparator.get("collation") or objectstore.DEFAULT_COLLATION
     if name not in objectstore.COLLATIONS:
         raise MethodError("unsupportedSort", f"unsupported collation {name!r}")
-    return f" COLLATE {objectstore.COLLATIONS[name]}"
+    return sql.collate(expression, name)
 
 
-def compile_email_sort(sort: Any) -> tuple[str, list[Any], bool, bool]:
-    """(ORDER BY, parameters, mutable, thread-dependent) for an Email/query sort."""
+def compile_email_sort(sort: Any, sql: Dialect) -> tuple[str, list[Any], bool, bool]:
+    """(ORDER BY, parameters, mutable, thread-dependent) for an Email/query sort on a
+    store of the dialect ``sql``."""
     comparators = standard.check_sort(sort) or [{"property": "receivedAt"}]
     terms: list[str] = []
     params: list[Any] = []
@@ -757,11 +772,10 @@ def compile_email_sort(sort: Any) -> tuple[str, list[Any], bool, bool]:
                 f"COALESCE(NULLIF(json_extract({col}, '$[0].name'), ''), "
                 f"json_extract({col}, '$[0].email'), '')"
             )
-            terms.append(f"{expr}{_collate(comparator)} {direction}")
+            terms.append(f"{_collate(expr, comparator, sql)} {direction}")
         elif name == "subject":
-            terms.append(
-                f"mail_base_subject({_email_col('subject')}){_collate(comparator)} {direction}"
-            )
+            key = store.base_subject_key(sql, "mail_email", _email_col("subject"))
+            terms.append(f"{_collate(key, comparator, sql)} {direction}")
         elif name in EMAIL.sortable:  # receivedAt, sentAt (in time order: order_column), size
             col = objectstore.order_column(EMAIL.by_name[name])
             terms.append(f"[mail_email].[{col}] {direction}")
@@ -839,7 +853,10 @@ def sharee_query(db: Any, access: Any, call: Call) -> EmailQuery:
         return out
 
     query = EmailQuery(
-        rewrite(call.args.get("filter")), call.args.get("sort"), _bool_arg(call, "collapseThreads")
+        rewrite(call.args.get("filter")),
+        call.args.get("sort"),
+        _bool_arg(call, "collapseThreads"),
+        call.host.store.dialect,
     )
     query.where = standard.and_where(query.where, sharing.visible_where(EMAIL, access))
     query.calculable = False  # what a sharee sees moves with the shares
@@ -857,16 +874,24 @@ class EmailQuery:
     collect the matches once and walk the index against them.  Every plan runs the same
     WHERE and ORDER BY, so the answer is the same whichever is chosen."""
 
-    def __init__(self, filter_: Any, sort: Any, collapse: bool):
-        # The host compiles and checks the filter; the sort is this module's.
-        self.where, _, filter_mutable = standard.compile_query(
-            EMAIL, filter_, [{"property": "receivedAt"}]
-        )
-        self.order, self.order_params, sort_mutable, sort_thread = compile_email_sort(sort)
+    def __init__(self, filter_: Any, sort: Any, collapse: bool, sql: Dialect):
+        # The host compiles and checks the filter; the sort is this module's.  ``sql``: the
+        # store's dialect (host.store.dialect).
+        compiling = _FILTER_DIALECT.set(sql)
+        try:
+            self.where, _, filter_mutable = standard.compile_query(
+                EMAIL, filter_, [{"property": "receivedAt"}], sql
+            )
+        finally:
+            _FILTER_DIALECT.reset(compiling)
+        self.order, self.order_params, sort_mutable, sort_thread = compile_email_sort(sort, sql)
         self.mutable = filter_mutable or sort_mutable
         self.collapse = collapse
         self.calculable = not collapse and not sort_thread and not _thread_filter(filter_)
-        queries = _required_text(filter_)
+        # The plans below read the FTS5 index (store.fts_estimate, ...); PostgreSQL's own
+        # planner chooses how to search its GIN index (pgsearch).
+        self.planned = store.plans_text_search(sql)
+        queries = _required_text(filter_) if self.planned else []
         self.text = " AND ".join(f"({q})" for q in queries) if queries else None
         first = (standard.check_sort(sort) or [{"property": "receivedAt"}])[0]
         self.walkable = first["property"] in WALKABLE_SORTS
@@ -925,7 +950,7 @@ class EmailQuery:
 
     def _select(self, db: Any, account: str, columns: str, want: int | None) -> tuple:
         """SQL and parameters selecting ``columns`` of the matching Emails, by the plan."""
-        plan = self._plan(db, want)
+        plan = self._plan(db, want) if self.planned else "walk"
         where, params = self.where[0], [*self.where[1]]
         if plan == "seek":
             where = store.fts_per_row("mail_email", where)
@@ -991,7 +1016,10 @@ async def email_query(call: Call) -> dict[str, Any]:
     account = call.account.id
     standard.check_read(EMAIL, call)
     query = EmailQuery(
-        call.args.get("filter"), call.args.get("sort"), _bool_arg(call, "collapseThreads")
+        call.args.get("filter"),
+        call.args.get("sort"),
+        _bool_arg(call, "collapseThreads"),
+        call.host.store.dialect,
     )
     position = standard.arg(call, "position", "Int", 0)
     anchor = standard.arg(call, "anchor", "Id|null")
@@ -1042,7 +1070,10 @@ async def email_query_changes(call: Call) -> dict[str, Any]:
     account = call.account.id
     standard.check_read(EMAIL, call)
     query = EmailQuery(
-        call.args.get("filter"), call.args.get("sort"), _bool_arg(call, "collapseThreads")
+        call.args.get("filter"),
+        call.args.get("sort"),
+        _bool_arg(call, "collapseThreads"),
+        call.host.store.dialect,
     )
     if not query.calculable:
         raise MethodError("cannotCalculateChanges", "this query depends on whole Threads")

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from jmap_host import SetContext, dialect
+from jmap_host import Dialect, SetContext, dialect
 
 from . import pgsearch
 
@@ -357,13 +357,37 @@ def _fts_each(table: str) -> str:
     return f"EXISTS (SELECT 1 FROM {FTS} WHERE {FTS} MATCH ? AND rowid = [{table}].rowid)"
 
 
-def fts_condition(table: str, column: str | None, text: str) -> tuple[str, list[Any]]:
-    """A text filter as SQL: the rowids the MATCH finds, looked up once per statement
-    (an Email's index row shares its rowid; see add_new_emails)."""
+def fts_condition(sql: Dialect, table: str, column: str | None, text: str) -> tuple[str, list[Any]]:
+    """A text filter as SQL for a store of dialect ``sql``: the rowids the index finds,
+    looked up once per statement (an Email's index row shares its rowid; see
+    add_new_emails)."""
+    if sql.name == "postgresql":
+        phrases = search_terms(text)
+        if not phrases:
+            return "true", []
+        where, params = pgsearch.condition(column, phrases)
+        return f"[{table}].rowid IN (SELECT rowid FROM {FTS} WHERE {where})", params
     query = fts_query(text, column)
     if not query:
         return "true", []
     return _fts_in(table), [query]
+
+
+def plans_text_search(sql: Dialect) -> bool:
+    """Whether Email/query chooses how to run a text search itself (EmailQuery._plan,
+    from the FTS5 index: fts_estimate, fts_newest); PostgreSQL's planner costs a search of
+    its GIN index from the index's own statistics."""
+    return sql.name == "sqlite"
+
+
+def base_subject_key(sql: Dialect, table: str, subject: str) -> str:
+    """SQL for the base subject (RFC 8621 §4.4.2 subject sort) of the Email rows of
+    ``table`` whose subject column is ``subject``: SQLite computes it (mail_base_subject,
+    a Python function on its connections), PostgreSQL reads the one its index row keeps
+    (pgsearch.add_texts)."""
+    if sql.name == "postgresql":
+        return f"(SELECT f.base_subject FROM {FTS} f WHERE f.rowid = [{table}].rowid)"
+    return f"mail_base_subject({subject})"
 
 
 def fts_per_row(table: str, where: str) -> str:

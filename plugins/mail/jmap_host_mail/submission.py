@@ -285,8 +285,13 @@ def enqueue(
     """Queue ``data`` for ``rcpt_to`` inside the caller's write transaction; the runner
     sends it once the transaction has committed."""
     now = time.time()
+    # The next id as SQLite gives an INTEGER PRIMARY KEY (one above the highest), taken
+    # here so that PostgreSQL, which has no such alias of the rowid, gets the same; the
+    # write lock makes it safe.
+    top = db.execute(f"SELECT max(id) FROM {OUTBOUND}").fetchone()[0]
     db[OUTBOUND].insert(
         {
+            "id": int(top or 0) + 1,
             "account": account, "submission_id": submission_id, "mail_from": mail_from,
             "rcpt_to": json.dumps(rcpt_to), "data": data, "state": "queued", "attempts": 0,
             "next_attempt": now, "created": now,

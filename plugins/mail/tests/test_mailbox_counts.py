@@ -21,7 +21,8 @@ from jmap_host_mail import email as email_module
 from jmap_host_mail import store
 from jmap_host_mail.testing import MailClient
 
-from jmap_host import SetError
+from jmap_host import SetError, dialect
+from jmap_host.pgstore import MIGRATIONS_TABLE
 from jmap_host.testing import running_server
 
 CORE = "urn:ietf:params:jmap:core"
@@ -252,7 +253,7 @@ def group_by_counts(db: Any) -> dict[tuple[str, str], tuple[int, ...]]:
     every membership row (the reference for the backfill)."""
     rows = db.execute(
         "SELECT account, mailbox_id, count(*), sum(unread), count(DISTINCT thread_id), "
-        f"count(DISTINCT CASE WHEN unread THEN thread_id END) FROM {store.MEMBERSHIP} "
+        f"count(DISTINCT CASE WHEN unread != 0 THEN thread_id END) FROM {store.MEMBERSHIP} "
         "GROUP BY account, mailbox_id"
     ).fetchall()
     return {(r[0], r[1]): (r[2], r[3] or 0, r[4], r[5]) for r in rows}
@@ -277,11 +278,12 @@ async def test_backfill_migration_matches_group_by(mail):
 
     def downgrade(db: Any) -> None:
         for kind in ("insert", "delete", "update"):
-            db.execute(f"DROP TRIGGER mail_mailbox_counts_{kind}")
+            dialect(db).drop_trigger(db, f"mail_mailbox_counts_{kind}", store.MEMBERSHIP)
         db.execute(f"DROP TABLE {store.MAILBOX_COUNTS}")
         db.execute(f"DROP TABLE {store.THREAD_COUNTS}")
+        records = "_sqlite_migrations" if dialect(db).name == "sqlite" else MIGRATIONS_TABLE
         db.execute(
-            "DELETE FROM _sqlite_migrations WHERE migration_set = ? AND name = ?",
+            f"DELETE FROM {records} WHERE migration_set = ? AND name = ?",
             ["jmap-host-mail", "create_mailbox_counts"],
         )
 
