@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # jmap-host developer entry point.  Works on a fresh Debian machine with Python 3.11:
 #   bash dev.sh serve   set up .venv, then run the server on the embedded default config
-#   bash dev.sh test    set up .venv and Chromium, then run ruff and the whole test suite
+#   bash dev.sh test    set up .venv, Chromium, slapd and PostgreSQL, then run ruff and the
+#                       whole test suite twice: on SQLite, then on PostgreSQL
 #   bash dev.sh test-postgresql   the test suite on the PostgreSQL storage back end
 #   bash dev.sh setup   only set up .venv (host, every in-repo plugin, test tools)
 set -euo pipefail
@@ -53,7 +54,10 @@ case "${1:-}" in
   test)
     shift; setup; setup_browser; setup_ldap; setup_postgresql
     .venv/bin/ruff check .
-    exec .venv/bin/python -m pytest "$@" ;;
+    # The whole suite on both storage back ends: the embedded SQLite, then PostgreSQL (a
+    # throw-away server on 127.0.0.1, see jmap_host/pgcluster.py).
+    .venv/bin/python -m pytest "$@"
+    exec .venv/bin/python -m pytest --backend=postgresql "$@" ;;
   test-postgresql)
     shift; setup; setup_browser; setup_ldap; setup_postgresql
     exec .venv/bin/python -m pytest --backend=postgresql "$@" ;;
