@@ -164,16 +164,15 @@ def encode(message: Message) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
-class PgBus:
-    """Host events over PostgreSQL LISTEN/NOTIFY on the store's database."""
+class QueuedBus:
+    """What every transport shares: :meth:`send` queues (never blocks, never fails); past
+    MAX_QUEUED the queue is dropped and ``_dropped`` says the others must first be told
+    of the gap (GAP_EVENT)."""
 
-    def __init__(self, url: str, *, statement_timeout: float = 30.0):
-        self.url = url
-        self.statement_timeout = statement_timeout
+    def __init__(self) -> None:
         self._queue: deque[Message] = deque()
         self._queued = trio.Event()
-        self._dropped = False  # messages were dropped: tell the others first
-        self.reconnects = 0  # (for tests and logs)
+        self._dropped = False
 
     def send(self, message: Message) -> None:
         if len(self._queue) >= MAX_QUEUED:
@@ -181,6 +180,16 @@ class PgBus:
             self._dropped = True
         self._queue.append(message)
         self._queued.set()
+
+
+class PgBus(QueuedBus):
+    """Host events over PostgreSQL LISTEN/NOTIFY on the store's database."""
+
+    def __init__(self, url: str, *, statement_timeout: float = 30.0):
+        super().__init__()
+        self.url = url
+        self.statement_timeout = statement_timeout
+        self.reconnects = 0  # (for tests and logs)
 
     async def run(
         self, events: HostEvents, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

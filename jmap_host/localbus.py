@@ -28,13 +28,12 @@ import logging
 import secrets
 import socket
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from .cluster import GAP_EVENT  # (the cluster bus's name for it)
+from .cluster import GAP_EVENT, QueuedBus
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,6 @@ DATAGRAM_LIMIT = 60_000
 RECEIVE_LIMIT = 256 * 1024
 SEND_TIMEOUT = 1.0
 PAYLOAD_RETENTION = 60.0
-MAX_QUEUED = 10_000
 
 
 def local_bus_for(host: Any) -> LocalBus | None:
@@ -55,7 +53,7 @@ def local_bus_for(host: Any) -> LocalBus | None:
     return LocalBus(Path(host.store.directory) / "bus")
 
 
-class LocalBus:
+class LocalBus(QueuedBus):
     """Messages to every other process registered in ``directory`` (see the module)."""
 
     def __init__(self, directory: Path):
@@ -63,19 +61,10 @@ class LocalBus:
         # Every process on the same data directory shares the prefix of its address.
         digest = hashlib.sha256(str(self.directory.resolve()).encode()).hexdigest()[:16]
         self._prefix = f"\0jmap-host-bus/{digest}/"
-        self._queue: deque[Message] = deque()
-        self._queued = trio.Event()
-        self._dropped = False  # our own queue overflowed: every peer gets a gap first
+        super().__init__()  # (when the queue overflows, every peer gets a gap first)
         self._behind: set[str] = set()  # peers that missed a message
         self._sock: trio.socket.SocketType | None = None
         self.node = ""
-
-    def send(self, message: Message) -> None:
-        if len(self._queue) >= MAX_QUEUED:
-            self._queue.clear()
-            self._dropped = True
-        self._queue.append(message)
-        self._queued.set()
 
     async def run(
         self, events: Any, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

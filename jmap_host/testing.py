@@ -26,8 +26,12 @@ from __future__ import annotations
 import base64
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -272,6 +276,56 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+class ServerProcess:
+    """``python -m jmap_host run -c CONFIG`` as a subprocess, for what only a process of
+    its own shows: a kill -9, several nodes on one database.  :meth:`spawn` starts it
+    (its output to ``log``), :meth:`wait_ready` waits until it serves, :meth:`kill` is a
+    SIGKILL, :meth:`stop` a SIGTERM (then a SIGKILL if it does not stop)."""
+
+    def __init__(self, config: Path, url: str):
+        self.config, self.url = config, url
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: Path | None = None
+
+    def spawn(self, log: Path) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jmap_host", "run", "-c", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        assert self.proc is not None and self.log is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b"Ctrl+C" in self.log.read_bytes():  # (hypercorn's "Running on ...")
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        self.proc.kill()
+        raise AssertionError(
+            f"{self.config} did not start:\n{self.log.read_text('utf-8', 'replace')}"
+        )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def write_tls_config(directory: Path, extra: str = "") -> tuple[Path, Path]:

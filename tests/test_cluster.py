@@ -9,10 +9,6 @@ bus's delivery, its large payloads, its reconnection.  The last ones run three
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +27,7 @@ from jmap_host.testing import (
     BASE_CONFIG,
     AccountClient,
     RunningServer,
+    ServerProcess,
     basic,
     eventually,
     free_port,
@@ -266,50 +263,17 @@ async def test_a_sender_that_lost_events_makes_the_others_resynchronise(tmp_path
 # -- three nodes as processes ------------------------------------------------------------
 
 
-class Node:
-    """``python -m jmap_host run -c FILE`` as a subprocess on its own port."""
+class Node(ServerProcess):
+    """A node: ``python -m jmap_host run -c FILE`` as a subprocess on its own port."""
 
     def __init__(self, directory: Path, name: str):
+        port = free_port()
+        super().__init__(node_config(directory, name, port), f"http://127.0.0.1:{port}")
         self.name = name
-        self.port = free_port()
-        self.config = node_config(directory, name, self.port)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = directory / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.directory = directory
 
     def start(self) -> None:
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jmap_host", "run", "-c", str(self.config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-
-    def wait_ready(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if b"Ctrl+C" in self.log.read_bytes():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"node {self.name} did not start:\n{self.log.read_text()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.spawn(self.directory / f"{self.name}.log")
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, headers=basic("alice"), timeout=10, **kwargs)

@@ -13,10 +13,7 @@ import hashlib
 import os
 import random
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from jmap_host.testing import BASE_CONFIG, basic, write_config
+from jmap_host.testing import BASE_CONFIG, ServerProcess, basic, free_port, write_config
 
 # The example plugin (the sample Note type) is opt-in.
 EXAMPLE_ON = '[plugins]\nopt-in = ["example"]\n'
@@ -37,59 +34,25 @@ KILLS = 20
 MAX_BLOB = 200 * 1024
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
+class Server(ServerProcess):
     """``python -m jmap_host run -c FILE`` as a subprocess, killed and restarted at will."""
 
     def __init__(self, config: Path, port: int, logs: Path):
-        self.config = config
-        self.url = f"http://127.0.0.1:{port}"
+        super().__init__(config, f"http://127.0.0.1:{port}")
         self.logs = logs
-        self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.start_times: list[float] = []
 
     def start(self) -> None:
         self.starts += 1
-        log = self.logs / f"server-{self.starts}.log"
         began = time.monotonic()
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jmap_host", "run", "-c", str(self.config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        deadline = began + 20
-        while time.monotonic() < deadline:
-            if b"Ctrl+C" in log.read_bytes():
-                self.start_times.append(time.monotonic() - began)
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        self.proc.kill()
-        raise AssertionError("server did not start:\n" + log.read_text(errors="replace"))
+        self.spawn(self.logs / f"server-{self.starts}.log")
+        self.wait_ready(20)
+        self.start_times.append(time.monotonic() - began)
 
     def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        assert self.proc.returncode == -signal.SIGKILL
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().kill()
+        assert self.proc is not None and self.proc.returncode == -signal.SIGKILL
 
 
 @dataclass

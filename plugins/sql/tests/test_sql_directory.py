@@ -276,11 +276,11 @@ async def test_seed_is_created_on_the_first_start_only(tmp_path):
         assert account_id_for("team") in session["accounts"]
     shown = await ok("principal", "show", "demo", "-c", str(config))
     assert "$argon2" not in shown and "password:    set" in shown
-    secret = (
-        sqlite3.connect(tmp_path / "data" / "jmap-host.db")
-        .execute("SELECT secret FROM sql_principal WHERE name = 'demo'")
-        .fetchone()[0]
+    store = load_host(config).store  # (the host database, on either back end)
+    secret = store.read_sync(
+        lambda db: db.execute("SELECT secret FROM sql_principal WHERE name = 'demo'").fetchone()[0]
     )
+    store.close()
     assert secret.startswith("$argon2id$")  # the plain-text seed password was hashed
 
     await ok("principal", "delete", "demo", "-c", str(config))
