@@ -55,9 +55,12 @@ case "${1:-}" in
     shift; setup; setup_browser; setup_ldap; setup_postgresql
     .venv/bin/ruff check .
     # The whole suite on both storage back ends: the embedded SQLite, then PostgreSQL (a
-    # throw-away server on 127.0.0.1, see jmap_host/pgcluster.py).
-    .venv/bin/python -m pytest "$@"
-    exec .venv/bin/python -m pytest --backend=postgresql "$@" ;;
+    # throw-away server on 127.0.0.1, see jmap_host/pgcluster.py).  pytest-xdist runs one
+    # worker per core (at most 4; each worker starts its own servers): on the 2-core CI
+    # machine 3.6 + 6.4 minutes instead of 5.5 + 8.8.
+    workers=$(nproc); if [ "$workers" -gt 4 ]; then workers=4; fi
+    .venv/bin/python -m pytest -n "$workers" "$@"
+    exec .venv/bin/python -m pytest -n "$workers" --backend=postgresql "$@" ;;
   test-postgresql)
     shift; setup; setup_browser; setup_ldap; setup_postgresql
     exec .venv/bin/python -m pytest --backend=postgresql "$@" ;;
