@@ -339,7 +339,7 @@ async def test_due_alert_delivered_to_push_subscription(tmp_path):
         assert pushed == {"@type": "CalendarAlert", "accountId": ALICE,
                           "calendarEventId": created["e"]["id"], "uid": created["e"]["uid"],
                           "recurrenceId": None, "alertId": "a1"}  # fmt: skip
-        with trio.fail_after(2):  # (the other hears of the CalendarEvent change only)
+        with trio.fail_after(10):  # (the other hears of the CalendarEvent change only)
             assert (await other.receive())["@type"] == "StateChange"
         with trio.move_on_after(0.5):
             extra = await other.receive()
