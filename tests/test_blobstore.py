@@ -20,8 +20,7 @@ from jmap_host import ConfigError, load_host
 from jmap_host.testing import AccountClient, config_text, running_server, write_config
 
 CORE = "urn:ietf:params:jmap:core"
-# The calendars and contacts migrations do not run on PostgreSQL yet; these tests need
-# neither (nor mail).
+# The blob store is the host's: these tests need none of the big plugins.
 PLUGINS = '[plugins]\ndisabled = ["mail", "calendars", "contacts"]\n'
 DATABASE = PLUGINS + '[storage.blob]\nstore = "database"\n'
 

@@ -15,8 +15,7 @@ from jmap_host.testing import AccountClient, config_text, running_server, write_
 
 CORE = "urn:ietf:params:jmap:core"
 EXAMPLE = "https://jmap-host.org/ext/example"
-# The example plugin's Notes; the mail, calendars and contacts migrations are not all on
-# PostgreSQL yet.
+# The example plugin's Notes alone, so that what is copied and skipped is the tests' own.
 PLUGINS = '[plugins]\nopt-in = ["example"]\ndisabled = ["mail", "calendars", "contacts"]\n'
 
 

@@ -20,8 +20,6 @@ from jmap_host import ConfigError, load_host
 from jmap_host.testing import basic, write_config
 from jmap_host.workers import Supervisor
 
-# (The mail, calendars and contacts migrations are not all on PostgreSQL yet.)
-NO_PLUGINS = '[plugins]\ndisabled = ["mail", "calendars", "contacts"]\n'
 READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
 LISTENING = re.compile(r"listener 'jmap' \(jmap\): http://127\.0\.0\.1:(\d+)")
 
@@ -108,10 +106,8 @@ def server_pid(client_port: int, pids: list[int]) -> int:
     raise AssertionError(f"no worker holds the connection from port {client_port}")
 
 
-def test_workers_serve_are_restarted_and_stop_together(
-    tmp_path: Path, storage_backend: str
-) -> None:
-    server = Supervised(tmp_path, NO_PLUGINS if storage_backend == "postgresql" else "")
+def test_workers_serve_are_restarted_and_stop_together(tmp_path: Path) -> None:
+    server = Supervised(tmp_path, "")
     try:
         first = server.workers()
         assert sorted(first) == [0, 1] and len(set(first.values())) == 2
