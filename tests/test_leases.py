@@ -4,11 +4,8 @@ storage.path on SQLite, session advisory locks on PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import trio
 
 from jmap_host import load_host
 from jmap_host.leases import LEASE_SPACE
-from jmap_host.testing import eventually, write_config
+from jmap_host.testing import ServerProcess, eventually, write_config
 
 
 def two_hosts(tmp_path: Path) -> tuple:
@@ -172,20 +169,13 @@ def test_two_server_processes_run_each_job_once(tmp_path: Path, storage_backend:
     # With every default plugin, whose jobs (outbound mail, alerts) are leased too.
     config = write_config(tmp_path)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    procs = []
+    servers = [ServerProcess(config, "") for _ in logs]
     try:
-        for log in logs:
-            with open(log, "wb") as out:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "jmap_host", "run", "-c", str(config)],
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                    )
-                )
+        for server, log in zip(servers, logs, strict=True):
+            server.spawn(log)
             # (One after the other: the second finds the first's leases taken.)
-            wait_for(lambda log=log: b"Ctrl+C" in log.read_bytes())
+            server.wait_ready()
+        procs = [s.proc for s in servers]
         pids = [p.pid for p in procs]
         leases = ["host.push-delivery", "host.blob-sweeper", "host.change-compaction",
                   "mail.outbound", "calendars.alerts"]  # fmt: skip
@@ -196,15 +186,12 @@ def test_two_server_processes_run_each_job_once(tmp_path: Path, storage_backend:
         found = holders(logs)
         for name in leases:
             assert found[name] == [pids[0]], (name, found)
-        procs[0].send_signal(signal.SIGKILL)
-        procs[0].wait()
+        servers[0].kill()
         wait_for(lambda: all(len(holders(logs).get(n, [])) == 2 for n in leases))
         for name in leases:
             assert holders(logs)[name] == pids, name
         procs[1].send_signal(signal.SIGTERM)
         assert procs[1].wait(timeout=20) == 0
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        for server in servers:
+            server.stop()

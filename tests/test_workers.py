@@ -8,7 +8,6 @@ import http.client
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 import trio
 
 from jmap_host import ConfigError, load_host
-from jmap_host.testing import basic, write_config
+from jmap_host.testing import ServerProcess, basic, write_config
 from jmap_host.workers import Supervisor
 
 READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
@@ -47,13 +46,9 @@ class Supervised:
     def __init__(self, tmp_path: Path, extra: str):
         self.config = write_config(tmp_path, extra + "\n[server]\nworkers = 2\n")
         self.log = tmp_path / "run.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jmap_host", "run", "-c", str(self.config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        self.server = ServerProcess(self.config, "")
+        self.server.spawn(self.log)
+        self.proc = self.server.proc
         found = wait_for(lambda: LISTENING.search(self.text()))
         self.port = int(found.group(1))
 
